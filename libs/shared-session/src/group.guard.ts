@@ -1,0 +1,60 @@
+import { CanActivate, ExecutionContext, ForbiddenException, HttpException, Injectable, UnauthorizedException } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request } from 'express';
+import type { GroupRequirement } from './groups.decorator';
+import { requireSession } from './session-request';
+import { GROUPS_METADATA } from './shared-session.constants';
+
+/**
+ * 401 without a logged-in session (no `username`), 403 when the session is
+ * in none of the groups that `@Groups()` names, 503 when Redis is down.
+ * Without `@Groups()` a logged-in session is enough. The protected methods
+ * are the places to change where groups come from or what is thrown.
+ */
+@Injectable()
+export class GroupGuard implements CanActivate {
+  constructor(protected readonly reflector: Reflector) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const req = context.switchToHttp().getRequest<Request>();
+    if (!this.getUsername(req)) throw this.unauthorized();
+    const required = this.reflector.getAllAndOverride<GroupRequirement[] | undefined>(GROUPS_METADATA, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    if (!required || required.length === 0) return true;
+    const wanted = this.resolveGroups(required, req);
+    const held = new Set(this.getGroups(req));
+    if (!wanted.some((group) => held.has(group))) throw this.forbidden();
+    return true;
+  }
+
+  /** The logged-in user's name, or undefined for an anonymous session. */
+  protected getUsername(req: Request): string | undefined {
+    const username = requireSession(req).username;
+    return typeof username === 'string' && username.length > 0 ? username : undefined;
+  }
+
+  /** The groups the session grants access to. */
+  protected getGroups(req: Request): string[] {
+    const groups = requireSession(req).groups;
+    return Array.isArray(groups) ? groups.filter((g): g is string => typeof g === 'string') : [];
+  }
+
+  /** The group ids `@Groups()` asks for on this request; a missing route parameter asks for none. */
+  protected resolveGroups(required: GroupRequirement[], req: Request): string[] {
+    return required.flatMap((r) => {
+      if (typeof r === 'string') return [r];
+      const value = (req.params as Record<string, string | undefined>)?.[r.param];
+      return typeof value === 'string' && value.length > 0 ? [value] : [];
+    });
+  }
+
+  protected unauthorized(): HttpException {
+    return new UnauthorizedException('Log in to see this resource.');
+  }
+
+  protected forbidden(): HttpException {
+    return new ForbiddenException('Your session is not a member of this group.');
+  }
+}

@@ -1,0 +1,35 @@
+import { InternalServerErrorException, ServiceUnavailableException } from '@nestjs/common';
+import type { Request } from 'express';
+import type { Session, SessionData } from 'express-session';
+
+/** Set by SharedSessionMiddleware on every request it has seen. */
+const SEEN = Symbol('resty-shared-session:seen');
+/** Set when the session could not be read because Redis failed. */
+const UNAVAILABLE = Symbol('resty-shared-session:unavailable');
+
+type Marked = Request & { [SEEN]?: true; [UNAVAILABLE]?: true };
+
+export function markSessionRequest(req: Request, available: boolean): void {
+  (req as Marked)[SEEN] = true;
+  if (!available) (req as Marked)[UNAVAILABLE] = true;
+}
+
+export function serviceUnavailable(): ServiceUnavailableException {
+  return new ServiceUnavailableException('The session store is unavailable; try again shortly.');
+}
+
+/**
+ * The request's session, or the HTTP error that explains why there is none:
+ * 503 when Redis failed, 500 when the module's middleware never ran (a setup
+ * mistake, not something a client can fix).
+ */
+export function requireSession(req: Request): Session & Partial<SessionData> {
+  const marked = req as Marked;
+  if (marked[UNAVAILABLE]) throw serviceUnavailable();
+  if (!marked[SEEN] || !req.session) {
+    throw new InternalServerErrorException(
+      'No session on this request: import SharedSessionModule.forRoot() in the root module (its middleware sets req.session)',
+    );
+  }
+  return req.session;
+}

@@ -1,0 +1,14 @@
+/** Defaults of PROTOCOL.md v1 (those of flask-resty-shared-session). */
+export const DEFAULT_SALT = 'flask-resty-session';
+export const DEFAULT_KEY_PREFIX = 'resty_shared_session';
+export const DEFAULT_COOKIE_NAME = 'session';
+/** Flask's PERMANENT_SESSION_LIFETIME: 31 days. */
+export const DEFAULT_TTL_SECONDS = 31 * 24 * 60 * 60;
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** Injection token of the ioredis client the module uses. */
+export const SHARED_SESSION_REDIS = Symbol('SHARED_SESSION_REDIS');
+/** Injection token of the validated, defaulted configuration. */
+export const SHARED_SESSION_CONFIG = Symbol('SHARED_SESSION_CONFIG');
+/** Metadata key written by @Groups(). */
+export const GROUPS_METADATA = 'resty-shared-session:groups';

@@ -1,0 +1,166 @@
+import type { Redis, RedisOptions } from 'ioredis';
+import {
+  DEFAULT_COOKIE_NAME,
+  DEFAULT_KEY_PREFIX,
+  DEFAULT_REDIS_URL,
+  DEFAULT_SALT,
+  DEFAULT_TTL_SECONDS,
+} from './shared-session.constants';
+
+export interface SharedSessionCookieOptions {
+  /** Cookie `Path`. Default `/`. */
+  path?: string;
+  /** Cookie `Domain`. Default: none (host-only cookie). */
+  domain?: string;
+  /** Cookie `Secure`. Default false. Behind a TLS-terminating proxy, set `proxy: true` too. */
+  secure?: boolean;
+  /** Cookie `HttpOnly`. Default true. */
+  httpOnly?: boolean;
+  /** Cookie `SameSite`. Default `'lax'`. */
+  sameSite?: 'lax' | 'strict' | 'none' | boolean;
+  /**
+   * true: the cookie carries `Expires`/`Max-Age` equal to `ttlSeconds` (Flask's
+   * permanent session); false: a browser-session cookie. Default true.
+   */
+  persistent?: boolean;
+}
+
+export interface SharedSessionModuleOptions {
+  /** The current signing secret (Flask's `SECRET_KEY`). Required. */
+  secret: string;
+  /** Older secrets still accepted; a cookie signed with one is re-signed with `secret`. Default `[]`. */
+  secretFallbacks?: string[];
+  /** Signer salt (Flask's `session_cookie_salt`). Default `flask-resty-session`. */
+  salt?: string;
+  /** Redis key prefix (Flask's `SESSION_KEY_PREFIX`). Default `resty_shared_session`. */
+  keyPrefix?: string;
+  /** Cookie name (Flask's `SESSION_COOKIE_NAME`). Default `session`. */
+  cookieName?: string;
+  /** Session lifetime in seconds, the TTL of the three Redis keys. Default 2678400 (31 days). */
+  ttlSeconds?: number;
+  /**
+   * An ioredis instance (left open on shutdown), a redis:// URL, or ioredis
+   * options (including Sentinel: `{ sentinels, name }`). Default `redis://127.0.0.1:6379`.
+   */
+  redis?: Redis | string | RedisOptions;
+  /** Cookie attributes. */
+  cookie?: SharedSessionCookieOptions;
+  /**
+   * Refresh the TTL of the three keys on every request that reads a session
+   * (express-session's store `touch`). Default true.
+   */
+  touch?: boolean;
+  /** Trust `X-Forwarded-Proto` for secure cookies (express-session `proxy`). Default: Express's `trust proxy`. */
+  proxy?: boolean;
+}
+
+/** The options after validation, every default filled in. */
+export interface SharedSessionConfig {
+  secret: string;
+  secretFallbacks: string[];
+  salt: string;
+  keyPrefix: string;
+  cookieName: string;
+  ttlSeconds: number;
+  redis: Redis | string | RedisOptions;
+  cookie: Required<Omit<SharedSessionCookieOptions, 'domain'>> & { domain?: string };
+  touch: boolean;
+  proxy?: boolean;
+}
+
+export class SharedSessionOptionsError extends Error {
+  constructor(option: string, problem: string) {
+    super(`SharedSessionModule: option "${option}" ${problem}`);
+    this.name = 'SharedSessionOptionsError';
+  }
+}
+
+/** Characters allowed in a key prefix here and in resty.shared_session ({} for Redis Cluster hash tags). */
+const KEY_PREFIX = /^[A-Za-z0-9_.:{}-]{1,64}$/;
+/** An RFC 6265 cookie name (a token). */
+const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+const SAME_SITE = ['lax', 'strict', 'none', true, false];
+
+function nonEmptyString(option: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new SharedSessionOptionsError(option, 'must be a non-empty string');
+  }
+  return value;
+}
+
+function optionalBoolean(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new SharedSessionOptionsError(option, 'must be true or false');
+  return value;
+}
+
+/** Validates the options and fills in the defaults; throws naming the first bad option. */
+export function resolveSharedSessionOptions(options: SharedSessionModuleOptions): SharedSessionConfig {
+  if (!options || typeof options !== 'object') {
+    throw new SharedSessionOptionsError('options', 'must be an object with at least { secret }');
+  }
+  const known = new Set(['secret', 'secretFallbacks', 'salt', 'keyPrefix', 'cookieName', 'ttlSeconds', 'redis', 'cookie', 'touch', 'proxy']);
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
+  }
+
+  const secret = nonEmptyString('secret', options.secret);
+  const fallbacks = options.secretFallbacks ?? [];
+  if (!Array.isArray(fallbacks)) throw new SharedSessionOptionsError('secretFallbacks', 'must be an array of strings');
+  fallbacks.forEach((s, i) => nonEmptyString(`secretFallbacks[${i}]`, s));
+
+  const salt = nonEmptyString('salt', options.salt ?? DEFAULT_SALT);
+  const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+  if (typeof keyPrefix !== 'string' || !KEY_PREFIX.test(keyPrefix)) {
+    throw new SharedSessionOptionsError('keyPrefix', 'must be 1 to 64 characters of A-Z a-z 0-9 _ . : { } -');
+  }
+  const cookieName = options.cookieName ?? DEFAULT_COOKIE_NAME;
+  if (typeof cookieName !== 'string' || !COOKIE_NAME.test(cookieName)) {
+    throw new SharedSessionOptionsError('cookieName', 'must be a cookie name token (letters, digits, !#$%&\'*+.^_`|~-)');
+  }
+  const ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
+  if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
+    throw new SharedSessionOptionsError('ttlSeconds', 'must be a positive whole number of seconds');
+  }
+
+  const redis = options.redis ?? DEFAULT_REDIS_URL;
+  if (typeof redis === 'string') {
+    if (!/^rediss?:\/\//.test(redis)) throw new SharedSessionOptionsError('redis', 'URL must start with redis:// or rediss://');
+  } else if (!redis || typeof redis !== 'object') {
+    throw new SharedSessionOptionsError('redis', 'must be an ioredis instance, a redis:// URL or ioredis options');
+  }
+
+  const cookie = options.cookie ?? {};
+  if (typeof cookie !== 'object') throw new SharedSessionOptionsError('cookie', 'must be an object');
+  const path = nonEmptyString('cookie.path', cookie.path ?? '/');
+  if (!path.startsWith('/')) throw new SharedSessionOptionsError('cookie.path', 'must start with /');
+  if (cookie.domain !== undefined) nonEmptyString('cookie.domain', cookie.domain);
+  const secure = optionalBoolean('cookie.secure', cookie.secure, false);
+  const sameSite = cookie.sameSite ?? 'lax';
+  if (!SAME_SITE.includes(sameSite)) {
+    throw new SharedSessionOptionsError('cookie.sameSite', "must be 'lax', 'strict', 'none', true or false");
+  }
+  if (sameSite === 'none' && secure === false) {
+    throw new SharedSessionOptionsError('cookie.sameSite', "'none' needs cookie.secure true (browsers drop it otherwise)");
+  }
+
+  return {
+    secret,
+    secretFallbacks: [...fallbacks],
+    salt,
+    keyPrefix,
+    cookieName,
+    ttlSeconds,
+    redis,
+    cookie: {
+      path,
+      domain: cookie.domain,
+      secure,
+      httpOnly: optionalBoolean('cookie.httpOnly', cookie.httpOnly, true),
+      sameSite,
+      persistent: optionalBoolean('cookie.persistent', cookie.persistent, true),
+    },
+    touch: optionalBoolean('touch', options.touch, true),
+    proxy: options.proxy === undefined ? undefined : optionalBoolean('proxy', options.proxy, false),
+  };
+}

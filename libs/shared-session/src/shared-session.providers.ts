@@ -1,0 +1,47 @@
+import { Logger, Provider } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { createRedisClient } from './redis-client';
+import { SessionCookieSigner } from './session-cookie-signer';
+import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
+import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
+import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions } from './shared-session.options';
+
+/** Marks a client this module created (and must close). */
+export const OWNED_REDIS = Symbol('SHARED_SESSION_OWNED_REDIS');
+
+export const sharedSessionProviders: Provider[] = [
+  {
+    provide: SHARED_SESSION_CONFIG,
+    useFactory: (options: SharedSessionModuleOptions) => resolveSharedSessionOptions(options),
+    inject: [SHARED_SESSION_OPTIONS],
+  },
+  {
+    provide: SHARED_SESSION_REDIS,
+    useFactory: (config: SharedSessionConfig) => {
+      const { client, owned } = createRedisClient(config.redis);
+      if (owned) (client as Redis & { [OWNED_REDIS]?: true })[OWNED_REDIS] = true;
+      return client;
+    },
+    inject: [SHARED_SESSION_CONFIG],
+  },
+  {
+    provide: SessionCookieSigner,
+    useFactory: (config: SharedSessionConfig) =>
+      new SessionCookieSigner({ secret: config.secret, secretFallbacks: config.secretFallbacks, salt: config.salt }),
+    inject: [SHARED_SESSION_CONFIG],
+  },
+  {
+    provide: FlaskRedisSessionStore,
+    useFactory: (config: SharedSessionConfig, client: Redis, signer: SessionCookieSigner) =>
+      new FlaskRedisSessionStore({
+        client,
+        signer,
+        keyPrefix: config.keyPrefix,
+        ttlSeconds: config.ttlSeconds,
+        cookie: config.cookie,
+        logger: new Logger('SharedSession'),
+      }),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner],
+  },
+];

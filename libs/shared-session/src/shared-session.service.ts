@@ -1,0 +1,83 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import type { Session, SessionData } from 'express-session';
+import { serialize } from 'cookie';
+import { requireSession, serviceUnavailable, markSessionRequest } from './session-request';
+import { SHARED_SESSION_CONFIG } from './shared-session.constants';
+import type { SharedSessionConfig } from './shared-session.options';
+
+declare module 'express-session' {
+  interface SessionData {
+    /** Reserved (PROTOCOL.md): the logged-in user. */
+    username?: string;
+    /** Reserved (PROTOCOL.md): the group ids that grant access, mirrored into Redis for nginx. */
+    groups?: string[];
+  }
+}
+
+export interface SessionLogin {
+  username: string;
+  groups?: string[];
+  /** Anything else to keep in the session (JSON). */
+  [key: string]: unknown;
+}
+
+/** Login, logout and group changes, each written to Redis before it returns. */
+@Injectable()
+export class SharedSessionService {
+  constructor(@Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig) {}
+
+  /**
+   * Starts a logged-in session under a new session id (the old one is
+   * deleted: no session fixation) and saves it. 503 when Redis is down.
+   */
+  async login(req: Request, login: SessionLogin): Promise<void> {
+    const { username, groups = [], ...data } = login;
+    if (typeof username !== 'string' || username.length === 0) throw new TypeError('login: username must be a non-empty string');
+    checkGroups(groups);
+    const session = requireSession(req);
+    await settle(req, (done) => session.regenerate(done));
+    Object.assign(req.session, data, { username, groups: [...groups] });
+    await settle(req, (done) => req.session.save(done));
+  }
+
+  /** Deletes the session's three keys and clears the cookie. 503 when Redis is down. */
+  async logout(req: Request, res: Response): Promise<void> {
+    const session = requireSession(req);
+    await settle(req, (done) => session.destroy(done));
+    const { path, domain, secure, httpOnly, sameSite } = this.config.cookie;
+    const cleared = serialize(this.config.cookieName, '', { path, domain, secure, httpOnly, sameSite, maxAge: 0, expires: new Date(0) });
+    const previous = res.getHeader('Set-Cookie');
+    res.setHeader('Set-Cookie', [...(previous === undefined ? [] : Array.isArray(previous) ? previous : [String(previous)]), cleared]);
+  }
+
+  /** Replaces the session's groups; nginx sees the change on its next request. */
+  async setGroups(req: Request, groups: string[]): Promise<void> {
+    checkGroups(groups);
+    const session = requireSession(req);
+    session.groups = [...groups];
+    await settle(req, (done) => session.save(done));
+  }
+
+  /** The current session (503 when Redis is down). */
+  session(req: Request): Session & Partial<SessionData> {
+    return requireSession(req);
+  }
+}
+
+function checkGroups(groups: unknown): asserts groups is string[] {
+  if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g.length === 0)) {
+    throw new TypeError('groups must be an array of non-empty strings');
+  }
+}
+
+/** Runs an express-session callback method; a store failure becomes a 503. */
+function settle(req: Request, run: (done: (err?: unknown) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    run((err) => {
+      if (!err) return resolve();
+      markSessionRequest(req, false);
+      reject(serviceUnavailable());
+    });
+  });
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need and is not there yet: Debian
+# packages through apt (as root, or with sudo), the two OpenResty libraries
+# Debian ties to nginx-extras (unpacked into .vendor/), and the npm packages.
+# Safe to run again: it only acts on what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+log() { printf '[install] %s\n' "$*"; }
+
+# Debian packages. Never "luajit": it replaces luajit2 and removes the Lua module.
+APT_PACKAGES=(
+  nginx libnginx-mod-http-ndk libnginx-mod-http-lua libnginx-mod-http-headers-more-filter
+  lua-resty-core lua-resty-lrucache lua-cjson luajit2 lua-busted lua-check
+  redis-server redis-sentinel wrk docker-compose chromium
+)
+# Packages whose files we unpack instead of installing (they depend on nginx-extras).
+VENDOR_DEBS=(lua-nginx-redis lua-nginx-redis-connector)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" = 0 ]; then
+    # The sandbox user cannot always write /tmp here; as root, skip the sandbox.
+    "${SUDO[@]}" apt-get -o APT::Sandbox::User=root update -qq
+    apt_updated=1
+  fi
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt: installing ${missing[*]}"
+  apt_update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+VENDOR="$ROOT/.vendor"
+if [ ! -f "$VENDOR/usr/share/lua/5.1/nginx/redis.lua" ] || [ ! -f "$VENDOR/usr/share/lua/5.1/nginx/redis/connector.lua" ]; then
+  log "unpacking ${VENDOR_DEBS[*]} into .vendor/"
+  apt_update
+  dl=$(mktemp -d)
+  chmod 777 "$dl"
+  (cd "$dl" && apt-get -o APT::Sandbox::User=root download -qq "${VENDOR_DEBS[@]}" >/dev/null)
+  mkdir -p "$VENDOR"
+  for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$VENDOR"; done
+  rm -rf "$dl"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
