@@ -5,8 +5,9 @@ module.exports = {
   roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/resty', '<rootDir>/e2e'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   transform: {
-    // Type-checking is done once by `tsc --noEmit` in scripts/test.sh.
-    '^.+\\.ts$': ['ts-jest', { isolatedModules: true }],
+    // tsconfig.json sets isolatedModules, so ts-jest only transpiles;
+    // type-checking is done once by `tsc --noEmit` in scripts/test.sh.
+    '^.+\\.ts$': 'ts-jest',
   },
   moduleNameMapper: {
     '^nest-resty-shared-session$': '<rootDir>/libs/shared-session/src',

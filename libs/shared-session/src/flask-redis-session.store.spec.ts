@@ -1,0 +1,150 @@
+import Redis from 'ioredis';
+import type { SessionData } from 'express-session';
+import { RedisServer } from '../../../test/support/redis-server';
+import { waitFor } from '../../../test/support/ports';
+import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { SessionCookieSigner } from './session-cookie-signer';
+import { REDIS_CLIENT_DEFAULTS } from './redis-client';
+
+const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
+const quietLogger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
+
+function call<T>(fn: (cb: (err?: unknown, value?: T) => void) => void): Promise<T | undefined> {
+  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+function session(data: Record<string, unknown>): SessionData {
+  return { cookie: { originalMaxAge: 1000, path: '/' }, ...data } as unknown as SessionData;
+}
+
+describe('FlaskRedisSessionStore on a real redis-server', () => {
+  let server: RedisServer;
+  let client: Redis;
+  let admin: Redis;
+  let store: FlaskRedisSessionStore;
+  const signer = new SessionCookieSigner({ secret: 'fishes', salt: 'app_session_salt' });
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
+    admin = new Redis(server.url);
+    store = new FlaskRedisSessionStore({ client, signer, keyPrefix: 'app_session_prefix', ttlSeconds: 3600, logger: quietLogger });
+    await waitFor('client ready', async () => client.status === 'ready');
+  });
+  afterAll(async () => {
+    client.disconnect();
+    admin.disconnect();
+    await server.dispose();
+  });
+  beforeEach(() => admin.flushall());
+
+  it('writes the three keys of PROTOCOL.md section 3 with the same TTL', async () => {
+    await call((cb) => store.set(SID, session({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark' }), cb));
+
+    expect((await admin.keys('*')).sort()).toEqual([
+      `app_session_prefix:data:${SID}`,
+      `app_session_prefix:groups:${SID}`,
+      `app_session_prefix:signature:${SID}`,
+    ]);
+    expect(await admin.type(`app_session_prefix:data:${SID}`)).toBe('string');
+    expect(await admin.type(`app_session_prefix:signature:${SID}`)).toBe('string');
+    expect(await admin.type(`app_session_prefix:groups:${SID}`)).toBe('set');
+    expect(JSON.parse((await admin.get(`app_session_prefix:data:${SID}`))!)).toEqual({
+      username: 'joe@example.com',
+      groups: ['one', 'three'],
+      theme: 'dark',
+    });
+    // The signature key holds exactly the cookie's <sig> part: the reference vector's.
+    expect(await admin.get(`app_session_prefix:signature:${SID}`)).toBe('FsOYDgVKMWoijVTT8uWUy_hCy44');
+    expect((await admin.smembers(`app_session_prefix:groups:${SID}`)).sort()).toEqual(['one', 'three']);
+    for (const kind of ['data', 'signature', 'groups']) {
+      const ttl = await admin.ttl(`app_session_prefix:${kind}:${SID}`);
+      expect(ttl).toBeGreaterThan(3590);
+      expect(ttl).toBeLessThanOrEqual(3600);
+    }
+  });
+
+  it('writes all keys in one MULTI/EXEC, in the protocol order', async () => {
+    const monitor = await admin.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => seen.push(args.join(' ')));
+    await call((cb) => store.set(SID, session({ username: 'u', groups: ['g1', 'g2'] }), cb));
+    await waitFor('EXEC in MONITOR', async () => seen.some((line) => line.startsWith('exec')));
+    monitor.disconnect();
+    const writes = seen.filter((line) => !line.startsWith('info') && !line.startsWith('monitor'));
+    expect(writes.map((line) => line.split(' ')[0].toLowerCase())).toEqual(['multi', 'set', 'set', 'del', 'sadd', 'expire', 'exec']);
+    expect(writes[4]).toBe(`sadd app_session_prefix:groups:${SID} g1 g2`);
+  });
+
+  it('keeps no groups key when the session has no groups, and removes a stale one', async () => {
+    await call((cb) => store.set(SID, session({ username: 'u', groups: ['a'] }), cb));
+    await call((cb) => store.set(SID, session({ username: 'u', groups: [] }), cb));
+    expect(await admin.exists(`app_session_prefix:groups:${SID}`)).toBe(0);
+    await call((cb) => store.set(SID, session({ username: 'u' }), cb));
+    expect(await admin.exists(`app_session_prefix:groups:${SID}`)).toBe(0);
+    expect(await admin.exists(`app_session_prefix:data:${SID}`)).toBe(1);
+  });
+
+  it('refuses groups that are not an array of strings, writing nothing', async () => {
+    await expect(call((cb) => store.set(SID, session({ username: 'u', groups: 'one' }), cb))).rejects.toThrow(/groups/);
+    await expect(call((cb) => store.set(SID, session({ username: 'u', groups: [1] }), cb))).rejects.toThrow(/groups/);
+    expect(await admin.dbsize()).toBe(0);
+  });
+
+  it('reads what Flask wrote, keeping keys it does not know, and rebuilds the cookie from the TTL', async () => {
+    await admin.set(`app_session_prefix:data:${SID}`, JSON.stringify({ _permanent: true, username: 'sam', groups: ['two'], csrf: 'x' }), 'EX', 600);
+    const read = (await call<SessionData | null>((cb) => store.get(SID, cb))) as SessionData & Record<string, unknown>;
+    expect(read).toMatchObject({ _permanent: true, username: 'sam', groups: ['two'], csrf: 'x' });
+    const expires = new Date(read.cookie.expires as unknown as string).getTime();
+    expect(expires - Date.now()).toBeGreaterThan(590_000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(600_000);
+
+    // Written back, the unknown keys survive.
+    await call((cb) => store.set(SID, read, cb));
+    expect(JSON.parse((await admin.get(`app_session_prefix:data:${SID}`))!)).toEqual({ _permanent: true, username: 'sam', groups: ['two'], csrf: 'x' });
+  });
+
+  it('treats missing data, or data that is not a JSON object, as no session', async () => {
+    expect(await call((cb) => store.get(SID, cb))).toBeNull();
+    for (const bad of ['not json', '[1,2]', '"text"', 'null', '42']) {
+      await admin.set(`app_session_prefix:data:${SID}`, bad);
+      expect(await call((cb) => store.get(SID, cb))).toBeNull();
+    }
+    expect(quietLogger.warn).toHaveBeenCalledWith(expect.stringContaining('not a JSON object'));
+  });
+
+  it('touch refreshes the TTL of all three keys', async () => {
+    await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'] }), cb));
+    for (const kind of ['data', 'signature', 'groups']) await admin.expire(`app_session_prefix:${kind}:${SID}`, 10);
+    await call((cb) => store.touch(SID, session({}), cb));
+    for (const kind of ['data', 'signature', 'groups']) {
+      expect(await admin.ttl(`app_session_prefix:${kind}:${SID}`)).toBeGreaterThan(3590);
+    }
+  });
+
+  it('destroy deletes all three keys', async () => {
+    await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'] }), cb));
+    await call((cb) => store.destroy(SID, cb));
+    expect(await admin.dbsize()).toBe(0);
+  });
+
+  it('fails calls while Redis is stopped, logs the fault once, and works again when it is back', async () => {
+    quietLogger.error.mockClear();
+    quietLogger.log.mockClear();
+    await server.stop();
+    await waitFor('client to notice', async () => !store.available);
+    for (let i = 0; i < 5; i++) {
+      await expect(call((cb) => store.get(SID, cb))).rejects.toBeDefined();
+      await expect(call((cb) => store.set(SID, session({ username: 'u' }), cb))).rejects.toBeDefined();
+    }
+    expect(quietLogger.error).toHaveBeenCalledTimes(1);
+    expect(quietLogger.error.mock.calls[0][0]).toMatch(/Redis unavailable/);
+
+    await server.resume();
+    await waitFor('client to reconnect', async () => store.available, 5000);
+    await admin.ping().catch(() => undefined);
+    await call((cb) => store.set(SID, session({ username: 'u' }), cb));
+    expect(await call((cb) => store.get(SID, cb))).toMatchObject({ username: 'u' });
+    expect(quietLogger.log).toHaveBeenCalledWith(expect.stringMatching(/reachable again/));
+  });
+});

@@ -1,0 +1,47 @@
+import { resolveSharedSessionOptions, SharedSessionModuleOptions } from './shared-session.options';
+
+describe('resolveSharedSessionOptions', () => {
+  it('fills in the documented defaults', () => {
+    expect(resolveSharedSessionOptions({ secret: 's' })).toEqual({
+      secret: 's',
+      secretFallbacks: [],
+      salt: 'flask-resty-session',
+      keyPrefix: 'resty_shared_session',
+      cookieName: 'session',
+      ttlSeconds: 2678400,
+      redis: 'redis://127.0.0.1:6379',
+      cookie: { path: '/', domain: undefined, secure: false, httpOnly: true, sameSite: 'lax', persistent: true },
+      touch: true,
+      proxy: undefined,
+    });
+  });
+
+  const bad: [string, Partial<SharedSessionModuleOptions> | Record<string, unknown>, RegExp][] = [
+    ['a missing secret', {}, /"secret"/],
+    ['an empty secret', { secret: '' }, /"secret" must be a non-empty string/],
+    ['an empty fallback', { secret: 's', secretFallbacks: ['ok', ''] }, /"secretFallbacks\[1\]"/],
+    ['fallbacks that are not an array', { secret: 's', secretFallbacks: 'old' }, /"secretFallbacks"/],
+    ['an empty salt', { secret: 's', salt: '' }, /"salt"/],
+    ['a zero TTL', { secret: 's', ttlSeconds: 0 }, /"ttlSeconds"/],
+    ['a negative TTL', { secret: 's', ttlSeconds: -5 }, /"ttlSeconds"/],
+    ['a fractional TTL', { secret: 's', ttlSeconds: 1.5 }, /"ttlSeconds"/],
+    ['a TTL given as text', { secret: 's', ttlSeconds: '3600' }, /"ttlSeconds"/],
+    ['an empty prefix', { secret: 's', keyPrefix: '' }, /"keyPrefix"/],
+    ['a prefix with a space', { secret: 's', keyPrefix: 'my prefix' }, /"keyPrefix"/],
+    ['a prefix with a newline', { secret: 's', keyPrefix: 'p\r\nFLUSHALL' }, /"keyPrefix"/],
+    ['a prefix that is too long', { secret: 's', keyPrefix: 'p'.repeat(65) }, /"keyPrefix"/],
+    ['a cookie name with a separator', { secret: 's', cookieName: 'my;session' }, /"cookieName"/],
+    ['a redis URL of another scheme', { secret: 's', redis: 'http://127.0.0.1:6379' }, /"redis"/],
+    ['a cookie path without a slash', { secret: 's', cookie: { path: 'app' } }, /"cookie.path"/],
+    ['SameSite=None without Secure', { secret: 's', cookie: { sameSite: 'none' } }, /"cookie.sameSite"/],
+    ['a non-boolean httpOnly', { secret: 's', cookie: { httpOnly: 'yes' } }, /"cookie.httpOnly"/],
+    ['an unknown option (a typo)', { secret: 's', ttl: 5 }, /"ttl" is not a known option/],
+  ];
+  it.each(bad)('rejects %s, naming the option', (_what, options, message) => {
+    expect(() => resolveSharedSessionOptions(options as SharedSessionModuleOptions)).toThrow(message);
+  });
+
+  it('accepts prefixes with colons and Redis Cluster hash tags', () => {
+    expect(resolveSharedSessionOptions({ secret: 's', keyPrefix: '{app}:session' }).keyPrefix).toBe('{app}:session');
+  });
+});

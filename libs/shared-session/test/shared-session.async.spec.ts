@@ -1,0 +1,74 @@
+import { Controller, Get, Injectable, Module, UseGuards } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import Redis from 'ioredis';
+import request from 'supertest';
+import { RedisServer } from '../../../test/support/redis-server';
+import { GroupGuard, SharedSessionModule, SessionCookieSigner } from '../src';
+
+@Injectable()
+class FakeConfigService {
+  constructor(private readonly values: Record<string, string>) {}
+  get(key: string): string | undefined {
+    return this.values[key];
+  }
+}
+
+describe('SharedSessionModule.forRootAsync and start-up errors', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+  });
+  afterAll(() => server.dispose());
+
+  function configModule(values: Record<string, string>) {
+    @Module({ providers: [{ provide: FakeConfigService, useValue: new FakeConfigService(values) }], exports: [FakeConfigService] })
+    class ConfigModule {}
+    return ConfigModule;
+  }
+
+  it('takes its options from an injected config service, and a shared ioredis client stays open on shutdown', async () => {
+    const client = new Redis(server.url);
+    @Controller()
+    class C {
+      @Get('me')
+      @UseGuards(GroupGuard)
+      me() {
+        return 'ok';
+      }
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        SharedSessionModule.forRootAsync({
+          imports: [configModule({ SESSION_SECRET: 'from-config', SESSION_COOKIE_NAME: 'sid' })],
+          inject: [FakeConfigService],
+          useFactory: (config: FakeConfigService) => ({
+            secret: config.get('SESSION_SECRET')!,
+            cookieName: config.get('SESSION_COOKIE_NAME'),
+            redis: client,
+          }),
+        }),
+      ],
+      controllers: [C],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    const sid = '00000000-0000-4000-8000-000000000000';
+    await client.set(`resty_shared_session:data:${sid}`, JSON.stringify({ username: 'u' }), 'EX', 60);
+    const cookie = new SessionCookieSigner({ secret: 'from-config' }).sign(sid);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `sid=${cookie}`).expect(200);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `session=${cookie}`).expect(401);
+    await app.close();
+    expect(client.status).toBe('ready');
+    client.disconnect();
+  });
+
+  it('fails at start-up with a message that names a bad option', async () => {
+    const compile = (options: Record<string, unknown>) =>
+      Test.createTestingModule({
+        imports: [SharedSessionModule.forRootAsync({ useFactory: () => options as never })],
+      }).compile();
+    await expect(compile({ redis: server.url })).rejects.toThrow(/option "secret"/);
+    await expect(compile({ secret: 's', ttlSeconds: 0, redis: server.url })).rejects.toThrow(/option "ttlSeconds"/);
+    await expect(compile({ secret: 's', keyPrefix: 'has space', redis: server.url })).rejects.toThrow(/option "keyPrefix"/);
+  });
+});

@@ -1,0 +1,87 @@
+import { Body, Controller, Get, HttpCode, INestApplication, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import type { Request, Response } from 'express';
+import { GroupGuard, Groups, SharedSessionModule, SharedSessionModuleOptions, SharedSessionService } from '../src';
+
+/** A small app that uses the module as a user would: login, logout, guarded routes. */
+@Controller()
+class TestController {
+  constructor(private readonly sessions: SharedSessionService) {}
+
+  @Post('login')
+  @HttpCode(204)
+  async login(@Req() req: Request, @Body() body: { username: string; groups?: string[]; extra?: string }) {
+    await this.sessions.login(req, { username: body.username, groups: body.groups ?? [], ...(body.extra ? { extra: body.extra } : {}) });
+  }
+
+  @Post('logout')
+  @HttpCode(204)
+  async logout(@Req() req: Request, @Res({ passthrough: true }) res: Response) {
+    await this.sessions.logout(req, res);
+  }
+
+  @Post('groups')
+  @HttpCode(204)
+  @UseGuards(GroupGuard)
+  async setGroups(@Req() req: Request, @Body() body: { groups: string[] }) {
+    await this.sessions.setGroups(req, body.groups);
+  }
+
+  @Get('public')
+  public(@Req() req: Request) {
+    return { username: req.session?.username ?? null, sessionID: req.sessionID ?? null };
+  }
+
+  @Get('me')
+  @UseGuards(GroupGuard)
+  me(@Req() req: Request) {
+    return { username: req.session.username, groups: req.session.groups, extra: (req.session as unknown as { extra?: string }).extra };
+  }
+
+  @Get('admin')
+  @UseGuards(GroupGuard)
+  @Groups('admins', 'auditors')
+  admin() {
+    return { ok: 'admin' };
+  }
+
+  @Get('groups/:groupId/report')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'groupId' })
+  report(@Param('groupId') groupId: string) {
+    return { report: groupId };
+  }
+
+  @Post('count')
+  count(@Req() req: Request) {
+    const s = req.session as unknown as { count?: number };
+    s.count = (s.count ?? 0) + 1;
+    return { count: s.count };
+  }
+}
+
+@Controller('reports')
+@UseGuards(GroupGuard)
+@Groups('analysts')
+class ClassGuardedController {
+  @Get('class')
+  byClass() {
+    return { ok: 'class' };
+  }
+
+  @Get('method')
+  @Groups('managers')
+  byMethod() {
+    return { ok: 'method' };
+  }
+}
+
+export async function createTestApp(options: SharedSessionModuleOptions): Promise<INestApplication> {
+  @Module({ imports: [SharedSessionModule.forRoot(options)], controllers: [TestController, ClassGuardedController] })
+  class AppModule {}
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  app.enableShutdownHooks();
+  await app.init();
+  return app;
+}
