@@ -1,0 +1,113 @@
+import { Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { Request, Response } from 'express';
+import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
+import { DEMO_CONFIG } from './demo.tokens';
+import type { DemoConfig } from './demo.config';
+import { groupPage, homePage, loginPage } from './pages';
+import { checkPassword } from './users';
+
+/** A group resource as the origin makes it: every response has a fresh id, so a cached copy is recognisable. */
+function resource(groupId: string, resourceId: string) {
+  return { group_id: groupId, resource_id: resourceId, response_id: randomUUID(), origin_timestamp: Date.now() };
+}
+
+@Controller('app')
+export class DemoController {
+  constructor(
+    private readonly sessions: SharedSessionService,
+    @Inject(DEMO_CONFIG) private readonly config: DemoConfig,
+  ) {}
+
+  @Get()
+  @Header('Cache-Control', 'no-store')
+  home(@Req() req: Request): string {
+    return homePage(req.session?.username);
+  }
+
+  @Get('login')
+  @Header('Cache-Control', 'no-store')
+  loginForm(): string {
+    return loginPage();
+  }
+
+  @Post('login')
+  async login(@Req() req: Request, @Res() res: Response, @Body() body: { email?: unknown; password?: unknown }): Promise<void> {
+    const user = checkPassword(body?.email, body?.password);
+    if (!user) {
+      res.status(403).type('html').send(loginPage('Wrong email or password.'));
+      return;
+    }
+    await this.sessions.login(req, { username: user.email, groups: user.groups });
+    res.redirect(303, '/app');
+  }
+
+  @Get('logout')
+  async logoutLink(@Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.logout(req, res);
+  }
+
+  @Post('logout')
+  async logout(@Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.sessions.logout(req, res);
+    res.redirect(303, '/app');
+  }
+
+  @Get('api/v1/myself')
+  @Header('Cache-Control', 'no-store')
+  myself(@Req() req: Request) {
+    const email = req.session?.username;
+    if (!email) throw new UnauthorizedException('not logged in');
+    return { email };
+  }
+
+  // Group resources. nginx checks membership before it serves them from its
+  // cache; the app checks again (defence in depth) when a request reaches it.
+
+  @Get('api/v1/group/:groupId/cacheable/:resourceId')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'groupId' })
+  cacheableJson(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response) {
+    this.cacheable(res);
+    return resource(groupId, resourceId);
+  }
+
+  @Get('api/v1/group/:groupId/uncacheable/:resourceId')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'groupId' })
+  uncacheableJson(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response) {
+    this.uncacheable(res);
+    return resource(groupId, resourceId);
+  }
+
+  @Get('group/:groupId/cacheable/:resourceId')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'groupId' })
+  cacheablePage(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response): string {
+    this.cacheable(res);
+    const r = resource(groupId, resourceId);
+    res.type('html');
+    return groupPage('cacheable', groupId, resourceId, r.response_id, r.origin_timestamp);
+  }
+
+  @Get('group/:groupId/uncacheable/:pageName')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'groupId' })
+  uncacheablePage(@Req() req: Request, @Param('groupId') groupId: string, @Param('pageName') pageName: string, @Res({ passthrough: true }) res: Response): string {
+    this.uncacheable(res);
+    const r = resource(groupId, pageName);
+    res.type('html');
+    return groupPage('uncacheable', groupId, pageName, r.response_id, r.origin_timestamp, req.session.username);
+  }
+
+  /** nginx may keep it for the group (X-Accel-Expires); browsers and shared caches may not share it (private). */
+  private cacheable(res: Response): void {
+    res.setHeader('X-Accel-Expires', String(this.config.cacheSeconds));
+    res.setHeader('Cache-Control', `private, max-age=${this.config.cacheSeconds}`);
+  }
+
+  private uncacheable(res: Response): void {
+    res.setHeader('X-Accel-Expires', '0');
+    res.setHeader('Cache-Control', 'private, no-store');
+  }
+}

@@ -1,0 +1,24 @@
+import { Module } from '@nestjs/common';
+import { SharedSessionModule } from 'nest-resty-shared-session';
+import { DemoController } from './demo.controller';
+import { demoConfig, DemoConfig } from './demo.config';
+import { DEMO_CONFIG } from './demo.tokens';
+
+@Module({
+  providers: [{ provide: DEMO_CONFIG, useFactory: () => demoConfig() }],
+  exports: [DEMO_CONFIG],
+})
+export class DemoConfigModule {}
+
+@Module({
+  imports: [
+    SharedSessionModule.forRootAsync({
+      imports: [DemoConfigModule],
+      inject: [DEMO_CONFIG],
+      useFactory: (config: DemoConfig) => config.session,
+    }),
+    DemoConfigModule,
+  ],
+  controllers: [DemoController],
+})
+export class DemoModule {}

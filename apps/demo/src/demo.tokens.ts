@@ -1,0 +1,1 @@
+export const DEMO_CONFIG = Symbol('DEMO_CONFIG');

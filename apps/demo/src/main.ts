@@ -1,0 +1,23 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { demoConfig, DEV_SECRET } from './demo.config';
+import { DemoModule } from './demo.module';
+
+async function bootstrap(): Promise<void> {
+  const config = demoConfig();
+  const logger = new Logger('Demo');
+  if (config.session.secret === DEV_SECRET) logger.warn('SESSION_SECRET is not set: using the demo secret (never in production)');
+  const app = await NestFactory.create<NestExpressApplication>(DemoModule);
+  app.disable('x-powered-by');
+  app.enableShutdownHooks();
+  await app.listen(config.port, config.host);
+  logger.log(`listening on http://${config.host}:${config.port}/app`);
+}
+
+bootstrap().catch((err: unknown) => {
+  // A bad option names itself here; exit so a supervisor sees it.
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
