@@ -13,7 +13,7 @@ log() { printf '[install] %s\n' "$*"; }
 APT_PACKAGES=(
   nginx libnginx-mod-http-ndk libnginx-mod-http-lua libnginx-mod-http-headers-more-filter
   lua-resty-core lua-resty-lrucache lua-cjson luajit2 lua-busted lua-check
-  redis-server redis-sentinel wrk docker-compose chromium
+  redis-server redis-sentinel wrk docker-compose chromium luarocks
 )
 # Packages whose files we unpack instead of installing (they depend on nginx-extras).
 VENDOR_DEBS=(lua-nginx-redis lua-nginx-redis-connector)

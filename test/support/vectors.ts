@@ -1,11 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 /** The repository's root folder. */
 export const REPO_ROOT = resolve(__dirname, '../..');
 
-/** PROTOCOL.md's test vectors: shared/ stands beside the repository (here and in CI). */
-export const VECTORS_PATH = resolve(REPO_ROOT, '../shared/protocol/vectors.json');
+/** The project's shared folder keeps the authoritative vectors beside the repository (here and in CI). */
+export const SHARED_VECTORS_PATH = resolve(REPO_ROOT, '../shared/protocol/vectors.json');
+/** The copy shipped in the repository, for a clone that has no shared folder beside it. */
+export const REPO_VECTORS_PATH = resolve(REPO_ROOT, 'protocol/vectors.json');
+/** PROTOCOL.md's test vectors: the shared ones where present, else the repository's copy. */
+export const VECTORS_PATH = existsSync(SHARED_VECTORS_PATH) ? SHARED_VECTORS_PATH : REPO_VECTORS_PATH;
 
 export interface ValidVector {
   secret: string;

@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import type { SessionData } from 'express-session';
-import { RedisServer } from '../../../test/support/redis-server';
-import { waitFor } from '../../../test/support/ports';
+import { RedisServer } from '../../../stack/redis-server';
+import { waitFor } from '../../../stack/ports';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { REDIS_CLIENT_DEFAULTS } from './redis-client';

@@ -95,10 +95,12 @@ export class SharedSessionMiddleware implements NestMiddleware {
     if (!header) return { header, verified: null };
     const kept: string[] = [];
     let first: string | undefined;
+    // nginx's $cookie_<name> matches names case-insensitively; so does this, so both judge the same cookie.
+    const ours = this.name.toLowerCase();
     for (const part of header.split(';')) {
       const eq = part.indexOf('=');
       const name = (eq < 0 ? part : part.slice(0, eq)).trim();
-      if (name !== this.name) {
+      if (name.toLowerCase() !== ours) {
         kept.push(part);
         continue;
       }

@@ -2,8 +2,8 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { freePort, waitFor } from '../../../test/support/ports';
-import { RedisServer } from '../../../test/support/redis-server';
+import { freePort, waitFor } from '../../../stack/ports';
+import { RedisServer } from '../../../stack/redis-server';
 
 const LIBRARY = resolve(__dirname, '..');
 const ROOT = resolve(LIBRARY, '../..');

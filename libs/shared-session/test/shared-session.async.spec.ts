@@ -2,7 +2,7 @@ import { Controller, Get, Injectable, Module, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import request from 'supertest';
-import { RedisServer } from '../../../test/support/redis-server';
+import { RedisServer } from '../../../stack/redis-server';
 import { GroupGuard, SharedSessionModule, SessionCookieSigner } from '../src';
 
 @Injectable()

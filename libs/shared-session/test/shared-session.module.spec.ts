@@ -1,8 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
 import request from 'supertest';
-import { RedisServer } from '../../../test/support/redis-server';
-import { waitFor } from '../../../test/support/ports';
+import { RedisServer } from '../../../stack/redis-server';
+import { waitFor } from '../../../stack/ports';
 import { SessionCookieSigner } from '../src';
 import { createTestApp } from './test-app';
 
@@ -196,6 +196,9 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     // The first cookie of the name decides, as at nginx.
     await request(app.getHttpServer()).get('/me').set('Cookie', `session=garbage; session=${joe}`).expect(401);
     await request(app.getHttpServer()).get('/me').set('Cookie', `session=${joe}; session=garbage`).expect(200);
+    // Names compare case-insensitively, as nginx's $cookie_session does.
+    await request(app.getHttpServer()).get('/me').set('Cookie', `SESSION=garbage; session=${joe}`).expect(401);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `Session=${joe}`).expect(200);
   });
 
   it('Redis down: 503 on guarded routes and login, public routes still answer; back to normal when Redis returns', async () => {

@@ -59,7 +59,7 @@ export class RedisServer {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Sends PING over a raw socket: true on +PONG. */
+  /** Sends PING over a raw socket: true when the server answers it. */
   ping(): Promise<boolean> {
     return new Promise((resolve) => {
       const socket = connect(this.port, '127.0.0.1');
@@ -67,7 +67,8 @@ export class RedisServer {
       socket.on('connect', () => socket.write('PING\r\n'));
       socket.on('data', (data) => {
         socket.destroy();
-        resolve(data.toString().startsWith('+PONG'));
+        // NOAUTH: a server with requirepass is up too.
+        resolve(/^(\+PONG|-NOAUTH)/.test(data.toString()));
       });
       socket.on('error', () => resolve(false));
       socket.on('timeout', () => {

@@ -1,0 +1,60 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Browser, chromium, Page } from 'playwright-core';
+import { DemoStack } from '../stack/demo-stack';
+
+const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'screenshots');
+
+describe('a real browser through nginx', () => {
+  let stack: DemoStack;
+  let browser: Browser;
+  let page: Page;
+
+  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+  beforeAll(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    stack = await DemoStack.start();
+    // Debian's Chromium, with the flags this closed network needs; Playwright gives it a fresh profile.
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await (await browser.newContext()).newPage();
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  it('logs in, sees its group page, is refused another group, logs out, and is refused again', async () => {
+    await page.goto(`${stack.url}/app/login`);
+    await page.fill('input[name=email]', 'joe@example.com');
+    await page.fill('input[name=password]', 'itsjoe');
+    await shot('1-login-form');
+    await Promise.all([page.waitForURL(`${stack.url}/app`), page.click('input[type=submit]')]);
+    expect(await page.textContent('#status')).toBe("Logged in as 'joe@example.com'");
+    const cookies = await page.context().cookies();
+    expect(cookies.find((c) => c.name === 'session')).toMatchObject({ httpOnly: true, sameSite: 'Lax', path: '/' });
+    await shot('2-logged-in');
+
+    const own = await page.goto(`${stack.url}/app/group/one/cacheable/summary`);
+    expect(own!.status()).toBe(200);
+    expect(await page.textContent('h1')).toBe('Group one: summary');
+    await shot('3-own-group');
+
+    const other = await page.goto(`${stack.url}/app/group/two/cacheable/summary`);
+    expect(other!.status()).toBe(403);
+    await shot('4-other-group-refused');
+
+    await page.goto(`${stack.url}/app`);
+    await Promise.all([page.waitForURL(`${stack.url}/app`), page.click('form[action="/app/logout"] button')]);
+    expect(await page.textContent('#status')).toBe('You are not logged in!');
+    expect((await page.context().cookies()).find((c) => c.name === 'session')).toBeUndefined();
+
+    const after = await page.goto(`${stack.url}/app/group/one/cacheable/summary`);
+    expect(after!.status()).toBe(401);
+    await shot('5-after-logout');
+  }, 60_000);
+});

@@ -1,0 +1,245 @@
+import Redis from 'ioredis';
+import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-session/src';
+import { waitFor } from '../stack/ports';
+import { vectors } from '../test/support/vectors';
+import { DemoStack } from '../stack/demo-stack';
+import { rawRequest, RawResponse } from './raw-http';
+
+// The invalid vectors are made with this secret and salt: with them, the
+// near-misses (one character changed, another salt...) are real near-misses.
+const SECRET = vectors.invalid.secret;
+const SALT = vectors.invalid.salt;
+const OLD_SECRET = 'old-secret-2025';
+
+describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', () => {
+  let stack: DemoStack;
+  let admin: Redis;
+  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
+
+  const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<RawResponse> =>
+    rawRequest(port, path, cookie === undefined ? {} : { Cookie: `session=${cookie}` });
+  const json = (res: RawResponse) => JSON.parse(res.body);
+
+  async function login(email: string, password: string): Promise<string> {
+    const body = `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`;
+    const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+    expect(res.status).toBe(303);
+    expect(res.headers.location).toEqual(['/app']);
+    const cookie = res.headers['set-cookie']!.find((c) => c.startsWith('session='))!;
+    return cookie.slice('session='.length, cookie.indexOf(';'));
+  }
+
+  beforeAll(async () => {
+    stack = await DemoStack.start({
+      env: { ...process.env, SESSION_SECRET: SECRET, SESSION_SALT: SALT, SESSION_SECRET_FALLBACKS: OLD_SECRET, CACHE_SECONDS: '60' },
+    });
+    admin = new Redis(stack.redis.url);
+  }, 60_000);
+  afterAll(async () => {
+    admin?.disconnect();
+    await stack?.stop();
+  });
+
+  describe('the seed integration tests, ported', () => {
+    it('a good login sets the Flask-format cookie and shows the user', async () => {
+      const cookie = await login('joe@example.com', 'itsjoe');
+      expect(signer.unsign(cookie)).not.toBeNull();
+      const home = await get('/app', cookie);
+      expect(home.body).toContain("Logged in as 'joe@example.com'");
+      expect(json(await get('/app/api/v1/myself', cookie))).toEqual({ email: 'joe@example.com' });
+    });
+
+    it('a bad login is 403 with the form again, and no session', async () => {
+      const body = 'email=joe%40example.com&password=wrong';
+      const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+      expect(res.status).toBe(403);
+      expect(res.body).toContain('<form method="post"');
+      expect(res.headers['set-cookie']).toBeUndefined();
+      expect((await get('/app')).body).toContain('You are not logged in!');
+      expect((await get('/app/api/v1/myself')).status).toBe(401);
+    });
+
+    it('an uncacheable resource is made afresh for every request', async () => {
+      const cookie = await login('joe@example.com', 'itsjoe');
+      const a = await get('/app/api/v1/group/one/uncacheable/live', cookie);
+      const b = await get('/app/api/v1/group/one/uncacheable/live', cookie);
+      expect(a.status).toBe(200);
+      expect(b.status).toBe(200);
+      expect(json(a).response_id).not.toBe(json(b).response_id);
+      expect(b.headers['x-cache-status']).toEqual(['BYPASS']);
+    });
+
+    it('a cacheable resource is served from one origin response to every member of its group', async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const esteban = await login('esteban@example.com', 'itsesteban');
+      const first = await get('/app/api/v1/group/one/cacheable/report', joe);
+      expect(first.status).toBe(200);
+      expect(first.headers['x-cache-status']).toEqual(['MISS']);
+      const second = await get('/app/api/v1/group/one/cacheable/report', esteban);
+      expect(second.status).toBe(200);
+      expect(second.headers['x-cache-status']).toEqual(['HIT']);
+      expect(json(second)).toEqual(json(first));
+      expect(json(first)).toMatchObject({ group_id: 'one', resource_id: 'report' });
+      // The HTML twin is cached the same way.
+      const page1 = await get('/app/group/one/cacheable/summary', joe);
+      const page2 = await get('/app/group/one/cacheable/summary', esteban);
+      expect(page2.headers['x-cache-status']).toEqual(['HIT']);
+      expect(page2.body).toBe(page1.body);
+    });
+
+    it('a non-member is refused (403) even when the resource is in the cache; no session is 401', async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const sam = await login('sam@example.com', 'itssam');
+      const maria = await login('maria@example.com', 'itsmaria');
+      await get('/app/api/v1/group/one/cacheable/members-only', joe);
+      expect((await get('/app/api/v1/group/one/cacheable/members-only', joe)).headers['x-cache-status']).toEqual(['HIT']);
+      expect((await get('/app/api/v1/group/one/cacheable/members-only', sam)).status).toBe(403);
+      expect((await get('/app/api/v1/group/one/cacheable/members-only', maria)).status).toBe(403);
+      expect((await get('/app/api/v1/group/one/cacheable/members-only')).status).toBe(401);
+      // The app refuses on its own too, when a request reaches it directly.
+      expect((await get('/app/api/v1/group/one/cacheable/members-only', sam, stack.appPort)).status).toBe(403);
+    });
+
+    it('the uncacheable HTML page names the user who asked', async () => {
+      const esteban = await login('esteban@example.com', 'itsesteban');
+      const page = await get('/app/group/four/uncacheable/activity', esteban);
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('Seen by esteban@example.com');
+    });
+  });
+
+  it('logout: nginx refuses the same cookie on the very next request, for a cached resource', async () => {
+    const joe = await login('joe@example.com', 'itsjoe');
+    await get('/app/api/v1/group/three/cacheable/after-logout', joe);
+    expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).headers['x-cache-status']).toEqual(['HIT']);
+    const out = await rawRequest(stack.nginx.port, '/app/logout', { Cookie: `session=${joe}` }, 'POST', '');
+    expect(out.status).toBe(303);
+    expect(out.headers['set-cookie']!.join()).toMatch(/session=;.*Max-Age=0/);
+    expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).status).toBe(403);
+  });
+
+  it('a group change reaches nginx on the next request', async () => {
+    const sam = await login('sam@example.com', 'itssam');
+    const sid = signer.unsign(sam)!;
+    expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(200);
+    expect((await get('/app/api/v1/group/three/cacheable/moves', sam)).status).toBe(403);
+    // What SharedSessionService.setGroups does, from another process (an admin tool).
+    const client = new Redis(stack.redis.url);
+    const store = new FlaskRedisSessionStore({ client, signer, ttlSeconds: 3600 });
+    const session = await new Promise<any>((resolve, reject) => store.get(sid, (err, s) => (err ? reject(err) : resolve(s))));
+    session.groups = ['three'];
+    await new Promise<void>((resolve, reject) => store.set(sid, session, (err) => (err ? reject(err) : resolve())));
+    client.disconnect();
+    expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(403);
+    expect((await get('/app/api/v1/group/three/cacheable/moves', sam)).status).toBe(200);
+  });
+
+  describe('every invalid cookie of vectors.json', () => {
+    it.each(vectors.invalid.cases.map((c) => [c.why, c.cookie] as const))('is refused at nginx and at the app, never 5xx: %s', async (_why, cookie) => {
+      const header = Buffer.from(`session=${cookie}`, 'utf8');
+      const atNginx = await rawRequest(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { Cookie: header });
+      const atApp = await rawRequest(stack.appPort, '/app/api/v1/group/one/cacheable/report', { Cookie: header });
+      if (cookie.includes('\0')) {
+        // A NUL byte is not HTTP: both HTTP parsers refuse the request before any session code runs.
+        expect(atNginx.status).toBe(400);
+        expect(atApp.status).toBe(400);
+        return;
+      }
+      // PROTOCOL.md section 5: a cookie that is present (even empty) but malformed or forged is 403 at nginx.
+      expect(atNginx.status).toBe(403);
+      expect(atApp.status).toBe(401);
+    });
+  });
+
+  describe('path tricks against the cache', () => {
+    const SECRET_PATH = '/app/api/v1/group/three/cacheable/secret';
+    let secretBody: { response_id: string };
+    let esteban: string; // in groups one and four, never three
+
+    beforeAll(async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      esteban = await login('esteban@example.com', 'itsesteban');
+      secretBody = json(await get(SECRET_PATH, joe));
+    });
+
+    const tricks = [
+      `${SECRET_PATH}?x=1`,
+      '/app/api/v1/group/one/../three/cacheable/secret',
+      '/app/api/v1/group/one/%2e%2e/three/cacheable/secret',
+      '/app/api/v1/group/one%2F..%2Fthree/cacheable/secret',
+      '/app/api/v1/group/one%252F..%252Fthree/cacheable/secret',
+      '/app/api/v1/group/one/cacheable/..%2F..%2Fthree%2Fcacheable%2Fsecret',
+      '/app/api/v1/group/one/cacheable/secret/../../../three/cacheable/secret',
+      '/app/api/v1/group/%74hree/cacheable/secret',
+      '/app/api/v1/group/THREE/cacheable/secret',
+      '/APP/api/v1/group/three/cacheable/secret',
+      '//app/api/v1/group/three/cacheable/secret',
+      '/app/api/v1/group/three/cacheable/secret/',
+      '/app/api/v1/group/three/cacheable/secret/extra',
+      '/app/api/v1/group/one/cacheable/secret;/../../three/cacheable/secret',
+      '/app/api/v1/group/one%00/cacheable/secret',
+      '/app/./api/v1/group/three/cacheable/secret',
+      '/app/api/v1/group/three/cacheable/%73ecret',
+    ];
+    it.each(tricks)('%s is refused or misses, and never returns group three’s body', async (path) => {
+      const res = await get(path, esteban);
+      expect(res.status).toBeLessThan(500);
+      expect(res.body).not.toContain(secretBody.response_id);
+      if (res.status === 200) {
+        expect(json(res).group_id).not.toBe('three');
+        expect(['one', 'four']).toContain(json(res).group_id);
+      }
+    });
+
+    it('after all the tricks, each group’s cache entry still holds its own group’s body', async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const again = await get(SECRET_PATH, joe);
+      expect(again.headers['x-cache-status']).toEqual(['HIT']);
+      expect(json(again)).toEqual(secretBody);
+      const one = await get('/app/api/v1/group/one/cacheable/secret', joe);
+      expect(json(one).group_id).toBe('one');
+    });
+  });
+
+  it('no cached response carries Set-Cookie, and group resources reach clients as private, no-store', async () => {
+    // A cookie signed with the fallback secret: the app re-signs it (Set-Cookie), so that response must not be stored.
+    const sid = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
+    const oldSigner = new SessionCookieSigner({ secret: OLD_SECRET, salt: SALT });
+    await admin.set(`resty_shared_session:data:${sid}`, JSON.stringify({ username: 'rotated@example.com', groups: ['one'] }), 'EX', 600);
+    await admin.set(`resty_shared_session:signature:${sid}`, oldSigner.signature(sid), 'EX', 600);
+    await admin.sadd(`resty_shared_session:groups:${sid}`, 'one');
+    const path = '/app/api/v1/group/one/cacheable/rotation';
+    const first = await get(path, oldSigner.sign(sid));
+    expect(first.status).toBe(200);
+    expect(first.headers['set-cookie']?.[0]).toMatch(new RegExp(`^session=${signer.sign(sid).replace(/[.-]/g, '\\$&')};`));
+    const joe = await login('joe@example.com', 'itsjoe');
+    const second = await get(path, joe);
+    expect(second.headers['x-cache-status']).toEqual(['MISS']);
+    expect(json(second).response_id).not.toBe(json(first).response_id);
+    const third = await get(path, joe);
+    expect(third.headers['x-cache-status']).toEqual(['HIT']);
+    for (const res of [first, second, third]) expect(res.headers['cache-control']).toEqual(['private, no-store']);
+    expect(third.headers['set-cookie']).toBeUndefined();
+    expect(second.headers['set-cookie']).toBeUndefined();
+  });
+
+  it('Redis stopped: 503 at nginx and at the app; back to normal when Redis returns', async () => {
+    const joe = await login('joe@example.com', 'itsjoe');
+    await get('/app/api/v1/group/one/cacheable/during-outage', joe);
+    await stack.redis.stop();
+    try {
+      expect((await get('/app/api/v1/group/one/cacheable/during-outage', joe)).status).toBe(503);
+      await waitFor('503 at the app', async () => (await get('/app/api/v1/group/one/cacheable/during-outage', joe, stack.appPort)).status === 503);
+      const loginBody = 'email=joe%40example.com&password=itsjoe';
+      const failedLogin = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', loginBody);
+      expect(failedLogin.status).toBe(503);
+    } finally {
+      await stack.redis.resume();
+    }
+    // The restarted Redis is empty (nothing persisted here): log in again.
+    await waitFor('login works again', async () => (await login('joe@example.com', 'itsjoe').catch(() => undefined)) !== undefined, 5000);
+    const again = await login('joe@example.com', 'itsjoe');
+    expect((await get('/app/api/v1/group/one/cacheable/during-outage', again)).status).toBe(200);
+    expect(stack.nginx.errorLog()).not.toMatch(/signal \d+/);
+  });
+});

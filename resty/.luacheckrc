@@ -1,0 +1,12 @@
+-- luacheck configuration for the rock: nginx-Lua globals in the library,
+-- busted's in the specs. No global may be written anywhere.
+std = "ngx_lua"
+max_line_length = 80
+allow_defined_top = false
+
+include_files = { "**/*.lua", "*.rockspec", ".busted", ".luacheckrc" }
+
+files["spec"] = { std = "+busted", max_line_length = 100 }
+files["*.rockspec"] = { std = "rockspec" }
+files[".busted"] = { std = "lua51" }
+files[".luacheckrc"] = { std = "luacheckrc" }

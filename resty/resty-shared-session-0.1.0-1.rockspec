@@ -1,0 +1,40 @@
+-- The nginx side of the shared-session protocol: the 0.1.x API of
+-- flask-resty-shared-session, plus configure()/authorize()/access().
+rockspec_format = "3.0"
+package = "resty-shared-session"
+version = "0.1.0-1"
+
+source = {
+   url = "git+https://github.com/resty-shared-session/resty-shared-session.git",
+   tag = "v0.1.0",
+}
+
+description = {
+   summary = "Check a Flask or NestJS session in nginx: signature, groups",
+   detailed = [[
+resty.shared_session lets nginx (OpenResty, or nginx with the Lua module)
+verify the session cookie of a Flask (flask-resty-shared-session) or NestJS
+application and check the session's group membership in Redis, so that
+group-scoped responses can be authorized and cached in nginx. The signature is
+checked locally with the application's secret (HMAC-SHA1, itsdangerous
+format) or against the copy stored in Redis; the membership check is one
+SISMEMBER on a pooled connection. It keeps the 0.1.x Lua API unchanged.
+]],
+   homepage = "https://github.com/resty-shared-session/resty-shared-session",
+   license = "MIT",
+   labels = { "openresty", "nginx", "session", "redis", "flask" },
+}
+
+-- Needs at run time: ngx_lua (with lua-resty-core), lua-resty-redis (named
+-- nginx.redis on Debian), and optionally lua-cjson for get_data(). All ship
+-- with OpenResty, so none is listed here: a rock would install a second copy.
+dependencies = {
+   "lua >= 5.1",
+}
+
+build = {
+   type = "builtin",
+   modules = {
+      ["resty.shared_session"] = "resty/lib/resty/shared_session.lua",
+   },
+}

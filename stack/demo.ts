@@ -1,0 +1,87 @@
+// `npm run demo`: Redis, the demo app and nginx on 127.0.0.1 until Ctrl-C or SIGTERM.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DemoStack } from './demo-stack';
+import { REPO_ROOT } from './nginx-conf';
+
+const LOCK = join(REPO_ROOT, '.run', 'demo.pid');
+
+function port(name: string, fallback: number): number {
+  const value = process.env[name];
+  const n = value ? Number(value) : fallback;
+  if (!Number.isInteger(n) || n < 1 || n > 65535) {
+    console.error(`${name} must be a port number, not "${value}"`);
+    process.exit(2);
+  }
+  return n;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<void> {
+  if (existsSync(LOCK)) {
+    const pid = Number(readFileSync(LOCK, 'utf8'));
+    if (pid && alive(pid)) {
+      console.error(`The demo is already running (pid ${pid}). Stop it with Ctrl-C in its terminal, or: kill ${pid}`);
+      process.exit(1);
+    }
+  }
+  mkdirSync(join(REPO_ROOT, '.run'), { recursive: true });
+  writeFileSync(LOCK, String(process.pid));
+
+  const nginxPort = port('NGINX_PORT', 8089);
+  const appPort = port('APP_PORT', 5017);
+  const redisPort = port('REDIS_PORT', 6389);
+  let stack: DemoStack;
+  try {
+    stack = await DemoStack.start({ nginxPort, appPort, redisPort, appOutput: 'inherit' });
+  } catch (error) {
+    rmSync(LOCK, { force: true });
+    const message = (error as Error).message;
+    console.error(`The demo could not start: ${message}`);
+    if (/EADDRINUSE|Address already in use|timed out/.test(message)) {
+      console.error(`Is something else using port ${nginxPort} (NGINX_PORT), ${appPort} (APP_PORT) or ${redisPort} (REDIS_PORT)? Set other ports in those variables.`);
+    }
+    process.exit(1);
+  }
+
+  // The users live in the built demo app, which this script starts.
+  const { FIXTURE_USERS } = require(join(REPO_ROOT, 'apps/demo/dist/users.js')) as {
+    FIXTURE_USERS: { email: string; password: string; groups: string[] }[];
+  };
+  console.log(`
+  The demo is up: ${stack.url}/app   (nginx → app on ${stack.appUrl}, Redis on 127.0.0.1:${stack.redis.port})
+
+  Log in as one of:
+${FIXTURE_USERS.map((u) => `    ${u.email.padEnd(22)} password ${u.password.padEnd(12)} groups: ${u.groups.join(', ') || '(none)'}`).join('\n')}
+
+  Then open ${stack.url}/app/api/v1/group/one/cacheable/report twice: the second answer comes from nginx's cache
+  (X-Cache-Status: HIT) for every member of group one; others get 403. Ctrl-C stops everything.
+`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping nginx, the app and Redis...`);
+    await stack.stop();
+    rmSync(LOCK, { force: true });
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  stack.app.once('exit', (code) => {
+    if (stopping) return;
+    console.error(`The app exited (${code}); stopping the demo.`);
+    void stop('app exit');
+  });
+}
+
+void main();
