@@ -61,6 +61,14 @@ export class DemoController {
     return { email };
   }
 
+  /** For nginx's auth_request (the comparison in the benchmark): 204 for a member, else 401/403/503. */
+  @Get('auth/group/:groupId')
+  @HttpCode(204)
+  @Header('Cache-Control', 'no-store')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'groupId' })
+  authorizeGroup(): void {}
+
   // Group resources. nginx checks membership before it serves them from its
   // cache; the app checks again (defence in depth) when a request reaches it.
 

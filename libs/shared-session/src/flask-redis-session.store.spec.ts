@@ -72,7 +72,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     await waitFor('EXEC in MONITOR', async () => seen.some((line) => line.startsWith('exec')));
     monitor.disconnect();
     const writes = seen.filter((line) => !line.startsWith('info') && !line.startsWith('monitor'));
-    expect(writes.map((line) => line.split(' ')[0].toLowerCase())).toEqual(['multi', 'set', 'set', 'del', 'sadd', 'expire', 'exec']);
+    expect(writes.map((line) => line.split(' ')[0].toLowerCase())).toEqual(['multi', 'set', 'set', 'del', 'sadd', 'expire', 'publish', 'exec']);
     expect(writes[4]).toBe(`sadd app_session_prefix:groups:${SID} g1 g2`);
   });
 
@@ -111,6 +111,20 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       expect(await call((cb) => store.get(SID, cb))).toBeNull();
     }
     expect(quietLogger.warn).toHaveBeenCalledWith(expect.stringContaining('not a JSON object'));
+  });
+
+  it('publishes the session id on <prefix>:invalidate when a session is written or destroyed (section 7)', async () => {
+    const subscriber = new Redis(server.url);
+    const heard: string[] = [];
+    await subscriber.subscribe('app_session_prefix:invalidate');
+    subscriber.on('message', (_channel: string, message: string) => heard.push(message));
+    await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'] }), cb));
+    await call((cb) => store.touch(SID, session({}), cb));
+    await call((cb) => store.destroy(SID, cb));
+    await waitFor('two notices', async () => heard.length >= 2);
+    subscriber.disconnect();
+    // touch only extends the TTL: nothing nginx decided can have changed.
+    expect(heard).toEqual([SID, SID]);
   });
 
   it('touch refreshes the TTL of all three keys', async () => {

@@ -61,6 +61,15 @@ export class FlaskRedisSessionStore extends Store {
     return this.client.status === 'ready' || this.client.status === 'wait';
   }
 
+  /**
+   * PROTOCOL.md section 7: every write and every delete publishes the session
+   * id here, inside the same transaction, so that nginx forgets its cached
+   * decisions for that session at once (logout, regenerate, group change).
+   */
+  get invalidationChannel(): string {
+    return `${this.keyPrefix}:invalidate`;
+  }
+
   keys(sid: string): SessionKeys {
     const p = this.keyPrefix;
     return { data: `${p}:data:${sid}`, signature: `${p}:signature:${sid}`, groups: `${p}:groups:${sid}` };
@@ -93,6 +102,7 @@ export class FlaskRedisSessionStore extends Store {
       .set(keys.signature, this.signer.signature(sid), 'EX', ttl)
       .del(keys.groups);
     if (groups.length > 0) tx.sadd(keys.groups, ...groups).expire(keys.groups, ttl);
+    tx.publish(this.invalidationChannel, sid);
     this.run(tx.exec(), callback);
   }
 
@@ -104,7 +114,7 @@ export class FlaskRedisSessionStore extends Store {
 
   destroy(sid: string, callback?: Callback): void {
     const keys = this.keys(sid);
-    this.run(this.client.del(keys.data, keys.signature, keys.groups), callback);
+    this.run(this.client.multi().del(keys.data, keys.signature, keys.groups).publish(this.invalidationChannel, sid).exec(), callback);
   }
 
   /** The JSON Flask reads: the session minus express-session's cookie; the groups it grants. */
