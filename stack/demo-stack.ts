@@ -18,15 +18,23 @@ export interface DemoStackOptions {
 
 /** Redis, the demo app and nginx on 127.0.0.1: what `npm run demo` runs and the end-to-end tests use. */
 export class DemoStack {
-  appLog = '';
-
   private constructor(
     readonly redis: RedisServer,
-    readonly app: ChildProcess,
+    readonly appProcess: NodeProcess,
     readonly appPort: number,
     readonly nginx: NginxServer,
     readonly env: NodeJS.ProcessEnv,
   ) {}
+
+  /** The app's child process. */
+  get app(): ChildProcess {
+    return this.appProcess.child;
+  }
+
+  /** What the app printed so far. */
+  get appLog(): string {
+    return this.appProcess.output;
+  }
 
   /** The demo's address through nginx. */
   get url(): string {
@@ -43,23 +51,10 @@ export class DemoStack {
     const session = sessionValuesFromEnv(env);
     const appPort = options.appPort ?? (await freePort());
     const redis = await RedisServer.start({ port: options.redisPort });
-    let app: ChildProcess | undefined;
+    let app: NodeProcess | undefined;
     try {
       const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), REDIS_URL: redis.url };
-      app = spawn(process.execPath, [join(REPO_ROOT, 'apps/demo/dist/main.js')], {
-        env: appEnv,
-        stdio: ['ignore', options.appOutput ?? 'pipe', options.appOutput ?? 'pipe'],
-      });
-      const child = app;
-      let appLog = '';
-      child.stdout?.on('data', (d: Buffer) => (appLog += d.toString()));
-      child.stderr?.on('data', (d: Buffer) => (appLog += d.toString()));
-      let appExit: number | null | undefined;
-      child.once('exit', (code) => (appExit = code));
-      await waitFor('the demo app', async () => {
-        if (appExit !== undefined) throw new Error(`the demo app exited (${appExit}):\n${appLog}`);
-        return (await fetch(`http://127.0.0.1:${appPort}/app`).catch(() => undefined))?.ok;
-      }, 20_000);
+      app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, `http://127.0.0.1:${appPort}/app`, options.appOutput);
 
       const nginx = await NginxServer.start({
         port: options.nginxPort,
@@ -80,13 +75,9 @@ export class DemoStack {
             ...session,
           }),
       });
-      const stack = new DemoStack(redis, child, appPort, nginx, env);
-      stack.appLog = appLog;
-      child.stdout?.on('data', (d: Buffer) => (stack.appLog += d.toString()));
-      child.stderr?.on('data', (d: Buffer) => (stack.appLog += d.toString()));
-      return stack;
+      return new DemoStack(redis, app, appPort, nginx, env);
     } catch (error) {
-      app?.kill('SIGKILL');
+      await app?.stop();
       await redis.dispose();
       throw error;
     }
@@ -95,13 +86,44 @@ export class DemoStack {
   /** Stops nginx, the app and Redis, each by PID, and removes their folders. */
   async stop(): Promise<void> {
     await this.nginx.dispose();
-    if (this.app.exitCode === null && this.app.signalCode === null) {
-      const exited = new Promise((resolve) => this.app.once('exit', resolve));
-      this.app.kill('SIGTERM');
-      const timer = setTimeout(() => this.app.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await this.appProcess.stop();
     await this.redis.dispose();
+  }
+}
+
+/** A Node program run as a child process, ready once `readyUrl` answers 2xx; stopped by PID. */
+export class NodeProcess {
+  output = '';
+
+  private constructor(readonly child: ChildProcess) {
+    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+  }
+
+  static async start(script: string, env: NodeJS.ProcessEnv, readyUrl: string, output: 'inherit' | 'ignore' | 'pipe' = 'pipe'): Promise<NodeProcess> {
+    const proc = new NodeProcess(spawn(process.execPath, [script], { env, stdio: ['ignore', output, output] }));
+    let exit: number | null | undefined;
+    proc.child.once('exit', (code) => (exit = code));
+    try {
+      await waitFor(script, async () => {
+        if (exit !== undefined) throw new Error(`${script} exited (${exit}):\n${proc.output}`);
+        return (await fetch(readyUrl).catch(() => undefined))?.ok;
+      }, 20_000);
+    } catch (error) {
+      await proc.stop();
+      throw error;
+    }
+    return proc;
+  }
+
+  /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
   }
 }
