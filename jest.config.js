@@ -2,7 +2,7 @@
  * the nginx/Lua specs under resty/t, and the end-to-end specs. */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/resty', '<rootDir>/e2e'],
+  roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/resty', '<rootDir>/e2e', '<rootDir>/reliability'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   transform: {
     // tsconfig.json sets isolatedModules, so ts-jest only transpiles;
