@@ -118,7 +118,23 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).status).toBe(403);
   });
 
-  it('a group change reaches nginx on the next request', async () => {
+  it('a group change in the app reaches nginx on the next request, for a cached resource', async () => {
+    const joe = await login('joe@example.com', 'itsjoe');
+    await get('/app/api/v1/group/one/cacheable/narrowed', joe);
+    expect((await get('/app/api/v1/group/one/cacheable/narrowed', joe)).headers['x-cache-status']).toEqual(['HIT']);
+    const body = JSON.stringify({ groups: ['three'] });
+    const changed = await rawRequest(stack.nginx.port, '/app/api/v1/myself/groups', { Cookie: `session=${joe}`, 'Content-Type': 'application/json' }, 'POST', body);
+    expect(changed.status).toBe(200);
+    expect(json(changed)).toEqual({ email: 'joe@example.com', groups: ['three'] });
+    expect((await get('/app/api/v1/group/one/cacheable/narrowed', joe)).status).toBe(403);
+    expect((await get('/app/api/v1/group/three/cacheable/narrowed', joe)).status).toBe(200);
+    // A user cannot grant themselves a group.
+    const grab = await rawRequest(stack.nginx.port, '/app/api/v1/myself/groups', { Cookie: `session=${joe}`, 'Content-Type': 'application/json' }, 'POST', JSON.stringify({ groups: ['two'] }));
+    expect(grab.status).toBe(400);
+    expect((await get('/app/api/v1/group/two/cacheable/narrowed', joe)).status).toBe(403);
+  });
+
+  it('a group change written by another process (an admin tool) reaches nginx on the next request', async () => {
     const sam = await login('sam@example.com', 'itssam');
     const sid = signer.unsign(sam)!;
     expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(200);

@@ -1,11 +1,11 @@
-import { Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
 import { DEMO_CONFIG } from './demo.tokens';
 import type { DemoConfig } from './demo.config';
 import { groupPage, homePage, loginPage } from './pages';
-import { checkPassword } from './users';
+import { checkPassword, groupsOf } from './users';
 
 /** A group resource as the origin makes it: every response has a fresh id, so a cached copy is recognisable. */
 function resource(groupId: string, resourceId: string) {
@@ -59,6 +59,24 @@ export class DemoController {
     const email = req.session?.username;
     if (!email) throw new UnauthorizedException('not logged in');
     return { email };
+  }
+
+  /**
+   * Narrows the session to some of the user's own groups (a "switch
+   * workspace" feature): shows a group change reaching nginx at once.
+   */
+  @Post('api/v1/myself/groups')
+  @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
+  @UseGuards(GroupGuard)
+  async setMyGroups(@Req() req: Request, @Body() body: { groups?: unknown }) {
+    const allowed = groupsOf(req.session.username!);
+    const wanted = body?.groups;
+    if (!Array.isArray(wanted) || wanted.some((g) => typeof g !== 'string' || !allowed.includes(g))) {
+      throw new BadRequestException(`groups must be a list drawn from your groups: ${allowed.join(', ') || '(none)'}`);
+    }
+    await this.sessions.setGroups(req, [...new Set(wanted as string[])]);
+    return { email: req.session.username, groups: req.session.groups };
   }
 
   /** For nginx's auth_request (the comparison in the benchmark): 204 for a member, else 401/403/503. */

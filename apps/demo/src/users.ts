@@ -17,3 +17,8 @@ export function checkPassword(email: unknown, password: unknown): { email: strin
   const ok = timingSafeEqual(digest(user?.password ?? '\0no such user'), digest(password));
   return user && ok ? { email: user.email, groups: [...user.groups] } : null;
 }
+
+/** The groups a fixture user may hold. */
+export function groupsOf(email: string): string[] {
+  return [...(FIXTURE_USERS.find((u) => u.email === email)?.groups ?? [])];
+}
