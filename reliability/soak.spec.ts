@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { DemoStack } from '../stack/demo-stack';
+
+/**
+ * Many users at once, for a bounded time, through nginx: each simulated user
+ * logs in, reads cacheable and uncacheable group resources, narrows its groups
+ * and logs out and in again, and checks every answer against what it knows its
+ * session holds at that moment. Set SOAK_SECONDS and SOAK_USERS to change the
+ * size (defaults: 30 s, 200 users).
+ */
+const SECONDS = Number(process.env.SOAK_SECONDS ?? 30);
+const USERS = Number(process.env.SOAK_USERS ?? 200);
+const FIXTURES = [
+  { email: 'joe@example.com', password: 'itsjoe', groups: ['one', 'three'] },
+  { email: 'sam@example.com', password: 'itssam', groups: ['two'] },
+  { email: 'esteban@example.com', password: 'itsesteban', groups: ['one', 'four'] },
+  { email: 'maria@example.com', password: 'itsmaria', groups: [] as string[] },
+];
+const GROUPS = ['one', 'two', 'three', 'four'];
+
+function rssKb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+function nginxWorkers(masterPid: number): number[] {
+  return execFileSync('pgrep', ['-P', String(masterPid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+}
+
+describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
+  let stack: DemoStack;
+
+  beforeAll(async () => {
+    stack = await DemoStack.start({ env: { ...process.env, SESSION_SECRET: 'soak-secret', CACHE_SECONDS: '5' } });
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('never shows a user a group it is not in, never loses or crosses a session, never answers 5xx', async () => {
+    const base = stack.url;
+    const memory = () => ({ app: rssKb(stack.app.pid!), nginx: nginxWorkers(stack.nginx.pid!).reduce((sum, pid) => sum + rssKb(pid), 0) });
+    const startMemory = memory();
+    const counts = { requests: 0, ok: 0, refused: 0, logins: 0, logouts: 0, changes: 0 };
+    const violations: string[] = [];
+    const deadline = Date.now() + SECONDS * 1000;
+
+    const call = async (method: 'GET' | 'POST', path: string, cookie?: string, body?: string, type = 'application/x-www-form-urlencoded') => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        redirect: 'manual',
+        headers: { ...(cookie ? { cookie } : {}), ...(body !== undefined ? { 'content-type': type } : {}) },
+        body,
+      });
+      const text = await res.text();
+      counts.requests++;
+      if (res.status >= 500) violations.push(`${method} ${path}: ${res.status}`);
+      return { status: res.status, setCookie: res.headers.getSetCookie(), text };
+    };
+
+    async function user(n: number): Promise<void> {
+      const who = FIXTURES[n % FIXTURES.length];
+      let cookie = '';
+      let groups: string[] = [];
+      const login = async () => {
+        const res = await call('POST', '/app/login', undefined, `email=${encodeURIComponent(who.email)}&password=${who.password}`);
+        const set = res.setCookie.find((c) => c.startsWith('session='));
+        if (res.status !== 303 || !set) return void violations.push(`login ${who.email}: ${res.status}`);
+        cookie = set.split(';')[0];
+        groups = [...who.groups];
+        counts.logins++;
+      };
+      await login();
+      while (Date.now() < deadline) {
+        const dice = Math.random();
+        if (dice < 0.02) {
+          const res = await call('POST', '/app/logout', cookie, '');
+          if (res.status !== 303) violations.push(`logout: ${res.status}`);
+          counts.logouts++;
+          const after = await call('GET', '/app/api/v1/group/one/cacheable/soak', cookie);
+          if (after.status !== 403) violations.push(`after logout: ${after.status}`);
+          await login();
+        } else if (dice < 0.06 && who.groups.length > 0) {
+          const next = who.groups.filter(() => Math.random() < 0.6);
+          const res = await call('POST', '/app/api/v1/myself/groups', cookie, JSON.stringify({ groups: next }), 'application/json');
+          if (res.status !== 200) violations.push(`change groups: ${res.status}`);
+          else groups = next;
+          counts.changes++;
+        } else {
+          const group = GROUPS[Math.floor(Math.random() * GROUPS.length)];
+          const kind = Math.random() < 0.7 ? 'cacheable' : 'uncacheable';
+          const path = `/app/api/v1/group/${group}/${kind}/r${Math.floor(Math.random() * 5)}`;
+          const res = await call('GET', path, cookie);
+          const member = groups.includes(group);
+          if (res.status === 200) {
+            counts.ok++;
+            if (!member) violations.push(`${who.email} (groups ${groups.join(',') || 'none'}) got ${path}`);
+            else if (JSON.parse(res.text).group_id !== group) violations.push(`${path} returned group ${JSON.parse(res.text).group_id}`);
+          } else if (res.status === 403) {
+            counts.refused++;
+            if (member) violations.push(`${who.email} refused ${path} though in ${group}`);
+          } else {
+            violations.push(`${path}: ${res.status}`);
+          }
+        }
+      }
+      // The session is still the user's own, not lost, not someone else's.
+      const me = await call('GET', '/app/api/v1/myself', cookie);
+      if (me.status !== 200 || JSON.parse(me.text).email !== who.email) violations.push(`myself at the end: ${me.status} ${me.text}`);
+    }
+
+    await Promise.all(Array.from({ length: USERS }, (_, n) => user(n)));
+    const endMemory = memory();
+    console.log(
+      `soak: ${USERS} users, ${SECONDS} s: ${counts.requests} requests (${Math.round(counts.requests / SECONDS)}/s), ` +
+        `${counts.ok} allowed, ${counts.refused} refused, ${counts.logins} logins, ${counts.logouts} logouts, ${counts.changes} group changes, ` +
+        `${violations.length} violations; RSS app ${startMemory.app} → ${endMemory.app} kB, nginx workers ${startMemory.nginx} → ${endMemory.nginx} kB`,
+    );
+    expect(violations.slice(0, 20)).toEqual([]);
+    expect(counts.requests).toBeGreaterThan(USERS * 10);
+    // Bounded caches only: no growth beyond a generous margin over the run.
+    expect(endMemory.nginx - startMemory.nginx).toBeLessThan(64 * 1024);
+    expect(endMemory.app - startMemory.app).toBeLessThan(128 * 1024);
+    expect(stack.nginx.errorLog()).not.toMatch(/signal \d+/);
+  }, (SECONDS + 60) * 1000);
+});
