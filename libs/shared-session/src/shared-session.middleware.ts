@@ -104,7 +104,8 @@ export class SharedSessionMiddleware implements NestMiddleware {
         kept.push(part);
         continue;
       }
-      if (first === undefined) first = eq < 0 ? '' : part.slice(eq + 1).trim();
+      // The value is taken as it is, whitespace and all, as nginx takes it: both judge the same bytes.
+      if (first === undefined) first = eq < 0 ? '' : part.slice(eq + 1);
     }
     if (first === undefined) return { header, verified: null };
     const verified = this.signer.verify(first);

@@ -71,12 +71,18 @@ function checkGroups(groups: unknown): asserts groups is string[] {
   }
 }
 
-/** Runs an express-session callback method; a store failure becomes a 503. */
+/**
+ * Runs an express-session callback method; a store failure becomes a 503 and
+ * drops req.session, so that express-session neither saves it again when the
+ * response ends nor sends its cookie with the 503 (a failed login leaves no
+ * session behind).
+ */
 function settle(req: Request, run: (done: (err?: unknown) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     run((err) => {
       if (!err) return resolve();
       markSessionRequest(req, false);
+      delete (req as { session?: unknown }).session;
       reject(serviceUnavailable());
     });
   });

@@ -1,0 +1,102 @@
+/**
+ * Oversized or many cookies, very long group ids and URIs, at nginx and at
+ * the app behind it: each gets a clear 4xx, never a 5xx, and memory stays
+ * bounded over a burst of them.
+ */
+import type { DemoStack } from '../stack/demo-stack';
+import { buildRequest, nginxWorkers, rssKb, runPool, statusCounts } from './support/raw-pool';
+import { crashLines, mustLogin, startStack } from './support/stack';
+
+interface Oversized {
+  name: string;
+  path: string;
+  cookie?: string;
+  /** The statuses allowed at nginx and at the app (both: 4xx only). */
+  nginx: number[];
+  app: number[];
+}
+
+describe('oversized and many cookies, long group ids and URIs', () => {
+  let stack: DemoStack;
+  let joe: string;
+  let cases: Oversized[];
+
+  beforeAll(async () => {
+    stack = await startStack();
+    joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
+    const damaged = `${joe.slice(0, -1)}${joe.endsWith('A') ? 'B' : 'A'}`;
+    const group = (id: string, resource = 'report') => `/app/api/v1/group/${id}/cacheable/${resource}`;
+    const manyCookies = (n: number, make: (i: number) => string) => Array.from({ length: n }, (_x, i) => make(i)).join('; ');
+    cases = [
+      // large_client_header_buffers 4 8k at nginx; Node's 16 KB header limit at the app.
+      { name: '16 KB cookie value', path: group('one'), cookie: `session=${'a'.repeat(16 * 1024)}`, nginx: [400], app: [431] },
+      { name: '16.5 KB cookie header, a valid session first', path: group('one'), cookie: `session=${joe}; ${manyCookies(900, (i) => `p${i}=${'x'.repeat(12)}`)}`.slice(0, 16.5 * 1024), nginx: [400], app: [431] },
+      // 200 x 72 bytes: too large for nginx's 8 KB buffers, not for Node's 16 KB.
+      { name: '200 cookies named session, the first forged, the others valid', path: group('one'), cookie: manyCookies(200, (i) => `session=${i === 0 ? damaged : joe}`), nginx: [400], app: [401] },
+      { name: '200 short cookies named session, the first forged', path: group('one'), cookie: manyCookies(200, (i) => `session=${i === 0 ? damaged : `s${i}`}`), nginx: [403], app: [401] },
+      { name: '200 cookies, none of them ours', path: group('one'), cookie: manyCookies(200, (i) => `c${i}=${'v'.repeat(10)}`), nginx: [401], app: [401] },
+      { name: '200 cookies, ours last and forged', path: group('one'), cookie: `${manyCookies(199, (i) => `c${i}=v`)}; session=${damaged}`, nginx: [403], app: [401] },
+      // Beyond the 8 KB buffer nginx says 414 (request line too long), or 400 when a read ends where
+      // nginx takes it for a header that is too large: both are its answers to an oversized request.
+      { name: '10 KB group id', path: group('g'.repeat(10 * 1024)), cookie: `session=${joe}`, nginx: [414, 400], app: [403] },
+      { name: '10 KB group id, no cookie', path: group('g'.repeat(10 * 1024)), nginx: [414, 400], app: [401] },
+      { name: '5 KB group id (fits nginx buffers, not the group pattern)', path: group('g'.repeat(5 * 1024)), cookie: `session=${joe}`, nginx: [403], app: [403] },
+      { name: '64 KB URI', path: group('one', 'r'.repeat(64 * 1024)), cookie: `session=${joe}`, nginx: [414, 400], app: [431] },
+      { name: '64 KB query string', path: `${group('one')}?q=${'q'.repeat(64 * 1024)}`, cookie: `session=${joe}`, nginx: [414, 400], app: [431] },
+    ];
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const requestFor = (c: Oversized) => buildRequest(c.path, c.cookie === undefined ? [] : [['Cookie', c.cookie]]);
+
+  it('each gets a clear 4xx at nginx and at the app, never a 5xx', async () => {
+    for (const [target, port] of [['nginx', stack.nginx.port], ['app', stack.appPort]] as const) {
+      const { responses } = await runPool(port, cases.map(requestFor), { concurrency: 1 });
+      const got = responses.map((r, i) => `${cases[i].name}: ${r.status}${r.error ? ` (${r.error})` : ''}`);
+      const want = responses.map((r, i) => `${cases[i].name}: ${cases[i][target].includes(r.status) ? r.status : `one of ${cases[i][target].join('/')}`}`);
+      console.log(`oversized at ${target}:\n  ${got.join('\n  ')}`);
+      expect(got).toEqual(want);
+    }
+  }, 60_000);
+
+  it('memory stays bounded over bursts of such requests (nginx worker and app RSS)', async () => {
+    const burst = (n: number) => Array.from({ length: n }, (_x, i) => requestFor(cases[i % cases.length]));
+    const [worker] = nginxWorkers(stack.nginx.pid!);
+    const appPid = stack.app.pid!;
+    // Warm up: lazily allocated pools, JIT code and V8's heap growing to its working size are not leaks.
+    await runPool(stack.nginx.port, burst(1000), { concurrency: 8 });
+    await runPool(stack.appPort, burst(2000), { concurrency: 8 });
+    const rss = () => ({ nginx: rssKb(worker), app: rssKb(appPid) });
+    const before = rss();
+    // Two bursts of 2000 at each: growth that keeps going in the second one would be a leak.
+    const atNginx = await runPool(stack.nginx.port, burst(2000), { concurrency: 8, deadlineMs: 30_000 });
+    const atApp = await runPool(stack.appPort, burst(2000), { concurrency: 8, deadlineMs: 30_000 });
+    const middle = rss();
+    const atNginx2 = await runPool(stack.nginx.port, burst(2000), { concurrency: 8, deadlineMs: 30_000 });
+    const atApp2 = await runPool(stack.appPort, burst(2000), { concurrency: 8, deadlineMs: 30_000 });
+    const after = rss();
+
+    const mb = (kb: number) => (kb / 1024).toFixed(1);
+    const delta = (kb: number) => `${kb >= 0 ? '+' : ''}${mb(kb)}`;
+    console.log(
+      `oversized bursts (2 x 2000 each, 8 in flight): nginx ${atNginx.ms}+${atNginx2.ms} ms ${JSON.stringify(statusCounts([...atNginx.responses, ...atNginx2.responses]))}, ` +
+        `app ${atApp.ms}+${atApp2.ms} ms ${JSON.stringify(statusCounts([...atApp.responses, ...atApp2.responses]))}\n` +
+        `  RSS nginx worker ${mb(before.nginx)} -> ${mb(middle.nginx)} -> ${mb(after.nginx)} MB (${delta(middle.nginx - before.nginx)}, ${delta(after.nginx - middle.nginx)}); ` +
+        `app ${mb(before.app)} -> ${mb(middle.app)} -> ${mb(after.app)} MB (${delta(middle.app - before.app)}, ${delta(after.app - middle.app)})`,
+    );
+    for (const [run, target] of [[atNginx, 'nginx'], [atNginx2, 'nginx'], [atApp, 'app'], [atApp2, 'app']] as const) {
+      const unexpected = run.responses
+        .map((r, i) => ({ r, c: cases[i % cases.length] }))
+        .filter(({ r, c }) => !c[target].includes(r.status))
+        .map(({ r, c }) => `${target}: ${c.name}: ${r.status}`);
+      expect(unexpected.slice(0, 10)).toEqual([]);
+    }
+    expect(after.nginx - before.nginx).toBeLessThan(50 * 1024);
+    expect(after.app - before.app).toBeLessThan(50 * 1024);
+    expect(crashLines(stack.nginx.errorLog())).toEqual([]);
+    expect(nginxWorkers(stack.nginx.pid!)).toEqual([worker]);
+    expect(stack.app.exitCode).toBeNull();
+  }, 120_000);
+});

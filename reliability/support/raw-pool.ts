@@ -1,0 +1,243 @@
+import { connect, Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+
+/** One response as read off the wire; status 0 means the server closed or reset the connection without answering. */
+export interface WireResponse {
+  status: number;
+  headers: Record<string, string[]>;
+  body: string;
+  /** When the request was written and when its answer was complete (Date.now()). */
+  startedAt: number;
+  endedAt: number;
+  /** Set when the connection ended without a complete response. */
+  error?: string;
+}
+
+/** The bytes of one HTTP/1.1 request; the path and header values go out exactly as given. */
+export function buildRequest(
+  path: string | Buffer,
+  headers: [string, string | Buffer][] = [],
+  options: { method?: string; body?: string; keepAlive?: boolean } = {},
+): Buffer {
+  const method = options.method ?? 'GET';
+  const parts: Buffer[] = [
+    Buffer.from(`${method} `, 'latin1'),
+    Buffer.isBuffer(path) ? path : Buffer.from(path, 'latin1'),
+    Buffer.from(` HTTP/1.1\r\nHost: 127.0.0.1\r\n${options.keepAlive === false ? 'Connection: close\r\n' : ''}`, 'latin1'),
+  ];
+  for (const [name, value] of headers) {
+    parts.push(Buffer.from(`${name}: `, 'latin1'), Buffer.isBuffer(value) ? value : Buffer.from(value, 'latin1'), Buffer.from('\r\n'));
+  }
+  if (options.body !== undefined) parts.push(Buffer.from(`Content-Length: ${Buffer.byteLength(options.body)}\r\n`));
+  parts.push(Buffer.from('\r\n'));
+  if (options.body !== undefined) parts.push(Buffer.from(options.body));
+  return Buffer.concat(parts);
+}
+
+/**
+ * A keep-alive HTTP/1.1 connection on 127.0.0.1 that sends raw bytes, one
+ * request at a time, and reads each response by its Content-Length (or
+ * chunked encoding). When the server closes the connection (after a 400, say)
+ * the next request opens a new one.
+ */
+export class RawConnection {
+  private socket?: Socket;
+  private buffer: Buffer = Buffer.alloc(0);
+  private waiting?: { resolve: (r: WireResponse) => void; startedAt: number };
+  private ended = false;
+  /** Connections opened so far (1 + reconnections). */
+  opened = 0;
+
+  constructor(
+    readonly port: number,
+    private readonly timeoutMs = 10_000,
+  ) {}
+
+  request(bytes: Buffer): Promise<WireResponse> {
+    if (this.waiting) throw new Error('RawConnection: one request at a time');
+    if (!this.socket || this.ended || this.socket.destroyed) this.open();
+    const startedAt = Date.now();
+    return new Promise((resolve) => {
+      this.waiting = { resolve, startedAt };
+      const socket = this.socket!;
+      socket.write(bytes, (err) => {
+        // The server may close while we are still writing (an oversized request): read what it answered.
+        if (err && this.socket === socket) this.finish(err.message);
+      });
+    });
+  }
+
+  close(): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.destroy();
+  }
+
+  private open(): void {
+    this.close();
+    this.buffer = Buffer.alloc(0);
+    this.ended = false;
+    this.opened++;
+    const socket = connect(this.port, '127.0.0.1');
+    socket.setNoDelay(true);
+    socket.setTimeout(this.timeoutMs, () => socket.destroy(new Error('timeout')));
+    // Events of a connection that was already replaced must not touch the current one.
+    const current = () => this.socket === socket;
+    socket.on('data', (d: Buffer) => {
+      if (!current()) return;
+      this.buffer = this.buffer.length === 0 ? d : Buffer.concat([this.buffer, d]);
+      this.tryParse(false);
+    });
+    socket.on('end', () => {
+      if (!current()) return;
+      this.ended = true;
+      this.tryParse(true);
+    });
+    socket.on('error', (err) => {
+      if (!current()) return;
+      this.ended = true;
+      this.tryParse(true, err.message);
+    });
+    socket.on('close', () => {
+      if (!current()) return;
+      this.ended = true;
+      this.tryParse(true, 'closed');
+    });
+    this.socket = socket;
+  }
+
+  private tryParse(atEnd: boolean, error?: string): void {
+    if (!this.waiting) return;
+    const parsed = parseResponse(this.buffer, atEnd);
+    if (parsed) {
+      this.buffer = this.buffer.subarray(parsed.consumed);
+      const { resolve, startedAt } = this.waiting;
+      this.waiting = undefined;
+      const closing = parsed.headers.connection?.some((v) => /close/i.test(v));
+      if (closing) {
+        this.ended = true;
+        this.socket?.destroy();
+      }
+      resolve({ status: parsed.status, headers: parsed.headers, body: parsed.body, startedAt, endedAt: Date.now() });
+      return;
+    }
+    if (atEnd) this.finish(error ?? 'connection ended without a response');
+  }
+
+  private finish(error: string): void {
+    if (!this.waiting) return;
+    // A write error can come before the response that is already in the buffer.
+    const parsed = parseResponse(this.buffer, true);
+    const { resolve, startedAt } = this.waiting;
+    if (!parsed && !this.ended) return; // wait for 'end'/'close' to read the answer
+    this.waiting = undefined;
+    this.ended = true;
+    this.socket?.destroy();
+    if (parsed) resolve({ status: parsed.status, headers: parsed.headers, body: parsed.body, startedAt, endedAt: Date.now() });
+    else resolve({ status: 0, headers: {}, body: '', startedAt, endedAt: Date.now(), error });
+  }
+}
+
+function parseResponse(buf: Buffer, atEnd: boolean): { status: number; headers: Record<string, string[]>; body: string; consumed: number } | undefined {
+  const split = buf.indexOf('\r\n\r\n');
+  if (split < 0) return undefined;
+  const head = buf.subarray(0, split).toString('latin1').split('\r\n');
+  const status = Number(head[0].split(' ')[1]);
+  const headers: Record<string, string[]> = {};
+  for (const line of head.slice(1)) {
+    const colon = line.indexOf(':');
+    (headers[line.slice(0, colon).trim().toLowerCase()] ??= []).push(line.slice(colon + 1).trim());
+  }
+  const start = split + 4;
+  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return { status, headers, body: '', consumed: start };
+  const length = headers['content-length']?.[0];
+  if (length !== undefined) {
+    const end = start + Number(length);
+    if (buf.length < end) return undefined;
+    return { status, headers, body: buf.subarray(start, end).toString('latin1'), consumed: end };
+  }
+  if (headers['transfer-encoding']?.[0]?.toLowerCase() === 'chunked') {
+    let pos = start;
+    const chunks: Buffer[] = [];
+    for (;;) {
+      const eol = buf.indexOf('\r\n', pos);
+      if (eol < 0) return undefined;
+      const size = parseInt(buf.subarray(pos, eol).toString('latin1'), 16);
+      if (Number.isNaN(size)) return undefined;
+      if (size === 0) {
+        const trailerEnd = buf.indexOf('\r\n', eol + 2);
+        if (trailerEnd < 0) return undefined;
+        return { status, headers, body: Buffer.concat(chunks).toString('latin1'), consumed: trailerEnd + 2 };
+      }
+      if (buf.length < eol + 2 + size + 2) return undefined;
+      chunks.push(buf.subarray(eol + 2, eol + 2 + size));
+      pos = eol + 2 + size + 2;
+    }
+  }
+  // No length: the body runs to the end of the connection.
+  if (!atEnd) return undefined;
+  return { status, headers, body: buf.subarray(start).toString('latin1'), consumed: buf.length };
+}
+
+/**
+ * Sends every request over `concurrency` keep-alive connections and returns
+ * the responses in the order of `requests`. Bounded: stops early (the rest
+ * get status -1) once `deadlineMs` has passed.
+ */
+export async function runPool(
+  port: number,
+  requests: Buffer[],
+  options: { concurrency?: number; deadlineMs?: number } = {},
+): Promise<{ responses: WireResponse[]; connections: number; ms: number }> {
+  const concurrency = options.concurrency ?? 16;
+  const deadline = Date.now() + (options.deadlineMs ?? 60_000);
+  const responses: WireResponse[] = new Array(requests.length);
+  const started = Date.now();
+  let next = 0;
+  const conns = Array.from({ length: Math.min(concurrency, requests.length) }, () => new RawConnection(port));
+  await Promise.all(
+    conns.map(async (conn) => {
+      while (next < requests.length) {
+        const i = next++;
+        if (Date.now() > deadline) {
+          responses[i] = { status: -1, headers: {}, body: '', startedAt: 0, endedAt: 0, error: 'deadline' };
+          continue;
+        }
+        responses[i] = await conn.request(requests[i]);
+      }
+      conn.close();
+    }),
+  );
+  return { responses, connections: conns.reduce((n, c) => n + c.opened, 0), ms: Date.now() - started };
+}
+
+/** Counts of each status, for printing: { "403": 812, ... }. */
+export function statusCounts(responses: { status: number }[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of responses) counts[r.status] = (counts[r.status] ?? 0) + 1;
+  return counts;
+}
+
+/** VmRSS of a process in kB, from /proc/<pid>/status. */
+export function rssKb(pid: number): number {
+  const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]);
+}
+
+/** The child processes of `pid` (nginx's workers, for its master). */
+export function childPids(pid: number): number[] {
+  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  return text ? text.split(/\s+/).map(Number) : [];
+}
+
+/** nginx's worker processes (its master's children that are not the cache manager/loader). */
+export function nginxWorkers(masterPid: number): number[] {
+  return childPids(masterPid).filter((pid) => {
+    try {
+      return /worker process/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
+}
