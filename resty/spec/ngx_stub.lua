@@ -54,10 +54,140 @@ end
 
 local logs = {}
 
+-- A clock the specs move by hand: ngx.now() and the fake dict's expiries.
+local clock = { now = 1700000000.000 }
+
+-- What ngx.worker reports; the specs may change it.
+local process = { worker_id = 0, pid = 4242 }
+
+-- An in-memory lua_shared_dict with the methods the module uses. With a
+-- capacity it evicts the least recently used key when full, like the real
+-- one under memory pressure, and reports it the same way (forcible).
+local function new_dict(capacity)
+  local items, order = {}, {}   -- order: keys, least recently used first
+
+  local function touch(key)
+    for i = #order, 1, -1 do
+      if order[i] == key then
+        table.remove(order, i)
+        break
+      end
+    end
+    order[#order + 1] = key
+  end
+
+  local function live(key)
+    local item = items[key]
+    if item and item.expires and item.expires <= clock.now then
+      items[key] = nil
+      for i = #order, 1, -1 do
+        if order[i] == key then
+          table.remove(order, i)
+          break
+        end
+      end
+      return nil
+    end
+    return item
+  end
+
+  local dict = { items = items }
+
+  local function store(key, value, exptime)
+    local forcible = false
+    if not items[key] and capacity and #order >= capacity then
+      local victim = table.remove(order, 1)
+      items[victim] = nil
+      forcible = true
+    end
+    items[key] = {
+      value = value,
+      expires = (exptime and exptime > 0) and clock.now + exptime or nil,
+    }
+    touch(key)
+    return true, nil, forcible
+  end
+
+  function dict.get(_, key)
+    local item = live(key)
+    if not item then
+      return nil
+    end
+    touch(key)
+    return item.value
+  end
+
+  function dict.set(_, key, value, exptime)
+    return store(key, value, exptime)
+  end
+
+  function dict.add(_, key, value, exptime)
+    if live(key) then
+      return false, "exists"
+    end
+    return store(key, value, exptime)
+  end
+
+  function dict.replace(_, key, value, exptime)
+    if not live(key) then
+      return false, "not found"
+    end
+    return store(key, value, exptime)
+  end
+
+  function dict.delete(_, key)
+    if items[key] then
+      items[key] = nil
+      for i = #order, 1, -1 do
+        if order[i] == key then
+          table.remove(order, i)
+          break
+        end
+      end
+    end
+  end
+
+  -- For the specs: drop one key as an eviction would.
+  function dict.evict(_, key)
+    dict.delete(nil, key)
+  end
+
+  function dict.keys()
+    local keys = {}
+    for i = 1, #order do
+      keys[i] = order[i]
+    end
+    return keys
+  end
+
+  return dict
+end
+
 local stub = {
   var = {},
   null = setmetatable({}, { __tostring = function() return "null" end }),
   DEBUG = 8, INFO = 7, NOTICE = 6, WARN = 5, ERR = 4,
+  clock = clock,
+  process = process,
+  new_dict = new_dict,
+  shared = {},
+  now = function() return clock.now end,
+  sleep = function(seconds) clock.now = clock.now + seconds end,
+  timer = {
+    at = function() return nil, "no timers outside nginx" end,
+  },
+  socket = {
+    tcp = function() error("no cosockets outside nginx") end,
+  },
+  thread = {
+    spawn = function() error("no light threads outside nginx") end,
+    kill = function() return nil, "no light threads outside nginx" end,
+  },
+  worker = {
+    id = function() return process.worker_id end,
+    pid = function() return process.pid end,
+    exiting = function() return false end,
+  },
   hmac_sha1 = hmac_sha1,
   encode_base64 = encode_base64,
   log = function(level, ...)

@@ -127,9 +127,16 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     expect(heard).toEqual([SID, SID]);
   });
 
-  it('touch refreshes the TTL of all three keys', async () => {
+  it('touch refreshes the TTL of all three keys once they have aged past touchAfterSeconds', async () => {
     await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'] }), cb));
+    // Read at once, a fresh session is not rewritten: touch is a no-op.
+    await call((cb) => store.get(SID, cb));
+    for (const kind of ['data', 'signature', 'groups']) await admin.expire(`app_session_prefix:${kind}:${SID}`, 3590);
+    await call((cb) => store.touch(SID, session({}), cb));
+    expect(await admin.ttl(`app_session_prefix:groups:${SID}`)).toBeLessThanOrEqual(3590);
+    // Older than touchAfterSeconds (60 s by default): refreshed.
     for (const kind of ['data', 'signature', 'groups']) await admin.expire(`app_session_prefix:${kind}:${SID}`, 10);
+    await call((cb) => store.get(SID, cb));
     await call((cb) => store.touch(SID, session({}), cb));
     for (const kind of ['data', 'signature', 'groups']) {
       expect(await admin.ttl(`app_session_prefix:${kind}:${SID}`)).toBeGreaterThan(3590);

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
 import type { Redis } from 'ioredis';
@@ -11,12 +12,18 @@ export interface FlaskRedisSessionStoreOptions {
   signer: SessionCookieSigner;
   keyPrefix?: string;
   ttlSeconds?: number;
+  /** Refresh the keys' TTL on `touch` only when a session is older than this (seconds; default 60, 0: always). */
+  touchAfterSeconds?: number;
   /** Attributes of the cookie rebuilt on `get` (the data in Redis holds none). */
   cookie?: SharedSessionCookieOptions;
   logger?: Pick<Logger, 'error' | 'warn' | 'log'>;
 }
 
 type Callback<T = void> = (err?: unknown, value?: T) => void;
+
+/** The session's JSON and its remaining time to live (ms), read atomically. */
+const GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}";
+const GET_WITH_TTL_SHA = createHash('sha1').update(GET_WITH_TTL).digest('hex');
 
 /** The three keys of one session (PROTOCOL.md section 3). */
 export interface SessionKeys {
@@ -35,6 +42,9 @@ export class FlaskRedisSessionStore extends Store {
   private readonly signer: SessionCookieSigner;
   private readonly keyPrefix: string;
   private readonly ttlSeconds: number;
+  private readonly touchAfterSeconds: number;
+  /** sid → when its keys expire, as last read or refreshed: lets `touch` skip a write that changes nothing much. */
+  private readonly expiries = new Map<string, number>();
   private readonly cookie: SharedSessionCookieOptions;
   private readonly logger: Pick<Logger, 'error' | 'warn' | 'log'>;
   private healthy = true;
@@ -45,6 +55,7 @@ export class FlaskRedisSessionStore extends Store {
     this.signer = options.signer;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
+    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? 60, this.ttlSeconds);
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
@@ -76,9 +87,15 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   get(sid: string, callback: Callback<SessionData | null>): void {
-    const keys = this.keys(sid);
-    this.run(this.client.multi().get(keys.data).pttl(keys.data).exec(), callback, ([json, pttl]) => {
+    const key = this.keys(sid).data;
+    // One script instead of MULTI GET PTTL: the same atomic read at the cost of a plain GET
+    // (this runs on every request that carries a session).
+    const read = this.client.evalsha(GET_WITH_TTL_SHA, 1, key).catch((err: Error) =>
+      /NOSCRIPT/.test(err.message) ? this.client.eval(GET_WITH_TTL, 1, key) : Promise.reject(err),
+    ) as Promise<[string | null, number]>;
+    this.run(read, callback, ([json, pttl]) => {
       if (json === null) return null;
+      this.rememberExpiry(sid, pttl as number);
       const data = this.parse(sid, json as string);
       if (!data) return null;
       return { ...data, cookie: this.rebuildCookie(pttl as number) } as SessionData;
@@ -94,6 +111,7 @@ export class FlaskRedisSessionStore extends Store {
       callback?.(err);
       return;
     }
+    this.expiries.delete(sid);
     const keys = this.keys(sid);
     const ttl = this.ttlSeconds;
     const tx = this.client
@@ -106,13 +124,26 @@ export class FlaskRedisSessionStore extends Store {
     this.run(tx.exec(), callback);
   }
 
+  /**
+   * Refreshes the TTL of the three keys, at most once per `touchAfterSeconds`
+   * per session: express-session touches after every request that read a
+   * session, and a write per read would double the Redis round trips.
+   */
   touch(sid: string, _session: SessionData, callback?: Callback): void {
+    const expiry = this.expiries.get(sid);
+    if (expiry !== undefined && expiry - Date.now() > (this.ttlSeconds - this.touchAfterSeconds) * 1000) {
+      callback?.();
+      return;
+    }
     const keys = this.keys(sid);
     const ttl = this.ttlSeconds;
+    // Concurrent requests of one session see the refresh at once, not after their own round trip.
+    this.rememberExpiry(sid, ttl * 1000);
     this.run(this.client.multi().expire(keys.data, ttl).expire(keys.signature, ttl).expire(keys.groups, ttl).exec(), callback);
   }
 
   destroy(sid: string, callback?: Callback): void {
+    this.expiries.delete(sid);
     const keys = this.keys(sid);
     this.run(this.client.multi().del(keys.data, keys.signature, keys.groups).publish(this.invalidationChannel, sid).exec(), callback);
   }
@@ -126,6 +157,14 @@ export class FlaskRedisSessionStore extends Store {
       throw new TypeError('session.groups must be an array of non-empty strings');
     }
     return { data, groups: [...new Set(groups as string[])] };
+  }
+
+  /** Bounded: at most 10 000 sessions, the least recently seen dropped first (a dropped one is simply touched). */
+  private rememberExpiry(sid: string, pttl: number): void {
+    if (pttl <= 0) return;
+    this.expiries.delete(sid);
+    if (this.expiries.size >= 10_000) this.expiries.delete(this.expiries.keys().next().value as string);
+    this.expiries.set(sid, Date.now() + pttl);
   }
 
   private parse(sid: string, json: string): Record<string, unknown> | null {
@@ -153,12 +192,11 @@ export class FlaskRedisSessionStore extends Store {
     } as SessionData['cookie'];
   }
 
-  /** Runs one Redis call; a failed MULTI (any command in it) fails the whole call. */
-  private run<T, R>(pending: Promise<T>, callback?: Callback<R>, map?: (values: unknown[]) => R): void {
+  /** Runs one Redis call (a command, a script or a MULTI); a MULTI fails as a whole if any command in it failed. */
+  private run<T, R>(pending: Promise<T>, callback?: Callback<R>, map?: (result: T) => R): void {
     pending.then(
       (result) => {
-        const replies = Array.isArray(result) ? (result as [Error | null, unknown][]) : [];
-        const failed = replies.find((reply) => Array.isArray(reply) && reply[0]);
+        const failed = isMultiReply(result) ? result.find(([err]) => err) : undefined;
         if (result === null || failed) {
           const err = failed ? (failed[0] as Error) : new Error('Redis transaction aborted');
           this.fault(err);
@@ -166,7 +204,7 @@ export class FlaskRedisSessionStore extends Store {
           return;
         }
         this.recovered();
-        callback?.(undefined, map ? map(replies.map((reply) => (Array.isArray(reply) ? reply[1] : reply))) : undefined);
+        callback?.(undefined, map ? map(result) : undefined);
       },
       (err: Error) => {
         this.fault(err);
@@ -186,4 +224,9 @@ export class FlaskRedisSessionStore extends Store {
     this.healthy = true;
     this.logger.log('Redis is reachable again: sessions work again');
   }
+}
+
+/** ioredis' MULTI result: one [error, reply] pair per command. */
+function isMultiReply(result: unknown): result is [Error | null, unknown][] {
+  return Array.isArray(result) && result.every((r) => Array.isArray(r) && r.length === 2 && (r[0] === null || r[0] instanceof Error));
 }

@@ -12,6 +12,7 @@ describe('resolveSharedSessionOptions', () => {
       redis: 'redis://127.0.0.1:6379',
       cookie: { path: '/', domain: undefined, secure: false, httpOnly: true, sameSite: 'lax', persistent: true },
       touch: true,
+      touchAfterSeconds: 60,
       proxy: undefined,
     });
   });
@@ -35,6 +36,8 @@ describe('resolveSharedSessionOptions', () => {
     ['a cookie path without a slash', { secret: 's', cookie: { path: 'app' } }, /"cookie.path"/],
     ['SameSite=None without Secure', { secret: 's', cookie: { sameSite: 'none' } }, /"cookie.sameSite"/],
     ['a non-boolean httpOnly', { secret: 's', cookie: { httpOnly: 'yes' } }, /"cookie.httpOnly"/],
+    ['a negative touchAfterSeconds', { secret: 's', touchAfterSeconds: -1 }, /"touchAfterSeconds"/],
+    ['a touchAfterSeconds as long as the TTL', { secret: 's', ttlSeconds: 60, touchAfterSeconds: 60 }, /"touchAfterSeconds"/],
     ['an unknown option (a typo)', { secret: 's', ttl: 5 }, /"ttl" is not a known option/],
   ];
   it.each(bad)('rejects %s, naming the option', (_what, options, message) => {

@@ -46,10 +46,17 @@ export interface SharedSessionModuleOptions {
   /** Cookie attributes. */
   cookie?: SharedSessionCookieOptions;
   /**
-   * Refresh the TTL of the three keys on every request that reads a session
-   * (express-session's store `touch`). Default true.
+   * Refresh the TTL of the three keys when a request reads a session
+   * (express-session's store `touch`), so that an active session lives on.
+   * Default true.
    */
   touch?: boolean;
+  /**
+   * With `touch`, refresh at most once per this many seconds per session (a
+   * write on every read would double the Redis round trips). 0: on every
+   * request. Default 60.
+   */
+  touchAfterSeconds?: number;
   /** Trust `X-Forwarded-Proto` for secure cookies (express-session `proxy`). Default: Express's `trust proxy`. */
   proxy?: boolean;
 }
@@ -65,6 +72,7 @@ export interface SharedSessionConfig {
   redis: Redis | string | RedisOptions;
   cookie: Required<Omit<SharedSessionCookieOptions, 'domain'>> & { domain?: string };
   touch: boolean;
+  touchAfterSeconds: number;
   proxy?: boolean;
 }
 
@@ -99,7 +107,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (!options || typeof options !== 'object') {
     throw new SharedSessionOptionsError('options', 'must be an object with at least { secret }');
   }
-  const known = new Set(['secret', 'secretFallbacks', 'salt', 'keyPrefix', 'cookieName', 'ttlSeconds', 'redis', 'cookie', 'touch', 'proxy']);
+  const known = new Set(['secret', 'secretFallbacks', 'salt', 'keyPrefix', 'cookieName', 'ttlSeconds', 'redis', 'cookie', 'touch', 'touchAfterSeconds', 'proxy']);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
   }
@@ -121,6 +129,11 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   const ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
   if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
     throw new SharedSessionOptionsError('ttlSeconds', 'must be a positive whole number of seconds');
+  }
+
+  const touchAfterSeconds = options.touchAfterSeconds ?? 60;
+  if (typeof touchAfterSeconds !== 'number' || !Number.isInteger(touchAfterSeconds) || touchAfterSeconds < 0 || touchAfterSeconds >= ttlSeconds) {
+    throw new SharedSessionOptionsError('touchAfterSeconds', 'must be a whole number of seconds from 0 to less than ttlSeconds');
   }
 
   const redis = options.redis ?? DEFAULT_REDIS_URL;
@@ -161,6 +174,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
       persistent: optionalBoolean('cookie.persistent', cookie.persistent, true),
     },
     touch: optionalBoolean('touch', options.touch, true),
+    touchAfterSeconds,
     proxy: options.proxy === undefined ? undefined : optionalBoolean('proxy', options.proxy, false),
   };
 }

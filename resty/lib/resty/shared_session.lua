@@ -13,10 +13,20 @@ local ngx_var = ngx.var
 local ngx_log = ngx.log
 local ngx_exit = ngx.exit
 local ngx_null = ngx.null
+local ngx_now = ngx.now
+local ngx_sleep = ngx.sleep
+local timer_at = ngx.timer.at
+local socket_tcp = ngx.socket.tcp
+local thread_spawn = ngx.thread.spawn
+local thread_kill = ngx.thread.kill
+local worker_id = ngx.worker.id
+local worker_pid = ngx.worker.pid
+local worker_exiting = ngx.worker.exiting
 local hmac_sha1 = ngx.hmac_sha1
 local encode_base64 = ngx.encode_base64
 local ERR = ngx.ERR
 local WARN = ngx.WARN
+local NOTICE = ngx.NOTICE
 local INFO = ngx.INFO
 
 local type = type
@@ -33,7 +43,9 @@ local sub = string.sub
 local find = string.find
 local gsub = string.gsub
 local format = string.format
+local concat = table.concat
 local floor = math.floor
+local math_min = math.min
 local bxor = bit.bxor
 local bor = bit.bor
 
@@ -90,9 +102,31 @@ local REDIS_DEFAULTS = {
 local TOP_LEVEL_OPTIONS = {
     secret = true, secret_fallbacks = true, salt = true,
     cookie_name = true, key_prefix = true, redis = true,
+    decision_cache = true,
 }
 
-local BASE64URL = { ["+"] = "-", ["/"] = "_" }
+local DECISION_CACHE_DEFAULTS = {
+    dict = false,               -- required: a lua_shared_dict name
+    ttl = 1,                    -- s a positive decision is kept, at most
+}
+local DECISION_TTL_MIN = 0.001  -- the dict's expiry resolution (ms)
+local DECISION_TTL_MAX = 10
+
+-- The revocation subscriber (PROTOCOL.md section 7).
+local PING_INTERVAL = 0.25         -- s between PINGs on the subscription
+local SUBSCRIBER_READ_TIMEOUT = 750 -- ms without any reply (3 PINGs): down
+local HEARTBEAT_TTL = 1             -- s the epoch key outlives the last reply
+local BACKOFF_MIN = 0.1             -- s before the first reconnection
+local BACKOFF_MAX = 2               -- s between reconnections, at most
+local SLEEP_SLICE = 0.1             -- s: exiting() is checked this often
+
+
+-- The bytes a cookie value may hold: [A-Za-z0-9_.-].
+local COOKIE_BYTES = {}
+for c = 0, 255 do
+    local ch = string.char(c)
+    COOKIE_BYTES[c] = find(ch, "^[A-Za-z0-9_.-]$") ~= nil
+end
 
 
 -- The configuration set once by configure() (in init_by_lua, before the
@@ -119,8 +153,12 @@ local function parse_cookie(value)
         return nil, "empty cookie"
     end
 
-    if find(value, "[^A-Za-z0-9_.-]") then
-        return nil, "invalid character in cookie"
+    -- A byte loop, not find(value, "[^A-Za-z0-9_.-]"): LuaJIT compiles it,
+    -- and it runs on every request (a pattern find cost ~1 us of ~4).
+    for i = 1, len do
+        if not COOKIE_BYTES[byte(value, i)] then
+            return nil, "invalid character in cookie"
+        end
     end
 
     local dot = find(value, ".", 1, true)
@@ -166,15 +204,32 @@ local function derive_key(secret, salt)
 end
 
 
-local function signature_for(derived_key, sid)
-    return (gsub(encode_base64(hmac_sha1(derived_key, sid), true), "[+/]",
-                 BASE64URL))
+-- The url-safe alphabet's byte for each byte of the standard one.
+local URL_SAFE_BYTE = {}
+for c = 0, 255 do
+    URL_SAFE_BYTE[c] = c
+end
+URL_SAFE_BYTE[byte("+")] = byte("-")
+URL_SAFE_BYTE[byte("/")] = byte("_")
+
+
+-- equals_constant_time(sig, base64url(HMAC(derived_key, sid))), without
+-- building the url-safe string: the standard encoding is translated byte by
+-- byte inside the comparison (a gsub cost as much as the rest of a cache hit).
+local function signature_matches(derived_key, sid, sig)
+    local std = encode_base64(hmac_sha1(derived_key, sid), true)
+    local len = #sig
+    local diff = len == #std and 0 or 1
+    for i = 1, len do
+        diff = bor(diff, bxor(byte(sig, i), URL_SAFE_BYTE[byte(std, i) or 0]))
+    end
+    return diff == 0
 end
 
 
 local function verify_locally(keys, sid, sig)
     for i = 1, #keys do
-        if equals_constant_time(sig, signature_for(keys[i], sid)) then
+        if signature_matches(keys[i], sid, sig) then
             return true
         end
     end
@@ -287,6 +342,67 @@ local function check_redis_options(opts)
 end
 
 
+local config_seq = 0   -- counts configure() calls, for config_id
+
+-- The decision cache: nil when the option is absent. The dict must exist
+-- already (configure runs in init_by_lua, after lua_shared_dict is parsed).
+local function check_decision_cache_options(opts, key_prefix, redis)
+    if opts == nil then
+        return nil
+    end
+    if type(opts) ~= "table" then
+        option_error("decision_cache", "must be a table")
+    end
+
+    for k in pairs(opts) do
+        if DECISION_CACHE_DEFAULTS[k] == nil then
+            option_error("decision_cache." .. tostring(k), "is unknown")
+        end
+    end
+
+    local name = opts.dict
+    check_non_empty_string("decision_cache.dict", name)
+    local shared = ngx.shared
+    local dict = shared and shared[name]
+    if not dict then
+        option_error("decision_cache.dict", "must name a lua_shared_dict"
+                     .. " (none is called \"" .. group_hint(name) .. "\")")
+    end
+
+    local ttl = opts.ttl
+    if ttl == nil then
+        ttl = DECISION_CACHE_DEFAULTS.ttl
+    elseif type(ttl) == "string" then
+        ttl = tonumber(ttl)
+    end
+    if type(ttl) ~= "number" or ttl ~= ttl or ttl < DECISION_TTL_MIN
+       or ttl > DECISION_TTL_MAX
+    then
+        option_error("decision_cache.ttl", "must be a number of seconds from "
+                     .. DECISION_TTL_MIN .. " to " .. DECISION_TTL_MAX)
+    end
+
+    config_seq = config_seq + 1
+    return {
+        dict = dict,
+        dict_name = name,
+        ttl = ttl,
+        -- Decisions are made under one configuration (its secrets): a new
+        -- configure(), such as a reload that drops a secret, starts afresh
+        -- even though the dict outlives the reload.
+        config_id = format("%x.%x.%x", worker_pid(), floor(ngx_now() * 1000),
+                           config_seq),
+        channel = key_prefix .. ":invalidate",
+        -- Its own pool name, never handed back: the subscriber's connection
+        -- is never a pooled one, and never taken from a pool either.
+        subscriber_connect_options = {
+            pool = format("shared_session:subscriber:%s:%d", redis.host,
+                          redis.port),
+        },
+    }
+end
+
+
 -- Validates every option, derives the HMAC keys once, and only then replaces
 -- the configuration: a failed call leaves the previous one in force.
 function _M.configure(opts)
@@ -356,6 +472,8 @@ function _M.configure(opts)
     end
 
     local redis = check_redis_options(opts.redis)
+    local decision_cache = check_decision_cache_options(opts.decision_cache,
+                                                        key_prefix, redis)
 
     if keys then
         for i = 1, #keys do
@@ -369,6 +487,7 @@ function _M.configure(opts)
         cookie_var = "cookie_" .. cookie_name,
         key_prefix = key_prefix,
         redis = redis,
+        decision_cache = decision_cache,    -- nil: every check asks Redis
     }
     return true
 end
@@ -378,7 +497,7 @@ end
 
 -- The one place that opens a connection: a later Sentinel or cluster change
 -- swaps this function (and release_redis) and nothing else.
-local function connect_redis(r)
+local function connect_redis(r, connect_options)
     if not redis_lib then
         return nil, redis_load_err
     end
@@ -390,7 +509,7 @@ local function connect_redis(r)
 
     red:set_timeout(r.connect_timeout)
     local ok
-    ok, err = red:connect(r.host, r.port, r.connect_options)
+    ok, err = red:connect(r.host, r.port, connect_options or r.connect_options)
     if not ok then
         return nil, "connect: " .. tostring(err)
     end
@@ -434,6 +553,165 @@ local function pipeline_error(res)
 end
 
 
+-- Decision cache -------------------------------------------------------------
+--
+-- Positive decisions ("session S may see group G") kept in a lua_shared_dict
+-- for at most `ttl` seconds. Keys (a session id never contains ":" or " ",
+-- PROTOCOL.md section 1, so with the sid first no two (sid, group) pairs
+-- share a key, whatever the group id holds):
+--
+--   "e"                the epoch: a token that exists only while the revocation
+--                      subscriber is subscribed (it expires HEARTBEAT_TTL after
+--                      Redis last answered); a new one at every SUBSCRIBE
+--   "s:<sid>"          the session's token; a revocation notice replaces it
+--   "d:<sid>:<group>"  a decision: "<epoch> <session token> <signature>"
+--
+-- A decision counts only while both tokens it was made under (read before its
+-- Redis query was sent) are still the current ones, and only for the cookie
+-- signature it was made for. Tokens are never reused, so a key that is gone
+-- (expired, evicted, deleted) can only make decisions stop matching: eviction
+-- causes misses, never an allow. Replacing a token is the only invalidation,
+-- and two replacements racing each other both invalidate.
+
+local EPOCH_KEY = "e"
+local SPACE = byte(" ")
+
+local token_seq = 0     -- per worker; tokens are unique by (pid, ms, seq)
+
+local function fresh_token()
+    token_seq = token_seq + 1
+    return format("%x.%x.%x", worker_pid(), floor(ngx_now() * 1000),
+                  token_seq)
+end
+
+
+local function is_sid(value)
+    local len = type(value) == "string" and #value or 0
+    return len >= SID_MIN_LEN and len <= SID_MAX_LEN
+           and not find(value, "[^A-Za-z0-9_-]")
+end
+
+
+local function decision_key(sid, group_id)
+    return "d:" .. sid .. ":" .. group_id
+end
+_M._decision_key = decision_key     -- for spec/ only
+
+
+-- value == epoch .. " " .. token .. " " .. sig, without building the string
+-- (this runs on every cache hit); its time depends only on the lengths.
+local function decision_matches(value, epoch, token, sig)
+    local e, t = #epoch, #token
+    if #value ~= e + t + #sig + 2 then
+        return false
+    end
+    local diff = bor(bxor(byte(value, e + 1), SPACE),
+                     bxor(byte(value, e + t + 2), SPACE))
+    for i = 1, e do
+        diff = bor(diff, bxor(byte(value, i), byte(epoch, i)))
+    end
+    for i = 1, t do
+        diff = bor(diff, bxor(byte(value, e + 1 + i), byte(token, i)))
+    end
+    local offset = e + t + 2
+    for i = 1, #sig do
+        diff = bor(diff, bxor(byte(value, offset + i), byte(sig, i)))
+    end
+    return diff == 0
+end
+
+
+-- The epoch a decision must carry to count now: the configuration's id and
+-- the subscriber's current epoch; nil while there is no subscriber (bypass).
+local function current_epoch(dc)
+    local epoch = dc.dict:get(EPOCH_KEY)
+    return epoch and dc.config_id .. "/" .. epoch
+end
+
+
+-- true when a valid decision is cached for (sid, sig, group_id). Reads only:
+-- it runs before the cookie's HMAC is checked, so a forged cookie writes
+-- nothing to the dict. A decision holds the exact signature it was made for,
+-- which was verified then, under this configuration's secrets.
+local function decision_hit(dc, sid, sig, group_id)
+    local dict = dc.dict
+    local epoch = current_epoch(dc)
+    local token = epoch and dict:get("s:" .. sid)
+    local value = token and dict:get(decision_key(sid, group_id))
+    return value and decision_matches(value, epoch, token, sig) or false
+end
+
+
+-- Like decision_hit, for a verified cookie; on a miss, also the tag to store
+-- a decision under if the one about to be asked of Redis is positive (nil:
+-- the cache is not to be trusted now, store nothing). Must run before the
+-- Redis query is sent: that is what makes a revocation processed while the
+-- query is in flight invalidate its answer.
+local function cached_decision(dc, sid, sig, group_id)
+    local dict = dc.dict
+    local epoch = current_epoch(dc)
+    if not epoch then
+        return nil      -- no subscriber, or it lost Redis: bypass
+    end
+
+    local token_key = "s:" .. sid
+    local token = dict:get(token_key)
+    if not token then
+        -- Nothing can be cached under a token that does not exist yet.
+        token = fresh_token()
+        if not dict:add(token_key, token, dc.ttl) then
+            token = dict:get(token_key)     -- another request made one
+            if not token then
+                return nil
+            end
+        end
+    end
+
+    local value = dict:get(decision_key(sid, group_id))
+    if value and decision_matches(value, epoch, token, sig) then
+        return true
+    end
+    return nil, epoch .. " " .. token
+end
+
+
+-- Keeps a positive decision until `ttl` after its query was sent (`started`),
+-- so that no decision lives longer than ttl, even counting the round trip.
+local function store_decision(dc, sid, sig, group_id, tag, started)
+    local ttl = dc.ttl - (ngx_now() - started)
+    if ttl < DECISION_TTL_MIN then
+        return      -- (and 0 would mean "never expires" to the dict)
+    end
+    local ok, err = dc.dict:set(decision_key(sid, group_id),
+                                tag .. " " .. sig, ttl)
+    if not ok then
+        ngx_log(INFO, "shared_session: decision not cached: ", err)
+    end
+end
+
+
+-- A revocation notice for sid: every decision cached for it stops counting.
+local function forget_session(dc, sid)
+    local dict = dc.dict
+    local token_key = "s:" .. sid
+    local ok, err = dict:replace(token_key, fresh_token(), dc.ttl)
+    -- "not found": nothing is cached for it, and a request that creates a
+    -- token from now on sends its query after the change was committed.
+    if not ok and err ~= "not found" then
+        dict:delete(token_key)
+    end
+end
+
+_M._decisions = {   -- for spec/ only
+    cached = cached_decision,
+    hit = decision_hit,
+    store = store_decision,
+    forget = forget_session,
+    EPOCH_KEY = EPOCH_KEY,
+    fresh_token = fresh_token,
+}
+
+
 -- The one-call check (PROTOCOL.md section 5) ----------------------------------
 
 local function refuse(status, level, reason, sid, group_id)
@@ -468,9 +746,28 @@ function _M.authorize(group_id)
         return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
     end
 
+    -- A cached decision is bound to the exact signature that was verified
+    -- when it was made (by HMAC, or against Redis in stored mode): a hit
+    -- needs neither Redis nor the HMAC, which is half of what a hit would
+    -- otherwise cost.
+    local dc = conf.decision_cache
+    if dc and decision_hit(dc, sid, sig, group_id) then
+        return 200
+    end
+
     local keys = conf.keys
     if keys and not verify_locally(keys, sid, sig) then
         return refuse(403, WARN, "bad signature", sid, group_id)
+    end
+
+    local tag, started
+    if dc then
+        local hit
+        hit, tag = cached_decision(dc, sid, sig, group_id)
+        if hit then
+            return 200
+        end
+        started = ngx_now()
     end
 
     local r = conf.redis
@@ -520,6 +817,9 @@ function _M.authorize(group_id)
     end
 
     if member == 1 then
+        if tag then
+            store_decision(dc, sid, sig, group_id, tag, started)
+        end
         return 200
     end
     if member == 0 then
@@ -537,6 +837,261 @@ function _M.access(group_id)
         return ngx_exit(status)
     end
     return status
+end
+
+
+-- The revocation subscriber (PROTOCOL.md section 7) ---------------------------
+--
+-- One timer in worker 0 holds a dedicated connection SUBSCRIBEd to
+-- <prefix>:invalidate. Each notice replaces the session's token (its cached
+-- decisions stop counting at once). The epoch key is set to a new token at
+-- every successful SUBSCRIBE (notices may have been missed before it) and
+-- refreshed, with a HEARTBEAT_TTL expiry, whenever Redis answers; it is
+-- deleted as soon as the connection fails. Without it the cache is bypassed.
+--
+-- The connection is a bare cosocket speaking RESP, not a resty.redis object:
+-- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
+-- that a read never waits for long on a healthy connection (a cosocket read
+-- timeout is an error line in nginx's log) and a silent hang is noticed after
+-- SUBSCRIBER_READ_TIMEOUT. resty.redis cannot send without reading.
+
+local function resp_command(...)
+    local args = { ... }
+    local out = { "*", #args, "\r\n" }
+    for i = 1, #args do
+        local arg = tostring(args[i])
+        out[#out + 1] = "$"
+        out[#out + 1] = #arg
+        out[#out + 1] = "\r\n"
+        out[#out + 1] = arg
+        out[#out + 1] = "\r\n"
+    end
+    return concat(out)
+end
+
+local PING = resp_command("PING")
+
+
+-- One reply: a string, a number, a table (array), ngx.null, false and the
+-- message (an error reply), or nil and the socket's error.
+local function read_resp(sock)
+    local line, err = sock:receive()
+    if not line then
+        return nil, err
+    end
+    local kind, rest = sub(line, 1, 1), sub(line, 2)
+    if kind == "+" then
+        return rest
+    elseif kind == "-" then
+        return false, rest
+    elseif kind == ":" then
+        return tonumber(rest)
+    end
+
+    local n = tonumber(rest)
+    if not n then
+        return nil, "bad reply from redis"
+    end
+    if n < 0 then
+        return ngx_null
+    end
+    if kind == "$" then
+        local data
+        data, err = sock:receive(n + 2)
+        if not data then
+            return nil, err
+        end
+        return sub(data, 1, n)
+    elseif kind == "*" then
+        local items = {}
+        for i = 1, n do
+            local item
+            item, err = read_resp(sock)
+            if item == nil then
+                return nil, err
+            end
+            items[i] = item
+        end
+        return items
+    end
+    return nil, "bad reply from redis"
+end
+
+
+-- Sends one command and reads its reply (only before the subscription).
+local function call(sock, ...)
+    local ok, err = sock:send(resp_command(...))
+    if not ok then
+        return nil, err
+    end
+    local res
+    res, err = read_resp(sock)
+    if res == false then
+        return nil, err     -- an error reply: its message
+    end
+    return res, err
+end
+
+
+-- Logs only the changes between up and down, not every retry.
+local function subscriber_state(state, dc, up, why)
+    if state.up == up then
+        return
+    end
+    state.up = up
+    if up then
+        ngx_log(NOTICE, "shared_session: revocation subscriber up on ",
+                dc.channel, "; decision cache in use")
+    else
+        ngx_log(ERR, "shared_session: revocation subscriber down (", why,
+                "); decision cache bypassed until it is back")
+    end
+end
+
+
+-- Applies one reply; true when the epoch must be renewed.
+local function apply_reply(dc, res)
+    if type(res) ~= "table" or res[1] ~= "message" then
+        return false    -- a PONG
+    end
+    local sid = res[3]
+    if is_sid(sid) then
+        forget_session(dc, sid)
+        return false
+    end
+    -- Not a session id: which decisions it meant is unknown, so all go.
+    ngx_log(WARN, "shared_session: notice on ", dc.channel, " is not a",
+            " session id; every cached decision dropped")
+    return true
+end
+
+
+-- The light thread that keeps replies coming. When the worker exits it
+-- UNSUBSCRIBEs, whose reply wakes the reader up to notice.
+local function ping(sock)
+    while true do
+        ngx_sleep(PING_INTERVAL)
+        if worker_exiting() then
+            sock:send(resp_command("UNSUBSCRIBE"))
+            return
+        end
+        if not sock:send(PING) then
+            return      -- the reader sees the failure too
+        end
+    end
+end
+
+
+-- One subscription, from connecting to its end. Returns the reason it ended,
+-- or nil when the worker is exiting.
+local function subscription(dc, r, state)
+    local sock = socket_tcp()
+    sock:settimeouts(r.connect_timeout, r.read_timeout, r.read_timeout)
+    local ok, err = sock:connect(r.host, r.port, dc.subscriber_connect_options)
+    if not ok then
+        return "connect: " .. tostring(err)
+    end
+
+    local res
+    if r.password then
+        res, err = call(sock, "AUTH", r.password)
+        if res ~= "OK" then
+            sock:close()
+            return "auth: " .. tostring(err)
+        end
+    end
+    -- (No SELECT: channels are the same in every database.)
+    res, err = call(sock, "SUBSCRIBE", dc.channel)
+    if type(res) ~= "table" or res[1] ~= "subscribe" then
+        sock:close()
+        return "subscribe: " .. tostring(err or "unexpected reply")
+    end
+
+    local dict = dc.dict
+    local epoch = fresh_token()
+    dict:set(EPOCH_KEY, epoch, HEARTBEAT_TTL)
+    subscriber_state(state, dc, true)
+    state.backoff = BACKOFF_MIN
+
+    sock:settimeouts(r.connect_timeout, r.read_timeout,
+                     SUBSCRIBER_READ_TIMEOUT)
+    local pinger = thread_spawn(ping, sock)
+    while not worker_exiting() do
+        res, err = read_resp(sock)
+        if not res then
+            err = res == false and "redis error: " .. tostring(err) or err
+            break
+        end
+        local renew
+        ok, renew = pcall(apply_reply, dc, res)
+        if not ok or renew then
+            -- A notice that could not be applied: drop every decision.
+            epoch = fresh_token()
+        end
+        dict:set(EPOCH_KEY, epoch, HEARTBEAT_TTL)
+    end
+
+    dict:delete(EPOCH_KEY)
+    thread_kill(pinger)
+    sock:close()
+    if worker_exiting() then
+        return nil
+    end
+    return tostring(err or "closed")
+end
+
+
+local function sleep_unless_exiting(seconds)
+    while seconds > 0 and not worker_exiting() do
+        ngx_sleep(math_min(seconds, SLEEP_SLICE))
+        seconds = seconds - SLEEP_SLICE
+    end
+end
+
+
+local function run_subscriber(premature, dc, r)
+    if premature then
+        return
+    end
+    local state = { up = nil, backoff = BACKOFF_MIN }  -- up: nil = not yet
+    while not worker_exiting() do
+        local ok, why = pcall(subscription, dc, r, state)
+        if not ok then
+            -- A bug, not Redis: keep the cache bypassed and go on.
+            dc.dict:delete(EPOCH_KEY)
+            why = "error: " .. tostring(why)
+        end
+        if why == nil then
+            break
+        end
+        subscriber_state(state, dc, false, why)
+        sleep_unless_exiting(state.backoff)
+        state.backoff = math_min(state.backoff * 2, BACKOFF_MAX)
+    end
+end
+
+
+-- From init_worker_by_lua: starts the subscriber in worker 0 (again in a
+-- worker restarted as 0). true where it started, false in the other workers,
+-- nil and an error without configure{ decision_cache = ... }.
+function _M.start_subscriber()
+    local conf = config
+    local dc = conf and conf.decision_cache
+    if not dc then
+        ngx_log(WARN, "shared_session: start_subscriber() without"
+                      .. " configure{ decision_cache = ... }: nothing to do")
+        return nil, "no decision_cache configured"
+    end
+    if worker_id() ~= 0 then
+        return false
+    end
+    local ok, err = timer_at(0, run_subscriber, dc, conf.redis)
+    if not ok then
+        ngx_log(ERR, "shared_session: revocation subscriber not started: ",
+                err)
+        return nil, "timer: " .. tostring(err)
+    end
+    return true
 end
 
 

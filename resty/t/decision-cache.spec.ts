@@ -1,0 +1,653 @@
+/**
+ * The decision cache of resty.shared_session in a real nginx worker against a
+ * real redis-server: reuse while the revocation subscriber is up, bypass while
+ * it is not, revocation notices (PROTOCOL.md section 7), the hard ttl bound for
+ * writers that do not publish, epochs across reconnections, eviction in a tiny
+ * lua_shared_dict, Redis outages, several workers, and the stored mode.
+ */
+import { createHmac } from 'node:crypto';
+import Redis from 'ioredis';
+import { NginxServer, NginxStartError } from '../../stack/nginx-server';
+import { sleep, waitFor } from '../../stack/ports';
+import { RedisServer } from '../../stack/redis-server';
+import { request } from './http';
+
+const SECRET = 'current-secret';
+const SALT = 'flask-resty-session';
+const PREFIX = 'rss_dc';
+const CHANNEL = `${PREFIX}:invalidate`;
+const TTL = 1; // decision_cache.ttl, seconds
+const HEARTBEAT_MS = 1000; // the module's HEARTBEAT_TTL
+
+const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
+const OTHER_SID = '00000000-0000-4000-8000-000000000000';
+
+function sign(sid: string, secret = SECRET): string {
+  const derived = createHmac('sha1', secret).update(SALT).digest();
+  return createHmac('sha1', derived).update(sid).digest('base64url');
+}
+
+function cookieFor(sid: string, secret = SECRET): string {
+  return `session=${sid}.${sign(sid, secret)}`;
+}
+
+/** A session written as PROTOCOL.md section 3 says; `publish` adds the section 7 notice. */
+async function writeSession(client: Redis, sid: string, groups: string[], publish = true): Promise<void> {
+  const multi = client
+    .multi()
+    .set(`${PREFIX}:data:${sid}`, JSON.stringify({ groups }), 'EX', 3600)
+    .set(`${PREFIX}:signature:${sid}`, sign(sid), 'EX', 3600)
+    .del(`${PREFIX}:groups:${sid}`);
+  if (groups.length) multi.sadd(`${PREFIX}:groups:${sid}`, ...groups).expire(`${PREFIX}:groups:${sid}`, 3600);
+  if (publish) multi.publish(CHANNEL, sid);
+  await multi.exec();
+}
+
+/** Logout as the Nest side does it: the keys go and the notice follows, in one MULTI. */
+function destroyAndPublish(client: Redis, sid: string): Promise<unknown> {
+  return client
+    .multi()
+    .del(`${PREFIX}:data:${sid}`, `${PREFIX}:signature:${sid}`, `${PREFIX}:groups:${sid}`)
+    .publish(CHANNEL, sid)
+    .exec();
+}
+
+interface ConfOptions {
+  secret?: boolean;
+  /** Lua source of extra `redis = {}` fields, e.g. `password = "x",`. */
+  redisExtra?: string;
+  cache?: boolean;
+  subscriber?: boolean;
+  dictSize?: string;
+  ttl?: number;
+}
+
+function confFor(redisPort: number, o: ConfOptions = {}) {
+  const cache = o.cache ?? true;
+  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
+events { worker_connections 256; }
+http {
+  ${ctx.httpPreamble}
+  lua_shared_dict decisions ${o.dictSize ?? '1m'};
+  init_by_lua_block {
+    require("resty.shared_session").configure{
+      ${o.secret ?? true ? `secret = "${SECRET}", salt = "${SALT}",` : ''}
+      key_prefix = "${PREFIX}",
+      redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300, ${o.redisExtra ?? ''} },
+      ${cache ? `decision_cache = { dict = "decisions", ttl = ${o.ttl ?? TTL} },` : ''}
+    }
+  }
+  ${o.subscriber ?? true ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
+  server {
+    listen 127.0.0.1:${ctx.port};
+    default_type text/plain;
+
+    location ~ ^/groups/(?<group_id>[^/]+)/ {
+      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
+      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
+    }
+
+    # Test-only window into the dict: is the epoch (the subscriber's heartbeat) there?
+    location = /epoch {
+      content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
+    }
+
+    location = /worker {
+      content_by_lua_block { ngx.say(ngx.worker.id(), " ", ngx.worker.pid()) }
+    }
+  }
+}
+`;
+}
+
+async function status(nginx: NginxServer, group: string, cookie?: string): Promise<number> {
+  const res = await request(nginx.url(`/groups/${group}/x`), { headers: cookie === undefined ? {} : { cookie } });
+  return res.status;
+}
+
+async function commandCalls(client: Redis, command: string): Promise<number> {
+  const stats = await client.info('commandstats');
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+}
+
+const sismembers = (client: Redis) => commandCalls(client, 'sismember');
+
+async function subscribers(client: Redis): Promise<number> {
+  const [, n] = (await client.call('PUBSUB', 'NUMSUB', CHANNEL)) as [string, number];
+  return Number(n);
+}
+
+async function pubsubClientIds(client: Redis): Promise<string[]> {
+  const list = (await client.call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string;
+  return [...list.matchAll(/id=(\d+)/g)].map((m) => m[1]);
+}
+
+async function epochState(nginx: NginxServer): Promise<string> {
+  return (await request(nginx.url('/epoch'))).body.trim();
+}
+
+async function waitUp(nginx: NginxServer, client: Redis, timeoutMs = 5000): Promise<void> {
+  await waitFor('the subscriber to be up', async () => (await subscribers(client)) === 1 && (await epochState(nginx)) === 'up', timeoutMs);
+}
+
+function count(text: string, re: RegExp): number {
+  return (text.match(new RegExp(re.source, 'g')) ?? []).length;
+}
+
+function assertNoCrash(log: string): void {
+  expect(log).not.toMatch(/signal/);
+  expect(log).not.toMatch(/runtime error|entry thread aborted|\[alert\]/);
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+describe('decision cache with the revocation subscriber (local secret, ttl 1 s)', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+  const cookie = cookieFor(SID);
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    nginx = await NginxServer.start({ conf: confFor(redis.port), errorLogLevel: 'notice' });
+    await waitUp(nginx, client);
+  });
+
+  beforeEach(async () => {
+    await writeSession(client, SID, ['g1', 'g2']);
+    await writeSession(client, OTHER_SID, ['g1']);
+  });
+
+  afterAll(async () => {
+    const log = nginx?.errorLog() ?? '';
+    await nginx?.dispose();
+    client?.disconnect();
+    await redis?.dispose();
+    assertNoCrash(log);
+  });
+
+  test('a positive decision is reused within ttl: no Redis query', async () => {
+    const before = await sismembers(client);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1);
+    for (let i = 0; i < 20; i++) expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1);
+
+    // Per group: g2 is its own decision.
+    expect(await status(nginx, 'g2', cookie)).toBe(200);
+    expect(await status(nginx, 'g2', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 2);
+  });
+
+  test('an idle subscription PINGs Redis and logs nothing (no read timeouts)', async () => {
+    const logBefore = nginx.errorLog().length;
+    const pings = await commandCalls(client, 'ping');
+    await sleep(1200);
+    expect((await commandCalls(client, 'ping')) - pings).toBeGreaterThanOrEqual(3);
+    expect(nginx.errorLog().slice(logBefore)).toBe('');
+    expect(await epochState(nginx)).toBe('up');
+  });
+
+  test('refusals are not cached: every one asks Redis', async () => {
+    const before = await sismembers(client);
+    for (let i = 0; i < 5; i++) expect(await status(nginx, 'g3', cookie)).toBe(403);
+    expect(await sismembers(client)).toBe(before + 5);
+  });
+
+  test('a cached decision never lets a forged or malformed cookie through', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const before = await sismembers(client);
+    expect(await status(nginx, 'g1', cookieFor(SID, 'not-the-secret'))).toBe(403);
+    expect(await status(nginx, 'g1', `session=${SID}.${'A'.repeat(27)}`)).toBe(403);
+    expect(await status(nginx, 'g1', `session=${SID}`)).toBe(403);
+    expect(await status(nginx, 'g1')).toBe(401);
+    expect(await sismembers(client)).toBe(before);
+  });
+
+  test('a group id holding ":" gets its own decision', async () => {
+    await writeSession(client, SID, ['a:b']);
+    expect(await status(nginx, 'a:b', cookie)).toBe(200);
+    expect(await status(nginx, 'a:b', cookie)).toBe(200);
+    expect(await status(nginx, 'a', cookie)).toBe(403);
+    expect(await status(nginx, 'b', cookie)).toBe(403);
+  });
+
+  test('revocation: the very next request after the notice is refused (200 trials, latency printed)', async () => {
+    const latencies: number[] = [];
+    let allowedAfterExec = 0;
+    for (let trial = 0; trial < 200; trial++) {
+      const sid = `trial-${String(trial).padStart(4, '0')}-${'x'.repeat(20)}`;
+      const c = cookieFor(sid);
+      await writeSession(client, sid, ['g1']);
+      expect(await status(nginx, 'g1', c)).toBe(200); // miss: stored
+      expect(await status(nginx, 'g1', c)).toBe(200); // hit
+
+      // Start the logout's MULTI (DEL + PUBLISH) and ask nginx at once, over and over:
+      // the decision is cached, so only the notice can turn the answer into a 403.
+      let execDoneAt = Infinity;
+      const t0 = performance.now();
+      const exec = destroyAndPublish(client, sid).then(() => {
+        execDoneAt = performance.now();
+      });
+      for (;;) {
+        const sentAt = performance.now();
+        const s = await status(nginx, 'g1', c);
+        if (s === 403) {
+          latencies.push(performance.now() - t0);
+          break;
+        }
+        expect(s).toBe(200);
+        if (sentAt > execDoneAt) allowedAfterExec++;
+        expect(performance.now() - t0).toBeLessThan(2000);
+      }
+      await exec;
+      // And the one after: still refused.
+      expect(await status(nginx, 'g1', c)).toBe(403);
+    }
+    expect(allowedAfterExec).toBe(0);
+    latencies.sort((a, b) => a - b);
+    console.log(
+      `revocation, PUBLISH sent -> first 403 (200 trials, sequential requests on loopback): ` +
+        `p50 ${quantile(latencies, 0.5).toFixed(2)} ms, p99 ${quantile(latencies, 0.99).toFixed(2)} ms, ` +
+        `max ${latencies[latencies.length - 1].toFixed(2)} ms`,
+    );
+  }, 30_000);
+
+  test('a group removed without a notice is refused at the latest ttl after the decision', async () => {
+    const t0 = performance.now();
+    expect(await status(nginx, 'g1', cookie)).toBe(200); // the decision, made now
+    // A writer that does not publish (the seed's Flask package).
+    await client.srem(`${PREFIX}:groups:${SID}`, 'g1');
+    expect(await status(nginx, 'g1', cookie)).toBe(200); // still cached: Redis was not asked
+    let lastAllowed = 0;
+    for (;;) {
+      const sentAt = performance.now() - t0;
+      const s = await status(nginx, 'g1', cookie);
+      if (s === 403) break;
+      expect(s).toBe(200);
+      lastAllowed = sentAt;
+      await sleep(20);
+    }
+    expect(lastAllowed).toBeLessThanOrEqual(TTL * 1000);
+    await sleep(Math.max(0, TTL * 1000 + 100 - (performance.now() - t0)));
+    expect(await status(nginx, 'g1', cookie)).toBe(403);
+  });
+
+  test('after the subscriber reconnects, decisions from before are not reused (epoch)', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const [oldId] = await pubsubClientIds(client);
+    const before = await sismembers(client);
+    await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitFor('a new subscription', async () => {
+      const ids = await pubsubClientIds(client);
+      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+    }, 5000);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1); // asked again
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1); // and cached again
+  });
+
+  test('while the subscription is down the cache is bypassed; logged once, not per retry', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const logBefore = nginx.errorLog();
+    const rejectedBefore = Number(/cmdstat_subscribe:.*rejected_calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+    // Redis 7 drops a subscriber whose user loses the channel, and refuses it again (NOPERM).
+    await client.call('ACL', 'SETUSER', 'default', 'resetchannels');
+    try {
+      await waitFor('the cache to be bypassed', async () => (await epochState(nginx)) === 'down', 3000);
+      const before = await sismembers(client);
+      for (let i = 0; i < 10; i++) expect(await status(nginx, 'g1', cookie)).toBe(200);
+      expect(await sismembers(client)).toBe(before + 10);
+      // Let it retry a few times (100, 200, 400 ms...).
+      await waitFor('retries', async () => {
+        const rejected = Number(/cmdstat_subscribe:.*rejected_calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+        return rejected - rejectedBefore >= 3;
+      }, 3000);
+    } finally {
+      await client.call('ACL', 'SETUSER', 'default', 'allchannels');
+    }
+    await waitUp(nginx, client);
+    const log = nginx.errorLog().slice(logBefore.length);
+    expect(count(log, /revocation subscriber down/)).toBe(1);
+    expect(count(log, /revocation subscriber up/)).toBe(1);
+    // Back up: cached again.
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const before = await sismembers(client);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before);
+  });
+
+  test('Redis paused (a silent hang): nothing is allowed later than the heartbeat ttl', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const t0 = performance.now();
+    await client.call('CLIENT', 'PAUSE', '1800', 'ALL');
+    const seen: Array<[number, number]> = [];
+    // Until 1800 - read_timeout (300): a request sent later may get Redis's real answer.
+    while (performance.now() - t0 < 1400) {
+      const sentAt = performance.now() - t0;
+      seen.push([sentAt, await status(nginx, 'g1', cookie)]);
+    }
+    for (const [, s] of seen) expect([200, 503]).toContain(s);
+    const allowed = seen.filter(([, s]) => s === 200).map(([t]) => t);
+    expect(allowed.length).toBeGreaterThan(0); // served from the cache at first
+    console.log(`Redis paused: last 200 sent ${Math.max(...allowed).toFixed(0)} ms after the pause, first 503 at ${seen.find(([, s]) => s === 503)?.[0].toFixed(0)} ms`);
+    expect(Math.max(...allowed)).toBeLessThanOrEqual(HEARTBEAT_MS);
+    expect(seen.some(([, s]) => s === 503)).toBe(true);
+    await sleep(Math.max(0, 1850 - (performance.now() - t0)));
+    await waitUp(nginx, client);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+  });
+
+  // Last in this block: it stops Redis.
+  test('Redis down: the cache is bypassed at once, so 503, never a stale 200; back when Redis is', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    client.disconnect();
+    const t0 = performance.now();
+    await redis.stop();
+    const seen: Array<[number, number]> = [];
+    while (performance.now() - t0 < HEARTBEAT_MS + 200) {
+      seen.push([performance.now() - t0, await status(nginx, 'g1', cookie)]);
+    }
+    for (const [, s] of seen) expect([200, 503]).toContain(s);
+    const allowed = seen.filter(([, s]) => s === 200).map(([t]) => t);
+    expect(allowed.every((t) => t <= HEARTBEAT_MS)).toBe(true);
+    expect(seen[seen.length - 1][1]).toBe(503);
+
+    await redis.resume();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    await writeSession(client, SID, ['g1']);
+    await waitUp(nginx, client);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+  });
+});
+
+describe('decision cache without a running subscriber', () => {
+  let redis: RedisServer;
+  let client: Redis;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    await writeSession(client, SID, ['g1']);
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await redis?.dispose();
+  });
+
+  test('decision_cache without start_subscriber: never used, every request asks Redis', async () => {
+    const nginx = await NginxServer.start({ conf: confFor(redis.port, { subscriber: false }) });
+    try {
+      const before = await sismembers(client);
+      for (let i = 0; i < 10; i++) expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      expect(await sismembers(client)).toBe(before + 10);
+      expect(await subscribers(client)).toBe(0);
+    } finally {
+      await nginx.dispose();
+    }
+  });
+
+  test('start_subscriber without decision_cache: a warning, and today\'s behaviour', async () => {
+    const nginx = await NginxServer.start({ conf: confFor(redis.port, { cache: false }) });
+    try {
+      const before = await sismembers(client);
+      for (let i = 0; i < 5; i++) expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      expect(await status(nginx, 'g2', cookieFor(SID))).toBe(403);
+      expect(await sismembers(client)).toBe(before + 6);
+      expect(await subscribers(client)).toBe(0);
+      expect(nginx.errorLog()).toMatch(/start_subscriber\(\) without configure\{ decision_cache = \.\.\. \}/);
+    } finally {
+      await nginx.dispose();
+    }
+  });
+
+  test('nginx refuses to start when decision_cache names no lua_shared_dict', async () => {
+    const start = NginxServer.start({
+      conf: (ctx) => confFor(redis.port)(ctx).replace('dict = "decisions"', 'dict = "nope"'),
+    });
+    await expect(start).rejects.toThrow(NginxStartError);
+    await expect(start).rejects.toThrow(/option "decision_cache\.dict" must name a lua_shared_dict/);
+  });
+
+  test('nginx refuses to start when decision_cache.ttl is out of range', async () => {
+    const start = NginxServer.start({ conf: confFor(redis.port, { ttl: 11 }) });
+    await expect(start).rejects.toThrow(/option "decision_cache\.ttl"/);
+  });
+});
+
+// 12k is about nginx's minimum: its slab allocator then has no room left for
+// a decision at all, so every store fails. 24k holds some 48 entries: the
+// hot sessions' decisions are reused while the cold tail keeps evicting.
+describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under eviction pressure', (dictSize) => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    nginx = await NginxServer.start({ conf: confFor(redis.port, { dictSize, ttl: 5 }) });
+    await waitUp(nginx, client);
+  });
+
+  afterAll(async () => {
+    const log = nginx?.errorLog() ?? '';
+    await nginx?.dispose();
+    client?.disconnect();
+    await redis?.dispose();
+    assertNoCrash(log);
+  });
+
+  test('thousands of sessions: every answer right (members 200, others 403), some reuse, no 500', async () => {
+    const N = 2000;
+    const sid = (i: number) => `pressure-${String(i).padStart(6, '0')}-${'y'.repeat(12)}`;
+    const groupOf = (i: number) => (i % 2 ? 'odd' : 'even');
+    let pipe = client.pipeline();
+    for (let i = 0; i < N; i++) {
+      pipe.sadd(`${PREFIX}:groups:${sid(i)}`, groupOf(i));
+      if (i % 500 === 499) {
+        await pipe.exec();
+        pipe = client.pipeline();
+      }
+    }
+    await pipe.exec();
+
+    const revoked = new Set<number>();
+    let requests = 0;
+    const before = await sismembers(client);
+    const statuses = new Map<number, number>();
+    for (let round = 0; round < 6; round++) {
+      // A hot set (repeats, so some decisions live long enough to be reused) and a cold tail.
+      const batch = Array.from({ length: 600 }, (_, k) => (k % 3 === 0 ? k % 12 : Math.floor(Math.random() * N)));
+      for (let k = 0; k < batch.length; k += 16) {
+        const chunk = batch.slice(k, k + 16);
+        const results = await Promise.all(
+          chunk.map(async (i) => {
+            const group = Math.random() < 0.7 ? groupOf(i) : groupOf(i + 1);
+            return { i, group, s: await status(nginx, group, cookieFor(sid(i))) };
+          }),
+        );
+        for (const { i, group, s } of results) {
+          requests++;
+          statuses.set(s, (statuses.get(s) ?? 0) + 1);
+          const allowed = group === groupOf(i) && !revoked.has(i);
+          expect([i, group, s]).toEqual([i, group, allowed ? 200 : 403]);
+        }
+      }
+      // Revoke a few hot sessions, as a logout does.
+      for (let r = 0; r < 3; r++) {
+        const i = round * 6 + r;
+        await destroyAndPublish(client, sid(i));
+        revoked.add(i);
+      }
+    }
+    const queries = (await sismembers(client)) - before;
+    expect(statuses.get(500) ?? 0).toBe(0);
+    expect(queries).toBeLessThanOrEqual(requests);
+    console.log(`tiny dict (${dictSize}), ${N} sessions: ${requests} requests, ${queries} Redis queries (${requests - queries} from the cache)`);
+    if (dictSize !== '12k') expect(requests - queries).toBeGreaterThan(0);
+  }, 30_000);
+});
+
+describe('decision cache with two workers', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    nginx = await NginxServer.start({ conf: confFor(redis.port), workers: 2, errorLogLevel: 'notice' });
+    await waitUp(nginx, client);
+  });
+
+  afterAll(async () => {
+    await nginx?.dispose();
+    client?.disconnect();
+    await redis?.dispose();
+  });
+
+  test('one subscription (worker 0) serves every worker; a restarted worker 0 subscribes again', async () => {
+    expect(await subscribers(client)).toBe(1);
+    await writeSession(client, SID, ['g1']);
+    const cookie = cookieFor(SID);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const before = await sismembers(client);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => status(nginx, 'g1', cookie)));
+    expect(answers).toEqual(Array(20).fill(200));
+    expect(await sismembers(client)).toBe(before); // both workers use the one dict
+
+    await destroyAndPublish(client, SID);
+    const after = await Promise.all(Array.from({ length: 20 }, () => status(nginx, 'g1', cookie)));
+    expect(after).toEqual(Array(20).fill(403));
+
+    // Kill worker 0 (a process of this test's nginx, by PID): the master starts a new worker 0.
+    let pid = 0;
+    await waitFor('worker 0 to answer', async () => {
+      const [id, p] = (await request(nginx.url('/worker'))).body.trim().split(' ');
+      if (id === '0') pid = Number(p);
+      return id === '0';
+    }, 5000);
+    const [oldId] = await pubsubClientIds(client);
+    process.kill(pid, 'SIGKILL');
+    await waitFor('a new subscription from the new worker 0', async () => {
+      const ids = await pubsubClientIds(client);
+      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+    }, 5000);
+    await writeSession(client, SID, ['g1']);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const b2 = await sismembers(client);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(b2);
+  });
+
+  test('a reload (HUP): the old worker 0 unsubscribes and exits, the new one subscribes', async () => {
+    const [oldId] = await pubsubClientIds(client);
+    const logBefore = nginx.errorLog().length;
+    process.kill(nginx.pid!, 'SIGHUP');
+    await waitFor('the new generation\'s subscription only', async () => {
+      const ids = await pubsubClientIds(client);
+      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+    }, 5000);
+    await writeSession(client, SID, ['g1']);
+    const cookie = cookieFor(SID);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    await destroyAndPublish(client, SID);
+    expect(await status(nginx, 'g1', cookie)).toBe(403);
+    // Both old workers exit promptly (the subscriber's timer does not hold its worker).
+    await waitFor('the old workers to exit', async () => count(nginx.errorLog().slice(logBefore), /exited with code 0/) === 2, 3000);
+    const log = nginx.errorLog().slice(logBefore);
+    expect(log).not.toMatch(/exited on signal|timed out|\[alert\]|\[error\]/);
+  });
+});
+
+describe('the subscriber with a Redis password', () => {
+  let redis: RedisServer;
+  let client: Redis;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    await client.call('CONFIG', 'SET', 'requirepass', 'redis-pw');
+    await client.call('AUTH', 'redis-pw');
+    await writeSession(client, SID, ['g1']);
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await redis?.dispose();
+  });
+
+  test('AUTH, then SUBSCRIBE: the cache is used', async () => {
+    const nginx = await NginxServer.start({ conf: confFor(redis.port, { redisExtra: 'password = "redis-pw",' }) });
+    try {
+      await waitUp(nginx, client);
+      expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      const before = await sismembers(client);
+      expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      expect(await sismembers(client)).toBe(before);
+    } finally {
+      await nginx.dispose();
+    }
+  });
+
+  test('a wrong password: down (logged once, without the password), and the cache bypassed', async () => {
+    const nginx = await NginxServer.start({ conf: confFor(redis.port, { redisExtra: 'password = "wrong-pw-42",' }) });
+    try {
+      await sleep(800); // a few retries
+      expect(await epochState(nginx)).toBe('down');
+      expect(await status(nginx, 'g1', cookieFor(SID))).toBe(503);
+      const log = nginx.errorLog();
+      expect(count(log, /revocation subscriber down \(auth: /)).toBe(1);
+      expect(log).not.toContain('wrong-pw-42');
+    } finally {
+      await nginx.dispose();
+    }
+  });
+});
+
+describe('decision cache in stored-signature mode (no secret)', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    nginx = await NginxServer.start({ conf: confFor(redis.port, { secret: false }) });
+    await waitUp(nginx, client);
+  });
+
+  afterAll(async () => {
+    const log = nginx?.errorLog() ?? '';
+    await nginx?.dispose();
+    client?.disconnect();
+    await redis?.dispose();
+    assertNoCrash(log);
+  });
+
+  test('a decision is bound to the signature Redis confirmed', async () => {
+    await writeSession(client, SID, ['g1']);
+    const cookie = cookieFor(SID);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const before = await commandCalls(client, 'get');
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await commandCalls(client, 'get')).toBe(before); // reused
+
+    // Same sid, another signature: not the verified pair, so Redis is asked, and says no.
+    expect(await status(nginx, 'g1', cookieFor(SID, 'other-secret'))).toBe(403);
+    expect(await commandCalls(client, 'get')).toBe(before + 1);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+
+    await destroyAndPublish(client, SID);
+    expect(await status(nginx, 'g1', cookie)).toBe(403);
+  });
+});
