@@ -5,6 +5,7 @@ import { createTestApp } from '../libs/shared-session/test/test-app';
 import { SessionCookieSigner } from '../libs/shared-session/src';
 import { RedisSentinelCluster } from '../stack/redis-sentinel';
 import { sleep } from '../stack/ports';
+import { NginxServer } from '../stack/nginx-server';
 
 /**
  * The Nest module on a Sentinel-managed Redis (ioredis' Sentinel options):
@@ -58,5 +59,73 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
 
     await login('after@example.com').expect(204);
     console.log(`Sentinel failover: the app served the old session again ${firstOk! - killedAt} ms after the primary was killed (down-after 1000 ms)`);
+  }, 60_000);
+});
+
+describe('resty.shared_session through a Redis Sentinel failover', () => {
+  let cluster: RedisSentinelCluster;
+  let nginx: NginxServer;
+  const signer = new SessionCookieSigner({ secret: 'sentinel-secret' });
+  const sid = '5e1f0c2a-8b7d-4e6f-9a3b-2c1d0e9f8a7b';
+
+  beforeAll(async () => {
+    cluster = await RedisSentinelCluster.start();
+    const sentinels = cluster.sentinelAddresses.map((s) => `{ host = "${s.host}", port = ${s.port} }`).join(', ');
+    nginx = await NginxServer.start({
+      conf: (ctx) => `${ctx.preamble}
+events { worker_connections 64; }
+http {
+  ${ctx.httpPreamble}
+  init_by_lua_block {
+    require("resty.shared_session").configure{
+      secret = "sentinel-secret",
+      redis = { sentinels = { ${sentinels} }, master_name = "${cluster.masterName}", connect_timeout = 200, read_timeout = 500 },
+    }
+  }
+  server {
+    listen 127.0.0.1:${ctx.port};
+    location /check {
+      content_by_lua_block {
+        local status = require("resty.shared_session").authorize("g1")
+        ngx.status = status
+        ngx.say(status)
+      }
+    }
+  }
+}
+`,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await nginx?.dispose();
+    await cluster?.dispose();
+  });
+
+  it('finds the primary through the sentinels, and the new one after a failover', async () => {
+    const primary = new Redis(cluster.primary.url);
+    await primary.multi().set(`resty_shared_session:signature:${sid}`, signer.signature(sid)).sadd(`resty_shared_session:groups:${sid}`, 'g1').exec();
+    expect(await primary.call('WAIT', '1', '2000')).toBe(1);
+    primary.disconnect();
+    const check = async () => (await fetch(nginx.url('/check'), { headers: { cookie: `session=${signer.sign(sid)}` } })).status;
+    expect(await check()).toBe(200);
+
+    const killedAt = Date.now();
+    await cluster.primary.stop();
+    const statuses = new Set<number>();
+    let back: number | undefined;
+    while (Date.now() - killedAt < 30_000) {
+      const status = await check();
+      if (status === 200 && Date.now() - killedAt > 100) {
+        back = Date.now();
+        break;
+      }
+      statuses.add(status);
+      await sleep(100);
+    }
+    expect(back).toBeDefined();
+    statuses.delete(200);
+    expect([...statuses].every((s) => s === 503)).toBe(true);
+    expect(nginx.errorLog()).not.toMatch(/signal \d+/);
+    console.log(`Sentinel failover: nginx allowed the old session again ${back! - killedAt} ms after the primary was killed`);
   }, 60_000);
 });

@@ -64,6 +64,18 @@ do
     end
 end
 
+-- Sentinel support: get_master() from lua-resty-redis-connector's package.
+local sentinel_lib
+do
+    local ok, mod = pcall(require, "resty.redis.sentinel")
+    if not ok then
+        ok, mod = pcall(require, "nginx.redis.sentinel")
+    end
+    if ok then
+        sentinel_lib = mod
+    end
+end
+
 -- Optional: only get_data() needs it.
 local cjson
 do
@@ -93,6 +105,8 @@ local REDIS_DEFAULTS = {
     port = 6379,
     db = 0,
     password = false,           -- false: no AUTH
+    sentinels = false,          -- { { host =, port = }, ... }: ask them for
+    master_name = "mymaster",   -- the primary of master_name instead
     connect_timeout = 200,      -- ms
     read_timeout = 500,         -- ms, also used for sending
     pool_size = 64,             -- idle connections kept per worker
@@ -332,8 +346,28 @@ local function check_redis_options(opts)
     r.keepalive_timeout = check_number("redis.keepalive_timeout",
                                        r.keepalive_timeout, 1)
 
+    if r.sentinels ~= false then
+        if type(r.sentinels) ~= "table" or #r.sentinels == 0 then
+            option_error("redis.sentinels", "must be a list of { host, port }")
+        end
+        for i, sentinel in ipairs(r.sentinels) do
+            local name = "redis.sentinels[" .. i .. "]"
+            if type(sentinel) ~= "table" then
+                option_error(name, "must be a table { host =, port = }")
+            end
+            check_non_empty_string(name .. ".host", sentinel.host)
+            sentinel.port = check_number(name .. ".port", sentinel.port, 1,
+                                         true)
+        end
+        check_non_empty_string("redis.master_name", r.master_name)
+        if not sentinel_lib then
+            option_error("redis.sentinels", "need lua-resty-redis-connector"
+                         .. " (resty.redis.sentinel)")
+        end
+    end
+
     -- One pool per server and database, so that a pooled connection never
-    -- serves a request that expects another database.
+    -- serves a request that expects another database or another server.
     r.connect_options = {
         pool = format("shared_session:%s:%d:%d", r.host, r.port, r.db),
         pool_size = r.pool_size,
@@ -495,11 +529,77 @@ end
 
 -- Redis ------------------------------------------------------------------
 
--- The one place that opens a connection: a later Sentinel or cluster change
--- swaps this function (and release_redis) and nothing else.
-local function connect_redis(r, connect_options)
+-- With Sentinel: the primary the sentinels name, remembered by this worker
+-- for MASTER_TTL seconds (and forgotten at once when it cannot be reached), so
+-- that a check costs one round trip, not three. Not request state: every
+-- request of the worker may share it.
+local MASTER_TTL = 1
+local known_master      -- { host =, port =, connect_options =, at = }
+
+local function forget_master()
+    known_master = nil
+end
+
+
+local function ask_sentinels(r)
+    local last_err = "no sentinel answered"
+    for _, sentinel in ipairs(r.sentinels) do
+        local red = redis_lib:new()
+        red:set_timeout(r.connect_timeout)
+        local ok, err = red:connect(sentinel.host, sentinel.port)
+        if ok then
+            red:set_timeout(r.read_timeout)
+            local master
+            master, err = sentinel_lib.get_master(red, r.master_name)
+            if master then
+                red:set_keepalive(r.keepalive_timeout, r.pool_size)
+                local port = tonumber(master.port)
+                return {
+                    host = master.host, port = port, at = ngx_now(),
+                    connect_options = {
+                        pool = format("shared_session:%s:%d:%d", master.host,
+                                      port, r.db),
+                        pool_size = r.pool_size,
+                    },
+                }
+            end
+            red:close()
+        end
+        last_err = format("sentinel %s:%d: %s", sentinel.host, sentinel.port,
+                          tostring(err or "no master known"))
+    end
+    return nil, last_err
+end
+
+
+-- Where the sessions are: the configured server, or the primary that the
+-- sentinels name.
+local function redis_address(r)
+    if not r.sentinels then
+        return r.host, r.port, r.connect_options
+    end
+    local master = known_master
+    if not master or ngx_now() - master.at > MASTER_TTL then
+        local err
+        master, err = ask_sentinels(r)
+        if not master then
+            return nil, err
+        end
+        known_master = master
+    end
+    return master.host, master.port, master.connect_options
+end
+
+
+-- The one place that opens a connection for the checks.
+local function connect_redis(r)
     if not redis_lib then
         return nil, redis_load_err
+    end
+
+    local host, port, connect_options = redis_address(r)
+    if not host then
+        return nil, port
     end
 
     local red, err = redis_lib:new()
@@ -509,8 +609,9 @@ local function connect_redis(r, connect_options)
 
     red:set_timeout(r.connect_timeout)
     local ok
-    ok, err = red:connect(r.host, r.port, connect_options or r.connect_options)
+    ok, err = red:connect(host, port, connect_options)
     if not ok then
+        forget_master()
         return nil, "connect: " .. tostring(err)
     end
     red:set_timeout(r.read_timeout)
@@ -985,9 +1086,15 @@ end
 -- One subscription, from connecting to its end. Returns the reason it ended,
 -- or nil when the worker is exiting.
 local function subscription(dc, r, state)
+    -- With Sentinel, always the primary as the sentinels name it now.
+    forget_master()
+    local host, port = redis_address(r)
+    if not host then
+        return port
+    end
     local sock = socket_tcp()
     sock:settimeouts(r.connect_timeout, r.read_timeout, r.read_timeout)
-    local ok, err = sock:connect(r.host, r.port, dc.subscriber_connect_options)
+    local ok, err = sock:connect(host, port, dc.subscriber_connect_options)
     if not ok then
         return "connect: " .. tostring(err)
     end
