@@ -1,8 +1,15 @@
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
-/** The repository's root folder (stack/ or stack/dist/ below it). */
-export const REPO_ROOT = resolve(__dirname, __dirname.endsWith('dist') ? '../..' : '..');
+/** The repository's root folder: the nearest folder above this file's (source or compiled) with the nginx template. */
+export const REPO_ROOT = findRepoRoot(__dirname);
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'resty', 'conf', 'nginx.conf.template'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no repository above ${from}`);
+  }
+}
 
 /** The one nginx configuration template of the demo: local stack, tests and docker-compose. */
 export const NGINX_TEMPLATE = join(REPO_ROOT, 'resty', 'conf', 'nginx.conf.template');
