@@ -105,10 +105,9 @@ export class NodeProcess {
     let exit: number | null | undefined;
     proc.child.once('exit', (code) => (exit = code));
     try {
-      await waitFor(script, async () => {
-        if (exit !== undefined) throw new Error(`${script} exited (${exit}):\n${proc.output}`);
-        return (await fetch(readyUrl).catch(() => undefined))?.ok;
-      }, 20_000);
+      // Stops polling as soon as the program exits, instead of waiting out the timeout.
+      await waitFor(script, async () => exit !== undefined || (await fetch(readyUrl).catch(() => undefined))?.ok, 20_000);
+      if (exit !== undefined) throw new Error(`${script} exited (${exit}):\n${proc.output}`);
     } catch (error) {
       await proc.stop();
       throw error;

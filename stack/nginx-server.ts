@@ -203,12 +203,9 @@ export class NginxServer {
     });
     try {
       // Either the port answers, or nginx dies (bad config, init_by_lua error).
-      await Promise.race([
-        waitFor(`nginx on port ${this.port}`, async () => !exited && (await portAnswers(this.port)), timeoutMs),
-        this.exited.then(() => {
-          throw new Error('nginx exited while starting');
-        }),
-      ]);
+      // One poll that ends on either: a race against the exit would leave the
+      // poll's timers running until timeoutMs after a failed start.
+      await waitFor(`nginx on port ${this.port}`, async () => exited || (await portAnswers(this.port)), timeoutMs);
       if (exited) throw new Error('nginx exited while starting');
     } catch (error) {
       await this.stop();

@@ -3,52 +3,30 @@
  * every status of authorize()/access(), every method of the 0.1.x API, pooled
  * connections, Redis outages, configure() errors, and the error log.
  */
-import { createHmac } from 'node:crypto';
 import Redis from 'ioredis';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { sleep, waitFor } from '../../stack/ports';
 import { RedisServer } from '../../stack/redis-server';
-import { luaConnectRedis, postJson, request } from './http';
+import { luaConnectRedis, postJson } from './http';
+import {
+  assertNoCrash,
+  commandCalls,
+  cookieFor,
+  destroySession,
+  get,
+  OTHER_SID,
+  redisClient,
+  SALT,
+  SECRET,
+  SID,
+  signature,
+  startStack,
+  stopStack,
+  writeSession,
+} from './support';
 
-const SECRET = 'current-secret';
 const OLD_SECRET = 'old-secret';
-const SALT = 'flask-resty-session';
 const PREFIX = 'rss_t';
-
-const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
-const OTHER_SID = '00000000-0000-4000-8000-000000000000';
-
-function sign(sid: string, secret = SECRET, salt = SALT): string {
-  const derived = createHmac('sha1', secret).update(salt).digest();
-  return createHmac('sha1', derived).update(sid).digest('base64url');
-}
-
-function cookieFor(sid: string, secret = SECRET): string {
-  return `${sid}.${sign(sid, secret)}`;
-}
-
-/** Writes a session the way PROTOCOL.md section 3 says a writer does. */
-async function writeSession(
-  client: Redis,
-  sid: string,
-  data: Record<string, unknown>,
-  options: { prefix?: string; signature?: string; ttl?: number } = {},
-): Promise<void> {
-  const prefix = options.prefix ?? PREFIX;
-  const ttl = options.ttl ?? 3600;
-  const groups = (data.groups as string[] | undefined) ?? [];
-  const multi = client
-    .multi()
-    .set(`${prefix}:data:${sid}`, JSON.stringify(data), 'EX', ttl)
-    .set(`${prefix}:signature:${sid}`, options.signature ?? sign(sid), 'EX', ttl)
-    .del(`${prefix}:groups:${sid}`);
-  if (groups.length) multi.sadd(`${prefix}:groups:${sid}`, ...groups).expire(`${prefix}:groups:${sid}`, ttl);
-  await multi.exec();
-}
-
-async function destroySession(client: Redis, sid: string, prefix = PREFIX): Promise<void> {
-  await client.del(`${prefix}:data:${sid}`, `${prefix}:signature:${sid}`, `${prefix}:groups:${sid}`);
-}
 
 /** The locations every test nginx has. `configureLua` runs in init_by_lua. */
 function confFor(redisPort: number, configureLua: string | null) {
@@ -129,10 +107,6 @@ function localConfigure(redisPort: number, extra = ''): string {
     }`;
 }
 
-async function get(nginx: NginxServer, path: string, cookie?: string) {
-  return request(nginx.url(path), { headers: cookie === undefined ? {} : { cookie } });
-}
-
 async function authorize(nginx: NginxServer, group: string, cookie?: string): Promise<{ status: number; err?: string }> {
   const res = await get(nginx, `/authorize/${group}`, cookie);
   expect(res.status).toBe(200);
@@ -144,34 +118,21 @@ async function connectionsReceived(client: Redis): Promise<number> {
   return Number(/total_connections_received:(\d+)/.exec(info)![1]);
 }
 
-function assertNoCrash(log: string): void {
-  expect(log).not.toMatch(/signal/); // a worker that crashed: "exited on signal N"
-  expect(log).not.toMatch(/runtime error|entry thread aborted/);
-}
-
 describe('authorize() with a local secret', () => {
   let redis: RedisServer;
   let client: Redis;
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    nginx = await NginxServer.start({ conf: confFor(redis.port, localConfigure(redis.port)), errorLogLevel: 'info' });
+    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, localConfigure(port)), errorLogLevel: 'info' })));
   });
 
   beforeEach(async () => {
     await client.flushdb();
-    await writeSession(client, SID, { username: 'ann', groups: ['g1', 'g2'], theme: 'dark' });
+    await writeSession(client, PREFIX, SID, { username: 'ann', groups: ['g1', 'g2'], theme: 'dark' });
   });
 
-  afterAll(async () => {
-    const log = nginx?.errorLog() ?? '';
-    await nginx?.dispose();
-    client?.disconnect();
-    await redis?.dispose();
-    assertNoCrash(log);
-  });
+  afterAll(() => stopStack({ nginx, client, redis }, assertNoCrash));
 
   test('200 for a member; access() lets the request through', async () => {
     expect(await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).toEqual({ status: 200 });
@@ -191,7 +152,7 @@ describe('authorize() with a local secret', () => {
   });
 
   test('403 for a malformed cookie', async () => {
-    for (const value of ['', 'garbage', `${SID}.`, `${SID}.${sign(SID)}=`, `s:${cookieFor(SID)}`, `${'a'.repeat(300)}`]) {
+    for (const value of ['', 'garbage', `${SID}.`, `${SID}.${signature(SID)}=`, `s:${cookieFor(SID)}`, `${'a'.repeat(300)}`]) {
       const { status, err } = await authorize(nginx, 'g1', `session=${value}`);
       expect([value, status]).toEqual([value, 403]);
       expect(err).toMatch(/malformed cookie/);
@@ -199,13 +160,11 @@ describe('authorize() with a local secret', () => {
   });
 
   test('403 for a forged signature, without asking Redis', async () => {
-    const before = await client.info('commandstats');
+    const before = await commandCalls(client, 'sismember');
     const { status, err } = await authorize(nginx, 'g1', `session=${cookieFor(SID, 'not-the-secret')}`);
     expect(status).toBe(403);
     expect(err).toBe('bad signature');
-    const after = await client.info('commandstats');
-    const sismember = (s: string) => Number(/cmdstat_sismember:calls=(\d+)/.exec(s)?.[1] ?? 0);
-    expect(sismember(after)).toBe(sismember(before));
+    expect(await commandCalls(client, 'sismember')).toBe(before);
   });
 
   test('403 for a group the session is not in', async () => {
@@ -215,12 +174,12 @@ describe('authorize() with a local secret', () => {
 
   test('403 once the session is destroyed', async () => {
     expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(200);
-    await destroySession(client, SID);
+    await destroySession(client, PREFIX, SID);
     expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(403);
   });
 
   test('403 once the session has expired', async () => {
-    await writeSession(client, OTHER_SID, { groups: ['g1'] }, { ttl: 1 });
+    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { ttl: 1 });
     expect((await authorize(nginx, 'g1', `session=${cookieFor(OTHER_SID)}`)).status).toBe(200);
     await waitFor('the session to expire', async () => (await client.exists(`${PREFIX}:groups:${OTHER_SID}`)) === 0, 3000);
     expect((await authorize(nginx, 'g1', `session=${cookieFor(OTHER_SID)}`)).status).toBe(403);
@@ -228,7 +187,7 @@ describe('authorize() with a local secret', () => {
 
   test('a group change is seen on the next request', async () => {
     expect((await authorize(nginx, 'g3', `session=${cookieFor(SID)}`)).status).toBe(403);
-    await writeSession(client, SID, { groups: ['g3'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g3'] });
     expect((await authorize(nginx, 'g3', `session=${cookieFor(SID)}`)).status).toBe(200);
     expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(403);
   });
@@ -299,7 +258,7 @@ describe('authorize() with a local secret', () => {
     expect(log).toMatch(/shared_session: 403 not a member of the group \(sid 3f1d7c\.\.\., group g3\)/);
     expect(log).toMatch(/shared_session: 401 no session cookie/);
     expect(log).not.toContain(SID);
-    expect(log).not.toContain(sign(SID));
+    expect(log).not.toContain(signature(SID));
     expect(log).not.toContain(forged.split('.')[1]);
     expect(log).not.toContain(SECRET);
   });
@@ -340,7 +299,7 @@ describe('authorize() with a local secret', () => {
     });
 
     test('list_groups: an empty list for a session without groups', async () => {
-      await writeSession(client, OTHER_SID, { username: 'bob' });
+      await writeSession(client, PREFIX, OTHER_SID, { username: 'bob' });
       const out = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(OTHER_SID)}`)).body);
       expect(out.groups).toEqual([{}, null]); // cjson encodes an empty table as {}
       expect(out.data).toEqual([{ username: 'bob' }, null]);
@@ -356,7 +315,7 @@ describe('authorize() with a local secret', () => {
     });
 
     test('get_data: nil and an error when the session is gone', async () => {
-      await destroySession(client, SID);
+      await destroySession(client, PREFIX, SID);
       const out = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID)}`)).body);
       expect(out.data).toEqual([null, 'no session data']);
       expect(out.member).toEqual([null, 'not a member']);
@@ -401,8 +360,8 @@ describe('authorize() with a local secret', () => {
     }
     expect((await get(nginx, '/groups/g1/x', cookie)).status).toBe(503);
     await redis.resume();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    await writeSession(client, SID, { groups: ['g1'] });
+    client = redisClient(redis);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
     await waitFor('authorize to recover', async () => (await authorize(nginx, 'g1', cookie)).status === 200, 5000);
     expect((await get(nginx, '/groups/g1/x', cookie)).status).toBe(200);
   });
@@ -414,33 +373,25 @@ describe('authorize() with the stored signature (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    nginx = await NginxServer.start({
-      conf: confFor(redis.port, `{ key_prefix = "${PREFIX}", redis = { port = ${redis.port}, read_timeout = 300 } }`),
-    });
+    ({ redis, client, nginx } = await startStack((port) => ({
+      conf: confFor(port, `{ key_prefix = "${PREFIX}", redis = { port = ${port}, read_timeout = 300 } }`),
+    })));
   });
 
   beforeEach(async () => {
     await client.flushdb();
   });
 
-  afterAll(async () => {
-    const log = nginx?.errorLog() ?? '';
-    await nginx?.dispose();
-    client?.disconnect();
-    await redis?.dispose();
-    assertNoCrash(log);
-  });
+  afterAll(() => stopStack({ nginx, client, redis }, assertNoCrash));
 
   test('200 when the cookie matches the stored signature, whatever secret made it', async () => {
-    await writeSession(client, SID, { groups: ['g1'] }, { signature: sign(SID, 'any-app-secret') });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID, 'any-app-secret') });
     expect(await authorize(nginx, 'g1', `session=${cookieFor(SID, 'any-app-secret')}`)).toEqual({ status: 200 });
     expect((await get(nginx, '/groups/g1/x', `session=${cookieFor(SID, 'any-app-secret')}`)).status).toBe(200);
   });
 
   test('403 when it does not', async () => {
-    await writeSession(client, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
     expect(await authorize(nginx, 'g1', `session=${cookieFor(SID, 'other')}`)).toEqual({ status: 403, err: 'bad signature' });
   });
 
@@ -451,7 +402,7 @@ describe('authorize() with the stored signature (no secret)', () => {
   });
 
   test('403 for a member check that fails, 401 without a cookie', async () => {
-    await writeSession(client, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
     expect((await authorize(nginx, 'g2', `session=${cookieFor(SID)}`)).status).toBe(403);
     expect((await authorize(nginx, 'g1')).status).toBe(401);
   });
@@ -462,12 +413,12 @@ describe('authorize() with the stored signature (no secret)', () => {
   });
 
   test('the 0.1.x API compares with the stored signature', async () => {
-    await writeSession(client, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
     const ok = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID)}`)).body);
     expect(ok.verify).toEqual([true, null]);
     const forged = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID, 'x')}`)).body);
     expect(forged.verify).toEqual([null, 'bad signature']);
-    await destroySession(client, SID);
+    await destroySession(client, PREFIX, SID);
     const gone = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID)}`)).body);
     expect(gone.verify).toEqual([null, 'no stored signature']);
   });
@@ -477,7 +428,7 @@ describe('redis password and database', () => {
   /** A redis-server that asks for a password (set after start, so that the helper's PING works). */
   async function startWithPassword(): Promise<{ redis: RedisServer; client: Redis }> {
     const redis = await RedisServer.start();
-    const client = new Redis(redis.port, '127.0.0.1', { db: 3, maxRetriesPerRequest: 1 });
+    const client = redisClient(redis, { db: 3 });
     await client.call('CONFIG', 'SET', 'requirepass', 'redis-pw');
     return { redis, client };
   }
@@ -486,15 +437,15 @@ describe('redis password and database', () => {
     const { redis, client } = await startWithPassword();
     let nginx: NginxServer | undefined;
     try {
-      await writeSession(client, SID, { groups: ['g1'] });
+      await writeSession(client, PREFIX, SID, { groups: ['g1'] });
       nginx = await NginxServer.start({
         conf: confFor(redis.port, localConfigure(redis.port, ', password = "redis-pw", db = 3')),
       });
-      const before = Number(/cmdstat_auth:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+      const before = await commandCalls(client, 'auth');
       for (let i = 0; i < 20; i++) {
         expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(200);
       }
-      const after = Number(/cmdstat_auth:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+      const after = await commandCalls(client, 'auth');
       expect(after - before).toBe(1);
       assertNoCrash(nginx.errorLog());
     } finally {

@@ -5,52 +5,32 @@
  * writers that do not publish, epochs across reconnections, eviction in a tiny
  * lua_shared_dict, Redis outages, several workers, and the stored mode.
  */
-import { createHmac } from 'node:crypto';
 import Redis from 'ioredis';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { sleep, waitFor } from '../../stack/ports';
 import { RedisServer } from '../../stack/redis-server';
 import { request } from './http';
+import {
+  assertNoCrash,
+  commandCalls,
+  destroySession,
+  get,
+  OTHER_SID,
+  redisClient,
+  SALT,
+  SECRET,
+  SID,
+  sessionCookie,
+  startRedis,
+  startStack,
+  stopStack,
+  writeSession,
+} from './support';
 
-const SECRET = 'current-secret';
-const SALT = 'flask-resty-session';
 const PREFIX = 'rss_dc';
 const CHANNEL = `${PREFIX}:invalidate`;
 const TTL = 1; // decision_cache.ttl, seconds
 const HEARTBEAT_MS = 1000; // the module's HEARTBEAT_TTL
-
-const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
-const OTHER_SID = '00000000-0000-4000-8000-000000000000';
-
-function sign(sid: string, secret = SECRET): string {
-  const derived = createHmac('sha1', secret).update(SALT).digest();
-  return createHmac('sha1', derived).update(sid).digest('base64url');
-}
-
-function cookieFor(sid: string, secret = SECRET): string {
-  return `session=${sid}.${sign(sid, secret)}`;
-}
-
-/** A session written as PROTOCOL.md section 3 says; `publish` adds the section 7 notice. */
-async function writeSession(client: Redis, sid: string, groups: string[], publish = true): Promise<void> {
-  const multi = client
-    .multi()
-    .set(`${PREFIX}:data:${sid}`, JSON.stringify({ groups }), 'EX', 3600)
-    .set(`${PREFIX}:signature:${sid}`, sign(sid), 'EX', 3600)
-    .del(`${PREFIX}:groups:${sid}`);
-  if (groups.length) multi.sadd(`${PREFIX}:groups:${sid}`, ...groups).expire(`${PREFIX}:groups:${sid}`, 3600);
-  if (publish) multi.publish(CHANNEL, sid);
-  await multi.exec();
-}
-
-/** Logout as the Nest side does it: the keys go and the notice follows, in one MULTI. */
-function destroyAndPublish(client: Redis, sid: string): Promise<unknown> {
-  return client
-    .multi()
-    .del(`${PREFIX}:data:${sid}`, `${PREFIX}:signature:${sid}`, `${PREFIX}:groups:${sid}`)
-    .publish(CHANNEL, sid)
-    .exec();
-}
 
 interface ConfOptions {
   secret?: boolean;
@@ -101,13 +81,7 @@ http {
 }
 
 async function status(nginx: NginxServer, group: string, cookie?: string): Promise<number> {
-  const res = await request(nginx.url(`/groups/${group}/x`), { headers: cookie === undefined ? {} : { cookie } });
-  return res.status;
-}
-
-async function commandCalls(client: Redis, command: string): Promise<number> {
-  const stats = await client.info('commandstats');
-  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+  return (await get(nginx, `/groups/${group}/x`, cookie)).status;
 }
 
 const sismembers = (client: Redis) => commandCalls(client, 'sismember');
@@ -134,9 +108,9 @@ function count(text: string, re: RegExp): number {
   return (text.match(new RegExp(re.source, 'g')) ?? []).length;
 }
 
-function assertNoCrash(log: string): void {
-  expect(log).not.toMatch(/signal/);
-  expect(log).not.toMatch(/runtime error|entry thread aborted|\[alert\]/);
+/** No crash, no Lua runtime error, and no [alert] line. */
+function noCrashOrAlert(log: string): void {
+  assertNoCrash(log, { alerts: true });
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -147,27 +121,19 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   let redis: RedisServer;
   let client: Redis;
   let nginx: NginxServer;
-  const cookie = cookieFor(SID);
+  const cookie = sessionCookie(SID);
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    nginx = await NginxServer.start({ conf: confFor(redis.port), errorLogLevel: 'notice' });
+    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port), errorLogLevel: 'notice' })));
     await waitUp(nginx, client);
   });
 
   beforeEach(async () => {
-    await writeSession(client, SID, ['g1', 'g2']);
-    await writeSession(client, OTHER_SID, ['g1']);
+    await writeSession(client, PREFIX, SID, { groups: ['g1', 'g2'] }, { publish: true });
+    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { publish: true });
   });
 
-  afterAll(async () => {
-    const log = nginx?.errorLog() ?? '';
-    await nginx?.dispose();
-    client?.disconnect();
-    await redis?.dispose();
-    assertNoCrash(log);
-  });
+  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
 
   test('a positive decision is reused within ttl: no Redis query', async () => {
     const before = await sismembers(client);
@@ -201,7 +167,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await sismembers(client);
-    expect(await status(nginx, 'g1', cookieFor(SID, 'not-the-secret'))).toBe(403);
+    expect(await status(nginx, 'g1', sessionCookie(SID, 'not-the-secret'))).toBe(403);
     expect(await status(nginx, 'g1', `session=${SID}.${'A'.repeat(27)}`)).toBe(403);
     expect(await status(nginx, 'g1', `session=${SID}`)).toBe(403);
     expect(await status(nginx, 'g1')).toBe(401);
@@ -209,7 +175,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   });
 
   test('a group id holding ":" gets its own decision', async () => {
-    await writeSession(client, SID, ['a:b']);
+    await writeSession(client, PREFIX, SID, { groups: ['a:b'] }, { publish: true });
     expect(await status(nginx, 'a:b', cookie)).toBe(200);
     expect(await status(nginx, 'a:b', cookie)).toBe(200);
     expect(await status(nginx, 'a', cookie)).toBe(403);
@@ -221,8 +187,8 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     let allowedAfterExec = 0;
     for (let trial = 0; trial < 200; trial++) {
       const sid = `trial-${String(trial).padStart(4, '0')}-${'x'.repeat(20)}`;
-      const c = cookieFor(sid);
-      await writeSession(client, sid, ['g1']);
+      const c = sessionCookie(sid);
+      await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { publish: true });
       expect(await status(nginx, 'g1', c)).toBe(200); // miss: stored
       expect(await status(nginx, 'g1', c)).toBe(200); // hit
 
@@ -230,7 +196,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
       // the decision is cached, so only the notice can turn the answer into a 403.
       let execDoneAt = Infinity;
       const t0 = performance.now();
-      const exec = destroyAndPublish(client, sid).then(() => {
+      const exec = destroySession(client, PREFIX, sid, { publish: true }).then(() => {
         execDoneAt = performance.now();
       });
       for (;;) {
@@ -361,8 +327,8 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     expect(seen[seen.length - 1][1]).toBe(503);
 
     await redis.resume();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    await writeSession(client, SID, ['g1']);
+    client = redisClient(redis);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
     await waitUp(nginx, client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
   });
@@ -373,21 +339,17 @@ describe('decision cache without a running subscriber', () => {
   let client: Redis;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    await writeSession(client, SID, ['g1']);
+    ({ redis, client } = await startRedis());
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
   });
 
-  afterAll(async () => {
-    client?.disconnect();
-    await redis?.dispose();
-  });
+  afterAll(() => stopStack({ client, redis }));
 
   test('decision_cache without start_subscriber: never used, every request asks Redis', async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { subscriber: false }) });
     try {
       const before = await sismembers(client);
-      for (let i = 0; i < 10; i++) expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      for (let i = 0; i < 10; i++) expect(await status(nginx, 'g1', sessionCookie(SID))).toBe(200);
       expect(await sismembers(client)).toBe(before + 10);
       expect(await subscribers(client)).toBe(0);
     } finally {
@@ -399,8 +361,8 @@ describe('decision cache without a running subscriber', () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { cache: false }) });
     try {
       const before = await sismembers(client);
-      for (let i = 0; i < 5; i++) expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
-      expect(await status(nginx, 'g2', cookieFor(SID))).toBe(403);
+      for (let i = 0; i < 5; i++) expect(await status(nginx, 'g1', sessionCookie(SID))).toBe(200);
+      expect(await status(nginx, 'g2', sessionCookie(SID))).toBe(403);
       expect(await sismembers(client)).toBe(before + 6);
       expect(await subscribers(client)).toBe(0);
       expect(nginx.errorLog()).toMatch(/start_subscriber\(\) without configure\{ decision_cache = \.\.\. \}/);
@@ -432,19 +394,11 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    nginx = await NginxServer.start({ conf: confFor(redis.port, { dictSize, ttl: 5 }) });
+    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, { dictSize, ttl: 5 }) })));
     await waitUp(nginx, client);
   });
 
-  afterAll(async () => {
-    const log = nginx?.errorLog() ?? '';
-    await nginx?.dispose();
-    client?.disconnect();
-    await redis?.dispose();
-    assertNoCrash(log);
-  });
+  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
 
   test('thousands of sessions: every answer right (members 200, others 403), some reuse, no 500', async () => {
     const N = 2000;
@@ -472,7 +426,7 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
         const results = await Promise.all(
           chunk.map(async (i) => {
             const group = Math.random() < 0.7 ? groupOf(i) : groupOf(i + 1);
-            return { i, group, s: await status(nginx, group, cookieFor(sid(i))) };
+            return { i, group, s: await status(nginx, group, sessionCookie(sid(i))) };
           }),
         );
         for (const { i, group, s } of results) {
@@ -485,7 +439,7 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
       // Revoke a few hot sessions, as a logout does.
       for (let r = 0; r < 3; r++) {
         const i = round * 6 + r;
-        await destroyAndPublish(client, sid(i));
+        await destroySession(client, PREFIX, sid(i), { publish: true });
         revoked.add(i);
       }
     }
@@ -503,29 +457,23 @@ describe('decision cache with two workers', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    nginx = await NginxServer.start({ conf: confFor(redis.port), workers: 2, errorLogLevel: 'notice' });
+    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port), workers: 2, errorLogLevel: 'notice' })));
     await waitUp(nginx, client);
   });
 
-  afterAll(async () => {
-    await nginx?.dispose();
-    client?.disconnect();
-    await redis?.dispose();
-  });
+  afterAll(() => stopStack({ nginx, client, redis }));
 
   test('one subscription (worker 0) serves every worker; a restarted worker 0 subscribes again', async () => {
     expect(await subscribers(client)).toBe(1);
-    await writeSession(client, SID, ['g1']);
-    const cookie = cookieFor(SID);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await sismembers(client);
     const answers = await Promise.all(Array.from({ length: 20 }, () => status(nginx, 'g1', cookie)));
     expect(answers).toEqual(Array(20).fill(200));
     expect(await sismembers(client)).toBe(before); // both workers use the one dict
 
-    await destroyAndPublish(client, SID);
+    await destroySession(client, PREFIX, SID, { publish: true });
     const after = await Promise.all(Array.from({ length: 20 }, () => status(nginx, 'g1', cookie)));
     expect(after).toEqual(Array(20).fill(403));
 
@@ -542,7 +490,7 @@ describe('decision cache with two workers', () => {
       const ids = await pubsubClientIds(client);
       return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
     }, 5000);
-    await writeSession(client, SID, ['g1']);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const b2 = await sismembers(client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
@@ -557,10 +505,10 @@ describe('decision cache with two workers', () => {
       const ids = await pubsubClientIds(client);
       return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
     }, 5000);
-    await writeSession(client, SID, ['g1']);
-    const cookie = cookieFor(SID);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
-    await destroyAndPublish(client, SID);
+    await destroySession(client, PREFIX, SID, { publish: true });
     expect(await status(nginx, 'g1', cookie)).toBe(403);
     // Both old workers exit promptly (the subscriber's timer does not hold its worker).
     await waitFor('the old workers to exit', async () => count(nginx.errorLog().slice(logBefore), /exited with code 0/) === 2, 3000);
@@ -574,25 +522,21 @@ describe('the subscriber with a Redis password', () => {
   let client: Redis;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    ({ redis, client } = await startRedis());
     await client.call('CONFIG', 'SET', 'requirepass', 'redis-pw');
     await client.call('AUTH', 'redis-pw');
-    await writeSession(client, SID, ['g1']);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
   });
 
-  afterAll(async () => {
-    client?.disconnect();
-    await redis?.dispose();
-  });
+  afterAll(() => stopStack({ client, redis }));
 
   test('AUTH, then SUBSCRIBE: the cache is used', async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { redisExtra: 'password = "redis-pw",' }) });
     try {
       await waitUp(nginx, client);
-      expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      expect(await status(nginx, 'g1', sessionCookie(SID))).toBe(200);
       const before = await sismembers(client);
-      expect(await status(nginx, 'g1', cookieFor(SID))).toBe(200);
+      expect(await status(nginx, 'g1', sessionCookie(SID))).toBe(200);
       expect(await sismembers(client)).toBe(before);
     } finally {
       await nginx.dispose();
@@ -604,7 +548,7 @@ describe('the subscriber with a Redis password', () => {
     try {
       await sleep(800); // a few retries
       expect(await epochState(nginx)).toBe('down');
-      expect(await status(nginx, 'g1', cookieFor(SID))).toBe(503);
+      expect(await status(nginx, 'g1', sessionCookie(SID))).toBe(503);
       const log = nginx.errorLog();
       expect(count(log, /revocation subscriber down \(auth: /)).toBe(1);
       expect(log).not.toContain('wrong-pw-42');
@@ -620,34 +564,26 @@ describe('decision cache in stored-signature mode (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    nginx = await NginxServer.start({ conf: confFor(redis.port, { secret: false }) });
+    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, { secret: false }) })));
     await waitUp(nginx, client);
   });
 
-  afterAll(async () => {
-    const log = nginx?.errorLog() ?? '';
-    await nginx?.dispose();
-    client?.disconnect();
-    await redis?.dispose();
-    assertNoCrash(log);
-  });
+  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
 
   test('a decision is bound to the signature Redis confirmed', async () => {
-    await writeSession(client, SID, ['g1']);
-    const cookie = cookieFor(SID);
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await commandCalls(client, 'get');
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await commandCalls(client, 'get')).toBe(before); // reused
 
     // Same sid, another signature: not the verified pair, so Redis is asked, and says no.
-    expect(await status(nginx, 'g1', cookieFor(SID, 'other-secret'))).toBe(403);
+    expect(await status(nginx, 'g1', sessionCookie(SID, 'other-secret'))).toBe(403);
     expect(await commandCalls(client, 'get')).toBe(before + 1);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
 
-    await destroyAndPublish(client, SID);
+    await destroySession(client, PREFIX, SID, { publish: true });
     expect(await status(nginx, 'g1', cookie)).toBe(403);
   });
 });

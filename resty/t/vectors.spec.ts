@@ -5,11 +5,11 @@
  *  - stored: no secret; the signature is compared with <prefix>:signature:<sid>.
  * Each case runs verify_signature() (0.1.x API) and authorize() (one call).
  */
-import { createHmac } from 'node:crypto';
 import Redis from 'ioredis';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { luaConnectRedis, postJson } from './http';
+import { signer, stopStack } from './support';
 import { vectors } from '../../test/support/vectors';
 
 const PREFIX = 'vec';
@@ -40,11 +40,6 @@ const cases: Case[] = [
     valid: c.must_accept,
   })),
 ];
-
-function sign(secret: string, salt: string, sid: string): string {
-  const derived = createHmac('sha1', secret).update(salt).digest();
-  return createHmac('sha1', derived).update(sid).digest('base64url');
-}
 
 interface Result {
   cookie_seen: boolean;
@@ -103,13 +98,11 @@ http {
   });
 });
 
-afterAll(async () => {
-  const log = nginx?.errorLog() ?? '';
-  await nginx?.dispose();
-  client?.disconnect();
-  await redis?.dispose();
-  expect(log).not.toMatch(/signal/); // a worker that crashed: "exited on signal N"
-});
+afterAll(() =>
+  stopStack({ nginx, client, redis }, (log) => {
+    expect(log).not.toMatch(/signal/); // a worker that crashed: "exited on signal N"
+  }),
+);
 
 /** Seeds what the writer would have stored for this cookie's session id. */
 async function seed(c: Case): Promise<void> {
@@ -119,7 +112,7 @@ async function seed(c: Case): Promise<void> {
   const sid = c.cookie.slice(0, dot);
   // The writer issued the cookie if it is valid; otherwise it signed the sid
   // with its current secret, and the cookie is not that.
-  const stored = c.valid ? c.cookie.slice(dot + 1) : sign(c.secrets[c.secrets.length - 1], c.salt, sid);
+  const stored = c.valid ? c.cookie.slice(dot + 1) : signer(c.secrets[c.secrets.length - 1], c.salt).signature(sid);
   await client.set(`${PREFIX}:signature:${sid}`, stored);
   await client.sadd(`${PREFIX}:groups:${sid}`, GROUP);
 }
