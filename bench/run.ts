@@ -31,9 +31,9 @@ interface Scenario {
   cookie: () => string;
 }
 
-/** wrk, run without blocking this process (its own HTTP connections keep their timers). */
+/** wrk, on CPU 1 (the servers run on CPU 0), without blocking this process (its own HTTP connections keep their timers). */
 async function wrk(port: number, path: string, cookie: string, seconds: number): Promise<number> {
-  const { stdout: out } = await run('wrk', ['-t1', '-c32', `-d${seconds}s`, '-H', `Cookie: ${cookie}`, `http://127.0.0.1:${port}${path}`], { encoding: 'utf8' });
+  const { stdout: out } = await run('taskset', ['-c', '1', 'wrk', '-t1', '-c32', `-d${seconds}s`, '-H', `Cookie: ${cookie}`, `http://127.0.0.1:${port}${path}`], { encoding: 'utf8' });
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
   if (!rps) throw new Error(`wrk printed no rate:\n${out}`);
@@ -234,7 +234,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
 - Machine: ${machine}
 - Software: ${versions}
 - Method: one nginx with one worker process, the demo app (Node, one process) and one redis-server, all on
-  127.0.0.1. Every scenario is \`wrk -t1 -c32 -d${SECONDS}s -H 'Cookie: session=…' http://127.0.0.1:PORT/PATH\`;
+  127.0.0.1 and pinned to CPU 0 (\`taskset -c 0\`); the load generator, wrk, runs alone on CPU 1, so that it
+  does not take CPU from what it measures. Every scenario is
+  \`wrk -t1 -c32 -d${SECONDS}s -H 'Cookie: session=…' http://127.0.0.1:PORT/PATH\`;
   the scenarios take turns, ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}; the table gives the median rate, and each
   ratio is the median of that ratio within each round (the two scenarios ran seconds apart under the same load).
   Scenarios (a)–(d) serve the same cached resource from the same \`proxy_cache\` entry through the same
