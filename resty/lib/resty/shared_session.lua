@@ -289,6 +289,18 @@ local function check_non_empty_string(name, value)
 end
 
 
+-- A string of 1 to 64 characters matching `pattern`, or `default` when nil.
+local function check_pattern(name, value, default, pattern, what)
+    if value == nil then
+        value = default
+    end
+    if type(value) ~= "string" or #value > 64 or not find(value, pattern) then
+        option_error(name, "must be 1 to 64 characters of " .. what)
+    end
+    return value
+end
+
+
 local function check_number(name, value, min, integer)
     local n = value
     if type(n) == "string" then
@@ -456,28 +468,12 @@ function _M.configure(opts)
     end
     check_non_empty_string("salt", salt)
 
-    local cookie_name = opts.cookie_name
-    if cookie_name == nil then
-        cookie_name = DEFAULT_COOKIE_NAME
-    end
     -- An RFC 6265 token, which is also safe as part of an nginx variable name.
-    if type(cookie_name) ~= "string" or #cookie_name > 64
-       or not find(cookie_name, "^[A-Za-z0-9!#$%%&'*+.^_`|~-]+$")
-    then
-        option_error("cookie_name", "must be 1 to 64 characters of an RFC 6265"
-                                    .. " token")
-    end
-
-    local key_prefix = opts.key_prefix
-    if key_prefix == nil then
-        key_prefix = DEFAULT_KEY_PREFIX
-    end
-    if type(key_prefix) ~= "string" or #key_prefix > 64
-       or not find(key_prefix, "^[A-Za-z0-9_.:{}-]+$")
-    then
-        option_error("key_prefix", "must be 1 to 64 characters of"
-                                   .. " [A-Za-z0-9_.:{}-]")
-    end
+    local cookie_name = check_pattern("cookie_name", opts.cookie_name,
+        DEFAULT_COOKIE_NAME, "^[A-Za-z0-9!#$%%&'*+.^_`|~-]+$",
+        "an RFC 6265 token")
+    local key_prefix = check_pattern("key_prefix", opts.key_prefix,
+        DEFAULT_KEY_PREFIX, "^[A-Za-z0-9_.:{}-]+$", "[A-Za-z0-9_.:{}-]")
 
     local keys
     if opts.secret ~= nil then
