@@ -3,7 +3,7 @@ import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
-import { GroupGuard, SharedSessionModule, SessionCookieSigner } from '../src';
+import { GroupGuard, SharedSessionModule, SessionCookieSigner, SharedSessionService } from '../src';
 
 @Injectable()
 class FakeConfigService {
@@ -59,6 +59,26 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     await request(app.getHttpServer()).get('/me').set('Cookie', `session=${cookie}`).expect(401);
     await app.close();
     expect(client.status).toBe('ready');
+    client.disconnect();
+  });
+
+  it('is global by default (other modules inject its service without importing it), and local with isGlobal: false', async () => {
+    @Injectable()
+    class Consumer {
+      constructor(readonly sessions: SharedSessionService) {}
+    }
+    @Module({ providers: [Consumer] })
+    class FeatureModule {}
+    // A client of the test's own, closed by the test: a compile that fails closes nothing.
+    const client = new Redis(server.url, { lazyConnect: true });
+    const compile = (isGlobal?: boolean) =>
+      Test.createTestingModule({
+        imports: [SharedSessionModule.forRoot({ secret: 's', redis: client, ...(isGlobal === undefined ? {} : { isGlobal }) }), FeatureModule],
+      }).compile();
+    const global = await compile();
+    expect(global.get(Consumer).sessions).toBeInstanceOf(SharedSessionService);
+    await global.close();
+    await expect(compile(false)).rejects.toThrow(/SharedSessionService/);
     client.disconnect();
   });
 
