@@ -1,9 +1,14 @@
-/** One jest run for every TypeScript suite: library unit and integration specs,
- * the nginx/Lua specs under resty/t, and the end-to-end specs. */
-module.exports = {
+/**
+ * Every TypeScript suite, as four jest projects so that a developer can run
+ * the fast ones alone (`npm test -- --selectProjects unit`):
+ *  - unit: the library's specs (pure logic, and its store and Nest app on a
+ *    real redis-server) and the protocol test kit;
+ *  - nginx: the Lua rock inside a real nginx (resty/t);
+ *  - e2e: the demo stack end to end, Flask interop, the browser;
+ *  - reliability: property tests, fuzzing, faults, Sentinel, soak.
+ */
+const common = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/resty', '<rootDir>/e2e', '<rootDir>/reliability'],
-  testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   transform: {
     // tsconfig.json sets isolatedModules, so ts-jest only transpiles;
     // type-checking is done once by `tsc --noEmit` in scripts/test.sh.
@@ -12,5 +17,14 @@ module.exports = {
   moduleNameMapper: {
     '^nest-resty-shared-session$': '<rootDir>/libs/shared-session/src',
   },
+};
+
+module.exports = {
   testTimeout: 30000,
+  projects: [
+    { ...common, displayName: 'unit', roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/protocol'], testMatch: ['**/*.spec.ts'] },
+    { ...common, displayName: 'nginx', roots: ['<rootDir>/resty'], testMatch: ['**/*.spec.ts'] },
+    { ...common, displayName: 'e2e', roots: ['<rootDir>/e2e'], testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'] },
+    { ...common, displayName: 'reliability', roots: ['<rootDir>/reliability'], testMatch: ['**/*.spec.ts'] },
+  ],
 };

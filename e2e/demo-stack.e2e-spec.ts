@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-session/src';
 import { waitFor } from '../stack/ports';
-import { vectors } from '../test/support/vectors';
+import { vectors } from '../protocol/testkit';
 import { DemoStack } from '../stack/demo-stack';
 import { rawRequest, RawResponse } from './raw-http';
 

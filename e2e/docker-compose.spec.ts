@@ -34,7 +34,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('the render step the nginx container waits for fills in every placeholder', () => {
-    const rendered = spawnSync(process.execPath, [resolve(REPO_ROOT, 'stack/dist/render-nginx-conf.js')], {
+    const rendered = spawnSync(process.execPath, [resolve(REPO_ROOT, 'stack/dist/stack/render-nginx-conf.js')], {
       encoding: 'utf8',
       env: { PATH: process.env.PATH, REDIS_URL: 'redis://redis:6379', APP_UPSTREAM: 'demo:5017', NGINX_LISTEN: '8089' },
     });

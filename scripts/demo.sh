@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 npm run build --silent
-exec node stack/dist/demo.js
+exec node stack/dist/stack/demo.js

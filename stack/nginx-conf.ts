@@ -1,15 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  COOKIE_NAME_PATTERN,
+  DEFAULT_COOKIE_NAME,
+  DEFAULT_KEY_PREFIX,
+  DEFAULT_SALT,
+  KEY_PREFIX_PATTERN,
+} from '../libs/shared-session/src/shared-session.constants';
+import { REPO_ROOT } from './nginx-platform';
 
-/** The repository's root folder: the nearest folder above this file's (source or compiled) with the nginx template. */
-export const REPO_ROOT = findRepoRoot(__dirname);
-
-function findRepoRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'resty', 'conf', 'nginx.conf.template'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`no repository above ${from}`);
-  }
-}
+export { debianLuaPackagePath, debianPlatformLines, REPO_ROOT } from './nginx-platform';
 
 /** The one nginx configuration template of the demo: local stack, tests and docker-compose. */
 export const NGINX_TEMPLATE = join(REPO_ROOT, 'resty', 'conf', 'nginx.conf.template');
@@ -32,26 +32,6 @@ export interface NginxConfValues {
   SESSION_SALT: string;
   SESSION_COOKIE_NAME: string;
   SESSION_KEY_PREFIX: string;
-}
-
-/** Debian's nginx: its dynamic modules (ndk before lua), by absolute path. */
-export function debianPlatformLines(modulesDir = '/usr/lib/nginx/modules'): string {
-  const lines = ['ndk_http_module.so', 'ngx_http_lua_module.so', 'ngx_http_headers_more_filter_module.so'].map(
-    (m) => `load_module ${join(modulesDir, m)};`,
-  );
-  // As root, nginx would run its workers as "nobody", who cannot read the
-  // 0700 run folder: keep them as the user who runs nginx.
-  if (process.getuid?.() === 0) lines.push('user root;');
-  return lines.join('\n');
-}
-
-/**
- * Lua search path on Debian: the rock from this repository, and the libraries
- * unpacked into .vendor/. The trailing ";;" keeps the default path, where
- * resty.core lives.
- */
-export function debianLuaPackagePath(): string {
-  return [join(REPO_ROOT, 'resty', 'lib', '?.lua'), join(REPO_ROOT, '.vendor', 'usr', 'share', 'lua', '5.1', '?.lua'), ';'].join(';');
 }
 
 /** Fills in the template; a placeholder without a value, or a value nothing asks for, is an error. */
@@ -77,8 +57,8 @@ export function sessionValuesFromEnv(env: NodeJS.ProcessEnv): Pick<NginxConfValu
     return value;
   };
   return {
-    SESSION_SALT: checked('SESSION_SALT', 'flask-resty-session', /^[^"'\\\n\r{}$;]{1,128}$/),
-    SESSION_COOKIE_NAME: checked('SESSION_COOKIE_NAME', 'session', /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/),
-    SESSION_KEY_PREFIX: checked('SESSION_KEY_PREFIX', 'resty_shared_session', /^[A-Za-z0-9_.:{}-]{1,64}$/),
+    SESSION_SALT: checked('SESSION_SALT', DEFAULT_SALT, /^[^"'\\\n\r{}$;]{1,128}$/),
+    SESSION_COOKIE_NAME: checked('SESSION_COOKIE_NAME', DEFAULT_COOKIE_NAME, COOKIE_NAME_PATTERN),
+    SESSION_KEY_PREFIX: checked('SESSION_KEY_PREFIX', DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN),
   };
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { debianLuaPackagePath, debianPlatformLines, REPO_ROOT } from './nginx-conf';
+import { debianLuaPackagePath, debianPlatformLines, REPO_ROOT } from './nginx-platform';
 import { freePort, waitFor } from './ports';
 
 

@@ -10,7 +10,7 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { luaConnectRedis, postJson } from './http';
 import { signer, stopStack } from './support';
-import { vectors } from '../../test/support/vectors';
+import { vectors } from '../../protocol/testkit';
 
 const PREFIX = 'vec';
 const GROUP = 'group-vec';

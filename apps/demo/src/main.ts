@@ -12,6 +12,13 @@ async function bootstrap(): Promise<void> {
   const app = await NestFactory.create<NestExpressApplication>(DemoModule);
   app.disable('x-powered-by');
   app.enableShutdownHooks();
+  // nginx keeps idle upstream connections open for 60 s (keepalive_timeout in
+  // the template's upstream block). Node closes an idle one after 5 s by
+  // default, which races with a request nginx sends on it: a POST (a logout)
+  // cannot be retried and answers 502. The app must outlive nginx's timeout.
+  const server = app.getHttpServer();
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await app.listen(config.port, config.host);
   logger.log(`listening on http://${config.host}:${config.port}/app`);
 }

@@ -1,7 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { namedSecrets, REPO_VECTORS_PATH, SHARED_VECTORS_PATH, vectors } from '../../../test/support/vectors';
+import { namedSecrets, vectors } from '../../../protocol/testkit';
 import { SessionCookieSigner } from './session-cookie-signer';
 
 describe('SessionCookieSigner against vectors.json', () => {
@@ -92,14 +90,5 @@ describe('SessionCookieSigner input rules', () => {
   it('refuses to be built without a secret', () => {
     expect(() => new SessionCookieSigner({ secret: '' })).toThrow(TypeError);
     expect(() => new SessionCookieSigner({ secret: 'x', secretFallbacks: [''] })).toThrow(TypeError);
-  });
-});
-
-describe('the repository copy of the protocol', () => {
-  const shared = existsSync(SHARED_VECTORS_PATH);
-  (shared ? it : it.skip)('is byte for byte the shared vectors.json and PROTOCOL.md', () => {
-    expect(readFileSync(REPO_VECTORS_PATH, 'utf8')).toBe(readFileSync(SHARED_VECTORS_PATH, 'utf8'));
-    const protocol = (dir: string) => readFileSync(resolve(dir, 'PROTOCOL.md'), 'utf8');
-    expect(protocol(resolve(REPO_VECTORS_PATH, '..'))).toBe(protocol(resolve(SHARED_VECTORS_PATH, '..')));
   });
 });

@@ -6,6 +6,11 @@ export const DEFAULT_COOKIE_NAME = 'session';
 export const DEFAULT_TTL_SECONDS = 31 * 24 * 60 * 60;
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
+/** Characters allowed in a key prefix here and in resty.shared_session ({} for Redis Cluster hash tags). */
+export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.:{}-]{1,64}$/;
+/** An RFC 6265 cookie name (a token). */
+export const COOKIE_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+
 /** Injection token of the ioredis client the module uses. */
 export const SHARED_SESSION_REDIS = Symbol('SHARED_SESSION_REDIS');
 /** Injection token of the validated, defaulted configuration. */

@@ -1,7 +1,9 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import {
+  COOKIE_NAME_PATTERN,
   DEFAULT_COOKIE_NAME,
   DEFAULT_KEY_PREFIX,
+  KEY_PREFIX_PATTERN,
   DEFAULT_REDIS_URL,
   DEFAULT_SALT,
   DEFAULT_TTL_SECONDS,
@@ -83,10 +85,6 @@ export class SharedSessionOptionsError extends Error {
   }
 }
 
-/** Characters allowed in a key prefix here and in resty.shared_session ({} for Redis Cluster hash tags). */
-const KEY_PREFIX = /^[A-Za-z0-9_.:{}-]{1,64}$/;
-/** An RFC 6265 cookie name (a token). */
-const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
 const SAME_SITE = ['lax', 'strict', 'none', true, false];
 
 function nonEmptyString(option: string, value: unknown): string {
@@ -119,11 +117,11 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
 
   const salt = nonEmptyString('salt', options.salt ?? DEFAULT_SALT);
   const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
-  if (typeof keyPrefix !== 'string' || !KEY_PREFIX.test(keyPrefix)) {
+  if (typeof keyPrefix !== 'string' || !KEY_PREFIX_PATTERN.test(keyPrefix)) {
     throw new SharedSessionOptionsError('keyPrefix', 'must be 1 to 64 characters of A-Z a-z 0-9 _ . : { } -');
   }
   const cookieName = options.cookieName ?? DEFAULT_COOKIE_NAME;
-  if (typeof cookieName !== 'string' || !COOKIE_NAME.test(cookieName)) {
+  if (typeof cookieName !== 'string' || !COOKIE_NAME_PATTERN.test(cookieName)) {
     throw new SharedSessionOptionsError('cookieName', 'must be a cookie name token (letters, digits, !#$%&\'*+.^_`|~-)');
   }
   const ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;

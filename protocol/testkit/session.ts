@@ -1,0 +1,103 @@
+import type Redis from 'ioredis';
+import { invalidationChannel, sessionKeyList, sessionKeys } from './layout';
+
+/**
+ * Sessions written, read and destroyed exactly as PROTOCOL.md section 3 says
+ * a party does, on any ioredis client: the tests' stand-in for "another
+ * writer" (the Flask extension, an operator's script) and their way to look
+ * at what the implementations wrote.
+ */
+
+export interface WriteSessionOptions {
+  /** What `<prefix>:signature:<sid>` holds: the `<sig>` of the session's cookie. */
+  signature: string;
+  /** Seconds (default 3600). */
+  ttl?: number;
+  /** Also PUBLISH the sid on `<prefix>:invalidate` in the same MULTI (section 7). */
+  publish?: boolean;
+}
+
+/**
+ * One MULTI: `SET data EX ttl`, `SET signature EX ttl`, `DEL groups`, then
+ * `SADD groups …` and `EXPIRE groups ttl` when `data.groups` has any; with
+ * `publish`, the section 7 notice.
+ */
+export async function writeSession(
+  client: Redis,
+  prefix: string,
+  sid: string,
+  data: Record<string, unknown>,
+  options: WriteSessionOptions,
+): Promise<void> {
+  const ttl = options.ttl ?? 3600;
+  const keys = sessionKeys(prefix, sid);
+  const groups = Array.isArray(data.groups) ? (data.groups as string[]) : [];
+  const multi = client.multi().set(keys.data, JSON.stringify(data), 'EX', ttl).set(keys.signature, options.signature, 'EX', ttl).del(keys.groups);
+  if (groups.length) multi.sadd(keys.groups, ...groups).expire(keys.groups, ttl);
+  if (options.publish) multi.publish(invalidationChannel(prefix), sid);
+  await checkExec(await multi.exec());
+}
+
+/** What Redis holds for one session, as a reader sees it. */
+export interface StoredSession {
+  /** The JSON of the data key, parsed; `undefined` when the key is absent, the raw text when it is not JSON. */
+  data: unknown;
+  signature: string | null;
+  groups: string[];
+  /** Remaining time to live of each key, in seconds (-2: absent, -1: no expiry). */
+  ttl: { data: number; signature: number; groups: number };
+}
+
+export async function readSession(client: Redis, prefix: string, sid: string): Promise<StoredSession> {
+  const keys = sessionKeys(prefix, sid);
+  const res = await client
+    .multi()
+    .get(keys.data)
+    .get(keys.signature)
+    .smembers(keys.groups)
+    .ttl(keys.data)
+    .ttl(keys.signature)
+    .ttl(keys.groups)
+    .exec();
+  const [json, signature, groups, dataTtl, signatureTtl, groupsTtl] = (await checkExec(res)) as [
+    string | null,
+    string | null,
+    string[],
+    number,
+    number,
+    number,
+  ];
+  let data: unknown;
+  if (json !== null) {
+    try {
+      data = JSON.parse(json);
+    } catch {
+      data = json;
+    }
+  }
+  return { data, signature, groups: [...groups].sort(), ttl: { data: dataTtl, signature: signatureTtl, groups: groupsTtl } };
+}
+
+/** How many of the session's three keys exist (0 after a logout). */
+export function sessionKeyCount(client: Redis, prefix: string, sid: string): Promise<number> {
+  return client.exists(...sessionKeyList(prefix, sid));
+}
+
+/**
+ * Deletes the three keys; with `publish`, as a logout does it: the keys go
+ * and the notice follows, in one MULTI.
+ */
+export async function destroySession(client: Redis, prefix: string, sid: string, options: { publish?: boolean } = {}): Promise<void> {
+  const keys = sessionKeyList(prefix, sid);
+  if (options.publish) await checkExec(await client.multi().del(...keys).publish(invalidationChannel(prefix), sid).exec());
+  else await client.del(...keys);
+}
+
+type ExecReply = [Error | null, unknown][] | null;
+
+async function checkExec(res: ExecReply): Promise<unknown[]> {
+  if (!res) throw new Error('MULTI aborted');
+  const failed = res.find(([err]) => err);
+  if (failed) throw failed[0];
+  return res.map(([, value]) => value);
+}

@@ -1,0 +1,96 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import Redis from 'ioredis';
+import {
+  cookieValue,
+  deriveKey,
+  destroySession,
+  invalidationChannel,
+  newSessionId,
+  readSession,
+  REPO_VECTORS_PATH,
+  sessionKeyCount,
+  sessionKeys,
+  SHARED_VECTORS_PATH,
+  signature,
+  vectors,
+  writeSession,
+} from '.';
+import { RedisServer } from '../../stack/redis-server';
+
+describe('the reference signer against vectors.json', () => {
+  it.each(vectors.valid.map((v) => [v.sid, v] as const))('signs %s as the vector says', (_sid, v) => {
+    expect(deriveKey(v.secret, v.salt).toString('hex')).toBe(v.derived_key_hex);
+    expect(signature(v.sid, v.secret, v.salt)).toBe(v.signature);
+    expect(cookieValue(v.sid, v.secret, v.salt)).toBe(v.cookie);
+  });
+
+  it('signs with the last of several secrets, as the rotation vector says', () => {
+    const v = vectors.rotation.find((r) => r.expected_cookie)!;
+    expect(cookieValue(v.sign_sid!, v.secrets[v.secrets.length - 1], v.salt)).toBe(v.expected_cookie);
+  });
+
+  it('reproduces each valid rotation cookie with one of its secrets', () => {
+    for (const v of vectors.rotation.filter((r) => r.cookie && r.valid)) {
+      const [sid] = v.cookie!.split('.');
+      expect(v.secrets.map((s) => cookieValue(sid, s, v.salt))).toContain(v.cookie);
+    }
+  });
+
+  it('makes ids of the form section 1 prescribes', () => {
+    expect(newSessionId()).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
+describe('the repository copy of the protocol', () => {
+  const shared = existsSync(SHARED_VECTORS_PATH);
+  (shared ? it : it.skip)('has the shared vectors.json byte for byte', () => {
+    expect(readFileSync(REPO_VECTORS_PATH, 'utf8')).toBe(readFileSync(SHARED_VECTORS_PATH, 'utf8'));
+  });
+  (shared ? it : it.skip)('keeps the shared PROTOCOL.md (v1) word for word; new sections only follow it', () => {
+    const ours = readFileSync(resolve(REPO_VECTORS_PATH, '../PROTOCOL.md'), 'utf8');
+    const reference = readFileSync(resolve(SHARED_VECTORS_PATH, '../PROTOCOL.md'), 'utf8');
+    expect(ours.slice(0, reference.length)).toBe(reference);
+  });
+});
+
+describe('sessions written and read as section 3 says (real redis-server)', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.port, '127.0.0.1');
+  });
+  afterAll(async () => {
+    client.disconnect();
+    await redis.dispose();
+  });
+
+  it('writes three keys with one ttl, reads them back, and publishes on request', async () => {
+    const sid = newSessionId();
+    const sub = new Redis(redis.port, '127.0.0.1');
+    const heard: string[] = [];
+    await sub.subscribe(invalidationChannel('kit'));
+    sub.on('message', (_channel, message: string) => heard.push(message));
+    try {
+      await writeSession(client, 'kit', sid, { username: 'u', groups: ['b', 'a'] }, { signature: 'S', ttl: 100, publish: true });
+      const stored = await readSession(client, 'kit', sid);
+      expect(stored).toMatchObject({ data: { username: 'u', groups: ['b', 'a'] }, signature: 'S', groups: ['a', 'b'] });
+      expect(Object.values(stored.ttl).every((t) => t > 90 && t <= 100)).toBe(true);
+      expect(await client.type(sessionKeys('kit', sid).groups)).toBe('set');
+      await destroySession(client, 'kit', sid, { publish: true });
+      expect(await sessionKeyCount(client, 'kit', sid)).toBe(0);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(heard).toEqual([sid, sid]);
+    } finally {
+      sub.disconnect();
+    }
+  });
+
+  it('leaves the groups key absent for a session without groups', async () => {
+    const sid = newSessionId();
+    await writeSession(client, 'kit', sid, { username: 'u' }, { signature: 'S' });
+    expect(await client.exists(sessionKeys('kit', sid).groups)).toBe(0);
+    expect((await readSession(client, 'kit', sid)).groups).toEqual([]);
+  });
+});
