@@ -16,8 +16,9 @@ describe("resty.shared_session decision cache (pure logic)", function()
     rawset(_G, "ngx", stub)
     stub.shared.shared_session = stub.new_dict()
     package.loaded["resty.shared_session"] = nil
+    package.loaded["resty.shared_session.decisions"] = nil
     shared_session = require "resty.shared_session"
-    decisions = shared_session._decisions
+    decisions = require "resty.shared_session.decisions"
   end)
 
   teardown(function()
@@ -107,7 +108,7 @@ describe("resty.shared_session decision cache (pure logic)", function()
       local seen = {}
       for _, sid in ipairs(sids) do
         for _, group in ipairs(groups) do
-          local key = shared_session._decision_key(sid, group)
+          local key = decisions.key(sid, group)
           local pair = sid .. "\0" .. tostring(group)
           if seen[key] and seen[key] ~= pair then
             -- Only the number 7 and the string "7" may meet: Redis sees them as one.
