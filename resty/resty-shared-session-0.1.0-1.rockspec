@@ -36,5 +36,21 @@ build = {
    type = "builtin",
    modules = {
       ["resty.shared_session"] = "resty/lib/resty/shared_session.lua",
+      ["resty.shared_session.compat"] =
+         "resty/lib/resty/shared_session/compat.lua",
+      ["resty.shared_session.config"] =
+         "resty/lib/resty/shared_session/config.lua",
+      ["resty.shared_session.cookie"] =
+         "resty/lib/resty/shared_session/cookie.lua",
+      ["resty.shared_session.decisions"] =
+         "resty/lib/resty/shared_session/decisions.lua",
+      ["resty.shared_session.log"] =
+         "resty/lib/resty/shared_session/log.lua",
+      ["resty.shared_session.redis"] =
+         "resty/lib/resty/shared_session/redis.lua",
+      ["resty.shared_session.resp"] =
+         "resty/lib/resty/shared_session/resp.lua",
+      ["resty.shared_session.subscriber"] =
+         "resty/lib/resty/shared_session/subscriber.lua",
    },
 }

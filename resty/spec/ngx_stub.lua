@@ -1,7 +1,9 @@
 -- A minimal stand-in for the `ngx` API, enough to load resty.shared_session
--- outside nginx and to exercise its pure logic. HMAC-SHA1 comes from the
--- system's libcrypto through the FFI, so the signature maths is real; anything
--- that needs a request or a socket stays in the nginx tests under resty/t.
+-- and its modules outside nginx and to exercise their pure logic. HMAC-SHA1
+-- comes from the system's libcrypto through the FFI, so the signature maths is
+-- real. Timers, cosockets and light threads fail unless a spec puts its own
+-- fakes in `process` (see below); real I/O stays in the nginx tests under
+-- resty/t.
 local ffi = require "ffi"
 
 ffi.cdef [[
@@ -57,8 +59,11 @@ local logs = {}
 -- A clock the specs move by hand: ngx.now() and the fake dict's expiries.
 local clock = { now = 1700000000.000 }
 
--- What ngx.worker reports; the specs may change it.
-local process = { worker_id = 0, pid = 4242 }
+-- What ngx.worker reports, and hooks for what does not exist outside nginx:
+-- the specs may change or set them. `timer(delay, fn, ...)`, `tcp()`,
+-- `spawn(fn, ...)` and `kill(thread)`, when set, stand for ngx.timer.at,
+-- ngx.socket.tcp, ngx.thread.spawn and ngx.thread.kill.
+local process = { worker_id = 0, pid = 4242, exiting = false }
 
 -- An in-memory lua_shared_dict with the methods the module uses. With a
 -- capacity it evicts the least recently used key when full, like the real
@@ -174,19 +179,39 @@ local stub = {
   now = function() return clock.now end,
   sleep = function(seconds) clock.now = clock.now + seconds end,
   timer = {
-    at = function() return nil, "no timers outside nginx" end,
+    at = function(delay, fn, ...)
+      if process.timer then
+        return process.timer(delay, fn, ...)
+      end
+      return nil, "no timers outside nginx"
+    end,
   },
   socket = {
-    tcp = function() error("no cosockets outside nginx") end,
+    tcp = function()
+      if process.tcp then
+        return process.tcp()
+      end
+      error("no cosockets outside nginx")
+    end,
   },
   thread = {
-    spawn = function() error("no light threads outside nginx") end,
-    kill = function() return nil, "no light threads outside nginx" end,
+    spawn = function(fn, ...)
+      if process.spawn then
+        return process.spawn(fn, ...)
+      end
+      error("no light threads outside nginx")
+    end,
+    kill = function(thread)
+      if process.kill then
+        return process.kill(thread)
+      end
+      return nil, "no light threads outside nginx"
+    end,
   },
   worker = {
     id = function() return process.worker_id end,
     pid = function() return process.pid end,
-    exiting = function() return false end,
+    exiting = function() return process.exiting end,
   },
   hmac_sha1 = hmac_sha1,
   encode_base64 = encode_base64,
@@ -198,5 +223,56 @@ local stub = {
   end,
   logs = logs,
 }
+
+-- The modules of the rock capture `ngx` (and its functions) when they are
+-- loaded, so a spec loads them afresh against this stub.
+local function unload_rock()
+  for name in pairs(package.loaded) do
+    if name == "resty.shared_session"
+       or name:find("^resty%.shared_session%.")
+    then
+      package.loaded[name] = nil
+    end
+  end
+end
+
+-- Makes this stub the global `ngx` and unloads every module of the rock:
+-- require them after this call. `libs`, optional, says what require(name)
+-- gives the rock for the libraries it loads, { [name] = module or false },
+-- false meaning "not installed" (e.g. { ["resty.redis"] = fake_redis.lib,
+-- ["nginx.redis"] = false }). Returns a function that undoes all of it.
+function stub.install(libs)
+  local saved_ngx = rawget(_G, "ngx")
+  local saved = {}
+  rawset(_G, "ngx", stub)
+  unload_rock()
+  for name, mod in pairs(libs or {}) do
+    saved[#saved + 1] = { name, package.loaded[name], package.preload[name] }
+    package.loaded[name] = nil
+    package.preload[name] = function()
+      if not mod then
+        error("module '" .. name .. "' not found (ngx_stub)")
+      end
+      return mod
+    end
+  end
+  return function()
+    unload_rock()
+    for _, s in ipairs(saved) do
+      package.loaded[s[1]], package.preload[s[1]] = s[2], s[3]
+    end
+    rawset(_G, "ngx", saved_ngx)
+  end
+end
+
+-- The log lines written since the given count (all of them without one),
+-- as "<level> <message>" strings.
+function stub.log_lines(since)
+  local lines = {}
+  for i = (since or 0) + 1, #logs do
+    lines[#lines + 1] = logs[i].level .. " " .. logs[i].msg
+  end
+  return lines
+end
 
 return stub

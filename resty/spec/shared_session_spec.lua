@@ -1,242 +1,329 @@
--- Pure logic of resty.shared_session, outside nginx: cookie parsing, the
--- constant-time comparison, option checks, and the local signature check of
--- the 0.1.x API against every vector of the protocol.
-local cjson = require "cjson"
+-- resty.shared_session, the public face: every documented name, configure(),
+-- and authorize()/access() (PROTOCOL.md section 5) with the decision cache,
+-- against fake_redis and the stub's dict. The modules behind it have their
+-- own specs; real nginx and Redis are under t/.
+local fake_redis = require "fake_redis"
+local vectors = require "vectors"
 
--- The shared folder beside the repository holds the authoritative vectors;
--- a clone without it uses the repository's copy (kept identical by a test).
-local function read_vectors()
-  local f = io.open("../../shared/protocol/vectors.json", "rb")
-    or assert(io.open("../protocol/vectors.json", "rb"))
-  local text = f:read("*a")
-  f:close()
-  return cjson.decode(text)
-end
+local V = vectors.valid[1]
+local SID, SIG, COOKIE = V.sid, V.signature, V.cookie
+local FORGED = SID .. "." .. ("A"):rep(27)
 
-local vectors = read_vectors()
-
-describe("resty.shared_session (pure logic)", function()
-  local stub, shared_session, saved_ngx
+describe("resty.shared_session", function()
+  local stub, restore, server, shared_session
 
   setup(function()
-    saved_ngx = rawget(_G, "ngx")
     stub = require "ngx_stub"
-    rawset(_G, "ngx", stub)
-    package.loaded["resty.shared_session"] = nil
-    shared_session = require "resty.shared_session"
   end)
 
-  teardown(function()
-    package.loaded["resty.shared_session"] = nil
-    rawset(_G, "ngx", saved_ngx)
-  end)
-
-  describe("parse_cookie", function()
-    for _, v in ipairs(vectors.valid) do
-      it("splits the valid cookie for sid " .. v.sid, function()
-        local sid, sig = shared_session.parse_cookie(v.cookie)
-        assert.equal(v.sid, sid)
-        assert.equal(v.signature, sig)
-      end)
-    end
-
-    -- Cases that fail on format alone; the others are well-formed forgeries.
-    local well_formed = {
-      ["one signature character changed"] = true,
-      ["session id changed (upper case)"] = true,
-      ["signed with another salt"] = true,
-      ["signed with another secret"] = true,
+  -- A fresh module for every test (configure() was never called), with a
+  -- fresh fake Redis holding the session of V in group g1, and no cookie.
+  before_each(function()
+    server = fake_redis.server()
+    restore = stub.install {
+      ["resty.redis"] = server.lib, ["nginx.redis"] = false,
+      ["resty.redis.sentinel"] = false, ["nginx.redis.sentinel"] = false,
     }
-    for _, case in ipairs(vectors.invalid.cases) do
-      if not well_formed[case.why] then
-        it("rejects: " .. case.why, function()
-          local sid, err = shared_session.parse_cookie(case.cookie)
-          assert.is_nil(sid)
-          assert.is_string(err)
-        end)
-      end
-    end
-
-    it("checks the 256-byte cap before anything else", function()
-      local sid, err = shared_session.parse_cookie(("a"):rep(257))
-      assert.is_nil(sid)
-      assert.matches("256", err)
-    end)
-
-    it("accepts a cookie of exactly 256 bytes", function()
-      local cookie = ("a"):rep(128) .. "." .. ("b"):rep(27)
-      assert.equal(156, #cookie)
-      assert.is_string((shared_session.parse_cookie(cookie)))
-    end)
-
-    it("bounds the session id to 16..128 characters", function()
-      local sig = ("s"):rep(27)
-      assert.is_nil((shared_session.parse_cookie(("a"):rep(15) .. "." .. sig)))
-      assert.is_string((shared_session.parse_cookie(("a"):rep(16) .. "." .. sig)))
-      assert.is_string((shared_session.parse_cookie(("a"):rep(128) .. "." .. sig)))
-      assert.is_nil((shared_session.parse_cookie(("a"):rep(129) .. "." .. sig)))
-    end)
-
-    it("rejects characters outside [A-Za-z0-9_-] in the session id", function()
-      local sig = ("s"):rep(27)
-      for _, c in ipairs { " ", "+", "/", "=", ":", "\0", "\255", "%" } do
-        local sid = ("a"):rep(10) .. c .. ("a"):rep(10)
-        assert.is_nil((shared_session.parse_cookie(sid .. "." .. sig)), c)
-      end
-    end)
-
-    it("rejects a non-string", function()
-      assert.is_nil((shared_session.parse_cookie(nil)))
-      assert.is_nil((shared_session.parse_cookie(42)))
-    end)
+    stub.shared.shared_session = stub.new_dict()
+    shared_session = require "resty.shared_session"
+    server.sets["p:groups:" .. SID] = { g1 = true }
+    server.strings["p:signature:" .. SID] = SIG
   end)
 
-  describe("equals_constant_time", function()
-    local eq
+  after_each(function()
+    stub.var.cookie_session = nil
+    stub.shared.shared_session = nil
+    restore()
+  end)
 
-    setup(function()
-      eq = shared_session.equals_constant_time
+  local function configure(opts)
+    opts.key_prefix = opts.key_prefix or "p"
+    return shared_session.configure(opts)
+  end
+
+  local function sismembers()
+    local n = 0
+    for _, call in ipairs(server.calls) do
+      if call:find("^sismember") then
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  describe("exports", function()
+    it("every documented name, and nothing for tests", function()
+      for _, name in ipairs {
+        "configure", "authorize", "access", "start_subscriber", "new", "parse_cookie",
+        "equals_constant_time", "verify_signature", "is_group_member", "list_groups",
+        "get_sid", "get_data", "get_cookie_sid", "list_allowed_groups",
+        "get_cookie_signature", "get_cookie_raw",
+      } do
+        assert.is_function(shared_session[name], name)
+      end
+      assert.equal("0.1.0", shared_session._VERSION)
+      for name in pairs(shared_session) do
+        assert.is_true(name == "_VERSION" or name:sub(1, 1) ~= "_", name)
+      end
     end)
 
-    it("is true only for equal strings", function()
-      assert.is_true(eq("FsOYDgVKMWoijVTT8uWUy_hCy44", "FsOYDgVKMWoijVTT8uWUy_hCy44"))
-      assert.is_false(eq("FsOYDgVKMWoijVTT8uWUy_hCy44", "FsOYDgVKMWoijVTT8uWUy_hCy45"))
-      assert.is_false(eq("GsOYDgVKMWoijVTT8uWUy_hCy44", "FsOYDgVKMWoijVTT8uWUy_hCy44"))
-      assert.is_true(eq("", ""))
-    end)
-
-    it("is false when the lengths differ, either way", function()
-      assert.is_false(eq("abc", "abcd"))
-      assert.is_false(eq("abcd", "abc"))
-      assert.is_false(eq("", "a"))
-      assert.is_false(eq("a", ""))
+    it("the modules' functions under their documented names", function()
+      local cookie = require "resty.shared_session.cookie"
+      local compat = require "resty.shared_session.compat"
+      assert.equal(cookie.parse, shared_session.parse_cookie)
+      assert.equal(cookie.equals_constant_time, shared_session.equals_constant_time)
+      assert.equal(compat.is_group_member, shared_session.is_group_member)
+      assert.equal(compat.list_groups, shared_session.list_groups)
+      assert.equal(compat.list_groups, shared_session.list_allowed_groups)
+      assert.equal(compat.get_sid, shared_session.get_sid)
+      assert.equal(compat.get_sid, shared_session.get_cookie_sid)
+      assert.equal(compat.get_data, shared_session.get_data)
+      assert.equal(compat.get_cookie_signature, shared_session.get_cookie_signature)
+      assert.equal(compat.get_cookie_raw, shared_session.get_cookie_raw)
     end)
   end)
 
   describe("configure", function()
-    local function configure_error(opts)
-      local ok, err = pcall(shared_session.configure, opts)
-      assert.is_false(ok)
-      return err
-    end
-
-    it("accepts the documented options", function()
-      assert.is_true(shared_session.configure {
-        secret = "s", secret_fallbacks = { "old" }, salt = "flask-resty-session",
-        cookie_name = "session", key_prefix = "resty_shared_session",
-        redis = {
-          host = "127.0.0.1", port = 6379, db = 0, password = nil,
-          connect_timeout = 200, read_timeout = 500, pool_size = 64,
-          keepalive_timeout = 60000,
-        },
-      })
+    it("returns true for good options", function()
       assert.is_true(shared_session.configure {})
-      assert.is_true(shared_session.configure { redis = { port = "6380" } })
-      assert.is_true(shared_session.configure { key_prefix = "{app}:sess.v1-x" })
+      assert.is_true(shared_session.configure { secret = "s", redis = { port = "6380" } })
     end)
 
-    local bad = {
-      { "secret", { secret = "" } },
-      { "secret", { secret = 42 } },
-      { "secret_fallbacks", { secret = "s", secret_fallbacks = "old" } },
-      { "secret_fallbacks", { secret_fallbacks = { "old" } } },
-      { "secret_fallbacks[2]", { secret = "s", secret_fallbacks = { "a", "" } } },
-      { "salt", { salt = "" } },
-      { "cookie_name", { cookie_name = "" } },
-      { "cookie_name", { cookie_name = "my session" } },
-      { "cookie_name", { cookie_name = "a;b" } },
-      { "key_prefix", { key_prefix = "" } },
-      { "key_prefix", { key_prefix = "has space" } },
-      { "key_prefix", { key_prefix = "a*" } },
-      { "key_prefix", { key_prefix = ("p"):rep(65) } },
-      { "colour", { colour = "blue" } },
-      { "redis", { redis = "redis://127.0.0.1" } },
-      { "redis.port", { redis = { port = "abc" } } },
-      { "redis.port", { redis = { port = 0 } } },
-      { "redis.port", { redis = { port = 70000 } } },
-      { "redis.port", { redis = { port = 63.5 } } },
-      { "redis.host", { redis = { host = "" } } },
-      { "redis.sentinels", { redis = { sentinels = {} } } },
-      { "redis.sentinels", { redis = { sentinels = "127.0.0.1:26379" } } },
-      { "redis.sentinels[1].port",
-        { redis = { sentinels = { { host = "127.0.0.1", port = "x" } } } } },
-      { "redis.sentinels[2].host",
-        { redis = { sentinels = { { host = "a", port = 1 }, { port = 2 } } } } },
-      { "redis.master_name",
-        { redis = { sentinels = { { host = "a", port = 1 } }, master_name = "" } } },
-      { "redis.db", { redis = { db = -1 } } },
-      { "redis.password", { redis = { password = "" } } },
-      { "redis.connect_timeout", { redis = { connect_timeout = 0 } } },
-      { "redis.read_timeout", { redis = { read_timeout = -5 } } },
-      { "redis.keepalive_timeout", { redis = { keepalive_timeout = 0 } } },
-      { "redis.pool_size", { redis = { pool_size = 0 } } },
-      { "redis.sentinels", { redis = { sentinels = {} } } },
-    }
-    for _, case in ipairs(bad) do
-      local name, opts = case[1], case[2]
-      it("names the option \"" .. name .. "\" when it is wrong", function()
-        local err = configure_error(opts)
-        assert.matches('option "' .. name .. '"', err, 1, true)
-      end)
-    end
-
-    it("never puts a secret in its error message", function()
-      local err = configure_error { secret = "top-secret-value", redis = { port = "x" } }
-      assert.is_nil(err:find("top-secret-value", 1, true))
+    it("raises the error that names the option, without a position", function()
+      local config = require "resty.shared_session.config"
+      for _, opts in ipairs {
+        { redis = { port = "abc" } }, { colour = "blue" }, { secret = "" }, "secret",
+      } do
+        local ok, err = pcall(shared_session.configure, opts)
+        assert.is_false(ok)
+        assert.equal(select(2, config.new(opts)), err)
+        assert.matches("^shared_session%.configure: ", err)
+      end
     end)
 
-    it("rejects options that are not a table", function()
-      assert.matches("must be a table", configure_error("secret"))
+    it("leaves the previous configuration in force when it fails", function()
+      assert.is_true(configure { secret = V.secret, salt = V.salt })
+      assert.is_false(pcall(shared_session.configure, { secret = V.secret, salt = "" }))
+      stub.var.cookie_session = COOKIE
+      assert.equal(200, shared_session.authorize("g1"))
     end)
   end)
 
-  describe("verify_signature with a local secret (0.1.x API)", function()
-    local function session_for(cookie)
-      stub.var.cookie_session = cookie
-      return assert(shared_session:new(nil, "session", "p"))
+  describe("authorize", function()
+    local function refusal(status, level, line, ...)
+      local logged = #stub.logs
+      assert.same({ status, (line:match("^(.*) %(sid ")) }, { shared_session.authorize(...) })
+      assert.same({ level .. " shared_session: " .. status .. " " .. line },
+                  stub.log_lines(logged))
     end
 
-    after_each(function()
-      stub.var.cookie_session = nil
+    it("is 503 before configure()", function()
+      stub.var.cookie_session = COOKIE
+      refusal(503, stub.ERR, "configure() was not called (sid -, group nil)", "g1")
+      assert.same({}, server.calls)
     end)
 
-    for _, v in ipairs(vectors.valid) do
-      it("accepts the valid vector for sid " .. v.sid, function()
-        shared_session.configure { secret = v.secret, salt = v.salt }
-        assert.is_true(session_for(v.cookie):verify_signature())
+    describe("with a local secret", function()
+      before_each(function()
+        configure { secret = V.secret, salt = V.salt }
       end)
-    end
 
-    for i, v in ipairs(vectors.rotation) do
-      it("rotation vector " .. i .. ": " .. v.note, function()
-        local secrets = v.secrets
-        local fallbacks = {}
-        for j = 1, #secrets - 1 do
-          fallbacks[j] = secrets[j]
+      it("is 200 for a member, after one SISMEMBER", function()
+        stub.var.cookie_session = COOKIE
+        assert.same({ 200 }, { shared_session.authorize("g1") })
+        assert.equal(1, sismembers())
+        assert.same({ "sismember p:groups:" .. SID .. " g1" }, { server.calls[4] })
+      end)
+
+      it("is 401 without a cookie, 403 for a malformed or forged one, without Redis", function()
+        refusal(401, stub.INFO, "no session cookie (sid -, group g1)", "g1")
+        stub.var.cookie_session = "not-a-cookie"
+        refusal(403, stub.WARN, "malformed cookie: no separator in cookie (sid -, group g1)",
+                "g1")
+        stub.var.cookie_session = FORGED
+        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        assert.same({}, server.calls)
+      end)
+
+      it("is 403 without a group id", function()
+        stub.var.cookie_session = COOKIE
+        for _, group in ipairs { "", {}, true } do
+          refusal(403, stub.WARN, "no group id given (sid -, group nil)", group)
         end
-        shared_session.configure {
-          secret = secrets[#secrets], secret_fallbacks = fallbacks, salt = v.salt,
-        }
-        local ok = session_for(v.cookie or v.expected_cookie):verify_signature()
-        assert.equal(v.valid ~= false, ok == true)
+        refusal(403, stub.WARN, "no group id given (sid -, group nil)")
+        assert.equal(0, sismembers())
       end)
-    end
 
-    for _, case in ipairs(vectors.invalid.cases) do
-      it("rejects: " .. case.why, function()
-        shared_session.configure {
-          secret = vectors.invalid.secret, salt = vectors.invalid.salt,
-        }
-        local ok, err = session_for(case.cookie):verify_signature()
-        assert.is_nil(ok)
-        assert.is_string(err)
+      it("is 403 for another group, naming it safely in the log", function()
+        stub.var.cookie_session = COOKIE
+        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g?2)",
+                "g\n2")
       end)
-    end
 
-    it("returns nil and an error when there is no cookie", function()
-      local session, err = shared_session:new(nil, "session", "p")
-      assert.is_nil(session)
-      assert.equal("no session cookie", err)
+      it("is 503 when Redis is down, fails or answers oddly", function()
+        stub.var.cookie_session = COOKIE
+        server.down = "connection refused"
+        refusal(503, stub.ERR, "redis unavailable: connect: connection refused"
+                               .. " (sid 3f1d7c..., group g1)", "g1")
+        server.down = nil
+        server.errors.sismember = "ERR boom"
+        refusal(503, stub.ERR, "redis error: ERR boom (sid 3f1d7c..., group g1)", "g1")
+        server.errors.sismember = nil
+        server.replies.sismember = stub.null
+        refusal(503, stub.ERR, "unexpected redis reply to SISMEMBER"
+                               .. " (sid 3f1d7c..., group g1)", "g1")
+      end)
+    end)
+
+    describe("in stored mode", function()
+      before_each(function()
+        configure {}
+        stub.var.cookie_session = COOKIE
+      end)
+
+      it("is 200 when the stored signature matches, in one round trip", function()
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.same({ "init_pipeline", "get p:signature:" .. SID,
+                      "sismember p:groups:" .. SID .. " g1", "commit_pipeline" },
+                    { unpack(server.calls, 4, 7) })
+      end)
+
+      it("is 403 when nothing is stored, or something else", function()
+        server.strings["p:signature:" .. SID] = nil
+        refusal(403, stub.INFO, "no stored signature (expired or destroyed)"
+                                .. " (sid 3f1d7c..., group g1)", "g1")
+        server.strings["p:signature:" .. SID] = ("B"):rep(27)
+        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g2)", "g2")
+      end)
+    end)
+
+    describe("with the decision cache", function()
+      local decisions, dict
+
+      before_each(function()
+        decisions = require "resty.shared_session.decisions"
+        dict = stub.shared.shared_session
+        configure { secret = V.secret, salt = V.salt,
+                    decision_cache = { dict = "shared_session", ttl = 1 } }
+        stub.var.cookie_session = COOKIE
+      end)
+
+      it("asks Redis every time while the subscriber is down", function()
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(2, sismembers())
+      end)
+
+      it("reuses a decision while the subscriber is up, for that cookie only", function()
+        dict:set(decisions.EPOCH_KEY, "epoch")      -- as the subscriber does
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(1, sismembers())
+        stub.var.cookie_session = FORGED
+        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        assert.equal(1, sismembers())
+        -- A revocation notice: the next check asks Redis again.
+        stub.var.cookie_session = COOKIE
+        decisions.forget({ dict = dict, ttl = 1 }, SID)
+        server.sets["p:groups:" .. SID] = nil
+        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g1)", "g1")
+        assert.equal(2, sismembers())
+      end)
+
+      it("keeps no negative decision, and a decision at most ttl", function()
+        dict:set(decisions.EPOCH_KEY, "epoch")
+        assert.equal(403, (shared_session.authorize("g2")))
+        assert.equal(403, (shared_session.authorize("g2")))
+        assert.equal(2, sismembers())
+        assert.equal(200, shared_session.authorize("g1"))
+        stub.sleep(1.01)
+        dict:set(decisions.EPOCH_KEY, "epoch")
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(4, sismembers())
+      end)
+
+      it("starts afresh after configure()", function()
+        dict:set(decisions.EPOCH_KEY, "epoch")
+        assert.equal(200, shared_session.authorize("g1"))
+        configure { secret = V.secret, salt = V.salt,
+                    decision_cache = { dict = "shared_session", ttl = 1 } }
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(2, sismembers())
+      end)
+    end)
+  end)
+
+  describe("access", function()
+    it("returns 200, or ends the request with the status", function()
+      configure { secret = V.secret, salt = V.salt }
+      stub.var.cookie_session = COOKIE
+      assert.equal(200, shared_session.access("g1"))
+      assert.has_error(function() shared_session.access("g2") end, "ngx.exit(403)")
+      stub.var.cookie_session = nil
+      assert.has_error(function() shared_session.access("g1") end, "ngx.exit(401)")
+      server.down = "timeout"
+      stub.var.cookie_session = COOKIE
+      assert.has_error(function() shared_session.access("g1") end, "ngx.exit(503)")
+    end)
+  end)
+
+  describe("start_subscriber", function()
+    it("is nil and an error without a decision cache", function()
+      assert.same({ nil, "no decision_cache configured" },
+                  { shared_session.start_subscriber() })
+      assert.is_true(shared_session.configure {})
+      local ok, err = shared_session.start_subscriber()
+      assert.is_nil(ok)
+      assert.equal("no decision_cache configured", err)
+    end)
+
+    it("is false outside worker 0", function()
+      assert.is_true(shared_session.configure {
+        decision_cache = { dict = "shared_session" },
+      })
+      stub.process.worker_id = 1
+      local ok = shared_session.start_subscriber()
+      stub.process.worker_id = 0
+      assert.is_false(ok)
+    end)
+
+    it("is nil and an error when the timer cannot start", function()
+      assert.is_true(shared_session.configure {
+        decision_cache = { dict = "shared_session" },
+      })
+      local ok, err = shared_session.start_subscriber()
+      assert.is_nil(ok)
+      assert.matches("^timer: ", err)
+    end)
+  end)
+
+  describe("new (0.1.x)", function()
+    it("gives sessions whose methods are this module's functions", function()
+      stub.var.cookie_session = COOKIE
+      local session = assert(shared_session:new(server.lib.new()))
+      assert.equal(shared_session, getmetatable(session).__index)
+      assert.equal("p", (shared_session:new(nil, "session", "p")).key_prefix)
+      assert.equal("resty_shared_session", session.key_prefix)
+      assert.equal(SID, session:get_cookie_sid())
+      assert.same({ nil, "no session cookie" }, { shared_session:new(nil, "other") })
+    end)
+
+    it("takes its defaults and its secret from the configuration in force", function()
+      stub.var.cookie_session = COOKIE
+      configure {}
+      local session = assert(shared_session:new(server.lib.new()))
+      assert.equal("p", session.key_prefix)
+      assert.is_true(session:verify_signature())            -- stored: Redis has SIG
+      assert.equal("get p:signature:" .. SID, server.calls[#server.calls])
+      configure { secret = "another secret" }
+      assert.same({ nil, "bad signature" }, { session:verify_signature() })
+      configure { secret = V.secret, salt = V.salt }
+      local calls = #server.calls
+      assert.is_true(session:verify_signature())
+      assert.equal(calls, #server.calls)                    -- local: no Redis
+      assert.is_true(session:is_group_member("g1"))
+      assert.same({ "g1" }, session:list_allowed_groups())
     end)
   end)
 end)

@@ -1,102 +1,24 @@
--- The decision cache's logic outside nginx, on the in-memory dict of
--- ngx_stub: option checks, the key format, what a revocation or a new epoch
--- invalidates, and a randomized check that no sequence of requests,
+-- resty.shared_session.decisions: the decision cache's logic outside nginx,
+-- on the in-memory dict of ngx_stub: the key format, what a revocation or a
+-- new epoch invalidates, and a randomized check that no sequence of requests,
 -- revocations, epochs and evictions ever yields a hit that should not be.
--- The subscriber's I/O and the real lua_shared_dict are tested under t/.
+-- Its options are in config_spec.lua, the subscriber in subscriber_spec.lua;
+-- the real lua_shared_dict is tested under t/.
 
-describe("resty.shared_session decision cache (pure logic)", function()
-  local stub, shared_session, decisions, saved_ngx
+describe("resty.shared_session.decisions", function()
+  local stub, restore, decisions
 
   local SID = "3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f"
   local SIG = ("s"):rep(27)
 
   setup(function()
-    saved_ngx = rawget(_G, "ngx")
     stub = require "ngx_stub"
-    rawset(_G, "ngx", stub)
-    stub.shared.shared_session = stub.new_dict()
-    package.loaded["resty.shared_session"] = nil
-    shared_session = require "resty.shared_session"
-    decisions = shared_session._decisions
+    restore = stub.install()
+    decisions = require "resty.shared_session.decisions"
   end)
 
   teardown(function()
-    package.loaded["resty.shared_session"] = nil
-    stub.shared.shared_session = nil
-    rawset(_G, "ngx", saved_ngx)
-  end)
-
-  describe("configure{ decision_cache = ... }", function()
-    local function configure_error(opts)
-      local ok, err = pcall(shared_session.configure, opts)
-      assert.is_false(ok)
-      return err
-    end
-
-    it("accepts a declared dict and a ttl from 0.001 to 10 s", function()
-      for _, ttl in ipairs { 0.001, 0.5, 1, 10, "2" } do
-        assert.is_true(shared_session.configure {
-          decision_cache = { dict = "shared_session", ttl = ttl },
-        })
-      end
-      assert.is_true(shared_session.configure {
-        decision_cache = { dict = "shared_session" },
-      })
-    end)
-
-    local bad = {
-      { "decision_cache", { decision_cache = "shared_session" } },
-      { "decision_cache.dict", { decision_cache = {} } },
-      { "decision_cache.dict", { decision_cache = { dict = "" } } },
-      { "decision_cache.dict", { decision_cache = { dict = 7 } } },
-      { "decision_cache.dict", { decision_cache = { dict = "undeclared" } } },
-      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 0 } } },
-      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = -1 } } },
-      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 10.5 } } },
-      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 0.0001 } } },
-      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = "soon" } } },
-      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 0 / 0 } } },
-      { "decision_cache.size", { decision_cache = { dict = "shared_session", size = 1 } } },
-    }
-    for _, case in ipairs(bad) do
-      local name, opts = case[1], case[2]
-      it("names the option \"" .. name .. "\" when it is wrong", function()
-        assert.matches('option "' .. name .. '"', configure_error(opts), 1, true)
-      end)
-    end
-
-    it("says which dict it did not find", function()
-      local err = configure_error { decision_cache = { dict = "undeclared" } }
-      assert.matches('none is called "undeclared"', err, 1, true)
-    end)
-  end)
-
-  describe("start_subscriber", function()
-    it("is nil and an error without a decision cache", function()
-      assert.is_true(shared_session.configure {})
-      local ok, err = shared_session.start_subscriber()
-      assert.is_nil(ok)
-      assert.equal("no decision_cache configured", err)
-    end)
-
-    it("is false outside worker 0", function()
-      assert.is_true(shared_session.configure {
-        decision_cache = { dict = "shared_session" },
-      })
-      stub.process.worker_id = 1
-      local ok = shared_session.start_subscriber()
-      stub.process.worker_id = 0
-      assert.is_false(ok)
-    end)
-
-    it("is nil and an error when the timer cannot start", function()
-      assert.is_true(shared_session.configure {
-        decision_cache = { dict = "shared_session" },
-      })
-      local ok, err = shared_session.start_subscriber()
-      assert.is_nil(ok)
-      assert.matches("^timer: ", err)
-    end)
+    restore()
   end)
 
   describe("keys", function()
@@ -107,7 +29,7 @@ describe("resty.shared_session decision cache (pure logic)", function()
       local seen = {}
       for _, sid in ipairs(sids) do
         for _, group in ipairs(groups) do
-          local key = shared_session._decision_key(sid, group)
+          local key = decisions.key(sid, group)
           local pair = sid .. "\0" .. tostring(group)
           if seen[key] and seen[key] ~= pair then
             -- Only the number 7 and the string "7" may meet: Redis sees them as one.
@@ -117,6 +39,26 @@ describe("resty.shared_session decision cache (pure logic)", function()
           assert.equal(sid, key:match("^d:([^:]*):"))
         end
       end
+    end)
+  end)
+
+  describe("fresh_token", function()
+    it("never gives the same token twice, even within a millisecond", function()
+      local seen = {}
+      for _ = 1, 1000 do
+        local token = decisions.fresh_token()
+        assert.is_nil(seen[token])
+        assert.is_nil(token:find("[ :]"))
+        seen[token] = true
+      end
+    end)
+
+    it("differs between workers (by pid)", function()
+      local a = decisions.fresh_token()
+      stub.process.pid = stub.process.pid + 1
+      local b = decisions.fresh_token()
+      stub.process.pid = stub.process.pid - 1
+      assert.are_not.equal(a:match("^[^.]*"), b:match("^[^.]*"))
     end)
   end)
 
@@ -243,6 +185,43 @@ describe("resty.shared_session decision cache (pure logic)", function()
       stub.sleep(1.2)
       remember(tag, SID, "g1", SIG, started)
       assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
+    end)
+
+    it("are stored as the README says: d:<sid>:<group> = <epoch> <token> <sig>", function()
+      local _, tag = ask()
+      remember(tag)
+      local epoch = dc.dict:get(decisions.EPOCH_KEY)
+      local token = dc.dict:get("s:" .. SID)
+      assert.is_string(token)
+      assert.equal("c1/" .. epoch .. " " .. token .. " " .. SIG,
+                   dc.dict:get("d:" .. SID .. ":g1"))
+      assert.equal("d:" .. SID .. ":g1", decisions.key(SID, "g1"))
+    end)
+
+    it("give a session's token the decisions' ttl", function()
+      ask()
+      assert.is_string(dc.dict:get("s:" .. SID))
+      stub.sleep(1.01)
+      assert.is_nil(dc.dict:get("s:" .. SID))
+    end)
+
+    it("are not touched by a revocation of a session with nothing cached", function()
+      local before = #dc.dict:keys()
+      decisions.forget(dc, SID)
+      assert.are.equal(before, #dc.dict:keys())
+      assert.is_nil(dc.dict:get("s:" .. SID))
+    end)
+
+    it("that cannot be stored (dict full) are logged at info, not raised", function()
+      local _, tag = ask()
+      local set = dc.dict.set
+      dc.dict.set = function() return false, "no memory" end
+      local logged = #stub.logs
+      remember(tag)
+      dc.dict.set = set
+      assert.same({ stub.INFO .. " shared_session: decision not cached: no memory" },
+                  stub.log_lines(logged))
+      assert.is_nil(ask())
     end)
 
     it("never count when they should not, whatever the interleaving and evictions", function()

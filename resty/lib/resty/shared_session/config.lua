@@ -1,0 +1,321 @@
+-- resty.shared_session.config: the options of configure(), checked one by
+-- one (the README documents each with its default), and the configuration
+-- built from them: HMAC keys derived once, Redis pool names, the decision
+-- cache's dict and ids.
+
+local cookie = require "resty.shared_session.cookie"
+local decisions = require "resty.shared_session.decisions"
+local redis = require "resty.shared_session.redis"
+local log = require "resty.shared_session.log"
+
+local ngx = ngx
+local ngx_now = ngx.now
+local worker_pid = ngx.worker.pid
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local error = error
+local tostring = tostring
+local tonumber = tonumber
+local find = string.find
+local format = string.format
+local floor = math.floor
+
+local derive_key = cookie.derive_key
+local connect_options = redis.connect_options
+local group_hint = log.group_hint
+
+
+local DEFAULT_SALT = "flask-resty-session"
+local DEFAULT_COOKIE_NAME = "session"
+local DEFAULT_KEY_PREFIX = "resty_shared_session"
+
+local _M = {
+    _VERSION = "0.1.0",
+    -- Also the 0.1.x API's defaults when configure() was not called.
+    DEFAULT_COOKIE_NAME = DEFAULT_COOKIE_NAME,
+    DEFAULT_KEY_PREFIX = DEFAULT_KEY_PREFIX,
+}
+
+
+local REDIS_DEFAULTS = {
+    host = "127.0.0.1",
+    port = 6379,
+    db = 0,
+    password = false,           -- false: no AUTH
+    sentinels = false,          -- { { host =, port = }, ... }: ask them for
+    master_name = "mymaster",   -- the primary of master_name instead
+    connect_timeout = 200,      -- ms
+    read_timeout = 500,         -- ms, also used for sending
+    pool_size = 64,             -- idle connections kept per worker
+    keepalive_timeout = 60000,  -- ms an idle pooled connection is kept
+}
+
+local TOP_LEVEL_OPTIONS = {
+    secret = true, secret_fallbacks = true, salt = true,
+    cookie_name = true, key_prefix = true, redis = true,
+    decision_cache = true,
+}
+
+local DECISION_CACHE_DEFAULTS = {
+    dict = false,               -- required: a lua_shared_dict name
+    ttl = 1,                    -- s a positive decision is kept, at most
+}
+local DECISION_TTL_MIN = decisions.TTL_MIN
+local DECISION_TTL_MAX = decisions.TTL_MAX
+
+
+-- The checks raise; new() turns the first error into nil, err.
+local function option_error(name, message)
+    -- Level 0: the message names the option; a file position would only point
+    -- at this module.
+    error("shared_session.configure: option \"" .. name .. "\" " .. message, 0)
+end
+
+
+local function check_non_empty_string(name, value)
+    if type(value) ~= "string" or value == "" then
+        option_error(name, "must be a non-empty string")
+    end
+end
+
+
+-- A string of 1 to 64 characters matching `pattern`, or `default` when nil.
+local function check_pattern(name, value, default, pattern, what)
+    if value == nil then
+        value = default
+    end
+    if type(value) ~= "string" or #value > 64 or not find(value, pattern) then
+        option_error(name, "must be 1 to 64 characters of " .. what)
+    end
+    return value
+end
+
+
+local function check_number(name, value, min, integer)
+    local n = value
+    if type(n) == "string" then
+        n = tonumber(n)
+    end
+    if type(n) ~= "number" or n ~= n then
+        option_error(name, "must be a number")
+    end
+    if integer and n ~= floor(n) then
+        option_error(name, "must be an integer")
+    end
+    if n < min then
+        option_error(name, min == 1 and "must be positive"
+                           or "must be at least " .. min)
+    end
+    return n
+end
+
+
+local function check_redis_options(opts)
+    if opts == nil then
+        opts = {}
+    elseif type(opts) ~= "table" then
+        option_error("redis", "must be a table")
+    end
+
+    for k in pairs(opts) do
+        if REDIS_DEFAULTS[k] == nil then
+            option_error("redis." .. tostring(k), "is unknown")
+        end
+    end
+
+    local r = {}
+    for k, default in pairs(REDIS_DEFAULTS) do
+        local v = opts[k]
+        if v == nil then
+            v = default
+        end
+        r[k] = v
+    end
+
+    check_non_empty_string("redis.host", r.host)
+    r.port = check_number("redis.port", r.port, 1, true)
+    if r.port > 65535 then
+        option_error("redis.port", "must be at most 65535")
+    end
+    r.db = check_number("redis.db", r.db, 0, true)
+    if r.password ~= false then
+        check_non_empty_string("redis.password", r.password)
+    end
+    r.connect_timeout = check_number("redis.connect_timeout",
+                                     r.connect_timeout, 1)
+    r.read_timeout = check_number("redis.read_timeout", r.read_timeout, 1)
+    r.pool_size = check_number("redis.pool_size", r.pool_size, 1, true)
+    r.keepalive_timeout = check_number("redis.keepalive_timeout",
+                                       r.keepalive_timeout, 1)
+
+    if r.sentinels ~= false then
+        if type(r.sentinels) ~= "table" or #r.sentinels == 0 then
+            option_error("redis.sentinels", "must be a list of { host, port }")
+        end
+        for i, sentinel in ipairs(r.sentinels) do
+            local name = "redis.sentinels[" .. i .. "]"
+            if type(sentinel) ~= "table" then
+                option_error(name, "must be a table { host =, port = }")
+            end
+            check_non_empty_string(name .. ".host", sentinel.host)
+            sentinel.port = check_number(name .. ".port", sentinel.port, 1,
+                                         true)
+        end
+        check_non_empty_string("redis.master_name", r.master_name)
+        if not redis.has_sentinel then
+            option_error("redis.sentinels", "need lua-resty-redis-connector"
+                         .. " (resty.redis.sentinel)")
+        end
+    end
+
+    r.connect_options = connect_options(r.host, r.port, r.db, r.pool_size)
+    return r
+end
+
+
+local config_seq = 0   -- counts configurations built, for config_id
+
+-- The decision cache: nil when the option is absent. The dict must exist
+-- already (configure runs in init_by_lua, after lua_shared_dict is parsed).
+local function check_decision_cache_options(opts, key_prefix, r)
+    if opts == nil then
+        return nil
+    end
+    if type(opts) ~= "table" then
+        option_error("decision_cache", "must be a table")
+    end
+
+    for k in pairs(opts) do
+        if DECISION_CACHE_DEFAULTS[k] == nil then
+            option_error("decision_cache." .. tostring(k), "is unknown")
+        end
+    end
+
+    local name = opts.dict
+    check_non_empty_string("decision_cache.dict", name)
+    local shared = ngx.shared
+    local dict = shared and shared[name]
+    if not dict then
+        option_error("decision_cache.dict", "must name a lua_shared_dict"
+                     .. " (none is called \"" .. group_hint(name) .. "\")")
+    end
+
+    local ttl = opts.ttl
+    if ttl == nil then
+        ttl = DECISION_CACHE_DEFAULTS.ttl
+    elseif type(ttl) == "string" then
+        ttl = tonumber(ttl)
+    end
+    if type(ttl) ~= "number" or ttl ~= ttl or ttl < DECISION_TTL_MIN
+       or ttl > DECISION_TTL_MAX
+    then
+        option_error("decision_cache.ttl", "must be a number of seconds from "
+                     .. DECISION_TTL_MIN .. " to " .. DECISION_TTL_MAX)
+    end
+
+    config_seq = config_seq + 1
+    return {
+        dict = dict,
+        dict_name = name,
+        ttl = ttl,
+        -- Decisions are made under one configuration (its secrets): a new
+        -- configure(), such as a reload that drops a secret, starts afresh
+        -- even though the dict outlives the reload.
+        config_id = format("%x.%x.%x", worker_pid(), floor(ngx_now() * 1000),
+                           config_seq),
+        channel = key_prefix .. ":invalidate",
+        -- Its own pool name, never handed back: the subscriber's connection
+        -- is never a pooled one, and never taken from a pool either.
+        subscriber_connect_options = {
+            pool = format("shared_session:subscriber:%s:%d", r.host, r.port),
+        },
+    }
+end
+
+
+local function build(opts)
+    if type(opts) ~= "table" then
+        error("shared_session.configure: options must be a table", 0)
+    end
+
+    for k in pairs(opts) do
+        if not TOP_LEVEL_OPTIONS[k] then
+            option_error(tostring(k), "is unknown")
+        end
+    end
+
+    local salt = opts.salt
+    if salt == nil then
+        salt = DEFAULT_SALT
+    end
+    check_non_empty_string("salt", salt)
+
+    -- An RFC 6265 token, which is also safe as part of an nginx variable name.
+    local cookie_name = check_pattern("cookie_name", opts.cookie_name,
+        DEFAULT_COOKIE_NAME, "^[A-Za-z0-9!#$%%&'*+.^_`|~-]+$",
+        "an RFC 6265 token")
+    local key_prefix = check_pattern("key_prefix", opts.key_prefix,
+        DEFAULT_KEY_PREFIX, "^[A-Za-z0-9_.:{}-]+$", "[A-Za-z0-9_.:{}-]")
+
+    local keys
+    if opts.secret ~= nil then
+        check_non_empty_string("secret", opts.secret)
+        keys = { opts.secret }
+    end
+
+    local fallbacks = opts.secret_fallbacks
+    if fallbacks ~= nil then
+        if type(fallbacks) ~= "table" then
+            option_error("secret_fallbacks", "must be a list of strings")
+        end
+        if not keys then
+            option_error("secret_fallbacks", "needs \"secret\" as well")
+        end
+        local n = #fallbacks
+        for k in pairs(fallbacks) do
+            if type(k) ~= "number" or k < 1 or k > n or k ~= floor(k) then
+                option_error("secret_fallbacks", "must be a list of strings")
+            end
+        end
+        for i, s in ipairs(fallbacks) do
+            check_non_empty_string("secret_fallbacks[" .. i .. "]", s)
+            keys[#keys + 1] = s
+        end
+    end
+
+    local r = check_redis_options(opts.redis)
+    local decision_cache = check_decision_cache_options(opts.decision_cache,
+                                                        key_prefix, r)
+
+    if keys then
+        for i = 1, #keys do
+            keys[i] = derive_key(keys[i], salt)
+        end
+    end
+
+    return {
+        keys = keys,            -- derived keys, current first; nil: stored mode
+        cookie_name = cookie_name,
+        cookie_var = "cookie_" .. cookie_name,
+        key_prefix = key_prefix,
+        redis = r,
+        decision_cache = decision_cache,    -- nil: every check asks Redis
+    }
+end
+
+
+-- A configuration built from the options of configure(), or nil and an
+-- error that names the first bad option (and never holds a secret).
+function _M.new(opts)
+    local ok, conf = pcall(build, opts)
+    if not ok then
+        return nil, conf
+    end
+    return conf
+end
+
+
+return _M

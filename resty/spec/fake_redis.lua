@@ -1,0 +1,157 @@
+-- An in-memory stand-in for lua-resty-redis, with the calls the rock makes:
+-- enough to test what the modules send and how they treat each reply,
+-- outside nginx. Real Redis is tested under resty/t.
+--
+--   local server = fake_redis.server()
+--   server.strings[key] = value; server.sets[key] = { member = true }
+--   server.errors.sismember = "ERR boom"  -- that command fails
+--   server.replies.sismember = "odd"      -- that command answers this
+--   server.down = "connection refused"    -- connect() fails
+--   package.loaded["resty.redis"] = server.lib   -- before loading the rock
+--   server.calls: { "connect 127.0.0.1:6379 pool", "sismember k g", ... }
+local stub = require "ngx_stub"
+
+local _M = {}
+
+local function record(server, ...)
+  server.calls[#server.calls + 1] = table.concat({ ... }, " ")
+end
+
+function _M.server()
+  local server = {
+    strings = {},
+    sets = {},
+    errors = {},          -- command name -> error message
+    replies = {},         -- command name -> reply, instead of the real one
+    calls = {},
+    down = nil,           -- connect error, when set
+    password = nil,       -- AUTH needed, when set
+    reused = 0,           -- what get_reused_times() answers
+    pooled = 0,           -- set_keepalive() calls
+    closed = 0,           -- close() calls
+    master = nil,         -- what the fake sentinel names: { host =, port = }
+  }
+
+  local conn = {}
+  local conn_mt = { __index = conn }
+
+  local function reply(self, name, value)
+    if server.replies[name] ~= nil then
+      value = server.replies[name]
+    end
+    local err = server.errors[name]
+    if self.pipeline then
+      self.pipeline[#self.pipeline + 1] = err and { false, err } or value
+      return            -- resty.redis queues the command
+    end
+    if err then
+      return nil, err
+    end
+    return value
+  end
+
+  function conn.set_timeout(_, ms)
+    record(server, "set_timeout", ms)
+  end
+
+  function conn.connect(_, host, port, options)
+    record(server, "connect", host .. ":" .. port,
+           options and options.pool or "-")
+    if server.down then
+      return nil, server.down
+    end
+    return true
+  end
+
+  function conn.get_reused_times()
+    return server.reused
+  end
+
+  function conn.auth(_, password)
+    record(server, "auth", password)
+    if password ~= server.password then
+      return nil, "WRONGPASS invalid username-password pair"
+    end
+    return "OK"
+  end
+
+  function conn.select(_, db)
+    record(server, "select", db)
+    return "OK"
+  end
+
+  function conn.get(self, key)
+    record(server, "get", key)
+    local value = server.strings[key]
+    if value == nil then
+      value = stub.null
+    end
+    return reply(self, "get", value)
+  end
+
+  function conn.sismember(self, key, member)
+    record(server, "sismember", key, member)
+    local set = server.sets[key]
+    return reply(self, "sismember",
+                 set and set[tostring(member)] and 1 or 0)
+  end
+
+  function conn.smembers(self, key)
+    record(server, "smembers", key)
+    local list = {}
+    for member in pairs(server.sets[key] or {}) do
+      list[#list + 1] = member
+    end
+    table.sort(list)
+    return reply(self, "smembers", list)
+  end
+
+  function conn.init_pipeline(self)
+    record(server, "init_pipeline")
+    self.pipeline = {}
+  end
+
+  function conn.commit_pipeline(self)
+    record(server, "commit_pipeline")
+    local results = self.pipeline
+    self.pipeline = nil
+    if server.errors.commit_pipeline then
+      return nil, server.errors.commit_pipeline
+    end
+    return results
+  end
+
+  function conn.set_keepalive(_, timeout, size)
+    record(server, "set_keepalive", timeout, size)
+    server.pooled = server.pooled + 1
+    return true
+  end
+
+  function conn.close()
+    record(server, "close")
+    server.closed = server.closed + 1
+    return true
+  end
+
+  server.lib = {
+    new = function()
+      return setmetatable({}, conn_mt)
+    end,
+  }
+
+  -- lua-resty-redis-connector's resty.redis.sentinel, as far as the rock
+  -- uses it.
+  server.sentinel_lib = {
+    get_master = function(_, name)
+      record(server, "get_master", name)
+      if not server.master then
+        return nil, "no master"
+      end
+      return { host = server.master.host, port = tostring(server.master.port) }
+    end,
+  }
+
+  return server
+end
+
+return _M

@@ -1,0 +1,48 @@
+-- resty.shared_session.log: what a log line may say (README, "Statuses and
+-- log lines"): never a whole session id, never raw bytes from outside.
+
+describe("resty.shared_session.log", function()
+  local restore, log
+
+  setup(function()
+    restore = require("ngx_stub").install()
+    log = require "resty.shared_session.log"
+  end)
+
+  teardown(function()
+    restore()
+  end)
+
+  describe("sid_hint", function()
+    it("keeps the first 6 characters of a session id only", function()
+      assert.equal("3f1d7c...", log.sid_hint("3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f"))
+      assert.equal("abc...", log.sid_hint("abc"))
+    end)
+
+    it("is '-' without a session id", function()
+      assert.equal("-", log.sid_hint(nil))
+      assert.equal("-", log.sid_hint(false))
+    end)
+  end)
+
+  describe("group_hint", function()
+    it("keeps the characters of ordinary names", function()
+      assert.equal("g1", log.group_hint("g1"))
+      assert.equal("team-a_b.c:d@e/f", log.group_hint("team-a_b.c:d@e/f"))
+    end)
+
+    it("replaces anything else by '?'", function()
+      assert.equal("a?b?c??", log.group_hint("a b\nc\0\255"))
+      assert.equal("????", log.group_hint("\"%;)"))
+    end)
+
+    it("cuts a name to 64 characters", function()
+      assert.equal(("x"):rep(64), log.group_hint(("x"):rep(100)))
+    end)
+
+    it("writes other values with tostring", function()
+      assert.equal("7", log.group_hint(7))
+      assert.equal("nil", log.group_hint(nil))
+    end)
+  end)
+end)

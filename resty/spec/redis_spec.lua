@@ -1,0 +1,198 @@
+-- resty.shared_session.redis: the key layout (PROTOCOL.md section 3), the
+-- connections of the checks and the primary named by Sentinel, against
+-- fake_redis. Real Redis and Sentinel are tested under t/ and reliability/.
+local fake_redis = require "fake_redis"
+
+local SID = "3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f"
+
+describe("resty.shared_session.redis", function()
+  local stub, restore, server, config, redis
+
+  setup(function()
+    stub = require "ngx_stub"
+  end)
+
+  -- Loads the rock with a fresh fake server as its redis library (and its
+  -- sentinel library).
+  before_each(function()
+    server = fake_redis.server()
+    restore = stub.install {
+      ["resty.redis"] = server.lib, ["nginx.redis"] = false,
+      ["resty.redis.sentinel"] = server.sentinel_lib, ["nginx.redis.sentinel"] = false,
+    }
+    config = require "resty.shared_session.config"
+    redis = require "resty.shared_session.redis"
+  end)
+
+  after_each(function()
+    restore()
+  end)
+
+  local function redis_options(opts)
+    return assert(config.new { redis = opts }).redis
+  end
+
+  describe("key", function()
+    it("is <prefix>:<kind>:<sid>", function()
+      assert.equal("resty_shared_session:groups:" .. SID,
+                   redis.key("resty_shared_session", "groups", SID))
+      assert.equal("{app}:signature:" .. SID, redis.key("{app}", "signature", SID))
+      assert.equal("p:data:" .. SID, redis.key("p", "data", SID))
+    end)
+  end)
+
+  describe("connect_options", function()
+    it("names one pool per server and database", function()
+      assert.same({ pool = "shared_session:10.0.0.1:6380:2", pool_size = 5 },
+                  redis.connect_options("10.0.0.1", 6380, 2, 5))
+    end)
+  end)
+
+  describe("membership", function()
+    local r
+
+    before_each(function()
+      r = redis_options {}
+      server.sets["p:groups:" .. SID] = { g1 = true }
+      server.strings["p:signature:" .. SID] = "sig"
+    end)
+
+    it("asks SISMEMBER on a pooled connection (local mode)", function()
+      assert.same({ 1 }, { redis.membership(r, "p", SID, "g1") })
+      assert.same({ 0 }, { redis.membership(r, "p", SID, "g2") })
+      assert.same({
+        "set_timeout 200", "connect 127.0.0.1:6379 shared_session:127.0.0.1:6379:0",
+        "set_timeout 500", "sismember p:groups:" .. SID .. " g1",
+        "set_keepalive 60000 64",
+      }, { unpack(server.calls, 1, 5) })
+      assert.equal(2, server.pooled)
+      assert.equal(0, server.closed)
+    end)
+
+    it("also GETs the stored signature, in the same round trip (stored mode)", function()
+      assert.same({ 1, nil, "sig" }, { redis.membership(r, "p", SID, "g1", true) })
+      assert.same({
+        "init_pipeline", "get p:signature:" .. SID, "sismember p:groups:" .. SID .. " g1",
+        "commit_pipeline", "set_keepalive 60000 64",
+      }, { unpack(server.calls, 4, 8) })
+      server.strings["p:signature:" .. SID] = nil
+      assert.same({ 0, nil, stub.null }, { redis.membership(r, "p", SID, "g2", true) })
+    end)
+
+    it("sends AUTH and SELECT on new connections only", function()
+      server.password = "pw"
+      r = redis_options { password = "pw", db = 3 }
+      assert.equal(1, redis.membership(r, "p", SID, "g1"))
+      assert.same({ "auth pw", "select 3" }, { server.calls[4], server.calls[5] })
+      server.calls = {}
+      server.reused = 1
+      assert.equal(1, redis.membership(r, "p", SID, "g1"))
+      for _, call in ipairs(server.calls) do
+        assert.is_nil(call:find("^auth") or call:find("^select"))
+      end
+    end)
+
+    it("is nil and 'redis unavailable: ...' when it cannot connect", function()
+      server.down = "connection refused"
+      assert.same({ nil, "redis unavailable: connect: connection refused" },
+                  { redis.membership(r, "p", SID, "g1") })
+      server.down = nil
+      server.password = "other"
+      r = redis_options { password = "pw" }
+      assert.same({ nil, "redis unavailable: auth: WRONGPASS invalid username-password pair" },
+                  { redis.membership(r, "p", SID, "g1") })
+      assert.equal(1, server.closed)
+      assert.equal(0, server.pooled)
+    end)
+
+    it("is nil and 'redis error: ...' on an error, and closes the connection", function()
+      server.errors.sismember = "ERR boom"
+      assert.same({ nil, "redis error: ERR boom" }, { redis.membership(r, "p", SID, "g1") })
+      assert.same({ nil, "redis error: ERR boom" },
+                  { redis.membership(r, "p", SID, "g1", true) })
+      server.errors = { get = "WRONGTYPE" }
+      assert.same({ nil, "redis error: WRONGTYPE" },
+                  { redis.membership(r, "p", SID, "g1", true) })
+      server.errors = { commit_pipeline = "timeout" }
+      assert.same({ nil, "redis error: timeout" },
+                  { redis.membership(r, "p", SID, "g1", true) })
+      assert.equal(4, server.closed)
+      assert.equal(0, server.pooled)
+    end)
+
+    it("is nil and an error without a redis library", function()
+      restore()
+      restore = stub.install {
+        ["resty.redis"] = false, ["nginx.redis"] = false,
+        ["resty.redis.sentinel"] = false, ["nginx.redis.sentinel"] = false,
+      }
+      local without = require "resty.shared_session.redis"
+      assert.is_false(without.has_sentinel)
+      assert.same({ nil, "redis unavailable: no redis client library (resty.redis"
+                         .. " or nginx.redis)" },
+                  { without.membership(r, "p", SID, "g1") })
+    end)
+  end)
+
+  describe("address", function()
+    it("is the configured server without sentinels", function()
+      local r = redis_options { host = "10.0.0.1", port = 6380 }
+      assert.same({ "10.0.0.1", 6380, r.connect_options }, { redis.address(r) })
+      assert.same({}, server.calls)
+    end)
+
+    describe("with sentinels", function()
+      local r
+
+      before_each(function()
+        assert.is_true(redis.has_sentinel)
+        r = redis_options {
+          sentinels = { { host = "10.0.0.9", port = 26379 } }, master_name = "m", db = 1,
+        }
+        server.master = { host = "10.0.0.2", port = 6390 }
+      end)
+
+      it("is the primary the sentinels name, kept 1 s by the worker", function()
+        local pool = { pool = "shared_session:10.0.0.2:6390:1", pool_size = 64 }
+        assert.same({ "10.0.0.2", 6390, pool }, { redis.address(r) })
+        assert.same({ "set_timeout 200", "connect 10.0.0.9:26379 -", "set_timeout 500",
+                      "get_master m", "set_keepalive 60000 64" }, server.calls)
+        server.calls = {}
+        stub.sleep(0.9)
+        assert.same({ "10.0.0.2", 6390, pool }, { redis.address(r) })
+        assert.same({}, server.calls)
+        stub.sleep(0.2)
+        server.master = { host = "10.0.0.3", port = 6391 }
+        assert.equal("10.0.0.3", (redis.address(r)))
+      end)
+
+      it("is asked again as soon as the primary cannot be reached", function()
+        assert.equal("10.0.0.2", (redis.address(r)))
+        server.master = { host = "10.0.0.3", port = 6391 }
+        server.down = "connection refused"
+        assert.is_nil(redis.membership(r, "p", SID, "g1"))
+        server.down = nil
+        assert.equal("10.0.0.3", (redis.address(r)))
+      end)
+
+      it("is forgotten by forget_master", function()
+        assert.equal("10.0.0.2", (redis.address(r)))
+        server.master = { host = "10.0.0.3", port = 6391 }
+        redis.forget_master()
+        assert.equal("10.0.0.3", (redis.address(r)))
+      end)
+
+      it("is nil and the last sentinel's error when none names a primary", function()
+        r = redis_options {
+          sentinels = { { host = "10.0.0.8", port = 26379 }, { host = "10.0.0.9", port = 26380 } },
+        }
+        server.master = nil
+        assert.same({ nil, "sentinel 10.0.0.9:26380: no master" }, { redis.address(r) })
+        server.down = "timeout"
+        assert.same({ nil, "sentinel 10.0.0.9:26380: timeout" }, { redis.address(r) })
+        assert.same({ nil, "redis unavailable: sentinel 10.0.0.9:26380: timeout" },
+                    { redis.membership(r, "p", SID, "g1") })
+      end)
+    end)
+  end)
+end)

@@ -1,0 +1,293 @@
+-- resty.shared_session.subscriber: the revocation subscriber (PROTOCOL.md
+-- section 7) driven outside nginx: its timer runs at once, its cosocket is a
+-- fake_socket replaying what Redis would send, its clock is the stub's. The
+-- real thing, against redis-server, is tested in t/decision-cache.spec.ts.
+local fake_socket = require "fake_socket"
+
+local SID = "3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f"
+local CHANNEL = "app:invalidate"
+
+local function bulk(s)
+  return "$" .. #s .. "\r\n" .. s .. "\r\n"
+end
+
+local SUBSCRIBED = "*3\r\n" .. bulk("subscribe") .. bulk(CHANNEL) .. ":1\r\n"
+local PONG = "+PONG\r\n"
+
+local function notice(payload)
+  return "*3\r\n" .. bulk("message") .. bulk(CHANNEL) .. bulk(payload)
+end
+
+describe("resty.shared_session.subscriber", function()
+  local stub, restore, config, subscriber, resp, decisions
+  local process
+
+  setup(function()
+    stub = require "ngx_stub"
+    restore = stub.install {
+      ["resty.redis"] = false, ["nginx.redis"] = false,
+      ["resty.redis.sentinel"] = false, ["nginx.redis.sentinel"] = false,
+    }
+    process = stub.process
+    stub.shared.shared_session = stub.new_dict()
+    config = require "resty.shared_session.config"
+    subscriber = require "resty.shared_session.subscriber"
+    resp = require "resty.shared_session.resp"
+    decisions = require "resty.shared_session.decisions"
+  end)
+
+  teardown(function()
+    stub.shared.shared_session = nil
+    restore()
+  end)
+
+  local function configure(opts)
+    opts = opts or {}
+    opts.key_prefix = opts.key_prefix or "app"
+    opts.decision_cache = opts.decision_cache or { dict = "shared_session" }
+    return assert(config.new(opts))
+  end
+
+  describe("start", function()
+    it("is nil and an error without a decision cache", function()
+      local logged = #stub.logs
+      local ok, err = subscriber.start(assert(config.new {}))
+      assert.is_nil(ok)
+      assert.equal("no decision_cache configured", err)
+      assert.same({ nil, "no decision_cache configured" }, { subscriber.start(nil) })
+      assert.matches("^" .. stub.WARN .. " shared_session: start_subscriber%(%) without",
+                     stub.log_lines(logged)[1])
+    end)
+
+    it("is false outside worker 0", function()
+      local conf = configure()
+      stub.process.worker_id = 1
+      local ok = subscriber.start(conf)
+      stub.process.worker_id = 0
+      assert.is_false(ok)
+    end)
+
+    it("is nil and an error when the timer cannot start", function()
+      local logged = #stub.logs
+      local ok, err = subscriber.start(configure())
+      assert.is_nil(ok)
+      assert.matches("^timer: ", err)
+      assert.same({ stub.ERR .. " shared_session: revocation subscriber not started:"
+                    .. " no timers outside nginx" }, stub.log_lines(logged))
+    end)
+  end)
+
+  describe("the subscription", function()
+    local conf, dict, events, spawned
+
+    -- What the subscriber does to the dict, in order: "set e", "replace s:<sid>" ...
+    local function spy(d)
+      for _, method in ipairs { "set", "replace", "delete" } do
+        local original = d[method]
+        d[method] = function(self, key, ...)
+          events[#events + 1] = method .. " " .. key
+          return original(self, key, ...)
+        end
+      end
+      return d
+    end
+
+    before_each(function()
+      events, spawned = {}, {}
+      stub.shared.shared_session = spy(stub.new_dict())
+      conf = configure()
+      dict = conf.decision_cache.dict
+    end)
+
+    -- Starts the subscriber with a timer that runs at once; tcp() gives out
+    -- `sockets` in turn, and the worker exits when the last one has nothing
+    -- more to read.
+    local function run(sockets)
+      local n = 0
+      if #sockets > 0 then
+        sockets[#sockets].on_eof = function()
+          process.exiting = true
+        end
+      end
+      process.tcp = function()
+        n = n + 1
+        if not sockets[n] then
+          process.exiting = true
+          error("no more sockets in this test")
+        end
+        return sockets[n]
+      end
+      process.timer = function(_, fn, ...)
+        fn(false, ...)
+        return true
+      end
+      process.spawn = function(fn, sock)
+        spawned[#spawned + 1] = { fn = fn, sock = sock }
+        return "pinger"
+      end
+      process.kill = function()
+        return true
+      end
+      local logged = #stub.logs
+      local ok, err = subscriber.start(conf)
+      process.tcp, process.timer, process.spawn, process.kill = nil, nil, nil, nil
+      process.exiting = false
+      return ok, err, stub.log_lines(logged), n
+    end
+
+    it("subscribes to <prefix>:invalidate and keeps the epoch while Redis answers", function()
+      local sock = fake_socket.new(SUBSCRIBED .. PONG .. PONG)
+      local ok, _, logs, used = run { sock }
+      assert.is_true(ok)
+      assert.equal(1, used)
+      assert.equal("127.0.0.1:6379", sock.address)
+      assert.same({ pool = "shared_session:subscriber:127.0.0.1:6379" }, sock.options)
+      assert.same({ { 200, 500, 500 }, { 200, 500, 750 } }, sock.timeouts)
+      assert.same({ resp.command("SUBSCRIBE", CHANNEL) }, sock.sent)
+      -- A new epoch at SUBSCRIBE, refreshed by each reply, gone at the end.
+      assert.same({ "set e", "set e", "set e", "delete e" }, events)
+      assert.is_nil(dict:get(decisions.EPOCH_KEY))
+      assert.is_true(sock.closed)
+      assert.equal(1, #spawned)
+      assert.equal(sock, spawned[1].sock)
+      assert.same({ stub.NOTICE .. " shared_session: revocation subscriber up on "
+                    .. CHANNEL .. "; decision cache in use" }, logs)
+    end)
+
+    it("keeps one epoch through PONGs and notices for session ids", function()
+      local epochs = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.EPOCH_KEY then
+          epochs[#epochs + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
+      dict:set("s:" .. SID, "old token", 1)
+      run { fake_socket.new(SUBSCRIBED .. PONG .. notice(SID) .. PONG) }
+      assert.equal(4, #epochs)
+      for i = 2, #epochs do
+        assert.equal(epochs[1], epochs[i])
+      end
+      -- The notice replaced the session's token: its decisions stop counting.
+      assert.is_string(dict:get("s:" .. SID))
+      assert.are_not.equal("old token", dict:get("s:" .. SID))
+    end)
+
+    it("drops every decision (a new epoch) for a notice that is not a session id", function()
+      local epochs = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.EPOCH_KEY then
+          epochs[#epochs + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
+      local _, _, logs = run { fake_socket.new(SUBSCRIBED .. notice("not a sid") .. PONG) }
+      assert.equal(3, #epochs)
+      assert.are_not.equal(epochs[1], epochs[2])
+      assert.equal(epochs[2], epochs[3])
+      assert.same(stub.WARN .. " shared_session: notice on " .. CHANNEL .. " is not a"
+                  .. " session id; every cached decision dropped", logs[2])
+    end)
+
+    it("drops every decision for a notice it could not apply", function()
+      local epochs = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.EPOCH_KEY then
+          epochs[#epochs + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
+      dict.replace = function()
+        error("dict broken")
+      end
+      run { fake_socket.new(SUBSCRIBED .. notice(SID)) }
+      assert.equal(2, #epochs)
+      assert.are_not.equal(epochs[1], epochs[2])
+    end)
+
+    it("reconnects with a growing backoff, and logs only the changes", function()
+      local refused = fake_socket.new("")
+      refused.connect_err = "connection refused"
+      local started = stub.now()
+      local _, _, logs, used = run {
+        fake_socket.new(SUBSCRIBED),              -- up, then closed
+        refused,                                  -- still down: not logged again
+        fake_socket.new("-ERR busy\r\n"),         -- SUBSCRIBE refused
+        fake_socket.new(SUBSCRIBED .. PONG),      -- up again, then the worker exits
+      }
+      assert.equal(4, used)
+      assert.same({
+        stub.NOTICE .. " shared_session: revocation subscriber up on " .. CHANNEL
+          .. "; decision cache in use",
+        stub.ERR .. " shared_session: revocation subscriber down (closed); decision"
+          .. " cache bypassed until it is back",
+        stub.NOTICE .. " shared_session: revocation subscriber up on " .. CHANNEL
+          .. "; decision cache in use",
+      }, logs)
+      -- 0.1 s after the first failure, 0.2 after the second, 0.4 after the third.
+      assert.near(0.7, stub.now() - started, 1e-6)
+      assert.is_nil(dict:get(decisions.EPOCH_KEY))
+    end)
+
+    it("sends AUTH first when redis.password is set, and gives up on a refusal", function()
+      conf = configure { redis = { password = "pw" } }
+      local refused = fake_socket.new("-WRONGPASS invalid password\r\n")
+      local accepted = fake_socket.new("+OK\r\n" .. SUBSCRIBED)
+      local _, _, logs = run { refused, accepted }
+      assert.same({ resp.command("AUTH", "pw") }, refused.sent)
+      assert.is_true(refused.closed)
+      assert.matches("down %(auth: WRONGPASS invalid password%)", logs[1])
+      assert.same({ resp.command("AUTH", "pw"), resp.command("SUBSCRIBE", CHANNEL) },
+                  accepted.sent)
+      for _, line in ipairs(logs) do
+        assert.is_nil(line:find("pw\r", 1, true))
+      end
+    end)
+
+    it("bypasses the cache when Redis answers with an error", function()
+      local _, _, logs = run {
+        fake_socket.new(SUBSCRIBED .. "-ERR oops\r\n"),
+        fake_socket.new(SUBSCRIBED),
+      }
+      assert.matches("down %(redis error: ERR oops%)", logs[2])
+      assert.same({ "set e", "delete e", "set e", "delete e" }, events)
+    end)
+
+    it("survives an error of its own, with the cache bypassed", function()
+      dict:set(decisions.EPOCH_KEY, "stale")
+      events = {}
+      local _, _, logs = run {}      -- tcp() raises at once
+      assert.same({ "delete e" }, events)
+      assert.matches("down %(error: .*no more sockets in this test%)", logs[1])
+    end)
+
+    it("PINGs until the socket fails, and UNSUBSCRIBEs when the worker exits", function()
+      run { fake_socket.new(SUBSCRIBED) }
+      local ping = spawned[1].fn
+
+      local sock = fake_socket.new("")
+      local sends = 0
+      local send = sock.send
+      sock.send = function(self, data)
+        sends = sends + 1
+        if sends == 3 then
+          return nil, "broken pipe"
+        end
+        return send(self, data)
+      end
+      local started = stub.now()
+      ping(sock)
+      assert.same({ resp.command("PING"), resp.command("PING") }, sock.sent)
+      assert.near(0.75, stub.now() - started, 1e-6)
+
+      sock = fake_socket.new("")
+      process.exiting = true
+      ping(sock)
+      process.exiting = false
+      assert.same({ resp.command("UNSUBSCRIBE") }, sock.sent)
+    end)
+  end)
+end)
