@@ -119,7 +119,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     await subscriber.subscribe('app_session_prefix:invalidate');
     subscriber.on('message', (_channel: string, message: string) => heard.push(message));
     await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'] }), cb));
-    await call((cb) => store.touch(SID, session({}), cb));
+    await call((cb) => store.touch!(SID, session({}), cb));
     await call((cb) => store.destroy(SID, cb));
     await waitFor('two notices', async () => heard.length >= 2);
     subscriber.disconnect();
@@ -132,15 +132,21 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     // Read at once, a fresh session is not rewritten: touch is a no-op.
     await call((cb) => store.get(SID, cb));
     for (const kind of ['data', 'signature', 'groups']) await admin.expire(`app_session_prefix:${kind}:${SID}`, 3590);
-    await call((cb) => store.touch(SID, session({}), cb));
+    await call((cb) => store.touch!(SID, session({}), cb));
     expect(await admin.ttl(`app_session_prefix:groups:${SID}`)).toBeLessThanOrEqual(3590);
     // Older than touchAfterSeconds (60 s by default): refreshed.
     for (const kind of ['data', 'signature', 'groups']) await admin.expire(`app_session_prefix:${kind}:${SID}`, 10);
     await call((cb) => store.get(SID, cb));
-    await call((cb) => store.touch(SID, session({}), cb));
+    await call((cb) => store.touch!(SID, session({}), cb));
     for (const kind of ['data', 'signature', 'groups']) {
       expect(await admin.ttl(`app_session_prefix:${kind}:${SID}`)).toBeGreaterThan(3590);
     }
+  });
+
+  it('with touch: false has no touch method, so express-session never refreshes the keys', () => {
+    const untouched = new FlaskRedisSessionStore({ client, signer, touch: false, logger: quietLogger });
+    expect(untouched.touch).toBeUndefined();
+    expect(typeof store.touch).toBe('function');
   });
 
   it('destroy deletes all three keys', async () => {

@@ -44,7 +44,6 @@ export class SharedSessionMiddleware implements NestMiddleware {
       proxy: config.proxy,
       cookie: { ...attributes, maxAge: persistent ? config.ttlSeconds * 1000 : undefined },
     });
-    if (!config.touch) (store as { touch?: unknown }).touch = undefined;
   }
 
   use(req: Request, res: Response, next: NextFunction): void {

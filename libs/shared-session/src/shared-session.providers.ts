@@ -39,6 +39,7 @@ export const sharedSessionProviders: Provider[] = [
         signer,
         keyPrefix: config.keyPrefix,
         ttlSeconds: config.ttlSeconds,
+        touch: config.touch,
         touchAfterSeconds: config.touchAfterSeconds,
         cookie: config.cookie,
         logger: new Logger('SharedSession'),

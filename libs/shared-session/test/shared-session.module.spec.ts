@@ -219,3 +219,28 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     await request(app.getHttpServer()).get('/groups/one/report').set('Cookie', `session=${again}`).expect(200);
   });
 });
+
+describe('SharedSessionModule with touch: false', () => {
+  let server: RedisServer;
+  let admin: Redis;
+  let app: INestApplication;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    admin = new Redis(server.url);
+    app = await createTestApp({ secret: SECRET, salt: SALT, keyPrefix: PREFIX, redis: server.url, ttlSeconds: 3600, touch: false, touchAfterSeconds: 0 });
+  });
+  afterAll(async () => {
+    await app.close();
+    admin.disconnect();
+    await server.dispose();
+  });
+
+  it('reads a session without refreshing its keys', async () => {
+    const res = await request(app.getHttpServer()).post('/login').send({ username: 'joe', groups: ['one'] }).expect(204);
+    const cookie = sessionCookie(res)!.value;
+    const sid = signer.unsign(cookie)!;
+    for (const kind of ['data', 'signature', 'groups']) await admin.expire(`${PREFIX}:${kind}:${sid}`, 100);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `session=${cookie}`).expect(200);
+    for (const kind of ['data', 'signature', 'groups']) expect(await admin.ttl(`${PREFIX}:${kind}:${sid}`)).toBeLessThanOrEqual(100);
+  });
+});
