@@ -3,7 +3,8 @@ import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
-import { GroupGuard, SharedSessionModule, SessionCookieSigner, SharedSessionService } from '../src';
+import { waitFor } from '../../../stack/ports';
+import { GroupGuard, InjectSharedSessionRedis, SharedSessionModule, SessionCookieSigner, SharedSessionService, SHARED_SESSION_REDIS } from '../src';
 
 @Injectable()
 class FakeConfigService {
@@ -60,6 +61,24 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     await app.close();
     expect(client.status).toBe('ready');
     client.disconnect();
+  });
+
+  it('@InjectSharedSessionRedis() injects the client the module uses; the one it created is closed at shutdown', async () => {
+    @Injectable()
+    class Consumer {
+      constructor(@InjectSharedSessionRedis() readonly redis: Redis) {}
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [SharedSessionModule.forRoot({ secret: 's', redis: server.url })],
+      providers: [Consumer],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    const { redis } = app.get(Consumer);
+    expect(redis).toBe(app.get(SHARED_SESSION_REDIS));
+    expect(await redis.ping()).toBe('PONG');
+    await app.close();
+    await waitFor('the created client to close', async () => redis.status === 'end');
   });
 
   it('is global by default (other modules inject its service without importing it), and local with isGlobal: false', async () => {
