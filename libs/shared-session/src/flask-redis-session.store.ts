@@ -5,7 +5,7 @@ import { Store } from 'express-session';
 import type { Redis } from 'ioredis';
 import { SessionCookieSigner } from './session-cookie-signer';
 import type { SharedSessionCookieOptions } from './shared-session.options';
-import { DEFAULT_KEY_PREFIX, DEFAULT_TTL_SECONDS } from './shared-session.constants';
+import { DEFAULT_COOKIE_OPTIONS, DEFAULT_KEY_PREFIX, DEFAULT_TOUCH_AFTER_SECONDS, DEFAULT_TTL_SECONDS } from './shared-session.constants';
 
 export interface FlaskRedisSessionStoreOptions {
   client: Redis;
@@ -66,7 +66,7 @@ export class FlaskRedisSessionStore extends Store {
     this.signer = options.signer;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? 60, this.ttlSeconds);
+    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS, this.ttlSeconds);
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
     if (options.touch !== false) this.touch = (sid, _session, callback) => this.refreshExpiry(sid, callback);
@@ -192,14 +192,14 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   private rebuildCookie(pttl: number): SessionData['cookie'] {
-    const persistent = this.cookie.persistent !== false;
+    const persistent = this.cookie.persistent ?? DEFAULT_COOKIE_OPTIONS.persistent;
     const remaining = pttl > 0 ? pttl : this.ttlSeconds * 1000;
     return {
-      path: this.cookie.path ?? '/',
+      path: this.cookie.path ?? DEFAULT_COOKIE_OPTIONS.path,
       domain: this.cookie.domain,
-      secure: this.cookie.secure ?? false,
-      httpOnly: this.cookie.httpOnly ?? true,
-      sameSite: this.cookie.sameSite ?? 'lax',
+      secure: this.cookie.secure ?? DEFAULT_COOKIE_OPTIONS.secure,
+      httpOnly: this.cookie.httpOnly ?? DEFAULT_COOKIE_OPTIONS.httpOnly,
+      sameSite: this.cookie.sameSite ?? DEFAULT_COOKIE_OPTIONS.sameSite,
       originalMaxAge: persistent ? this.ttlSeconds * 1000 : null,
       expires: persistent ? new Date(Date.now() + remaining) : null,
     } as SessionData['cookie'];
