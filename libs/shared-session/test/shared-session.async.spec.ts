@@ -3,8 +3,9 @@ import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
+import { cookieValue, PROTOCOL_DEFAULTS, signature, writeSession } from '../../../protocol/testkit';
 import { waitFor } from '../../../stack/ports';
-import { GroupGuard, InjectSharedSessionRedis, SharedSessionModule, SessionCookieSigner, SharedSessionService, SHARED_SESSION_REDIS } from '../src';
+import { GroupGuard, InjectSharedSessionRedis, SharedSessionModule, SharedSessionService, SHARED_SESSION_REDIS } from '../src';
 
 @Injectable()
 class FakeConfigService {
@@ -54,10 +55,12 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     const app = moduleRef.createNestApplication({ logger: false });
     await app.init();
     const sid = '00000000-0000-4000-8000-000000000000';
-    await client.set(`resty_shared_session:data:${sid}`, JSON.stringify({ username: 'u' }), 'EX', 60);
-    const cookie = new SessionCookieSigner({ secret: 'from-config' }).sign(sid);
+    // Salt and prefix left to the defaults: the protocol's.
+    const { keyPrefix, salt, cookieName } = PROTOCOL_DEFAULTS;
+    await writeSession(client, keyPrefix, sid, { username: 'u' }, { signature: signature(sid, 'from-config', salt), ttl: 60 });
+    const cookie = cookieValue(sid, 'from-config', salt);
     await request(app.getHttpServer()).get('/me').set('Cookie', `sid=${cookie}`).expect(200);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `session=${cookie}`).expect(401);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `${cookieName}=${cookie}`).expect(401);
     await app.close();
     expect(client.status).toBe('ready');
     client.disconnect();
