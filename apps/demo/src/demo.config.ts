@@ -35,7 +35,7 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       salt: env.SESSION_SALT || undefined,
       keyPrefix: env.SESSION_KEY_PREFIX || undefined,
       cookieName: env.SESSION_COOKIE_NAME || undefined,
-      redis: env.REDIS_URL || 'redis://127.0.0.1:6379',
+      redis: env.REDIS_URL || undefined,
     },
   };
 }

@@ -5,14 +5,20 @@ import { Store } from 'express-session';
 import type { Redis } from 'ioredis';
 import { SessionCookieSigner } from './session-cookie-signer';
 import type { SharedSessionCookieOptions } from './shared-session.options';
-import { DEFAULT_KEY_PREFIX, DEFAULT_TTL_SECONDS } from './shared-session.constants';
+import { DEFAULT_COOKIE_OPTIONS, DEFAULT_KEY_PREFIX, DEFAULT_TOUCH_AFTER_SECONDS, DEFAULT_TTL_SECONDS } from './shared-session.constants';
 
 export interface FlaskRedisSessionStoreOptions {
   client: Redis;
   signer: SessionCookieSigner;
   keyPrefix?: string;
   ttlSeconds?: number;
-  /** Refresh the keys' TTL on `touch` only when a session is older than this (seconds; default 60, 0: always). */
+  /**
+   * Refresh the three keys' TTL when express-session touches a session that a
+   * request read, so that an active session lives on. Default true; false:
+   * the store has no `touch`, and express-session never calls one.
+   */
+  touch?: boolean;
+  /** With `touch`: refresh only when a session is older than this (seconds; default 60, 0: always). */
   touchAfterSeconds?: number;
   /** Attributes of the cookie rebuilt on `get` (the data in Redis holds none). */
   cookie?: SharedSessionCookieOptions;
@@ -48,6 +54,11 @@ export class FlaskRedisSessionStore extends Store {
   private readonly cookie: SharedSessionCookieOptions;
   private readonly logger: Pick<Logger, 'error' | 'warn' | 'log'>;
   private healthy = true;
+  /**
+   * express-session's optional store method, absent with `touch: false`:
+   * express-session looks once, when it is created, whether the store has one.
+   */
+  declare touch?: (sid: string, session: SessionData, callback?: Callback) => void;
 
   constructor(options: FlaskRedisSessionStoreOptions) {
     super();
@@ -55,9 +66,10 @@ export class FlaskRedisSessionStore extends Store {
     this.signer = options.signer;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? 60, this.ttlSeconds);
+    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS, this.ttlSeconds);
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
+    if (options.touch !== false) this.touch = (sid, _session, callback) => this.refreshExpiry(sid, callback);
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
     this.client.on('error', (err: Error) => this.fault(err));
     this.client.on('ready', () => this.recovered());
@@ -125,11 +137,12 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /**
-   * Refreshes the TTL of the three keys, at most once per `touchAfterSeconds`
-   * per session: express-session touches after every request that read a
-   * session, and a write per read would double the Redis round trips.
+   * `touch`: refreshes the TTL of the three keys, at most once per
+   * `touchAfterSeconds` per session: express-session touches after every
+   * request that read a session, and a write per read would double the Redis
+   * round trips.
    */
-  touch(sid: string, _session: SessionData, callback?: Callback): void {
+  private refreshExpiry(sid: string, callback?: Callback): void {
     const expiry = this.expiries.get(sid);
     if (expiry !== undefined && expiry - Date.now() > (this.ttlSeconds - this.touchAfterSeconds) * 1000) {
       callback?.();
@@ -179,14 +192,14 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   private rebuildCookie(pttl: number): SessionData['cookie'] {
-    const persistent = this.cookie.persistent !== false;
+    const persistent = this.cookie.persistent ?? DEFAULT_COOKIE_OPTIONS.persistent;
     const remaining = pttl > 0 ? pttl : this.ttlSeconds * 1000;
     return {
-      path: this.cookie.path ?? '/',
+      path: this.cookie.path ?? DEFAULT_COOKIE_OPTIONS.path,
       domain: this.cookie.domain,
-      secure: this.cookie.secure ?? false,
-      httpOnly: this.cookie.httpOnly ?? true,
-      sameSite: this.cookie.sameSite ?? 'lax',
+      secure: this.cookie.secure ?? DEFAULT_COOKIE_OPTIONS.secure,
+      httpOnly: this.cookie.httpOnly ?? DEFAULT_COOKIE_OPTIONS.httpOnly,
+      sameSite: this.cookie.sameSite ?? DEFAULT_COOKIE_OPTIONS.sameSite,
       originalMaxAge: persistent ? this.ttlSeconds * 1000 : null,
       expires: persistent ? new Date(Date.now() + remaining) : null,
     } as SessionData['cookie'];

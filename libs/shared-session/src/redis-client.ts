@@ -1,4 +1,6 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import Redis, { RedisOptions } from 'ioredis';
+import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
 /**
@@ -14,19 +16,21 @@ export const REDIS_CLIENT_DEFAULTS: RedisOptions = {
   retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
 };
 
+/** How long start-up waits for Redis before the app starts anyway (and answers 503 until Redis is up). */
+const READY_TIMEOUT_MS = 3000;
+
 /** True for an ioredis client (or anything that quacks like one) rather than options. */
 export function isRedisClient(value: unknown): value is Redis {
   return !!value && typeof value === 'object' && typeof (value as Redis).multi === 'function' && typeof (value as Redis).on === 'function';
 }
 
-/** The client to use, and whether this module owns it (and so closes it on shutdown). */
-export function createRedisClient(redis: SharedSessionConfig['redis']): { client: Redis; owned: boolean } {
-  if (isRedisClient(redis)) return { client: redis, owned: false };
-  const client = typeof redis === 'string' ? new Redis(redis, REDIS_CLIENT_DEFAULTS) : new Redis({ ...REDIS_CLIENT_DEFAULTS, ...redis });
-  return { client, owned: true };
+/** The client of the `redis` option: the user's own, or one created with the fail-fast defaults. */
+export function createRedisClient(redis: SharedSessionConfig['redis']): Redis {
+  if (isRedisClient(redis)) return redis;
+  return typeof redis === 'string' ? new Redis(redis, REDIS_CLIENT_DEFAULTS) : new Redis({ ...REDIS_CLIENT_DEFAULTS, ...redis });
 }
 
-/** Resolves when the client is ready, or after `timeoutMs` (the app starts anyway and answers 503 until Redis is up). */
+/** Resolves when the client is ready, or after `timeoutMs`. */
 export function whenReady(client: Redis, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
@@ -39,4 +43,30 @@ export function whenReady(client: Redis, timeoutMs: number): Promise<boolean> {
     }
     client.on('ready', onReady);
   });
+}
+
+/**
+ * The client's life in the application: start-up waits a little for Redis
+ * (and says so when it is not there), and shutdown closes the client when
+ * this module created it; a client the user passed in stays open.
+ */
+@Injectable()
+export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('SharedSession');
+
+  constructor(
+    @Inject(SHARED_SESSION_REDIS) private readonly client: Redis,
+    @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    if (!(await whenReady(this.client, READY_TIMEOUT_MS))) {
+      this.logger.error('Redis is not reachable yet: logins and guarded routes answer 503 until it is');
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (isRedisClient(this.config.redis)) return;
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
 }

@@ -5,6 +5,10 @@ export const DEFAULT_COOKIE_NAME = 'session';
 /** Flask's PERMANENT_SESSION_LIFETIME: 31 days. */
 export const DEFAULT_TTL_SECONDS = 31 * 24 * 60 * 60;
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** express-session's touch refreshes a session's keys at most once per this many seconds. */
+export const DEFAULT_TOUCH_AFTER_SECONDS = 60;
+/** Cookie attributes (PROTOCOL.md section 2: `Path=/; HttpOnly; SameSite=Lax`), and a cookie that outlives the browser session. */
+export const DEFAULT_COOKIE_OPTIONS = { path: '/', secure: false, httpOnly: true, sameSite: 'lax', persistent: true } as const;
 
 /** Characters allowed in a key prefix here and in resty.shared_session ({} for Redis Cluster hash tags). */
 export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.:{}-]{1,64}$/;

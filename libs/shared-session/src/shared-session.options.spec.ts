@@ -1,3 +1,4 @@
+import { PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
 import { resolveSharedSessionOptions, SharedSessionModuleOptions } from './shared-session.options';
 
 describe('resolveSharedSessionOptions', () => {
@@ -5,10 +6,10 @@ describe('resolveSharedSessionOptions', () => {
     expect(resolveSharedSessionOptions({ secret: 's' })).toEqual({
       secret: 's',
       secretFallbacks: [],
-      salt: 'flask-resty-session',
-      keyPrefix: 'resty_shared_session',
-      cookieName: 'session',
-      ttlSeconds: 2678400,
+      salt: PROTOCOL_DEFAULTS.salt,
+      keyPrefix: PROTOCOL_DEFAULTS.keyPrefix,
+      cookieName: PROTOCOL_DEFAULTS.cookieName,
+      ttlSeconds: PROTOCOL_DEFAULTS.ttlSeconds,
       redis: 'redis://127.0.0.1:6379',
       cookie: { path: '/', domain: undefined, secure: false, httpOnly: true, sameSite: 'lax', persistent: true },
       touch: true,

@@ -2,11 +2,13 @@ import type { Redis, RedisOptions } from 'ioredis';
 import {
   COOKIE_NAME_PATTERN,
   DEFAULT_COOKIE_NAME,
+  DEFAULT_COOKIE_OPTIONS,
   DEFAULT_KEY_PREFIX,
-  KEY_PREFIX_PATTERN,
   DEFAULT_REDIS_URL,
   DEFAULT_SALT,
+  DEFAULT_TOUCH_AFTER_SECONDS,
   DEFAULT_TTL_SECONDS,
+  KEY_PREFIX_PATTERN,
 } from './shared-session.constants';
 
 export interface SharedSessionCookieOptions {
@@ -129,7 +131,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('ttlSeconds', 'must be a positive whole number of seconds');
   }
 
-  const touchAfterSeconds = options.touchAfterSeconds ?? 60;
+  const touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
   if (typeof touchAfterSeconds !== 'number' || !Number.isInteger(touchAfterSeconds) || touchAfterSeconds < 0 || touchAfterSeconds >= ttlSeconds) {
     throw new SharedSessionOptionsError('touchAfterSeconds', 'must be a whole number of seconds from 0 to less than ttlSeconds');
   }
@@ -143,11 +145,11 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
 
   const cookie = options.cookie ?? {};
   if (typeof cookie !== 'object') throw new SharedSessionOptionsError('cookie', 'must be an object');
-  const path = nonEmptyString('cookie.path', cookie.path ?? '/');
+  const path = nonEmptyString('cookie.path', cookie.path ?? DEFAULT_COOKIE_OPTIONS.path);
   if (!path.startsWith('/')) throw new SharedSessionOptionsError('cookie.path', 'must start with /');
   if (cookie.domain !== undefined) nonEmptyString('cookie.domain', cookie.domain);
-  const secure = optionalBoolean('cookie.secure', cookie.secure, false);
-  const sameSite = cookie.sameSite ?? 'lax';
+  const secure = optionalBoolean('cookie.secure', cookie.secure, DEFAULT_COOKIE_OPTIONS.secure);
+  const sameSite = cookie.sameSite ?? DEFAULT_COOKIE_OPTIONS.sameSite;
   if (!SAME_SITE.includes(sameSite)) {
     throw new SharedSessionOptionsError('cookie.sameSite', "must be 'lax', 'strict', 'none', true or false");
   }
@@ -167,9 +169,9 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
       path,
       domain: cookie.domain,
       secure,
-      httpOnly: optionalBoolean('cookie.httpOnly', cookie.httpOnly, true),
+      httpOnly: optionalBoolean('cookie.httpOnly', cookie.httpOnly, DEFAULT_COOKIE_OPTIONS.httpOnly),
       sameSite,
-      persistent: optionalBoolean('cookie.persistent', cookie.persistent, true),
+      persistent: optionalBoolean('cookie.persistent', cookie.persistent, DEFAULT_COOKIE_OPTIONS.persistent),
     },
     touch: optionalBoolean('touch', options.touch, true),
     touchAfterSeconds,

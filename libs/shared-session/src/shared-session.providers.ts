@@ -1,14 +1,11 @@
 import { Logger, Provider } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { createRedisClient } from './redis-client';
+import { createRedisClient, RedisClientLifecycle } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
 import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions } from './shared-session.options';
-
-/** Marks a client this module created (and must close). */
-export const OWNED_REDIS = Symbol('SHARED_SESSION_OWNED_REDIS');
 
 export const sharedSessionProviders: Provider[] = [
   {
@@ -18,13 +15,10 @@ export const sharedSessionProviders: Provider[] = [
   },
   {
     provide: SHARED_SESSION_REDIS,
-    useFactory: (config: SharedSessionConfig) => {
-      const { client, owned } = createRedisClient(config.redis);
-      if (owned) (client as Redis & { [OWNED_REDIS]?: true })[OWNED_REDIS] = true;
-      return client;
-    },
+    useFactory: (config: SharedSessionConfig) => createRedisClient(config.redis),
     inject: [SHARED_SESSION_CONFIG],
   },
+  RedisClientLifecycle,
   {
     provide: SessionCookieSigner,
     useFactory: (config: SharedSessionConfig) =>
@@ -39,6 +33,7 @@ export const sharedSessionProviders: Provider[] = [
         signer,
         keyPrefix: config.keyPrefix,
         ttlSeconds: config.ttlSeconds,
+        touch: config.touch,
         touchAfterSeconds: config.touchAfterSeconds,
         cookie: config.cookie,
         logger: new Logger('SharedSession'),

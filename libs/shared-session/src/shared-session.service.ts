@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
-import { serialize } from 'cookie';
+import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
 import { requireSession, serviceUnavailable, markSessionRequest } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
@@ -45,10 +45,8 @@ export class SharedSessionService {
   async logout(req: Request, res: Response): Promise<void> {
     const session = requireSession(req);
     await settle(req, (done) => session.destroy(done));
-    const { path, domain, secure, httpOnly, sameSite } = this.config.cookie;
-    const cleared = serialize(this.config.cookieName, '', { path, domain, secure, httpOnly, sameSite, maxAge: 0, expires: new Date(0) });
-    const previous = res.getHeader('Set-Cookie');
-    res.setHeader('Set-Cookie', [...(previous === undefined ? [] : Array.isArray(previous) ? previous : [String(previous)]), cleared]);
+    const cleared = serializeSessionCookie(this.config.cookieName, '', this.config.cookie, { maxAge: 0, expires: new Date(0) });
+    res.setHeader('Set-Cookie', [...setCookieLines(res.getHeader('Set-Cookie')), cleared]);
   }
 
   /** Replaces the session's groups; nginx sees the change on its next request. */

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort, waitFor } from '../../../stack/ports';
 import { RedisServer } from '../../../stack/redis-server';
+import { cookieValue, PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
 
 const LIBRARY = resolve(__dirname, '..');
 const ROOT = resolve(LIBRARY, '../..');
@@ -101,7 +102,10 @@ describe('the npm package, as a user installs it', () => {
       const login = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'joe' }) });
       expect(login.status).toBe(204);
       const cookie = login.headers.get('set-cookie')!.split(';')[0];
-      expect(cookie).toMatch(/^session=[0-9a-f-]{36}\.[A-Za-z0-9_-]{27}$/);
+      // The default cookie name and salt: the protocol's.
+      const sid = cookie.slice(PROTOCOL_DEFAULTS.cookieName.length + 1, cookie.indexOf('.'));
+      expect(sid).toMatch(/^[0-9a-f-]{36}$/);
+      expect(cookie).toBe(`${PROTOCOL_DEFAULTS.cookieName}=${cookieValue(sid, 'packed-secret', PROTOCOL_DEFAULTS.salt)}`);
       const ok = await fetch(`${base}/groups/acme/report`, { headers: { cookie } });
       expect(ok.status).toBe(200);
       expect(await ok.json()).toEqual({ user: 'joe', group: 'acme' });

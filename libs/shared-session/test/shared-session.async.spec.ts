@@ -3,7 +3,9 @@ import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
-import { GroupGuard, SharedSessionModule, SessionCookieSigner, SharedSessionService } from '../src';
+import { cookieValue, PROTOCOL_DEFAULTS, signature, writeSession } from '../../../protocol/testkit';
+import { waitFor } from '../../../stack/ports';
+import { GroupGuard, InjectSharedSessionRedis, SharedSessionModule, SharedSessionService, SHARED_SESSION_REDIS } from '../src';
 
 @Injectable()
 class FakeConfigService {
@@ -53,13 +55,33 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     const app = moduleRef.createNestApplication({ logger: false });
     await app.init();
     const sid = '00000000-0000-4000-8000-000000000000';
-    await client.set(`resty_shared_session:data:${sid}`, JSON.stringify({ username: 'u' }), 'EX', 60);
-    const cookie = new SessionCookieSigner({ secret: 'from-config' }).sign(sid);
+    // Salt and prefix left to the defaults: the protocol's.
+    const { keyPrefix, salt, cookieName } = PROTOCOL_DEFAULTS;
+    await writeSession(client, keyPrefix, sid, { username: 'u' }, { signature: signature(sid, 'from-config', salt), ttl: 60 });
+    const cookie = cookieValue(sid, 'from-config', salt);
     await request(app.getHttpServer()).get('/me').set('Cookie', `sid=${cookie}`).expect(200);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `session=${cookie}`).expect(401);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `${cookieName}=${cookie}`).expect(401);
     await app.close();
     expect(client.status).toBe('ready');
     client.disconnect();
+  });
+
+  it('@InjectSharedSessionRedis() injects the client the module uses; the one it created is closed at shutdown', async () => {
+    @Injectable()
+    class Consumer {
+      constructor(@InjectSharedSessionRedis() readonly redis: Redis) {}
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [SharedSessionModule.forRoot({ secret: 's', redis: server.url })],
+      providers: [Consumer],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    const { redis } = app.get(Consumer);
+    expect(redis).toBe(app.get(SHARED_SESSION_REDIS));
+    expect(await redis.ping()).toBe('PONG');
+    await app.close();
+    await waitFor('the created client to close', async () => redis.status === 'end');
   });
 
   it('is global by default (other modules inject its service without importing it), and local with isGlobal: false', async () => {

@@ -1,0 +1,103 @@
+import { serialize } from 'cookie';
+import { sign as signForExpressSession } from 'cookie-signature';
+import type { SessionCookieSigner, VerifiedSessionCookie } from './session-cookie-signer';
+import type { SharedSessionCookieOptions } from './shared-session.options';
+
+/**
+ * Between our cookie `<sid>.<sig>` (PROTOCOL.md section 2) and
+ * express-session, which has no hook for another signer and only reads and
+ * writes its own `s:<sid>.<hmac>`. The middleware translates at the edges
+ * with these functions: the request's Cookie header on the way in, the
+ * response's Set-Cookie on the way out. Pure: no request, no response.
+ */
+
+/** What the request's Cookie header becomes for express-session. */
+export interface ExpressSessionCookieHeader {
+  /** The header to hand express-session; undefined: none. */
+  header: string | undefined;
+  /** The first cookie of our name, verified; null when there is none or its signature is not valid. */
+  verified: VerifiedSessionCookie | null;
+}
+
+/**
+ * The Cookie header as express-session must see it: every cookie of our
+ * name removed, and the first one (the one nginx reads) put back in
+ * express-session's format, signed with `expressSessionKey`, when its
+ * signature is valid. A header without a cookie of our name is handed on
+ * as it is.
+ */
+export function toExpressSessionCookieHeader(
+  header: string | undefined,
+  name: string,
+  signer: Pick<SessionCookieSigner, 'verify'>,
+  expressSessionKey: string,
+): ExpressSessionCookieHeader {
+  if (!header) return { header, verified: null };
+  const kept: string[] = [];
+  let first: string | undefined;
+  // nginx's $cookie_<name> matches names case-insensitively; so does this, so both judge the same cookie.
+  const ours = name.toLowerCase();
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    const partName = (eq < 0 ? part : part.slice(0, eq)).trim();
+    if (partName.toLowerCase() !== ours) {
+      kept.push(part);
+      continue;
+    }
+    // The value is taken as it is, whitespace and all, as nginx takes it: both judge the same bytes.
+    if (first === undefined) first = eq < 0 ? '' : part.slice(eq + 1);
+  }
+  if (first === undefined) return { header, verified: null };
+  const verified = signer.verify(first);
+  if (verified) kept.push(` ${name}=${encodeURIComponent(`s:${signForExpressSession(verified.sid, expressSessionKey)}`)}`);
+  const rebuilt = kept.join(';').trim();
+  return { header: rebuilt.length > 0 ? rebuilt : undefined, verified };
+}
+
+/**
+ * The Set-Cookie lines with express-session's cookie of our name given our
+ * value `<sid>.<sig>` instead (signed only when there is one to rewrite),
+ * every attribute kept; null when express-session wrote none.
+ */
+export function toSharedSessionSetCookie(
+  lines: readonly string[],
+  name: string,
+  sid: string,
+  signer: Pick<SessionCookieSigner, 'sign'>,
+): string[] | null {
+  // express-session URI-encodes its value, so its cookie starts with `<name>=s%3A`.
+  const theirs = `${name}=s%3A`;
+  if (!lines.some((line) => line.startsWith(theirs))) return null;
+  const value = signer.sign(sid);
+  return lines.map((line) => {
+    if (!line.startsWith(theirs)) return line;
+    const semi = line.indexOf(';');
+    return `${name}=${value}${semi < 0 ? '' : line.slice(semi)}`;
+  });
+}
+
+/** When a cookie ends: `expires` (none: a browser-session cookie), or `maxAge` seconds (0: clear it now). */
+export interface SessionCookieExpiry {
+  expires?: Date;
+  maxAge?: number;
+}
+
+/**
+ * The one writer of our cookie: `name=value` with the configured attributes
+ * (Path, Domain, Secure, HttpOnly, SameSite) and the given expiry.
+ */
+export function serializeSessionCookie(
+  name: string,
+  value: string,
+  attributes: Omit<SharedSessionCookieOptions, 'persistent'>,
+  expiry: SessionCookieExpiry,
+): string {
+  const { path, domain, secure, httpOnly, sameSite } = attributes;
+  return serialize(name, value, { path, domain, secure, httpOnly, sameSite, ...expiry });
+}
+
+/** A response's Set-Cookie header as a list of lines. */
+export function setCookieLines(header: number | string | readonly string[] | undefined): string[] {
+  if (header === undefined) return [];
+  return Array.isArray(header) ? [...header] : [String(header)];
+}

@@ -1,0 +1,19 @@
+import * as api from '../src';
+
+describe('the public API (index.ts)', () => {
+  it('exports what a user needs and nothing internal', () => {
+    expect(Object.keys(api).sort()).toEqual([
+      'FlaskRedisSessionStore',
+      'GROUPS_METADATA',
+      'GroupGuard',
+      'Groups',
+      'InjectSharedSessionRedis',
+      'SHARED_SESSION_CONFIG',
+      'SHARED_SESSION_REDIS',
+      'SessionCookieSigner',
+      'SharedSessionModule',
+      'SharedSessionOptionsError',
+      'SharedSessionService',
+    ]);
+  });
+});
