@@ -65,16 +65,20 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     }
   });
 
-  it('writes all keys in one MULTI/EXEC, in the protocol order', async () => {
+  it('writes all keys in one script (atomic), in the protocol order', async () => {
     const monitor = await admin.monitor();
     const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => seen.push(args.join(' ')));
+    // Commands a script runs show in upper case: compare the names in lower case.
+    monitor.on('monitor', (_time: string, [name, ...args]: string[]) => seen.push([name.toLowerCase(), ...args].join(' ')));
     await call((cb) => store.set(SID, session({ username: 'u', groups: ['g1', 'g2'] }), cb));
-    await waitFor('EXEC in MONITOR', async () => seen.some((line) => line.startsWith('exec')));
+    await waitFor('PUBLISH in MONITOR', async () => seen.some((line) => line.startsWith('publish')));
     monitor.disconnect();
-    const writes = seen.filter((line) => !line.startsWith('info') && !line.startsWith('monitor'));
-    expect(writes.map((line) => line.split(' ')[0].toLowerCase())).toEqual(['multi', 'set', 'set', 'del', 'sadd', 'expire', 'publish', 'exec']);
-    expect(writes[4]).toBe(`sadd ${KEYS.groups} g1 g2`);
+    // MONITOR lists the script call, then each command the script ran.
+    const script = seen.map((line) => /^eval(sha)? /.test(line)).lastIndexOf(true);
+    expect(script).toBeGreaterThanOrEqual(0);
+    const writes = seen.slice(script + 1);
+    expect(writes.map((line) => line.split(' ')[0])).toEqual(['set', 'set', 'del', 'sadd', 'expire', 'publish']);
+    expect(writes[3]).toBe(`sadd ${KEYS.groups} g1 g2`);
   });
 
   it('keeps no groups key when the session has no groups, and removes a stale one', async () => {
@@ -113,6 +117,31 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       expect(await call((cb) => store.get(SID, cb))).toBeNull();
     }
     expect(quietLogger.warn).toHaveBeenCalledWith(expect.stringContaining('not a JSON object'));
+  });
+
+  it('removes and announces what is left of a half-deleted session when it reads one (section 9)', async () => {
+    const subscriber = new Redis(server.url);
+    const heard: string[] = [];
+    await subscriber.subscribe(invalidationChannel(PREFIX));
+    subscriber.on('message', (_channel, sid: string) => heard.push(sid));
+    try {
+      // The data key gone (evicted, deleted, expired first) while nginx's keys remain.
+      await writeSession(admin, PREFIX, SID, { username: 'u', groups: ['g'] }, { signature: signature(SID, SECRET, SALT) });
+      await admin.del(KEYS.data);
+      expect(await call((cb) => store.get(SID, cb))).toBeNull();
+      expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+      // Data that is not a JSON object, with its siblings.
+      for (const bad of ['not json{', '[]', 'null', '"x"']) {
+        await writeSession(admin, PREFIX, SID, { groups: ['g'] }, { signature: signature(SID, SECRET, SALT) });
+        await admin.set(KEYS.data, bad, 'KEEPTTL');
+        expect(await call((cb) => store.get(SID, cb))).toBeNull();
+        expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+      }
+      await waitFor('five notices', async () => heard.length >= 5);
+      expect(heard).toEqual(Array(5).fill(SID));
+    } finally {
+      subscriber.disconnect();
+    }
   });
 
   it('publishes the session id on <prefix>:invalidate when a session is written or destroyed (section 7)', async () => {
@@ -173,5 +202,105 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     await call((cb) => store.set(SID, session({ username: 'u' }), cb));
     expect(await call((cb) => store.get(SID, cb))).toMatchObject({ username: 'u' });
     expect(quietLogger.log).toHaveBeenCalledWith(expect.stringMatching(/reachable again/));
+  });
+});
+
+describe('FlaskRedisSessionStore: concurrent requests of one session (PROTOCOL.md section 8)', () => {
+  let server: RedisServer;
+  let client: Redis;
+  let admin: Redis;
+  let store: FlaskRedisSessionStore;
+  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
+    admin = new Redis(server.url);
+    store = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, ttlSeconds: 3600, logger: quietLogger });
+    await waitFor('client ready', async () => client.status === 'ready');
+  });
+  afterAll(async () => {
+    client.disconnect();
+    admin.disconnect();
+    await server.dispose();
+  });
+  beforeEach(() => admin.flushall());
+
+  /** What one request holds: the session as express-session loads it (through the store's createSession). */
+  function load(sid = SID): Promise<SessionData & Record<string, unknown>> {
+    return call((cb) => store.load(sid, cb as never)) as Promise<SessionData & Record<string, unknown>>;
+  }
+  const save = (s: SessionData, sid = SID) => call((cb) => store.set(sid, s, cb));
+  const login = (data: Record<string, unknown>) => save(session(data));
+
+  it('a request that read the session before a logout does not bring it back when it saves', async () => {
+    await login({ username: 'joe', groups: ['one'] });
+    const slow = await load();
+    await call((cb) => store.destroy(SID, cb)); // logout by another request
+    slow.visits = 1;
+    await save(slow);
+    expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+  });
+
+  it('nor after the session was deleted from outside (another process, an operator)', async () => {
+    await login({ username: 'joe', groups: ['one'] });
+    const slow = await load();
+    await admin.del(...sessionKeyList(PREFIX, SID));
+    slow.groups = ['one', 'two']; // even a group change of its own
+    await save(slow);
+    expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+  });
+
+  it('a stale save keeps a group removal made after it read the session, and writes its other changes', async () => {
+    await login({ username: 'joe', groups: ['one', 'two'] });
+    const slow = await load();
+    const other = await load();
+    other.groups = ['one'];
+    await save(other); // the removal, by another request
+    slow.visits = 1;
+    await save(slow);
+    const stored = await readSession(admin, PREFIX, SID);
+    expect(stored.groups).toEqual(['one']);
+    expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1 });
+    expect(slow.groups).toEqual(['one']); // the request's session shows the truth
+  });
+
+  it('keeps a group change written by another party (Flask, the test kit) just the same', async () => {
+    await login({ username: 'joe', groups: ['one', 'two'] });
+    const slow = await load();
+    await writeSession(admin, PREFIX, SID, { username: 'joe', groups: ['three'] }, { signature: signature(SID, SECRET, SALT), publish: true });
+    slow.visits = 2;
+    await save(slow);
+    const stored = await readSession(admin, PREFIX, SID);
+    expect(stored.groups).toEqual(['three']);
+    expect(stored.data).toMatchObject({ groups: ['three'], visits: 2 });
+  });
+
+  it('a request that changes the groups itself writes them: the last explicit change wins', async () => {
+    await login({ username: 'joe', groups: ['one', 'two'] });
+    const first = await load();
+    const second = await load();
+    first.groups = ['one'];
+    await save(first);
+    second.groups = ['two', 'four'];
+    await save(second);
+    expect((await readSession(admin, PREFIX, SID)).groups).toEqual(['four', 'two']);
+  });
+
+  it('a second save in the same request is an update of what the first wrote', async () => {
+    await login({ username: 'joe', groups: ['one'] });
+    const req = await load();
+    req.groups = ['one', 'two'];
+    await save(req);
+    req.visits = 3;
+    await save(req);
+    const stored = await readSession(admin, PREFIX, SID);
+    expect(stored.groups).toEqual(['one', 'two']);
+    expect(stored.data).toMatchObject({ groups: ['one', 'two'], visits: 3 });
+  });
+
+  it('a new session (a fresh id, as after regenerate) is written whole', async () => {
+    await save(session({ username: 'sam', groups: ['two'] }), 'a-fresh-session-id-0000');
+    expect((await readSession(admin, PREFIX, 'a-fresh-session-id-0000')).groups).toEqual(['two']);
   });
 });

@@ -1,5 +1,4 @@
 import { Logger } from '@nestjs/common';
-import { createHash } from 'node:crypto';
 import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
 import type { Redis } from 'ioredis';
@@ -27,9 +26,58 @@ export interface FlaskRedisSessionStoreOptions {
 
 type Callback<T = void> = (err?: unknown, value?: T) => void;
 
-/** The session's JSON and its remaining time to live (ms), read atomically. */
-const GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}";
-const GET_WITH_TTL_SHA = createHash('sha1').update(GET_WITH_TTL).digest('hex');
+/**
+ * The session's JSON and its remaining time to live (ms), read atomically;
+ * when the data is missing, how many of its sibling keys are left over
+ * (PROTOCOL.md section 9: a half-deleted session).
+ */
+const READ_SCRIPT = `
+local data = redis.call('GET', KEYS[1])
+if not data then return {false, -2, redis.call('EXISTS', KEYS[2], KEYS[3])} end
+return {data, redis.call('PTTL', KEYS[1]), 0}`;
+
+/**
+ * PROTOCOL.md section 8: a write that a concurrent logout or group change
+ * cannot undo. ARGV: mode, data JSON, signature, ttl, channel, sid, then the
+ * groups (to write for "create" and "update-groups"; as read, for "update").
+ *  - create: a new session id, written as section 3 says;
+ *  - update / update-groups: only while the data key exists (never re-creates a
+ *    session deleted after it was read);
+ *  - update: leaves the groups set alone, and only when it still holds the
+ *    groups this writer read; otherwise answers the stored groups, for the
+ *    writer to adopt them and try again.
+ */
+const WRITE_SCRIPT = `
+local mode, ttl = ARGV[1], ARGV[4]
+if mode ~= 'create' and redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+if mode == 'update' then
+  local stored = redis.call('SMEMBERS', KEYS[3])
+  local same = #stored == #ARGV - 6
+  if same then
+    local read = {}
+    for i = 7, #ARGV do read[ARGV[i]] = true end
+    for _, g in ipairs(stored) do
+      if not read[g] then same = false; break end
+    end
+  end
+  if not same then return stored end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl)
+if mode == 'update' then
+  redis.call('EXPIRE', KEYS[3], ttl)
+else
+  redis.call('DEL', KEYS[3])
+  if #ARGV > 6 then
+    redis.call('SADD', KEYS[3], unpack(ARGV, 7))
+    redis.call('EXPIRE', KEYS[3], ttl)
+  end
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 'ok'`;
+
+/** How many times a write adopts groups changed under it before it gives up (each retry means another change landed). */
+const WRITE_ATTEMPTS = 5;
 
 /** The three keys of one session (PROTOCOL.md section 3). */
 export interface SessionKeys {
@@ -53,6 +101,12 @@ export class FlaskRedisSessionStore extends Store {
   private readonly expiries = new Map<string, number>();
   private readonly cookie: SharedSessionCookieOptions;
   private readonly logger: Pick<Logger, 'error' | 'warn' | 'log'>;
+  /**
+   * The groups each session object had when it was read from Redis (express-session
+   * makes every loaded session through createSession). A session object not in
+   * here is new (a fresh id): its first write is a plain section 3 write.
+   */
+  private readonly readGroups = new WeakMap<object, string[]>();
   private healthy = true;
   /**
    * express-session's optional store method, absent with `touch: false`:
@@ -73,6 +127,8 @@ export class FlaskRedisSessionStore extends Store {
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
     this.client.on('error', (err: Error) => this.fault(err));
     this.client.on('ready', () => this.recovered());
+    this.client.defineCommand('sharedSessionRead', { numberOfKeys: 3, lua: READ_SCRIPT });
+    this.client.defineCommand('sharedSessionWrite', { numberOfKeys: 3, lua: WRITE_SCRIPT });
   }
 
   /**
@@ -99,21 +155,44 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   get(sid: string, callback: Callback<SessionData | null>): void {
-    const key = this.keys(sid).data;
-    // One script instead of MULTI GET PTTL: the same atomic read at the cost of a plain GET
-    // (this runs on every request that carries a session).
-    const read = this.client.evalsha(GET_WITH_TTL_SHA, 1, key).catch((err: Error) =>
-      /NOSCRIPT/.test(err.message) ? this.client.eval(GET_WITH_TTL, 1, key) : Promise.reject(err),
-    ) as Promise<[string | null, number]>;
-    this.run(read, callback, ([json, pttl]) => {
-      if (json === null) return null;
-      this.rememberExpiry(sid, pttl as number);
-      const data = this.parse(sid, json as string);
-      if (!data) return null;
-      return { ...data, cookie: this.rebuildCookie(pttl as number) } as SessionData;
-    });
+    const keys = this.keys(sid);
+    const read = this.scripts.sharedSessionRead(keys.data, keys.signature, keys.groups) as Promise<[string | null, number, number]>;
+    read.then(
+      ([json, pttl, leftovers]) => {
+        this.recovered();
+        const data = json === null ? null : this.parse(sid, json);
+        if (data) {
+          this.rememberExpiry(sid, pttl);
+          callback(undefined, { ...data, cookie: this.rebuildCookie(pttl) } as SessionData);
+        } else if (json === null && leftovers === 0) {
+          callback(undefined, null);
+        } else {
+          // Half-deleted (section 9): no session, and its leftovers go, so that
+          // nginx, which judges by the signature and groups keys alone, refuses it too.
+          this.destroy(sid, (err) => callback(err, null));
+        }
+      },
+      (err: Error) => {
+        this.fault(err);
+        callback(err);
+      },
+    );
   }
 
+  /** express-session makes every session it loads through this: remember the groups it was read with. */
+  override createSession(req: Parameters<Store['createSession']>[0], session: SessionData): ReturnType<Store['createSession']> {
+    const made = super.createSession(req, session);
+    this.readGroups.set(made, groupsOf(session));
+    return made;
+  }
+
+  /**
+   * Writes the session as PROTOCOL.md section 8 says: a new one is created, a
+   * loaded one is updated only while it exists (a logout or a revocation that
+   * happened after this request read it is never undone), and groups changed
+   * after the read are kept, not overwritten with the stale ones (the session
+   * object then shows the stored groups). Other fields: the last write wins.
+   */
   set(sid: string, session: SessionData, callback?: Callback): void {
     let data: Record<string, unknown>;
     let groups: string[];
@@ -124,16 +203,45 @@ export class FlaskRedisSessionStore extends Store {
       return;
     }
     this.expiries.delete(sid);
+    this.write(sid, session, data, groups, WRITE_ATTEMPTS).then(
+      () => {
+        this.recovered();
+        callback?.();
+      },
+      (err: Error) => {
+        this.fault(err);
+        callback?.(err);
+      },
+    );
+  }
+
+  private async write(sid: string, session: SessionData, data: Record<string, unknown>, groups: string[], attempts: number): Promise<void> {
+    const read = this.readGroups.get(session);
+    const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
     const keys = this.keys(sid);
-    const ttl = this.ttlSeconds;
-    const tx = this.client
-      .multi()
-      .set(keys.data, JSON.stringify(data), 'EX', ttl)
-      .set(keys.signature, this.signer.signature(sid), 'EX', ttl)
-      .del(keys.groups);
-    if (groups.length > 0) tx.sadd(keys.groups, ...groups).expire(keys.groups, ttl);
-    tx.publish(this.invalidationChannel, sid);
-    this.run(tx.exec(), callback);
+    const reply = (await this.scripts.sharedSessionWrite(
+      keys.data,
+      keys.signature,
+      keys.groups,
+      mode,
+      JSON.stringify(data),
+      this.signer.signature(sid),
+      this.ttlSeconds,
+      this.invalidationChannel,
+      sid,
+      ...(mode === 'update' ? read! : groups),
+    )) as string | string[];
+    if (reply === 'ok' || reply === 'gone') {
+      // 'gone': ended after this request read it; the write is dropped, the session stays ended.
+      if (reply === 'ok') this.readGroups.set(session, groups);
+      return;
+    }
+    // The groups changed after the read: they win. Adopt them and write the rest again.
+    if (attempts <= 1) throw new Error('session groups keep changing; write abandoned');
+    const stored = [...reply].sort();
+    (session as { groups?: string[] }).groups = stored;
+    this.readGroups.set(session, stored);
+    await this.write(sid, session, { ...data, groups: stored }, stored, attempts - 1);
   }
 
   /**
@@ -170,6 +278,11 @@ export class FlaskRedisSessionStore extends Store {
       throw new TypeError('session.groups must be an array of non-empty strings');
     }
     return { data, groups: [...new Set(groups as string[])] };
+  }
+
+  /** The two scripts, defined on the client in the constructor (ioredis sends EVALSHA, EVAL once on NOSCRIPT). */
+  private get scripts(): SessionScripts {
+    return this.client as unknown as SessionScripts;
   }
 
   /** Bounded: at most 10 000 sessions, the least recently seen dropped first (a dropped one is simply touched). */
@@ -237,6 +350,22 @@ export class FlaskRedisSessionStore extends Store {
     this.healthy = true;
     this.logger.log('Redis is reachable again: sessions work again');
   }
+}
+
+interface SessionScripts {
+  sharedSessionRead(data: string, signature: string, groups: string): Promise<unknown>;
+  sharedSessionWrite(data: string, signature: string, groups: string, ...args: (string | number)[]): Promise<unknown>;
+}
+
+function groupsOf(session: SessionData): string[] {
+  const groups = (session as { groups?: unknown }).groups;
+  return Array.isArray(groups) ? [...new Set(groups.filter((g): g is string => typeof g === 'string'))] : [];
+}
+
+function sameMembers(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((g) => set.has(g));
 }
 
 /** ioredis' MULTI result: one [error, reply] pair per command. */

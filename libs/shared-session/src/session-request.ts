@@ -7,11 +7,27 @@ const SEEN = Symbol('resty-shared-session:seen');
 /** Set when the session could not be read because Redis failed. */
 const UNAVAILABLE = Symbol('resty-shared-session:unavailable');
 
-type Marked = Request & { [SEEN]?: true; [UNAVAILABLE]?: true };
+/** The session id the request's cookie carried with a valid signature. */
+const CARRIED = Symbol('resty-shared-session:carried');
+
+type Marked = Request & { [SEEN]?: true; [UNAVAILABLE]?: true; [CARRIED]?: string };
 
 export function markSessionRequest(req: Request, available: boolean): void {
   (req as Marked)[SEEN] = true;
   if (!available) (req as Marked)[UNAVAILABLE] = true;
+}
+
+export function markCarriedSessionId(req: Request, sid: string): void {
+  (req as Marked)[CARRIED] = sid;
+}
+
+/**
+ * The id the request's cookie carried with a valid signature, whether or not
+ * a session was found under it (PROTOCOL.md section 9: logout and login end it
+ * whatever state its keys are in).
+ */
+export function carriedSessionId(req: Request): string | undefined {
+  return (req as Marked)[CARRIED];
 }
 
 export function serviceUnavailable(): ServiceUnavailableException {

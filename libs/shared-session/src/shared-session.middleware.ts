@@ -12,7 +12,7 @@ import {
   toSharedSessionSetCookie,
 } from './session-cookie-bridge';
 import { SessionCookieSigner } from './session-cookie-signer';
-import { markSessionRequest } from './session-request';
+import { markCarriedSessionId, markSessionRequest } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
@@ -57,6 +57,7 @@ export class SharedSessionMiddleware implements NestMiddleware {
     const original = req.headers.cookie;
     const { header, verified } = this.translateRequestCookie(original);
     const resignSid = verified?.signedWithFallback ? verified.sid : undefined;
+    if (verified) markCarriedSessionId(req, verified.sid);
 
     // Registered before express-session's own listener, so it runs after it.
     onHeaders(res, () => this.rewriteSetCookie(req, res, resignSid));

@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
+import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
-import { requireSession, serviceUnavailable, markSessionRequest } from './session-request';
+import { carriedSessionId, requireSession, serviceUnavailable, markSessionRequest } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
@@ -25,7 +26,10 @@ export interface SessionLogin {
 /** Login, logout and group changes, each written to Redis before it returns. */
 @Injectable()
 export class SharedSessionService {
-  constructor(@Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig) {}
+  constructor(
+    @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
+    private readonly store: FlaskRedisSessionStore,
+  ) {}
 
   /**
    * Starts a logged-in session under a new session id (the old one is
@@ -36,6 +40,7 @@ export class SharedSessionService {
     if (typeof username !== 'string' || username.length === 0) throw new TypeError('login: username must be a non-empty string');
     checkGroups(groups);
     const session = requireSession(req);
+    await this.endCarriedSession(req);
     await settle(req, (done) => session.regenerate(done));
     Object.assign(req.session, data, { username, groups: [...groups] });
     await settle(req, (done) => req.session.save(done));
@@ -44,6 +49,7 @@ export class SharedSessionService {
   /** Deletes the session's three keys and clears the cookie. 503 when Redis is down. */
   async logout(req: Request, res: Response): Promise<void> {
     const session = requireSession(req);
+    await this.endCarriedSession(req);
     await settle(req, (done) => session.destroy(done));
     const cleared = serializeSessionCookie(this.config.cookieName, '', this.config.cookie, { maxAge: 0, expires: new Date(0) });
     res.setHeader('Set-Cookie', [...setCookieLines(res.getHeader('Set-Cookie')), cleared]);
@@ -55,6 +61,17 @@ export class SharedSessionService {
     const session = requireSession(req);
     session.groups = [...groups];
     await settle(req, (done) => session.save(done));
+  }
+
+  /**
+   * The session id the cookie carried, when the request's session is another
+   * one (its keys were missing or unreadable, so express-session made a new
+   * id): every key of it deleted and the id published, so that nginx, which
+   * judges by the signature and groups keys alone, refuses it too.
+   */
+  private async endCarriedSession(req: Request): Promise<void> {
+    const carried = carriedSessionId(req);
+    if (carried && carried !== req.sessionID) await settle(req, (done) => this.store.destroy(carried, done));
   }
 
   /** The current session (503 when Redis is down). */

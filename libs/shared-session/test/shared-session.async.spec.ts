@@ -1,4 +1,4 @@
-import { Controller, Get, Injectable, Module, UseGuards } from '@nestjs/common';
+import { Controller, Get, Injectable, Logger, Module, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import request from 'supertest';
@@ -112,5 +112,26 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     await expect(compile({ redis: server.url })).rejects.toThrow(/option "secret"/);
     await expect(compile({ secret: 's', ttlSeconds: 0, redis: server.url })).rejects.toThrow(/option "ttlSeconds"/);
     await expect(compile({ secret: 's', keyPrefix: 'has space', redis: server.url })).rejects.toThrow(/option "keyPrefix"/);
+  });
+
+  it('warns at start-up when Redis may evict session keys one by one (PROTOCOL.md section 9), and not when it cannot', async () => {
+    const start = async (redisUrl: string) => {
+      const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+      const moduleRef = await Test.createTestingModule({ imports: [SharedSessionModule.forRoot({ secret: 's', redis: redisUrl })] }).compile();
+      const app = moduleRef.createNestApplication({ logger: false });
+      await app.init();
+      const said = warn.mock.calls.map(([message]) => String(message));
+      warn.mockRestore();
+      await app.close();
+      return said;
+    };
+    const evicting = await RedisServer.start({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'volatile-lru'] });
+    try {
+      expect(await start(evicting.url)).toContainEqual(expect.stringMatching(/maxmemory-policy volatile-lru.*noeviction/));
+    } finally {
+      await evicting.dispose();
+    }
+    // The test's own server: no memory limit, nothing to say.
+    expect((await start(server.url)).filter((m) => /evict/.test(m))).toEqual([]);
   });
 });

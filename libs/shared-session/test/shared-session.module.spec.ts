@@ -4,7 +4,7 @@ import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/ports';
 import { cookieValue, PROTOCOL_DEFAULTS, readSession, sessionKeyCount, sessionKeyList, signature, writeSession } from '../../../protocol/testkit';
-import { createTestApp } from './test-app';
+import { createTestApp, slowRequestGate } from './test-app';
 
 const SECRET = 'test-secret';
 const OLD_SECRET = 'test-secret-2025';
@@ -156,6 +156,69 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     expect((await readSession(admin, PREFIX, sid)).groups).toEqual(['two']);
     await request(app.getHttpServer()).get('/groups/one/report').set('Cookie', asCookie(cookie)).expect(403);
     await request(app.getHttpServer()).get('/groups/two/report').set('Cookie', asCookie(cookie)).expect(200);
+  });
+
+  describe('a request in flight cannot undo what another did meanwhile (PROTOCOL.md section 8)', () => {
+    /** Starts POST /slow-count with `cookie`, runs `meanwhile` once it has read its session, then lets it finish. */
+    async function whileSlowRequest(cookie: string, meanwhile: () => Promise<unknown>): Promise<request.Response> {
+      slowRequestGate.reset();
+      const slow = request(app.getHttpServer()).post('/slow-count').set('Cookie', asCookie(cookie)).then((res) => res);
+      await slowRequestGate.arrived;
+      await meanwhile();
+      slowRequestGate.release();
+      return slow;
+    }
+    const http = () => request(app.getHttpServer());
+
+    it('logout: the old cookie stays logged out and no key comes back', async () => {
+      const cookie = await login('joe', ['one']);
+      const slow = await whileSlowRequest(cookie, () => http().post('/logout').set('Cookie', asCookie(cookie)).expect(204));
+      expect(slow.status).toBe(201);
+      expect(await sessionKeyCount(admin, PREFIX, sidOf(cookie)!)).toBe(0);
+      await http().get('/me').set('Cookie', asCookie(cookie)).expect(401);
+    });
+
+    it('regenerate (a new login from the same browser): the old id stays ended', async () => {
+      const cookie = await login('joe', ['one']);
+      let fresh = '';
+      await whileSlowRequest(cookie, async () => {
+        const res = await http().post('/login').set('Cookie', asCookie(cookie)).send({ username: 'joe', groups: ['one'] }).expect(204);
+        fresh = sessionCookie(res)!.value;
+      });
+      expect(await sessionKeyCount(admin, PREFIX, sidOf(cookie)!)).toBe(0);
+      await http().get('/me').set('Cookie', asCookie(cookie)).expect(401);
+      await http().get('/me').set('Cookie', asCookie(fresh)).expect(200);
+    });
+
+    it('setGroups: the removed group stays removed, and the slow request\'s own change is kept', async () => {
+      const cookie = await login('joe', ['one', 'two']);
+      await whileSlowRequest(cookie, () => http().post('/groups').set('Cookie', asCookie(cookie)).send({ groups: ['one'] }).expect(204));
+      const stored = await readSession(admin, PREFIX, sidOf(cookie)!);
+      expect(stored.groups).toEqual(['one']);
+      expect(stored.data).toMatchObject({ groups: ['one'], count: 1 });
+      await http().get('/groups/two/report').set('Cookie', asCookie(cookie)).expect(403);
+    });
+
+    it('a change from outside the app (another writer, an operator deleting the keys) holds too', async () => {
+      const cookie = await login('joe', ['one', 'two']);
+      const sid = sidOf(cookie)!;
+      await whileSlowRequest(cookie, () => writeSession(admin, PREFIX, sid, { username: 'joe', groups: ['two'] }, { signature: signature(sid, SECRET, SALT) }));
+      expect((await readSession(admin, PREFIX, sid)).groups).toEqual(['two']);
+      await whileSlowRequest(cookie, () => admin.del(...sessionKeyList(PREFIX, sid)));
+      expect(await sessionKeyCount(admin, PREFIX, sid)).toBe(0);
+      await http().get('/me').set('Cookie', asCookie(cookie)).expect(401);
+    });
+  });
+
+  it('logout ends the id the cookie carried even when its data key is gone (PROTOCOL.md section 9)', async () => {
+    const cookie = await login('joe', ['one']);
+    const sid = sidOf(cookie)!;
+    for (const damage of [() => admin.del(sessionKeyList(PREFIX, sid)[0]), () => admin.set(sessionKeyList(PREFIX, sid)[0], 'not json{')]) {
+      await writeSession(admin, PREFIX, sid, { username: 'joe', groups: ['one'] }, { signature: signature(sid, SECRET, SALT) });
+      await damage();
+      await request(app.getHttpServer()).post('/logout').set('Cookie', asCookie(cookie)).expect(204);
+      expect(await sessionKeyCount(admin, PREFIX, sid)).toBe(0);
+    }
   });
 
   it('session data changed in a handler is saved at the end of the request (express-session behaviour)', async () => {

@@ -3,6 +3,39 @@ import { Test } from '@nestjs/testing';
 import type { Request, Response } from 'express';
 import { GroupGuard, Groups, SharedSessionModule, SharedSessionModuleOptions, SharedSessionService } from '../src';
 
+/**
+ * Holds `POST /slow-count` after it has read its session, until the test lets
+ * it go: what another request (a logout, a group change) does in between is
+ * what a request in flight must not undo.
+ */
+export class RequestGate {
+  private arrive!: () => void;
+  private leave!: () => void;
+  /** Resolves when a request has reached the gate. */
+  arrived!: Promise<void>;
+  private open!: Promise<void>;
+
+  constructor() {
+    this.reset();
+  }
+
+  reset(): void {
+    this.arrived = new Promise((resolve) => (this.arrive = resolve));
+    this.open = new Promise((resolve) => (this.leave = resolve));
+  }
+
+  pass(): Promise<void> {
+    this.arrive();
+    return this.open;
+  }
+
+  release(): void {
+    this.leave();
+  }
+}
+
+export const slowRequestGate = new RequestGate();
+
 /** A small app that uses the module as a user would: login, logout, guarded routes. */
 @Controller()
 class TestController {
@@ -50,6 +83,15 @@ class TestController {
   @Groups({ param: 'groupId' })
   report(@Param('groupId') groupId: string) {
     return { report: groupId };
+  }
+
+  /** A slow request that changes its session: it waits at `slowRequestGate` after reading the session. */
+  @Post('slow-count')
+  async slowCount(@Req() req: Request) {
+    await slowRequestGate.pass();
+    const s = req.session as unknown as { count?: number };
+    s.count = (s.count ?? 0) + 1;
+    return { count: s.count };
   }
 
   @Post('count')
