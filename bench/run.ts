@@ -7,7 +7,7 @@ import { cpus, totalmem } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { NodeProcess } from '../stack/demo-stack';
+import { NodeProcess } from '../stack/node-process';
 import { NginxServer } from '../stack/nginx-server';
 import { REPO_ROOT } from '../stack/nginx-conf';
 import { freePort } from '../stack/ports';

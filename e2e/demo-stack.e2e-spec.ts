@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-session/src';
-import { waitFor } from '../stack/ports';
+import { waitFor } from '../stack/wait';
 import { vectors } from '../protocol/testkit';
 import { DemoStack } from '../stack/demo-stack';
 import { rawRequest, RawResponse } from './raw-http';

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
 import { SessionCookieSigner } from '../libs/shared-session/src';
 import type { DemoStack } from '../stack/demo-stack';
-import { sleep, waitFor } from '../stack/ports';
+import { sleep, waitFor } from '../stack/wait';
 import { buildRequest, nginxWorkers, RawConnection, statusCounts, WireResponse } from './support/raw-pool';
 import { crashLines, login, mustLogin, percentile, SALT, SECRET, startStack } from './support/stack';
 

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { createTestApp } from '../libs/shared-session/test/test-app';
 import { SessionCookieSigner } from '../libs/shared-session/src';
 import { RedisSentinelCluster } from '../stack/redis-sentinel';
-import { sleep } from '../stack/ports';
+import { sleep } from '../stack/wait';
 import { NginxServer } from '../stack/nginx-server';
 
 /**

@@ -5,7 +5,7 @@
  */
 import Redis from 'ioredis';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
-import { sleep, waitFor } from '../../stack/ports';
+import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
 import { luaConnectRedis, postJson } from './http';
 import {
