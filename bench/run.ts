@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { NodeProcess } from '../stack/node-process';
 import { NginxServer } from '../stack/nginx-server';
+import { percentile } from '../stack/percentile';
 import { REPO_ROOT } from '../stack/nginx-conf';
 import { freePort } from '../stack/ports';
 import { RedisServer } from '../stack/redis-server';
@@ -44,10 +45,6 @@ async function wrk(port: number, path: string, cookie: string, seconds: number):
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 };
 
 /** One nginx, one worker, one upstream, one cached resource; the locations differ only in how they authorize. */

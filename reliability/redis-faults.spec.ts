@@ -15,7 +15,8 @@ import { SessionCookieSigner } from '../libs/shared-session/src';
 import type { DemoStack } from '../stack/demo-stack';
 import { sleep, waitFor } from '../stack/wait';
 import { buildRequest, nginxWorkers, RawConnection, statusCounts, WireResponse } from './support/raw-pool';
-import { crashLines, login, mustLogin, percentile, SALT, SECRET, startStack } from './support/stack';
+import { percentile } from '../stack/percentile';
+import { crashLines, login, mustLogin, SALT, SECRET, startStack } from './support/stack';
 
 const PREFIX = 'resty_shared_session';
 const GROUP_PATH = '/app/api/v1/group/one/cacheable/under-load';

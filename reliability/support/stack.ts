@@ -33,10 +33,3 @@ export async function mustLogin(port: number, email: string, password: string): 
 export function crashLines(errorLog: string): string[] {
   return errorLog.split('\n').filter((line) => /\bsignal\b/.test(line));
 }
-
-/** `<n>th percentile` of a list of numbers. */
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
