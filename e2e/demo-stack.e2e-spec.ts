@@ -3,7 +3,8 @@ import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-sess
 import { waitFor } from '../stack/wait';
 import { vectors } from '../protocol/testkit';
 import { DemoStack } from '../stack/demo-stack';
-import { rawRequest, RawResponse } from './raw-http';
+import { login as demoLogin } from '../stack/demo-login';
+import { HttpResponse, request } from '../stack/http-client';
 
 // The invalid vectors are made with this secret and salt: with them, the
 // near-misses (one character changed, another salt...) are real near-misses.
@@ -16,17 +17,18 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   let admin: Redis;
   const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
 
-  const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<RawResponse> =>
-    rawRequest(port, path, cookie === undefined ? {} : { Cookie: `session=${cookie}` });
-  const json = (res: RawResponse) => JSON.parse(res.body);
+  const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<HttpResponse> =>
+    request(port, path, { headers: cookie === undefined ? {} : { Cookie: `session=${cookie}` } });
+  const post = (path: string, cookie: string, body: string, type?: string): Promise<HttpResponse> =>
+    request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}`, ...(type ? { 'Content-Type': type } : {}) }, body });
+  const json = (res: HttpResponse) => JSON.parse(res.body);
 
+  /** Logs in through nginx; the session cookie's value. */
   async function login(email: string, password: string): Promise<string> {
-    const body = `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`;
-    const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+    const res = await demoLogin(stack.nginx.port, email, password);
     expect(res.status).toBe(303);
     expect(res.headers.location).toEqual(['/app']);
-    const cookie = res.headers['set-cookie']!.find((c) => c.startsWith('session='))!;
-    return cookie.slice('session='.length, cookie.indexOf(';'));
+    return res.cookie!;
   }
 
   beforeAll(async () => {
@@ -50,8 +52,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     });
 
     it('a bad login is 403 with the form again, and no session', async () => {
-      const body = 'email=joe%40example.com&password=wrong';
-      const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+      const res = await demoLogin(stack.nginx.port, 'joe@example.com', 'wrong');
       expect(res.status).toBe(403);
       expect(res.body).toContain('<form method="post"');
       expect(res.headers['set-cookie']).toBeUndefined();
@@ -112,7 +113,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     const joe = await login('joe@example.com', 'itsjoe');
     await get('/app/api/v1/group/three/cacheable/after-logout', joe);
     expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).headers['x-cache-status']).toEqual(['HIT']);
-    const out = await rawRequest(stack.nginx.port, '/app/logout', { Cookie: `session=${joe}` }, 'POST', '');
+    const out = await post('/app/logout', joe, '');
     expect(out.status).toBe(303);
     expect(out.headers['set-cookie']!.join()).toMatch(/session=;.*Max-Age=0/);
     expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).status).toBe(403);
@@ -122,14 +123,13 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     const joe = await login('joe@example.com', 'itsjoe');
     await get('/app/api/v1/group/one/cacheable/narrowed', joe);
     expect((await get('/app/api/v1/group/one/cacheable/narrowed', joe)).headers['x-cache-status']).toEqual(['HIT']);
-    const body = JSON.stringify({ groups: ['three'] });
-    const changed = await rawRequest(stack.nginx.port, '/app/api/v1/myself/groups', { Cookie: `session=${joe}`, 'Content-Type': 'application/json' }, 'POST', body);
+    const changed = await post('/app/api/v1/myself/groups', joe, JSON.stringify({ groups: ['three'] }), 'application/json');
     expect(changed.status).toBe(200);
     expect(json(changed)).toEqual({ email: 'joe@example.com', groups: ['three'] });
     expect((await get('/app/api/v1/group/one/cacheable/narrowed', joe)).status).toBe(403);
     expect((await get('/app/api/v1/group/three/cacheable/narrowed', joe)).status).toBe(200);
     // A user cannot grant themselves a group.
-    const grab = await rawRequest(stack.nginx.port, '/app/api/v1/myself/groups', { Cookie: `session=${joe}`, 'Content-Type': 'application/json' }, 'POST', JSON.stringify({ groups: ['two'] }));
+    const grab = await post('/app/api/v1/myself/groups', joe, JSON.stringify({ groups: ['two'] }), 'application/json');
     expect(grab.status).toBe(400);
     expect((await get('/app/api/v1/group/two/cacheable/narrowed', joe)).status).toBe(403);
   });
@@ -153,8 +153,8 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   describe('every invalid cookie of vectors.json', () => {
     it.each(vectors.invalid.cases.map((c) => [c.why, c.cookie] as const))('is refused at nginx and at the app, never 5xx: %s', async (_why, cookie) => {
       const header = Buffer.from(`session=${cookie}`, 'utf8');
-      const atNginx = await rawRequest(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { Cookie: header });
-      const atApp = await rawRequest(stack.appPort, '/app/api/v1/group/one/cacheable/report', { Cookie: header });
+      const atNginx = await request(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
+      const atApp = await request(stack.appPort, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
       if (cookie.includes('\0')) {
         // A NUL byte is not HTTP: both HTTP parsers refuse the request before any session code runs.
         expect(atNginx.status).toBe(400);
@@ -246,8 +246,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     try {
       expect((await get('/app/api/v1/group/one/cacheable/during-outage', joe)).status).toBe(503);
       await waitFor('503 at the app', async () => (await get('/app/api/v1/group/one/cacheable/during-outage', joe, stack.appPort)).status === 503);
-      const loginBody = 'email=joe%40example.com&password=itsjoe';
-      const failedLogin = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', loginBody);
+      const failedLogin = await demoLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
       expect(failedLogin.status).toBe(503);
     } finally {
       await stack.redis.resume();

@@ -15,7 +15,7 @@ import { FlaskRedisSessionStore, resolveSharedSessionOptions, SessionCookieSigne
 import { createTestApp } from '../libs/shared-session/test/test-app';
 import { RedisServer } from '../stack/redis-server';
 import { headerByte, hostileString, mutatedCookie, validSid } from './support/cookie-arbitraries';
-import { buildRequest, runPool, statusCounts } from './support/raw-pool';
+import { requestBytes, runPool, statusCounts } from '../stack/http-client';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const SECRET = 'middleware-secret';
@@ -130,9 +130,9 @@ describe('a Nest app with the module, over raw HTTP: arbitrary Cookie headers ne
       { weight: 1, arbitrary: fc.constantFrom('', ';', ';;;;', ' ; ; ', '=', '=;=;', 'session', 'session=', 'SESSION=', ',,,', '\t') },
     );
     const cases = fc.sample(fc.tuple(cookieHeader, fc.constantFrom('/me', '/groups/one/report', '/public')), { numRuns: 3000, seed: SEED });
-    const requests = cases.map(([c, path]) => buildRequest(path, [['Cookie', bytes(c)]]));
+    const requests = cases.map(([c, path]) => requestBytes(path, { headers: { Cookie: bytes(c) } }));
     // Controls: the untouched cookie is a logged-in member.
-    requests.push(buildRequest('/groups/one/report', [['Cookie', `session=${valid}`]]));
+    requests.push(requestBytes('/groups/one/report', { headers: { Cookie: `session=${valid}` } }));
     const { responses, ms, connections } = await runPool(port, requests, { concurrency: 16, deadlineMs: 60_000 });
     const control = responses.pop()!;
     expect(control.status).toBe(200);

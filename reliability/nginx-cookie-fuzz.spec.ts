@@ -9,8 +9,10 @@ import Redis from 'ioredis';
 import { SessionCookieSigner } from '../libs/shared-session/src';
 import type { DemoStack } from '../stack/demo-stack';
 import { headerByte, mutatedCookie, validSid } from './support/cookie-arbitraries';
-import { buildRequest, nginxWorkers, runPool, statusCounts, WireResponse } from './support/raw-pool';
-import { crashLines, mustLogin, SALT, SECRET, startStack } from './support/stack';
+import { mustLogin } from '../stack/demo-login';
+import { HttpResponse, requestBytes, runPool, statusCounts } from '../stack/http-client';
+import { nginxWorkers } from './support/process-stats';
+import { crashLines, SALT, SECRET, startStack } from './support/stack';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const CASES = 12_000;
@@ -93,8 +95,8 @@ describe('cookie fuzzing against nginx and the app', () => {
     return fc.sample(arb, { numRuns: CASES, seed: SEED });
   }
 
-  const requestFor = (c: FuzzCase) => buildRequest(PATH, c.headers.map((h) => ['Cookie', Buffer.from(h, 'latin1')] as [string, Buffer]));
-  const show = (c: FuzzCase, r: WireResponse) => `${r.status} ${c.kind} ${JSON.stringify(c.headers.map((h) => h.slice(0, 100)))} ${r.error ?? ''}`;
+  const requestFor = (c: FuzzCase) => requestBytes(PATH, { headers: c.headers.map((h) => ['Cookie', Buffer.from(h, 'latin1')] as [string, Buffer]) });
+  const show = (c: FuzzCase, r: HttpResponse) => `${r.status} ${c.kind} ${JSON.stringify(c.headers.map((h) => h.slice(0, 100)))} ${r.error ?? ''}`;
 
   it(`${CASES} random and mutated cookies: nginx answers only 400, 401 or 403, and no worker crashes; the app only 4xx for a sample`, async () => {
     const cases = fuzzCases();

@@ -12,11 +12,13 @@
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
 import { SessionCookieSigner } from '../libs/shared-session/src';
+import { login, loginRequest, mustLogin } from '../stack/demo-login';
 import type { DemoStack } from '../stack/demo-stack';
-import { sleep, waitFor } from '../stack/wait';
-import { buildRequest, nginxWorkers, RawConnection, statusCounts, WireResponse } from './support/raw-pool';
+import { HttpConnection, HttpResponse, requestBytes, statusCounts } from '../stack/http-client';
 import { percentile } from '../stack/percentile';
-import { crashLines, login, mustLogin, SALT, SECRET, startStack } from './support/stack';
+import { sleep, waitFor } from '../stack/wait';
+import { nginxWorkers } from './support/process-stats';
+import { crashLines, SALT, SECRET, startStack } from './support/stack';
 
 const PREFIX = 'resty_shared_session';
 const GROUP_PATH = '/app/api/v1/group/one/cacheable/under-load';
@@ -28,7 +30,7 @@ const RECOVERY_BOUND_MS = 2_000;
 const MAX_REQUESTS_PER_CLIENT = 20_000;
 
 type Who = 'joe' | 'sam' | 'login';
-interface Sample extends WireResponse {
+interface Sample extends HttpResponse {
   who: Who;
 }
 
@@ -71,19 +73,15 @@ describe('Redis faults under load', () => {
     }
   }
 
-  const get = (path: string, cookie?: string) => buildRequest(path, cookie ? [['Cookie', `session=${cookie}`]] : []);
-  const loginRequest = () =>
-    buildRequest('/app/login', [['Content-Type', 'application/x-www-form-urlencoded']], {
-      method: 'POST',
-      body: 'email=sam%40example.com&password=itssam',
-    });
+  const get = (path: string, cookie?: string) => requestBytes(path, { headers: cookie ? { Cookie: `session=${cookie}` } : {} });
+  const samLogin = () => loginRequest('sam@example.com', 'itssam');
 
   beforeAll(async () => {
     stack = await startStack();
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');
     // Fill nginx's cache, so that nginx's own answers (not the app's) are what the load sees.
-    const conn = new RawConnection(stack.nginx.port);
+    const conn = new HttpConnection(stack.nginx.port);
     expect((await conn.request(get(GROUP_PATH, joe))).status).toBe(200);
     expect((await conn.request(get(GROUP_PATH, joe))).headers['x-cache-status']).toEqual(['HIT']);
     conn.close();
@@ -112,7 +110,7 @@ describe('Redis faults under load', () => {
 
     /** One client: keep-alive, one request at a time, until the deadline (or the request bound). */
     async function client(port: number, into: Sample[], pick: (i: number) => { who: Who; req: Buffer }): Promise<void> {
-      const conn = new RawConnection(port, 5_000);
+      const conn = new HttpConnection(port, 5_000);
       for (let i = 0; i < MAX_REQUESTS_PER_CLIENT && Date.now() < deadline; i++) {
         const { who, req } = pick(i);
         into.push({ who, ...(await conn.request(req)) });
@@ -124,7 +122,7 @@ describe('Redis faults under load', () => {
     );
     const appClients = Array.from({ length: 8 }, (_x, c) =>
       client(stack.appPort, atApp, (i) =>
-        i % 10 === 9 ? { who: 'login', req: loginRequest() } : (i + c) % 2 === 0 ? { who: 'joe', req: get(APP_PATH, joe) } : { who: 'sam', req: get(APP_PATH, sam) },
+        i % 10 === 9 ? { who: 'login', req: samLogin() } : (i + c) % 2 === 0 ? { who: 'joe', req: get(APP_PATH, joe) } : { who: 'sam', req: get(APP_PATH, sam) },
       ),
     );
 
@@ -207,7 +205,7 @@ describe('Redis faults under load', () => {
     const redisPid = stack.redis.pid!;
     const logStart = stack.appLog.length;
     // Before: an unknown (validly signed) session is refused after a Redis look-up.
-    const probe = new RawConnection(stack.nginx.port);
+    const probe = new HttpConnection(stack.nginx.port);
     expect((await probe.request(get(GROUP_PATH, freshCookie()))).status).toBe(403);
     probe.close();
 
@@ -215,7 +213,7 @@ describe('Redis faults under load', () => {
     const burst = (port: number, n: number, make: () => Buffer) =>
       Promise.all(
         Array.from({ length: n }, async () => {
-          const conn = new RawConnection(port, 10_000);
+          const conn = new HttpConnection(port, 10_000);
           try {
             return await conn.request(make());
           } finally {
@@ -223,7 +221,7 @@ describe('Redis faults under load', () => {
           }
         }),
       );
-    const took = (rs: WireResponse[]) => rs.map((r) => r.endedAt - r.startedAt);
+    const took = (rs: HttpResponse[]) => rs.map((r) => r.endedAt - r.startedAt);
 
     const keysBefore = await (async () => {
       const admin = new Redis(stack.redis.url);
@@ -234,23 +232,23 @@ describe('Redis faults under load', () => {
       }
     })();
     process.kill(redisPid, 'SIGSTOP');
-    let atNginx: WireResponse[];
-    let atApp: WireResponse[];
-    let logins: WireResponse[];
+    let atNginx: HttpResponse[];
+    let atApp: HttpResponse[];
+    let logins: HttpResponse[];
     let resumedAt: number;
     try {
       await sleep(100);
       [atNginx, atApp, logins] = await Promise.all([
         burst(stack.nginx.port, 8, () => get(GROUP_PATH, freshCookie())),
         burst(stack.appPort, 8, () => get(APP_PATH, freshCookie())),
-        burst(stack.appPort, 2, loginRequest),
+        burst(stack.appPort, 2, samLogin),
       ]);
     } finally {
       process.kill(redisPid, 'SIGCONT');
       resumedAt = Date.now();
     }
 
-    const fmt = (rs: WireResponse[]) => `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
+    const fmt = (rs: HttpResponse[]) => `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
     console.log(`Redis frozen: nginx ${fmt(atNginx)} (read_timeout 500 ms); app guarded ${fmt(atApp)}, login ${fmt(logins)} (commandTimeout 1 s)`);
     for (const r of atNginx) expect(r.status).toBe(503);
     for (const r of [...atApp, ...logins]) expect(r.status).toBe(503);
@@ -263,8 +261,8 @@ describe('Redis faults under load', () => {
       await waitFor(what, async () => check(), 5_000);
       return Date.now() - resumedAt;
     };
-    const conn = new RawConnection(stack.nginx.port);
-    const appConn = new RawConnection(stack.appPort);
+    const conn = new HttpConnection(stack.nginx.port);
+    const appConn = new HttpConnection(stack.appPort);
     const nginxBack = await recovery('nginx to decide again', async () => (await conn.request(get(GROUP_PATH, freshCookie()))).status === 403);
     const nginxMember = (await conn.request(get(GROUP_PATH, joe))).status;
     const appBack = await recovery('the app to read sessions again', async () => (await appConn.request(get(APP_PATH, joe))).status === 200);

@@ -1,8 +1,9 @@
 import type { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
-import request from 'supertest';
+import supertest from 'supertest';
 import { createTestApp } from '../libs/shared-session/test/test-app';
 import { SessionCookieSigner } from '../libs/shared-session/src';
+import { request } from '../stack/http-client';
 import { RedisSentinelCluster } from '../stack/redis-sentinel';
 import { sleep } from '../stack/wait';
 import { NginxServer } from '../stack/nginx-server';
@@ -27,7 +28,7 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
   });
 
   it('keeps the sessions made before the failover, and logs in again after it', async () => {
-    const login = (username: string) => request(app.getHttpServer()).post('/login').send({ username, groups: ['g1'] });
+    const login = (username: string) => supertest(app.getHttpServer()).post('/login').send({ username, groups: ['g1'] });
     const res = await login('before@example.com').expect(204);
     const cookie = String(res.headers['set-cookie']).split(';')[0];
     expect(signer.unsign(cookie.slice('session='.length))).not.toBeNull();
@@ -43,7 +44,7 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
     let firstOk: number | undefined;
     const statuses = new Set<number>();
     while (Date.now() - killedAt < 30_000) {
-      const status = (await request(app.getHttpServer()).get('/groups/g1/report').set('Cookie', cookie)).status;
+      const status = (await supertest(app.getHttpServer()).get('/groups/g1/report').set('Cookie', cookie)).status;
       statuses.add(status);
       if (status === 200) {
         firstOk = Date.now();
@@ -106,7 +107,7 @@ http {
     await primary.multi().set(`resty_shared_session:signature:${sid}`, signer.signature(sid)).sadd(`resty_shared_session:groups:${sid}`, 'g1').exec();
     expect(await primary.call('WAIT', '1', '2000')).toBe(1);
     primary.disconnect();
-    const check = async () => (await fetch(nginx.url('/check'), { headers: { cookie: `session=${signer.sign(sid)}` } })).status;
+    const check = async () => (await request(nginx.port, '/check', { headers: { Cookie: `session=${signer.sign(sid)}` } })).status;
     expect(await check()).toBe(200);
 
     const killedAt = Date.now();

@@ -55,7 +55,7 @@ export class DemoStack {
     let app: NodeProcess | undefined;
     try {
       const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), REDIS_URL: redis.url };
-      app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, `http://127.0.0.1:${appPort}/app`, options.appOutput);
+      app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, { port: appPort, path: '/app' }, options.appOutput);
 
       const nginx = await NginxServer.start({
         port: options.nginxPort,

@@ -1,7 +1,14 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { request } from './http-client';
 import { waitFor } from './wait';
 
-/** A Node program run as a child process, ready once `readyUrl` answers 2xx; stopped by PID. */
+/** Where a program answers once it is ready: GET `path` on 127.0.0.1:`port`, any 2xx. */
+export interface ReadyCheck {
+  port: number;
+  path: string;
+}
+
+/** A Node program run as a child process, ready once its `ready` check answers 2xx; stopped by PID. */
 export class NodeProcess {
   output = '';
 
@@ -10,13 +17,17 @@ export class NodeProcess {
     child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
   }
 
-  static async start(script: string, env: NodeJS.ProcessEnv, readyUrl: string, output: 'inherit' | 'ignore' | 'pipe' = 'pipe'): Promise<NodeProcess> {
+  static async start(script: string, env: NodeJS.ProcessEnv, ready: ReadyCheck, output: 'inherit' | 'ignore' | 'pipe' = 'pipe'): Promise<NodeProcess> {
     const proc = new NodeProcess(spawn(process.execPath, [script], { env, stdio: ['ignore', output, output] }));
     let exit: number | null | undefined;
     proc.child.once('exit', (code) => (exit = code));
+    const answers = async () => {
+      const status = (await request(ready.port, ready.path, { timeoutMs: 2_000 }).catch(() => undefined))?.status ?? 0;
+      return status >= 200 && status < 300;
+    };
     try {
       // Stops polling as soon as the program exits, instead of waiting out the timeout.
-      await waitFor(script, async () => exit !== undefined || (await fetch(readyUrl).catch(() => undefined))?.ok, 20_000);
+      await waitFor(script, async () => exit !== undefined || (await answers()), 20_000);
       if (exit !== undefined) throw new Error(`${script} exited (${exit}):\n${proc.output}`);
     } catch (error) {
       await proc.stop();

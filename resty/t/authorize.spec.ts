@@ -7,13 +7,14 @@ import Redis from 'ioredis';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
-import { luaConnectRedis, postJson } from './http';
+import { postJson } from '../../stack/http-client';
 import {
   assertNoCrash,
   commandCalls,
   cookieFor,
   destroySession,
   get,
+  luaConnectRedis,
   OTHER_SID,
   redisClient,
   SALT,
@@ -336,13 +337,13 @@ describe('authorize() with a local secret', () => {
       ['redis.sentinel', { redis: { sentinel: 'x' } }],
     ];
     test.each(bad)('names the option "%s"', async (name, opts) => {
-      const out = await postJson(nginx.url('/configure'), opts);
+      const out = await postJson(nginx.port, '/configure', opts);
       expect(out.ok).toBe(false);
       expect(out.err).toContain(`option "${name}"`);
     });
 
     test('a failed call leaves the previous configuration in force', async () => {
-      await postJson(nginx.url('/configure'), { secret: '' });
+      await postJson(nginx.port, '/configure', { secret: '' });
       expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(200);
     });
   });

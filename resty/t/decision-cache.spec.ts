@@ -6,11 +6,11 @@
  * lua_shared_dict, Redis outages, several workers, and the stored mode.
  */
 import Redis from 'ioredis';
+import { request } from '../../stack/http-client';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { percentile } from '../../stack/percentile';
 import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
-import { request } from './http';
 import {
   assertNoCrash,
   commandCalls,
@@ -98,7 +98,7 @@ async function pubsubClientIds(client: Redis): Promise<string[]> {
 }
 
 async function epochState(nginx: NginxServer): Promise<string> {
-  return (await request(nginx.url('/epoch'))).body.trim();
+  return (await request(nginx.port, '/epoch')).body.trim();
 }
 
 async function waitUp(nginx: NginxServer, client: Redis, timeoutMs = 5000): Promise<void> {
@@ -477,7 +477,7 @@ describe('decision cache with two workers', () => {
     // Kill worker 0 (a process of this test's nginx, by PID): the master starts a new worker 0.
     let pid = 0;
     await waitFor('worker 0 to answer', async () => {
-      const [id, p] = (await request(nginx.url('/worker'))).body.trim().split(' ');
+      const [id, p] = (await request(nginx.port, '/worker')).body.trim().split(' ');
       if (id === '0') pid = Number(p);
       return id === '0';
     }, 5000);

@@ -9,7 +9,7 @@ import Redis, { RedisOptions } from 'ioredis';
 import { SessionCookieSigner } from '../../libs/shared-session/src';
 import { NginxServer, NginxStartOptions } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
-import { request, HttpResponse } from './http';
+import { HttpResponse, request } from '../../stack/http-client';
 
 export const SECRET = 'current-secret';
 export const SALT = 'flask-resty-session';
@@ -92,7 +92,7 @@ export async function commandCalls(client: Redis, command: string): Promise<numb
 
 /** GET `path` from nginx, with `cookie` as the Cookie header when given. */
 export function get(nginx: NginxServer, path: string, cookie?: string): Promise<HttpResponse> {
-  return request(nginx.url(path), { headers: cookie === undefined ? {} : { cookie } });
+  return request(nginx.port, path, { headers: cookie === undefined ? {} : { Cookie: cookie } });
 }
 
 /** Fails on a crashed worker, a Lua runtime error, and (with `alerts`) any [alert] line. */
@@ -135,4 +135,14 @@ export async function stopStack(
   stack.client?.disconnect();
   await stack.redis?.dispose();
   checkLog?.(log);
+}
+
+/** Lua that opens a Redis connection the 0.1.x way, on OpenResty or Debian. */
+export function luaConnectRedis(port: number, varName = 'red'): string {
+  return `
+      local ok_lib, redis = pcall(require, "resty.redis")
+      if not ok_lib then redis = require "nginx.redis" end
+      local ${varName} = redis:new()
+      ${varName}:set_timeout(1000)
+      assert(${varName}:connect("127.0.0.1", ${port}))`;
 }

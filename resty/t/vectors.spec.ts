@@ -8,8 +8,8 @@
 import Redis from 'ioredis';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
-import { luaConnectRedis, postJson } from './http';
-import { signer, stopStack } from './support';
+import { postJson } from '../../stack/http-client';
+import { luaConnectRedis, signer, stopStack } from './support';
 import { vectors } from '../../protocol/testkit';
 
 const PREFIX = 'vec';
@@ -122,7 +122,7 @@ function run(c: Case, mode: 'local' | 'stored'): Promise<Result> {
     mode === 'local'
       ? { cookie: c.cookie, salt: c.salt, secret: c.secrets[c.secrets.length - 1], secret_fallbacks: c.secrets.slice(0, -1) }
       : { cookie: c.cookie, salt: c.salt };
-  return postJson<Result>(nginx.url('/vector'), payload);
+  return postJson<Result>(nginx.port, '/vector', payload);
 }
 
 describe.each(['local', 'stored'] as const)('vectors.json, %s verification', (mode) => {
