@@ -23,5 +23,16 @@ export function cookieValue(sid: string, secret: string, salt: string): string {
   return `${sid}.${signature(sid, secret, salt)}`;
 }
 
+/**
+ * The session id of a cookie value that a reader must accept (sections 1 and
+ * 2) under `secret` and `salt`, else null: exactly `<sid>.<sig>`, the sid 16
+ * to 128 characters of `[A-Za-z0-9_-]`, the signature its canonical 27
+ * characters. The expected answer for tests of a reader, not a reader itself.
+ */
+export function sessionIdOf(value: unknown, secret: string, salt: string): string | null {
+  const match = typeof value === 'string' ? /^([A-Za-z0-9_-]{16,128})\.([A-Za-z0-9_-]{27})$/.exec(value) : null;
+  return match && match[2] === signature(match[1], secret, salt) ? match[1] : null;
+}
+
 /** A session id as a writer makes one (section 1): a random UUID v4. */
 export { randomUUID as newSessionId } from 'node:crypto';
