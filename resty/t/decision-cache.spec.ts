@@ -6,6 +6,7 @@
  * lua_shared_dict, Redis outages, several workers, and the stored mode.
  */
 import Redis from 'ioredis';
+import { destroySession, invalidationChannel, sessionKeys, writeSession } from '../../protocol/testkit';
 import { request } from '../../stack/http-client';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { percentile } from '../../stack/percentile';
@@ -14,7 +15,6 @@ import { RedisServer } from '../../stack/redis-server';
 import {
   assertNoCrash,
   commandCalls,
-  destroySession,
   get,
   OTHER_SID,
   redisClient,
@@ -22,14 +22,14 @@ import {
   SECRET,
   SID,
   sessionCookie,
+  signature,
   startRedis,
   startStack,
   stopStack,
-  writeSession,
 } from './support';
 
 const PREFIX = 'rss_dc';
-const CHANNEL = `${PREFIX}:invalidate`;
+const CHANNEL = invalidationChannel(PREFIX);
 const TTL = 1; // decision_cache.ttl, seconds
 const HEARTBEAT_MS = 1000; // the module's HEARTBEAT_TTL
 
@@ -126,8 +126,8 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   });
 
   beforeEach(async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1', 'g2'] }, { publish: true });
-    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1', 'g2'] }, { signature: signature(SID), publish: true });
+    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { signature: signature(OTHER_SID), publish: true });
   });
 
   afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
@@ -172,7 +172,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   });
 
   test('a group id holding ":" gets its own decision', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['a:b'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['a:b'] }, { signature: signature(SID), publish: true });
     expect(await status(nginx, 'a:b', cookie)).toBe(200);
     expect(await status(nginx, 'a:b', cookie)).toBe(200);
     expect(await status(nginx, 'a', cookie)).toBe(403);
@@ -185,7 +185,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     for (let trial = 0; trial < 200; trial++) {
       const sid = `trial-${String(trial).padStart(4, '0')}-${'x'.repeat(20)}`;
       const c = sessionCookie(sid);
-      await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { publish: true });
+      await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { signature: signature(sid), publish: true });
       expect(await status(nginx, 'g1', c)).toBe(200); // miss: stored
       expect(await status(nginx, 'g1', c)).toBe(200); // hit
 
@@ -223,7 +223,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     const t0 = performance.now();
     expect(await status(nginx, 'g1', cookie)).toBe(200); // the decision, made now
     // A writer that does not publish (the seed's Flask package).
-    await client.srem(`${PREFIX}:groups:${SID}`, 'g1');
+    await client.srem(sessionKeys(PREFIX, SID).groups, 'g1');
     expect(await status(nginx, 'g1', cookie)).toBe(200); // still cached: Redis was not asked
     let lastAllowed = 0;
     for (;;) {
@@ -325,7 +325,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
 
     await redis.resume();
     client = redisClient(redis);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     await waitUp(nginx, client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
   });
@@ -337,7 +337,7 @@ describe('decision cache without a running subscriber', () => {
 
   beforeAll(async () => {
     ({ redis, client } = await startRedis());
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
   });
 
   afterAll(() => stopStack({ client, redis }));
@@ -403,7 +403,7 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
     const groupOf = (i: number) => (i % 2 ? 'odd' : 'even');
     let pipe = client.pipeline();
     for (let i = 0; i < N; i++) {
-      pipe.sadd(`${PREFIX}:groups:${sid(i)}`, groupOf(i));
+      pipe.sadd(sessionKeys(PREFIX, sid(i)).groups, groupOf(i));
       if (i % 500 === 499) {
         await pipe.exec();
         pipe = client.pipeline();
@@ -462,7 +462,7 @@ describe('decision cache with two workers', () => {
 
   test('one subscription (worker 0) serves every worker; a restarted worker 0 subscribes again', async () => {
     expect(await subscribers(client)).toBe(1);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await sismembers(client);
@@ -487,7 +487,7 @@ describe('decision cache with two workers', () => {
       const ids = await pubsubClientIds(client);
       return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
     }, 5000);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const b2 = await sismembers(client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
@@ -502,7 +502,7 @@ describe('decision cache with two workers', () => {
       const ids = await pubsubClientIds(client);
       return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
     }, 5000);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     await destroySession(client, PREFIX, SID, { publish: true });
@@ -522,7 +522,7 @@ describe('the subscriber with a Redis password', () => {
     ({ redis, client } = await startRedis());
     await client.call('CONFIG', 'SET', 'requirepass', 'redis-pw');
     await client.call('AUTH', 'redis-pw');
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
   });
 
   afterAll(() => stopStack({ client, redis }));
@@ -568,7 +568,7 @@ describe('decision cache in stored-signature mode (no secret)', () => {
   afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
 
   test('a decision is bound to the signature Redis confirmed', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await commandCalls(client, 'get');

@@ -9,8 +9,8 @@ import Redis from 'ioredis';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { postJson } from '../../stack/http-client';
-import { luaConnectRedis, signer, stopStack } from './support';
-import { vectors } from '../../protocol/testkit';
+import { signature, vectors, writeSession } from '../../protocol/testkit';
+import { luaConnectRedis, stopStack } from './support';
 
 const PREFIX = 'vec';
 const GROUP = 'group-vec';
@@ -112,9 +112,8 @@ async function seed(c: Case): Promise<void> {
   const sid = c.cookie.slice(0, dot);
   // The writer issued the cookie if it is valid; otherwise it signed the sid
   // with its current secret, and the cookie is not that.
-  const stored = c.valid ? c.cookie.slice(dot + 1) : signer(c.secrets[c.secrets.length - 1], c.salt).signature(sid);
-  await client.set(`${PREFIX}:signature:${sid}`, stored);
-  await client.sadd(`${PREFIX}:groups:${sid}`, GROUP);
+  const stored = c.valid ? c.cookie.slice(dot + 1) : signature(sid, c.secrets[c.secrets.length - 1], c.salt);
+  await writeSession(client, PREFIX, sid, { groups: [GROUP] }, { signature: stored });
 }
 
 function run(c: Case, mode: 'local' | 'stored'): Promise<Result> {
