@@ -1,21 +1,21 @@
 import Redis from 'ioredis';
-import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-session/src';
-import { waitFor } from '../stack/wait';
-import { vectors } from '../protocol/testkit';
-import { DemoStack } from '../stack/demo-stack';
+import { cookieValue, PROTOCOL_DEFAULTS, readSession, sessionIdOf, signature, vectors, writeSession } from '../protocol/testkit';
 import { login as demoLogin } from '../stack/demo-login';
+import { DemoStack } from '../stack/demo-stack';
 import { HttpResponse, request } from '../stack/http-client';
+import { waitFor } from '../stack/wait';
 
 // The invalid vectors are made with this secret and salt: with them, the
 // near-misses (one character changed, another salt...) are real near-misses.
 const SECRET = vectors.invalid.secret;
 const SALT = vectors.invalid.salt;
 const OLD_SECRET = 'old-secret-2025';
+// The demo stack runs with the protocol's default key prefix.
+const PREFIX = PROTOCOL_DEFAULTS.keyPrefix;
 
 describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', () => {
   let stack: DemoStack;
   let admin: Redis;
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
 
   const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<HttpResponse> =>
     request(port, path, { headers: cookie === undefined ? {} : { Cookie: `session=${cookie}` } });
@@ -45,7 +45,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   describe('the seed integration tests, ported', () => {
     it('a good login sets the Flask-format cookie and shows the user', async () => {
       const cookie = await login('joe@example.com', 'itsjoe');
-      expect(signer.unsign(cookie)).not.toBeNull();
+      expect(sessionIdOf(cookie, SECRET, SALT)).not.toBeNull();
       const home = await get('/app', cookie);
       expect(home.body).toContain("Logged in as 'joe@example.com'");
       expect(json(await get('/app/api/v1/myself', cookie))).toEqual({ email: 'joe@example.com' });
@@ -136,16 +136,14 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
 
   it('a group change written by another process (an admin tool) reaches nginx on the next request', async () => {
     const sam = await login('sam@example.com', 'itssam');
-    const sid = signer.unsign(sam)!;
+    const sid = sessionIdOf(sam, SECRET, SALT)!;
     expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(200);
     expect((await get('/app/api/v1/group/three/cacheable/moves', sam)).status).toBe(403);
-    // What SharedSessionService.setGroups does, from another process (an admin tool).
-    const client = new Redis(stack.redis.url);
-    const store = new FlaskRedisSessionStore({ client, signer, ttlSeconds: 3600 });
-    const session = await new Promise<any>((resolve, reject) => store.get(sid, (err, s) => (err ? reject(err) : resolve(s))));
-    session.groups = ['three'];
-    await new Promise<void>((resolve, reject) => store.set(sid, session, (err) => (err ? reject(err) : resolve())));
-    client.disconnect();
+    // What SharedSessionService.setGroups does, from another process (an admin tool): the
+    // session rewritten as PROTOCOL.md section 3 says, with the section 7 notice.
+    const stored = await readSession(admin, PREFIX, sid);
+    const data = { ...(stored.data as Record<string, unknown>), groups: ['three'] };
+    await writeSession(admin, PREFIX, sid, data, { signature: stored.signature!, ttl: 3600, publish: true });
     expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(403);
     expect((await get('/app/api/v1/group/three/cacheable/moves', sam)).status).toBe(200);
   });
@@ -220,14 +218,11 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   it('no cached response carries Set-Cookie, and group resources reach clients as private, no-store', async () => {
     // A cookie signed with the fallback secret: the app re-signs it (Set-Cookie), so that response must not be stored.
     const sid = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
-    const oldSigner = new SessionCookieSigner({ secret: OLD_SECRET, salt: SALT });
-    await admin.set(`resty_shared_session:data:${sid}`, JSON.stringify({ username: 'rotated@example.com', groups: ['one'] }), 'EX', 600);
-    await admin.set(`resty_shared_session:signature:${sid}`, oldSigner.signature(sid), 'EX', 600);
-    await admin.sadd(`resty_shared_session:groups:${sid}`, 'one');
+    await writeSession(admin, PREFIX, sid, { username: 'rotated@example.com', groups: ['one'] }, { signature: signature(sid, OLD_SECRET, SALT), ttl: 600 });
     const path = '/app/api/v1/group/one/cacheable/rotation';
-    const first = await get(path, oldSigner.sign(sid));
+    const first = await get(path, cookieValue(sid, OLD_SECRET, SALT));
     expect(first.status).toBe(200);
-    expect(first.headers['set-cookie']?.[0]).toMatch(new RegExp(`^session=${signer.sign(sid).replace(/[.-]/g, '\\$&')};`));
+    expect(first.headers['set-cookie']?.[0]).toMatch(new RegExp(`^session=${cookieValue(sid, SECRET, SALT).replace(/[.-]/g, '\\$&')};`));
     const joe = await login('joe@example.com', 'itsjoe');
     const second = await get(path, joe);
     expect(second.headers['x-cache-status']).toEqual(['MISS']);

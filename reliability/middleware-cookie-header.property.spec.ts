@@ -2,7 +2,8 @@
  * The middleware's Cookie-header translation (SharedSessionMiddleware turns
  * `session=<sid>.<sig>` into express-session's own format), under arbitrary
  * input: property-based on the exported middleware class, then over raw
- * HTTP against a tiny Nest app on a real redis-server.
+ * HTTP against a tiny Nest app on a real redis-server. Which cookie value is
+ * a session comes from the protocol test kit, not from the library's signer.
  */
 import type { INestApplication } from '@nestjs/common';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,7 @@ import type Redis from 'ioredis';
 import request from 'supertest';
 import { FlaskRedisSessionStore, resolveSharedSessionOptions, SessionCookieSigner, SharedSessionMiddleware } from '../libs/shared-session/src';
 import { createTestApp } from '../libs/shared-session/test/test-app';
+import { cookieValue, sessionIdOf } from '../protocol/testkit';
 import { RedisServer } from '../stack/redis-server';
 import { headerByte, hostileString, mutatedCookie, validSid } from './support/cookie-arbitraries';
 import { requestBytes, runPool, statusCounts } from '../stack/http-client';
@@ -73,8 +75,8 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
   it('the first cookie of our name counts (names compared case-insensitively, as nginx does); the others are kept', () => {
     const started = Date.now();
     const cookie = fc.oneof(
-      validSid().map((sid) => signer.sign(sid)),
-      validSid().chain((sid) => mutatedCookie(signer.sign(sid)).map((m) => m.value.replace(/;/g, ''))),
+      validSid().map((sid) => cookieValue(sid, SECRET, SALT)),
+      validSid().chain((sid) => mutatedCookie(cookieValue(sid, SECRET, SALT)).map((m) => m.value.replace(/;/g, ''))),
       fc.string({ unit: 'grapheme-ascii', maxLength: 40 }).map((s) => s.replace(/;/g, '')),
     );
     const entry = fc.tuple(fc.constantFrom(...NAMES), cookie);
@@ -84,7 +86,7 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
         const index = entries.findIndex(([n]) => n.trim().toLowerCase() === 'session');
         // The value is judged exactly as sent, up to the next ';' (as nginx does): whitespace included.
         const raw = index < 0 ? undefined : entries[index][1] + (index < entries.length - 1 ? sep.slice(0, sep.indexOf(';')) : '');
-        const expected = raw === undefined ? null : signer.unsign(raw);
+        const expected = raw === undefined ? null : sessionIdOf(raw, SECRET, SALT);
         const { header: rebuilt, verified } = translate(h);
         if ((verified?.sid ?? null) !== expected) return false;
         // Every cookie of another name reaches express-session untouched, in order.

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import Redis from 'ioredis';
-import { SessionCookieSigner } from '../libs/shared-session/src';
+import { cookieValue, sessionIdOf } from '../protocol/testkit';
 import type { DemoStack } from '../stack/demo-stack';
 import { headerByte, mutatedCookie, validSid } from './support/cookie-arbitraries';
 import { mustLogin } from '../stack/demo-login';
@@ -30,7 +30,6 @@ describe('cookie fuzzing against nginx and the app', () => {
   let admin: Redis;
   let joe: string; // member of "one"
   let sam: string; // not a member of "one"
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
 
   beforeAll(async () => {
     stack = await startStack();
@@ -48,13 +47,12 @@ describe('cookie fuzzing against nginx and the app', () => {
     const one = (kind: string, arb: fc.Arbitrary<string>) => arb.map((h): FuzzCase => ({ kind, headers: [h] }));
     const damaged = mutatedCookie(joe, { bytesOnly: true }).map((m) => m.value);
     const plainDamaged = damaged.filter((v) => !/[;,\s]/.test(v)); // one cookie value, no separators in it
-    const foreign = new SessionCookieSigner({ secret: 'not-the-secret', salt: SALT });
     const arb = fc.oneof(
       { weight: 30, arbitrary: mutatedCookie(joe, { bytesOnly: true }).map((m): FuzzCase => ({ kind: `member-${m.kind}`, headers: [`session=${m.value}`] })) },
       { weight: 4, arbitrary: mutatedCookie(sam, { bytesOnly: true }).map((m): FuzzCase => ({ kind: `nonmember-${m.kind}`, headers: [`session=${m.value}`] })) },
       { weight: 2, arbitrary: fc.constant<FuzzCase>({ kind: 'nonmember-valid', headers: [`session=${sam}`] }) },
-      { weight: 3, arbitrary: one('unknown-sid', validSid().map((sid) => `session=${signer.sign(sid)}`)) },
-      { weight: 3, arbitrary: one('foreign-secret', fc.constantFrom(signer.unsign(joe)!).map((sid) => `session=${foreign.sign(sid)}`)) },
+      { weight: 3, arbitrary: one('unknown-sid', validSid().map((sid) => `session=${cookieValue(sid, SECRET, SALT)}`)) },
+      { weight: 3, arbitrary: one('foreign-secret', fc.constantFrom(sessionIdOf(joe, SECRET, SALT)!).map((sid) => `session=${cookieValue(sid, 'not-the-secret', SALT)}`)) },
       { weight: 6, arbitrary: one('random-bytes', fc.array(headerByte(), { maxLength: 300 }).map((b) => b.join(''))) },
       { weight: 4, arbitrary: one('random-value', fc.array(headerByte(), { maxLength: 300 }).map((b) => `session=${b.join('')}`)) },
       { weight: 4, arbitrary: one('unicode', fc.string({ unit: 'grapheme', maxLength: 80 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`)) },

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
-import { SessionCookieSigner } from '../libs/shared-session/src';
+import { cookieValue, PROTOCOL_DEFAULTS, sessionIdOf, sessionKeyList } from '../protocol/testkit';
 import { login, loginRequest, mustLogin } from '../stack/demo-login';
 import type { DemoStack } from '../stack/demo-stack';
 import { HttpConnection, HttpResponse, requestBytes, statusCounts } from '../stack/http-client';
@@ -20,7 +20,7 @@ import { sleep, waitFor } from '../stack/wait';
 import { nginxWorkers } from './support/process-stats';
 import { crashLines, SALT, SECRET, startStack } from './support/stack';
 
-const PREFIX = 'resty_shared_session';
+const PREFIX = PROTOCOL_DEFAULTS.keyPrefix; // the demo's
 const GROUP_PATH = '/app/api/v1/group/one/cacheable/under-load';
 const APP_PATH = '/app/api/v1/group/one/uncacheable/under-load';
 const LOAD_MS = 6_500;
@@ -40,8 +40,7 @@ describe('Redis faults under load', () => {
   let stack: DemoStack;
   let joe: string; // member of "one"
   let sam: string; // not a member of "one"
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
-  const freshCookie = () => signer.sign(randomBytes(18).toString('base64url'));
+  const freshCookie = () => cookieValue(randomBytes(18).toString('base64url'), SECRET, SALT);
 
   /** The Redis keys of a session, dumped so they can be put back after Redis restarts empty. */
   async function snapshot(cookies: string[]): Promise<[string, number, Buffer][]> {
@@ -49,9 +48,7 @@ describe('Redis faults under load', () => {
     try {
       const out: [string, number, Buffer][] = [];
       for (const cookie of cookies) {
-        const sid = signer.unsign(cookie)!;
-        for (const kind of ['data', 'signature', 'groups']) {
-          const key = `${PREFIX}:${kind}:${sid}`;
+        for (const key of sessionKeyList(PREFIX, sessionIdOf(cookie, SECRET, SALT)!)) {
           const dump = await admin.dumpBuffer(key);
           if (dump) out.push([key, await admin.pttl(key), dump]);
         }
@@ -279,8 +276,8 @@ describe('Redis faults under load', () => {
     // to Redis once it runs again (the commands sent while it was frozen run then).
     expect(logins.map((r) => r.headers['set-cookie'] ?? [])).toEqual(logins.map(() => []));
     const admin = new Redis(stack.redis.url);
-    const newSid = signer.unsign(loggedIn)!;
-    const keysAfter = (await admin.keys('*')).filter((k) => !k.endsWith(`:${newSid}`)).sort();
+    const newKeys = sessionKeyList(PREFIX, sessionIdOf(loggedIn, SECRET, SALT)!);
+    const keysAfter = (await admin.keys('*')).filter((k) => !newKeys.includes(k)).sort();
     admin.disconnect();
     expect(keysAfter).toEqual(keysBefore);
 
