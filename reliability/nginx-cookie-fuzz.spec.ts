@@ -12,7 +12,7 @@ import { headerByte, mutatedCookie, validSid } from './support/cookie-arbitrarie
 import { mustLogin } from '../stack/demo-login';
 import { HttpResponse, requestBytes, runPool, statusCounts } from '../stack/http-client';
 import { nginxWorkers } from './support/process-stats';
-import { crashLines, SALT, SECRET, startStack } from './support/stack';
+import { crashLines, SALT, SECRET, startDemoStack } from './support/stack';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const CASES = 12_000;
@@ -32,7 +32,7 @@ describe('cookie fuzzing against nginx and the app', () => {
   let sam: string; // not a member of "one"
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startDemoStack();
     admin = new Redis(stack.redis.url);
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');

@@ -7,7 +7,7 @@ import type { DemoStack } from '../stack/demo-stack';
 import { mustLogin } from '../stack/demo-login';
 import { requestBytes, runPool, statusCounts } from '../stack/http-client';
 import { nginxWorkers, rssKb } from './support/process-stats';
-import { crashLines, startStack } from './support/stack';
+import { crashLines, startDemoStack } from './support/stack';
 
 interface Oversized {
   name: string;
@@ -24,7 +24,7 @@ describe('oversized and many cookies, long group ids and URIs', () => {
   let cases: Oversized[];
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startDemoStack();
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     const damaged = `${joe.slice(0, -1)}${joe.endsWith('A') ? 'B' : 'A'}`;
     const group = (id: string, resource = 'report') => `/app/api/v1/group/${id}/cacheable/${resource}`;

@@ -18,7 +18,7 @@ import { HttpConnection, HttpResponse, requestBytes, statusCounts } from '../sta
 import { percentile } from '../stack/percentile';
 import { sleep, waitFor } from '../stack/wait';
 import { nginxWorkers } from './support/process-stats';
-import { crashLines, SALT, SECRET, startStack } from './support/stack';
+import { crashLines, SALT, SECRET, startDemoStack } from './support/stack';
 
 const PREFIX = PROTOCOL_DEFAULTS.keyPrefix; // the demo's
 const GROUP_PATH = '/app/api/v1/group/one/cacheable/under-load';
@@ -74,7 +74,7 @@ describe('Redis faults under load', () => {
   const samLogin = () => loginRequest('sam@example.com', 'itssam');
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startDemoStack();
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');
     // Fill nginx's cache, so that nginx's own answers (not the app's) are what the load sees.

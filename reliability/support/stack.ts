@@ -4,7 +4,7 @@ export const SECRET = 'reliability-stack-secret';
 export const SALT = 'app_session_salt';
 
 /** The demo stack (Redis, the built demo app, nginx) with a known secret. */
-export function startStack(): Promise<DemoStack> {
+export function startDemoStack(): Promise<DemoStack> {
   return DemoStack.start({ env: { ...process.env, SESSION_SECRET: SECRET, SESSION_SALT: SALT, SESSION_SECRET_FALLBACKS: '', CACHE_SECONDS: '60' } });
 }
 

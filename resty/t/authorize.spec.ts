@@ -21,8 +21,8 @@ import {
   SECRET,
   SID,
   signature,
-  startStack,
-  stopStack,
+  startRedisAndNginx,
+  stopRedisAndNginx,
 } from './support';
 
 const OLD_SECRET = 'old-secret';
@@ -124,7 +124,7 @@ describe('authorize() with a local secret', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, localConfigure(port)), errorLogLevel: 'info' })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, localConfigure(port)), errorLogLevel: 'info' })));
   });
 
   beforeEach(async () => {
@@ -132,7 +132,7 @@ describe('authorize() with a local secret', () => {
     await writeSession(client, PREFIX, SID, { username: 'ann', groups: ['g1', 'g2'], theme: 'dark' }, { signature: signature(SID) });
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, assertNoCrash));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, assertNoCrash));
 
   test('200 for a member; access() lets the request through', async () => {
     expect(await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).toEqual({ status: 200 });
@@ -373,7 +373,7 @@ describe('authorize() with the stored signature (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({
       conf: confFor(port, `{ key_prefix = "${PREFIX}", redis = { port = ${port}, read_timeout = 300 } }`),
     })));
   });
@@ -382,7 +382,7 @@ describe('authorize() with the stored signature (no secret)', () => {
     await client.flushdb();
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, assertNoCrash));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, assertNoCrash));
 
   test('200 when the cookie matches the stored signature, whatever secret made it', async () => {
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID, 'any-app-secret') });

@@ -24,8 +24,8 @@ import {
   sessionCookie,
   signature,
   startRedis,
-  startStack,
-  stopStack,
+  startRedisAndNginx,
+  stopRedisAndNginx,
 } from './support';
 
 const PREFIX = 'rss_dc';
@@ -121,7 +121,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   const cookie = sessionCookie(SID);
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port), errorLogLevel: 'notice' })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port), errorLogLevel: 'notice' })));
     await waitUp(nginx, client);
   });
 
@@ -130,7 +130,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { signature: signature(OTHER_SID), publish: true });
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
 
   test('a positive decision is reused within ttl: no Redis query', async () => {
     const before = await sismembers(client);
@@ -340,7 +340,7 @@ describe('decision cache without a running subscriber', () => {
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
   });
 
-  afterAll(() => stopStack({ client, redis }));
+  afterAll(() => stopRedisAndNginx({ client, redis }));
 
   test('decision_cache without start_subscriber: never used, every request asks Redis', async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { subscriber: false }) });
@@ -391,11 +391,11 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, { dictSize, ttl: 5 }) })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { dictSize, ttl: 5 }) })));
     await waitUp(nginx, client);
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
 
   test('thousands of sessions: every answer right (members 200, others 403), some reuse, no 500', async () => {
     const N = 2000;
@@ -454,11 +454,11 @@ describe('decision cache with two workers', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port), workers: 2, errorLogLevel: 'notice' })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port), workers: 2, errorLogLevel: 'notice' })));
     await waitUp(nginx, client);
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }));
 
   test('one subscription (worker 0) serves every worker; a restarted worker 0 subscribes again', async () => {
     expect(await subscribers(client)).toBe(1);
@@ -525,7 +525,7 @@ describe('the subscriber with a Redis password', () => {
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
   });
 
-  afterAll(() => stopStack({ client, redis }));
+  afterAll(() => stopRedisAndNginx({ client, redis }));
 
   test('AUTH, then SUBSCRIBE: the cache is used', async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { redisExtra: 'password = "redis-pw",' }) });
@@ -561,11 +561,11 @@ describe('decision cache in stored-signature mode (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, { secret: false }) })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { secret: false }) })));
     await waitUp(nginx, client);
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
 
   test('a decision is bound to the signature Redis confirmed', async () => {
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });

@@ -61,20 +61,20 @@ export async function startRedis(): Promise<{ redis: RedisServer; client: Redis 
 }
 
 /** A redis-server, a client of it, and an nginx started with `nginxOptions(redis.port)`; on failure, stops what started. */
-export async function startStack(
+export async function startRedisAndNginx(
   nginxOptions: (redisPort: number) => NginxStartOptions,
 ): Promise<{ redis: RedisServer; client: Redis; nginx: NginxServer }> {
   const { redis, client } = await startRedis();
   try {
     return { redis, client, nginx: await NginxServer.start(nginxOptions(redis.port)) };
   } catch (error) {
-    await stopStack({ redis, client });
+    await stopRedisAndNginx({ redis, client });
     throw error;
   }
 }
 
 /** Stops nginx, the client and redis-server (whichever exist), then runs `checkLog` on nginx's error log. */
-export async function stopStack(
+export async function stopRedisAndNginx(
   stack: { redis?: RedisServer; client?: Redis; nginx?: NginxServer },
   checkLog?: (log: string) => void,
 ): Promise<void> {

@@ -10,7 +10,7 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { postJson } from '../../stack/http-client';
 import { signature, vectors, writeSession } from '../../protocol/testkit';
-import { luaConnectRedis, stopStack } from './support';
+import { luaConnectRedis, stopRedisAndNginx } from './support';
 
 const PREFIX = 'vec';
 const GROUP = 'group-vec';
@@ -99,7 +99,7 @@ http {
 });
 
 afterAll(() =>
-  stopStack({ nginx, client, redis }, (log) => {
+  stopRedisAndNginx({ nginx, client, redis }, (log) => {
     expect(log).not.toMatch(/signal/); // a worker that crashed: "exited on signal N"
   }),
 );
