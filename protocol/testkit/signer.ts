@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
  * PROTOCOL.md sections 1 and 2, written again from the text and nothing else,
  * as the test oracle: the nginx specs, the end-to-end tests and the library's
  * own specs sign cookies with this, not with the implementation under test.
- * It is checked against vectors.json in signer.spec.ts. No constant-time
+ * It is checked against vectors.json in testkit.spec.ts. No constant-time
  * compare and no rotation: a test kit signs; it does not guard anything.
  */
 
