@@ -2,7 +2,8 @@
  * Every TypeScript suite, as four jest projects so that a developer can run
  * the fast ones alone (`npm test -- --selectProjects unit`):
  *  - unit: the library's specs (pure logic, and its store and Nest app on a
- *    real redis-server) and the protocol test kit;
+ *    real redis-server), the protocol test kit, and the shared test helpers
+ *    in stack/;
  *  - nginx: the Lua rock inside a real nginx (resty/t);
  *  - e2e: the demo stack end to end, Flask interop, the browser;
  *  - reliability: property tests, fuzzing, faults, Sentinel, soak.
@@ -22,7 +23,7 @@ const common = {
 module.exports = {
   testTimeout: 30000,
   projects: [
-    { ...common, displayName: 'unit', roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/protocol'], testMatch: ['**/*.spec.ts'] },
+    { ...common, displayName: 'unit', roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/protocol', '<rootDir>/stack'], testMatch: ['**/*.spec.ts'] },
     { ...common, displayName: 'nginx', roots: ['<rootDir>/resty'], testMatch: ['**/*.spec.ts'] },
     { ...common, displayName: 'e2e', roots: ['<rootDir>/e2e'], testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'] },
     { ...common, displayName: 'reliability', roots: ['<rootDir>/reliability'], testMatch: ['**/*.spec.ts'] },

@@ -7,10 +7,13 @@ import { cpus, totalmem } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { NodeProcess } from '../stack/demo-stack';
+import { cookieSetBy, mustLogin } from '../stack/demo-login';
+import { HttpConnection, request, requestBytes } from '../stack/http-client';
 import { NginxServer } from '../stack/nginx-server';
+import { percentile } from '../stack/percentile';
 import { REPO_ROOT } from '../stack/nginx-conf';
 import { freePort } from '../stack/ports';
+import { NodeProcess } from '../stack/node-process';
 import { RedisServer } from '../stack/redis-server';
 
 const run = promisify(execFile);
@@ -44,10 +47,6 @@ async function wrk(port: number, path: string, cookie: string, seconds: number):
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 };
 
 /** One nginx, one worker, one upstream, one cached resource; the locations differ only in how they authorize. */
@@ -109,17 +108,17 @@ http {
 `;
 }
 
-async function login(appPort: number, path = '/app/login', body = 'email=joe%40example.com&password=itsjoe'): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${appPort}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body,
-    redirect: 'manual',
-  });
-  await res.arrayBuffer();
-  const setCookie = res.headers.get('set-cookie');
-  if (!setCookie) throw new Error(`login on ${appPort} gave no cookie (${res.status})`);
-  return setCookie.split(';')[0];
+/** A Cookie header of joe's session at the demo app. */
+async function login(appPort: number): Promise<string> {
+  return `session=${await mustLogin(appPort, 'joe@example.com', 'itsjoe')}`;
+}
+
+/** A Cookie header of a session at the plain app (scenario g): any POST logs in; the cookie is express-session's own. */
+async function plainLogin(port: number): Promise<string> {
+  const res = await request(port, '/app/login', { method: 'POST', body: '' });
+  const value = cookieSetBy(res, 'connect.sid');
+  if (value === undefined) throw new Error(`login on ${port} gave no cookie (${res.status})`);
+  return `connect.sid=${value}`;
 }
 
 function svgChart(rows: { id: string; title: string; rps: number }[]): string {
@@ -152,12 +151,12 @@ async function main(): Promise<void> {
   const appPort = await freePort();
   const plainPort = await freePort();
   const env = { ...process.env, SESSION_SECRET: SECRET, CACHE_SECONDS: '3600', NODE_ENV: 'production' };
-  const app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url }, `http://127.0.0.1:${appPort}/app`);
-  const plain = await NodeProcess.start(join(REPO_ROOT, 'bench/dist/bench/plain-app.js'), { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url }, `http://127.0.0.1:${plainPort}/app/api/v1/group/one/cacheable/x`);
+  const app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url }, { port: appPort, path: '/app' });
+  const plain = await NodeProcess.start(join(REPO_ROOT, 'bench/dist/bench/plain-app.js'), { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url }, { port: plainPort, path: '/app/api/v1/group/one/cacheable/x' });
   const nginx = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
   try {
     const cookie = await login(appPort);
-    const plainCookie = await login(plainPort, '/app/login', '');
+    const plainCookie = await plainLogin(plainPort);
     const scenarios: Scenario[] = [
       { id: 'a', title: 'cache hit, no authorization (the limit)', port: () => nginx.port, path: '/a', cookie: () => cookie },
       { id: 'b', title: 'resty.shared_session, then cache hit', port: () => nginx.port, path: '/b', cookie: () => cookie },
@@ -187,16 +186,18 @@ async function main(): Promise<void> {
     const admin = new Redis(redis.url);
     const latencies: number[] = [];
     let staleBeyondBound = 0;
+    // Keep-alive connections, one to nginx and one to the app, as a browser would have.
+    const toNginx = new HttpConnection(nginx.port);
+    const toApp = new HttpConnection(appPort);
     for (let i = 0; i < TRIALS; i++) {
       const user = await login(appPort);
-      const before = await fetch(`http://127.0.0.1:${nginx.port}/logout-probe`, { headers: { cookie: user } });
+      const probe = () => toNginx.request(requestBytes('/logout-probe', { headers: { Cookie: user } }));
+      const before = await probe();
       if (before.status !== 200) throw new Error(`probe before logout: ${before.status}`);
-      await before.arrayBuffer();
-      await (await fetch(`http://127.0.0.1:${appPort}/app/logout`, { method: 'POST', headers: { cookie: user }, redirect: 'manual' })).arrayBuffer();
+      await toApp.request(requestBytes('/app/logout', { method: 'POST', headers: { Cookie: user }, body: '' }));
       const loggedOut = performance.now();
       for (;;) {
-        const res = await fetch(`http://127.0.0.1:${nginx.port}/logout-probe`, { headers: { cookie: user } });
-        await res.arrayBuffer();
+        const res = await probe();
         const elapsed = performance.now() - loggedOut;
         if (res.status === 403) {
           latencies.push(elapsed);
@@ -206,6 +207,8 @@ async function main(): Promise<void> {
         if (elapsed > 5000) throw new Error('logout never reached nginx');
       }
     }
+    toNginx.close();
+    toApp.close();
     admin.disconnect();
     const revocation = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
 

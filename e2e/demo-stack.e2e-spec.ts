@@ -1,32 +1,34 @@
 import Redis from 'ioredis';
-import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-session/src';
-import { waitFor } from '../stack/ports';
-import { vectors } from '../protocol/testkit';
+import { cookieValue, PROTOCOL_DEFAULTS, readSession, sessionIdOf, signature, vectors, writeSession } from '../protocol/testkit';
+import { login as demoLogin } from '../stack/demo-login';
 import { DemoStack } from '../stack/demo-stack';
-import { rawRequest, RawResponse } from './raw-http';
+import { HttpResponse, request } from '../stack/http-client';
+import { waitFor } from '../stack/wait';
 
 // The invalid vectors are made with this secret and salt: with them, the
 // near-misses (one character changed, another salt...) are real near-misses.
 const SECRET = vectors.invalid.secret;
 const SALT = vectors.invalid.salt;
 const OLD_SECRET = 'old-secret-2025';
+// The demo stack runs with the protocol's default key prefix.
+const PREFIX = PROTOCOL_DEFAULTS.keyPrefix;
 
 describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', () => {
   let stack: DemoStack;
   let admin: Redis;
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
 
-  const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<RawResponse> =>
-    rawRequest(port, path, cookie === undefined ? {} : { Cookie: `session=${cookie}` });
-  const json = (res: RawResponse) => JSON.parse(res.body);
+  const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<HttpResponse> =>
+    request(port, path, { headers: cookie === undefined ? {} : { Cookie: `session=${cookie}` } });
+  const post = (path: string, cookie: string, body: string, type?: string): Promise<HttpResponse> =>
+    request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}`, ...(type ? { 'Content-Type': type } : {}) }, body });
+  const json = (res: HttpResponse) => JSON.parse(res.body);
 
+  /** Logs in through nginx; the session cookie's value. */
   async function login(email: string, password: string): Promise<string> {
-    const body = `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`;
-    const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+    const res = await demoLogin(stack.nginx.port, email, password);
     expect(res.status).toBe(303);
     expect(res.headers.location).toEqual(['/app']);
-    const cookie = res.headers['set-cookie']!.find((c) => c.startsWith('session='))!;
-    return cookie.slice('session='.length, cookie.indexOf(';'));
+    return res.cookie!;
   }
 
   beforeAll(async () => {
@@ -43,15 +45,14 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   describe('the seed integration tests, ported', () => {
     it('a good login sets the Flask-format cookie and shows the user', async () => {
       const cookie = await login('joe@example.com', 'itsjoe');
-      expect(signer.unsign(cookie)).not.toBeNull();
+      expect(sessionIdOf(cookie, SECRET, SALT)).not.toBeNull();
       const home = await get('/app', cookie);
       expect(home.body).toContain("Logged in as 'joe@example.com'");
       expect(json(await get('/app/api/v1/myself', cookie))).toEqual({ email: 'joe@example.com' });
     });
 
     it('a bad login is 403 with the form again, and no session', async () => {
-      const body = 'email=joe%40example.com&password=wrong';
-      const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+      const res = await demoLogin(stack.nginx.port, 'joe@example.com', 'wrong');
       expect(res.status).toBe(403);
       expect(res.body).toContain('<form method="post"');
       expect(res.headers['set-cookie']).toBeUndefined();
@@ -112,7 +113,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     const joe = await login('joe@example.com', 'itsjoe');
     await get('/app/api/v1/group/three/cacheable/after-logout', joe);
     expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).headers['x-cache-status']).toEqual(['HIT']);
-    const out = await rawRequest(stack.nginx.port, '/app/logout', { Cookie: `session=${joe}` }, 'POST', '');
+    const out = await post('/app/logout', joe, '');
     expect(out.status).toBe(303);
     expect(out.headers['set-cookie']!.join()).toMatch(/session=;.*Max-Age=0/);
     expect((await get('/app/api/v1/group/three/cacheable/after-logout', joe)).status).toBe(403);
@@ -122,30 +123,27 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     const joe = await login('joe@example.com', 'itsjoe');
     await get('/app/api/v1/group/one/cacheable/narrowed', joe);
     expect((await get('/app/api/v1/group/one/cacheable/narrowed', joe)).headers['x-cache-status']).toEqual(['HIT']);
-    const body = JSON.stringify({ groups: ['three'] });
-    const changed = await rawRequest(stack.nginx.port, '/app/api/v1/myself/groups', { Cookie: `session=${joe}`, 'Content-Type': 'application/json' }, 'POST', body);
+    const changed = await post('/app/api/v1/myself/groups', joe, JSON.stringify({ groups: ['three'] }), 'application/json');
     expect(changed.status).toBe(200);
     expect(json(changed)).toEqual({ email: 'joe@example.com', groups: ['three'] });
     expect((await get('/app/api/v1/group/one/cacheable/narrowed', joe)).status).toBe(403);
     expect((await get('/app/api/v1/group/three/cacheable/narrowed', joe)).status).toBe(200);
     // A user cannot grant themselves a group.
-    const grab = await rawRequest(stack.nginx.port, '/app/api/v1/myself/groups', { Cookie: `session=${joe}`, 'Content-Type': 'application/json' }, 'POST', JSON.stringify({ groups: ['two'] }));
+    const grab = await post('/app/api/v1/myself/groups', joe, JSON.stringify({ groups: ['two'] }), 'application/json');
     expect(grab.status).toBe(400);
     expect((await get('/app/api/v1/group/two/cacheable/narrowed', joe)).status).toBe(403);
   });
 
   it('a group change written by another process (an admin tool) reaches nginx on the next request', async () => {
     const sam = await login('sam@example.com', 'itssam');
-    const sid = signer.unsign(sam)!;
+    const sid = sessionIdOf(sam, SECRET, SALT)!;
     expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(200);
     expect((await get('/app/api/v1/group/three/cacheable/moves', sam)).status).toBe(403);
-    // What SharedSessionService.setGroups does, from another process (an admin tool).
-    const client = new Redis(stack.redis.url);
-    const store = new FlaskRedisSessionStore({ client, signer, ttlSeconds: 3600 });
-    const session = await new Promise<any>((resolve, reject) => store.get(sid, (err, s) => (err ? reject(err) : resolve(s))));
-    session.groups = ['three'];
-    await new Promise<void>((resolve, reject) => store.set(sid, session, (err) => (err ? reject(err) : resolve())));
-    client.disconnect();
+    // What SharedSessionService.setGroups does, from another process (an admin tool): the
+    // session rewritten as PROTOCOL.md section 3 says, with the section 7 notice.
+    const stored = await readSession(admin, PREFIX, sid);
+    const data = { ...(stored.data as Record<string, unknown>), groups: ['three'] };
+    await writeSession(admin, PREFIX, sid, data, { signature: stored.signature!, ttl: 3600, publish: true });
     expect((await get('/app/api/v1/group/two/cacheable/moves', sam)).status).toBe(403);
     expect((await get('/app/api/v1/group/three/cacheable/moves', sam)).status).toBe(200);
   });
@@ -153,8 +151,8 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   describe('every invalid cookie of vectors.json', () => {
     it.each(vectors.invalid.cases.map((c) => [c.why, c.cookie] as const))('is refused at nginx and at the app, never 5xx: %s', async (_why, cookie) => {
       const header = Buffer.from(`session=${cookie}`, 'utf8');
-      const atNginx = await rawRequest(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { Cookie: header });
-      const atApp = await rawRequest(stack.appPort, '/app/api/v1/group/one/cacheable/report', { Cookie: header });
+      const atNginx = await request(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
+      const atApp = await request(stack.appPort, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
       if (cookie.includes('\0')) {
         // A NUL byte is not HTTP: both HTTP parsers refuse the request before any session code runs.
         expect(atNginx.status).toBe(400);
@@ -220,14 +218,11 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   it('no cached response carries Set-Cookie, and group resources reach clients as private, no-store', async () => {
     // A cookie signed with the fallback secret: the app re-signs it (Set-Cookie), so that response must not be stored.
     const sid = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
-    const oldSigner = new SessionCookieSigner({ secret: OLD_SECRET, salt: SALT });
-    await admin.set(`resty_shared_session:data:${sid}`, JSON.stringify({ username: 'rotated@example.com', groups: ['one'] }), 'EX', 600);
-    await admin.set(`resty_shared_session:signature:${sid}`, oldSigner.signature(sid), 'EX', 600);
-    await admin.sadd(`resty_shared_session:groups:${sid}`, 'one');
+    await writeSession(admin, PREFIX, sid, { username: 'rotated@example.com', groups: ['one'] }, { signature: signature(sid, OLD_SECRET, SALT), ttl: 600 });
     const path = '/app/api/v1/group/one/cacheable/rotation';
-    const first = await get(path, oldSigner.sign(sid));
+    const first = await get(path, cookieValue(sid, OLD_SECRET, SALT));
     expect(first.status).toBe(200);
-    expect(first.headers['set-cookie']?.[0]).toMatch(new RegExp(`^session=${signer.sign(sid).replace(/[.-]/g, '\\$&')};`));
+    expect(first.headers['set-cookie']?.[0]).toMatch(new RegExp(`^session=${cookieValue(sid, SECRET, SALT).replace(/[.-]/g, '\\$&')};`));
     const joe = await login('joe@example.com', 'itsjoe');
     const second = await get(path, joe);
     expect(second.headers['x-cache-status']).toEqual(['MISS']);
@@ -246,8 +241,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     try {
       expect((await get('/app/api/v1/group/one/cacheable/during-outage', joe)).status).toBe(503);
       await waitFor('503 at the app', async () => (await get('/app/api/v1/group/one/cacheable/during-outage', joe, stack.appPort)).status === 503);
-      const loginBody = 'email=joe%40example.com&password=itsjoe';
-      const failedLogin = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', loginBody);
+      const failedLogin = await demoLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
       expect(failedLogin.status).toBe(503);
     } finally {
       await stack.redis.resume();

@@ -2,7 +2,8 @@
  * The middleware's Cookie-header translation (SharedSessionMiddleware turns
  * `session=<sid>.<sig>` into express-session's own format), under arbitrary
  * input: property-based on the exported middleware class, then over raw
- * HTTP against a tiny Nest app on a real redis-server.
+ * HTTP against a tiny Nest app on a real redis-server. Which cookie value is
+ * a session comes from the protocol test kit, not from the library's signer.
  */
 import type { INestApplication } from '@nestjs/common';
 import type { AddressInfo } from 'node:net';
@@ -15,9 +16,10 @@ import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-sess
 import { SharedSessionMiddleware } from '../libs/shared-session/src/shared-session.middleware';
 import { resolveSharedSessionOptions } from '../libs/shared-session/src/shared-session.options';
 import { createTestApp } from '../libs/shared-session/test/test-app';
+import { cookieValue, sessionIdOf } from '../protocol/testkit';
 import { RedisServer } from '../stack/redis-server';
 import { headerByte, hostileString, mutatedCookie, validSid } from './support/cookie-arbitraries';
-import { buildRequest, runPool, statusCounts } from './support/raw-pool';
+import { requestBytes, runPool, statusCounts } from '../stack/http-client';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const SECRET = 'middleware-secret';
@@ -75,8 +77,8 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
   it('the first cookie of our name counts (names compared case-insensitively, as nginx does); the others are kept', () => {
     const started = Date.now();
     const cookie = fc.oneof(
-      validSid().map((sid) => signer.sign(sid)),
-      validSid().chain((sid) => mutatedCookie(signer.sign(sid)).map((m) => m.value.replace(/;/g, ''))),
+      validSid().map((sid) => cookieValue(sid, SECRET, SALT)),
+      validSid().chain((sid) => mutatedCookie(cookieValue(sid, SECRET, SALT)).map((m) => m.value.replace(/;/g, ''))),
       fc.string({ unit: 'grapheme-ascii', maxLength: 40 }).map((s) => s.replace(/;/g, '')),
     );
     const entry = fc.tuple(fc.constantFrom(...NAMES), cookie);
@@ -86,7 +88,7 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
         const index = entries.findIndex(([n]) => n.trim().toLowerCase() === 'session');
         // The value is judged exactly as sent, up to the next ';' (as nginx does): whitespace included.
         const raw = index < 0 ? undefined : entries[index][1] + (index < entries.length - 1 ? sep.slice(0, sep.indexOf(';')) : '');
-        const expected = raw === undefined ? null : signer.unsign(raw);
+        const expected = raw === undefined ? null : sessionIdOf(raw, SECRET, SALT);
         const { header: rebuilt, verified } = translate(h);
         if ((verified?.sid ?? null) !== expected) return false;
         // Every cookie of another name reaches express-session untouched, in order.
@@ -132,9 +134,9 @@ describe('a Nest app with the module, over raw HTTP: arbitrary Cookie headers ne
       { weight: 1, arbitrary: fc.constantFrom('', ';', ';;;;', ' ; ; ', '=', '=;=;', 'session', 'session=', 'SESSION=', ',,,', '\t') },
     );
     const cases = fc.sample(fc.tuple(cookieHeader, fc.constantFrom('/me', '/groups/one/report', '/public')), { numRuns: 3000, seed: SEED });
-    const requests = cases.map(([c, path]) => buildRequest(path, [['Cookie', bytes(c)]]));
+    const requests = cases.map(([c, path]) => requestBytes(path, { headers: { Cookie: bytes(c) } }));
     // Controls: the untouched cookie is a logged-in member.
-    requests.push(buildRequest('/groups/one/report', [['Cookie', `session=${valid}`]]));
+    requests.push(requestBytes('/groups/one/report', { headers: { Cookie: `session=${valid}` } }));
     const { responses, ms, connections } = await runPool(port, requests, { concurrency: 16, deadlineMs: 60_000 });
     const control = responses.pop()!;
     expect(control.status).toBe(200);

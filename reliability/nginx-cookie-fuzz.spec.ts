@@ -6,11 +6,13 @@
  */
 import fc from 'fast-check';
 import Redis from 'ioredis';
-import { SessionCookieSigner } from '../libs/shared-session/src';
+import { cookieValue, sessionIdOf } from '../protocol/testkit';
 import type { DemoStack } from '../stack/demo-stack';
 import { headerByte, mutatedCookie, validSid } from './support/cookie-arbitraries';
-import { buildRequest, nginxWorkers, runPool, statusCounts, WireResponse } from './support/raw-pool';
-import { crashLines, mustLogin, SALT, SECRET, startStack } from './support/stack';
+import { mustLogin } from '../stack/demo-login';
+import { HttpResponse, requestBytes, runPool, statusCounts } from '../stack/http-client';
+import { nginxWorkers } from './support/process-stats';
+import { crashLines, SALT, SECRET, startDemoStack } from './support/stack';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const CASES = 12_000;
@@ -28,10 +30,9 @@ describe('cookie fuzzing against nginx and the app', () => {
   let admin: Redis;
   let joe: string; // member of "one"
   let sam: string; // not a member of "one"
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startDemoStack();
     admin = new Redis(stack.redis.url);
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');
@@ -46,13 +47,12 @@ describe('cookie fuzzing against nginx and the app', () => {
     const one = (kind: string, arb: fc.Arbitrary<string>) => arb.map((h): FuzzCase => ({ kind, headers: [h] }));
     const damaged = mutatedCookie(joe, { bytesOnly: true }).map((m) => m.value);
     const plainDamaged = damaged.filter((v) => !/[;,\s]/.test(v)); // one cookie value, no separators in it
-    const foreign = new SessionCookieSigner({ secret: 'not-the-secret', salt: SALT });
     const arb = fc.oneof(
       { weight: 30, arbitrary: mutatedCookie(joe, { bytesOnly: true }).map((m): FuzzCase => ({ kind: `member-${m.kind}`, headers: [`session=${m.value}`] })) },
       { weight: 4, arbitrary: mutatedCookie(sam, { bytesOnly: true }).map((m): FuzzCase => ({ kind: `nonmember-${m.kind}`, headers: [`session=${m.value}`] })) },
       { weight: 2, arbitrary: fc.constant<FuzzCase>({ kind: 'nonmember-valid', headers: [`session=${sam}`] }) },
-      { weight: 3, arbitrary: one('unknown-sid', validSid().map((sid) => `session=${signer.sign(sid)}`)) },
-      { weight: 3, arbitrary: one('foreign-secret', fc.constantFrom(signer.unsign(joe)!).map((sid) => `session=${foreign.sign(sid)}`)) },
+      { weight: 3, arbitrary: one('unknown-sid', validSid().map((sid) => `session=${cookieValue(sid, SECRET, SALT)}`)) },
+      { weight: 3, arbitrary: one('foreign-secret', fc.constantFrom(sessionIdOf(joe, SECRET, SALT)!).map((sid) => `session=${cookieValue(sid, 'not-the-secret', SALT)}`)) },
       { weight: 6, arbitrary: one('random-bytes', fc.array(headerByte(), { maxLength: 300 }).map((b) => b.join(''))) },
       { weight: 4, arbitrary: one('random-value', fc.array(headerByte(), { maxLength: 300 }).map((b) => `session=${b.join('')}`)) },
       { weight: 4, arbitrary: one('unicode', fc.string({ unit: 'grapheme', maxLength: 80 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`)) },
@@ -93,8 +93,8 @@ describe('cookie fuzzing against nginx and the app', () => {
     return fc.sample(arb, { numRuns: CASES, seed: SEED });
   }
 
-  const requestFor = (c: FuzzCase) => buildRequest(PATH, c.headers.map((h) => ['Cookie', Buffer.from(h, 'latin1')] as [string, Buffer]));
-  const show = (c: FuzzCase, r: WireResponse) => `${r.status} ${c.kind} ${JSON.stringify(c.headers.map((h) => h.slice(0, 100)))} ${r.error ?? ''}`;
+  const requestFor = (c: FuzzCase) => requestBytes(PATH, { headers: c.headers.map((h) => ['Cookie', Buffer.from(h, 'latin1')] as [string, Buffer]) });
+  const show = (c: FuzzCase, r: HttpResponse) => `${r.status} ${c.kind} ${JSON.stringify(c.headers.map((h) => h.slice(0, 100)))} ${r.error ?? ''}`;
 
   it(`${CASES} random and mutated cookies: nginx answers only 400, 401 or 403, and no worker crashes; the app only 4xx for a sample`, async () => {
     const cases = fuzzCases();

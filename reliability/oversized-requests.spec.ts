@@ -4,8 +4,10 @@
  * bounded over a burst of them.
  */
 import type { DemoStack } from '../stack/demo-stack';
-import { buildRequest, nginxWorkers, rssKb, runPool, statusCounts } from './support/raw-pool';
-import { crashLines, mustLogin, startStack } from './support/stack';
+import { mustLogin } from '../stack/demo-login';
+import { requestBytes, runPool, statusCounts } from '../stack/http-client';
+import { nginxWorkers, rssKb } from './support/process-stats';
+import { crashLines, startDemoStack } from './support/stack';
 
 interface Oversized {
   name: string;
@@ -22,7 +24,7 @@ describe('oversized and many cookies, long group ids and URIs', () => {
   let cases: Oversized[];
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startDemoStack();
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     const damaged = `${joe.slice(0, -1)}${joe.endsWith('A') ? 'B' : 'A'}`;
     const group = (id: string, resource = 'report') => `/app/api/v1/group/${id}/cacheable/${resource}`;
@@ -49,7 +51,7 @@ describe('oversized and many cookies, long group ids and URIs', () => {
     await stack?.stop();
   });
 
-  const requestFor = (c: Oversized) => buildRequest(c.path, c.cookie === undefined ? [] : [['Cookie', c.cookie]]);
+  const requestFor = (c: Oversized) => requestBytes(c.path, { headers: c.cookie === undefined ? {} : { Cookie: c.cookie } });
 
   it('each gets a clear 4xx at nginx and at the app, never a 5xx', async () => {
     for (const [target, port] of [['nginx', stack.nginx.port], ['app', stack.appPort]] as const) {

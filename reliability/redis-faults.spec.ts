@@ -11,13 +11,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
-import { SessionCookieSigner } from '../libs/shared-session/src';
+import { cookieValue, PROTOCOL_DEFAULTS, sessionIdOf, sessionKeyList } from '../protocol/testkit';
+import { login, loginRequest, mustLogin } from '../stack/demo-login';
 import type { DemoStack } from '../stack/demo-stack';
-import { sleep, waitFor } from '../stack/ports';
-import { buildRequest, nginxWorkers, RawConnection, statusCounts, WireResponse } from './support/raw-pool';
-import { crashLines, login, mustLogin, percentile, SALT, SECRET, startStack } from './support/stack';
+import { HttpConnection, HttpResponse, requestBytes, statusCounts } from '../stack/http-client';
+import { percentile } from '../stack/percentile';
+import { sleep, waitFor } from '../stack/wait';
+import { nginxWorkers } from './support/process-stats';
+import { crashLines, SALT, SECRET, startDemoStack } from './support/stack';
 
-const PREFIX = 'resty_shared_session';
+const PREFIX = PROTOCOL_DEFAULTS.keyPrefix; // the demo's
 const GROUP_PATH = '/app/api/v1/group/one/cacheable/under-load';
 const APP_PATH = '/app/api/v1/group/one/uncacheable/under-load';
 const LOAD_MS = 6_500;
@@ -27,7 +30,7 @@ const RECOVERY_BOUND_MS = 2_000;
 const MAX_REQUESTS_PER_CLIENT = 20_000;
 
 type Who = 'joe' | 'sam' | 'login';
-interface Sample extends WireResponse {
+interface Sample extends HttpResponse {
   who: Who;
 }
 
@@ -37,8 +40,7 @@ describe('Redis faults under load', () => {
   let stack: DemoStack;
   let joe: string; // member of "one"
   let sam: string; // not a member of "one"
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
-  const freshCookie = () => signer.sign(randomBytes(18).toString('base64url'));
+  const freshCookie = () => cookieValue(randomBytes(18).toString('base64url'), SECRET, SALT);
 
   /** The Redis keys of a session, dumped so they can be put back after Redis restarts empty. */
   async function snapshot(cookies: string[]): Promise<[string, number, Buffer][]> {
@@ -46,9 +48,7 @@ describe('Redis faults under load', () => {
     try {
       const out: [string, number, Buffer][] = [];
       for (const cookie of cookies) {
-        const sid = signer.unsign(cookie)!;
-        for (const kind of ['data', 'signature', 'groups']) {
-          const key = `${PREFIX}:${kind}:${sid}`;
+        for (const key of sessionKeyList(PREFIX, sessionIdOf(cookie, SECRET, SALT)!)) {
           const dump = await admin.dumpBuffer(key);
           if (dump) out.push([key, await admin.pttl(key), dump]);
         }
@@ -70,19 +70,15 @@ describe('Redis faults under load', () => {
     }
   }
 
-  const get = (path: string, cookie?: string) => buildRequest(path, cookie ? [['Cookie', `session=${cookie}`]] : []);
-  const loginRequest = () =>
-    buildRequest('/app/login', [['Content-Type', 'application/x-www-form-urlencoded']], {
-      method: 'POST',
-      body: 'email=sam%40example.com&password=itssam',
-    });
+  const get = (path: string, cookie?: string) => requestBytes(path, { headers: cookie ? { Cookie: `session=${cookie}` } : {} });
+  const samLogin = () => loginRequest('sam@example.com', 'itssam');
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startDemoStack();
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');
     // Fill nginx's cache, so that nginx's own answers (not the app's) are what the load sees.
-    const conn = new RawConnection(stack.nginx.port);
+    const conn = new HttpConnection(stack.nginx.port);
     expect((await conn.request(get(GROUP_PATH, joe))).status).toBe(200);
     expect((await conn.request(get(GROUP_PATH, joe))).headers['x-cache-status']).toEqual(['HIT']);
     conn.close();
@@ -111,7 +107,7 @@ describe('Redis faults under load', () => {
 
     /** One client: keep-alive, one request at a time, until the deadline (or the request bound). */
     async function client(port: number, into: Sample[], pick: (i: number) => { who: Who; req: Buffer }): Promise<void> {
-      const conn = new RawConnection(port, 5_000);
+      const conn = new HttpConnection(port, 5_000);
       for (let i = 0; i < MAX_REQUESTS_PER_CLIENT && Date.now() < deadline; i++) {
         const { who, req } = pick(i);
         into.push({ who, ...(await conn.request(req)) });
@@ -123,7 +119,7 @@ describe('Redis faults under load', () => {
     );
     const appClients = Array.from({ length: 8 }, (_x, c) =>
       client(stack.appPort, atApp, (i) =>
-        i % 10 === 9 ? { who: 'login', req: loginRequest() } : (i + c) % 2 === 0 ? { who: 'joe', req: get(APP_PATH, joe) } : { who: 'sam', req: get(APP_PATH, sam) },
+        i % 10 === 9 ? { who: 'login', req: samLogin() } : (i + c) % 2 === 0 ? { who: 'joe', req: get(APP_PATH, joe) } : { who: 'sam', req: get(APP_PATH, sam) },
       ),
     );
 
@@ -206,7 +202,7 @@ describe('Redis faults under load', () => {
     const redisPid = stack.redis.pid!;
     const logStart = stack.appLog.length;
     // Before: an unknown (validly signed) session is refused after a Redis look-up.
-    const probe = new RawConnection(stack.nginx.port);
+    const probe = new HttpConnection(stack.nginx.port);
     expect((await probe.request(get(GROUP_PATH, freshCookie()))).status).toBe(403);
     probe.close();
 
@@ -214,7 +210,7 @@ describe('Redis faults under load', () => {
     const burst = (port: number, n: number, make: () => Buffer) =>
       Promise.all(
         Array.from({ length: n }, async () => {
-          const conn = new RawConnection(port, 10_000);
+          const conn = new HttpConnection(port, 10_000);
           try {
             return await conn.request(make());
           } finally {
@@ -222,7 +218,7 @@ describe('Redis faults under load', () => {
           }
         }),
       );
-    const took = (rs: WireResponse[]) => rs.map((r) => r.endedAt - r.startedAt);
+    const took = (rs: HttpResponse[]) => rs.map((r) => r.endedAt - r.startedAt);
 
     const keysBefore = await (async () => {
       const admin = new Redis(stack.redis.url);
@@ -233,23 +229,23 @@ describe('Redis faults under load', () => {
       }
     })();
     process.kill(redisPid, 'SIGSTOP');
-    let atNginx: WireResponse[];
-    let atApp: WireResponse[];
-    let logins: WireResponse[];
+    let atNginx: HttpResponse[];
+    let atApp: HttpResponse[];
+    let logins: HttpResponse[];
     let resumedAt: number;
     try {
       await sleep(100);
       [atNginx, atApp, logins] = await Promise.all([
         burst(stack.nginx.port, 8, () => get(GROUP_PATH, freshCookie())),
         burst(stack.appPort, 8, () => get(APP_PATH, freshCookie())),
-        burst(stack.appPort, 2, loginRequest),
+        burst(stack.appPort, 2, samLogin),
       ]);
     } finally {
       process.kill(redisPid, 'SIGCONT');
       resumedAt = Date.now();
     }
 
-    const fmt = (rs: WireResponse[]) => `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
+    const fmt = (rs: HttpResponse[]) => `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
     console.log(`Redis frozen: nginx ${fmt(atNginx)} (read_timeout 500 ms); app guarded ${fmt(atApp)}, login ${fmt(logins)} (commandTimeout 1 s)`);
     for (const r of atNginx) expect(r.status).toBe(503);
     for (const r of [...atApp, ...logins]) expect(r.status).toBe(503);
@@ -262,8 +258,8 @@ describe('Redis faults under load', () => {
       await waitFor(what, async () => check(), 5_000);
       return Date.now() - resumedAt;
     };
-    const conn = new RawConnection(stack.nginx.port);
-    const appConn = new RawConnection(stack.appPort);
+    const conn = new HttpConnection(stack.nginx.port);
+    const appConn = new HttpConnection(stack.appPort);
     const nginxBack = await recovery('nginx to decide again', async () => (await conn.request(get(GROUP_PATH, freshCookie()))).status === 403);
     const nginxMember = (await conn.request(get(GROUP_PATH, joe))).status;
     const appBack = await recovery('the app to read sessions again', async () => (await appConn.request(get(APP_PATH, joe))).status === 200);
@@ -280,8 +276,8 @@ describe('Redis faults under load', () => {
     // to Redis once it runs again (the commands sent while it was frozen run then).
     expect(logins.map((r) => r.headers['set-cookie'] ?? [])).toEqual(logins.map(() => []));
     const admin = new Redis(stack.redis.url);
-    const newSid = signer.unsign(loggedIn)!;
-    const keysAfter = (await admin.keys('*')).filter((k) => !k.endsWith(`:${newSid}`)).sort();
+    const newKeys = sessionKeyList(PREFIX, sessionIdOf(loggedIn, SECRET, SALT)!);
+    const keysAfter = (await admin.keys('*')).filter((k) => !newKeys.includes(k)).sort();
     admin.disconnect();
     expect(keysAfter).toEqual(keysBefore);
 

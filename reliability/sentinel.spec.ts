@@ -1,11 +1,15 @@
 import type { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
-import request from 'supertest';
+import supertest from 'supertest';
 import { createTestApp } from '../libs/shared-session/test/test-app';
-import { SessionCookieSigner } from '../libs/shared-session/src';
-import { RedisSentinelCluster } from '../stack/redis-sentinel';
-import { sleep } from '../stack/ports';
+import { cookieValue, PROTOCOL_DEFAULTS, sessionIdOf, signature, writeSession } from '../protocol/testkit';
+import { request } from '../stack/http-client';
 import { NginxServer } from '../stack/nginx-server';
+import { RedisSentinelCluster } from '../stack/redis-sentinel';
+import { sleep } from '../stack/wait';
+
+// Both the app and nginx use the protocol's default salt and key prefix.
+const SECRET = 'sentinel-secret';
 
 /**
  * The Nest module on a Sentinel-managed Redis (ioredis' Sentinel options):
@@ -15,11 +19,10 @@ import { NginxServer } from '../stack/nginx-server';
 describe('SharedSessionModule through a Redis Sentinel failover', () => {
   let cluster: RedisSentinelCluster;
   let app: INestApplication;
-  const signer = new SessionCookieSigner({ secret: 'sentinel-secret' });
 
   beforeAll(async () => {
     cluster = await RedisSentinelCluster.start();
-    app = await createTestApp({ secret: 'sentinel-secret', redis: { sentinels: cluster.sentinelAddresses, name: cluster.masterName } });
+    app = await createTestApp({ secret: SECRET, redis: { sentinels: cluster.sentinelAddresses, name: cluster.masterName } });
   }, 60_000);
   afterAll(async () => {
     await app?.close();
@@ -27,10 +30,10 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
   });
 
   it('keeps the sessions made before the failover, and logs in again after it', async () => {
-    const login = (username: string) => request(app.getHttpServer()).post('/login').send({ username, groups: ['g1'] });
+    const login = (username: string) => supertest(app.getHttpServer()).post('/login').send({ username, groups: ['g1'] });
     const res = await login('before@example.com').expect(204);
     const cookie = String(res.headers['set-cookie']).split(';')[0];
-    expect(signer.unsign(cookie.slice('session='.length))).not.toBeNull();
+    expect(sessionIdOf(cookie.slice('session='.length), SECRET, PROTOCOL_DEFAULTS.salt)).not.toBeNull();
     // A session counts as made once a replica has it.
     const primary = new Redis(cluster.primary.url);
     expect(await primary.call('WAIT', '1', '2000')).toBe(1);
@@ -43,7 +46,7 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
     let firstOk: number | undefined;
     const statuses = new Set<number>();
     while (Date.now() - killedAt < 30_000) {
-      const status = (await request(app.getHttpServer()).get('/groups/g1/report').set('Cookie', cookie)).status;
+      const status = (await supertest(app.getHttpServer()).get('/groups/g1/report').set('Cookie', cookie)).status;
       statuses.add(status);
       if (status === 200) {
         firstOk = Date.now();
@@ -65,7 +68,6 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
 describe('resty.shared_session through a Redis Sentinel failover', () => {
   let cluster: RedisSentinelCluster;
   let nginx: NginxServer;
-  const signer = new SessionCookieSigner({ secret: 'sentinel-secret' });
   const sid = '5e1f0c2a-8b7d-4e6f-9a3b-2c1d0e9f8a7b';
 
   beforeAll(async () => {
@@ -78,7 +80,7 @@ http {
   ${ctx.httpPreamble}
   init_by_lua_block {
     require("resty.shared_session").configure{
-      secret = "sentinel-secret",
+      secret = "${SECRET}",
       redis = { sentinels = { ${sentinels} }, master_name = "${cluster.masterName}", connect_timeout = 200, read_timeout = 500 },
     }
   }
@@ -103,10 +105,10 @@ http {
 
   it('finds the primary through the sentinels, and the new one after a failover', async () => {
     const primary = new Redis(cluster.primary.url);
-    await primary.multi().set(`resty_shared_session:signature:${sid}`, signer.signature(sid)).sadd(`resty_shared_session:groups:${sid}`, 'g1').exec();
+    await writeSession(primary, PROTOCOL_DEFAULTS.keyPrefix, sid, { groups: ['g1'] }, { signature: signature(sid, SECRET, PROTOCOL_DEFAULTS.salt) });
     expect(await primary.call('WAIT', '1', '2000')).toBe(1);
     primary.disconnect();
-    const check = async () => (await fetch(nginx.url('/check'), { headers: { cookie: `session=${signer.sign(sid)}` } })).status;
+    const check = async () => (await request(nginx.port, '/check', { headers: { Cookie: `session=${cookieValue(sid, SECRET, PROTOCOL_DEFAULTS.salt)}` } })).status;
     expect(await check()).toBe(200);
 
     const killedAt = Date.now();

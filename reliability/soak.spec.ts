@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { cookieSetBy, loginRequest } from '../stack/demo-login';
 import { DemoStack } from '../stack/demo-stack';
+import { HttpConnection, HttpResponse, requestBytes } from '../stack/http-client';
+import { childPids, rssKb } from './support/process-stats';
 
 /**
  * Many users at once, for a bounded time, through nginx: each simulated user
@@ -19,15 +20,6 @@ const FIXTURES = [
 ];
 const GROUPS = ['one', 'two', 'three', 'four'];
 
-function rssKb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-}
-
-function nginxWorkers(masterPid: number): number[] {
-  return execFileSync('pgrep', ['-P', String(masterPid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-}
-
 describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
   let stack: DemoStack;
 
@@ -39,35 +31,31 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
   });
 
   it('never shows a user a group it is not in, never loses or crosses a session, never answers 5xx', async () => {
-    const base = stack.url;
-    const memory = () => ({ app: rssKb(stack.app.pid!), nginx: nginxWorkers(stack.nginx.pid!).reduce((sum, pid) => sum + rssKb(pid), 0) });
+    const memory = () => ({ app: rssKb(stack.app.pid!), nginx: childPids(stack.nginx.pid!).reduce((sum, pid) => sum + rssKb(pid), 0) });
     const startMemory = memory();
     const counts = { requests: 0, ok: 0, refused: 0, logins: 0, logouts: 0, changes: 0 };
     const violations: string[] = [];
     const deadline = Date.now() + SECONDS * 1000;
 
-    const call = async (method: 'GET' | 'POST', path: string, cookie?: string, body?: string, type = 'application/x-www-form-urlencoded') => {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        redirect: 'manual',
-        headers: { ...(cookie ? { cookie } : {}), ...(body !== undefined ? { 'content-type': type } : {}) },
-        body,
-      });
-      const text = await res.text();
-      counts.requests++;
-      if (res.status >= 500) violations.push(`${method} ${path}: ${res.status}`);
-      return { status: res.status, setCookie: res.headers.getSetCookie(), text };
-    };
-
     async function user(n: number): Promise<void> {
       const who = FIXTURES[n % FIXTURES.length];
+      // Each user on its own keep-alive connection to nginx, as a browser would be.
+      const conn = new HttpConnection(stack.nginx.port);
+      const send = async (label: string, bytes: Buffer): Promise<HttpResponse> => {
+        const res = await conn.request(bytes);
+        counts.requests++;
+        if (res.status >= 500 || res.status <= 0) violations.push(`${label}: ${res.status} ${res.error ?? ''}`);
+        return res;
+      };
+      const call = (method: 'GET' | 'POST', path: string, cookie?: string, body?: string, type = 'application/x-www-form-urlencoded') =>
+        send(`${method} ${path}`, requestBytes(path, { method, headers: { ...(cookie ? { Cookie: cookie } : {}), ...(body !== undefined ? { 'Content-Type': type } : {}) }, body }));
       let cookie = '';
       let groups: string[] = [];
       const login = async () => {
-        const res = await call('POST', '/app/login', undefined, `email=${encodeURIComponent(who.email)}&password=${who.password}`);
-        const set = res.setCookie.find((c) => c.startsWith('session='));
-        if (res.status !== 303 || !set) return void violations.push(`login ${who.email}: ${res.status}`);
-        cookie = set.split(';')[0];
+        const res = await send('POST /app/login', loginRequest(who.email, who.password));
+        const value = cookieSetBy(res);
+        if (res.status !== 303 || !value) return void violations.push(`login ${who.email}: ${res.status}`);
+        cookie = `session=${value}`;
         groups = [...who.groups];
         counts.logins++;
       };
@@ -96,7 +84,7 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
           if (res.status === 200) {
             counts.ok++;
             if (!member) violations.push(`${who.email} (groups ${groups.join(',') || 'none'}) got ${path}`);
-            else if (JSON.parse(res.text).group_id !== group) violations.push(`${path} returned group ${JSON.parse(res.text).group_id}`);
+            else if (JSON.parse(res.body).group_id !== group) violations.push(`${path} returned group ${JSON.parse(res.body).group_id}`);
           } else if (res.status === 403) {
             counts.refused++;
             if (member) violations.push(`${who.email} refused ${path} though in ${group}`);
@@ -107,7 +95,8 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
       }
       // The session is still the user's own, not lost, not someone else's.
       const me = await call('GET', '/app/api/v1/myself', cookie);
-      if (me.status !== 200 || JSON.parse(me.text).email !== who.email) violations.push(`myself at the end: ${me.status} ${me.text}`);
+      if (me.status !== 200 || JSON.parse(me.body).email !== who.email) violations.push(`myself at the end: ${me.status} ${me.body}`);
+      conn.close();
     }
 
     await Promise.all(Array.from({ length: USERS }, (_, n) => user(n)));

@@ -1,7 +1,8 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { NginxServer } from './nginx-server';
-import { freePort, waitFor } from './ports';
+import { NodeProcess } from './node-process';
+import { freePort } from './ports';
 import { RedisServer } from './redis-server';
 import { debianLuaPackagePath, debianPlatformLines, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
 
@@ -54,7 +55,7 @@ export class DemoStack {
     let app: NodeProcess | undefined;
     try {
       const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), REDIS_URL: redis.url };
-      app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, `http://127.0.0.1:${appPort}/app`, options.appOutput);
+      app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, { port: appPort, path: '/app' }, options.appOutput);
 
       const nginx = await NginxServer.start({
         port: options.nginxPort,
@@ -88,41 +89,5 @@ export class DemoStack {
     await this.nginx.dispose();
     await this.appProcess.stop();
     await this.redis.dispose();
-  }
-}
-
-/** A Node program run as a child process, ready once `readyUrl` answers 2xx; stopped by PID. */
-export class NodeProcess {
-  output = '';
-
-  private constructor(readonly child: ChildProcess) {
-    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
-  }
-
-  static async start(script: string, env: NodeJS.ProcessEnv, readyUrl: string, output: 'inherit' | 'ignore' | 'pipe' = 'pipe'): Promise<NodeProcess> {
-    const proc = new NodeProcess(spawn(process.execPath, [script], { env, stdio: ['ignore', output, output] }));
-    let exit: number | null | undefined;
-    proc.child.once('exit', (code) => (exit = code));
-    try {
-      // Stops polling as soon as the program exits, instead of waiting out the timeout.
-      await waitFor(script, async () => exit !== undefined || (await fetch(readyUrl).catch(() => undefined))?.ok, 20_000);
-      if (exit !== undefined) throw new Error(`${script} exited (${exit}):\n${proc.output}`);
-    } catch (error) {
-      await proc.stop();
-      throw error;
-    }
-    return proc;
-  }
-
-  /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
   }
 }

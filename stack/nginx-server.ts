@@ -4,7 +4,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { debianLuaPackagePath, debianPlatformLines, REPO_ROOT } from './nginx-platform';
-import { freePort, waitFor } from './ports';
+import { freePort } from './ports';
+import { waitFor } from './wait';
 
 
 /** What a configuration template gets to build nginx.conf. */

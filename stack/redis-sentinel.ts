@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { freePort, waitFor } from './ports';
+import { freePort } from './ports';
+import { waitFor } from './wait';
 import { RedisServer } from './redis-server';
 
 /**

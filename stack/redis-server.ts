@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitFor } from './ports';
+import { freePort } from './ports';
+import { waitFor } from './wait';
 
 /**
  * A real redis-server on 127.0.0.1, on a free high port, in a temporary

@@ -9,6 +9,7 @@ import {
   newSessionId,
   readSession,
   REPO_VECTORS_PATH,
+  sessionIdOf,
   sessionKeyCount,
   sessionKeys,
   SHARED_VECTORS_PATH,
@@ -35,6 +36,25 @@ describe('the reference signer against vectors.json', () => {
       const [sid] = v.cookie!.split('.');
       expect(v.secrets.map((s) => cookieValue(sid, s, v.salt))).toContain(v.cookie);
     }
+  });
+
+  it('reads back each valid cookie, and each valid rotation cookie under one of its secrets', () => {
+    for (const v of vectors.valid) expect(sessionIdOf(v.cookie, v.secret, v.salt)).toBe(v.sid);
+    for (const v of vectors.rotation.filter((r) => r.cookie)) {
+      const sids = v.secrets.map((s) => sessionIdOf(v.cookie, s, v.salt)).filter((sid) => sid !== null);
+      expect(sids).toEqual(v.valid ? [v.cookie!.split('.')[0]] : []);
+    }
+  });
+
+  it.each(vectors.invalid.cases.map((c) => [c.why, c] as const))('reads no session id from the invalid cookie: %s', (_why, c) => {
+    expect(sessionIdOf(c.cookie, vectors.invalid.secret, vectors.invalid.salt)).toBe(c.must_accept ? c.cookie.split('.')[0] : null);
+  });
+
+  it('reads no session id from what is not a string, or from an id outside section 1', () => {
+    const { secret, salt } = vectors.valid[0];
+    for (const value of [undefined, null, 42, {}, ['a.b']]) expect(sessionIdOf(value, secret, salt)).toBeNull();
+    for (const sid of ['a'.repeat(15), 'a'.repeat(129), `${'a'.repeat(20)}~`]) expect(sessionIdOf(cookieValue(sid, secret, salt), secret, salt)).toBeNull();
+    for (const sid of ['a'.repeat(16), 'a'.repeat(128)]) expect(sessionIdOf(cookieValue(sid, secret, salt), secret, salt)).toBe(sid);
   });
 
   it('makes ids of the form section 1 prescribes', () => {

@@ -5,24 +5,24 @@
  */
 import Redis from 'ioredis';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
-import { sleep, waitFor } from '../../stack/ports';
+import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
-import { luaConnectRedis, postJson } from './http';
+import { destroySession, sessionKeys, writeSession } from '../../protocol/testkit';
+import { postJson } from '../../stack/http-client';
 import {
   assertNoCrash,
   commandCalls,
   cookieFor,
-  destroySession,
   get,
+  luaConnectRedis,
   OTHER_SID,
   redisClient,
   SALT,
   SECRET,
   SID,
   signature,
-  startStack,
-  stopStack,
-  writeSession,
+  startRedisAndNginx,
+  stopRedisAndNginx,
 } from './support';
 
 const OLD_SECRET = 'old-secret';
@@ -124,15 +124,15 @@ describe('authorize() with a local secret', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, localConfigure(port)), errorLogLevel: 'info' })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, localConfigure(port)), errorLogLevel: 'info' })));
   });
 
   beforeEach(async () => {
     await client.flushdb();
-    await writeSession(client, PREFIX, SID, { username: 'ann', groups: ['g1', 'g2'], theme: 'dark' });
+    await writeSession(client, PREFIX, SID, { username: 'ann', groups: ['g1', 'g2'], theme: 'dark' }, { signature: signature(SID) });
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, assertNoCrash));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, assertNoCrash));
 
   test('200 for a member; access() lets the request through', async () => {
     expect(await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).toEqual({ status: 200 });
@@ -179,15 +179,15 @@ describe('authorize() with a local secret', () => {
   });
 
   test('403 once the session has expired', async () => {
-    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { ttl: 1 });
+    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { signature: signature(OTHER_SID), ttl: 1 });
     expect((await authorize(nginx, 'g1', `session=${cookieFor(OTHER_SID)}`)).status).toBe(200);
-    await waitFor('the session to expire', async () => (await client.exists(`${PREFIX}:groups:${OTHER_SID}`)) === 0, 3000);
+    await waitFor('the session to expire', async () => (await client.exists(sessionKeys(PREFIX, OTHER_SID).groups)) === 0, 3000);
     expect((await authorize(nginx, 'g1', `session=${cookieFor(OTHER_SID)}`)).status).toBe(403);
   });
 
   test('a group change is seen on the next request', async () => {
     expect((await authorize(nginx, 'g3', `session=${cookieFor(SID)}`)).status).toBe(403);
-    await writeSession(client, PREFIX, SID, { groups: ['g3'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g3'] }, { signature: signature(SID) });
     expect((await authorize(nginx, 'g3', `session=${cookieFor(SID)}`)).status).toBe(200);
     expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(403);
   });
@@ -200,8 +200,8 @@ describe('authorize() with a local secret', () => {
   });
 
   test('503 when Redis answers with an error', async () => {
-    await client.del(`${PREFIX}:groups:${SID}`);
-    await client.set(`${PREFIX}:groups:${SID}`, 'not a set');
+    await client.del(sessionKeys(PREFIX, SID).groups);
+    await client.set(sessionKeys(PREFIX, SID).groups, 'not a set');
     const { status, err } = await authorize(nginx, 'g1', `session=${cookieFor(SID)}`);
     expect(status).toBe(503);
     expect(err).toMatch(/WRONGTYPE/);
@@ -299,7 +299,7 @@ describe('authorize() with a local secret', () => {
     });
 
     test('list_groups: an empty list for a session without groups', async () => {
-      await writeSession(client, PREFIX, OTHER_SID, { username: 'bob' });
+      await writeSession(client, PREFIX, OTHER_SID, { username: 'bob' }, { signature: signature(OTHER_SID) });
       const out = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(OTHER_SID)}`)).body);
       expect(out.groups).toEqual([{}, null]); // cjson encodes an empty table as {}
       expect(out.data).toEqual([{ username: 'bob' }, null]);
@@ -307,7 +307,7 @@ describe('authorize() with a local secret', () => {
 
     test('get_data: data that is not a JSON object counts as empty and is logged', async () => {
       for (const bad of ['[1,2]', 'not json', '"text"', '{"broken":']) {
-        await client.set(`${PREFIX}:data:${SID}`, bad);
+        await client.set(sessionKeys(PREFIX, SID).data, bad);
         const out = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID)}`)).body);
         expect([bad, out.data]).toEqual([bad, [{}, null]]);
       }
@@ -336,13 +336,13 @@ describe('authorize() with a local secret', () => {
       ['redis.sentinel', { redis: { sentinel: 'x' } }],
     ];
     test.each(bad)('names the option "%s"', async (name, opts) => {
-      const out = await postJson(nginx.url('/configure'), opts);
+      const out = await postJson(nginx.port, '/configure', opts);
       expect(out.ok).toBe(false);
       expect(out.err).toContain(`option "${name}"`);
     });
 
     test('a failed call leaves the previous configuration in force', async () => {
-      await postJson(nginx.url('/configure'), { secret: '' });
+      await postJson(nginx.port, '/configure', { secret: '' });
       expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(200);
     });
   });
@@ -361,7 +361,7 @@ describe('authorize() with a local secret', () => {
     expect((await get(nginx, '/groups/g1/x', cookie)).status).toBe(503);
     await redis.resume();
     client = redisClient(redis);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
     await waitFor('authorize to recover', async () => (await authorize(nginx, 'g1', cookie)).status === 200, 5000);
     expect((await get(nginx, '/groups/g1/x', cookie)).status).toBe(200);
   });
@@ -373,7 +373,7 @@ describe('authorize() with the stored signature (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({
       conf: confFor(port, `{ key_prefix = "${PREFIX}", redis = { port = ${port}, read_timeout = 300 } }`),
     })));
   });
@@ -382,7 +382,7 @@ describe('authorize() with the stored signature (no secret)', () => {
     await client.flushdb();
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, assertNoCrash));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, assertNoCrash));
 
   test('200 when the cookie matches the stored signature, whatever secret made it', async () => {
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID, 'any-app-secret') });
@@ -391,7 +391,7 @@ describe('authorize() with the stored signature (no secret)', () => {
   });
 
   test('403 when it does not', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
     expect(await authorize(nginx, 'g1', `session=${cookieFor(SID, 'other')}`)).toEqual({ status: 403, err: 'bad signature' });
   });
 
@@ -402,18 +402,18 @@ describe('authorize() with the stored signature (no secret)', () => {
   });
 
   test('403 for a member check that fails, 401 without a cookie', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
     expect((await authorize(nginx, 'g2', `session=${cookieFor(SID)}`)).status).toBe(403);
     expect((await authorize(nginx, 'g1')).status).toBe(401);
   });
 
   test('503 when Redis answers with an error', async () => {
-    await client.sadd(`${PREFIX}:signature:${SID}`, 'wrong type');
+    await client.sadd(sessionKeys(PREFIX, SID).signature, 'wrong type');
     expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(503);
   });
 
   test('the 0.1.x API compares with the stored signature', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
     const ok = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID)}`)).body);
     expect(ok.verify).toEqual([true, null]);
     const forged = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID, 'x')}`)).body);
@@ -437,7 +437,7 @@ describe('redis password and database', () => {
     const { redis, client } = await startWithPassword();
     let nginx: NginxServer | undefined;
     try {
-      await writeSession(client, PREFIX, SID, { groups: ['g1'] });
+      await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
       nginx = await NginxServer.start({
         conf: confFor(redis.port, localConfigure(redis.port, ', password = "redis-pw", db = 3')),
       });

@@ -6,14 +6,15 @@
  * lua_shared_dict, Redis outages, several workers, and the stored mode.
  */
 import Redis from 'ioredis';
+import { destroySession, invalidationChannel, sessionKeys, writeSession } from '../../protocol/testkit';
+import { request } from '../../stack/http-client';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
-import { sleep, waitFor } from '../../stack/ports';
+import { percentile } from '../../stack/percentile';
+import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
-import { request } from './http';
 import {
   assertNoCrash,
   commandCalls,
-  destroySession,
   get,
   OTHER_SID,
   redisClient,
@@ -21,14 +22,14 @@ import {
   SECRET,
   SID,
   sessionCookie,
+  signature,
   startRedis,
-  startStack,
-  stopStack,
-  writeSession,
+  startRedisAndNginx,
+  stopRedisAndNginx,
 } from './support';
 
 const PREFIX = 'rss_dc';
-const CHANNEL = `${PREFIX}:invalidate`;
+const CHANNEL = invalidationChannel(PREFIX);
 const TTL = 1; // decision_cache.ttl, seconds
 const HEARTBEAT_MS = 1000; // the module's HEARTBEAT_TTL
 
@@ -97,7 +98,7 @@ async function pubsubClientIds(client: Redis): Promise<string[]> {
 }
 
 async function epochState(nginx: NginxServer): Promise<string> {
-  return (await request(nginx.url('/epoch'))).body.trim();
+  return (await request(nginx.port, '/epoch')).body.trim();
 }
 
 async function waitUp(nginx: NginxServer, client: Redis, timeoutMs = 5000): Promise<void> {
@@ -113,10 +114,6 @@ function noCrashOrAlert(log: string): void {
   assertNoCrash(log, { alerts: true });
 }
 
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
 describe('decision cache with the revocation subscriber (local secret, ttl 1 s)', () => {
   let redis: RedisServer;
   let client: Redis;
@@ -124,16 +121,16 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   const cookie = sessionCookie(SID);
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port), errorLogLevel: 'notice' })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port), errorLogLevel: 'notice' })));
     await waitUp(nginx, client);
   });
 
   beforeEach(async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1', 'g2'] }, { publish: true });
-    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1', 'g2'] }, { signature: signature(SID), publish: true });
+    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { signature: signature(OTHER_SID), publish: true });
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
 
   test('a positive decision is reused within ttl: no Redis query', async () => {
     const before = await sismembers(client);
@@ -175,7 +172,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   });
 
   test('a group id holding ":" gets its own decision', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['a:b'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['a:b'] }, { signature: signature(SID), publish: true });
     expect(await status(nginx, 'a:b', cookie)).toBe(200);
     expect(await status(nginx, 'a:b', cookie)).toBe(200);
     expect(await status(nginx, 'a', cookie)).toBe(403);
@@ -188,7 +185,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     for (let trial = 0; trial < 200; trial++) {
       const sid = `trial-${String(trial).padStart(4, '0')}-${'x'.repeat(20)}`;
       const c = sessionCookie(sid);
-      await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { publish: true });
+      await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { signature: signature(sid), publish: true });
       expect(await status(nginx, 'g1', c)).toBe(200); // miss: stored
       expect(await status(nginx, 'g1', c)).toBe(200); // hit
 
@@ -215,11 +212,10 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
       expect(await status(nginx, 'g1', c)).toBe(403);
     }
     expect(allowedAfterExec).toBe(0);
-    latencies.sort((a, b) => a - b);
     console.log(
       `revocation, PUBLISH sent -> first 403 (200 trials, sequential requests on loopback): ` +
-        `p50 ${quantile(latencies, 0.5).toFixed(2)} ms, p99 ${quantile(latencies, 0.99).toFixed(2)} ms, ` +
-        `max ${latencies[latencies.length - 1].toFixed(2)} ms`,
+        `p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms, ` +
+        `max ${percentile(latencies, 100).toFixed(2)} ms`,
     );
   }, 30_000);
 
@@ -227,7 +223,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     const t0 = performance.now();
     expect(await status(nginx, 'g1', cookie)).toBe(200); // the decision, made now
     // A writer that does not publish (the seed's Flask package).
-    await client.srem(`${PREFIX}:groups:${SID}`, 'g1');
+    await client.srem(sessionKeys(PREFIX, SID).groups, 'g1');
     expect(await status(nginx, 'g1', cookie)).toBe(200); // still cached: Redis was not asked
     let lastAllowed = 0;
     for (;;) {
@@ -329,7 +325,7 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
 
     await redis.resume();
     client = redisClient(redis);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     await waitUp(nginx, client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
   });
@@ -341,10 +337,10 @@ describe('decision cache without a running subscriber', () => {
 
   beforeAll(async () => {
     ({ redis, client } = await startRedis());
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
   });
 
-  afterAll(() => stopStack({ client, redis }));
+  afterAll(() => stopRedisAndNginx({ client, redis }));
 
   test('decision_cache without start_subscriber: never used, every request asks Redis', async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { subscriber: false }) });
@@ -395,11 +391,11 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, { dictSize, ttl: 5 }) })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { dictSize, ttl: 5 }) })));
     await waitUp(nginx, client);
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
 
   test('thousands of sessions: every answer right (members 200, others 403), some reuse, no 500', async () => {
     const N = 2000;
@@ -407,7 +403,7 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
     const groupOf = (i: number) => (i % 2 ? 'odd' : 'even');
     let pipe = client.pipeline();
     for (let i = 0; i < N; i++) {
-      pipe.sadd(`${PREFIX}:groups:${sid(i)}`, groupOf(i));
+      pipe.sadd(sessionKeys(PREFIX, sid(i)).groups, groupOf(i));
       if (i % 500 === 499) {
         await pipe.exec();
         pipe = client.pipeline();
@@ -458,15 +454,15 @@ describe('decision cache with two workers', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port), workers: 2, errorLogLevel: 'notice' })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port), workers: 2, errorLogLevel: 'notice' })));
     await waitUp(nginx, client);
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }));
 
   test('one subscription (worker 0) serves every worker; a restarted worker 0 subscribes again', async () => {
     expect(await subscribers(client)).toBe(1);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await sismembers(client);
@@ -481,7 +477,7 @@ describe('decision cache with two workers', () => {
     // Kill worker 0 (a process of this test's nginx, by PID): the master starts a new worker 0.
     let pid = 0;
     await waitFor('worker 0 to answer', async () => {
-      const [id, p] = (await request(nginx.url('/worker'))).body.trim().split(' ');
+      const [id, p] = (await request(nginx.port, '/worker')).body.trim().split(' ');
       if (id === '0') pid = Number(p);
       return id === '0';
     }, 5000);
@@ -491,7 +487,7 @@ describe('decision cache with two workers', () => {
       const ids = await pubsubClientIds(client);
       return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
     }, 5000);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const b2 = await sismembers(client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
@@ -506,7 +502,7 @@ describe('decision cache with two workers', () => {
       const ids = await pubsubClientIds(client);
       return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
     }, 5000);
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     await destroySession(client, PREFIX, SID, { publish: true });
@@ -526,10 +522,10 @@ describe('the subscriber with a Redis password', () => {
     ({ redis, client } = await startRedis());
     await client.call('CONFIG', 'SET', 'requirepass', 'redis-pw');
     await client.call('AUTH', 'redis-pw');
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
   });
 
-  afterAll(() => stopStack({ client, redis }));
+  afterAll(() => stopRedisAndNginx({ client, redis }));
 
   test('AUTH, then SUBSCRIBE: the cache is used', async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { redisExtra: 'password = "redis-pw",' }) });
@@ -565,14 +561,14 @@ describe('decision cache in stored-signature mode (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startStack((port) => ({ conf: confFor(port, { secret: false }) })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { secret: false }) })));
     await waitUp(nginx, client);
   });
 
-  afterAll(() => stopStack({ nginx, client, redis }, noCrashOrAlert));
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
 
   test('a decision is bound to the signature Redis confirmed', async () => {
-    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { publish: true });
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     const before = await commandCalls(client, 'get');

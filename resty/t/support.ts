@@ -1,87 +1,35 @@
 /**
- * What the nginx/Lua specs share: cookies signed by the library's
- * SessionCookieSigner (the one TypeScript implementation of PROTOCOL.md
- * sections 1 and 2), sessions written and destroyed in the section 3 layout
- * (with the section 7 notice when asked), the redis-server + client + nginx
- * each block starts and stops, and the checks on nginx's error log.
+ * What the nginx/Lua specs share: cookies signed by the protocol test kit's
+ * reference signer (never by the library: these specs import nothing of
+ * libs/, see imports.spec.ts), the redis-server + client + nginx each block
+ * starts and stops, and the checks on nginx's error log. Sessions are written
+ * and destroyed with the test kit's writeSession and destroySession.
  */
 import Redis, { RedisOptions } from 'ioredis';
-import { SessionCookieSigner } from '../../libs/shared-session/src';
+import { cookieValue, PROTOCOL_DEFAULTS, signature as protocolSignature } from '../../protocol/testkit';
+import { HttpResponse, request } from '../../stack/http-client';
 import { NginxServer, NginxStartOptions } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
-import { request, HttpResponse } from './http';
 
 export const SECRET = 'current-secret';
-export const SALT = 'flask-resty-session';
+export const SALT = PROTOCOL_DEFAULTS.salt;
 
 export const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
 export const OTHER_SID = '00000000-0000-4000-8000-000000000000';
 
-const signers = new Map<string, SessionCookieSigner>();
-
-/** The signer for `secret` (and `salt`), made once. */
-export function signer(secret = SECRET, salt = SALT): SessionCookieSigner {
-  const key = JSON.stringify([secret, salt]);
-  let found = signers.get(key);
-  if (!found) signers.set(key, (found = new SessionCookieSigner({ secret, salt })));
-  return found;
-}
-
-/** The 27-character signature of `sid` made with `secret`. */
+/** The 27-character signature of `sid` made with `secret` (and SALT): what a writer stores as `<prefix>:signature:<sid>`. */
 export function signature(sid: string, secret = SECRET): string {
-  return signer(secret).signature(sid);
+  return protocolSignature(sid, secret, SALT);
 }
 
 /** The cookie value `<sid>.<signature>`. */
 export function cookieFor(sid: string, secret = SECRET): string {
-  return signer(secret).sign(sid);
+  return cookieValue(sid, secret, SALT);
 }
 
 /** A Cookie header carrying the `session` cookie. */
 export function sessionCookie(sid: string, secret = SECRET): string {
   return `session=${cookieFor(sid, secret)}`;
-}
-
-export interface WriteSessionOptions {
-  /** What `<prefix>:signature:<sid>` holds (default: the signature with SECRET). */
-  signature?: string;
-  /** Seconds (default 3600). */
-  ttl?: number;
-  /** Also PUBLISH the sid on `<prefix>:invalidate`, in the same MULTI (section 7). */
-  publish?: boolean;
-}
-
-/**
- * Writes a session the way PROTOCOL.md section 3 says a writer does, in one
- * MULTI: the data, the signature, the groups (from `data.groups`) replaced,
- * all with the one ttl; `publish` adds the section 7 notice.
- */
-export async function writeSession(
-  client: Redis,
-  prefix: string,
-  sid: string,
-  data: Record<string, unknown>,
-  options: WriteSessionOptions = {},
-): Promise<void> {
-  const ttl = options.ttl ?? 3600;
-  const groups = (data.groups as string[] | undefined) ?? [];
-  const multi = client
-    .multi()
-    .set(`${prefix}:data:${sid}`, JSON.stringify(data), 'EX', ttl)
-    .set(`${prefix}:signature:${sid}`, options.signature ?? signature(sid), 'EX', ttl)
-    .del(`${prefix}:groups:${sid}`);
-  if (groups.length) multi.sadd(`${prefix}:groups:${sid}`, ...groups).expire(`${prefix}:groups:${sid}`, ttl);
-  if (options.publish) multi.publish(`${prefix}:invalidate`, sid);
-  await multi.exec();
-}
-
-/**
- * Deletes a session's keys. With `publish`, logout as the Nest side does it:
- * the keys go and the notice follows, in one MULTI, sent before this returns.
- */
-export function destroySession(client: Redis, prefix: string, sid: string, options: { publish?: boolean } = {}): Promise<unknown> {
-  const keys = [`${prefix}:data:${sid}`, `${prefix}:signature:${sid}`, `${prefix}:groups:${sid}`];
-  return options.publish ? client.multi().del(...keys).publish(`${prefix}:invalidate`, sid).exec() : client.del(...keys);
 }
 
 /** How many times Redis ran `command` (INFO commandstats). */
@@ -92,7 +40,7 @@ export async function commandCalls(client: Redis, command: string): Promise<numb
 
 /** GET `path` from nginx, with `cookie` as the Cookie header when given. */
 export function get(nginx: NginxServer, path: string, cookie?: string): Promise<HttpResponse> {
-  return request(nginx.url(path), { headers: cookie === undefined ? {} : { cookie } });
+  return request(nginx.port, path, { headers: cookie === undefined ? {} : { Cookie: cookie } });
 }
 
 /** Fails on a crashed worker, a Lua runtime error, and (with `alerts`) any [alert] line. */
@@ -113,20 +61,20 @@ export async function startRedis(): Promise<{ redis: RedisServer; client: Redis 
 }
 
 /** A redis-server, a client of it, and an nginx started with `nginxOptions(redis.port)`; on failure, stops what started. */
-export async function startStack(
+export async function startRedisAndNginx(
   nginxOptions: (redisPort: number) => NginxStartOptions,
 ): Promise<{ redis: RedisServer; client: Redis; nginx: NginxServer }> {
   const { redis, client } = await startRedis();
   try {
     return { redis, client, nginx: await NginxServer.start(nginxOptions(redis.port)) };
   } catch (error) {
-    await stopStack({ redis, client });
+    await stopRedisAndNginx({ redis, client });
     throw error;
   }
 }
 
 /** Stops nginx, the client and redis-server (whichever exist), then runs `checkLog` on nginx's error log. */
-export async function stopStack(
+export async function stopRedisAndNginx(
   stack: { redis?: RedisServer; client?: Redis; nginx?: NginxServer },
   checkLog?: (log: string) => void,
 ): Promise<void> {
@@ -135,4 +83,14 @@ export async function stopStack(
   stack.client?.disconnect();
   await stack.redis?.dispose();
   checkLog?.(log);
+}
+
+/** Lua that opens a Redis connection the 0.1.x way, on OpenResty or Debian. */
+export function luaConnectRedis(port: number, varName = 'red'): string {
+  return `
+      local ok_lib, redis = pcall(require, "resty.redis")
+      if not ok_lib then redis = require "nginx.redis" end
+      local ${varName} = redis:new()
+      ${varName}:set_timeout(1000)
+      assert(${varName}:connect("127.0.0.1", ${port}))`;
 }

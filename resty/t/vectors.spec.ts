@@ -8,9 +8,9 @@
 import Redis from 'ioredis';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
-import { luaConnectRedis, postJson } from './http';
-import { signer, stopStack } from './support';
-import { vectors } from '../../protocol/testkit';
+import { postJson } from '../../stack/http-client';
+import { signature, vectors, writeSession } from '../../protocol/testkit';
+import { luaConnectRedis, stopRedisAndNginx } from './support';
 
 const PREFIX = 'vec';
 const GROUP = 'group-vec';
@@ -99,7 +99,7 @@ http {
 });
 
 afterAll(() =>
-  stopStack({ nginx, client, redis }, (log) => {
+  stopRedisAndNginx({ nginx, client, redis }, (log) => {
     expect(log).not.toMatch(/signal/); // a worker that crashed: "exited on signal N"
   }),
 );
@@ -112,9 +112,8 @@ async function seed(c: Case): Promise<void> {
   const sid = c.cookie.slice(0, dot);
   // The writer issued the cookie if it is valid; otherwise it signed the sid
   // with its current secret, and the cookie is not that.
-  const stored = c.valid ? c.cookie.slice(dot + 1) : signer(c.secrets[c.secrets.length - 1], c.salt).signature(sid);
-  await client.set(`${PREFIX}:signature:${sid}`, stored);
-  await client.sadd(`${PREFIX}:groups:${sid}`, GROUP);
+  const stored = c.valid ? c.cookie.slice(dot + 1) : signature(sid, c.secrets[c.secrets.length - 1], c.salt);
+  await writeSession(client, PREFIX, sid, { groups: [GROUP] }, { signature: stored });
 }
 
 function run(c: Case, mode: 'local' | 'stored'): Promise<Result> {
@@ -122,7 +121,7 @@ function run(c: Case, mode: 'local' | 'stored'): Promise<Result> {
     mode === 'local'
       ? { cookie: c.cookie, salt: c.salt, secret: c.secrets[c.secrets.length - 1], secret_fallbacks: c.secrets.slice(0, -1) }
       : { cookie: c.cookie, salt: c.salt };
-  return postJson<Result>(nginx.url('/vector'), payload);
+  return postJson<Result>(nginx.port, '/vector', payload);
 }
 
 describe.each(['local', 'stored'] as const)('vectors.json, %s verification', (mode) => {

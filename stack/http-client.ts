@@ -1,30 +1,48 @@
 import { connect, Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
 
-/** One response as read off the wire; status 0 means the server closed or reset the connection without answering. */
-export interface WireResponse {
+/**
+ * The tests' one HTTP/1.1 client, on raw sockets to 127.0.0.1: the request
+ * line and the headers go out byte for byte as given (no URL normalization,
+ * any byte, a header name repeated), which a client library would refuse or
+ * rewrite. One request on a fresh connection (`request`), a keep-alive
+ * connection (`HttpConnection`), or many over a bounded pool of them
+ * (`runPool`); every response says when it was sent and when it was complete.
+ * It imports nothing of the library: the nginx tests use it too.
+ */
+
+/** Header lines in order. A string value goes out as latin1 (one byte a character), a Buffer as it is; the list form may repeat a name. */
+export type HeaderLines = Record<string, string | Buffer> | [string, string | Buffer][];
+
+export interface RequestOptions {
+  /** Default GET. */
+  method?: string;
+  headers?: HeaderLines;
+  /** Sent as UTF-8, with its Content-Length. */
+  body?: string;
+}
+
+export interface HttpResponse {
+  /** 0: the connection ended without a complete response; -1: never sent (a pool's deadline had passed). */
   status: number;
+  /** Lower-case names; every value, in the order received. */
   headers: Record<string, string[]>;
+  /** Decoded as UTF-8 (chunked encoding undone). */
   body: string;
   /** When the request was written and when its answer was complete (Date.now()). */
   startedAt: number;
   endedAt: number;
-  /** Set when the connection ended without a complete response. */
+  /** Why there is no response, when status is 0 or -1. */
   error?: string;
 }
 
-/** The bytes of one HTTP/1.1 request; the path and header values go out exactly as given. */
-export function buildRequest(
-  path: string | Buffer,
-  headers: [string, string | Buffer][] = [],
-  options: { method?: string; body?: string; keepAlive?: boolean } = {},
-): Buffer {
-  const method = options.method ?? 'GET';
+/** The bytes of one HTTP/1.1 request for 127.0.0.1. `keepAlive: false` adds `Connection: close`. */
+export function requestBytes(path: string | Buffer, options: RequestOptions & { keepAlive?: boolean } = {}): Buffer {
   const parts: Buffer[] = [
-    Buffer.from(`${method} `, 'latin1'),
+    Buffer.from(`${options.method ?? 'GET'} `, 'latin1'),
     Buffer.isBuffer(path) ? path : Buffer.from(path, 'latin1'),
     Buffer.from(` HTTP/1.1\r\nHost: 127.0.0.1\r\n${options.keepAlive === false ? 'Connection: close\r\n' : ''}`, 'latin1'),
   ];
+  const headers = Array.isArray(options.headers) ? options.headers : Object.entries(options.headers ?? {});
   for (const [name, value] of headers) {
     parts.push(Buffer.from(`${name}: `, 'latin1'), Buffer.isBuffer(value) ? value : Buffer.from(value, 'latin1'), Buffer.from('\r\n'));
   }
@@ -35,15 +53,37 @@ export function buildRequest(
 }
 
 /**
- * A keep-alive HTTP/1.1 connection on 127.0.0.1 that sends raw bytes, one
- * request at a time, and reads each response by its Content-Length (or
- * chunked encoding). When the server closes the connection (after a 400, say)
- * the next request opens a new one.
+ * One request on a fresh connection to 127.0.0.1:`port` (`Connection: close`).
+ * Rejects when the connection ends without a response.
  */
-export class RawConnection {
+export async function request(port: number, path: string | Buffer, options: RequestOptions & { timeoutMs?: number } = {}): Promise<HttpResponse> {
+  const conn = new HttpConnection(port, options.timeoutMs);
+  try {
+    const res = await conn.request(requestBytes(path, { ...options, keepAlive: false }));
+    if (res.status === 0) throw new Error(`${options.method ?? 'GET'} ${path} on port ${port}: ${res.error}`);
+    return res;
+  } finally {
+    conn.close();
+  }
+}
+
+/** POSTs JSON and parses the JSON answer; anything but a 200 is an error. */
+export async function postJson<T = any>(port: number, path: string, payload: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const res = await request(port, path, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(payload) });
+  if (res.status !== 200) throw new Error(`POST ${path}: ${res.status} ${res.body}`);
+  return JSON.parse(res.body) as T;
+}
+
+/**
+ * A keep-alive HTTP/1.1 connection to 127.0.0.1 that sends raw bytes, one
+ * request at a time, and reads each response by its Content-Length (or
+ * chunked encoding, or to the end of the connection). When the server closes
+ * the connection (after a 400, say) the next request opens a new one.
+ */
+export class HttpConnection {
   private socket?: Socket;
   private buffer: Buffer = Buffer.alloc(0);
-  private waiting?: { resolve: (r: WireResponse) => void; startedAt: number };
+  private waiting?: { resolve: (r: HttpResponse) => void; startedAt: number };
   private ended = false;
   /** Connections opened so far (1 + reconnections). */
   opened = 0;
@@ -53,8 +93,9 @@ export class RawConnection {
     private readonly timeoutMs = 10_000,
   ) {}
 
-  request(bytes: Buffer): Promise<WireResponse> {
-    if (this.waiting) throw new Error('RawConnection: one request at a time');
+  /** Sends `bytes` (see requestBytes); resolves with the response, or with status 0 and `error` when there was none. */
+  request(bytes: Buffer): Promise<HttpResponse> {
+    if (this.waiting) throw new Error('HttpConnection: one request at a time');
     if (!this.socket || this.ended || this.socket.destroyed) this.open();
     const startedAt = Date.now();
     return new Promise((resolve) => {
@@ -111,14 +152,11 @@ export class RawConnection {
     const parsed = parseResponse(this.buffer, atEnd);
     if (parsed) {
       this.buffer = this.buffer.subarray(parsed.consumed);
-      const { resolve, startedAt } = this.waiting;
-      this.waiting = undefined;
-      const closing = parsed.headers.connection?.some((v) => /close/i.test(v));
-      if (closing) {
+      if (parsed.headers.connection?.some((v) => /close/i.test(v))) {
         this.ended = true;
         this.socket?.destroy();
       }
-      resolve({ status: parsed.status, headers: parsed.headers, body: parsed.body, startedAt, endedAt: Date.now() });
+      this.resolveWith(parsed);
       return;
     }
     if (atEnd) this.finish(error ?? 'connection ended without a response');
@@ -128,13 +166,17 @@ export class RawConnection {
     if (!this.waiting) return;
     // A write error can come before the response that is already in the buffer.
     const parsed = parseResponse(this.buffer, true);
-    const { resolve, startedAt } = this.waiting;
     if (!parsed && !this.ended) return; // wait for 'end'/'close' to read the answer
-    this.waiting = undefined;
     this.ended = true;
     this.socket?.destroy();
-    if (parsed) resolve({ status: parsed.status, headers: parsed.headers, body: parsed.body, startedAt, endedAt: Date.now() });
-    else resolve({ status: 0, headers: {}, body: '', startedAt, endedAt: Date.now(), error });
+    this.resolveWith(parsed ?? { status: 0, headers: {}, body: '', error });
+  }
+
+  private resolveWith(response: { status: number; headers: Record<string, string[]>; body: string; error?: string }): void {
+    const { resolve, startedAt } = this.waiting!;
+    this.waiting = undefined;
+    const { status, headers, body, error } = response;
+    resolve({ status, headers, body, startedAt, endedAt: Date.now(), ...(error === undefined ? {} : { error }) });
   }
 }
 
@@ -154,7 +196,7 @@ function parseResponse(buf: Buffer, atEnd: boolean): { status: number; headers: 
   if (length !== undefined) {
     const end = start + Number(length);
     if (buf.length < end) return undefined;
-    return { status, headers, body: buf.subarray(start, end).toString('latin1'), consumed: end };
+    return { status, headers, body: buf.subarray(start, end).toString('utf8'), consumed: end };
   }
   if (headers['transfer-encoding']?.[0]?.toLowerCase() === 'chunked') {
     let pos = start;
@@ -167,7 +209,7 @@ function parseResponse(buf: Buffer, atEnd: boolean): { status: number; headers: 
       if (size === 0) {
         const trailerEnd = buf.indexOf('\r\n', eol + 2);
         if (trailerEnd < 0) return undefined;
-        return { status, headers, body: Buffer.concat(chunks).toString('latin1'), consumed: trailerEnd + 2 };
+        return { status, headers, body: Buffer.concat(chunks).toString('utf8'), consumed: trailerEnd + 2 };
       }
       if (buf.length < eol + 2 + size + 2) return undefined;
       chunks.push(buf.subarray(eol + 2, eol + 2 + size));
@@ -176,7 +218,7 @@ function parseResponse(buf: Buffer, atEnd: boolean): { status: number; headers: 
   }
   // No length: the body runs to the end of the connection.
   if (!atEnd) return undefined;
-  return { status, headers, body: buf.subarray(start).toString('latin1'), consumed: buf.length };
+  return { status, headers, body: buf.subarray(start).toString('utf8'), consumed: buf.length };
 }
 
 /**
@@ -188,13 +230,13 @@ export async function runPool(
   port: number,
   requests: Buffer[],
   options: { concurrency?: number; deadlineMs?: number } = {},
-): Promise<{ responses: WireResponse[]; connections: number; ms: number }> {
+): Promise<{ responses: HttpResponse[]; connections: number; ms: number }> {
   const concurrency = options.concurrency ?? 16;
   const deadline = Date.now() + (options.deadlineMs ?? 60_000);
-  const responses: WireResponse[] = new Array(requests.length);
+  const responses: HttpResponse[] = new Array(requests.length);
   const started = Date.now();
   let next = 0;
-  const conns = Array.from({ length: Math.min(concurrency, requests.length) }, () => new RawConnection(port));
+  const conns = Array.from({ length: Math.min(concurrency, requests.length) }, () => new HttpConnection(port));
   await Promise.all(
     conns.map(async (conn) => {
       while (next < requests.length) {
@@ -216,28 +258,4 @@ export function statusCounts(responses: { status: number }[]): Record<string, nu
   const counts: Record<string, number> = {};
   for (const r of responses) counts[r.status] = (counts[r.status] ?? 0) + 1;
   return counts;
-}
-
-/** VmRSS of a process in kB, from /proc/<pid>/status. */
-export function rssKb(pid: number): number {
-  const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(match[1]);
-}
-
-/** The child processes of `pid` (nginx's workers, for its master). */
-export function childPids(pid: number): number[] {
-  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-  return text ? text.split(/\s+/).map(Number) : [];
-}
-
-/** nginx's worker processes (its master's children that are not the cache manager/loader). */
-export function nginxWorkers(masterPid: number): number[] {
-  return childPids(masterPid).filter((pid) => {
-    try {
-      return /worker process/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
-    } catch {
-      return false;
-    }
-  });
 }

@@ -1,0 +1,40 @@
+import { PROTOCOL_DEFAULTS } from '../protocol/testkit/layout';
+import { HttpResponse, request, RequestOptions, requestBytes } from './http-client';
+
+/**
+ * Logging in to the demo app (apps/demo) as its login form does: the one way
+ * the tests and the bench get a session from it, through nginx or at the app.
+ */
+
+/** The form post of `email` and `password` to /app/login. */
+function loginForm(email: string, password: string): RequestOptions {
+  return {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`,
+  };
+}
+
+/** The login request's bytes, for a keep-alive HttpConnection or runPool. */
+export function loginRequest(email: string, password: string): Buffer {
+  return requestBytes('/app/login', loginForm(email, password));
+}
+
+/** The value of the cookie `name` that a response sets, if it sets one. */
+export function cookieSetBy(res: HttpResponse, name: string = PROTOCOL_DEFAULTS.cookieName): string | undefined {
+  const header = res.headers['set-cookie']?.find((c) => c.startsWith(`${name}=`));
+  return header?.split(';')[0].slice(name.length + 1);
+}
+
+/** Logs in through `port` (nginx or the app): the answer (303 when it worked), and the session cookie's value when it set one. */
+export async function login(port: number, email: string, password: string): Promise<HttpResponse & { cookie?: string }> {
+  const res = await request(port, '/app/login', loginForm(email, password));
+  return { ...res, cookie: cookieSetBy(res) };
+}
+
+/** login() that must succeed: the session cookie's value. */
+export async function mustLogin(port: number, email: string, password: string): Promise<string> {
+  const { status, cookie } = await login(port, email, password);
+  if (status !== 303 || !cookie) throw new Error(`login of ${email} failed: ${status}`);
+  return cookie;
+}
