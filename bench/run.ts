@@ -13,7 +13,7 @@ import { NginxServer } from '../stack/nginx-server';
 import { percentile } from '../stack/percentile';
 import { REPO_ROOT } from '../stack/nginx-conf';
 import { freePort } from '../stack/ports';
-import { NodeProcess } from '../stack/node-process';
+import { ServerProcess } from '../stack/server-process';
 import { RedisServer } from '../stack/redis-server';
 
 const run = promisify(execFile);
@@ -151,8 +151,8 @@ async function main(): Promise<void> {
   const appPort = await freePort();
   const plainPort = await freePort();
   const env = { ...process.env, SESSION_SECRET: SECRET, CACHE_SECONDS: '3600', NODE_ENV: 'production' };
-  const app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url }, { port: appPort, path: '/app' });
-  const plain = await NodeProcess.start(join(REPO_ROOT, 'bench/dist/bench/plain-app.js'), { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url }, { port: plainPort, path: '/app/api/v1/group/one/cacheable/x' });
+  const app = await ServerProcess.node(join(REPO_ROOT, 'apps/demo/dist/main.js'), { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url }, { port: appPort, path: '/app' });
+  const plain = await ServerProcess.node(join(REPO_ROOT, 'bench/dist/bench/plain-app.js'), { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url }, { port: plainPort, path: '/app/api/v1/group/one/cacheable/x' });
   const nginx = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
   try {
     const cookie = await login(appPort);

@@ -4,8 +4,9 @@ import { invalidationChannel, PROTOCOL_DEFAULTS, readSession, sessionKeyCount, s
 import { DemoStack } from '../stack/demo-stack';
 import { FlaskApp } from '../stack/flask-app';
 import { NGINX_TEMPLATE } from '../stack/nginx-conf';
-import { sleep } from '../stack/ports';
-import { rawRequest, RawResponse } from './raw-http';
+import { sleep } from '../stack/wait';
+import { HttpResponse, request } from '../stack/http-client';
+import { cookieSetBy, login } from '../stack/demo-login';
 
 /**
  * One login shared by a real Flask process (e2e/flask/app.py, written from
@@ -46,15 +47,14 @@ describe('Flask interop: a Flask app, the Nest app and nginx share one login', (
   /** Every session id published on <prefix>:invalidate while the tests ran. */
   const notices: string[] = [];
 
-  const json = (res: RawResponse) => JSON.parse(res.body);
+  const json = (res: HttpResponse) => JSON.parse(res.body);
   const cookieHeader = (cookie?: string): Record<string, string> => (cookie === undefined ? {} : { Cookie: `${COOKIE}=${cookie}` });
   const sidOf = (cookie: string) => cookie.slice(0, cookie.lastIndexOf('.'));
 
   /** The value of our cookie in a response's Set-Cookie, or undefined. */
-  function setCookie(res: RawResponse): string | undefined {
-    const line = res.headers['set-cookie']?.find((c) => c.startsWith(`${COOKIE}=`));
-    return line?.slice(COOKIE.length + 1, line.indexOf(';'));
-  }
+  const setCookie = (res: HttpResponse) => cookieSetBy(res, COOKIE);
+  const rawRequest = (port: number, path: string, headers: Record<string, string>, method = 'GET', body?: string) =>
+    request(port, path, { headers, method, body });
 
   // Through nginx (the default), or straight to the Nest app.
   const atNginx = (path: string, cookie?: string) => rawRequest(stack.nginx.port, path, cookieHeader(cookie));
@@ -72,8 +72,7 @@ describe('Flask interop: a Flask app, the Nest app and nginx share one login', (
   const whoami = (cookie?: string) => rawRequest(flask.port, '/whoami', cookieHeader(cookie));
 
   async function nestLogin(email: string, password: string): Promise<string> {
-    const body = `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`;
-    const res = await rawRequest(stack.nginx.port, '/app/login', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', body);
+    const res = await login(stack.nginx.port, email, password);
     expect(res.status).toBe(303);
     return setCookie(res)!;
   }

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { NginxServer } from './nginx-server';
-import { NodeProcess } from './node-process';
+import { ServerProcess } from './server-process';
 import { freePort } from './ports';
 import { RedisServer } from './redis-server';
 import { debianLuaPackagePath, debianPlatformLines, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
@@ -21,7 +21,7 @@ export interface DemoStackOptions {
 export class DemoStack {
   private constructor(
     readonly redis: RedisServer,
-    readonly appProcess: NodeProcess,
+    readonly appProcess: ServerProcess,
     readonly appPort: number,
     readonly nginx: NginxServer,
     readonly env: NodeJS.ProcessEnv,
@@ -52,10 +52,10 @@ export class DemoStack {
     const session = sessionValuesFromEnv(env);
     const appPort = options.appPort ?? (await freePort());
     const redis = await RedisServer.start({ port: options.redisPort });
-    let app: NodeProcess | undefined;
+    let app: ServerProcess | undefined;
     try {
       const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), REDIS_URL: redis.url };
-      app = await NodeProcess.start(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, { port: appPort, path: '/app' }, options.appOutput);
+      app = await ServerProcess.node(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, { port: appPort, path: '/app' }, options.appOutput);
 
       const nginx = await NginxServer.start({
         port: options.nginxPort,

@@ -1,7 +1,7 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT } from './nginx-platform';
-import { freePort, waitFor } from './ports';
+import { freePort } from './ports';
+import { ServerProcess } from './server-process';
 
 /**
  * Debian's interpreter, which sees python3-flask, python3-redis and
@@ -26,15 +26,18 @@ export interface FlaskAppOptions {
 
 /** e2e/flask/app.py on 127.0.0.1 under Flask's own server, ready once it answers; stopped by PID. */
 export class FlaskApp {
-  output = '';
-
-  private constructor(readonly child: ChildProcess, readonly port: number) {
-    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
-  }
+  private constructor(
+    readonly process: ServerProcess,
+    readonly port: number,
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** What the app printed so far. */
+  get output(): string {
+    return this.process.output;
   }
 
   static async start(options: FlaskAppOptions): Promise<FlaskApp> {
@@ -43,29 +46,11 @@ export class FlaskApp {
     // What the app reads, and PATH: no PYTHON* variable of the caller reaches it (-I ignores them too).
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: 'C.UTF-8', REDIS_URL: options.redisUrl, FLASK_PORT: String(port) };
     for (const name of SESSION_SETTINGS) if (source[name]) env[name] = source[name];
-    const app = new FlaskApp(spawn(DEBIAN_PYTHON, ['-I', '-u', FLASK_APP], { env, stdio: ['ignore', 'pipe', 'pipe'] }), port);
-    let exit: number | null | undefined;
-    app.child.once('exit', (code) => (exit = code));
-    app.child.once('error', () => (exit = null)); // no interpreter at that path
-    try {
-      // Stops polling as soon as the process exits (a missing python3-flask, a port taken).
-      await waitFor(`Flask on port ${port}`, async () => exit !== undefined || (await fetch(`${app.url}/healthz`).catch(() => undefined))?.ok, 20_000);
-      if (exit !== undefined) throw new Error(`${DEBIAN_PYTHON} ${FLASK_APP} exited (${exit}):\n${app.output}`);
-    } catch (error) {
-      await app.stop();
-      throw error;
-    }
-    return app;
+    return new FlaskApp(await ServerProcess.start(DEBIAN_PYTHON, ['-I', '-u', FLASK_APP], env, { port, path: '/healthz' }), port);
   }
 
   /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.process.stop();
   }
 }

@@ -13,7 +13,3 @@ export function freePort(): Promise<number> {
     });
   });
 }
-
-// The library's specs (libs/) still import waitFor from here; they move to
-// ./wait with the next change there, and this line goes.
-export { sleep, waitFor } from './wait';

@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import type { SessionData } from 'express-session';
 import { RedisServer } from '../../../stack/redis-server';
-import { waitFor } from '../../../stack/ports';
+import { waitFor } from '../../../stack/wait';
 import { invalidationChannel, readSession, sessionKeyList, sessionKeys, signature, writeSession } from '../../../protocol/testkit';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { SessionCookieSigner } from './session-cookie-signer';

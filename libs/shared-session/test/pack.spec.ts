@@ -2,7 +2,8 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { freePort, waitFor } from '../../../stack/ports';
+import { freePort } from '../../../stack/ports';
+import { waitFor } from '../../../stack/wait';
 import { RedisServer } from '../../../stack/redis-server';
 import { cookieValue, PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
 

@@ -4,7 +4,7 @@ import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
 import { cookieValue, PROTOCOL_DEFAULTS, signature, writeSession } from '../../../protocol/testkit';
-import { waitFor } from '../../../stack/ports';
+import { waitFor } from '../../../stack/wait';
 import { GroupGuard, InjectSharedSessionRedis, SharedSessionModule, SharedSessionService, SHARED_SESSION_REDIS } from '../src';
 
 @Injectable()

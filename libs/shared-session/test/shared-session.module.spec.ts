@@ -2,7 +2,7 @@ import type { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
-import { waitFor } from '../../../stack/ports';
+import { waitFor } from '../../../stack/wait';
 import { cookieValue, PROTOCOL_DEFAULTS, readSession, sessionKeyCount, sessionKeyList, signature, writeSession } from '../../../protocol/testkit';
 import { createTestApp, slowRequestGate } from './test-app';
 
