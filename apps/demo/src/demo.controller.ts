@@ -1,4 +1,4 @@
-import { BadRequestException, Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
@@ -77,6 +77,23 @@ export class DemoController {
     }
     await this.sessions.setGroups(req, [...new Set(wanted as string[])]);
     return { email: req.session.username, groups: req.session.groups };
+  }
+
+  /**
+   * Counts the session's visits, after an optional pause (`delay_ms`, at most
+   * 5 s): a slow request that changes its session, to show (and test) that a
+   * logout or a group change made while it runs is not undone when it saves.
+   */
+  @Post('api/v1/myself/visits')
+  @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
+  @UseGuards(GroupGuard)
+  async visit(@Req() req: Request, @Query('delay_ms') delayMs?: string) {
+    const delay = Math.min(Math.max(Number(delayMs) || 0, 0), 5000);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    const session = req.session as typeof req.session & { visits?: number };
+    session.visits = (session.visits ?? 0) + 1;
+    return { email: session.username, visits: session.visits };
   }
 
   /** For nginx's auth_request (the comparison in the benchmark): 204 for a member, else 401/403/503. */
