@@ -55,7 +55,8 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     expect(await admin.type(KEYS.signature)).toBe('string');
     expect(await admin.type(KEYS.groups)).toBe('set');
     const stored = await readSession(admin, PREFIX, SID);
-    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark' });
+    // _permanent: Flask's flag for a cookie with an expiry (the default, persistent cookie).
+    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark', _permanent: true });
     // The signature key holds exactly the cookie's <sig> part, as the protocol signs it.
     expect(stored.signature).toBe(signature(SID, SECRET, SALT));
     expect(stored.groups).toEqual(['one', 'three']);
@@ -261,7 +262,7 @@ describe('FlaskRedisSessionStore: concurrent requests of one session (PROTOCOL.m
     await save(slow);
     const stored = await readSession(admin, PREFIX, SID);
     expect(stored.groups).toEqual(['one']);
-    expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1 });
+    expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1, _permanent: true });
     expect(slow.groups).toEqual(['one']); // the request's session shows the truth
   });
 
@@ -297,6 +298,14 @@ describe('FlaskRedisSessionStore: concurrent requests of one session (PROTOCOL.m
     const stored = await readSession(admin, PREFIX, SID);
     expect(stored.groups).toEqual(['one', 'two']);
     expect(stored.data).toMatchObject({ groups: ['one', 'two'], visits: 3 });
+  });
+
+  it('writes _permanent: false for a browser-session cookie, and keeps a value Flask wrote', async () => {
+    const browserSession = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, cookie: { persistent: false }, logger: quietLogger });
+    await call((cb) => browserSession.set(SID, session({ username: 'u' }), cb));
+    expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
+    await call((cb) => store.set(SID, session({ username: 'u', _permanent: false }), cb));
+    expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
   });
 
   it('a new session (a fresh id, as after regenerate) is written whole', async () => {

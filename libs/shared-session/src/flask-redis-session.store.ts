@@ -202,6 +202,9 @@ export class FlaskRedisSessionStore extends Store {
       callback?.(err);
       return;
     }
+    // Flask's own flag: without it, a Flask app that rewrites the session turns
+    // a persistent cookie into a browser-session one.
+    if (data._permanent === undefined) data._permanent = this.cookie.persistent !== false;
     this.expiries.delete(sid);
     this.write(sid, session, data, groups, WRITE_ATTEMPTS).then(
       () => {

@@ -69,7 +69,7 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     expect(cookie.attributes).toMatch(/; SameSite=Lax/);
     expect(cookie.attributes).toMatch(/; Expires=/);
     const stored = await readSession(admin, PREFIX, sid);
-    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'] });
+    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], _permanent: true });
     expect(stored.signature).toBe(signature(sid, SECRET, SALT));
     expect(stored.groups).toEqual(['one', 'three']);
   });
