@@ -1,6 +1,7 @@
 // `npm run demo`: Redis, the demo app and nginx on 127.0.0.1 until Ctrl-C or SIGTERM.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FIXTURE_USERS } from '../apps/demo/src/users';
 import { DemoStack } from './demo-stack';
 import { REPO_ROOT } from './nginx-conf';
 
@@ -52,10 +53,6 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  // The users live in the built demo app, which this script starts.
-  const { FIXTURE_USERS } = require(join(REPO_ROOT, 'apps/demo/dist/users.js')) as {
-    FIXTURE_USERS: { email: string; password: string; groups: string[] }[];
-  };
   console.log(`
   The demo is up: ${stack.url}/app   (nginx → app on ${stack.appUrl}, Redis on 127.0.0.1:${stack.redis.port})
 

@@ -68,7 +68,7 @@ export async function request(port: number, path: string | Buffer, options: Requ
 }
 
 /** POSTs JSON and parses the JSON answer; anything but a 200 is an error. */
-export async function postJson<T = any>(port: number, path: string, payload: unknown, headers: Record<string, string> = {}): Promise<T> {
+export async function postJson<T = unknown>(port: number, path: string, payload: unknown, headers: Record<string, string> = {}): Promise<T> {
   const res = await request(port, path, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(payload) });
   if (res.status !== 200) throw new Error(`POST ${path}: ${res.status} ${res.body}`);
   return JSON.parse(res.body) as T;

@@ -336,7 +336,7 @@ describe('authorize() with a local secret', () => {
       ['redis.sentinel', { redis: { sentinel: 'x' } }],
     ];
     test.each(bad)('names the option "%s"', async (name, opts) => {
-      const out = await postJson(nginx.port, '/configure', opts);
+      const out = await postJson<{ ok: boolean; err: string }>(nginx.port, '/configure', opts);
       expect(out.ok).toBe(false);
       expect(out.err).toContain(`option "${name}"`);
     });
