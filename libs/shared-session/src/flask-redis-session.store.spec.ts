@@ -204,112 +204,92 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     expect(await call((cb) => store.get(SID, cb))).toMatchObject({ username: 'u' });
     expect(quietLogger.log).toHaveBeenCalledWith(expect.stringMatching(/reachable again/));
   });
-});
 
-describe('FlaskRedisSessionStore: concurrent requests of one session (PROTOCOL.md section 8)', () => {
-  let server: RedisServer;
-  let client: Redis;
-  let admin: Redis;
-  let store: FlaskRedisSessionStore;
-  const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
+  describe('concurrent requests of one session (PROTOCOL.md section 8)', () => {
+    /** What one request holds: the session as express-session loads it (through the store's createSession). */
+    function load(sid = SID): Promise<SessionData & Record<string, unknown>> {
+      return call((cb) => store.load(sid, cb as never)) as Promise<SessionData & Record<string, unknown>>;
+    }
+    const save = (s: SessionData, sid = SID) => call((cb) => store.set(sid, s, cb));
+    const login = (data: Record<string, unknown>) => save(session(data));
 
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
-    admin = new Redis(server.url);
-    store = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, ttlSeconds: 3600, logger: quietLogger });
-    await waitFor('client ready', async () => client.status === 'ready');
-  });
-  afterAll(async () => {
-    client.disconnect();
-    admin.disconnect();
-    await server.dispose();
-  });
-  beforeEach(() => admin.flushall());
+    it('a request that read the session before a logout does not bring it back when it saves', async () => {
+      await login({ username: 'joe', groups: ['one'] });
+      const slow = await load();
+      await call((cb) => store.destroy(SID, cb)); // logout by another request
+      slow.visits = 1;
+      await save(slow);
+      expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+    });
 
-  /** What one request holds: the session as express-session loads it (through the store's createSession). */
-  function load(sid = SID): Promise<SessionData & Record<string, unknown>> {
-    return call((cb) => store.load(sid, cb as never)) as Promise<SessionData & Record<string, unknown>>;
-  }
-  const save = (s: SessionData, sid = SID) => call((cb) => store.set(sid, s, cb));
-  const login = (data: Record<string, unknown>) => save(session(data));
+    it('nor after the session was deleted from outside (another process, an operator)', async () => {
+      await login({ username: 'joe', groups: ['one'] });
+      const slow = await load();
+      await admin.del(...sessionKeyList(PREFIX, SID));
+      slow.groups = ['one', 'two']; // even a group change of its own
+      await save(slow);
+      expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+    });
 
-  it('a request that read the session before a logout does not bring it back when it saves', async () => {
-    await login({ username: 'joe', groups: ['one'] });
-    const slow = await load();
-    await call((cb) => store.destroy(SID, cb)); // logout by another request
-    slow.visits = 1;
-    await save(slow);
-    expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
-  });
+    it('a stale save keeps a group removal made after it read the session, and writes its other changes', async () => {
+      await login({ username: 'joe', groups: ['one', 'two'] });
+      const slow = await load();
+      const other = await load();
+      other.groups = ['one'];
+      await save(other); // the removal, by another request
+      slow.visits = 1;
+      await save(slow);
+      const stored = await readSession(admin, PREFIX, SID);
+      expect(stored.groups).toEqual(['one']);
+      expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1, _permanent: true });
+      expect(slow.groups).toEqual(['one']); // the request's session shows the truth
+    });
 
-  it('nor after the session was deleted from outside (another process, an operator)', async () => {
-    await login({ username: 'joe', groups: ['one'] });
-    const slow = await load();
-    await admin.del(...sessionKeyList(PREFIX, SID));
-    slow.groups = ['one', 'two']; // even a group change of its own
-    await save(slow);
-    expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
-  });
+    it('keeps a group change written by another party (Flask, the test kit) just the same', async () => {
+      await login({ username: 'joe', groups: ['one', 'two'] });
+      const slow = await load();
+      await writeSession(admin, PREFIX, SID, { username: 'joe', groups: ['three'] }, { signature: signature(SID, SECRET, SALT), publish: true });
+      slow.visits = 2;
+      await save(slow);
+      const stored = await readSession(admin, PREFIX, SID);
+      expect(stored.groups).toEqual(['three']);
+      expect(stored.data).toMatchObject({ groups: ['three'], visits: 2 });
+    });
 
-  it('a stale save keeps a group removal made after it read the session, and writes its other changes', async () => {
-    await login({ username: 'joe', groups: ['one', 'two'] });
-    const slow = await load();
-    const other = await load();
-    other.groups = ['one'];
-    await save(other); // the removal, by another request
-    slow.visits = 1;
-    await save(slow);
-    const stored = await readSession(admin, PREFIX, SID);
-    expect(stored.groups).toEqual(['one']);
-    expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1, _permanent: true });
-    expect(slow.groups).toEqual(['one']); // the request's session shows the truth
-  });
+    it('a request that changes the groups itself writes them: the last explicit change wins', async () => {
+      await login({ username: 'joe', groups: ['one', 'two'] });
+      const first = await load();
+      const second = await load();
+      first.groups = ['one'];
+      await save(first);
+      second.groups = ['two', 'four'];
+      await save(second);
+      expect((await readSession(admin, PREFIX, SID)).groups).toEqual(['four', 'two']);
+    });
 
-  it('keeps a group change written by another party (Flask, the test kit) just the same', async () => {
-    await login({ username: 'joe', groups: ['one', 'two'] });
-    const slow = await load();
-    await writeSession(admin, PREFIX, SID, { username: 'joe', groups: ['three'] }, { signature: signature(SID, SECRET, SALT), publish: true });
-    slow.visits = 2;
-    await save(slow);
-    const stored = await readSession(admin, PREFIX, SID);
-    expect(stored.groups).toEqual(['three']);
-    expect(stored.data).toMatchObject({ groups: ['three'], visits: 2 });
-  });
+    it('a second save in the same request is an update of what the first wrote', async () => {
+      await login({ username: 'joe', groups: ['one'] });
+      const req = await load();
+      req.groups = ['one', 'two'];
+      await save(req);
+      req.visits = 3;
+      await save(req);
+      const stored = await readSession(admin, PREFIX, SID);
+      expect(stored.groups).toEqual(['one', 'two']);
+      expect(stored.data).toMatchObject({ groups: ['one', 'two'], visits: 3 });
+    });
 
-  it('a request that changes the groups itself writes them: the last explicit change wins', async () => {
-    await login({ username: 'joe', groups: ['one', 'two'] });
-    const first = await load();
-    const second = await load();
-    first.groups = ['one'];
-    await save(first);
-    second.groups = ['two', 'four'];
-    await save(second);
-    expect((await readSession(admin, PREFIX, SID)).groups).toEqual(['four', 'two']);
-  });
+    it('writes _permanent: false for a browser-session cookie, and keeps a value Flask wrote', async () => {
+      const browserSession = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, cookie: { persistent: false }, logger: quietLogger });
+      await call((cb) => browserSession.set(SID, session({ username: 'u' }), cb));
+      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
+      await call((cb) => store.set(SID, session({ username: 'u', _permanent: false }), cb));
+      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
+    });
 
-  it('a second save in the same request is an update of what the first wrote', async () => {
-    await login({ username: 'joe', groups: ['one'] });
-    const req = await load();
-    req.groups = ['one', 'two'];
-    await save(req);
-    req.visits = 3;
-    await save(req);
-    const stored = await readSession(admin, PREFIX, SID);
-    expect(stored.groups).toEqual(['one', 'two']);
-    expect(stored.data).toMatchObject({ groups: ['one', 'two'], visits: 3 });
-  });
-
-  it('writes _permanent: false for a browser-session cookie, and keeps a value Flask wrote', async () => {
-    const browserSession = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, cookie: { persistent: false }, logger: quietLogger });
-    await call((cb) => browserSession.set(SID, session({ username: 'u' }), cb));
-    expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
-    await call((cb) => store.set(SID, session({ username: 'u', _permanent: false }), cb));
-    expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
-  });
-
-  it('a new session (a fresh id, as after regenerate) is written whole', async () => {
-    await save(session({ username: 'sam', groups: ['two'] }), 'a-fresh-session-id-0000');
-    expect((await readSession(admin, PREFIX, 'a-fresh-session-id-0000')).groups).toEqual(['two']);
+    it('a new session (a fresh id, as after regenerate) is written whole', async () => {
+      await save(session({ username: 'sam', groups: ['two'] }), 'a-fresh-session-id-0000');
+      expect((await readSession(admin, PREFIX, 'a-fresh-session-id-0000')).groups).toEqual(['two']);
+    });
   });
 });
