@@ -21,3 +21,5 @@ export const SHARED_SESSION_REDIS = Symbol('SHARED_SESSION_REDIS');
 export const SHARED_SESSION_CONFIG = Symbol('SHARED_SESSION_CONFIG');
 /** Metadata key written by @Groups(). */
 export const GROUPS_METADATA = 'resty-shared-session:groups';
+/** Metadata key written by @SkipCsrfCheck(). */
+export const SKIP_CSRF_CHECK_METADATA = 'resty-shared-session:skip-csrf-check';

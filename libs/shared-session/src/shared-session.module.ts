@@ -1,4 +1,6 @@
 import { MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { CrossSiteRequestGuard } from './cross-site-request.guard';
 import { GroupGuard } from './group.guard';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
@@ -11,9 +13,17 @@ import { SharedSessionService } from './shared-session.service';
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
  * or `forRootAsync({ imports, useFactory, inject })`; global unless `isGlobal: false`.
+ * Its middleware and its cross-site request check apply to every route of
+ * the application (global guards run before a route's own, such as GroupGuard).
  */
 @Module({
-  providers: [...sharedSessionProviders, SharedSessionMiddleware, SharedSessionService, GroupGuard],
+  providers: [
+    ...sharedSessionProviders,
+    SharedSessionMiddleware,
+    SharedSessionService,
+    GroupGuard,
+    { provide: APP_GUARD, useClass: CrossSiteRequestGuard },
+  ],
   exports: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, FlaskRedisSessionStore, SharedSessionService, GroupGuard],
 })
 export class SharedSessionModule extends ConfigurableSharedSessionModule implements NestModule {

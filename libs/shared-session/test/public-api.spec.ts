@@ -14,6 +14,7 @@ describe('the public API (index.ts)', () => {
       'SharedSessionModule',
       'SharedSessionOptionsError',
       'SharedSessionService',
+      'SkipCsrfCheck',
     ]);
   });
 });
