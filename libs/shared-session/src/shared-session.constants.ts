@@ -23,3 +23,5 @@ export const SHARED_SESSION_CONFIG = Symbol('SHARED_SESSION_CONFIG');
 export const GROUPS_METADATA = 'resty-shared-session:groups';
 /** Metadata key written by @SkipCsrfCheck(). */
 export const SKIP_CSRF_CHECK_METADATA = 'resty-shared-session:skip-csrf-check';
+/** Metadata key written by @AllowUnavailableSession(). */
+export const ALLOW_UNAVAILABLE_SESSION_METADATA = 'resty-shared-session:allow-unavailable-session';

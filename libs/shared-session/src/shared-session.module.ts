@@ -8,13 +8,15 @@ import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.co
 import { SharedSessionMiddleware } from './shared-session.middleware';
 import { ConfigurableSharedSessionModule } from './shared-session.module-definition';
 import { sharedSessionProviders } from './shared-session.providers';
+import { SessionAvailabilityGuard } from './session-availability.guard';
 import { SharedSessionService } from './shared-session.service';
 
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
  * or `forRootAsync({ imports, useFactory, inject })`; global unless `isGlobal: false`.
- * Its middleware and its cross-site request check apply to every route of
- * the application (global guards run before a route's own, such as GroupGuard).
+ * Its middleware and two guards apply to every route of the application: the
+ * cross-site request check first, then the 503 for a session Redis could not
+ * read (global guards run before a route's own, such as GroupGuard).
  */
 @Module({
   providers: [
@@ -23,6 +25,7 @@ import { SharedSessionService } from './shared-session.service';
     SharedSessionService,
     GroupGuard,
     { provide: APP_GUARD, useClass: CrossSiteRequestGuard },
+    { provide: APP_GUARD, useClass: SessionAvailabilityGuard },
   ],
   exports: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, FlaskRedisSessionStore, SharedSessionService, GroupGuard],
 })
