@@ -25,3 +25,5 @@ export const GROUPS_METADATA = 'resty-shared-session:groups';
 export const SKIP_CSRF_CHECK_METADATA = 'resty-shared-session:skip-csrf-check';
 /** Metadata key written by @AllowUnavailableSession(). */
 export const ALLOW_UNAVAILABLE_SESSION_METADATA = 'resty-shared-session:allow-unavailable-session';
+/** A secret shorter than this (in bytes) is accepted with a warning: one cookie lets anyone try guesses offline. */
+export const MIN_SECRET_BYTES = 32;

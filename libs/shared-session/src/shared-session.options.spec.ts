@@ -1,5 +1,5 @@
 import { PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
-import { resolveSharedSessionOptions, SharedSessionModuleOptions } from './shared-session.options';
+import { resolveSharedSessionOptions, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
 
 describe('resolveSharedSessionOptions', () => {
   it('fills in the documented defaults', () => {
@@ -62,5 +62,28 @@ describe('resolveSharedSessionOptions', () => {
   it('takes trusted origins as a browser writes them: lower-case, without a trailing slash', () => {
     const csrf = resolveSharedSessionOptions({ secret: 's', csrf: { trustedOrigins: ['https://Admin.Example.com/', 'http://127.0.0.1:8089'] } }).csrf;
     expect(csrf).toEqual({ enabled: true, trustedOrigins: ['https://admin.example.com', 'http://127.0.0.1:8089'] });
+  });
+});
+
+describe('weakSecretWarnings', () => {
+  const strong = 'k'.repeat(32);
+
+  it('says nothing about secrets of 32 bytes or more', () => {
+    expect(weakSecretWarnings({ secret: strong, secretFallbacks: ['é'.repeat(16)] })).toEqual([]);
+  });
+
+  it('names each secret shorter than 32 bytes and its length, never the secret itself', () => {
+    const warnings = weakSecretWarnings({ secret: 'short-secret', secretFallbacks: [strong, 'old-but-short'] });
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toMatch(/^option "secret" is 12 bytes long: a secret shorter than 32 bytes can be guessed offline/);
+    expect(warnings[1]).toMatch(/^option "secretFallbacks\[1\]" is 13 bytes long/);
+    for (const warning of warnings) {
+      expect(warning).not.toContain('short-secret');
+      expect(warning).not.toContain('old-but-short');
+    }
+  });
+
+  it('counts bytes, not characters', () => {
+    expect(weakSecretWarnings({ secret: 'é'.repeat(15), secretFallbacks: [] })[0]).toMatch(/is 30 bytes long/);
   });
 });

@@ -9,6 +9,7 @@ import {
   DEFAULT_TOUCH_AFTER_SECONDS,
   DEFAULT_TTL_SECONDS,
   KEY_PREFIX_PATTERN,
+  MIN_SECRET_BYTES,
 } from './shared-session.constants';
 import { serializedOrigin } from './cross-site-request.guard';
 
@@ -217,3 +218,19 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   };
 }
 
+/**
+ * Start-up warnings about secrets shorter than MIN_SECRET_BYTES: one cookie
+ * is enough to try guesses of a short secret offline. They are accepted all
+ * the same, because an existing Flask deployment's SECRET_KEY has to keep
+ * working. The warnings name the option and the length, never the secret.
+ */
+export function weakSecretWarnings(config: Pick<SharedSessionConfig, 'secret' | 'secretFallbacks'>): string[] {
+  const secrets = [['secret', config.secret], ...config.secretFallbacks.map((s, i) => [`secretFallbacks[${i}]`, s])];
+  return secrets
+    .map(([option, secret]) => [option, Buffer.byteLength(secret, 'utf8')] as const)
+    .filter(([, bytes]) => bytes < MIN_SECRET_BYTES)
+    .map(
+      ([option, bytes]) =>
+        `option "${option}" is ${bytes} bytes long: a secret shorter than ${MIN_SECRET_BYTES} bytes can be guessed offline from one cookie; use ${MIN_SECRET_BYTES} random bytes or more (it is accepted, so that an existing Flask SECRET_KEY keeps working)`,
+    );
+}
