@@ -48,13 +48,39 @@ describe('a real browser through nginx', () => {
     expect(other!.status()).toBe(403);
     await shot('4-other-group-refused');
 
+    // A link to /app/logout only shows the form: logging out is a POST (issue 12, finding 3).
+    await page.goto(`${stack.url}/app/logout`);
+    expect(await page.textContent('h1')).toBe('Log out');
     await page.goto(`${stack.url}/app`);
+    expect(await page.textContent('#status')).toBe("Logged in as 'joe@example.com'");
+    await page.goto(`${stack.url}/app/logout`);
+    await shot('5-logout-form');
+    // The browser's own POST (Sec-Fetch-Site: same-origin) passes the cross-site check.
     await Promise.all([page.waitForURL(`${stack.url}/app`), page.click('form[action="/app/logout"] button')]);
     expect(await page.textContent('#status')).toBe('You are not logged in!');
     expect((await page.context().cookies()).find((c) => c.name === 'session')).toBeUndefined();
 
     const after = await page.goto(`${stack.url}/app/group/one/cacheable/summary`);
     expect(after!.status()).toBe(401);
-    await shot('5-after-logout');
+    await shot('6-after-logout');
+  }, 60_000);
+
+  it('login CSRF: a page of another site that posts the login form gets a 403, and the browser no session', async () => {
+    const context = await browser.newContext();
+    const victim = await context.newPage();
+    // The attacker's page, served by Playwright in place of a real site: it posts the attacker's credentials here.
+    await context.route('http://attacker.example/**', (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body: `<form method="post" action="${stack.url}/app/login"><input name="email" value="sam@example.com"><input name="password" value="itssam"><button>Win a prize</button></form>`,
+      }),
+    );
+    await victim.goto('http://attacker.example/prize');
+    const [answer] = await Promise.all([victim.waitForResponse(`${stack.url}/app/login`), victim.click('button')]);
+    expect(answer.status()).toBe(403);
+    expect(await answer.text()).toContain('Cross-site request refused: a POST that another site sent (Sec-Fetch-Site: cross-site).');
+    expect(answer.headers()['set-cookie']).toBeUndefined();
+    expect((await context.cookies(stack.url)).find((c) => c.name === 'session')).toBeUndefined();
+    await context.close();
   }, 60_000);
 });

@@ -234,6 +234,112 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     expect(second.headers['set-cookie']).toBeUndefined();
   });
 
+  describe('cross-site requests (issue 12, finding 3)', () => {
+    const ATTACKER = 'https://attacker.example';
+    /** What a browser adds to a request that a page of `origin` sends here (Sec-Fetch-Site only from a browser that sends it). */
+    const fromPageOf = (origin: string, site?: string): Record<string, string> => ({ Host: `127.0.0.1:${stack.nginx.port}`, Origin: origin, ...(site ? { 'Sec-Fetch-Site': site } : {}) });
+    const postAs = (path: string, cookie: string, headers: Record<string, string>, body = '') =>
+      request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}`, 'Content-Type': 'application/json', ...headers }, body });
+
+    it('login CSRF: a login form posted from another site is refused with a 403 and makes no session', async () => {
+      for (const headers of [fromPageOf(ATTACKER, 'cross-site'), fromPageOf(ATTACKER), fromPageOf('https://sub.example', 'same-site'), fromPageOf('null')]) {
+        const res = await demoLogin(stack.nginx.port, 'joe@example.com', 'itsjoe', headers);
+        expect(res.status).toBe(403);
+        expect(json(res).message).toMatch(/^Cross-site request refused: a POST that another site sent \((Sec-Fetch-Site: (cross|same)-site|Origin: not this site)\)\.$/);
+        expect(res.cookie).toBeUndefined();
+      }
+    });
+
+    it('the demo’s own login form logs in, by Sec-Fetch-Site or by Origin (nginx passes the Host with its port); so does a client without either', async () => {
+      for (const headers of [fromPageOf(stack.url, 'same-origin'), fromPageOf(stack.url), { 'Sec-Fetch-Site': 'none' }, {}]) {
+        const res = await demoLogin(stack.nginx.port, 'joe@example.com', 'itsjoe', headers);
+        expect(res.status).toBe(303);
+        expect(res.cookie).toBeDefined();
+      }
+    });
+
+    it('a group change posted from another site is refused and changes nothing, at the app or at nginx', async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const forged = await postAs('/app/api/v1/myself/groups', joe, fromPageOf(ATTACKER, 'cross-site'), JSON.stringify({ groups: ['three'] }));
+      expect(forged.status).toBe(403);
+      expect(json(forged).message).toBe('Cross-site request refused: a POST that another site sent (Sec-Fetch-Site: cross-site).');
+      expect((await get('/app/api/v1/group/one/uncacheable/csrf', joe)).status).toBe(200);
+      const own = await postAs('/app/api/v1/myself/groups', joe, fromPageOf(stack.url, 'same-origin'), JSON.stringify({ groups: ['three'] }));
+      expect(own.status).toBe(200);
+      expect((await get('/app/api/v1/group/one/uncacheable/csrf', joe)).status).toBe(403);
+    });
+
+    it('logout is a POST: GET /app/logout only shows the form, and a logout posted from another site is refused', async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const link = await get('/app/logout', joe);
+      expect(link.status).toBe(200);
+      expect(link.body).toContain('<form method="post" action="/app/logout">');
+      expect(link.headers['set-cookie']).toBeUndefined();
+      expect((await get('/app/api/v1/myself', joe)).status).toBe(200);
+      expect((await postAs('/app/logout', joe, fromPageOf(ATTACKER, 'cross-site'))).status).toBe(403);
+      expect((await get('/app/api/v1/group/one/cacheable/csrf', joe)).status).toBe(200);
+      expect((await postAs('/app/logout', joe, fromPageOf(stack.url, 'same-origin'))).status).toBe(303);
+      expect((await get('/app/api/v1/myself', joe)).status).toBe(401);
+      expect((await get('/app/api/v1/group/one/cacheable/csrf', joe)).status).toBe(403);
+    });
+  });
+
+  describe('group resources never leave nginx browser-cacheable, whichever location served them (issue 12, finding 5)', () => {
+    /** A browser may keep a response unless its Cache-Control says no-store (none at all leaves it to the browser's heuristics). */
+    const browserMayKeep = (res: HttpResponse) => !(res.headers['cache-control'] ?? []).some((value) => /(^|,)\s*no-store\s*(,|$)/i.test(value));
+    /** The spellings of one resource: nginx's group location takes the first, `location /` most others, and the app still serves them. */
+    const spellings = (path: string) => [
+      path,
+      `${path}/`,
+      path.replace('/app/', '/APP/'),
+      path.replace('/app/', '/App/').toUpperCase(),
+      `${path}.json`,
+      `${path};x=1`,
+      `${path}/;jsessionid=1`,
+      `${path}?x=1`,
+      path.replace('/app/', '//app/'),
+      path.replace('/app/', '/app/./'),
+      path.replace(/\/r1$/, '/%721'),
+    ];
+
+    it.each(['/app/group/one/cacheable/r1', '/app/api/v1/group/one/cacheable/r1', '/app/group/one/uncacheable/r1', '/app/api/v1/group/one/uncacheable/r1'])(
+      '%s, however spelled: every answer that carries it says no-store',
+      async (path) => {
+        const joe = await login('joe@example.com', 'itsjoe');
+        const served: { path: string; res: HttpResponse }[] = [];
+        for (const spelling of spellings(path)) {
+          const res = await get(spelling, joe);
+          expect(res.status).toBeLessThan(500);
+          if (res.status === 200) served.push({ path: spelling, res });
+        }
+        expect(served.filter(({ res }) => browserMayKeep(res)).map(({ path: p, res }) => `${p}: ${res.headers['cache-control']}`)).toEqual([]);
+        // Some were served past nginx's group location (no X-Cache-Status): the case this is about.
+        expect(served.filter(({ res }) => res.headers['x-cache-status'] === undefined).length).toBeGreaterThan(2);
+      },
+    );
+  });
+
+  it('Redis stopped: a logged-in visitor is told to try again, never that they are logged out (issue 12, finding 4)', async () => {
+    const joe = await login('joe@example.com', 'itsjoe');
+    await stack.redis.stop();
+    try {
+      await waitFor('the app to see the outage', async () => (await get('/app/api/v1/myself', joe)).status === 503);
+      const home = await get('/app', joe);
+      expect(home.status).toBe(503);
+      expect(home.body).toContain('Sessions are unavailable, try again');
+      expect(home.body).not.toMatch(/not logged in|Log in/);
+      expect(json(await get('/app/api/v1/myself', joe))).toMatchObject({ statusCode: 503, message: 'The session store is unavailable; try again shortly.' });
+      expect((await get('/app/login', joe)).body).toContain('Sessions are unavailable, try again');
+      // Without a session cookie, the visitor is anonymous: nothing to read in Redis.
+      const anonymous = await get('/app');
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.body).toContain('You are not logged in!');
+    } finally {
+      await stack.redis.resume();
+    }
+    await waitFor('the app back', async () => (await get('/app/api/v1/myself', joe)).status === 401, 5000);
+  });
+
   it('Redis stopped: 503 at nginx and at the app; back to normal when Redis returns', async () => {
     const joe = await login('joe@example.com', 'itsjoe');
     await get('/app/api/v1/group/one/cacheable/during-outage', joe);

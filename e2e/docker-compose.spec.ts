@@ -33,6 +33,15 @@ describe('docker-compose.yml', () => {
     expect(config.stdout.match(/SESSION_SECRET: compose-test/g)?.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('requires a SESSION_SECRET: there is no published default to fall back on (issue 12, finding 6)', () => {
+    const env = { ...process.env };
+    delete env.SESSION_SECRET;
+    const without = spawnSync('docker-compose', ['-f', file, 'config'], { encoding: 'utf8', env });
+    expect(without.status).not.toBe(0);
+    expect(without.stderr).toMatch(/set SESSION_SECRET to 32 or more random bytes/);
+    expect(readFileSync(file, 'utf8')).not.toContain('demo-secret-change-me');
+  });
+
   it('the render step the nginx container waits for fills in every placeholder', () => {
     const rendered = spawnSync(process.execPath, [resolve(REPO_ROOT, 'stack/dist/stack/render-nginx-conf.js')], {
       encoding: 'utf8',

@@ -6,11 +6,11 @@ import { HttpResponse, request, RequestOptions, requestBytes } from './http-clie
  * the tests and the bench get a session from it, through nginx or at the app.
  */
 
-/** The form post of `email` and `password` to /app/login. */
-function loginForm(email: string, password: string): RequestOptions {
+/** The form post of `email` and `password` to /app/login, with any more `headers` (a browser's Origin...). */
+function loginForm(email: string, password: string, headers: Record<string, string> = {}): RequestOptions {
   return {
     method: 'POST',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
     body: `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`,
   };
 }
@@ -26,9 +26,13 @@ export function cookieSetBy(res: HttpResponse, name: string = PROTOCOL_DEFAULTS.
   return header?.split(';')[0].slice(name.length + 1);
 }
 
-/** Logs in through `port` (nginx or the app): the answer (303 when it worked), and the session cookie's value when it set one. */
-export async function login(port: number, email: string, password: string): Promise<HttpResponse & { cookie?: string }> {
-  const res = await request(port, '/app/login', loginForm(email, password));
+/**
+ * Logs in through `port` (nginx or the app): the answer (303 when it worked),
+ * and the session cookie's value when it set one. Without `headers` it is a
+ * non-browser client's login (no Origin, no Sec-Fetch-Site).
+ */
+export async function login(port: number, email: string, password: string, headers?: Record<string, string>): Promise<HttpResponse & { cookie?: string }> {
+  const res = await request(port, '/app/login', loginForm(email, password, headers));
   return { ...res, cookie: cookieSetBy(res) };
 }
 

@@ -48,7 +48,8 @@ export class DemoStack {
   }
 
   static async start(options: DemoStackOptions = {}): Promise<DemoStack> {
-    const env: NodeJS.ProcessEnv = { SESSION_SECRET: 'demo-secret-change-me', ...(options.env ?? process.env) };
+    // `npm run demo` and the tests are development runs: the demo app accepts its published secret only then.
+    const env: NodeJS.ProcessEnv = { SESSION_SECRET: 'demo-secret-change-me', DEMO_DEV_MODE: '1', ...(options.env ?? process.env) };
     const session = sessionValuesFromEnv(env);
     const appPort = options.appPort ?? (await freePort());
     const redis = await RedisServer.start({ port: options.redisPort });

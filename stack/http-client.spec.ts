@@ -28,6 +28,7 @@ describe('the HTTP client', () => {
     const bytes = requestBytes('/a/../b%00', { method: 'POST', headers: [['Cookie', 'a=1'], ['Cookie', Buffer.from([0x73, 0xff])]], body: 'é' });
     expect(bytes.toString('latin1')).toBe('POST /a/../b%00 HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: a=1\r\nCookie: s\xff\r\nContent-Length: 2\r\n\r\n\xc3\xa9');
     expect(requestBytes('/', { keepAlive: false }).toString()).toBe('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    expect(requestBytes('/', { headers: { host: '127.0.0.1:8089' } }).toString()).toBe('GET / HTTP/1.1\r\nhost: 127.0.0.1:8089\r\n\r\n');
   });
 
   it('request(): one connection, Connection: close, every header value kept, a chunked body put together', async () => {

@@ -35,14 +35,19 @@ export interface HttpResponse {
   error?: string;
 }
 
-/** The bytes of one HTTP/1.1 request for 127.0.0.1. `keepAlive: false` adds `Connection: close`. */
+/**
+ * The bytes of one HTTP/1.1 request for 127.0.0.1 (`Host: 127.0.0.1`, unless
+ * the headers give a Host, as a browser's names the port). `keepAlive: false`
+ * adds `Connection: close`.
+ */
 export function requestBytes(path: string | Buffer, options: RequestOptions & { keepAlive?: boolean } = {}): Buffer {
+  const headers = Array.isArray(options.headers) ? options.headers : Object.entries(options.headers ?? {});
+  const host = headers.some(([name]) => name.toLowerCase() === 'host') ? '' : 'Host: 127.0.0.1\r\n';
   const parts: Buffer[] = [
     Buffer.from(`${options.method ?? 'GET'} `, 'latin1'),
     Buffer.isBuffer(path) ? path : Buffer.from(path, 'latin1'),
-    Buffer.from(` HTTP/1.1\r\nHost: 127.0.0.1\r\n${options.keepAlive === false ? 'Connection: close\r\n' : ''}`, 'latin1'),
+    Buffer.from(` HTTP/1.1\r\n${host}${options.keepAlive === false ? 'Connection: close\r\n' : ''}`, 'latin1'),
   ];
-  const headers = Array.isArray(options.headers) ? options.headers : Object.entries(options.headers ?? {});
   for (const [name, value] of headers) {
     parts.push(Buffer.from(`${name}: `, 'latin1'), Buffer.isBuffer(value) ? value : Buffer.from(value, 'latin1'), Buffer.from('\r\n'));
   }

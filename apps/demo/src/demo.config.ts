@@ -8,7 +8,28 @@ export interface DemoConfig {
   session: SharedSessionModuleOptions;
 }
 
+/** The secret the README publishes: anyone can forge cookies with it, so only a development run may use it. */
 export const DEV_SECRET = 'demo-secret-change-me';
+
+/** `DEMO_DEV_MODE=1`: a development run (`npm run demo`, the tests), where the published secret is allowed. */
+export function isDevMode(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.DEMO_DEV_MODE === '1';
+}
+
+/** The secret to sign with; outside development mode, a missing or published secret stops the demo. */
+function sessionSecret(env: NodeJS.ProcessEnv): string {
+  const dev = isDevMode(env);
+  const secret = env.SESSION_SECRET || (dev ? DEV_SECRET : undefined);
+  if (secret === undefined) {
+    throw new Error('SESSION_SECRET is not set: set it to 32 or more random bytes (e.g. `openssl rand -base64 32`), or DEMO_DEV_MODE=1 for a development run with the published demo secret');
+  }
+  if (!dev && (secret === DEV_SECRET || list(env.SESSION_SECRET_FALLBACKS).includes(DEV_SECRET))) {
+    throw new Error(
+      `SESSION_SECRET or SESSION_SECRET_FALLBACKS is the published demo secret "${DEV_SECRET}", with which anyone can forge a session cookie: set a secret of your own, or DEMO_DEV_MODE=1 for a development run`,
+    );
+  }
+  return secret;
+}
 
 function list(value: string | undefined): string[] {
   return (value ?? '')
@@ -30,7 +51,7 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
     port: whole('APP_PORT', env.APP_PORT, 5017),
     cacheSeconds: whole('CACHE_SECONDS', env.CACHE_SECONDS, 60),
     session: {
-      secret: env.SESSION_SECRET || DEV_SECRET,
+      secret: sessionSecret(env),
       secretFallbacks: list(env.SESSION_SECRET_FALLBACKS),
       salt: env.SESSION_SALT || undefined,
       keyPrefix: env.SESSION_KEY_PREFIX || undefined,

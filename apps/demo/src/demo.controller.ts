@@ -1,10 +1,10 @@
 import { BadRequestException, Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
-import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
+import { AllowUnavailableSession, GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
 import { DEMO_CONFIG } from './demo.tokens';
 import type { DemoConfig } from './demo.config';
-import { groupPage, homePage, loginPage } from './pages';
+import { groupPage, homePage, loginPage, logoutPage, unavailablePage } from './pages';
 import { checkPassword, groupsOf } from './users';
 
 /** A group resource as the origin makes it: every response has a fresh id, so a cached copy is recognisable. */
@@ -19,16 +19,22 @@ export class DemoController {
     @Inject(DEMO_CONFIG) private readonly config: DemoConfig,
   ) {}
 
+  // The pages below run while Redis is down (@AllowUnavailableSession), to
+  // say "try again" to a visitor whose session cannot be read; a route
+  // without it answers 503 then, as /app/api/v1/myself does.
+
   @Get()
   @Header('Cache-Control', 'no-store')
-  home(@Req() req: Request): string {
-    return homePage(req.session?.username);
+  @AllowUnavailableSession()
+  home(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
+    return this.unavailablePage(req, res) ?? homePage(req.session?.username);
   }
 
   @Get('login')
   @Header('Cache-Control', 'no-store')
-  loginForm(): string {
-    return loginPage();
+  @AllowUnavailableSession()
+  loginForm(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
+    return this.unavailablePage(req, res) ?? loginPage();
   }
 
   @Post('login')
@@ -42,9 +48,12 @@ export class DemoController {
     res.redirect(303, '/app');
   }
 
+  /** A link never logs out (another site could embed it): it shows the form that POSTs. */
   @Get('logout')
-  async logoutLink(@Req() req: Request, @Res() res: Response): Promise<void> {
-    await this.logout(req, res);
+  @Header('Cache-Control', 'no-store')
+  @AllowUnavailableSession()
+  logoutForm(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
+    return this.unavailablePage(req, res) ?? logoutPage();
   }
 
   @Post('logout')
@@ -111,7 +120,7 @@ export class DemoController {
   @UseGuards(GroupGuard)
   @Groups({ param: 'groupId' })
   cacheableJson(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response) {
-    this.cacheable(res);
+    this.groupResource(res, this.config.cacheSeconds);
     return resource(groupId, resourceId);
   }
 
@@ -119,7 +128,7 @@ export class DemoController {
   @UseGuards(GroupGuard)
   @Groups({ param: 'groupId' })
   uncacheableJson(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response) {
-    this.uncacheable(res);
+    this.groupResource(res, 0);
     return resource(groupId, resourceId);
   }
 
@@ -127,7 +136,7 @@ export class DemoController {
   @UseGuards(GroupGuard)
   @Groups({ param: 'groupId' })
   cacheablePage(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response): string {
-    this.cacheable(res);
+    this.groupResource(res, this.config.cacheSeconds);
     const r = resource(groupId, resourceId);
     res.type('html');
     return groupPage('cacheable', groupId, resourceId, r.response_id, r.origin_timestamp);
@@ -137,20 +146,29 @@ export class DemoController {
   @UseGuards(GroupGuard)
   @Groups({ param: 'groupId' })
   uncacheablePage(@Req() req: Request, @Param('groupId') groupId: string, @Param('pageName') pageName: string, @Res({ passthrough: true }) res: Response): string {
-    this.uncacheable(res);
+    this.groupResource(res, 0);
     const r = resource(groupId, pageName);
     res.type('html');
     return groupPage('uncacheable', groupId, pageName, r.response_id, r.origin_timestamp, req.session.username);
   }
 
-  /** nginx may keep it for the group (X-Accel-Expires); browsers and shared caches may not share it (private). */
-  private cacheable(res: Response): void {
-    res.setHeader('X-Accel-Expires', String(this.config.cacheSeconds));
-    res.setHeader('Cache-Control', `private, max-age=${this.config.cacheSeconds}`);
+  /** 503 and the "try again" page when the request's session cannot be read; undefined otherwise. */
+  private unavailablePage(req: Request, res: Response): string | undefined {
+    if (this.sessions.sessionState(req) !== 'unavailable') return undefined;
+    res.status(503).setHeader('Retry-After', '5');
+    return unavailablePage();
   }
 
-  private uncacheable(res: Response): void {
-    res.setHeader('X-Accel-Expires', '0');
+  /**
+   * A group resource: nginx keeps it for the group for `nginxSeconds`
+   * (X-Accel-Expires, which nginx reads and never passes on); browsers and
+   * shared caches never keep it (no-store): a copy in the browser would
+   * outlive a logout, and a request that misses nginx's group location
+   * (`/APP/...`, a trailing slash, `;params`) reaches the client with this
+   * header as the app wrote it.
+   */
+  private groupResource(res: Response, nginxSeconds: number): void {
+    res.setHeader('X-Accel-Expires', String(nginxSeconds));
     res.setHeader('Cache-Control', 'private, no-store');
   }
 }

@@ -2,13 +2,13 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { demoConfig, DEV_SECRET } from './demo.config';
+import { demoConfig, DEV_SECRET, isDevMode } from './demo.config';
 import { DemoModule } from './demo.module';
 
 async function bootstrap(): Promise<void> {
   const config = demoConfig();
   const logger = new Logger('Demo');
-  if (config.session.secret === DEV_SECRET) logger.warn('SESSION_SECRET is not set: using the demo secret (never in production)');
+  if (isDevMode()) logger.warn(`DEMO_DEV_MODE=1: a development run${config.session.secret === DEV_SECRET ? ', signing with the published demo secret' : ''} (never in production)`);
   const app = await NestFactory.create<NestExpressApplication>(DemoModule);
   app.disable('x-powered-by');
   app.enableShutdownHooks();
@@ -24,7 +24,7 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((err: unknown) => {
-  // A bad option names itself here; exit so a supervisor sees it.
+  // A bad option or a refused secret names itself here; exit so a supervisor sees it.
   console.error(err instanceof Error ? err.message : err);
   process.exit(1);
 });

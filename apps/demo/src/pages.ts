@@ -20,6 +20,16 @@ export function homePage(email: string | undefined): string {
   return page('Shared session demo', `<p id="status">${status}</p>${actions}<ul>${links}</ul>`);
 }
 
+/** Shown instead of a page that depends on the session while Redis is down: "try again", never "log in". */
+export function unavailablePage(): string {
+  return page('Shared session demo', '<p id="status" class="refused">Sessions are unavailable, try again in a moment.</p><p><a href="">Try again</a></p>');
+}
+
+/** GET /app/logout: logging out changes state, so it takes a POST; a link only shows this form. */
+export function logoutPage(): string {
+  return page('Log out', '<form method="post" action="/app/logout"><p>Log out of the demo?</p><button type="submit">Log out</button></form><p><a href="/app">home</a></p>');
+}
+
 export function loginPage(error?: string): string {
   return page(
     'Log in',

@@ -2,7 +2,7 @@ import { CanActivate, ExecutionContext, ForbiddenException, HttpException, Injec
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import type { GroupRequirement } from './groups.decorator';
-import { requireSession } from './session-request';
+import { loggedInUsername, requireSession } from './session-request';
 import { GROUPS_METADATA } from './shared-session.constants';
 
 /**
@@ -31,8 +31,7 @@ export class GroupGuard implements CanActivate {
 
   /** The logged-in user's name, or undefined for an anonymous session. */
   protected getUsername(req: Request): string | undefined {
-    const username = requireSession(req).username;
-    return typeof username === 'string' && username.length > 0 ? username : undefined;
+    return loggedInUsername(requireSession(req));
   }
 
   /** The groups the session grants access to. */

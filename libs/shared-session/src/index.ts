@@ -1,13 +1,16 @@
 export { SharedSessionModule } from './shared-session.module';
 export { SharedSessionOptionsError } from './shared-session.options';
-export type { SharedSessionModuleOptions, SharedSessionCookieOptions, SharedSessionConfig } from './shared-session.options';
+export type { SharedSessionModuleOptions, SharedSessionCookieOptions, SharedSessionCsrfOptions, SharedSessionConfig } from './shared-session.options';
 export { GROUPS_METADATA, SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 export { InjectSharedSessionRedis } from './inject-shared-session-redis.decorator';
 export { Groups } from './groups.decorator';
 export type { GroupRequirement } from './groups.decorator';
 export { GroupGuard } from './group.guard';
+export { SkipCsrfCheck } from './skip-csrf-check.decorator';
+export { AllowUnavailableSession } from './allow-unavailable-session.decorator';
 export { SharedSessionService } from './shared-session.service';
 export type { SessionLogin } from './shared-session.service';
+export type { SessionState } from './session-request';
 export { SessionCookieSigner } from './session-cookie-signer';
 export type { SessionCookieSignerOptions, VerifiedSessionCookie } from './session-cookie-signer';
 export { FlaskRedisSessionStore } from './flask-redis-session.store';

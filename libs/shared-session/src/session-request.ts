@@ -30,6 +30,27 @@ export function carriedSessionId(req: Request): string | undefined {
   return (req as Marked)[CARRIED];
 }
 
+/**
+ * What the request's session is: 'active' for a logged-in session (one with
+ * a `username`), 'unavailable' when the request carried a validly signed
+ * cookie but Redis could not be asked about it, 'anonymous' otherwise (no
+ * cookie, a cookie that is no session, a session without a user). A request
+ * without a session cookie is anonymous even while Redis is down.
+ */
+export type SessionState = 'anonymous' | 'active' | 'unavailable';
+
+export function sessionState(req: Request): SessionState {
+  const marked = req as Marked;
+  if (marked[UNAVAILABLE]) return marked[CARRIED] === undefined ? 'anonymous' : 'unavailable';
+  return loggedInUsername(req.session) === undefined ? 'anonymous' : 'active';
+}
+
+/** The session's user, when it has one (a non-empty `username`). */
+export function loggedInUsername(session: Partial<SessionData> | undefined): string | undefined {
+  const username = session?.username;
+  return typeof username === 'string' && username.length > 0 ? username : undefined;
+}
+
 export function serviceUnavailable(): ServiceUnavailableException {
   return new ServiceUnavailableException('The session store is unavailable; try again shortly.');
 }

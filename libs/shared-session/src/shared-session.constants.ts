@@ -21,3 +21,9 @@ export const SHARED_SESSION_REDIS = Symbol('SHARED_SESSION_REDIS');
 export const SHARED_SESSION_CONFIG = Symbol('SHARED_SESSION_CONFIG');
 /** Metadata key written by @Groups(). */
 export const GROUPS_METADATA = 'resty-shared-session:groups';
+/** Metadata key written by @SkipCsrfCheck(). */
+export const SKIP_CSRF_CHECK_METADATA = 'resty-shared-session:skip-csrf-check';
+/** Metadata key written by @AllowUnavailableSession(). */
+export const ALLOW_UNAVAILABLE_SESSION_METADATA = 'resty-shared-session:allow-unavailable-session';
+/** A secret shorter than this (in bytes) is accepted with a warning: one cookie lets anyone try guesses offline. */
+export const MIN_SECRET_BYTES = 32;

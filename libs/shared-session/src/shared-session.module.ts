@@ -1,4 +1,6 @@
 import { MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { CrossSiteRequestGuard } from './cross-site-request.guard';
 import { GroupGuard } from './group.guard';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
@@ -6,14 +8,25 @@ import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.co
 import { SharedSessionMiddleware } from './shared-session.middleware';
 import { ConfigurableSharedSessionModule } from './shared-session.module-definition';
 import { sharedSessionProviders } from './shared-session.providers';
+import { SessionAvailabilityGuard } from './session-availability.guard';
 import { SharedSessionService } from './shared-session.service';
 
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
  * or `forRootAsync({ imports, useFactory, inject })`; global unless `isGlobal: false`.
+ * Its middleware and two guards apply to every route of the application: the
+ * cross-site request check first, then the 503 for a session Redis could not
+ * read (global guards run before a route's own, such as GroupGuard).
  */
 @Module({
-  providers: [...sharedSessionProviders, SharedSessionMiddleware, SharedSessionService, GroupGuard],
+  providers: [
+    ...sharedSessionProviders,
+    SharedSessionMiddleware,
+    SharedSessionService,
+    GroupGuard,
+    { provide: APP_GUARD, useClass: CrossSiteRequestGuard },
+    { provide: APP_GUARD, useClass: SessionAvailabilityGuard },
+  ],
   exports: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, FlaskRedisSessionStore, SharedSessionService, GroupGuard],
 })
 export class SharedSessionModule extends ConfigurableSharedSessionModule implements NestModule {

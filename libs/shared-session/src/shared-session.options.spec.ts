@@ -1,5 +1,5 @@
 import { PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
-import { resolveSharedSessionOptions, SharedSessionModuleOptions } from './shared-session.options';
+import { resolveSharedSessionOptions, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
 
 describe('resolveSharedSessionOptions', () => {
   it('fills in the documented defaults', () => {
@@ -15,6 +15,7 @@ describe('resolveSharedSessionOptions', () => {
       touch: true,
       touchAfterSeconds: 60,
       proxy: undefined,
+      csrf: { enabled: true, trustedOrigins: [] },
     });
   });
 
@@ -40,6 +41,15 @@ describe('resolveSharedSessionOptions', () => {
     ['a negative touchAfterSeconds', { secret: 's', touchAfterSeconds: -1 }, /"touchAfterSeconds"/],
     ['a touchAfterSeconds as long as the TTL', { secret: 's', ttlSeconds: 60, touchAfterSeconds: 60 }, /"touchAfterSeconds"/],
     ['an unknown option (a typo)', { secret: 's', ttl: 5 }, /"ttl" is not a known option/],
+    ['a csrf that is not an object', { secret: 's', csrf: false }, /"csrf" must be an object/],
+    ['an unknown csrf option', { secret: 's', csrf: { trustedOrigin: ['https://a.example'] } }, /"csrf.trustedOrigin" is not a known option/],
+    ['a non-boolean csrf.enabled', { secret: 's', csrf: { enabled: 'no' } }, /"csrf.enabled"/],
+    ['trusted origins that are not an array', { secret: 's', csrf: { trustedOrigins: 'https://a.example' } }, /"csrf.trustedOrigins"/],
+    ['a trusted origin with a path', { secret: 's', csrf: { trustedOrigins: ['https://a.example/app'] } }, /"csrf.trustedOrigins\[0\]" must be an origin/],
+    ['a trusted origin with a wildcard', { secret: 's', csrf: { trustedOrigins: ['https://ok.example', 'https://*.example'] } }, /"csrf.trustedOrigins\[1\]"/],
+    ['a trusted origin without a scheme', { secret: 's', csrf: { trustedOrigins: ['a.example'] } }, /"csrf.trustedOrigins\[0\]"/],
+    ['a trusted origin of another scheme', { secret: 's', csrf: { trustedOrigins: ['ftp://a.example'] } }, /"csrf.trustedOrigins\[0\]"/],
+    ['the null origin as trusted', { secret: 's', csrf: { trustedOrigins: ['null'] } }, /"csrf.trustedOrigins\[0\]"/],
   ];
   it.each(bad)('rejects %s, naming the option', (_what, options, message) => {
     expect(() => resolveSharedSessionOptions(options as SharedSessionModuleOptions)).toThrow(message);
@@ -47,5 +57,33 @@ describe('resolveSharedSessionOptions', () => {
 
   it('accepts prefixes with colons and Redis Cluster hash tags', () => {
     expect(resolveSharedSessionOptions({ secret: 's', keyPrefix: '{app}:session' }).keyPrefix).toBe('{app}:session');
+  });
+
+  it('takes trusted origins as a browser writes them: lower-case, without a trailing slash', () => {
+    const csrf = resolveSharedSessionOptions({ secret: 's', csrf: { trustedOrigins: ['https://Admin.Example.com/', 'http://127.0.0.1:8089'] } }).csrf;
+    expect(csrf).toEqual({ enabled: true, trustedOrigins: ['https://admin.example.com', 'http://127.0.0.1:8089'] });
+  });
+});
+
+describe('weakSecretWarnings', () => {
+  const strong = 'k'.repeat(32);
+
+  it('says nothing about secrets of 32 bytes or more', () => {
+    expect(weakSecretWarnings({ secret: strong, secretFallbacks: ['é'.repeat(16)] })).toEqual([]);
+  });
+
+  it('names each secret shorter than 32 bytes and its length, never the secret itself', () => {
+    const warnings = weakSecretWarnings({ secret: 'short-secret', secretFallbacks: [strong, 'old-but-short'] });
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toMatch(/^option "secret" is 12 bytes long: a secret shorter than 32 bytes can be guessed offline/);
+    expect(warnings[1]).toMatch(/^option "secretFallbacks\[1\]" is 13 bytes long/);
+    for (const warning of warnings) {
+      expect(warning).not.toContain('short-secret');
+      expect(warning).not.toContain('old-but-short');
+    }
+  });
+
+  it('counts bytes, not characters', () => {
+    expect(weakSecretWarnings({ secret: 'é'.repeat(15), secretFallbacks: [] })[0]).toMatch(/is 30 bytes long/);
   });
 });

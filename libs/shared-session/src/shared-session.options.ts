@@ -9,7 +9,9 @@ import {
   DEFAULT_TOUCH_AFTER_SECONDS,
   DEFAULT_TTL_SECONDS,
   KEY_PREFIX_PATTERN,
+  MIN_SECRET_BYTES,
 } from './shared-session.constants';
+import { serializedOrigin } from './cross-site-request.guard';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -27,6 +29,19 @@ export interface SharedSessionCookieOptions {
    * permanent session); false: a browser-session cookie. Default true.
    */
   persistent?: boolean;
+}
+
+export interface SharedSessionCsrfOptions {
+  /**
+   * Refuse unsafe requests (POST, PUT, PATCH, DELETE...) that another site
+   * made a browser send, judged by `Sec-Fetch-Site` and `Origin`. Default true.
+   */
+  enabled?: boolean;
+  /**
+   * Origins besides the request's own that may send unsafe requests, such as
+   * `https://admin.example.com` (a sibling subdomain is another origin). Default `[]`.
+   */
+  trustedOrigins?: string[];
 }
 
 export interface SharedSessionModuleOptions {
@@ -61,8 +76,14 @@ export interface SharedSessionModuleOptions {
    * request. Default 60.
    */
   touchAfterSeconds?: number;
-  /** Trust `X-Forwarded-Proto` for secure cookies (express-session `proxy`). Default: Express's `trust proxy`. */
+  /**
+   * Trust `X-Forwarded-Proto` for secure cookies (express-session `proxy`),
+   * and `X-Forwarded-Proto`/`X-Forwarded-Host` for the request's own origin
+   * in the cross-site check. Default: Express's `trust proxy`.
+   */
   proxy?: boolean;
+  /** Protection against cross-site requests (CSRF, login CSRF included). */
+  csrf?: SharedSessionCsrfOptions;
 }
 
 /** The options after validation, every default filled in. */
@@ -78,6 +99,7 @@ export interface SharedSessionConfig {
   touch: boolean;
   touchAfterSeconds: number;
   proxy?: boolean;
+  csrf: Required<SharedSessionCsrfOptions>;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -107,7 +129,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (!options || typeof options !== 'object') {
     throw new SharedSessionOptionsError('options', 'must be an object with at least { secret }');
   }
-  const known = new Set(['secret', 'secretFallbacks', 'salt', 'keyPrefix', 'cookieName', 'ttlSeconds', 'redis', 'cookie', 'touch', 'touchAfterSeconds', 'proxy']);
+  const known = new Set(['secret', 'secretFallbacks', 'salt', 'keyPrefix', 'cookieName', 'ttlSeconds', 'redis', 'cookie', 'touch', 'touchAfterSeconds', 'proxy', 'csrf']);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
   }
@@ -157,6 +179,22 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('cookie.sameSite', "'none' needs cookie.secure true (browsers drop it otherwise)");
   }
 
+  const csrf = options.csrf ?? {};
+  if (!csrf || typeof csrf !== 'object') throw new SharedSessionOptionsError('csrf', 'must be an object');
+  for (const key of Object.keys(csrf)) {
+    if (key !== 'enabled' && key !== 'trustedOrigins') throw new SharedSessionOptionsError(`csrf.${key}`, 'is not a known option');
+  }
+  const trustedOrigins = csrf.trustedOrigins ?? [];
+  if (!Array.isArray(trustedOrigins)) throw new SharedSessionOptionsError('csrf.trustedOrigins', 'must be an array of origins');
+  const origins = trustedOrigins.map((origin, i) => {
+    const serialized = typeof origin === 'string' ? serializedOrigin(origin) : undefined;
+    // An origin is scheme, host and port: a path, a query or a wildcard would suggest a check that is not made.
+    if (serialized === undefined || serialized.includes('*') || serialized !== origin.replace(/\/$/, '').toLowerCase()) {
+      throw new SharedSessionOptionsError(`csrf.trustedOrigins[${i}]`, 'must be an origin such as https://admin.example.com (scheme, host, optional port; nothing else)');
+    }
+    return serialized;
+  });
+
   return {
     secret,
     secretFallbacks: [...fallbacks],
@@ -176,5 +214,23 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     touch: optionalBoolean('touch', options.touch, true),
     touchAfterSeconds,
     proxy: options.proxy === undefined ? undefined : optionalBoolean('proxy', options.proxy, false),
+    csrf: { enabled: optionalBoolean('csrf.enabled', csrf.enabled, true), trustedOrigins: origins },
   };
+}
+
+/**
+ * Start-up warnings about secrets shorter than MIN_SECRET_BYTES: one cookie
+ * is enough to try guesses of a short secret offline. They are accepted all
+ * the same, because an existing Flask deployment's SECRET_KEY has to keep
+ * working. The warnings name the option and the length, never the secret.
+ */
+export function weakSecretWarnings(config: Pick<SharedSessionConfig, 'secret' | 'secretFallbacks'>): string[] {
+  const secrets = [['secret', config.secret], ...config.secretFallbacks.map((s, i) => [`secretFallbacks[${i}]`, s])];
+  return secrets
+    .map(([option, secret]) => [option, Buffer.byteLength(secret, 'utf8')] as const)
+    .filter(([, bytes]) => bytes < MIN_SECRET_BYTES)
+    .map(
+      ([option, bytes]) =>
+        `option "${option}" is ${bytes} bytes long: a secret shorter than ${MIN_SECRET_BYTES} bytes can be guessed offline from one cookie; use ${MIN_SECRET_BYTES} random bytes or more (it is accepted, so that an existing Flask SECRET_KEY keeps working)`,
+    );
 }

@@ -5,12 +5,17 @@ import { createRedisClient, RedisClientLifecycle } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
-import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions } from './shared-session.options';
+import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
 
 export const sharedSessionProviders: Provider[] = [
   {
     provide: SHARED_SESSION_CONFIG,
-    useFactory: (options: SharedSessionModuleOptions) => resolveSharedSessionOptions(options),
+    useFactory: (options: SharedSessionModuleOptions) => {
+      const config = resolveSharedSessionOptions(options);
+      const logger = new Logger('SharedSession');
+      for (const warning of weakSecretWarnings(config)) logger.warn(warning);
+      return config;
+    },
     inject: [SHARED_SESSION_OPTIONS],
   },
   {

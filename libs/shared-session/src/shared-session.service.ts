@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
-import { carriedSessionId, requireSession, serviceUnavailable, markSessionRequest } from './session-request';
+import { carriedSessionId, requireSession, serviceUnavailable, markSessionRequest, SessionState, sessionState } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
@@ -77,6 +77,16 @@ export class SharedSessionService {
   /** The current session (503 when Redis is down). */
   session(req: Request): Session & Partial<SessionData> {
     return requireSession(req);
+  }
+
+  /**
+   * 'active' (logged in), 'anonymous', or 'unavailable': the request carried
+   * a validly signed session cookie that Redis could not be asked about. For
+   * a page that says "try again" rather than "log in" (with
+   * `@AllowUnavailableSession()`); never throws.
+   */
+  sessionState(req: Request): SessionState {
+    return sessionState(req);
   }
 }
 

@@ -3,6 +3,7 @@ import * as api from '../src';
 describe('the public API (index.ts)', () => {
   it('exports what a user needs and nothing internal', () => {
     expect(Object.keys(api).sort()).toEqual([
+      'AllowUnavailableSession',
       'FlaskRedisSessionStore',
       'GROUPS_METADATA',
       'GroupGuard',
@@ -14,6 +15,7 @@ describe('the public API (index.ts)', () => {
       'SharedSessionModule',
       'SharedSessionOptionsError',
       'SharedSessionService',
+      'SkipCsrfCheck',
     ]);
   });
 });

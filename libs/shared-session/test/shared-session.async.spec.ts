@@ -114,17 +114,30 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     await expect(compile({ secret: 's', keyPrefix: 'has space', redis: server.url })).rejects.toThrow(/option "keyPrefix"/);
   });
 
+  /** Starts and stops an app with the module; what it warned about on the way. */
+  const warningsAtStartUp = async (redisUrl: string, secret = 's', secretFallbacks: string[] = []) => {
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const moduleRef = await Test.createTestingModule({ imports: [SharedSessionModule.forRoot({ secret, secretFallbacks, redis: redisUrl })] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    const said = warn.mock.calls.map(([message]) => String(message));
+    warn.mockRestore();
+    await app.close();
+    return said;
+  };
+
+  it('warns at start-up about each secret shorter than 32 bytes, naming the option, never the secret, and starts all the same', async () => {
+    const short = 'flask-secret-key-2017';
+    const long = 'a-secret-of-thirty-two-bytes-ok!';
+    const said = await warningsAtStartUp(server.url, short, [long, 'older']);
+    const about = said.filter((m) => /bytes long/.test(m));
+    expect(about).toEqual([expect.stringMatching(/^option "secret" is 21 bytes long/), expect.stringMatching(/^option "secretFallbacks\[1\]" is 5 bytes long/)]);
+    for (const secret of [short, long, 'older']) expect(said.join('\n')).not.toContain(secret);
+    expect((await warningsAtStartUp(server.url, long)).filter((m) => /bytes long/.test(m))).toEqual([]);
+  });
+
   it('warns at start-up when Redis may evict session keys one by one (PROTOCOL.md section 9), and not when it cannot', async () => {
-    const start = async (redisUrl: string) => {
-      const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
-      const moduleRef = await Test.createTestingModule({ imports: [SharedSessionModule.forRoot({ secret: 's', redis: redisUrl })] }).compile();
-      const app = moduleRef.createNestApplication({ logger: false });
-      await app.init();
-      const said = warn.mock.calls.map(([message]) => String(message));
-      warn.mockRestore();
-      await app.close();
-      return said;
-    };
+    const start = (redisUrl: string) => warningsAtStartUp(redisUrl);
     const evicting = await RedisServer.start({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'volatile-lru'] });
     try {
       expect(await start(evicting.url)).toContainEqual(expect.stringMatching(/maxmemory-policy volatile-lru.*noeviction/));

@@ -288,6 +288,33 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     const again = await login('joe', ['one']);
     await request(app.getHttpServer()).get('/groups/one/report').set('Cookie', asCookie(again)).expect(200);
   });
+  it('Redis down, a validly signed cookie: 503 wherever the session matters, never an anonymous session (issue 12, finding 4)', async () => {
+    const joe = await login('joe', ['one']);
+    const forged = cookieValue(sidOf(joe)!, 'not-the-secret', SALT);
+    const http = () => request(app.getHttpServer());
+    expect((await http().get('/state').set('Cookie', asCookie(joe)).expect(200)).body).toEqual({ state: 'active', username: 'joe' });
+    await server.stop();
+    try {
+      // A route that reads req.session itself: 503, where it used to see an anonymous visitor.
+      await waitFor('503 on a public route for a session cookie', async () => (await http().get('/public').set('Cookie', asCookie(joe))).status === 503);
+      expect((await http().get('/public').set('Cookie', asCookie(joe))).body.message).toBe('The session store is unavailable; try again shortly.');
+      await http().get('/me').set('Cookie', asCookie(joe)).expect(503);
+      // A route that opted in with @AllowUnavailableSession() runs, as anonymous, and can tell why.
+      expect((await http().get('/state').set('Cookie', asCookie(joe)).expect(200)).body).toEqual({ state: 'unavailable', username: null });
+      // There, SharedSessionService.session(req) is still a 503.
+      await http().get('/session').set('Cookie', asCookie(joe)).expect(503);
+      // Without a session cookie, or with one that is no session (no valid signature), nothing depends on Redis.
+      expect((await http().get('/public').expect(200)).body.username).toBeNull();
+      await http().get('/public').set('Cookie', asCookie(forged)).expect(200);
+      for (const cookie of [undefined, forged]) {
+        const res = await http().get('/state').set(cookie ? { Cookie: asCookie(cookie) } : {}).expect(200);
+        expect(res.body).toEqual({ state: 'anonymous', username: null });
+      }
+    } finally {
+      await server.resume();
+    }
+    await waitFor('the session store back', async () => (await http().get('/public').set('Cookie', asCookie(joe))).status === 200, 5000);
+  });
 });
 
 describe('SharedSessionModule with touch: false', () => {

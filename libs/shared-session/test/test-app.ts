@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, INestApplication, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Request, Response } from 'express';
-import { GroupGuard, Groups, SharedSessionModule, SharedSessionModuleOptions, SharedSessionService } from '../src';
+import { AllowUnavailableSession, GroupGuard, Groups, SharedSessionModule, SharedSessionModuleOptions, SharedSessionService, SkipCsrfCheck } from '../src';
 
 /**
  * Holds `POST /slow-count` after it has read its session, until the test lets
@@ -64,6 +64,26 @@ class TestController {
   public(@Req() req: Request) {
     return { username: req.session?.username ?? null, sessionID: req.sessionID ?? null };
   }
+
+  /** What the session is, also while Redis is down. */
+  @Get('state')
+  @AllowUnavailableSession()
+  state(@Req() req: Request) {
+    return { state: this.sessions.sessionState(req), username: req.session?.username ?? null };
+  }
+
+  /** Runs while Redis is down, and asks for the session all the same. */
+  @Get('session')
+  @AllowUnavailableSession()
+  session(@Req() req: Request) {
+    return { username: this.sessions.session(req).username ?? null };
+  }
+
+  /** Called by other sites on purpose. */
+  @Post('webhook')
+  @HttpCode(204)
+  @SkipCsrfCheck()
+  webhook() {}
 
   @Get('me')
   @UseGuards(GroupGuard)
