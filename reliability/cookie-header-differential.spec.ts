@@ -46,7 +46,13 @@ describe('nginx and the app read every Cookie header alike (PROTOCOL.md section 
     for (let k = 0; k < 3; k++) {
       const sid = newSessionId();
       const groups = GROUPS.filter((_g, bit) => ((k + 1) >> bit) & 1);
-      await writeSession(admin, prefix, sid, { username: `differential-${k + 1}@example.com`, groups }, { signature: signature(sid, SECRET, SALT), ttl: 600 });
+      await writeSession(
+        admin,
+        prefix,
+        sid,
+        { username: `differential-${k + 1}@example.com`, groups },
+        { signature: signature(sid, SECRET, SALT), ttl: 600 },
+      );
       cookies.push(cookieValue(sid, SECRET, SALT));
     }
   }, 60_000);
@@ -64,7 +70,12 @@ describe('nginx and the app read every Cookie header alike (PROTOCOL.md section 
   it(`${HEADERS} generated Cookie headers: nginx and the app let in the same session, or nobody, every time`, async () => {
     const values = fc.oneof(
       { weight: 8, arbitrary: fc.constantFrom(...cookies) },
-      { weight: 1, arbitrary: fc.constantFrom(...cookies).chain((c) => mutatedCookie(c, { bytesOnly: true }).map((m) => m.value.replace(/[\r\n]/g, ''))) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .constantFrom(...cookies)
+          .chain((c) => mutatedCookie(c, { bytesOnly: true }).map((m) => m.value.replace(/[\r\n]/g, ''))),
+      },
     );
     const headers = fc.sample(cookieHeaderLines(NAME, values), { numRuns: HEADERS, seed: SEED });
     const requestsFor = (lines: string[]) =>
@@ -100,16 +111,23 @@ describe('nginx and the app read every Cookie header alike (PROTOCOL.md section 
     const disagreements = compared.filter((r) => r.nginx !== r.app);
     const behindNginx = compared.filter((r) => r.nginx !== r.behindNginx);
     const offProtocol = compared.filter((r) => r.nginx !== r.expected || r.app !== r.expected);
-    const count = <T>(items: T[], key: (item: T) => string) => items.reduce<Record<string, number>>((acc, item) => ({ ...acc, [key(item)]: (acc[key(item)] ?? 0) + 1 }), {});
+    const count = <T>(items: T[], key: (item: T) => string) =>
+      items.reduce<Record<string, number>>((acc, item) => ({ ...acc, [key(item)]: (acc[key(item)] ?? 0) + 1 }), {});
     console.log(
       `Cookie header differential (seed ${SEED}): ${generated.length} headers (${generated.filter((r) => r.lines.length > 1).length} of several lines, ` +
         `${generated.filter((r) => r.lines.join('; ').length > 8000).length} over 8000 bytes), ${compared.length} answered by both doors ` +
         `(nginx ${atNginx.responses.length} requests in ${atNginx.ms} ms, app ${atApp.responses.length} in ${atApp.ms} ms); ` +
         `disagreements: ${disagreements.length}; passed nginx but refused by the app behind it: ${behindNginx.length}; off the protocol: ${offProtocol.length}. ` +
         `Let in: ${JSON.stringify(count(compared, (r) => WHO[r.nginx!]))}; the protocol's reading: ${JSON.stringify(count(generated, (r) => r.outcome))}; ` +
-        `statuses: ${JSON.stringify(count(generated.flatMap((r) => r.statuses), String))}`,
+        `statuses: ${JSON.stringify(
+          count(
+            generated.flatMap((r) => r.statuses),
+            String,
+          ),
+        )}`,
     );
-    const show = (r: (typeof rows)[number]) => `nginx ${WHO[r.nginx!]}, app ${WHO[r.app!]}, protocol ${WHO[r.expected]} ${JSON.stringify(r.lines.map((l) => l.slice(0, 200)))}`;
+    const show = (r: (typeof rows)[number]) =>
+      `nginx ${WHO[r.nginx!]}, app ${WHO[r.app!]}, protocol ${WHO[r.expected]} ${JSON.stringify(r.lines.map((l) => l.slice(0, 200)))}`;
     expect(disagreements.slice(0, 10).map(show)).toEqual([]);
     expect(behindNginx.slice(0, 10).map(show)).toEqual([]);
     expect(offProtocol.slice(0, 10).map(show)).toEqual([]);

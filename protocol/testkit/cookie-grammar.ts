@@ -20,7 +20,9 @@ export interface CookieGrammarCase {
   fill?: number;
 }
 
-export const cookieGrammar: { max_header_bytes: number; cases: CookieGrammarCase[] } = JSON.parse(readFileSync(COOKIE_GRAMMAR_PATH, 'utf8'));
+export const cookieGrammar: { max_header_bytes: number; cases: CookieGrammarCase[] } = JSON.parse(
+  readFileSync(COOKIE_GRAMMAR_PATH, 'utf8'),
+);
 
 /** A case's header lines, `fill` applied. */
 export function caseHeaderLines(c: CookieGrammarCase): string[] {
@@ -46,6 +48,7 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 export function cookieOutcome(lines: readonly string[], name: string): CookieOutcome {
   const header = lines.join('; ');
   if (header.length > cookieGrammar.max_header_bytes) return { none: 'refused' };
+  // eslint-disable-next-line no-control-regex -- the control bytes are what rule 3 is about
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(header)) return { none: 'refused' };
   if (new RegExp(`,[ \\t]*${escapeRegExp(name)}[ \\t]*=`).test(header)) return { none: 'refused' };
   const values = header

@@ -8,7 +8,14 @@
  * nginx hands it the header the protocol describes.
  */
 import Redis from 'ioredis';
-import { caseHeaderLines, caseOutcome, cookieGrammar, type CookieGrammarCase, type CookieOutcome, writeSession } from '../../protocol/testkit';
+import {
+  caseHeaderLines,
+  caseOutcome,
+  cookieGrammar,
+  type CookieGrammarCase,
+  type CookieOutcome,
+  writeSession,
+} from '../../protocol/testkit';
 import { request } from '../../stack/http-client';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
@@ -63,7 +70,9 @@ const hasNul = (c: CookieGrammarCase) => c.lines.some((line) => line.includes('\
 
 /** What nginx read under the case's name: the outcome, or null when nginx answered 400 itself. */
 async function readAtNginx(c: CookieGrammarCase): Promise<CookieOutcome | null> {
-  const res = await request(nginx.port, `/cookie?name=${encodeURIComponent(c.name ?? 'session')}`, { headers: headerLines(caseHeaderLines(c)) });
+  const res = await request(nginx.port, `/cookie?name=${encodeURIComponent(c.name ?? 'session')}`, {
+    headers: headerLines(caseHeaderLines(c)),
+  });
   if (res.status === 400) return null;
   expect(res.status).toBe(200);
   const { value, refused } = JSON.parse(res.body) as { value: string | null; refused: string | null };

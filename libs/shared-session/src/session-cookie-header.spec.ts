@@ -28,7 +28,10 @@ describe('readSessionCookie', () => {
   it('says why a header is refused', () => {
     expect(readSessionCookie('session=A\u0001', 'session')).toEqual({ found: 'refused', reason: 'control character in cookie header' });
     expect(readSessionCookie('x=1,session=A', 'session')).toEqual({ found: 'refused', reason: 'cookie name after a comma' });
-    expect(readSessionCookie('session=A; session=B', 'session')).toEqual({ found: 'refused', reason: 'cookies of that name with different values' });
+    expect(readSessionCookie('session=A; session=B', 'session')).toEqual({
+      found: 'refused',
+      reason: 'cookies of that name with different values',
+    });
   });
 });
 

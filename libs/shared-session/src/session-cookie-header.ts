@@ -65,7 +65,7 @@ export function readSessionCookie(header: string | readonly string[] | undefined
     if (afterName(s, comma + 1, s.length, name) >= 0) return refused('cookie name after a comma');
   }
   let value: string | undefined;
-  for (let start = 0; start < s.length; ) {
+  for (let start = 0; start < s.length;) {
     const semicolon = s.indexOf(';', start);
     const end = semicolon < 0 ? s.length : semicolon;
     const at = afterName(s, start, end, name);
