@@ -27,7 +27,7 @@ export const cookieGrammar: { max_header_bytes: number; cases: CookieGrammarCase
 /** A case's header lines, `fill` applied. */
 export function caseHeaderLines(c: CookieGrammarCase): string[] {
   const lines = [...c.lines];
-  if (c.fill !== undefined) lines[lines.length - 1] += 'x'.repeat(c.fill - lines.join('; ').length);
+  if (c.fill !== undefined) lines[lines.length - 1] += 'x'.repeat(c.fill - withoutOws(lines.join('; ')).length);
   return lines;
 }
 
@@ -36,6 +36,8 @@ export function caseOutcome(c: CookieGrammarCase): CookieOutcome {
   return c.value !== undefined ? { value: c.value } : { none: c.none! };
 }
 
+/** The bytes other than SP and HTAB: what the size cap counts. */
+export const withoutOws = (s: string) => s.replace(/[ \t]/g, '');
 const trimOws = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '');
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -47,7 +49,7 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
  */
 export function cookieOutcome(lines: readonly string[], name: string): CookieOutcome {
   const header = lines.join('; ');
-  if (header.length > cookieGrammar.max_header_bytes) return { none: 'refused' };
+  if (withoutOws(header).length > cookieGrammar.max_header_bytes) return { none: 'refused' };
   // eslint-disable-next-line no-control-regex -- the control bytes are what rule 3 is about
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(header)) return { none: 'refused' };
   if (new RegExp(`,[ \\t]*${escapeRegExp(name)}[ \\t]*=`).test(header)) return { none: 'refused' };

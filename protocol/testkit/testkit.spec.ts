@@ -7,6 +7,7 @@ import {
   cookieGrammar,
   cookieOutcome,
   cookieValue,
+  withoutOws,
   deriveKey,
   destroySession,
   invalidationChannel,
@@ -73,8 +74,8 @@ describe('the reference reading of the Cookie header against cookie-grammar.json
 
   it('has cases for both sides of the size cap, and fills to the byte', () => {
     const filled = cookieGrammar.cases.filter((c) => c.fill !== undefined);
-    expect(filled.map((c) => c.fill).sort()).toEqual([8000, 8000, 8001, 8001, 8001]);
-    for (const c of filled) expect(caseHeaderLines(c).join('; ')).toHaveLength(c.fill!);
+    expect(filled.map((c) => c.fill).sort()).toEqual([8000, 8000, 8000, 8001, 8001, 8001, 8001]);
+    for (const c of filled) expect(withoutOws(caseHeaderLines(c).join('; '))).toHaveLength(c.fill!);
     expect(cookieGrammar.max_header_bytes).toBe(8000);
   });
 });

@@ -171,7 +171,8 @@ export function cookieHeaderLines(name: string, values: fc.Arbitrary<string>): f
     .tuple(fc.array(fc.tuple(cookiePiece(name, pieceValue), pieceSeparator()), { minLength: 1, maxLength: 5 }), fc.boolean())
     .map(([pieces, trailing]) => pieces.map(([p, sep], i) => (i < pieces.length - 1 || trailing ? p + sep : p)).join(''));
   // A large other cookie, so that some headers are just under and some just over the cap.
-  const padding = fc.integer({ min: 7_600, max: 8_000 }).map((n) => `pad=${'p'.repeat(n)}`);
+  // Whitespace at its ends, which the HTTP layers keep or strip differently, does not count toward the cap.
+  const padding = fc.tuple(ows(), fc.integer({ min: 7_600, max: 8_000 }), ows()).map(([a, n, b]) => `${a}pad=${'p'.repeat(n)}${b}`);
   const lines = fc.oneof(
     { weight: 12, arbitrary: fc.array(line, { minLength: 1, maxLength: 3 }) },
     { weight: 1, arbitrary: fc.tuple(line, padding, fc.boolean()).map(([l, pad, first]) => (first ? [pad, l] : [l, pad])) },

@@ -23,7 +23,7 @@ for _, case in ipairs(doc.cases) do
   end
   if case.fill then
     local n = #lines
-    local short = case.fill - #table.concat(lines, "; ")
+    local short = case.fill - #table.concat(lines, "; "):gsub("[ \t]", "")
     lines[n] = lines[n] .. ("x"):rep(short)
   end
   case.header_lines = lines

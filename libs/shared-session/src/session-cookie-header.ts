@@ -8,7 +8,7 @@
  * Node gives header values.
  */
 
-/** A longer header (all lines joined with "; ") is refused. */
+/** A header (all lines joined with "; ") with more bytes than this, SP and HTAB aside, is refused. */
 export const MAX_COOKIE_HEADER_BYTES = 8000;
 
 /** What a Cookie header holds under a cookie name. */
@@ -43,6 +43,13 @@ function afterName(s: string, start: number, end: number, name: string): number 
   return i < end && s.charCodeAt(i) === 0x3d /* = */ ? i + 1 : -1;
 }
 
+/** How many bytes of `s` are not SP or HTAB: the cap does not count whitespace, on which the HTTP layers differ at the ends of a line. */
+function withoutOwsLength(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) if (!isOws(s.charCodeAt(i))) n++;
+  return n;
+}
+
 /** `s` from `start` to before `end`, without SP/HTAB at either end. */
 function trimmed(s: string, start: number, end: number): string {
   while (start < end && isOws(s.charCodeAt(start))) start++;
@@ -57,7 +64,9 @@ function trimmed(s: string, start: number, end: number): string {
 export function readSessionCookie(header: string | readonly string[] | undefined, name: string): SessionCookieReading {
   if (header === undefined) return ABSENT;
   const s = typeof header === 'string' ? header : header.join('; ');
-  if (s.length > MAX_COOKIE_HEADER_BYTES) return refused(`cookie header longer than ${MAX_COOKIE_HEADER_BYTES} bytes`);
+  if (s.length > MAX_COOKIE_HEADER_BYTES && withoutOwsLength(s) > MAX_COOKIE_HEADER_BYTES) {
+    return refused(`cookie header longer than ${MAX_COOKIE_HEADER_BYTES} bytes`);
+  }
   for (let i = 0; i < s.length; i++) {
     if (isControl(s.charCodeAt(i))) return refused('control character in cookie header');
   }
