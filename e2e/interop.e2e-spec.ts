@@ -259,14 +259,21 @@ describe('Flask interop: a Flask app, the Nest app and nginx share one login', (
     });
   });
 
-  it('with two cookies of the name, Flask, nginx and the Nest app all take the first', async () => {
+  it('with two different cookies of the name, Flask takes the first; nginx and the Nest app find no session (PROTOCOL.md section 10)', async () => {
     const first = await flaskLogin('first@example.com', ['one']);
     const second = await nestLogin('sam@example.com', 'itssam');
     const both = { Cookie: `${COOKIE}=${first}; ${COOKIE}=${second}` };
+    // Werkzeug, as the 2017 extension reads it: the first counts.
     expect(json(await rawRequest(flask.port, '/whoami', both))).toEqual({ username: 'first@example.com', groups: ['one'] });
-    expect(json(await rawRequest(stack.appPort, '/app/api/v1/myself', both))).toEqual({ email: 'first@example.com' });
-    expect((await rawRequest(stack.nginx.port, '/app/api/v1/group/one/uncacheable/two-cookies', both)).status).toBe(200);
+    // The grammar refuses the header: nobody, not either session.
+    expect((await rawRequest(stack.appPort, '/app/api/v1/myself', both)).status).toBe(401);
+    expect((await rawRequest(stack.nginx.port, '/app/api/v1/group/one/uncacheable/two-cookies', both)).status).toBe(403);
     expect((await rawRequest(stack.nginx.port, '/app/api/v1/group/two/uncacheable/two-cookies', both)).status).toBe(403);
+    // The same cookie twice is that cookie, for all three.
+    const twice = { Cookie: `${COOKIE}=${first}; x=1; ${COOKIE}=${first}` };
+    expect(json(await rawRequest(flask.port, '/whoami', twice))).toEqual({ username: 'first@example.com', groups: ['one'] });
+    expect(json(await rawRequest(stack.appPort, '/app/api/v1/myself', twice))).toEqual({ email: 'first@example.com' });
+    expect((await rawRequest(stack.nginx.port, '/app/api/v1/group/one/uncacheable/two-cookies', twice)).status).toBe(200);
   });
 
   it('Flask publishes no revocation notice (section 7); the Nest app does', async () => {

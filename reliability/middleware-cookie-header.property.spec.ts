@@ -2,8 +2,9 @@
  * The middleware's Cookie-header translation (SharedSessionMiddleware turns
  * `session=<sid>.<sig>` into express-session's own format), under arbitrary
  * input: property-based on the exported middleware class, then over raw
- * HTTP against a tiny Nest app on a real redis-server. Which cookie value is
- * a session comes from the protocol test kit, not from the library's signer.
+ * HTTP against a tiny Nest app on a real redis-server. Which cookie value
+ * counts (the Cookie header's grammar, PROTOCOL.md section 10) and which is a
+ * session come from the protocol test kit, not from the library.
  */
 import type { INestApplication } from '@nestjs/common';
 import type { AddressInfo } from 'node:net';
@@ -16,9 +17,9 @@ import { FlaskRedisSessionStore, SessionCookieSigner } from '../libs/shared-sess
 import { SharedSessionMiddleware } from '../libs/shared-session/src/shared-session.middleware';
 import { resolveSharedSessionOptions } from '../libs/shared-session/src/shared-session.options';
 import { createTestApp } from '../libs/shared-session/test/test-app';
-import { cookieValue, sessionIdOf } from '../protocol/testkit';
+import { cookieOutcome, cookieValue, sessionIdOf } from '../protocol/testkit';
 import { RedisServer } from '../stack/redis-server';
-import { headerByte, hostileString, mutatedCookie, validSid } from './support/cookie-arbitraries';
+import { cookieHeaderLines, headerByte, hostileString, mutatedCookie, validSid } from './support/cookie-arbitraries';
 import { requestBytes, runPool, statusCounts } from '../stack/http-client';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
@@ -47,6 +48,22 @@ function seenByExpressSession(header: string | undefined, internalSecret: string
 
 const NAMES = ['session', 'SESSION', 'Session', ' session', 'session ', '\tsession', 'sessio', 'sessionx', 'xsession', 'other', 'a', '', 's%65ssion'];
 
+const trimOws = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '');
+const validSidSample = fc.sample(validSid(), { numRuns: 1, seed: SEED })[0];
+
+/** The session id the protocol finds in these Cookie lines (section 10, then sections 1 and 2), or null. */
+function expectedSid(lines: string[]): string | null {
+  const outcome = cookieOutcome(lines, 'session');
+  return 'value' in outcome ? sessionIdOf(outcome.value, SECRET, SALT) : null;
+}
+
+/** Headers of every shape section 10 speaks of, around valid and damaged cookies, their lines joined as Node joins them. */
+const grammarHeader = () =>
+  cookieHeaderLines(
+    'session',
+    validSid().chain((sid) => fc.oneof(fc.constant(cookieValue(sid, SECRET, SALT)), mutatedCookie(cookieValue(sid, SECRET, SALT), { bytesOnly: true }).map((m) => m.value))),
+  ).map((lines) => lines.join('; '));
+
 describe('SharedSessionMiddleware cookie-header translation, property-based', () => {
   const { translate, internalSecret } = middleware();
   let total = 0;
@@ -56,9 +73,10 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
     const started = Date.now();
     const header = fc.oneof(
       hostileString(),
-      fc.array(fc.tuple(fc.constantFrom(...NAMES), hostileString(), fc.constantFrom(';', '; ', ' ;', ';;', ',', ' ')), { maxLength: 12 }).map((parts) =>
+      fc.array(fc.tuple(fc.constantFrom(...NAMES), hostileString(), fc.constantFrom(';', '; ', ' ;', ';;', ',', ' ', '\t', ';\t')), { maxLength: 12 }).map((parts) =>
         parts.map(([n, v, sep]) => `${n}=${v}${sep}`).join(''),
       ),
+      grammarHeader(),
     );
     fc.assert(
       fc.property(header, (h) => {
@@ -74,7 +92,7 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
     console.log(`middleware property "arbitrary Cookie headers": 15000 cases in ${Date.now() - started} ms`);
   });
 
-  it('the first cookie of our name counts (names compared case-insensitively, as nginx does); the others are kept', () => {
+  it("the cookie the protocol's grammar finds counts (names byte for byte, SP/HTAB trimmed); the others are kept", () => {
     const started = Date.now();
     const cookie = fc.oneof(
       validSid().map((sid) => cookieValue(sid, SECRET, SALT)),
@@ -83,23 +101,38 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
     );
     const entry = fc.tuple(fc.constantFrom(...NAMES), cookie);
     fc.assert(
-      fc.property(fc.array(entry, { minLength: 1, maxLength: 10 }), fc.constantFrom('; ', ';', ' ; '), (entries, sep) => {
+      fc.property(fc.array(entry, { minLength: 1, maxLength: 10 }), fc.constantFrom('; ', ';', ' ; ', ';\t'), (entries, sep) => {
         const h = entries.map(([n, v]) => `${n}=${v}`).join(sep);
-        const index = entries.findIndex(([n]) => n.trim().toLowerCase() === 'session');
-        // The value is judged exactly as sent, up to the next ';' (as nginx does): whitespace included.
-        const raw = index < 0 ? undefined : entries[index][1] + (index < entries.length - 1 ? sep.slice(0, sep.indexOf(';')) : '');
-        const expected = raw === undefined ? null : sessionIdOf(raw, SECRET, SALT);
         const { header: rebuilt, verified } = translate(h);
-        if ((verified?.sid ?? null) !== expected) return false;
+        if ((verified?.sid ?? null) !== expectedSid([h])) return false;
         // Every cookie of another name reaches express-session untouched, in order.
-        const others = entries.filter(([n]) => n.trim().toLowerCase() !== 'session').map(([n, v]) => `${n}=${v}`.trim());
+        const others = entries.filter(([n]) => trimOws(n) !== 'session').map(([n, v]) => `${n}=${v}`.trim());
         const kept = (rebuilt ?? '').split(';').map((p) => p.trim()).filter((p) => p.length > 0 && !p.startsWith('session=s%3A'));
         return JSON.stringify(kept) === JSON.stringify(others.filter((o) => o.length > 0));
       }),
       { numRuns: 10_000, seed: SEED },
     );
     total += 10_000;
-    console.log(`middleware property "first cookie counts": 10000 cases in ${Date.now() - started} ms`);
+    console.log(`middleware property "the grammar's cookie counts": 10000 cases in ${Date.now() - started} ms`);
+  });
+
+  it('every edge case of the grammar (commas, tabs, quotes, duplicates, several lines as Node joins them): the session the grammar finds, or none', () => {
+    const started = Date.now();
+    const valid = cookieValue(validSidSample, SECRET, SALT);
+    const values = fc.oneof({ weight: 4, arbitrary: fc.constant(valid) }, { weight: 1, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => m.value) });
+    let sessions = 0;
+    fc.assert(
+      fc.property(cookieHeaderLines('session', values), (lines) => {
+        const { header: rebuilt, verified } = translate(lines.join('; '));
+        const expected = expectedSid(lines);
+        if (expected) sessions++;
+        const seen = seenByExpressSession(rebuilt, internalSecret);
+        return (verified?.sid ?? null) === expected && (expected ? seen.sid === expected : !seen.present);
+      }),
+      { numRuns: 10_000, seed: SEED },
+    );
+    total += 10_000;
+    console.log(`middleware property "the grammar's edge cases": 10000 cases (${sessions} with a session) in ${Date.now() - started} ms`);
   });
 });
 
@@ -123,27 +156,34 @@ describe('a Nest app with the module, over raw HTTP: arbitrary Cookie headers ne
     await redis?.dispose();
   });
 
-  it('3000 hostile, mutated and oversized Cookie headers: 200 only on the public route, never 5xx', async () => {
+  it('3000 hostile, mutated, oversized and grammar-shaped Cookie headers: a guarded route answers 200 exactly when the grammar finds the cookie, never 5xx', async () => {
     const bytes = (s: string) => Buffer.from(s, 'latin1');
+    const one = (arb: fc.Arbitrary<string>) => arb.map((h) => [h]);
     const cookieHeader = fc.oneof(
-      { weight: 4, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => `session=${m.value}`) },
-      { weight: 2, arbitrary: fc.array(headerByte(), { maxLength: 400 }).map((b) => b.join('')) },
-      { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 60 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`) },
-      { weight: 1, arbitrary: fc.integer({ min: 2, max: 60 }).map((n) => `session=garbage${'; session='.repeat(1)}${Array(n).fill(valid).join('; session=')}`) },
-      { weight: 1, arbitrary: fc.integer({ min: 1_000, max: 40_000 }).map((n) => `session=${'a'.repeat(n)}`) },
-      { weight: 1, arbitrary: fc.constantFrom('', ';', ';;;;', ' ; ; ', '=', '=;=;', 'session', 'session=', 'SESSION=', ',,,', '\t') },
+      { weight: 4, arbitrary: one(mutatedCookie(valid, { bytesOnly: true }).map((m) => `session=${m.value}`)) },
+      { weight: 2, arbitrary: one(fc.array(headerByte(), { maxLength: 400 }).map((b) => b.join(''))) },
+      { weight: 2, arbitrary: one(fc.string({ unit: 'grapheme', maxLength: 60 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`)) },
+      { weight: 1, arbitrary: one(fc.integer({ min: 2, max: 60 }).map((n) => `session=garbage${'; session='.repeat(1)}${Array(n).fill(valid).join('; session=')}`)) },
+      { weight: 1, arbitrary: one(fc.integer({ min: 1_000, max: 40_000 }).map((n) => `session=${'a'.repeat(n)}`)) },
+      { weight: 1, arbitrary: one(fc.constantFrom('', ';', ';;;;', ' ; ; ', '=', '=;=;', 'session', 'session=', 'SESSION=', ',,,', '\t')) },
+      // One to three Cookie lines with every edge case of section 10, around the valid cookie and damaged ones.
+      { weight: 4, arbitrary: cookieHeaderLines('session', fc.oneof({ weight: 3, arbitrary: fc.constant(valid) }, { weight: 1, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => m.value) })) },
     );
     const cases = fc.sample(fc.tuple(cookieHeader, fc.constantFrom('/me', '/groups/one/report', '/public')), { numRuns: 3000, seed: SEED });
-    const requests = cases.map(([c, path]) => requestBytes(path, { headers: { Cookie: bytes(c) } }));
+    const requests = cases.map(([lines, path]) => requestBytes(path, { headers: lines.map((l) => ['Cookie', bytes(l)] as [string, Buffer]) }));
     // Controls: the untouched cookie is a logged-in member.
     requests.push(requestBytes('/groups/one/report', { headers: { Cookie: `session=${valid}` } }));
     const { responses, ms, connections } = await runPool(port, requests, { concurrency: 16, deadlineMs: 60_000 });
     const control = responses.pop()!;
     expect(control.status).toBe(200);
-    console.log(`Nest app raw fuzz: ${cases.length} requests in ${ms} ms over ${connections} connections: ${JSON.stringify(statusCounts(responses))}`);
+    const loggedIn = cases.map(([lines]) => expectedSid(lines) !== null);
+    console.log(
+      `Nest app raw fuzz: ${cases.length} requests in ${ms} ms over ${connections} connections: ${JSON.stringify(statusCounts(responses))}; ` +
+        `${loggedIn.filter(Boolean).length} carry the session by the grammar`,
+    );
     const bad = responses
-      .map((r, i) => ({ status: r.status, path: cases[i][1], cookie: JSON.stringify(cases[i][0].slice(0, 120)), error: r.error }))
-      .filter((r) => r.status >= 500 || r.status <= 0 || (r.status === 200 && r.path !== '/public'));
+      .map((r, i) => ({ status: r.status, path: cases[i][1], loggedIn: loggedIn[i], cookie: JSON.stringify(cases[i][0].map((l) => l.slice(0, 120))), error: r.error }))
+      .filter((r) => r.status >= 500 || r.status <= 0 || (r.path === '/public' ? false : (r.status === 200) !== r.loggedIn));
     expect(bad).toEqual([]);
     for (const r of responses) expect([200, 400, 401, 403, 431]).toContain(r.status);
   }, 90_000);

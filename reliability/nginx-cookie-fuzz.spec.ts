@@ -1,14 +1,15 @@
 /**
  * Fuzzing the cookie at nginx (resty.shared_session) and at the app behind
- * it: random and mutated cookies, sent byte for byte over raw keep-alive
- * sockets, against a group resource of the demo stack. Only 400, 401 or 403;
- * never 200, never 5xx; no nginx worker crash.
+ * it: random and mutated cookies, and the member's own cookie in Cookie
+ * headers that PROTOCOL.md section 10 refuses, sent byte for byte over raw
+ * keep-alive sockets, against a group resource of the demo stack. Only 400,
+ * 401 or 403; never 200, never 5xx; no nginx worker crash.
  */
 import fc from 'fast-check';
 import Redis from 'ioredis';
-import { cookieValue, sessionIdOf } from '../protocol/testkit';
+import { cookieOutcome, cookieValue, sessionIdOf } from '../protocol/testkit';
 import type { DemoStack } from '../stack/demo-stack';
-import { headerByte, mutatedCookie, validSid } from './support/cookie-arbitraries';
+import { cookieHeaderLines, headerByte, mutatedCookie, validSid } from './support/cookie-arbitraries';
 import { mustLogin } from '../stack/demo-login';
 import { HttpResponse, requestBytes, runPool, statusCounts } from '../stack/http-client';
 import { nginxWorkers } from './support/process-stats';
@@ -42,7 +43,28 @@ describe('cookie fuzzing against nginx and the app', () => {
     await stack?.stop();
   });
 
-  /** Cookie headers that must never be let in: each damages or replaces the member's cookie. */
+  /** Whether the protocol's grammar finds the member's cookie in these lines. */
+  const isMember = (lines: string[]) => {
+    const outcome = cookieOutcome(lines, 'session');
+    return 'value' in outcome && outcome.value === joe;
+  };
+
+  /** The member's intact cookie in the shapes section 10 refuses, given another value. */
+  const refusedShapes: { kind: string; lines: (other: string) => string[] }[] = [
+    { kind: 'behind-comma', lines: () => [`x=y,session=${joe}`] },
+    { kind: 'behind-comma-and-again', lines: () => [`x=y,session=${joe}; session=${joe}`] },
+    { kind: 'two-values', lines: (other) => [`session=${joe}; session=${other}`] },
+    { kind: 'two-values-reversed', lines: (other) => [`session=${other}; a=1; session=${joe}`] },
+    { kind: 'two-values-two-lines', lines: (other) => [`session=${joe}`, `session=${other}`] },
+    { kind: 'empty-and-value', lines: () => [`session=; session=${joe}`] },
+    { kind: 'quoted', lines: () => [`session="${joe}"`] },
+    { kind: 'other-case', lines: () => [`Session=${joe}`] },
+    { kind: 'control-byte', lines: () => [`session=${joe}; a=\u0001`] },
+    { kind: 'del-byte', lines: () => [`session=${joe}\u007f`] },
+    { kind: 'over-the-cap', lines: () => [`session=${joe}`, `pad=${'p'.repeat(7_990)}`] },
+  ];
+
+  /** Cookie headers that must never be let in: each damages, replaces or hides the member's cookie. */
   function fuzzCases(): FuzzCase[] {
     const one = (kind: string, arb: fc.Arbitrary<string>) => arb.map((h): FuzzCase => ({ kind, headers: [h] }));
     const damaged = mutatedCookie(joe, { bytesOnly: true }).map((m) => m.value);
@@ -89,6 +111,18 @@ describe('cookie fuzzing against nginx and the app', () => {
       { weight: 2, arbitrary: one('empty', fc.constantFrom('', ' ', 'session', 'session=', 'session= ', 'session=;', 'session=""', '=', 'session==')) },
       { weight: 2, arbitrary: one('separators', fc.array(fc.constantFrom(';', ',', ' ', '=', '\t', '.'), { minLength: 1, maxLength: 50 }).map((s) => s.join(''))) },
       { weight: 2, arbitrary: one('separator-between', fc.tuple(fc.constantFrom(',', ', ', ' ', '\t', ';;', '&', '|'), plainDamaged).map(([sep, v]) => `a=1${sep}session=${v}${sep}b=2`)) },
+      // The member's intact cookie in a header section 10 refuses: behind a comma, beside another value of the name, quoted, with a control byte, over the cap.
+      {
+        weight: 4,
+        arbitrary: fc.tuple(fc.constantFrom(...refusedShapes), damaged).map(([shape, other]): FuzzCase => ({ kind: `refused-${shape.kind}`, headers: shape.lines(other) })),
+      },
+      // Headers of every shape section 10 speaks of, of one to three lines, in which the grammar does not find the member's cookie.
+      {
+        weight: 6,
+        arbitrary: cookieHeaderLines('session', fc.oneof(fc.constant(joe), fc.constant(sam), damaged))
+          .filter((lines) => !isMember(lines))
+          .map((lines): FuzzCase => ({ kind: 'grammar', headers: lines })),
+      },
     );
     return fc.sample(arb, { numRuns: CASES, seed: SEED });
   }
@@ -98,6 +132,8 @@ describe('cookie fuzzing against nginx and the app', () => {
 
   it(`${CASES} random and mutated cookies: nginx answers only 400, 401 or 403, and no worker crashes; the app only 4xx for a sample`, async () => {
     const cases = fuzzCases();
+    // The test itself: by the protocol, none of these headers carries the member's session.
+    expect(cases.filter((c) => isMember(c.headers)).map((c) => c.kind)).toEqual([]);
     const kinds: Record<string, number> = {};
     for (const c of cases) {
       const kind = c.kind.replace(/^(member|nonmember)-(?!valid).*/, '$1-mutated');

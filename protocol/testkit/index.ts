@@ -9,3 +9,4 @@ export * from './vectors';
 export * from './signer';
 export * from './layout';
 export * from './session';
+export * from './cookie-grammar';

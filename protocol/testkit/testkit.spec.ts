@@ -2,7 +2,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import Redis from 'ioredis';
 import {
+  caseHeaderLines,
+  caseOutcome,
+  cookieGrammar,
+  cookieOutcome,
   cookieValue,
+  withoutOws,
   deriveKey,
   destroySession,
   invalidationChannel,
@@ -59,6 +64,19 @@ describe('the reference signer against vectors.json', () => {
 
   it('makes ids of the form section 1 prescribes', () => {
     expect(newSessionId()).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
+describe('the reference reading of the Cookie header against cookie-grammar.json', () => {
+  it.each(cookieGrammar.cases.map((c) => [c.why, c] as const))('%s', (_why, c) => {
+    expect(cookieOutcome(caseHeaderLines(c), c.name ?? 'session')).toEqual(caseOutcome(c));
+  });
+
+  it('has cases for both sides of the size cap, and fills to the byte', () => {
+    const filled = cookieGrammar.cases.filter((c) => c.fill !== undefined);
+    expect(filled.map((c) => c.fill).sort()).toEqual([8000, 8000, 8000, 8001, 8001, 8001, 8001]);
+    for (const c of filled) expect(withoutOws(caseHeaderLines(c).join('; '))).toHaveLength(c.fill!);
+    expect(cookieGrammar.max_header_bytes).toBe(8000);
   });
 });
 

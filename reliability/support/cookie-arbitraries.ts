@@ -100,3 +100,82 @@ export function hostileString(): fc.Arbitrary<string> {
     { weight: 1, arbitrary: fc.integer({ min: 1_000, max: 100_000 }).chain((n) => fc.constantFrom('\0', '\uffff', '\ud800', '.', '💩').map((c) => c.repeat(n))) },
   );
 }
+
+/** Whitespace around names and values: none most often, else SP and HTAB (which PROTOCOL.md section 10 trims). */
+const ows = (): fc.Arbitrary<string> =>
+  fc.oneof({ weight: 6, arbitrary: fc.constant('') }, { weight: 3, arbitrary: fc.constantFrom(' ', '\t', ' \t', '  ', '\t ') });
+
+/** Control bytes HTTP forbids in a field value (NUL too: nginx and Node answer 400 to it). */
+const CONTROL_BYTES = ['\u0001', '\u0008', '\u000b', '\u000c', '\u001f', '\u007f', '\u0000'];
+
+/** Values of other cookies: plain, or with what readers disagree on (commas, quotes, '=', whitespace, latin1 bytes). */
+const otherValue = (name: string): fc.Arbitrary<string> =>
+  fc.oneof(
+    { weight: 4, arbitrary: fc.stringMatching(/^[A-Za-z0-9._-]{0,16}$/) },
+    { weight: 2, arbitrary: fc.constantFrom('1,2', '"quoted"', '"a;b"', '"a,b"', 'a=b', 'a b', '\u00e9\u00ff', '\\"', `x,${name}`, `x,${name}x=1`, `"x;${name}=`) },
+    { weight: 2, arbitrary: fc.string({ unit: fc.constantFrom('a', '1', ',', '"', '=', ' ', '\t', '\u00a0', '\u0080', '\\', '%'), maxLength: 12 }) },
+  );
+
+/**
+ * One `;`-separated piece of a Cookie header, built around the cookie `name`
+ * and the given values: ours (the name or a near miss of it, whitespace
+ * around, the value bare, quoted, empty or extended), another cookie, a bare
+ * word, ours behind a comma, or a control byte.
+ */
+function cookiePiece(name: string, values: fc.Arbitrary<string>): fc.Arbitrary<string> {
+  const ourName = fc.oneof(
+    { weight: 10, arbitrary: fc.constant(name) },
+    { weight: 2, arbitrary: fc.constantFrom(name.toUpperCase(), name[0].toUpperCase() + name.slice(1), `${name}x`, `x${name}`, name.slice(0, -1), `${name}\u00a0`) },
+  );
+  const ourValue = fc.oneof(
+    { weight: 10, arbitrary: values },
+    { weight: 1, arbitrary: values.map((v) => `"${v}"`) },
+    { weight: 1, arbitrary: fc.tuple(values, fc.constantFrom(',x=1', ' x', '=', ',')).map(([v, tail]) => v + tail) },
+    { weight: 1, arbitrary: fc.constant('') },
+  );
+  const ours = fc.tuple(ows(), ourName, ows(), ows(), ourValue, ows()).map(([a, n, b, c, v, d]) => `${a}${n}${b}=${c}${v}${d}`);
+  const otherName = fc.oneof(fc.stringMatching(/^[a-z_]{1,8}$/), fc.constantFrom('', '$Version', 'x,y', '"q"', `${name}-x`));
+  const other = fc.tuple(ows(), otherName, otherValue(name), ows()).map(([a, n, v, b]) => `${a}${n}=${v}${b}`);
+  const behindComma = fc.tuple(otherName, otherValue(name), ows(), ows(), values).map(([n, v, a, b, ours]) => `${n}=${v},${a}${name}${b}=${ours}`);
+  const control = fc.tuple(other, fc.constantFrom(...CONTROL_BYTES), fc.nat()).map(([p, c, i]) => {
+    const at = i % (p.length + 1);
+    return p.slice(0, at) + c + p.slice(at);
+  });
+  return fc.oneof(
+    { weight: 10, arbitrary: ours },
+    { weight: 20, arbitrary: other },
+    { weight: 2, arbitrary: fc.constantFrom('', ' ', name, 'a') },
+    { weight: 1, arbitrary: behindComma },
+    { weight: 1, arbitrary: control },
+  );
+}
+
+/** Between pieces: what browsers send most often, else the other spellings of ';', and commas. */
+const pieceSeparator = (): fc.Arbitrary<string> =>
+  fc.oneof({ weight: 8, arbitrary: fc.constant('; ') }, { weight: 4, arbitrary: fc.constantFrom(';', ' ;', ';\t', ';;', ' ; ') }, { weight: 1, arbitrary: fc.constantFrom(',', ', ') });
+
+/** Stands for the header's own value in the pieces: never a latin1 character, so never in a header. */
+const HEADER_VALUE = '\uffff';
+
+/**
+ * The lines of a Cookie header (one to three, as HTTP/2 clients split them)
+ * made of pieces around the cookie `name` and `values`: every edge case of
+ * PROTOCOL.md section 10 (whitespace and tabs, commas, quotes, duplicates,
+ * other cases of the name, control bytes, several lines, and headers on both
+ * sides of the 8000-byte cap). Latin1 strings, never CR or LF.
+ */
+export function cookieHeaderLines(name: string, values: fc.Arbitrary<string>): fc.Arbitrary<string[]> {
+  // Mostly one value per header, so that duplicates are often the same cookie (as a browser sends it twice), sometimes not.
+  const pieceValue = fc.oneof({ weight: 4, arbitrary: fc.constant(HEADER_VALUE) }, { weight: 1, arbitrary: values });
+  const line = fc
+    .tuple(fc.array(fc.tuple(cookiePiece(name, pieceValue), pieceSeparator()), { minLength: 1, maxLength: 5 }), fc.boolean())
+    .map(([pieces, trailing]) => pieces.map(([p, sep], i) => (i < pieces.length - 1 || trailing ? p + sep : p)).join(''));
+  // A large other cookie, so that some headers are just under and some just over the cap.
+  // Whitespace at its ends, which the HTTP layers keep or strip differently, does not count toward the cap.
+  const padding = fc.tuple(ows(), fc.integer({ min: 7_600, max: 8_000 }), ows()).map(([a, n, b]) => `${a}pad=${'p'.repeat(n)}${b}`);
+  const lines = fc.oneof(
+    { weight: 12, arbitrary: fc.array(line, { minLength: 1, maxLength: 3 }) },
+    { weight: 1, arbitrary: fc.tuple(line, padding, fc.boolean()).map(([l, pad, first]) => (first ? [pad, l] : [l, pad])) },
+  );
+  return fc.tuple(values, lines).map(([value, ls]) => ls.map((l) => l.split(HEADER_VALUE).join(value)));
+}

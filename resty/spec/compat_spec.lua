@@ -24,7 +24,7 @@ describe("resty.shared_session.compat", function()
   end)
 
   after_each(function()
-    stub.var.cookie_session = nil
+    stub.var.http_cookie = nil
   end)
 
   local function configure(opts)
@@ -33,7 +33,7 @@ describe("resty.shared_session.compat", function()
 
   describe("verify_signature with a local secret", function()
     local function session_for(cookie)
-      stub.var.cookie_session = cookie
+      stub.var.http_cookie = "session=" .. cookie
       return assert(compat.new(nil, mt, nil, "session", "p"))
     end
 
@@ -87,8 +87,7 @@ describe("resty.shared_session.compat", function()
 
   describe("new", function()
     it("reads the cookie and prefix given, else the configured ones, else the defaults", function()
-      stub.var.cookie_session = SID .. "." .. SIG
-      stub.var.cookie_sid = SID .. "." .. SIG
+      stub.var.http_cookie = "session=" .. SID .. "." .. SIG .. "; sid=" .. SID .. "." .. SIG
       local session = assert(compat.new(nil, mt, "conn"))
       assert.equal("resty_shared_session", session.key_prefix)
       session = assert(compat.new(configure { cookie_name = "sid", key_prefix = "app" }, mt))
@@ -96,18 +95,17 @@ describe("resty.shared_session.compat", function()
       session = assert(compat.new(configure { cookie_name = "none" }, mt, nil, "sid", "x"))
       assert.equal("x", session.key_prefix)
       assert.is_nil(compat.new(configure { cookie_name = "none" }, mt))
-      stub.var.cookie_sid = nil
     end)
 
     it("keeps the 0.1.x fields", function()
-      stub.var.cookie_session = SID .. "." .. SIG
+      stub.var.http_cookie = "session=" .. SID .. "." .. SIG
       local session = assert(compat.new(nil, mt, "conn", "session", "p"))
       assert.same({ redis_conn = "conn", key_prefix = "p", cookie = SID .. "." .. SIG,
                     sid = SID, signature = SIG }, setmetatable(session, nil))
     end)
 
     it("gives a session whose methods fail for a malformed cookie", function()
-      stub.var.cookie_session = "not a session cookie"
+      stub.var.http_cookie = "session=not a session cookie"
       local session = assert(compat.new(nil, mt, fake_redis.server().lib.new(), "session"))
       local why = "malformed cookie: invalid character in cookie"
       assert.same({ nil, why }, { session:verify_signature(nil) })
@@ -119,6 +117,19 @@ describe("resty.shared_session.compat", function()
       assert.equal("not a session cookie", session:get_cookie_raw())
       assert.is_nil(session:get_cookie_signature())
     end)
+
+    it("reads the Cookie header by the protocol's grammar, and refuses what it refuses", function()
+      stub.var.http_cookie = "a=1;\tsession = " .. SID .. "." .. SIG .. "\t; SESSION=x"
+      assert.equal(SID, assert(compat.new(nil, mt, nil, "session")).sid)
+      stub.var.http_cookie = "session=" .. SID .. "." .. SIG .. "; session=other"
+      local session = assert(compat.new(nil, mt, fake_redis.server().lib.new(), "session"))
+      local why = "malformed cookie: cookies of that name with different values"
+      assert.same({ nil, why }, { session:verify_signature(configure { secret = "s" }) })
+      assert.same({ nil, why }, { session:is_group_member("g1") })
+      assert.is_nil(session:get_cookie_raw())
+      stub.var.http_cookie = "Session=" .. SID .. "." .. SIG
+      assert.same({ nil, "no session cookie" }, { compat.new(nil, mt, nil, "session") })
+    end)
   end)
 
   describe("with Redis", function()
@@ -126,7 +137,7 @@ describe("resty.shared_session.compat", function()
 
     before_each(function()
       server = fake_redis.server()
-      stub.var.cookie_session = SID .. "." .. SIG
+      stub.var.http_cookie = "session=" .. SID .. "." .. SIG
       session = assert(compat.new(nil, mt, server.lib.new(), "session", "p"))
     end)
 

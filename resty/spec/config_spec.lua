@@ -124,7 +124,6 @@ describe("resty.shared_session.config", function()
       local conf = assert(config.new {})
       assert.is_nil(conf.keys)          -- stored mode
       assert.equal("session", conf.cookie_name)
-      assert.equal("cookie_session", conf.cookie_var)
       assert.equal("resty_shared_session", conf.key_prefix)
       assert.is_nil(conf.decision_cache)
       local r = conf.redis

@@ -1,7 +1,9 @@
--- resty.shared_session.cookie: the strict cookie parser, the constant-time
--- comparison, and the signature (PROTOCOL.md sections 1 and 2), against
--- every vector of the protocol.
+-- resty.shared_session.cookie: the Cookie header's grammar, the strict
+-- cookie parser, the constant-time comparison, and the signature
+-- (PROTOCOL.md sections 1, 2 and 10), against every vector and every Cookie
+-- header case of the protocol.
 local vectors = require "vectors"
+local grammar = require "cookie_grammar"
 
 describe("resty.shared_session.cookie", function()
   local restore, cookie
@@ -13,6 +15,62 @@ describe("resty.shared_session.cookie", function()
 
   teardown(function()
     restore()
+  end)
+
+  describe("from_header", function()
+    local function outcome(value, refused)
+      if value ~= nil then
+        return { value = value }
+      end
+      return { none = refused and "refused" or "absent", why = refused }
+    end
+
+    for _, case in ipairs(grammar.cases) do
+      it(case.why, function()
+        local expected = case.value ~= nil and { value = case.value }
+                         or { none = case.none }
+        -- Once as nginx's $http_cookie gives it, once as a list of lines.
+        local joined = #case.header_lines > 0
+                       and table.concat(case.header_lines, "; ") or nil
+        for _, header in ipairs { joined or false, case.header_lines } do
+          local got = outcome(cookie.from_header(header or nil, case.name))
+          if got.none == "refused" then
+            assert.is_string(got.why)
+            got.why = nil
+          end
+          assert.same(expected, got)
+        end
+      end)
+    end
+
+    it("caps the header at the protocol's size, whitespace aside", function()
+      assert.equal(8000, grammar.max_header_bytes)
+      local header = "session=A;x=" .. ("x"):rep(grammar.max_header_bytes - 12)
+      assert.equal("A", cookie.from_header(header, "session"))
+      assert.equal("A", cookie.from_header(" \t" .. header .. "\t ", "session"))
+      local none, err = cookie.from_header(header .. "x", "session")
+      assert.is_nil(none)
+      assert.equal("cookie header longer than 8000 bytes", err)
+    end)
+
+    it("says why a header is refused", function()
+      local cases = {
+        { "session=A\1", "control character in cookie header" },
+        { "x=1,session=A", "cookie name after a comma" },
+        { "session=A; session=B", "cookies of that name with different values" },
+      }
+      for _, case in ipairs(cases) do
+        local none, err = cookie.from_header(case[1], "session")
+        assert.is_nil(none)
+        assert.equal(case[2], err)
+      end
+    end)
+
+    it("finds nothing in no header", function()
+      assert.is_nil(cookie.from_header(nil, "session"))
+      assert.is_nil(select(2, cookie.from_header(nil, "session")))
+      assert.is_nil(cookie.from_header({}, "session"))
+    end)
   end)
 
   describe("parse", function()

@@ -31,7 +31,7 @@ describe("resty.shared_session", function()
   end)
 
   after_each(function()
-    stub.var.cookie_session = nil
+    stub.var.http_cookie = nil
     stub.shared.shared_session = nil
     restore()
   end)
@@ -104,7 +104,7 @@ describe("resty.shared_session", function()
     it("leaves the previous configuration in force when it fails", function()
       assert.is_true(configure { secret = V.secret, salt = V.salt })
       assert.is_false(pcall(shared_session.configure, { secret = V.secret, salt = "" }))
-      stub.var.cookie_session = COOKIE
+      stub.var.http_cookie = "session=" .. COOKIE
       assert.equal(200, shared_session.authorize("g1"))
     end)
   end)
@@ -118,7 +118,7 @@ describe("resty.shared_session", function()
     end
 
     it("is 503 before configure()", function()
-      stub.var.cookie_session = COOKIE
+      stub.var.http_cookie = "session=" .. COOKIE
       refusal(503, stub.ERR, "configure() was not called (sid -, group nil)", "g1")
       assert.same({}, server.calls)
     end)
@@ -129,7 +129,7 @@ describe("resty.shared_session", function()
       end)
 
       it("is 200 for a member, after one SISMEMBER", function()
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
         assert.same({ 200 }, { shared_session.authorize("g1") })
         assert.equal(1, sismembers())
         assert.same({ "sismember p:groups:" .. SID .. " g1" }, { server.calls[4] })
@@ -137,16 +137,30 @@ describe("resty.shared_session", function()
 
       it("is 401 without a cookie, 403 for a malformed or forged one, without Redis", function()
         refusal(401, stub.INFO, "no session cookie (sid -, group g1)", "g1")
-        stub.var.cookie_session = "not-a-cookie"
+        stub.var.http_cookie = "session=" .. "not-a-cookie"
         refusal(403, stub.WARN, "malformed cookie: no separator in cookie (sid -, group g1)",
                 "g1")
-        stub.var.cookie_session = FORGED
+        stub.var.http_cookie = "session=" .. FORGED
         refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
         assert.same({}, server.calls)
       end)
 
+      it("reads the Cookie header by the protocol's grammar: 403 for a refused one", function()
+        stub.var.http_cookie = "x=y,session=" .. COOKIE .. "; session=" .. COOKIE
+        refusal(403, stub.WARN, "malformed cookie: cookie name after a comma (sid -, group g1)",
+                "g1")
+        stub.var.http_cookie = "session=" .. COOKIE .. "; session=" .. FORGED
+        refusal(403, stub.WARN, "malformed cookie: cookies of that name with different"
+                .. " values (sid -, group g1)", "g1")
+        stub.var.http_cookie = "SESSION=" .. COOKIE
+        refusal(401, stub.INFO, "no session cookie (sid -, group g1)", "g1")
+        assert.same({}, server.calls)
+        stub.var.http_cookie = "a=1;\tsession= " .. COOKIE .. "\t; Session=" .. FORGED
+        assert.same({ 200 }, { shared_session.authorize("g1") })
+      end)
+
       it("is 403 without a group id", function()
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
         for _, group in ipairs { "", {}, true } do
           refusal(403, stub.WARN, "no group id given (sid -, group nil)", group)
         end
@@ -155,13 +169,13 @@ describe("resty.shared_session", function()
       end)
 
       it("is 403 for another group, naming it safely in the log", function()
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
         refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g?2)",
                 "g\n2")
       end)
 
       it("is 503 when Redis is down, fails or answers oddly", function()
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
         server.down = "connection refused"
         refusal(503, stub.ERR, "redis unavailable: connect: connection refused"
                                .. " (sid 3f1d7c..., group g1)", "g1")
@@ -178,7 +192,7 @@ describe("resty.shared_session", function()
     describe("in stored mode", function()
       before_each(function()
         configure {}
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
       end)
 
       it("is 200 when the stored signature matches, in one round trip", function()
@@ -206,7 +220,7 @@ describe("resty.shared_session", function()
         dict = stub.shared.shared_session
         configure { secret = V.secret, salt = V.salt,
                     decision_cache = { dict = "shared_session", ttl = 1 } }
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
       end)
 
       it("asks Redis every time while the subscriber is down", function()
@@ -220,11 +234,11 @@ describe("resty.shared_session", function()
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(1, sismembers())
-        stub.var.cookie_session = FORGED
+        stub.var.http_cookie = "session=" .. FORGED
         refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
         assert.equal(1, sismembers())
         -- A revocation notice: the next check asks Redis again.
-        stub.var.cookie_session = COOKIE
+        stub.var.http_cookie = "session=" .. COOKIE
         decisions.forget({ dict = dict, ttl = 1 }, SID)
         server.sets["p:groups:" .. SID] = nil
         refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g1)", "g1")
@@ -257,13 +271,13 @@ describe("resty.shared_session", function()
   describe("access", function()
     it("returns 200, or ends the request with the status", function()
       configure { secret = V.secret, salt = V.salt }
-      stub.var.cookie_session = COOKIE
+      stub.var.http_cookie = "session=" .. COOKIE
       assert.equal(200, shared_session.access("g1"))
       assert.has_error(function() shared_session.access("g2") end, "ngx.exit(403)")
-      stub.var.cookie_session = nil
+      stub.var.http_cookie = nil
       assert.has_error(function() shared_session.access("g1") end, "ngx.exit(401)")
       server.down = "timeout"
-      stub.var.cookie_session = COOKIE
+      stub.var.http_cookie = "session=" .. COOKIE
       assert.has_error(function() shared_session.access("g1") end, "ngx.exit(503)")
     end)
   end)
@@ -300,7 +314,7 @@ describe("resty.shared_session", function()
 
   describe("new (0.1.x)", function()
     it("gives sessions whose methods are this module's functions", function()
-      stub.var.cookie_session = COOKIE
+      stub.var.http_cookie = "session=" .. COOKIE
       local session = assert(shared_session:new(server.lib.new()))
       assert.equal(shared_session, getmetatable(session).__index)
       assert.equal("p", (shared_session:new(nil, "session", "p")).key_prefix)
@@ -310,7 +324,7 @@ describe("resty.shared_session", function()
     end)
 
     it("takes its defaults and its secret from the configuration in force", function()
-      stub.var.cookie_session = COOKIE
+      stub.var.http_cookie = "session=" .. COOKIE
       configure {}
       local session = assert(shared_session:new(server.lib.new()))
       assert.equal("p", session.key_prefix)

@@ -192,11 +192,18 @@ describe('authorize() with a local secret', () => {
     expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(403);
   });
 
-  test('the first cookie of the name counts, as in nginx and the Nest side', async () => {
+  test("the Cookie header is read by the protocol's grammar (section 10), not by $cookie_session", async () => {
     const good = cookieFor(SID);
     const forged = cookieFor(SID, 'not-the-secret');
-    expect((await authorize(nginx, 'g1', `session=${good}; session=${forged}`)).status).toBe(200);
+    // Two different values of the name: refused, whichever comes first; the same value twice: that value.
+    expect(await authorize(nginx, 'g1', `session=${good}; session=${forged}`)).toEqual({ status: 403, err: 'malformed cookie: cookies of that name with different values' });
     expect((await authorize(nginx, 'g1', `session=${forged}; session=${good}`)).status).toBe(403);
+    expect((await authorize(nginx, 'g1', `session=${good}; x=1; session=${good}`)).status).toBe(200);
+    // Whitespace around names and values, tabs included; names byte for byte; no comma separator.
+    expect((await authorize(nginx, 'g1', `x=1;\tsession= ${good}\t`)).status).toBe(200);
+    expect((await authorize(nginx, 'g1', `SESSION=${good}`)).status).toBe(401);
+    expect((await authorize(nginx, 'g1', `x=1,session=${good}`)).status).toBe(403);
+    expect((await authorize(nginx, 'g1', `session="${good}"`)).status).toBe(403);
   });
 
   test('503 when Redis answers with an error', async () => {

@@ -79,7 +79,7 @@ http {
         }
         ngx.req.set_header("Cookie", "session=" .. v.cookie)
         ${luaConnectRedis(redis.port)}
-        local result = { cookie_seen = ngx.var.cookie_session == v.cookie }
+        local result = { cookie_seen = ngx.var.http_cookie == "session=" .. v.cookie }
         local session = shared_session:new(red, "session", "${PREFIX}")
         result.session = session ~= nil
         if session then

@@ -52,37 +52,43 @@ describe('toExpressSessionCookieHeader', () => {
       expect(seenByExpressSession(header)).toBeUndefined();
     }
     expect(translate(`session=garbage`)).toEqual({ header: undefined, verified: null });
-    expect(translate(`session`)).toEqual({ header: undefined, verified: null });
   });
 
-  it('counts the first cookie of our name only, as nginx does', () => {
-    expect(translate(`session=garbage; session=${VALID}`)).toEqual({ header: undefined, verified: null });
-    const { header, verified } = translate(`session=${VALID}; session=garbage; x=1`);
+  it("finds our cookie by the protocol's grammar: one value, or none when the header is refused", () => {
+    const { header, verified } = translate(`session=${VALID}; x=1; session=${VALID}`);
     expect(verified?.sid).toBe(SID);
     expect(header).toMatch(/^x=1; session=s%3A/);
     expect(seenByExpressSession(header)).toBe(SID);
+    // Refused headers: no session, and express-session sees none of ours.
+    for (const refused of [`session=garbage; session=${VALID}`, `session=${VALID}; session=garbage; x=1`, `x=y,session=${VALID}; session=${VALID}`, `session=${VALID}; x=\u0001`]) {
+      const out = translate(refused);
+      expect(out.verified).toBeNull();
+      expect(seenByExpressSession(out.header)).toBeUndefined();
+    }
   });
 
-  it('compares names case-insensitively and around whitespace, and writes the configured name back', () => {
-    expect(translate(`SESSION=garbage; session=${VALID}`).verified).toBeNull();
-    for (const name of ['Session', 'SESSION', ' session', 'session\t']) {
+  it('compares names byte for byte, around SP and HTAB, and writes the configured name back', () => {
+    expect(translate(`SESSION=${VALID}`)).toEqual({ header: `SESSION=${VALID}`, verified: null });
+    expect(translate(`Session=garbage; session=${VALID}`).verified?.sid).toBe(SID);
+    for (const name of ['session', ' session', 'session\t', '\tsession ']) {
       const { header, verified } = translate(`${name}=${VALID}`);
       expect(verified?.sid).toBe(SID);
       expect(seenByExpressSession(header)).toBe(SID);
     }
-    const custom = translate(`SID=${cookieValue(SID, SECRET, SALT)}; session=${VALID}`, 'sid');
+    const custom = translate(`sid=${cookieValue(SID, SECRET, SALT)}; session=${VALID}`, 'sid');
     expect(custom.verified?.sid).toBe(SID);
     expect(custom.header).toMatch(new RegExp(`^session=${VALID}; sid=s%3A`));
   });
 
-  it('judges the value exactly as sent, up to the next ";", whitespace included', () => {
-    expect(translate(`session= ${VALID}`).verified).toBeNull();
-    expect(translate(`session=${VALID} ; x=1`).verified).toBeNull();
-    expect(translate(`session=${VALID}; x=1`).verified?.sid).toBe(SID);
+  it('judges the value without SP and HTAB at its ends, up to the next ";"', () => {
+    expect(translate(`session= ${VALID}`).verified?.sid).toBe(SID);
+    expect(translate(`session=${VALID}\t ; x=1`).verified?.sid).toBe(SID);
+    expect(translate(`session="${VALID}"`).verified).toBeNull();
+    expect(translate(`session=${VALID} x`).verified).toBeNull();
   });
 
   it('hands on a header without a cookie of our name as it is, and no header as none', () => {
-    for (const header of [undefined, '', 'a=1', ' a=1 ;b ', 'sessionx=1; xsession=2; sessio=3']) {
+    for (const header of [undefined, '', 'a=1', ' a=1 ;b ', 'sessionx=1; xsession=2; sessio=3', 'session', `Session=${VALID}`]) {
       expect(translate(header)).toEqual({ header, verified: null });
     }
   });

@@ -1,5 +1,6 @@
 import { serialize } from 'cookie';
 import { sign as signForExpressSession } from 'cookie-signature';
+import { isCookieNamed, readSessionCookie } from './session-cookie-header';
 import type { SessionCookieSigner, VerifiedSessionCookie } from './session-cookie-signer';
 import type { SharedSessionCookieOptions } from './shared-session.options';
 
@@ -15,16 +16,16 @@ import type { SharedSessionCookieOptions } from './shared-session.options';
 export interface ExpressSessionCookieHeader {
   /** The header to hand express-session; undefined: none. */
   header: string | undefined;
-  /** The first cookie of our name, verified; null when there is none or its signature is not valid. */
+  /** Our cookie, found by the protocol's grammar and verified; null when there is none, the header is refused, or its signature is not valid. */
   verified: VerifiedSessionCookie | null;
 }
 
 /**
  * The Cookie header as express-session must see it: every cookie of our
- * name removed, and the first one (the one nginx reads) put back in
- * express-session's format, signed with `expressSessionKey`, when its
- * signature is valid. A header without a cookie of our name is handed on
- * as it is.
+ * name removed, and the one the protocol's grammar finds (PROTOCOL.md
+ * section 10, as nginx finds it) put back in express-session's format,
+ * signed with `expressSessionKey`, when its signature is valid. A header
+ * without a cookie of our name is handed on as it is.
  */
 export function toExpressSessionCookieHeader(
   header: string | undefined,
@@ -32,23 +33,11 @@ export function toExpressSessionCookieHeader(
   signer: Pick<SessionCookieSigner, 'verify'>,
   expressSessionKey: string,
 ): ExpressSessionCookieHeader {
-  if (!header) return { header, verified: null };
-  const kept: string[] = [];
-  let first: string | undefined;
-  // nginx's $cookie_<name> matches names case-insensitively; so does this, so both judge the same cookie.
-  const ours = name.toLowerCase();
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    const partName = (eq < 0 ? part : part.slice(0, eq)).trim();
-    if (partName.toLowerCase() !== ours) {
-      kept.push(part);
-      continue;
-    }
-    // The value is taken as it is, whitespace and all, as nginx takes it: both judge the same bytes.
-    if (first === undefined) first = eq < 0 ? '' : part.slice(eq + 1);
-  }
-  if (first === undefined) return { header, verified: null };
-  const verified = signer.verify(first);
+  const reading = readSessionCookie(header, name);
+  if (!header || reading.found === 'absent') return { header, verified: null };
+  // express-session's parser (`cookie`) cuts at ';' and trims SP/HTAB around names, as the grammar does: it finds none of ours left.
+  const kept = header.split(';').filter((piece) => !isCookieNamed(piece, name));
+  const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
   if (verified) kept.push(` ${name}=${encodeURIComponent(`s:${signForExpressSession(verified.sid, expressSessionKey)}`)}`);
   const rebuilt = kept.join(';').trim();
   return { header: rebuilt.length > 0 ? rebuilt : undefined, verified };

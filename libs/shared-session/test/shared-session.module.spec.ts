@@ -263,12 +263,16 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(value)).expect(401);
       await request(app.getHttpServer()).get('/public').set('Cookie', asCookie(value)).expect(200);
     }
-    // The first cookie of the name decides, as at nginx.
+    // The Cookie header's grammar (PROTOCOL.md section 10), as at nginx: two different values of the name are no session,
     await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie('garbage')}; ${asCookie(joe)}`).expect(401);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie(joe)}; ${asCookie('garbage')}`).expect(200);
-    // Names compare case-insensitively, as nginx's $cookie_session does.
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${NAME.toUpperCase()}=garbage; ${asCookie(joe)}`).expect(401);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${NAME[0].toUpperCase()}${NAME.slice(1)}=${joe}`).expect(200);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie(joe)}; ${asCookie('garbage')}`).expect(401);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie(joe)}; x=1; ${asCookie(joe)}`).expect(200);
+    // names compare byte for byte,
+    await request(app.getHttpServer()).get('/me').set('Cookie', `${NAME.toUpperCase()}=garbage; ${asCookie(joe)}`).expect(200);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `${NAME[0].toUpperCase()}${NAME.slice(1)}=${joe}`).expect(401);
+    // and a comma separates nothing, but our name behind one is no session.
+    await request(app.getHttpServer()).get('/me').set('Cookie', `x=1,${asCookie(joe)}`).expect(401);
+    await request(app.getHttpServer()).get('/me').set('Cookie', `x=1,2; ${asCookie(joe)}`).expect(200);
   });
 
   it('Redis down: 503 on guarded routes and login, public routes still answer; back to normal when Redis returns', async () => {

@@ -32,6 +32,7 @@ local INFO = ngx.INFO
 local type = type
 local error = error
 
+local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
@@ -94,8 +95,15 @@ function _M.authorize(group_id)
         return refuse(403, WARN, "no group id given")
     end
 
-    local cookie_value = ngx_var[conf.cookie_var]
+    -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
+    -- exactly as the application reads it (not $cookie_<name>).
+    local cookie_value, refused = cookie_from_header(ngx_var.http_cookie,
+                                                     conf.cookie_name)
     if cookie_value == nil then
+        if refused then
+            return refuse(403, WARN, "malformed cookie: " .. refused, nil,
+                          group_id)
+        end
         return refuse(401, INFO, "no session cookie", nil, group_id)
     end
     local sid, sig = parse_cookie(cookie_value)

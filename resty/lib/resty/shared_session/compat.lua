@@ -25,6 +25,7 @@ local tostring = tostring
 local setmetatable = setmetatable
 local find = string.find
 
+local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
@@ -48,8 +49,9 @@ end
 local _M = { _VERSION = "0.1.0" }
 
 
--- Returns a session for the request's cookie, with metatable `mt`, or nil and
--- an error when there is no such cookie. A malformed cookie still gives a
+-- Returns a session for the request's cookie (found by PROTOCOL.md section
+-- 10), with metatable `mt`, or nil and an error when there is no such cookie.
+-- A malformed cookie, or a Cookie header the grammar refuses, still gives a
 -- session, whose methods all fail: callers written for 0.1.x answer 403 to
 -- it, as the protocol requires.
 function _M.new(conf, mt, redis_conn, cookie_name, key_prefix)
@@ -57,12 +59,17 @@ function _M.new(conf, mt, redis_conn, cookie_name, key_prefix)
                   or DEFAULT_COOKIE_NAME
     key_prefix = key_prefix or (conf and conf.key_prefix) or DEFAULT_KEY_PREFIX
 
-    local value = ngx_var["cookie_" .. cookie_name]
-    if value == nil then
+    local value, refused = cookie_from_header(ngx_var.http_cookie, cookie_name)
+    if value == nil and not refused then
         return nil, "no session cookie"
     end
 
-    local sid, sig = parse_cookie(value)
+    local sid, sig
+    if refused then
+        sig = refused
+    else
+        sid, sig = parse_cookie(value)
+    end
     return setmetatable({
         redis_conn = redis_conn,
         key_prefix = key_prefix,

@@ -253,7 +253,8 @@ local function build(opts)
     end
     check_non_empty_string("salt", salt)
 
-    -- An RFC 6265 token, which is also safe as part of an nginx variable name.
+    -- An RFC 6265 token: no "=", ";", ",", quote or whitespace, which the
+    -- Cookie header's grammar (PROTOCOL.md section 10) relies on.
     local cookie_name = check_pattern("cookie_name", opts.cookie_name,
         DEFAULT_COOKIE_NAME, "^[A-Za-z0-9!#$%%&'*+.^_`|~-]+$",
         "an RFC 6265 token")
@@ -299,7 +300,6 @@ local function build(opts)
     return {
         keys = keys,            -- derived keys, current first; nil: stored mode
         cookie_name = cookie_name,
-        cookie_var = "cookie_" .. cookie_name,
         key_prefix = key_prefix,
         redis = r,
         decision_cache = decision_cache,    -- nil: every check asks Redis
