@@ -35,7 +35,8 @@ if (busted) {
 }
 
 // jest.json, and one more file per other Node the suite ran on (jest-node24.json).
-for (const file of ['jest.json', ...fs.readdirSync(dir).filter((f) => /^jest-.+\.json$/.test(f)).sort()]) {
+const jestRuns = ['jest.json', ...fs.readdirSync(dir).filter((f) => /^jest-.+\.json$/.test(f))];
+for (const file of jestRuns) {
   const jest = readJson(file);
   if (jest) {
     passed += jest.numPassedTests;

@@ -18,7 +18,11 @@ export interface NodeBinary {
  */
 export function nodeBinaries(): NodeBinary[] {
   const found: NodeBinary[] = [{ version: process.version, path: process.execPath }];
-  const installed = existsSync(NODE_TOOLS_DIR) ? readdirSync(NODE_TOOLS_DIR).filter((name) => /^node\d+$/.test(name)).sort() : [];
+  const installed = existsSync(NODE_TOOLS_DIR)
+    ? readdirSync(NODE_TOOLS_DIR)
+        .filter((name) => /^node\d+$/.test(name))
+        .sort()
+    : [];
   for (const name of installed) {
     const path = join(NODE_TOOLS_DIR, name, 'bin', 'node');
     if (!existsSync(path)) continue;
