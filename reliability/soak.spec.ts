@@ -1,7 +1,7 @@
 import { cookieSetBy, loginRequest } from '../stack/demo-login';
 import { DemoStack } from '../stack/demo-stack';
 import { HttpConnection, HttpResponse, requestBytes } from '../stack/http-client';
-import { childPids, rssKb } from './support/process-stats';
+import { childPids, liveKb, rssKb } from './support/process-stats';
 
 /**
  * Many users at once, for a bounded time, through nginx: each simulated user
@@ -24,15 +24,23 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
   let stack: DemoStack;
 
   beforeAll(async () => {
-    stack = await DemoStack.start({ env: { ...process.env, SESSION_SECRET: 'soak-secret', CACHE_SECONDS: '5' } });
+    stack = await DemoStack.start({ env: { ...process.env, SESSION_SECRET: 'soak-secret', CACHE_SECONDS: '5' }, heapProbe: true });
   }, 60_000);
   afterAll(async () => {
     await stack?.stop();
   });
 
   it('never shows a user a group it is not in, never loses or crosses a session, never answers 5xx', async () => {
-    const memory = () => ({ app: rssKb(stack.app.pid!), nginx: childPids(stack.nginx.pid!).reduce((sum, pid) => sum + rssKb(pid), 0) });
-    const startMemory = memory();
+    // The app: its live memory after a full collection, not its RSS, which is mostly the heap V8
+    // chose to keep and differs by Node major (measured over this soak: RSS +48 MB on Node 20,
+    // +184 MB on Node 24, whose young generation grows to 128 MB; live memory +3 MB on both).
+    // nginx's workers: RSS, no garbage collector there.
+    const memory = async () => {
+      const app = await stack.appProcess.memoryAfterGc();
+      const nginx = childPids(stack.nginx.pid!).reduce((sum, pid) => sum + rssKb(pid), 0);
+      return { app: liveKb(app), appHeapTotal: Math.round(app.heapTotal / 1024), appRss: rssKb(stack.app.pid!), nginx };
+    };
+    const startMemory = await memory();
     const counts = { requests: 0, ok: 0, refused: 0, logins: 0, logouts: 0, changes: 0 };
     const violations: string[] = [];
     const deadline = Date.now() + SECONDS * 1000;
@@ -100,17 +108,21 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
     }
 
     await Promise.all(Array.from({ length: USERS }, (_, n) => user(n)));
-    const endMemory = memory();
+    const endMemory = await memory();
     console.log(
       `soak: ${USERS} users, ${SECONDS} s: ${counts.requests} requests (${Math.round(counts.requests / SECONDS)}/s), ` +
         `${counts.ok} allowed, ${counts.refused} refused, ${counts.logins} logins, ${counts.logouts} logouts, ${counts.changes} group changes, ` +
-        `${violations.length} violations; RSS app ${startMemory.app} → ${endMemory.app} kB, nginx workers ${startMemory.nginx} → ${endMemory.nginx} kB`,
+        `${violations.length} violations; app live after GC ${startMemory.app} → ${endMemory.app} kB ` +
+        `(heap total ${startMemory.appHeapTotal} → ${endMemory.appHeapTotal} kB, RSS ${startMemory.appRss} → ${endMemory.appRss} kB), ` +
+        `nginx workers RSS ${startMemory.nginx} → ${endMemory.nginx} kB`,
     );
     expect(violations.slice(0, 20)).toEqual([]);
     expect(counts.requests).toBeGreaterThan(USERS * 10);
-    // Bounded caches only: no growth beyond a generous margin over the run.
+    // Bounded caches only: no growth beyond a generous margin over the run. In the app that is
+    // warm-up (compiled code, pools); keeping a few hundred bytes of each request that reaches it
+    // (tens of thousands in a run) would not pass.
     expect(endMemory.nginx - startMemory.nginx).toBeLessThan(64 * 1024);
-    expect(endMemory.app - startMemory.app).toBeLessThan(128 * 1024);
+    expect(endMemory.app - startMemory.app).toBeLessThan(16 * 1024);
     expect(stack.nginx.errorLog()).not.toMatch(/signal \d+/);
   }, (SECONDS + 60) * 1000);
 });

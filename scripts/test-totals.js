@@ -1,5 +1,5 @@
 // Prints the one closing line CI reads: the totals over every suite that ran
-// (jest, busted, and each static check counted as one test). Exit 1 on any failure.
+// (jest on each Node, busted, and each static check counted as one test). Exit 1 on any failure.
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -34,16 +34,20 @@ if (busted) {
   failed++;
 }
 
-const jest = readJson('jest.json');
-if (jest) {
-  passed += jest.numPassedTests;
-  failed += jest.numFailedTests;
-  skipped += jest.numPendingTests + jest.numTodoTests;
-  // A suite that failed to run (syntax error, crash in beforeAll) has no failed test of its own.
-  failed += jest.testResults.filter((s) => s.status === 'failed' && s.assertionResults.every((a) => a.status !== 'failed')).length;
-} else {
-  console.log('jest: no results');
-  failed++;
+// jest.json, and one more file per other Node the suite ran on (jest-node24.json).
+const jestRuns = ['jest.json', ...fs.readdirSync(dir).filter((f) => /^jest-.+\.json$/.test(f))];
+for (const file of jestRuns) {
+  const jest = readJson(file);
+  if (jest) {
+    passed += jest.numPassedTests;
+    failed += jest.numFailedTests;
+    skipped += jest.numPendingTests + jest.numTodoTests;
+    // A suite that failed to run (syntax error, crash in beforeAll) has no failed test of its own.
+    failed += jest.testResults.filter((s) => s.status === 'failed' && s.assertionResults.every((a) => a.status !== 'failed')).length;
+  } else {
+    console.log(`${file}: no results`);
+    failed++;
+  }
 }
 
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `npm test`: installs what is missing, builds, and runs every suite: static
-# checks, Lua unit specs (busted), and jest (library unit and integration, the
-# nginx/Lua specs against a real nginx and redis-server, end to end). Ends
+# checks (with `npm publish --dry-run` and `luarocks lint`), Lua unit specs
+# (busted), and jest (library unit and integration, the pack test, the
+# nginx/Lua specs against a real nginx and redis-server, end to end,
+# reliability) on the machine's Node, then part of it again on Node 24. Ends
 # with one line of totals over all of them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,9 @@ check build npm run build --silent
 check typecheck npx tsc --noEmit -p tsconfig.json
 check luacheck bash -c 'cd resty && luacheck --no-color .'
 check rockspec bash -c 'cd resty && luarocks lint resty-shared-session-*.rockspec'
+# What `npm publish` would do (prepack builds; the file list, the metadata); any warning but the login one fails it.
+check publish-dry-run bash -c 'cd libs/shared-session && out=$(npm publish --dry-run 2>&1); status=$?; echo "$out"
+  [ $status = 0 ] && ! grep -v "requires you to be logged in" <<<"$out" | grep -qi "npm warn"'
 
 echo "== busted (Lua unit specs)"
 (cd resty && busted --lua=luajit -o json) >"$RESULTS/busted.json" 2>"$RESULTS/busted.err"
@@ -30,7 +35,17 @@ node -e '
   console.log(`   ${r.successes.length} passed, ${r.failures.length + r.errors.length} failed`);
 ' "$RESULTS/busted.json" 2>/dev/null || { echo "   busted did not run:"; cat "$RESULTS/busted.err"; }
 
-echo "== jest"
+echo "== jest (Node $(node --version))"
 npx jest --ci --json --outputFile="$RESULTS/jest.json" "$@"
+
+# Node 24 (scripts/install.sh puts it in .tools/): the library's specs, the demo
+# end to end, and the app's memory checks again. The pack test is not repeated:
+# it runs the packed library on every Node itself.
+NODE24=.tools/node24/bin/node
+echo "== jest (Node $("$NODE24" --version)): library specs, the demo end to end, memory"
+"$NODE24" node_modules/jest/bin/jest.js --ci --json --outputFile="$RESULTS/jest-node24.json" \
+  --selectProjects unit e2e reliability --testPathIgnorePatterns 'pack\.spec' \
+  --testPathPatterns "^$PWD/(libs|apps|protocol|stack)/" "^$PWD/e2e/demo-stack" "^$PWD/reliability/(soak|oversized-requests)"
+[ -f "$RESULTS/jest-node24.json" ] || { echo "   jest did not run on Node 24"; echo failed >"$RESULTS/jest-node24.check"; }
 
 node scripts/test-totals.js "$RESULTS"

@@ -15,6 +15,8 @@ export interface DemoStackOptions {
   env?: NodeJS.ProcessEnv;
   /** Where the app's output goes (default: discarded). */
   appOutput?: 'inherit' | 'ignore' | 'pipe';
+  /** Start the app so that `appProcess.memoryAfterGc()` can measure it (the memory checks). */
+  heapProbe?: boolean;
 }
 
 /** Redis, the demo app and nginx on 127.0.0.1: what `npm run demo` runs and the end-to-end tests use. */
@@ -56,7 +58,8 @@ export class DemoStack {
     let app: ServerProcess | undefined;
     try {
       const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), REDIS_URL: redis.url };
-      app = await ServerProcess.node(join(REPO_ROOT, 'apps/demo/dist/main.js'), appEnv, { port: appPort, path: '/app' }, options.appOutput);
+      const main = join(REPO_ROOT, 'apps/demo/dist/main.js');
+      app = await ServerProcess.node(main, appEnv, { port: appPort, path: '/app' }, options.appOutput, { heapProbe: options.heapProbe });
 
       const nginx = await NginxServer.start({
         port: options.nginxPort,

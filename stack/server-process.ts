@@ -1,8 +1,14 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, StdioOptions } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from './http-client';
+import { REPO_ROOT } from './nginx-platform';
 import { waitFor } from './wait';
 
 type Output = 'inherit' | 'ignore' | 'pipe';
+
+/** stack/heap-probe.ts as `npm run build` compiles it: Node preloads JavaScript only. */
+const HEAP_PROBE = join(REPO_ROOT, 'stack', 'dist', 'stack', 'heap-probe.js');
 
 /** Where a program answers once it is ready: GET `path` on 127.0.0.1:`port`, any 2xx. */
 export interface ReadyCheck {
@@ -19,13 +25,32 @@ export class ServerProcess {
     child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
   }
 
-  /** A Node program, run with this process's Node. */
-  static node(script: string, env: NodeJS.ProcessEnv, ready: ReadyCheck, output: Output = 'pipe'): Promise<ServerProcess> {
-    return ServerProcess.start(process.execPath, [script], env, ready, output);
+  /**
+   * A Node program, run with this process's Node. `heapProbe`: with
+   * stack/heap-probe.ts preloaded, so that memoryAfterGc() can ask it.
+   */
+  static node(
+    script: string,
+    env: NodeJS.ProcessEnv,
+    ready: ReadyCheck,
+    output: Output = 'pipe',
+    options: { heapProbe?: boolean } = {},
+  ): Promise<ServerProcess> {
+    if (!options.heapProbe) return ServerProcess.start(process.execPath, [script], env, ready, output);
+    if (!existsSync(HEAP_PROBE)) throw new Error(`${HEAP_PROBE} is missing: run \`npm run build\``);
+    return ServerProcess.start(process.execPath, ['--expose-gc', '--require', HEAP_PROBE, script], env, ready, output, true);
   }
 
-  static async start(command: string, args: string[], env: NodeJS.ProcessEnv, ready: ReadyCheck, output: Output = 'pipe'): Promise<ServerProcess> {
-    const proc = new ServerProcess(spawn(command, args, { env, stdio: ['ignore', output, output] }));
+  static async start(
+    command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    ready: ReadyCheck,
+    output: Output = 'pipe',
+    ipc = false,
+  ): Promise<ServerProcess> {
+    const stdio: StdioOptions = ipc ? ['ignore', output, output, 'ipc'] : ['ignore', output, output];
+    const proc = new ServerProcess(spawn(command, args, { env, stdio }));
     let exit: number | null | undefined;
     proc.child.once('exit', (code) => (exit = code));
     proc.child.once('error', () => (exit = null)); // no such program
@@ -42,6 +67,24 @@ export class ServerProcess {
       throw error;
     }
     return proc;
+  }
+
+  /** The program's memory right after a full garbage collection (started with `heapProbe`). */
+  memoryAfterGc(timeoutMs = 10_000): Promise<NodeJS.MemoryUsage> {
+    const child = this.child;
+    if (!child.send) return Promise.reject(new Error('memoryAfterGc: the program was not started with heapProbe'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error('memoryAfterGc: no answer from the heap probe')), timeoutMs);
+      const onMessage = (message: { memory?: NodeJS.MemoryUsage }) => message.memory && done(undefined, message.memory);
+      const done = (error?: Error, memory?: NodeJS.MemoryUsage) => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        if (error) reject(error);
+        else resolve(memory!);
+      };
+      child.on('message', onMessage);
+      child.send('memory');
+    });
   }
 
   /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */

@@ -25,3 +25,8 @@ export function nginxWorkers(masterPid: number): number[] {
     }
   });
 }
+
+/** A Node program's live memory in kB (heapUsed + external, which holds Buffers), from process.memoryUsage() right after a full collection. */
+export function liveKb(memory: NodeJS.MemoryUsage): number {
+  return Math.round((memory.heapUsed + memory.external) / 1024);
+}

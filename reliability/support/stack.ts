@@ -3,9 +3,12 @@ import { DemoStack } from '../../stack/demo-stack';
 export const SECRET = 'reliability-stack-secret';
 export const SALT = 'app_session_salt';
 
-/** The demo stack (Redis, the built demo app, nginx) with a known secret. */
-export function startDemoStack(): Promise<DemoStack> {
-  return DemoStack.start({ env: { ...process.env, SESSION_SECRET: SECRET, SESSION_SALT: SALT, SESSION_SECRET_FALLBACKS: '', CACHE_SECONDS: '60' } });
+/** The demo stack (Redis, the built demo app, nginx) with a known secret; `heapProbe` for memory checks. */
+export function startDemoStack(options: { heapProbe?: boolean } = {}): Promise<DemoStack> {
+  return DemoStack.start({
+    env: { ...process.env, SESSION_SECRET: SECRET, SESSION_SALT: SALT, SESSION_SECRET_FALLBACKS: '', CACHE_SECONDS: '60' },
+    heapProbe: options.heapProbe,
+  });
 }
 
 /** Worker crashes that nginx logs: "worker process 123 exited on signal 11". */
