@@ -23,7 +23,12 @@ const common = {
 module.exports = {
   testTimeout: 30000,
   projects: [
-    { ...common, displayName: 'unit', roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/protocol', '<rootDir>/stack'], testMatch: ['**/*.spec.ts'] },
+    {
+      ...common,
+      displayName: 'unit',
+      roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/protocol', '<rootDir>/stack'],
+      testMatch: ['**/*.spec.ts'],
+    },
     { ...common, displayName: 'nginx', roots: ['<rootDir>/resty'], testMatch: ['**/*.spec.ts'] },
     { ...common, displayName: 'e2e', roots: ['<rootDir>/e2e'], testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'] },
     { ...common, displayName: 'reliability', roots: ['<rootDir>/reliability'], testMatch: ['**/*.spec.ts'] },

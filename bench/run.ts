@@ -36,7 +36,11 @@ interface Scenario {
 
 /** wrk, on CPU 1 (the servers run on CPU 0), without blocking this process (its own HTTP connections keep their timers). */
 async function wrk(port: number, path: string, cookie: string, seconds: number): Promise<number> {
-  const { stdout: out } = await run('taskset', ['-c', '1', 'wrk', '-t1', '-c32', `-d${seconds}s`, '-H', `Cookie: ${cookie}`, `http://127.0.0.1:${port}${path}`], { encoding: 'utf8' });
+  const { stdout: out } = await run(
+    'taskset',
+    ['-c', '1', 'wrk', '-t1', '-c32', `-d${seconds}s`, '-H', `Cookie: ${cookie}`, `http://127.0.0.1:${port}${path}`],
+    { encoding: 'utf8' },
+  );
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
   if (!rps) throw new Error(`wrk printed no rate:\n${out}`);
@@ -151,8 +155,16 @@ async function main(): Promise<void> {
   const appPort = await freePort();
   const plainPort = await freePort();
   const env = { ...process.env, SESSION_SECRET: SECRET, CACHE_SECONDS: '3600', NODE_ENV: 'production' };
-  const app = await ServerProcess.node(join(REPO_ROOT, 'apps/demo/dist/main.js'), { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url }, { port: appPort, path: '/app' });
-  const plain = await ServerProcess.node(join(REPO_ROOT, 'bench/dist/bench/plain-app.js'), { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url }, { port: plainPort, path: '/app/api/v1/group/one/cacheable/x' });
+  const app = await ServerProcess.node(
+    join(REPO_ROOT, 'apps/demo/dist/main.js'),
+    { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url },
+    { port: appPort, path: '/app' },
+  );
+  const plain = await ServerProcess.node(
+    join(REPO_ROOT, 'bench/dist/bench/plain-app.js'),
+    { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url },
+    { port: plainPort, path: '/app/api/v1/group/one/cacheable/x' },
+  );
   const nginx = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
   try {
     const cookie = await login(appPort);
@@ -221,7 +233,10 @@ async function main(): Promise<void> {
     ].join('; ');
     const rows = scenarios.map((s) => ({ id: s.id, title: s.title, rps: med[s.id], all: rates[s.id] }));
     const table = rows
-      .map((r) => `| (${r.id}) | ${r.title} | ${Math.round(r.rps).toLocaleString('en')} | ${(r.rps / med.a).toFixed(2)} | ${r.all.map((x) => Math.round(x)).join(', ')} |`)
+      .map(
+        (r) =>
+          `| (${r.id}) | ${r.title} | ${Math.round(r.rps).toLocaleString('en')} | ${(r.rps / med.a).toFixed(2)} | ${r.all.map((x) => Math.round(x)).join(', ')} |`,
+      )
       .join('\n');
     const ratioRows = Object.entries(ratios)
       .map(([k, v]) => `| ${k} | ${v.toFixed(2)} | ≥ ${targets[k]} | ${v >= targets[k] ? 'met' : '**not met**'} |`)
@@ -267,7 +282,9 @@ refusal: p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} m
 (target p99 ≤ 50 ms). Allows later than the decision cache's hard bound (${DECISION_TTL} s): ${staleBeyondBound}.
 `;
     writeFileSync(join(REPO_ROOT, 'docs', 'benchmarks.md'), doc);
-    console.log(`\n${table}\n\n${ratioRows}\n\nrevocation p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} ms, max ${revocation.max.toFixed(2)} ms; stale allows beyond bound: ${staleBeyondBound}`);
+    console.log(
+      `\n${table}\n\n${ratioRows}\n\nrevocation p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} ms, max ${revocation.max.toFixed(2)} ms; stale allows beyond bound: ${staleBeyondBound}`,
+    );
     console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
   } finally {
     await nginx.dispose();

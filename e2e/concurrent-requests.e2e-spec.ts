@@ -54,16 +54,20 @@ describe('a request in flight cannot undo a logout or a group change (real stack
   it('logout: the old cookie stays refused at nginx (cached resource) and at the app', async () => {
     const cookie = await login();
     expect((await get(CACHED, cookie)).status).toBe(200);
-    await whileSlowVisit(cookie, async () => expect((await post('/app/logout', cookie, '', 'application/x-www-form-urlencoded')).status).toBe(303));
+    await whileSlowVisit(cookie, async () =>
+      expect((await post('/app/logout', cookie, '', 'application/x-www-form-urlencoded')).status).toBe(303),
+    );
     expect(await sessionKeyCount(admin, PREFIX, sessionIdOf(cookie, SECRET, SALT)!)).toBe(0);
     expect((await get(CACHED, cookie)).status).toBe(403);
     expect((await get('/app/api/v1/myself', cookie, stack.appPort)).status).toBe(401);
   });
 
-  it('a group removed while the request ran stays removed; the request\'s own change is kept', async () => {
+  it("a group removed while the request ran stays removed; the request's own change is kept", async () => {
     const cookie = await login();
     expect((await get(CACHED, cookie)).status).toBe(200);
-    await whileSlowVisit(cookie, async () => expect((await post('/app/api/v1/myself/groups', cookie, JSON.stringify({ groups: ['three'] }))).status).toBe(200));
+    await whileSlowVisit(cookie, async () =>
+      expect((await post('/app/api/v1/myself/groups', cookie, JSON.stringify({ groups: ['three'] }))).status).toBe(200),
+    );
     const stored = await readSession(admin, PREFIX, sessionIdOf(cookie, SECRET, SALT)!);
     expect(stored.groups).toEqual(['three']);
     expect(stored.data).toMatchObject({ groups: ['three'], visits: 1 });

@@ -21,8 +21,16 @@ describe('the demo app and the published demo secret (issue 12, finding 6)', () 
   it.each([
     ['no SESSION_SECRET', {}, /SESSION_SECRET is not set/],
     ['the published secret', { SESSION_SECRET: 'demo-secret-change-me' }, /is the published demo secret "demo-secret-change-me"/],
-    ['the published secret as a fallback', { SESSION_SECRET: 'x'.repeat(40), SESSION_SECRET_FALLBACKS: 'demo-secret-change-me' }, /published demo secret/],
-    ['the published secret with NODE_ENV=development (not the switch)', { SESSION_SECRET: 'demo-secret-change-me', NODE_ENV: 'development' }, /published demo secret/],
+    [
+      'the published secret as a fallback',
+      { SESSION_SECRET: 'x'.repeat(40), SESSION_SECRET_FALLBACKS: 'demo-secret-change-me' },
+      /published demo secret/,
+    ],
+    [
+      'the published secret with NODE_ENV=development (not the switch)',
+      { SESSION_SECRET: 'demo-secret-change-me', NODE_ENV: 'development' },
+      /published demo secret/,
+    ],
   ])('refuses to start outside development mode with %s, and says why', async (_what, env, why) => {
     const started = await startDemoApp(env, redis.url).catch((error: Error) => error);
     if (started instanceof ServerProcess) await started.stop(); // it should not have started: fail below, leaving nothing behind

@@ -20,7 +20,11 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   const get = (path: string, cookie?: string, port = stack.nginx.port): Promise<HttpResponse> =>
     request(port, path, { headers: cookie === undefined ? {} : { Cookie: `session=${cookie}` } });
   const post = (path: string, cookie: string, body: string, type?: string): Promise<HttpResponse> =>
-    request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}`, ...(type ? { 'Content-Type': type } : {}) }, body });
+    request(stack.nginx.port, path, {
+      method: 'POST',
+      headers: { Cookie: `session=${cookie}`, ...(type ? { 'Content-Type': type } : {}) },
+      body,
+    });
   const json = (res: HttpResponse) => JSON.parse(res.body);
 
   /** Logs in through nginx; the session cookie's value. */
@@ -149,20 +153,23 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   });
 
   describe('every invalid cookie of vectors.json', () => {
-    it.each(vectors.invalid.cases.map((c) => [c.why, c.cookie] as const))('is refused at nginx and at the app, never 5xx: %s', async (_why, cookie) => {
-      const header = Buffer.from(`session=${cookie}`, 'utf8');
-      const atNginx = await request(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
-      const atApp = await request(stack.appPort, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
-      if (cookie.includes('\0')) {
-        // A NUL byte is not HTTP: both HTTP parsers refuse the request before any session code runs.
-        expect(atNginx.status).toBe(400);
-        expect(atApp.status).toBe(400);
-        return;
-      }
-      // PROTOCOL.md section 5: a cookie that is present (even empty) but malformed or forged is 403 at nginx.
-      expect(atNginx.status).toBe(403);
-      expect(atApp.status).toBe(401);
-    });
+    it.each(vectors.invalid.cases.map((c) => [c.why, c.cookie] as const))(
+      'is refused at nginx and at the app, never 5xx: %s',
+      async (_why, cookie) => {
+        const header = Buffer.from(`session=${cookie}`, 'utf8');
+        const atNginx = await request(stack.nginx.port, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
+        const atApp = await request(stack.appPort, '/app/api/v1/group/one/cacheable/report', { headers: { Cookie: header } });
+        if (cookie.includes('\0')) {
+          // A NUL byte is not HTTP: both HTTP parsers refuse the request before any session code runs.
+          expect(atNginx.status).toBe(400);
+          expect(atApp.status).toBe(400);
+          return;
+        }
+        // PROTOCOL.md section 5: a cookie that is present (even empty) but malformed or forged is 403 at nginx.
+        expect(atNginx.status).toBe(403);
+        expect(atApp.status).toBe(401);
+      },
+    );
   });
 
   describe('path tricks against the cache', () => {
@@ -218,7 +225,13 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   it('no cached response carries Set-Cookie, and group resources reach clients as private, no-store', async () => {
     // A cookie signed with the fallback secret: the app re-signs it (Set-Cookie), so that response must not be stored.
     const sid = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
-    await writeSession(admin, PREFIX, sid, { username: 'rotated@example.com', groups: ['one'] }, { signature: signature(sid, OLD_SECRET, SALT), ttl: 600 });
+    await writeSession(
+      admin,
+      PREFIX,
+      sid,
+      { username: 'rotated@example.com', groups: ['one'] },
+      { signature: signature(sid, OLD_SECRET, SALT), ttl: 600 },
+    );
     const path = '/app/api/v1/group/one/cacheable/rotation';
     const first = await get(path, cookieValue(sid, OLD_SECRET, SALT));
     expect(first.status).toBe(200);
@@ -237,15 +250,30 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   describe('cross-site requests (issue 12, finding 3)', () => {
     const ATTACKER = 'https://attacker.example';
     /** What a browser adds to a request that a page of `origin` sends here (Sec-Fetch-Site only from a browser that sends it). */
-    const fromPageOf = (origin: string, site?: string): Record<string, string> => ({ Host: `127.0.0.1:${stack.nginx.port}`, Origin: origin, ...(site ? { 'Sec-Fetch-Site': site } : {}) });
+    const fromPageOf = (origin: string, site?: string): Record<string, string> => ({
+      Host: `127.0.0.1:${stack.nginx.port}`,
+      Origin: origin,
+      ...(site ? { 'Sec-Fetch-Site': site } : {}),
+    });
     const postAs = (path: string, cookie: string, headers: Record<string, string>, body = '') =>
-      request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}`, 'Content-Type': 'application/json', ...headers }, body });
+      request(stack.nginx.port, path, {
+        method: 'POST',
+        headers: { Cookie: `session=${cookie}`, 'Content-Type': 'application/json', ...headers },
+        body,
+      });
 
     it('login CSRF: a login form posted from another site is refused with a 403 and makes no session', async () => {
-      for (const headers of [fromPageOf(ATTACKER, 'cross-site'), fromPageOf(ATTACKER), fromPageOf('https://sub.example', 'same-site'), fromPageOf('null')]) {
+      for (const headers of [
+        fromPageOf(ATTACKER, 'cross-site'),
+        fromPageOf(ATTACKER),
+        fromPageOf('https://sub.example', 'same-site'),
+        fromPageOf('null'),
+      ]) {
         const res = await demoLogin(stack.nginx.port, 'joe@example.com', 'itsjoe', headers);
         expect(res.status).toBe(403);
-        expect(json(res).message).toMatch(/^Cross-site request refused: a POST that another site sent \((Sec-Fetch-Site: (cross|same)-site|Origin: not this site)\)\.$/);
+        expect(json(res).message).toMatch(
+          /^Cross-site request refused: a POST that another site sent \((Sec-Fetch-Site: (cross|same)-site|Origin: not this site)\)\.$/,
+        );
         expect(res.cookie).toBeUndefined();
       }
     });
@@ -260,11 +288,21 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
 
     it('a group change posted from another site is refused and changes nothing, at the app or at nginx', async () => {
       const joe = await login('joe@example.com', 'itsjoe');
-      const forged = await postAs('/app/api/v1/myself/groups', joe, fromPageOf(ATTACKER, 'cross-site'), JSON.stringify({ groups: ['three'] }));
+      const forged = await postAs(
+        '/app/api/v1/myself/groups',
+        joe,
+        fromPageOf(ATTACKER, 'cross-site'),
+        JSON.stringify({ groups: ['three'] }),
+      );
       expect(forged.status).toBe(403);
       expect(json(forged).message).toBe('Cross-site request refused: a POST that another site sent (Sec-Fetch-Site: cross-site).');
       expect((await get('/app/api/v1/group/one/uncacheable/csrf', joe)).status).toBe(200);
-      const own = await postAs('/app/api/v1/myself/groups', joe, fromPageOf(stack.url, 'same-origin'), JSON.stringify({ groups: ['three'] }));
+      const own = await postAs(
+        '/app/api/v1/myself/groups',
+        joe,
+        fromPageOf(stack.url, 'same-origin'),
+        JSON.stringify({ groups: ['three'] }),
+      );
       expect(own.status).toBe(200);
       expect((await get('/app/api/v1/group/one/uncacheable/csrf', joe)).status).toBe(403);
     });
@@ -286,7 +324,8 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
 
   describe('group resources never leave nginx browser-cacheable, whichever location served them (issue 12, finding 5)', () => {
     /** A browser may keep a response unless its Cache-Control says no-store (none at all leaves it to the browser's heuristics). */
-    const browserMayKeep = (res: HttpResponse) => !(res.headers['cache-control'] ?? []).some((value) => /(^|,)\s*no-store\s*(,|$)/i.test(value));
+    const browserMayKeep = (res: HttpResponse) =>
+      !(res.headers['cache-control'] ?? []).some((value) => /(^|,)\s*no-store\s*(,|$)/i.test(value));
     /** The spellings of one resource: nginx's group location takes the first, `location /` most others, and the app still serves them. */
     const spellings = (path: string) => [
       path,
@@ -302,21 +341,25 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
       path.replace(/\/r1$/, '/%721'),
     ];
 
-    it.each(['/app/group/one/cacheable/r1', '/app/api/v1/group/one/cacheable/r1', '/app/group/one/uncacheable/r1', '/app/api/v1/group/one/uncacheable/r1'])(
-      '%s, however spelled: every answer that carries it says no-store',
-      async (path) => {
-        const joe = await login('joe@example.com', 'itsjoe');
-        const served: { path: string; res: HttpResponse }[] = [];
-        for (const spelling of spellings(path)) {
-          const res = await get(spelling, joe);
-          expect(res.status).toBeLessThan(500);
-          if (res.status === 200) served.push({ path: spelling, res });
-        }
-        expect(served.filter(({ res }) => browserMayKeep(res)).map(({ path: p, res }) => `${p}: ${res.headers['cache-control']}`)).toEqual([]);
-        // Some were served past nginx's group location (no X-Cache-Status): the case this is about.
-        expect(served.filter(({ res }) => res.headers['x-cache-status'] === undefined).length).toBeGreaterThan(2);
-      },
-    );
+    it.each([
+      '/app/group/one/cacheable/r1',
+      '/app/api/v1/group/one/cacheable/r1',
+      '/app/group/one/uncacheable/r1',
+      '/app/api/v1/group/one/uncacheable/r1',
+    ])('%s, however spelled: every answer that carries it says no-store', async (path) => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const served: { path: string; res: HttpResponse }[] = [];
+      for (const spelling of spellings(path)) {
+        const res = await get(spelling, joe);
+        expect(res.status).toBeLessThan(500);
+        if (res.status === 200) served.push({ path: spelling, res });
+      }
+      expect(served.filter(({ res }) => browserMayKeep(res)).map(({ path: p, res }) => `${p}: ${res.headers['cache-control']}`)).toEqual(
+        [],
+      );
+      // Some were served past nginx's group location (no X-Cache-Status): the case this is about.
+      expect(served.filter(({ res }) => res.headers['x-cache-status'] === undefined).length).toBeGreaterThan(2);
+    });
   });
 
   it('Redis stopped: a logged-in visitor is told to try again, never that they are logged out (issue 12, finding 4)', async () => {
@@ -328,7 +371,10 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
       expect(home.status).toBe(503);
       expect(home.body).toContain('Sessions are unavailable, try again');
       expect(home.body).not.toMatch(/not logged in|Log in/);
-      expect(json(await get('/app/api/v1/myself', joe))).toMatchObject({ statusCode: 503, message: 'The session store is unavailable; try again shortly.' });
+      expect(json(await get('/app/api/v1/myself', joe))).toMatchObject({
+        statusCode: 503,
+        message: 'The session store is unavailable; try again shortly.',
+      });
       expect((await get('/app/login', joe)).body).toContain('Sessions are unavailable, try again');
       // Without a session cookie, the visitor is anonymous: nothing to read in Redis.
       const anonymous = await get('/app');
@@ -346,7 +392,10 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     await stack.redis.stop();
     try {
       expect((await get('/app/api/v1/group/one/cacheable/during-outage', joe)).status).toBe(503);
-      await waitFor('503 at the app', async () => (await get('/app/api/v1/group/one/cacheable/during-outage', joe, stack.appPort)).status === 503);
+      await waitFor(
+        '503 at the app',
+        async () => (await get('/app/api/v1/group/one/cacheable/during-outage', joe, stack.appPort)).status === 503,
+      );
       const failedLogin = await demoLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
       expect(failedLogin.status).toBe(503);
     } finally {

@@ -9,7 +9,10 @@ import { REPO_ROOT } from '../stack/nginx-conf';
  */
 describe('docker-compose.yml', () => {
   const file = resolve(REPO_ROOT, 'docker-compose.yml');
-  const config = spawnSync('docker-compose', ['-f', file, 'config'], { encoding: 'utf8', env: { ...process.env, SESSION_SECRET: 'compose-test' } });
+  const config = spawnSync('docker-compose', ['-f', file, 'config'], {
+    encoding: 'utf8',
+    env: { ...process.env, SESSION_SECRET: 'compose-test' },
+  });
 
   it('is valid for docker-compose', () => {
     expect(config.stderr).not.toMatch(/ERROR/);

@@ -27,7 +27,10 @@ const SECRET = 'middleware-secret';
 const SALT = 'app_session_salt';
 const signer = new SessionCookieSigner({ secret: SECRET, salt: SALT });
 
-type Translate = (header: string | undefined) => { header: string | undefined; verified: { sid: string; signedWithFallback: boolean } | null };
+type Translate = (header: string | undefined) => {
+  header: string | undefined;
+  verified: { sid: string; signedWithFallback: boolean } | null;
+};
 
 /** The middleware, built as the module builds it, with a Redis client that is never called. */
 function middleware(): { translate: Translate; internalSecret: string } {
@@ -46,7 +49,21 @@ function seenByExpressSession(header: string | undefined, internalSecret: string
   return { present: true, sid: value.startsWith('s:') ? expressUnsign(value.slice(2), internalSecret) : false };
 }
 
-const NAMES = ['session', 'SESSION', 'Session', ' session', 'session ', '\tsession', 'sessio', 'sessionx', 'xsession', 'other', 'a', '', 's%65ssion'];
+const NAMES = [
+  'session',
+  'SESSION',
+  'Session',
+  ' session',
+  'session ',
+  '\tsession',
+  'sessio',
+  'sessionx',
+  'xsession',
+  'other',
+  'a',
+  '',
+  's%65ssion',
+];
 
 const trimOws = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '');
 const validSidSample = fc.sample(validSid(), { numRuns: 1, seed: SEED })[0];
@@ -61,7 +78,12 @@ function expectedSid(lines: string[]): string | null {
 const grammarHeader = () =>
   cookieHeaderLines(
     'session',
-    validSid().chain((sid) => fc.oneof(fc.constant(cookieValue(sid, SECRET, SALT)), mutatedCookie(cookieValue(sid, SECRET, SALT), { bytesOnly: true }).map((m) => m.value))),
+    validSid().chain((sid) =>
+      fc.oneof(
+        fc.constant(cookieValue(sid, SECRET, SALT)),
+        mutatedCookie(cookieValue(sid, SECRET, SALT), { bytesOnly: true }).map((m) => m.value),
+      ),
+    ),
   ).map((lines) => lines.join('; '));
 
 describe('SharedSessionMiddleware cookie-header translation, property-based', () => {
@@ -73,9 +95,11 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
     const started = Date.now();
     const header = fc.oneof(
       hostileString(),
-      fc.array(fc.tuple(fc.constantFrom(...NAMES), hostileString(), fc.constantFrom(';', '; ', ' ;', ';;', ',', ' ', '\t', ';\t')), { maxLength: 12 }).map((parts) =>
-        parts.map(([n, v, sep]) => `${n}=${v}${sep}`).join(''),
-      ),
+      fc
+        .array(fc.tuple(fc.constantFrom(...NAMES), hostileString(), fc.constantFrom(';', '; ', ' ;', ';;', ',', ' ', '\t', ';\t')), {
+          maxLength: 12,
+        })
+        .map((parts) => parts.map(([n, v, sep]) => `${n}=${v}${sep}`).join('')),
       grammarHeader(),
     );
     fc.assert(
@@ -107,7 +131,10 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
         if ((verified?.sid ?? null) !== expectedSid([h])) return false;
         // Every cookie of another name reaches express-session untouched, in order.
         const others = entries.filter(([n]) => trimOws(n) !== 'session').map(([n, v]) => `${n}=${v}`.trim());
-        const kept = (rebuilt ?? '').split(';').map((p) => p.trim()).filter((p) => p.length > 0 && !p.startsWith('session=s%3A'));
+        const kept = (rebuilt ?? '')
+          .split(';')
+          .map((p) => p.trim())
+          .filter((p) => p.length > 0 && !p.startsWith('session=s%3A'));
         return JSON.stringify(kept) === JSON.stringify(others.filter((o) => o.length > 0));
       }),
       { numRuns: 10_000, seed: SEED },
@@ -119,7 +146,10 @@ describe('SharedSessionMiddleware cookie-header translation, property-based', ()
   it('every edge case of the grammar (commas, tabs, quotes, duplicates, several lines as Node joins them): the session the grammar finds, or none', () => {
     const started = Date.now();
     const valid = cookieValue(validSidSample, SECRET, SALT);
-    const values = fc.oneof({ weight: 4, arbitrary: fc.constant(valid) }, { weight: 1, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => m.value) });
+    const values = fc.oneof(
+      { weight: 4, arbitrary: fc.constant(valid) },
+      { weight: 1, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => m.value) },
+    );
     let sessions = 0;
     fc.assert(
       fc.property(cookieHeaderLines('session', values), (lines) => {
@@ -147,7 +177,10 @@ describe('a Nest app with the module, over raw HTTP: arbitrary Cookie headers ne
     app = await createTestApp({ secret: SECRET, salt: SALT, redis: redis.url, ttlSeconds: 600 });
     await app.listen(0, '127.0.0.1');
     port = (app.getHttpServer().address() as AddressInfo).port;
-    const res = await request(app.getHttpServer()).post('/login').send({ username: 'joe', groups: ['one'] }).expect(204);
+    const res = await request(app.getHttpServer())
+      .post('/login')
+      .send({ username: 'joe', groups: ['one'] })
+      .expect(204);
     const header = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith('session='))!;
     valid = header.slice('session='.length, header.indexOf(';'));
   }, 30_000);
@@ -162,15 +195,34 @@ describe('a Nest app with the module, over raw HTTP: arbitrary Cookie headers ne
     const cookieHeader = fc.oneof(
       { weight: 4, arbitrary: one(mutatedCookie(valid, { bytesOnly: true }).map((m) => `session=${m.value}`)) },
       { weight: 2, arbitrary: one(fc.array(headerByte(), { maxLength: 400 }).map((b) => b.join(''))) },
-      { weight: 2, arbitrary: one(fc.string({ unit: 'grapheme', maxLength: 60 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`)) },
-      { weight: 1, arbitrary: one(fc.integer({ min: 2, max: 60 }).map((n) => `session=garbage${'; session='.repeat(1)}${Array(n).fill(valid).join('; session=')}`)) },
+      {
+        weight: 2,
+        arbitrary: one(fc.string({ unit: 'grapheme', maxLength: 60 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`)),
+      },
+      {
+        weight: 1,
+        arbitrary: one(
+          fc.integer({ min: 2, max: 60 }).map((n) => `session=garbage${'; session='.repeat(1)}${Array(n).fill(valid).join('; session=')}`),
+        ),
+      },
       { weight: 1, arbitrary: one(fc.integer({ min: 1_000, max: 40_000 }).map((n) => `session=${'a'.repeat(n)}`)) },
       { weight: 1, arbitrary: one(fc.constantFrom('', ';', ';;;;', ' ; ; ', '=', '=;=;', 'session', 'session=', 'SESSION=', ',,,', '\t')) },
       // One to three Cookie lines with every edge case of section 10, around the valid cookie and damaged ones.
-      { weight: 4, arbitrary: cookieHeaderLines('session', fc.oneof({ weight: 3, arbitrary: fc.constant(valid) }, { weight: 1, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => m.value) })) },
+      {
+        weight: 4,
+        arbitrary: cookieHeaderLines(
+          'session',
+          fc.oneof(
+            { weight: 3, arbitrary: fc.constant(valid) },
+            { weight: 1, arbitrary: mutatedCookie(valid, { bytesOnly: true }).map((m) => m.value) },
+          ),
+        ),
+      },
     );
     const cases = fc.sample(fc.tuple(cookieHeader, fc.constantFrom('/me', '/groups/one/report', '/public')), { numRuns: 3000, seed: SEED });
-    const requests = cases.map(([lines, path]) => requestBytes(path, { headers: lines.map((l) => ['Cookie', bytes(l)] as [string, Buffer]) }));
+    const requests = cases.map(([lines, path]) =>
+      requestBytes(path, { headers: lines.map((l) => ['Cookie', bytes(l)] as [string, Buffer]) }),
+    );
     // Controls: the untouched cookie is a logged-in member.
     requests.push(requestBytes('/groups/one/report', { headers: { Cookie: `session=${valid}` } }));
     const { responses, ms, connections } = await runPool(port, requests, { concurrency: 16, deadlineMs: 60_000 });
@@ -182,7 +234,13 @@ describe('a Nest app with the module, over raw HTTP: arbitrary Cookie headers ne
         `${loggedIn.filter(Boolean).length} carry the session by the grammar`,
     );
     const bad = responses
-      .map((r, i) => ({ status: r.status, path: cases[i][1], loggedIn: loggedIn[i], cookie: JSON.stringify(cases[i][0].map((l) => l.slice(0, 120))), error: r.error }))
+      .map((r, i) => ({
+        status: r.status,
+        path: cases[i][1],
+        loggedIn: loggedIn[i],
+        cookie: JSON.stringify(cases[i][0].map((l) => l.slice(0, 120))),
+        error: r.error,
+      }))
       .filter((r) => r.status >= 500 || r.status <= 0 || (r.path === '/public' ? false : (r.status === 200) !== r.loggedIn));
     expect(bad).toEqual([]);
     for (const r of responses) expect([200, 400, 401, 403, 431]).toContain(r.status);

@@ -70,51 +70,132 @@ describe('cookie fuzzing against nginx and the app', () => {
     const damaged = mutatedCookie(joe, { bytesOnly: true }).map((m) => m.value);
     const plainDamaged = damaged.filter((v) => !/[;,\s]/.test(v)); // one cookie value, no separators in it
     const arb = fc.oneof(
-      { weight: 30, arbitrary: mutatedCookie(joe, { bytesOnly: true }).map((m): FuzzCase => ({ kind: `member-${m.kind}`, headers: [`session=${m.value}`] })) },
-      { weight: 4, arbitrary: mutatedCookie(sam, { bytesOnly: true }).map((m): FuzzCase => ({ kind: `nonmember-${m.kind}`, headers: [`session=${m.value}`] })) },
+      {
+        weight: 30,
+        arbitrary: mutatedCookie(joe, { bytesOnly: true }).map((m): FuzzCase => ({
+          kind: `member-${m.kind}`,
+          headers: [`session=${m.value}`],
+        })),
+      },
+      {
+        weight: 4,
+        arbitrary: mutatedCookie(sam, { bytesOnly: true }).map((m): FuzzCase => ({
+          kind: `nonmember-${m.kind}`,
+          headers: [`session=${m.value}`],
+        })),
+      },
       { weight: 2, arbitrary: fc.constant<FuzzCase>({ kind: 'nonmember-valid', headers: [`session=${sam}`] }) },
-      { weight: 3, arbitrary: one('unknown-sid', validSid().map((sid) => `session=${cookieValue(sid, SECRET, SALT)}`)) },
-      { weight: 3, arbitrary: one('foreign-secret', fc.constantFrom(sessionIdOf(joe, SECRET, SALT)!).map((sid) => `session=${cookieValue(sid, 'not-the-secret', SALT)}`)) },
-      { weight: 6, arbitrary: one('random-bytes', fc.array(headerByte(), { maxLength: 300 }).map((b) => b.join(''))) },
-      { weight: 4, arbitrary: one('random-value', fc.array(headerByte(), { maxLength: 300 }).map((b) => `session=${b.join('')}`)) },
-      { weight: 4, arbitrary: one('unicode', fc.string({ unit: 'grapheme', maxLength: 80 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`)) },
+      {
+        weight: 3,
+        arbitrary: one(
+          'unknown-sid',
+          validSid().map((sid) => `session=${cookieValue(sid, SECRET, SALT)}`),
+        ),
+      },
+      {
+        weight: 3,
+        arbitrary: one(
+          'foreign-secret',
+          fc.constantFrom(sessionIdOf(joe, SECRET, SALT)!).map((sid) => `session=${cookieValue(sid, 'not-the-secret', SALT)}`),
+        ),
+      },
+      {
+        weight: 6,
+        arbitrary: one(
+          'random-bytes',
+          fc.array(headerByte(), { maxLength: 300 }).map((b) => b.join('')),
+        ),
+      },
+      {
+        weight: 4,
+        arbitrary: one(
+          'random-value',
+          fc.array(headerByte(), { maxLength: 300 }).map((b) => `session=${b.join('')}`),
+        ),
+      },
+      {
+        weight: 4,
+        arbitrary: one(
+          'unicode',
+          fc.string({ unit: 'grapheme', maxLength: 80 }).map((s) => `session=${Buffer.from(s, 'utf8').toString('latin1')}`),
+        ),
+      },
       {
         weight: 4,
         arbitrary: one(
           'non-utf8',
-          fc.tuple(fc.integer({ min: 0, max: joe.length }), fc.array(fc.integer({ min: 0x80, max: 0xff }), { minLength: 1, maxLength: 12 })).map(
-            ([i, b]) => `session=${joe.slice(0, i)}${String.fromCharCode(...b)}${joe.slice(i)}`,
-          ),
+          fc
+            .tuple(fc.integer({ min: 0, max: joe.length }), fc.array(fc.integer({ min: 0x80, max: 0xff }), { minLength: 1, maxLength: 12 }))
+            .map(([i, b]) => `session=${joe.slice(0, i)}${String.fromCharCode(...b)}${joe.slice(i)}`),
         ),
       },
-      { weight: 3, arbitrary: one('huge', fc.integer({ min: 257, max: 20_000 }).map((n) => `session=${(joe + joe).repeat(Math.ceil(n / joe.length)).slice(0, n)}`)) },
+      {
+        weight: 3,
+        arbitrary: one(
+          'huge',
+          fc.integer({ min: 257, max: 20_000 }).map((n) => `session=${(joe + joe).repeat(Math.ceil(n / joe.length)).slice(0, n)}`),
+        ),
+      },
       {
         weight: 4,
         arbitrary: one(
           'many-session',
-          fc.tuple(plainDamaged, fc.integer({ min: 1, max: 60 }), fc.constantFrom('; ', ';', ' ; ')).map(([first, n, sep]) =>
-            [`session=${first}`, ...Array(n).fill(`session=${joe}`)].join(sep),
-          ),
+          fc
+            .tuple(plainDamaged, fc.integer({ min: 1, max: 60 }), fc.constantFrom('; ', ';', ' ; '))
+            .map(([first, n, sep]) => [`session=${first}`, ...Array(n).fill(`session=${joe}`)].join(sep)),
         ),
       },
       {
         weight: 3,
         arbitrary: one(
           'many-cookies',
-          fc.tuple(fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,8}$/), fc.stringMatching(/^[A-Za-z0-9]{0,20}$/)), { maxLength: 100 }), plainDamaged).map(
-            ([others, value]) => [...others.filter(([n]) => n !== 'session').map(([n, v]) => `${n}=${v}`), `session=${value}`].join('; '),
-          ),
+          fc
+            .tuple(
+              fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,8}$/), fc.stringMatching(/^[A-Za-z0-9]{0,20}$/)), { maxLength: 100 }),
+              plainDamaged,
+            )
+            .map(([others, value]) =>
+              [...others.filter(([n]) => n !== 'session').map(([n, v]) => `${n}=${v}`), `session=${value}`].join('; '),
+            ),
         ),
       },
-      { weight: 2, arbitrary: one('name-variant', fc.tuple(fc.constantFrom('SESSION', 'Session', 'session ', ' session', 'sEsSiOn'), plainDamaged).map(([n, v]) => `${n}=${v}`)) },
-      { weight: 2, arbitrary: fc.tuple(plainDamaged).map(([v]): FuzzCase => ({ kind: 'two-header-lines', headers: [`session=${v}`, `session=${joe}`] })) },
-      { weight: 2, arbitrary: one('empty', fc.constantFrom('', ' ', 'session', 'session=', 'session= ', 'session=;', 'session=""', '=', 'session==')) },
-      { weight: 2, arbitrary: one('separators', fc.array(fc.constantFrom(';', ',', ' ', '=', '\t', '.'), { minLength: 1, maxLength: 50 }).map((s) => s.join(''))) },
-      { weight: 2, arbitrary: one('separator-between', fc.tuple(fc.constantFrom(',', ', ', ' ', '\t', ';;', '&', '|'), plainDamaged).map(([sep, v]) => `a=1${sep}session=${v}${sep}b=2`)) },
+      {
+        weight: 2,
+        arbitrary: one(
+          'name-variant',
+          fc.tuple(fc.constantFrom('SESSION', 'Session', 'session ', ' session', 'sEsSiOn'), plainDamaged).map(([n, v]) => `${n}=${v}`),
+        ),
+      },
+      {
+        weight: 2,
+        arbitrary: fc
+          .tuple(plainDamaged)
+          .map(([v]): FuzzCase => ({ kind: 'two-header-lines', headers: [`session=${v}`, `session=${joe}`] })),
+      },
+      {
+        weight: 2,
+        arbitrary: one('empty', fc.constantFrom('', ' ', 'session', 'session=', 'session= ', 'session=;', 'session=""', '=', 'session==')),
+      },
+      {
+        weight: 2,
+        arbitrary: one(
+          'separators',
+          fc.array(fc.constantFrom(';', ',', ' ', '=', '\t', '.'), { minLength: 1, maxLength: 50 }).map((s) => s.join('')),
+        ),
+      },
+      {
+        weight: 2,
+        arbitrary: one(
+          'separator-between',
+          fc.tuple(fc.constantFrom(',', ', ', ' ', '\t', ';;', '&', '|'), plainDamaged).map(([sep, v]) => `a=1${sep}session=${v}${sep}b=2`),
+        ),
+      },
       // The member's intact cookie in a header section 10 refuses: behind a comma, beside another value of the name, quoted, with a control byte, over the cap.
       {
         weight: 4,
-        arbitrary: fc.tuple(fc.constantFrom(...refusedShapes), damaged).map(([shape, other]): FuzzCase => ({ kind: `refused-${shape.kind}`, headers: shape.lines(other) })),
+        arbitrary: fc
+          .tuple(fc.constantFrom(...refusedShapes), damaged)
+          .map(([shape, other]): FuzzCase => ({ kind: `refused-${shape.kind}`, headers: shape.lines(other) })),
       },
       // Headers of every shape section 10 speaks of, of one to three lines, in which the grammar does not find the member's cookie.
       {
@@ -127,8 +208,10 @@ describe('cookie fuzzing against nginx and the app', () => {
     return fc.sample(arb, { numRuns: CASES, seed: SEED });
   }
 
-  const requestFor = (c: FuzzCase) => requestBytes(PATH, { headers: c.headers.map((h) => ['Cookie', Buffer.from(h, 'latin1')] as [string, Buffer]) });
-  const show = (c: FuzzCase, r: HttpResponse) => `${r.status} ${c.kind} ${JSON.stringify(c.headers.map((h) => h.slice(0, 100)))} ${r.error ?? ''}`;
+  const requestFor = (c: FuzzCase) =>
+    requestBytes(PATH, { headers: c.headers.map((h) => ['Cookie', Buffer.from(h, 'latin1')] as [string, Buffer]) });
+  const show = (c: FuzzCase, r: HttpResponse) =>
+    `${r.status} ${c.kind} ${JSON.stringify(c.headers.map((h) => h.slice(0, 100)))} ${r.error ?? ''}`;
 
   it(`${CASES} random and mutated cookies: nginx answers only 400, 401 or 403, and no worker crashes; the app only 4xx for a sample`, async () => {
     const cases = fuzzCases();
@@ -160,12 +243,16 @@ describe('cookie fuzzing against nginx and the app', () => {
     const log = stack.nginx.errorLog();
     expect(crashLines(log)).toEqual([]);
     expect(nginxWorkers(stack.nginx.pid!)).toEqual(workersBefore);
-    console.log(`nginx error log after the fuzz: ${log.split('\n').length} lines, ${(log.match(/\[(alert|crit|emerg)\]/g) ?? []).length} alert/crit/emerg, worker pids ${workersBefore.join(',')} unchanged`);
+    console.log(
+      `nginx error log after the fuzz: ${log.split('\n').length} lines, ${(log.match(/\[(alert|crit|emerg)\]/g) ?? []).length} alert/crit/emerg, worker pids ${workersBefore.join(',')} unchanged`,
+    );
 
     // The same cookies straight at the app: a sample.
     const sample = cases.filter((_c, i) => i % Math.floor(cases.length / APP_SAMPLE) === 0).slice(0, APP_SAMPLE);
     const atApp = await runPool(stack.appPort, sample.map(requestFor), { concurrency: 16, deadlineMs: 60_000 });
-    console.log(`app fuzz: ${sample.length} cookies in ${atApp.ms} ms (${atApp.connections} connections): ${JSON.stringify(statusCounts(atApp.responses))}`);
+    console.log(
+      `app fuzz: ${sample.length} cookies in ${atApp.ms} ms (${atApp.connections} connections): ${JSON.stringify(statusCounts(atApp.responses))}`,
+    );
     const wrongAtApp = atApp.responses.map((r, i) => ({ r, c: sample[i] })).filter(({ r }) => ![400, 401, 403, 431].includes(r.status));
     expect(wrongAtApp.slice(0, 20).map(({ r, c }) => show(c, r))).toEqual([]);
     expect(stack.appLog).not.toMatch(/ExceptionsHandler|Unhandled/);

@@ -32,19 +32,61 @@ describe('oversized and many cookies, long group ids and URIs', () => {
     cases = [
       // large_client_header_buffers 4 8k at nginx; Node's 16 KB header limit at the app.
       { name: '16 KB cookie value', path: group('one'), cookie: `session=${'a'.repeat(16 * 1024)}`, nginx: [400], app: [431] },
-      { name: '16.5 KB cookie header, a valid session first', path: group('one'), cookie: `session=${joe}; ${manyCookies(900, (i) => `p${i}=${'x'.repeat(12)}`)}`.slice(0, 16.5 * 1024), nginx: [400], app: [431] },
+      {
+        name: '16.5 KB cookie header, a valid session first',
+        path: group('one'),
+        cookie: `session=${joe}; ${manyCookies(900, (i) => `p${i}=${'x'.repeat(12)}`)}`.slice(0, 16.5 * 1024),
+        nginx: [400],
+        app: [431],
+      },
       // 200 x 72 bytes: too large for nginx's 8 KB buffers, not for Node's 16 KB.
-      { name: '200 cookies named session, the first forged, the others valid', path: group('one'), cookie: manyCookies(200, (i) => `session=${i === 0 ? damaged : joe}`), nginx: [400], app: [401] },
-      { name: '200 short cookies named session, the first forged', path: group('one'), cookie: manyCookies(200, (i) => `session=${i === 0 ? damaged : `s${i}`}`), nginx: [403], app: [401] },
-      { name: '200 cookies, none of them ours', path: group('one'), cookie: manyCookies(200, (i) => `c${i}=${'v'.repeat(10)}`), nginx: [401], app: [401] },
-      { name: '200 cookies, ours last and forged', path: group('one'), cookie: `${manyCookies(199, (i) => `c${i}=v`)}; session=${damaged}`, nginx: [403], app: [401] },
+      {
+        name: '200 cookies named session, the first forged, the others valid',
+        path: group('one'),
+        cookie: manyCookies(200, (i) => `session=${i === 0 ? damaged : joe}`),
+        nginx: [400],
+        app: [401],
+      },
+      {
+        name: '200 short cookies named session, the first forged',
+        path: group('one'),
+        cookie: manyCookies(200, (i) => `session=${i === 0 ? damaged : `s${i}`}`),
+        nginx: [403],
+        app: [401],
+      },
+      {
+        name: '200 cookies, none of them ours',
+        path: group('one'),
+        cookie: manyCookies(200, (i) => `c${i}=${'v'.repeat(10)}`),
+        nginx: [401],
+        app: [401],
+      },
+      {
+        name: '200 cookies, ours last and forged',
+        path: group('one'),
+        cookie: `${manyCookies(199, (i) => `c${i}=v`)}; session=${damaged}`,
+        nginx: [403],
+        app: [401],
+      },
       // Beyond the 8 KB buffer nginx says 414 (request line too long), or 400 when a read ends where
       // nginx takes it for a header that is too large: both are its answers to an oversized request.
       { name: '10 KB group id', path: group('g'.repeat(10 * 1024)), cookie: `session=${joe}`, nginx: [414, 400], app: [403] },
       { name: '10 KB group id, no cookie', path: group('g'.repeat(10 * 1024)), nginx: [414, 400], app: [401] },
-      { name: '5 KB group id (fits nginx buffers, not the group pattern)', path: group('g'.repeat(5 * 1024)), cookie: `session=${joe}`, nginx: [403], app: [403] },
+      {
+        name: '5 KB group id (fits nginx buffers, not the group pattern)',
+        path: group('g'.repeat(5 * 1024)),
+        cookie: `session=${joe}`,
+        nginx: [403],
+        app: [403],
+      },
       { name: '64 KB URI', path: group('one', 'r'.repeat(64 * 1024)), cookie: `session=${joe}`, nginx: [414, 400], app: [431] },
-      { name: '64 KB query string', path: `${group('one')}?q=${'q'.repeat(64 * 1024)}`, cookie: `session=${joe}`, nginx: [414, 400], app: [431] },
+      {
+        name: '64 KB query string',
+        path: `${group('one')}?q=${'q'.repeat(64 * 1024)}`,
+        cookie: `session=${joe}`,
+        nginx: [414, 400],
+        app: [431],
+      },
     ];
   }, 60_000);
   afterAll(async () => {
@@ -54,10 +96,15 @@ describe('oversized and many cookies, long group ids and URIs', () => {
   const requestFor = (c: Oversized) => requestBytes(c.path, { headers: c.cookie === undefined ? {} : { Cookie: c.cookie } });
 
   it('each gets a clear 4xx at nginx and at the app, never a 5xx', async () => {
-    for (const [target, port] of [['nginx', stack.nginx.port], ['app', stack.appPort]] as const) {
+    for (const [target, port] of [
+      ['nginx', stack.nginx.port],
+      ['app', stack.appPort],
+    ] as const) {
       const { responses } = await runPool(port, cases.map(requestFor), { concurrency: 1 });
       const got = responses.map((r, i) => `${cases[i].name}: ${r.status}${r.error ? ` (${r.error})` : ''}`);
-      const want = responses.map((r, i) => `${cases[i].name}: ${cases[i][target].includes(r.status) ? r.status : `one of ${cases[i][target].join('/')}`}`);
+      const want = responses.map(
+        (r, i) => `${cases[i].name}: ${cases[i][target].includes(r.status) ? r.status : `one of ${cases[i][target].join('/')}`}`,
+      );
       console.log(`oversized at ${target}:\n  ${got.join('\n  ')}`);
       expect(got).toEqual(want);
     }
@@ -94,7 +141,12 @@ describe('oversized and many cookies, long group ids and URIs', () => {
         `app live after GC ${mb(before.app)} -> ${mb(middle.app)} -> ${mb(after.app)} MB (${delta(middle.app - before.app)}, ${delta(after.app - middle.app)}), ` +
         `app RSS ${mb(before.appRss)} -> ${mb(middle.appRss)} -> ${mb(after.appRss)} MB`,
     );
-    for (const [run, target] of [[atNginx, 'nginx'], [atNginx2, 'nginx'], [atApp, 'app'], [atApp2, 'app']] as const) {
+    for (const [run, target] of [
+      [atNginx, 'nginx'],
+      [atNginx2, 'nginx'],
+      [atApp, 'app'],
+      [atApp2, 'app'],
+    ] as const) {
       const unexpected = run.responses
         .map((r, i) => ({ r, c: cases[i % cases.length] }))
         .filter(({ r, c }) => !c[target].includes(r.status))

@@ -115,11 +115,17 @@ describe('Redis faults under load', () => {
       conn.close();
     }
     const nginxClients = Array.from({ length: 8 }, (_x, c) =>
-      client(stack.nginx.port, atNginx, (i) => ((i + c) % 2 === 0 ? { who: 'joe', req: get(GROUP_PATH, joe) } : { who: 'sam', req: get(GROUP_PATH, sam) })),
+      client(stack.nginx.port, atNginx, (i) =>
+        (i + c) % 2 === 0 ? { who: 'joe', req: get(GROUP_PATH, joe) } : { who: 'sam', req: get(GROUP_PATH, sam) },
+      ),
     );
     const appClients = Array.from({ length: 8 }, (_x, c) =>
       client(stack.appPort, atApp, (i) =>
-        i % 10 === 9 ? { who: 'login', req: samLogin() } : (i + c) % 2 === 0 ? { who: 'joe', req: get(APP_PATH, joe) } : { who: 'sam', req: get(APP_PATH, sam) },
+        i % 10 === 9
+          ? { who: 'login', req: samLogin() }
+          : (i + c) % 2 === 0
+            ? { who: 'joe', req: get(APP_PATH, joe) }
+            : { who: 'sam', req: get(APP_PATH, sam) },
       ),
     );
 
@@ -160,7 +166,12 @@ describe('Redis faults under load', () => {
           `(last failing request sent at back${lastStarted - resumeAt >= 0 ? '+' : ''}${lastStarted - resumeAt} ms); 503 answered in p50 ${percentile(durations, 50)} / max ${Math.max(0, ...durations)} ms`,
       );
       // Only the statuses the protocol allows; never a 500, never a dropped connection.
-      expect(samples.filter(bad).slice(0, 10).map((r) => `${r.who} ${r.status} ${r.error ?? ''}`)).toEqual([]);
+      expect(
+        samples
+          .filter(bad)
+          .slice(0, 10)
+          .map((r) => `${r.who} ${r.status} ${r.error ?? ''}`),
+      ).toEqual([]);
       // The non-member is never let in, however the fault falls.
       expect(samples.filter((r) => r.who === 'sam' && r.status === 200).length).toBe(0);
       // The fault was seen...
@@ -168,13 +179,17 @@ describe('Redis faults under load', () => {
       // ...only while Redis was away (a request in flight at the kill may end just after it)...
       expect(failures.filter((r) => r.endedAt < stopAt).length).toBe(0);
       // ...and both sides recover within 2 s of Redis being back.
-      expect(failures.filter((r) => r.startedAt > resumeAt + RECOVERY_BOUND_MS).map((r) => `${r.who} sent at back+${r.startedAt - resumeAt} ms`)).toEqual([]);
+      expect(
+        failures.filter((r) => r.startedAt > resumeAt + RECOVERY_BOUND_MS).map((r) => `${r.who} sent at back+${r.startedAt - resumeAt} ms`),
+      ).toEqual([]);
       // The member is refused (403 at nginx, 401 at the app) only while Redis, restarted empty, did not have the session yet
       // (plus up to 2 s if nginx keeps decisions for a while).
       const refusedMember = samples.filter((r) => r.who === 'joe' && (r.status === 403 || r.status === 401));
       expect(refusedMember.filter((r) => r.endedAt < stopAt || r.startedAt > restoredAt + RECOVERY_BOUND_MS).length).toBe(0);
       // After the window, the member is served again.
-      expect(samples.filter((r) => r.who === 'joe' && r.startedAt > restoredAt + RECOVERY_BOUND_MS).every((r) => r.status === 200)).toBe(true);
+      expect(samples.filter((r) => r.who === 'joe' && r.startedAt > restoredAt + RECOVERY_BOUND_MS).every((r) => r.status === 200)).toBe(
+        true,
+      );
       expect(samples.some((r) => r.who === 'joe' && r.status === 200 && r.startedAt > restoredAt)).toBe(true);
     }
 
@@ -186,7 +201,9 @@ describe('Redis faults under load', () => {
     // The app: one "Redis unavailable" line for the outage (not one per request), no unhandled rejection, still up.
     const log = stack.appLog.slice(logStart);
     const faultLines = countMatches(log, /Redis unavailable/g);
-    console.log(`app log during the fault: ${faultLines} "Redis unavailable", ${countMatches(log, /reachable again/g)} "reachable again", ${countMatches(log, /not saved/g)} "not saved" warnings, ${log.split('\n').length} lines`);
+    console.log(
+      `app log during the fault: ${faultLines} "Redis unavailable", ${countMatches(log, /reachable again/g)} "reachable again", ${countMatches(log, /not saved/g)} "not saved" warnings, ${log.split('\n').length} lines`,
+    );
     expect(faultLines).toBe(1);
     expect(log).toMatch(/reachable again/);
     expect(stack.appLog).not.toMatch(/Unhandled|unhandled rejection|ExceptionsHandler/i);
@@ -245,8 +262,11 @@ describe('Redis faults under load', () => {
       resumedAt = Date.now();
     }
 
-    const fmt = (rs: HttpResponse[]) => `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
-    console.log(`Redis frozen: nginx ${fmt(atNginx)} (read_timeout 500 ms); app guarded ${fmt(atApp)}, login ${fmt(logins)} (commandTimeout 1 s)`);
+    const fmt = (rs: HttpResponse[]) =>
+      `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
+    console.log(
+      `Redis frozen: nginx ${fmt(atNginx)} (read_timeout 500 ms); app guarded ${fmt(atApp)}, login ${fmt(logins)} (commandTimeout 1 s)`,
+    );
     for (const r of atNginx) expect(r.status).toBe(503);
     for (const r of [...atApp, ...logins]) expect(r.status).toBe(503);
     // Bounded: far below a client's patience, whatever the machine (expected ~0.5 s and ~1 s).
@@ -260,9 +280,15 @@ describe('Redis faults under load', () => {
     };
     const conn = new HttpConnection(stack.nginx.port);
     const appConn = new HttpConnection(stack.appPort);
-    const nginxBack = await recovery('nginx to decide again', async () => (await conn.request(get(GROUP_PATH, freshCookie()))).status === 403);
+    const nginxBack = await recovery(
+      'nginx to decide again',
+      async () => (await conn.request(get(GROUP_PATH, freshCookie()))).status === 403,
+    );
     const nginxMember = (await conn.request(get(GROUP_PATH, joe))).status;
-    const appBack = await recovery('the app to read sessions again', async () => (await appConn.request(get(APP_PATH, joe))).status === 200);
+    const appBack = await recovery(
+      'the app to read sessions again',
+      async () => (await appConn.request(get(APP_PATH, joe))).status === 200,
+    );
     let loggedIn: string | undefined;
     const loginBack = await recovery('logins to work again', async () => {
       const res = await login(stack.appPort, 'sam@example.com', 'itssam');
@@ -281,13 +307,17 @@ describe('Redis faults under load', () => {
     admin.disconnect();
     expect(keysAfter).toEqual(keysBefore);
 
-    console.log(`after SIGCONT: nginx decides again after ${nginxBack} ms (member: ${nginxMember}), app guarded route after ${appBack} ms, login after ${loginBack} ms`);
+    console.log(
+      `after SIGCONT: nginx decides again after ${nginxBack} ms (member: ${nginxMember}), app guarded route after ${appBack} ms, login after ${loginBack} ms`,
+    );
     expect(nginxMember).toBe(200);
     expect(nginxBack).toBeLessThan(RECOVERY_BOUND_MS);
     expect(appBack).toBeLessThan(RECOVERY_BOUND_MS);
 
     const log = stack.appLog.slice(logStart);
-    console.log(`app log during the freeze: ${countMatches(log, /Redis unavailable/g)} "Redis unavailable", ${countMatches(log, /reachable again/g)} "reachable again"`);
+    console.log(
+      `app log during the freeze: ${countMatches(log, /Redis unavailable/g)} "Redis unavailable", ${countMatches(log, /reachable again/g)} "reachable again"`,
+    );
     expect(countMatches(log, /Redis unavailable/g)).toBe(1);
     expect(stack.appLog).not.toMatch(/Unhandled|unhandled rejection|ExceptionsHandler/i);
     expect(stack.app.exitCode).toBeNull();

@@ -30,7 +30,10 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
   });
 
   it('keeps the sessions made before the failover, and logs in again after it', async () => {
-    const login = (username: string) => supertest(app.getHttpServer()).post('/login').send({ username, groups: ['g1'] });
+    const login = (username: string) =>
+      supertest(app.getHttpServer())
+        .post('/login')
+        .send({ username, groups: ['g1'] });
     const res = await login('before@example.com').expect(204);
     const cookie = String(res.headers['set-cookie']).split(';')[0];
     expect(sessionIdOf(cookie.slice('session='.length), SECRET, PROTOCOL_DEFAULTS.salt)).not.toBeNull();
@@ -61,7 +64,9 @@ describe('SharedSessionModule through a Redis Sentinel failover', () => {
     expect(await cluster.currentPrimaryPort()).not.toBe(oldPrimary);
 
     await login('after@example.com').expect(204);
-    console.log(`Sentinel failover: the app served the old session again ${firstOk! - killedAt} ms after the primary was killed (down-after 1000 ms)`);
+    console.log(
+      `Sentinel failover: the app served the old session again ${firstOk! - killedAt} ms after the primary was killed (down-after 1000 ms)`,
+    );
   }, 60_000);
 });
 
@@ -105,10 +110,17 @@ http {
 
   it('finds the primary through the sentinels, and the new one after a failover', async () => {
     const primary = new Redis(cluster.primary.url);
-    await writeSession(primary, PROTOCOL_DEFAULTS.keyPrefix, sid, { groups: ['g1'] }, { signature: signature(sid, SECRET, PROTOCOL_DEFAULTS.salt) });
+    await writeSession(
+      primary,
+      PROTOCOL_DEFAULTS.keyPrefix,
+      sid,
+      { groups: ['g1'] },
+      { signature: signature(sid, SECRET, PROTOCOL_DEFAULTS.salt) },
+    );
     expect(await primary.call('WAIT', '1', '2000')).toBe(1);
     primary.disconnect();
-    const check = async () => (await request(nginx.port, '/check', { headers: { Cookie: `session=${cookieValue(sid, SECRET, PROTOCOL_DEFAULTS.salt)}` } })).status;
+    const check = async () =>
+      (await request(nginx.port, '/check', { headers: { Cookie: `session=${cookieValue(sid, SECRET, PROTOCOL_DEFAULTS.salt)}` } })).status;
     expect(await check()).toBe(200);
 
     const killedAt = Date.now();

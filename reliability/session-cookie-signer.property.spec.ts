@@ -44,9 +44,14 @@ describe('SessionCookieSigner, property-based', () => {
   });
 
   it('unsign never throws for values that are not strings', () => {
-    check('unsign never throws on anything', fc.anything({ withBigInt: true, withBoxedValues: true, withMap: true, withSet: true, withTypedArray: true, withNullPrototype: true }), 5_000, (value) => {
-      return signer.unsign(value) === null && signer.verify(value) === null;
-    });
+    check(
+      'unsign never throws on anything',
+      fc.anything({ withBigInt: true, withBoxedValues: true, withMap: true, withSet: true, withTypedArray: true, withNullPrototype: true }),
+      5_000,
+      (value) => {
+        return signer.unsign(value) === null && signer.verify(value) === null;
+      },
+    );
   });
 
   it('never accepts a mutation of a valid cookie (flipped, truncated, extended, other separators, case)', () => {
@@ -86,9 +91,12 @@ describe('SessionCookieSigner, property-based', () => {
         cookie.startsWith(`${sid}.`) &&
         cookie === cookieValue(sid, SECRET, SALT) &&
         signer.unsign(cookie) === sid &&
-        plain?.sid === sid && plain.signedWithFallback === false &&
-        current?.sid === sid && current.signedWithFallback === false &&
-        fromFallback?.sid === sid && fromFallback.signedWithFallback === true &&
+        plain?.sid === sid &&
+        plain.signedWithFallback === false &&
+        current?.sid === sid &&
+        current.signedWithFallback === false &&
+        fromFallback?.sid === sid &&
+        fromFallback.signedWithFallback === true &&
         rotating.sign(sid) === cookie
       );
     });
@@ -98,13 +106,23 @@ describe('SessionCookieSigner, property-based', () => {
     const secret = fc.string({ minLength: 1, maxLength: 40 });
     check(
       'other secrets are refused',
-      fc.record({ sid: validSid(), a: secret, b: secret, fallbacks: fc.array(secret, { maxLength: 3 }), salt: fc.string({ maxLength: 20 }), otherSalt: fc.boolean() }),
+      fc.record({
+        sid: validSid(),
+        a: secret,
+        b: secret,
+        fallbacks: fc.array(secret, { maxLength: 3 }),
+        salt: fc.string({ maxLength: 20 }),
+        otherSalt: fc.boolean(),
+      }),
       15_000,
       ({ sid, a, b, fallbacks, salt, otherSalt }) => {
         fc.pre(a !== b && !fallbacks.includes(a));
         const verifier = new SessionCookieSigner({ secret: b, secretFallbacks: fallbacks, salt });
         // The same secret under another salt is another key too.
-        return verifier.unsign(cookieValue(sid, a, otherSalt ? `${salt}x` : salt)) === null && verifier.unsign(cookieValue(sid, b, `${salt}x`)) === null;
+        return (
+          verifier.unsign(cookieValue(sid, a, otherSalt ? `${salt}x` : salt)) === null &&
+          verifier.unsign(cookieValue(sid, b, `${salt}x`)) === null
+        );
       },
     );
   });

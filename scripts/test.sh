@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: installs what is missing, builds, and runs every suite: static
-# checks (with `npm publish --dry-run` and `luarocks lint`), Lua unit specs
+# checks (tsc, eslint, prettier, luacheck, `luarocks lint`, `npm publish
+# --dry-run`), Lua unit specs
 # (busted), and jest (library unit and integration, the pack test, the
 # nginx/Lua specs against a real nginx and redis-server, end to end,
 # reliability) on the machine's Node, then part of it again on Node 24. Ends
@@ -21,6 +22,8 @@ check() { # name, command...: a check that counts as one test
 
 check build npm run build --silent
 check typecheck npx tsc --noEmit -p tsconfig.json
+check lint npx eslint .
+check format npx prettier --check .
 check luacheck bash -c 'cd resty && luacheck --no-color .'
 check rockspec bash -c 'cd resty && luarocks lint resty-shared-session-*.rockspec'
 # What `npm publish` would do (prepack builds; the file list, the metadata); any warning but the login one fails it.

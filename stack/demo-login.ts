@@ -31,7 +31,12 @@ export function cookieSetBy(res: HttpResponse, name: string = PROTOCOL_DEFAULTS.
  * and the session cookie's value when it set one. Without `headers` it is a
  * non-browser client's login (no Origin, no Sec-Fetch-Site).
  */
-export async function login(port: number, email: string, password: string, headers?: Record<string, string>): Promise<HttpResponse & { cookie?: string }> {
+export async function login(
+  port: number,
+  email: string,
+  password: string,
+  headers?: Record<string, string>,
+): Promise<HttpResponse & { cookie?: string }> {
   const res = await request(port, '/app/login', loginForm(email, password, headers));
   return { ...res, cookie: cookieSetBy(res) };
 }

@@ -48,7 +48,9 @@ async function main(): Promise<void> {
     const message = (error as Error).message;
     console.error(`The demo could not start: ${message}`);
     if (/EADDRINUSE|Address already in use|timed out/.test(message)) {
-      console.error(`Is something else using port ${nginxPort} (NGINX_PORT), ${appPort} (APP_PORT) or ${redisPort} (REDIS_PORT)? Set other ports in those variables.`);
+      console.error(
+        `Is something else using port ${nginxPort} (NGINX_PORT), ${appPort} (APP_PORT) or ${redisPort} (REDIS_PORT)? Set other ports in those variables.`,
+      );
     }
     process.exit(1);
   }

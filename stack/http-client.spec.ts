@@ -25,15 +25,26 @@ describe('the HTTP client', () => {
   afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
 
   it('writes the request line and headers byte for byte, repeated names and raw bytes included', () => {
-    const bytes = requestBytes('/a/../b%00', { method: 'POST', headers: [['Cookie', 'a=1'], ['Cookie', Buffer.from([0x73, 0xff])]], body: 'é' });
-    expect(bytes.toString('latin1')).toBe('POST /a/../b%00 HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: a=1\r\nCookie: s\xff\r\nContent-Length: 2\r\n\r\n\xc3\xa9');
+    const bytes = requestBytes('/a/../b%00', {
+      method: 'POST',
+      headers: [
+        ['Cookie', 'a=1'],
+        ['Cookie', Buffer.from([0x73, 0xff])],
+      ],
+      body: 'é',
+    });
+    expect(bytes.toString('latin1')).toBe(
+      'POST /a/../b%00 HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: a=1\r\nCookie: s\xff\r\nContent-Length: 2\r\n\r\n\xc3\xa9',
+    );
     expect(requestBytes('/', { keepAlive: false }).toString()).toBe('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     expect(requestBytes('/', { headers: { host: '127.0.0.1:8089' } }).toString()).toBe('GET / HTTP/1.1\r\nhost: 127.0.0.1:8089\r\n\r\n');
   });
 
   it('request(): one connection, Connection: close, every header value kept, a chunked body put together', async () => {
     const canned = await cannedServer((_req, socket) =>
-      socket.end('HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhé\r\n2\r\nyo\r\n0\r\n\r\n'),
+      socket.end(
+        'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhé\r\n2\r\nyo\r\n0\r\n\r\n',
+      ),
     );
     server = canned.server;
     const res = await request(canned.port, '/x', { headers: { Cookie: 'c=3' } });
@@ -44,7 +55,9 @@ describe('the HTTP client', () => {
 
   it('HttpConnection keeps one connection alive, and opens another after the server closes it', async () => {
     let n = 0;
-    const canned = await cannedServer((_req, socket) => (++n === 2 ? socket.end(ok('two', 'Connection: close\r\n')) : socket.write(ok(String(n)))));
+    const canned = await cannedServer((_req, socket) =>
+      ++n === 2 ? socket.end(ok('two', 'Connection: close\r\n')) : socket.write(ok(String(n))),
+    );
     server = canned.server;
     const conn = new HttpConnection(canned.port);
     const bodies = [];
@@ -69,7 +82,11 @@ describe('the HTTP client', () => {
     const canned = await cannedServer((req, socket) => socket.write(ok(req.split(' ')[1])));
     server = canned.server;
     const paths = Array.from({ length: 20 }, (_x, i) => `/${i}`);
-    const { responses, connections } = await runPool(canned.port, paths.map((p) => requestBytes(p)), { concurrency: 4 });
+    const { responses, connections } = await runPool(
+      canned.port,
+      paths.map((p) => requestBytes(p)),
+      { concurrency: 4 },
+    );
     expect(responses.map((r) => r.body)).toEqual(paths);
     expect(connections).toBe(4);
   });

@@ -61,7 +61,11 @@ export function requestBytes(path: string | Buffer, options: RequestOptions & { 
  * One request on a fresh connection to 127.0.0.1:`port` (`Connection: close`).
  * Rejects when the connection ends without a response.
  */
-export async function request(port: number, path: string | Buffer, options: RequestOptions & { timeoutMs?: number } = {}): Promise<HttpResponse> {
+export async function request(
+  port: number,
+  path: string | Buffer,
+  options: RequestOptions & { timeoutMs?: number } = {},
+): Promise<HttpResponse> {
   const conn = new HttpConnection(port, options.timeoutMs);
   try {
     const res = await conn.request(requestBytes(path, { ...options, keepAlive: false }));
@@ -73,8 +77,17 @@ export async function request(port: number, path: string | Buffer, options: Requ
 }
 
 /** POSTs JSON and parses the JSON answer; anything but a 200 is an error. */
-export async function postJson<T = unknown>(port: number, path: string, payload: unknown, headers: Record<string, string> = {}): Promise<T> {
-  const res = await request(port, path, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(payload) });
+export async function postJson<T = unknown>(
+  port: number,
+  path: string,
+  payload: unknown,
+  headers: Record<string, string> = {},
+): Promise<T> {
+  const res = await request(port, path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify(payload),
+  });
   if (res.status !== 200) throw new Error(`POST ${path}: ${res.status} ${res.body}`);
   return JSON.parse(res.body) as T;
 }
@@ -185,7 +198,10 @@ export class HttpConnection {
   }
 }
 
-function parseResponse(buf: Buffer, atEnd: boolean): { status: number; headers: Record<string, string[]>; body: string; consumed: number } | undefined {
+function parseResponse(
+  buf: Buffer,
+  atEnd: boolean,
+): { status: number; headers: Record<string, string[]>; body: string; consumed: number } | undefined {
   const split = buf.indexOf('\r\n\r\n');
   if (split < 0) return undefined;
   const head = buf.subarray(0, split).toString('latin1').split('\r\n');

@@ -49,7 +49,9 @@ export function renderNginxConf(values: NginxConfValues, template = readFileSync
 }
 
 /** Session settings nginx shares with the app, from the same variables the app reads. */
-export function sessionValuesFromEnv(env: NodeJS.ProcessEnv): Pick<NginxConfValues, 'SESSION_SALT' | 'SESSION_COOKIE_NAME' | 'SESSION_KEY_PREFIX'> {
+export function sessionValuesFromEnv(
+  env: NodeJS.ProcessEnv,
+): Pick<NginxConfValues, 'SESSION_SALT' | 'SESSION_COOKIE_NAME' | 'SESSION_KEY_PREFIX'> {
   const checked = (name: string, fallback: string, pattern: RegExp) => {
     const value = env[name] || fallback;
     // Values land inside Lua strings in nginx.conf: allow only what the protocol allows.

@@ -7,7 +7,6 @@ import { debianLuaPackagePath, debianPlatformLines, REPO_ROOT } from './nginx-pl
 import { freePort } from './ports';
 import { waitFor } from './wait';
 
-
 /** What a configuration template gets to build nginx.conf. */
 export interface NginxConfContext {
   /** Absolute path of the temporary run folder (holds nginx.conf, logs/, tmp/). */
@@ -125,7 +124,10 @@ export class NginxServer {
     };
     writeFileSync(join(runDir, 'nginx.conf'), options.conf(ctx));
 
-    const server = new NginxServer(runDir, port, extraPorts, options.nginxBin ?? process.env.NGINX_BIN ?? 'nginx', { ...process.env, ...options.env });
+    const server = new NginxServer(runDir, port, extraPorts, options.nginxBin ?? process.env.NGINX_BIN ?? 'nginx', {
+      ...process.env,
+      ...options.env,
+    });
     try {
       server.test();
       await server.launch(options.startTimeoutMs ?? 10_000);
@@ -216,27 +218,31 @@ export class NginxServer {
 }
 
 function mainPreamble(runDir: string, modulesDir: string, options: NginxStartOptions): string {
-  return [
-    debianPlatformLines(modulesDir),
-    'daemon off;',
-    'master_process on;',
-    `worker_processes ${options.workers ?? 1};`,
-    `pid ${join(runDir, 'nginx.pid')};`,
-    `error_log ${join(runDir, 'logs', 'error.log')} ${options.errorLogLevel ?? 'warn'};`,
-  ].join('\n') + '\n';
+  return (
+    [
+      debianPlatformLines(modulesDir),
+      'daemon off;',
+      'master_process on;',
+      `worker_processes ${options.workers ?? 1};`,
+      `pid ${join(runDir, 'nginx.pid')};`,
+      `error_log ${join(runDir, 'logs', 'error.log')} ${options.errorLogLevel ?? 'warn'};`,
+    ].join('\n') + '\n'
+  );
 }
 
 function httpPreamble(runDir: string, options: NginxStartOptions): string {
   const tmp = (name: string) => join(runDir, 'tmp', name);
-  return [
-    options.accessLog ? `access_log ${join(runDir, 'logs', 'access.log')};` : 'access_log off;',
-    `client_body_temp_path ${tmp('body')};`,
-    `proxy_temp_path ${tmp('proxy')};`,
-    `fastcgi_temp_path ${tmp('fastcgi')};`,
-    `uwsgi_temp_path ${tmp('uwsgi')};`,
-    `scgi_temp_path ${tmp('scgi')};`,
-    `lua_package_path "${debianLuaPackagePath()}";`,
-  ].join('\n') + '\n';
+  return (
+    [
+      options.accessLog ? `access_log ${join(runDir, 'logs', 'access.log')};` : 'access_log off;',
+      `client_body_temp_path ${tmp('body')};`,
+      `proxy_temp_path ${tmp('proxy')};`,
+      `fastcgi_temp_path ${tmp('fastcgi')};`,
+      `uwsgi_temp_path ${tmp('uwsgi')};`,
+      `scgi_temp_path ${tmp('scgi')};`,
+      `lua_package_path "${debianLuaPackagePath()}";`,
+    ].join('\n') + '\n'
+  );
 }
 
 function portAnswers(port: number): Promise<boolean> {

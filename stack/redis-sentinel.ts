@@ -36,16 +36,20 @@ export class RedisSentinelCluster {
       } finally {
         probe.disconnect();
       }
-      await waitFor('sentinels to see both servers', async () => {
-        const probe = new Redis({ port: ports[0], host: '127.0.0.1' });
-        try {
-          const replicas = (await probe.call('SENTINEL', 'REPLICAS', cluster.masterName)) as unknown[];
-          const sentinels = (await probe.call('SENTINEL', 'SENTINELS', cluster.masterName)) as unknown[];
-          return replicas.length === 1 && sentinels.length === 2;
-        } finally {
-          probe.disconnect();
-        }
-      }, 15_000);
+      await waitFor(
+        'sentinels to see both servers',
+        async () => {
+          const probe = new Redis({ port: ports[0], host: '127.0.0.1' });
+          try {
+            const replicas = (await probe.call('SENTINEL', 'REPLICAS', cluster.masterName)) as unknown[];
+            const sentinels = (await probe.call('SENTINEL', 'SENTINELS', cluster.masterName)) as unknown[];
+            return replicas.length === 1 && sentinels.length === 2;
+          } finally {
+            probe.disconnect();
+          }
+        },
+        15_000,
+      );
     } catch (error) {
       await cluster.dispose();
       throw error;

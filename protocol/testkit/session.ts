@@ -32,7 +32,11 @@ export async function writeSession(
   const ttl = options.ttl ?? 3600;
   const keys = sessionKeys(prefix, sid);
   const groups = Array.isArray(data.groups) ? (data.groups as string[]) : [];
-  const multi = client.multi().set(keys.data, JSON.stringify(data), 'EX', ttl).set(keys.signature, options.signature, 'EX', ttl).del(keys.groups);
+  const multi = client
+    .multi()
+    .set(keys.data, JSON.stringify(data), 'EX', ttl)
+    .set(keys.signature, options.signature, 'EX', ttl)
+    .del(keys.groups);
   if (groups.length) multi.sadd(keys.groups, ...groups).expire(keys.groups, ttl);
   if (options.publish) multi.publish(invalidationChannel(prefix), sid);
   await checkExec(await multi.exec());
@@ -89,7 +93,14 @@ export function sessionKeyCount(client: Redis, prefix: string, sid: string): Pro
  */
 export async function destroySession(client: Redis, prefix: string, sid: string, options: { publish?: boolean } = {}): Promise<void> {
   const keys = sessionKeyList(prefix, sid);
-  if (options.publish) await checkExec(await client.multi().del(...keys).publish(invalidationChannel(prefix), sid).exec());
+  if (options.publish)
+    await checkExec(
+      await client
+        .multi()
+        .del(...keys)
+        .publish(invalidationChannel(prefix), sid)
+        .exec(),
+    );
   else await client.del(...keys);
 }
 

@@ -58,7 +58,8 @@ describe('the reference signer against vectors.json', () => {
   it('reads no session id from what is not a string, or from an id outside section 1', () => {
     const { secret, salt } = vectors.valid[0];
     for (const value of [undefined, null, 42, {}, ['a.b']]) expect(sessionIdOf(value, secret, salt)).toBeNull();
-    for (const sid of ['a'.repeat(15), 'a'.repeat(129), `${'a'.repeat(20)}~`]) expect(sessionIdOf(cookieValue(sid, secret, salt), secret, salt)).toBeNull();
+    for (const sid of ['a'.repeat(15), 'a'.repeat(129), `${'a'.repeat(20)}~`])
+      expect(sessionIdOf(cookieValue(sid, secret, salt), secret, salt)).toBeNull();
     for (const sid of ['a'.repeat(16), 'a'.repeat(128)]) expect(sessionIdOf(cookieValue(sid, secret, salt), secret, salt)).toBe(sid);
   });
 

@@ -12,11 +12,43 @@ export const validSid = (): fc.Arbitrary<string> =>
   );
 
 /** Characters that separate things in cookies, or look like they could. */
-export const SEPARATORS = [',', ';', ':', '|', '!', '~', ' ', '\t', '=', '/', '\\', '+', '*', '..', '%2E', '%2e', '', '_', '-', '\u3002', '\uff0e', '\u2024', '$', '#', '@', '&', '"', "'"];
+export const SEPARATORS = [
+  ',',
+  ';',
+  ':',
+  '|',
+  '!',
+  '~',
+  ' ',
+  '\t',
+  '=',
+  '/',
+  '\\',
+  '+',
+  '*',
+  '..',
+  '%2E',
+  '%2e',
+  '',
+  '_',
+  '-',
+  '\u3002',
+  '\uff0e',
+  '\u2024',
+  '$',
+  '#',
+  '@',
+  '&',
+  '"',
+  "'",
+];
 
 /** One byte (as a latin1 character) other than CR and LF, which would end the header line. */
 export const headerByte = (): fc.Arbitrary<string> =>
-  fc.integer({ min: 0, max: 255 }).filter((b) => b !== 13 && b !== 10).map((b) => String.fromCharCode(b));
+  fc
+    .integer({ min: 0, max: 255 })
+    .filter((b) => b !== 13 && b !== 10)
+    .map((b) => String.fromCharCode(b));
 
 /** A character for mutations: ASCII, latin1 (non-UTF-8 bytes on the wire), or any unicode. */
 const anyChar = (bytesOnly: boolean): fc.Arbitrary<string> =>
@@ -51,7 +83,10 @@ export function mutatedCookie(valid: string, options: { bytesOnly?: boolean } = 
     fc.integer({ min: 1, max: valid.length }).map((n) => ({ kind: 'truncate-front', value: valid.slice(n) })),
     // extended: the first added character is never whitespace or ';' (which would end or pad the value)
     fc
-      .tuple(char.filter((c) => !/[\s;\u00a0\ufeff]/.test(c) && c !== '\0'), fc.array(char, { maxLength: 40 }))
+      .tuple(
+        char.filter((c) => !/[\s;\u00a0\ufeff]/.test(c) && c !== '\0'),
+        fc.array(char, { maxLength: 40 }),
+      )
       .map(([first, rest]) => ({ kind: 'extend', value: valid + first + rest.join('') })),
     // something inserted inside
     fc.tuple(fc.integer({ min: 1, max: valid.length - 1 }), fc.array(char, { minLength: 1, maxLength: 8 })).map(([i, ins]) => ({
@@ -80,7 +115,9 @@ export function mutatedCookie(valid: string, options: { bytesOnly?: boolean } = 
       return { kind: 'case', value: chars.join('') };
     }),
     // standard or padded base64 for the signature (Python accepts these; the protocol does not)
-    fc.constantFrom('=', '==', '+', '/').map((pad) => ({ kind: 'padding', value: pad.length > 1 || pad === '=' ? valid + pad : valid.replace(/[-_]/, pad) })),
+    fc
+      .constantFrom('=', '==', '+', '/')
+      .map((pad) => ({ kind: 'padding', value: pad.length > 1 || pad === '=' ? valid + pad : valid.replace(/[-_]/, pad) })),
     // the whole value doubled, with or without a separator
     fc.constantFrom('', '.', ',', '|').map((sep) => ({ kind: 'repeat', value: valid + sep + valid })),
   ];
@@ -95,9 +132,22 @@ export function hostileString(): fc.Arbitrary<string> {
     { weight: 3, arbitrary: fc.string({ unit: 'grapheme', maxLength: 100 }) },
     { weight: 3, arbitrary: fc.string({ unit: fc.constantFrom(...SID_ALPHABET, '.', '=', ';', ' ', ','), maxLength: 200 }) },
     { weight: 2, arbitrary: fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b).toString('latin1')) },
-    { weight: 2, arbitrary: fc.tuple(fc.string({ unit: fc.constantFrom(...SID_ALPHABET), minLength: 0, maxLength: 140 }), fc.string({ unit: fc.constantFrom(...SID_ALPHABET), minLength: 0, maxLength: 40 })).map(([a, b]) => `${a}.${b}`) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(
+          fc.string({ unit: fc.constantFrom(...SID_ALPHABET), minLength: 0, maxLength: 140 }),
+          fc.string({ unit: fc.constantFrom(...SID_ALPHABET), minLength: 0, maxLength: 40 }),
+        )
+        .map(([a, b]) => `${a}.${b}`),
+    },
     { weight: 1, arbitrary: fc.integer({ min: 257, max: 70_000 }).map((n) => 'a'.repeat(n - 28) + '.' + 'b'.repeat(27)) },
-    { weight: 1, arbitrary: fc.integer({ min: 1_000, max: 100_000 }).chain((n) => fc.constantFrom('\0', '\uffff', '\ud800', '.', '💩').map((c) => c.repeat(n))) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .integer({ min: 1_000, max: 100_000 })
+        .chain((n) => fc.constantFrom('\0', '\uffff', '\ud800', '.', '💩').map((c) => c.repeat(n))),
+    },
   );
 }
 
@@ -112,8 +162,26 @@ const CONTROL_BYTES = ['\u0001', '\u0008', '\u000b', '\u000c', '\u001f', '\u007f
 const otherValue = (name: string): fc.Arbitrary<string> =>
   fc.oneof(
     { weight: 4, arbitrary: fc.stringMatching(/^[A-Za-z0-9._-]{0,16}$/) },
-    { weight: 2, arbitrary: fc.constantFrom('1,2', '"quoted"', '"a;b"', '"a,b"', 'a=b', 'a b', '\u00e9\u00ff', '\\"', `x,${name}`, `x,${name}x=1`, `"x;${name}=`) },
-    { weight: 2, arbitrary: fc.string({ unit: fc.constantFrom('a', '1', ',', '"', '=', ' ', '\t', '\u00a0', '\u0080', '\\', '%'), maxLength: 12 }) },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(
+        '1,2',
+        '"quoted"',
+        '"a;b"',
+        '"a,b"',
+        'a=b',
+        'a b',
+        '\u00e9\u00ff',
+        '\\"',
+        `x,${name}`,
+        `x,${name}x=1`,
+        `"x;${name}=`,
+      ),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.string({ unit: fc.constantFrom('a', '1', ',', '"', '=', ' ', '\t', '\u00a0', '\u0080', '\\', '%'), maxLength: 12 }),
+    },
   );
 
 /**
@@ -125,7 +193,17 @@ const otherValue = (name: string): fc.Arbitrary<string> =>
 function cookiePiece(name: string, values: fc.Arbitrary<string>): fc.Arbitrary<string> {
   const ourName = fc.oneof(
     { weight: 10, arbitrary: fc.constant(name) },
-    { weight: 2, arbitrary: fc.constantFrom(name.toUpperCase(), name[0].toUpperCase() + name.slice(1), `${name}x`, `x${name}`, name.slice(0, -1), `${name}\u00a0`) },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(
+        name.toUpperCase(),
+        name[0].toUpperCase() + name.slice(1),
+        `${name}x`,
+        `x${name}`,
+        name.slice(0, -1),
+        `${name}\u00a0`,
+      ),
+    },
   );
   const ourValue = fc.oneof(
     { weight: 10, arbitrary: values },
@@ -136,7 +214,9 @@ function cookiePiece(name: string, values: fc.Arbitrary<string>): fc.Arbitrary<s
   const ours = fc.tuple(ows(), ourName, ows(), ows(), ourValue, ows()).map(([a, n, b, c, v, d]) => `${a}${n}${b}=${c}${v}${d}`);
   const otherName = fc.oneof(fc.stringMatching(/^[a-z_]{1,8}$/), fc.constantFrom('', '$Version', 'x,y', '"q"', `${name}-x`));
   const other = fc.tuple(ows(), otherName, otherValue(name), ows()).map(([a, n, v, b]) => `${a}${n}=${v}${b}`);
-  const behindComma = fc.tuple(otherName, otherValue(name), ows(), ows(), values).map(([n, v, a, b, ours]) => `${n}=${v},${a}${name}${b}=${ours}`);
+  const behindComma = fc
+    .tuple(otherName, otherValue(name), ows(), ows(), values)
+    .map(([n, v, a, b, ours]) => `${n}=${v},${a}${name}${b}=${ours}`);
   const control = fc.tuple(other, fc.constantFrom(...CONTROL_BYTES), fc.nat()).map(([p, c, i]) => {
     const at = i % (p.length + 1);
     return p.slice(0, at) + c + p.slice(at);
@@ -152,7 +232,11 @@ function cookiePiece(name: string, values: fc.Arbitrary<string>): fc.Arbitrary<s
 
 /** Between pieces: what browsers send most often, else the other spellings of ';', and commas. */
 const pieceSeparator = (): fc.Arbitrary<string> =>
-  fc.oneof({ weight: 8, arbitrary: fc.constant('; ') }, { weight: 4, arbitrary: fc.constantFrom(';', ' ;', ';\t', ';;', ' ; ') }, { weight: 1, arbitrary: fc.constantFrom(',', ', ') });
+  fc.oneof(
+    { weight: 8, arbitrary: fc.constant('; ') },
+    { weight: 4, arbitrary: fc.constantFrom(';', ' ;', ';\t', ';;', ' ; ') },
+    { weight: 1, arbitrary: fc.constantFrom(',', ', ') },
+  );
 
 /** Stands for the header's own value in the pieces: never a latin1 character, so never in a header. */
 const HEADER_VALUE = '\uffff';

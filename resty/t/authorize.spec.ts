@@ -35,9 +35,13 @@ events { worker_connections 256; }
 http {
   ${ctx.httpPreamble}
   client_body_buffer_size 16k;
-  ${configureLua === null ? '' : `init_by_lua_block {
+  ${
+    configureLua === null
+      ? ''
+      : `init_by_lua_block {
     require("resty.shared_session").configure(${configureLua})
-  }`}
+  }`
+  }
   server {
     listen 127.0.0.1:${ctx.port};
     default_type text/plain;
@@ -196,7 +200,10 @@ describe('authorize() with a local secret', () => {
     const good = cookieFor(SID);
     const forged = cookieFor(SID, 'not-the-secret');
     // Two different values of the name: refused, whichever comes first; the same value twice: that value.
-    expect(await authorize(nginx, 'g1', `session=${good}; session=${forged}`)).toEqual({ status: 403, err: 'malformed cookie: cookies of that name with different values' });
+    expect(await authorize(nginx, 'g1', `session=${good}; session=${forged}`)).toEqual({
+      status: 403,
+      err: 'malformed cookie: cookies of that name with different values',
+    });
     expect((await authorize(nginx, 'g1', `session=${forged}; session=${good}`)).status).toBe(403);
     expect((await authorize(nginx, 'g1', `session=${good}; x=1; session=${good}`)).status).toBe(200);
     // Whitespace around names and values, tabs included; names byte for byte; no comma separator.
@@ -249,10 +256,14 @@ describe('authorize() with a local secret', () => {
     expect(await burst(idle)).toEqual(Array(idle).fill(200));
     expect((await connectionsReceived(client)) - afterBurst).toBe(0);
     // Beyond pool_size, connections are closed, not kept: 16 from nginx + this client at most.
-    await waitFor('surplus connections to close', async () => {
-      const clients = ((await client.call('CLIENT', 'LIST')) as string).trim().split('\n');
-      return clients.length <= 16 + 1;
-    }, 3000);
+    await waitFor(
+      'surplus connections to close',
+      async () => {
+        const clients = ((await client.call('CLIENT', 'LIST')) as string).trim().split('\n');
+        return clients.length <= 16 + 1;
+      },
+      3000,
+    );
   });
 
   test('log lines say why, with no secret and no full cookie', async () => {

@@ -52,13 +52,13 @@ http {
   lua_shared_dict decisions ${o.dictSize ?? '1m'};
   init_by_lua_block {
     require("resty.shared_session").configure{
-      ${o.secret ?? true ? `secret = "${SECRET}", salt = "${SALT}",` : ''}
+      ${(o.secret ?? true) ? `secret = "${SECRET}", salt = "${SALT}",` : ''}
       key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300, ${o.redisExtra ?? ''} },
       ${cache ? `decision_cache = { dict = "decisions", ttl = ${o.ttl ?? TTL} },` : ''}
     }
   }
-  ${o.subscriber ?? true ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
+  ${(o.subscriber ?? true) ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
   server {
     listen 127.0.0.1:${ctx.port};
     default_type text/plain;
@@ -263,10 +263,14 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     const [oldId] = await pubsubClientIds(client);
     const before = await sismembers(client);
     await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await waitFor('a new subscription', async () => {
-      const ids = await pubsubClientIds(client);
-      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
-    }, 5000);
+    await waitFor(
+      'a new subscription',
+      async () => {
+        const ids = await pubsubClientIds(client);
+        return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+      },
+      5000,
+    );
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await sismembers(client)).toBe(before + 1); // asked again
     expect(await status(nginx, 'g1', cookie)).toBe(200);
@@ -285,10 +289,14 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
       for (let i = 0; i < 10; i++) expect(await status(nginx, 'g1', cookie)).toBe(200);
       expect(await sismembers(client)).toBe(before + 10);
       // Let it retry a few times (100, 200, 400 ms...).
-      await waitFor('retries', async () => {
-        const rejected = Number(/cmdstat_subscribe:.*rejected_calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
-        return rejected - rejectedBefore >= 3;
-      }, 3000);
+      await waitFor(
+        'retries',
+        async () => {
+          const rejected = Number(/cmdstat_subscribe:.*rejected_calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+          return rejected - rejectedBefore >= 3;
+        },
+        3000,
+      );
     } finally {
       await client.call('ACL', 'SETUSER', 'default', 'allchannels');
     }
@@ -316,7 +324,9 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     for (const [, s] of seen) expect([200, 503]).toContain(s);
     const allowed = seen.filter(([, s]) => s === 200).map(([t]) => t);
     expect(allowed.length).toBeGreaterThan(0); // served from the cache at first
-    console.log(`Redis paused: last 200 sent ${Math.max(...allowed).toFixed(0)} ms after the pause, first 503 at ${seen.find(([, s]) => s === 503)?.[0].toFixed(0)} ms`);
+    console.log(
+      `Redis paused: last 200 sent ${Math.max(...allowed).toFixed(0)} ms after the pause, first 503 at ${seen.find(([, s]) => s === 503)?.[0].toFixed(0)} ms`,
+    );
     expect(Math.max(...allowed)).toBeLessThanOrEqual(HEARTBEAT_MS);
     expect(seen.some(([, s]) => s === 503)).toBe(true);
     await sleep(Math.max(0, 1850 - (performance.now() - t0)));
@@ -371,7 +381,7 @@ describe('decision cache without a running subscriber', () => {
     }
   });
 
-  test('start_subscriber without decision_cache: a warning, and today\'s behaviour', async () => {
+  test("start_subscriber without decision_cache: a warning, and today's behaviour", async () => {
     const nginx = await NginxServer.start({ conf: confFor(redis.port, { cache: false }) });
     try {
       const before = await sismembers(client);
@@ -460,7 +470,9 @@ describe.each([['12k'], ['24k']])('decision cache in a tiny dict (%s), under evi
     const queries = (await sismembers(client)) - before;
     expect(statuses.get(500) ?? 0).toBe(0);
     expect(queries).toBeLessThanOrEqual(requests);
-    console.log(`tiny dict (${dictSize}), ${N} sessions: ${requests} requests, ${queries} Redis queries (${requests - queries} from the cache)`);
+    console.log(
+      `tiny dict (${dictSize}), ${N} sessions: ${requests} requests, ${queries} Redis queries (${requests - queries} from the cache)`,
+    );
     if (dictSize !== '12k') expect(requests - queries).toBeGreaterThan(0);
   }, 30_000);
 });
@@ -493,17 +505,25 @@ describe('decision cache with two workers', () => {
 
     // Kill worker 0 (a process of this test's nginx, by PID): the master starts a new worker 0.
     let pid = 0;
-    await waitFor('worker 0 to answer', async () => {
-      const [id, p] = (await request(nginx.port, '/worker')).body.trim().split(' ');
-      if (id === '0') pid = Number(p);
-      return id === '0';
-    }, 5000);
+    await waitFor(
+      'worker 0 to answer',
+      async () => {
+        const [id, p] = (await request(nginx.port, '/worker')).body.trim().split(' ');
+        if (id === '0') pid = Number(p);
+        return id === '0';
+      },
+      5000,
+    );
     const [oldId] = await pubsubClientIds(client);
     process.kill(pid, 'SIGKILL');
-    await waitFor('a new subscription from the new worker 0', async () => {
-      const ids = await pubsubClientIds(client);
-      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
-    }, 5000);
+    await waitFor(
+      'a new subscription from the new worker 0',
+      async () => {
+        const ids = await pubsubClientIds(client);
+        return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+      },
+      5000,
+    );
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
     // No notice here: a notice read after the next request's decision would drop it, and this checks the cache, not revocation.
     expect(await status(nginx, 'g1', cookie)).toBe(200);
@@ -516,10 +536,14 @@ describe('decision cache with two workers', () => {
     const [oldId] = await pubsubClientIds(client);
     const logBefore = nginx.errorLog().length;
     process.kill(nginx.pid!, 'SIGHUP');
-    await waitFor('the new generation\'s subscription only', async () => {
-      const ids = await pubsubClientIds(client);
-      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
-    }, 5000);
+    await waitFor(
+      "the new generation's subscription only",
+      async () => {
+        const ids = await pubsubClientIds(client);
+        return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+      },
+      5000,
+    );
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
     const cookie = sessionCookie(SID);
     expect(await status(nginx, 'g1', cookie)).toBe(200);

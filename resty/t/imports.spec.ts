@@ -42,7 +42,8 @@ function importGraph(entries: string[]): Map<string, string[]> {
 }
 
 const show = (chain: string[]) => chain.map((f) => relative(ROOT, f)).join(' -> ');
-const forbidden = (graph: Map<string, string[]>) => [...graph].filter(([f]) => FORBIDDEN.some((dir) => f.startsWith(dir))).map(([, chain]) => show(chain));
+const forbidden = (graph: Map<string, string[]>) =>
+  [...graph].filter(([f]) => FORBIDDEN.some((dir) => f.startsWith(dir))).map(([, chain]) => show(chain));
 
 describe('the nginx specs and the library', () => {
   const entries = readdirSync(__dirname)

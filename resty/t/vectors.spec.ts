@@ -24,7 +24,13 @@ interface Case {
 }
 
 const cases: Case[] = [
-  ...vectors.valid.map((v: any) => ({ name: `valid: sid ${v.sid} (salt ${v.salt})`, cookie: v.cookie, secrets: [v.secret], salt: v.salt, valid: true })),
+  ...vectors.valid.map((v: any) => ({
+    name: `valid: sid ${v.sid} (salt ${v.salt})`,
+    cookie: v.cookie,
+    secrets: [v.secret],
+    salt: v.salt,
+    valid: true,
+  })),
   ...vectors.rotation.map((v: any, i: number) => ({
     name: `rotation ${i + 1}: ${v.note}`,
     cookie: v.cookie ?? v.expected_cookie,

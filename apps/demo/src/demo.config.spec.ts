@@ -8,8 +8,14 @@ describe('demoConfig: the signing secret (issue 12, finding 6)', () => {
   });
 
   it('outside development mode, refuses the published demo secret, as the secret or as a fallback', () => {
-    for (const env of [{ SESSION_SECRET: DEV_SECRET }, { SESSION_SECRET: strong, SESSION_SECRET_FALLBACKS: `old, ${DEV_SECRET}` }, { SESSION_SECRET: DEV_SECRET, DEMO_DEV_MODE: 'true' }]) {
-      expect(() => demoConfig(env)).toThrow(/is the published demo secret "demo-secret-change-me", with which anyone can forge a session cookie/);
+    for (const env of [
+      { SESSION_SECRET: DEV_SECRET },
+      { SESSION_SECRET: strong, SESSION_SECRET_FALLBACKS: `old, ${DEV_SECRET}` },
+      { SESSION_SECRET: DEV_SECRET, DEMO_DEV_MODE: 'true' },
+    ]) {
+      expect(() => demoConfig(env)).toThrow(
+        /is the published demo secret "demo-secret-change-me", with which anyone can forge a session cookie/,
+      );
     }
   });
 

@@ -21,7 +21,9 @@ function sessionSecret(env: NodeJS.ProcessEnv): string {
   const dev = isDevMode(env);
   const secret = env.SESSION_SECRET || (dev ? DEV_SECRET : undefined);
   if (secret === undefined) {
-    throw new Error('SESSION_SECRET is not set: set it to 32 or more random bytes (e.g. `openssl rand -base64 32`), or DEMO_DEV_MODE=1 for a development run with the published demo secret');
+    throw new Error(
+      'SESSION_SECRET is not set: set it to 32 or more random bytes (e.g. `openssl rand -base64 32`), or DEMO_DEV_MODE=1 for a development run with the published demo secret',
+    );
   }
   if (!dev && (secret === DEV_SECRET || list(env.SESSION_SECRET_FALLBACKS).includes(DEV_SECRET))) {
     throw new Error(

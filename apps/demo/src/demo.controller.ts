@@ -1,4 +1,19 @@
-import { BadRequestException, Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res, UnauthorizedException, UseGuards } from '@nestjs/common';
+import {
+  BadRequestException,
+  Body,
+  Controller,
+  Get,
+  Header,
+  HttpCode,
+  Inject,
+  Param,
+  Post,
+  Query,
+  Req,
+  Res,
+  UnauthorizedException,
+  UseGuards,
+} from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { AllowUnavailableSession, GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
@@ -135,7 +150,11 @@ export class DemoController {
   @Get('group/:groupId/cacheable/:resourceId')
   @UseGuards(GroupGuard)
   @Groups({ param: 'groupId' })
-  cacheablePage(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string, @Res({ passthrough: true }) res: Response): string {
+  cacheablePage(
+    @Param('groupId') groupId: string,
+    @Param('resourceId') resourceId: string,
+    @Res({ passthrough: true }) res: Response,
+  ): string {
     this.groupResource(res, this.config.cacheSeconds);
     const r = resource(groupId, resourceId);
     res.type('html');
@@ -145,7 +164,12 @@ export class DemoController {
   @Get('group/:groupId/uncacheable/:pageName')
   @UseGuards(GroupGuard)
   @Groups({ param: 'groupId' })
-  uncacheablePage(@Req() req: Request, @Param('groupId') groupId: string, @Param('pageName') pageName: string, @Res({ passthrough: true }) res: Response): string {
+  uncacheablePage(
+    @Req() req: Request,
+    @Param('groupId') groupId: string,
+    @Param('pageName') pageName: string,
+    @Res({ passthrough: true }) res: Response,
+  ): string {
     this.groupResource(res, 0);
     const r = resource(groupId, pageName);
     res.type('html');

@@ -8,7 +8,10 @@ import { DemoModule } from './demo.module';
 async function bootstrap(): Promise<void> {
   const config = demoConfig();
   const logger = new Logger('Demo');
-  if (isDevMode()) logger.warn(`DEMO_DEV_MODE=1: a development run${config.session.secret === DEV_SECRET ? ', signing with the published demo secret' : ''} (never in production)`);
+  if (isDevMode())
+    logger.warn(
+      `DEMO_DEV_MODE=1: a development run${config.session.secret === DEV_SECRET ? ', signing with the published demo secret' : ''} (never in production)`,
+    );
   const app = await NestFactory.create<NestExpressApplication>(DemoModule);
   app.disable('x-powered-by');
   app.enableShutdownHooks();

@@ -15,19 +15,28 @@ export function homePage(email: string | undefined): string {
     ? `<form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
     : `<p><a href="/app/login">Log in</a></p>`;
   const links = ['one', 'two', 'three', 'four']
-    .map((g) => `<li>group ${g}: <a href="/app/group/${g}/cacheable/summary">cacheable summary</a>, <a href="/app/group/${g}/uncacheable/activity">uncacheable activity</a></li>`)
+    .map(
+      (g) =>
+        `<li>group ${g}: <a href="/app/group/${g}/cacheable/summary">cacheable summary</a>, <a href="/app/group/${g}/uncacheable/activity">uncacheable activity</a></li>`,
+    )
     .join('');
   return page('Shared session demo', `<p id="status">${status}</p>${actions}<ul>${links}</ul>`);
 }
 
 /** Shown instead of a page that depends on the session while Redis is down: "try again", never "log in". */
 export function unavailablePage(): string {
-  return page('Shared session demo', '<p id="status" class="refused">Sessions are unavailable, try again in a moment.</p><p><a href="">Try again</a></p>');
+  return page(
+    'Shared session demo',
+    '<p id="status" class="refused">Sessions are unavailable, try again in a moment.</p><p><a href="">Try again</a></p>',
+  );
 }
 
 /** GET /app/logout: logging out changes state, so it takes a POST; a link only shows this form. */
 export function logoutPage(): string {
-  return page('Log out', '<form method="post" action="/app/logout"><p>Log out of the demo?</p><button type="submit">Log out</button></form><p><a href="/app">home</a></p>');
+  return page(
+    'Log out',
+    '<form method="post" action="/app/logout"><p>Log out of the demo?</p><button type="submit">Log out</button></form><p><a href="/app">home</a></p>',
+  );
 }
 
 export function loginPage(error?: string): string {
@@ -42,7 +51,14 @@ export function loginPage(error?: string): string {
   );
 }
 
-export function groupPage(kind: 'cacheable' | 'uncacheable', groupId: string, name: string, responseId: string, timestamp: number, user?: string): string {
+export function groupPage(
+  kind: 'cacheable' | 'uncacheable',
+  groupId: string,
+  name: string,
+  responseId: string,
+  timestamp: number,
+  user?: string,
+): string {
   const who = user ? `<p id="user">Seen by ${escape(user)}</p>` : '';
   return page(
     `Group ${groupId}: ${name}`,

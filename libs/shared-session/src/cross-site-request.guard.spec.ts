@@ -80,7 +80,14 @@ describe('CrossSiteRequestGuard', () => {
     it('without Sec-Fetch-Site (an older browser): allowed when Origin is this site, refused otherwise', () => {
       expect(allows({ method, headers: { Origin: OWN } })).toBe(true);
       expect(allows({ method, headers: { Origin: 'http://APP.example:8080' } })).toBe(true);
-      for (const origin of ['https://evil.example', 'http://app.example:8081', 'https://app.example:8080', 'http://sub.app.example:8080', 'null', 'not a url']) {
+      for (const origin of [
+        'https://evil.example',
+        'http://app.example:8081',
+        'https://app.example:8080',
+        'http://sub.app.example:8080',
+        'null',
+        'not a url',
+      ]) {
         expect(refusal({ method, headers: { Origin: origin } })).toMatch(/\(Origin: not this site\)\.$/);
       }
     });
@@ -99,7 +106,11 @@ describe('CrossSiteRequestGuard', () => {
   });
 
   it('with the proxy option, trusts X-Forwarded-* (true) or never (false), whatever Express says', () => {
-    const sent = { headers: { Origin: 'https://public.example', 'X-Forwarded-Proto': 'https, http', 'X-Forwarded-Host': 'public.example, inner' }, protocol: 'http', host: 'app.example:8080' };
+    const sent = {
+      headers: { Origin: 'https://public.example', 'X-Forwarded-Proto': 'https, http', 'X-Forwarded-Host': 'public.example, inner' },
+      protocol: 'http',
+      host: 'app.example:8080',
+    };
     expect(allows(sent, guardWith({ proxy: true }))).toBe(true);
     expect(refusal({ ...sent, protocol: 'https', host: 'public.example' }, guardWith({ proxy: false }))).toMatch(/Origin/);
     expect(allows({ headers: { Origin: 'https://app.example:8080' }, encrypted: true }, guardWith({ proxy: false }))).toBe(true);

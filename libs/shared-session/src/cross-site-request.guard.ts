@@ -62,7 +62,10 @@ export class CrossSiteRequestGuard implements CanActivate {
 
   canActivate(context: ExecutionContext): boolean {
     if (!this.config.csrf.enabled || context.getType() !== 'http') return true;
-    const skip = this.reflector.getAllAndOverride<boolean | undefined>(SKIP_CSRF_CHECK_METADATA, [context.getHandler(), context.getClass()]);
+    const skip = this.reflector.getAllAndOverride<boolean | undefined>(SKIP_CSRF_CHECK_METADATA, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
     if (skip) return true;
     const req = context.switchToHttp().getRequest<Request>();
     const refusal = this.refusal(req);

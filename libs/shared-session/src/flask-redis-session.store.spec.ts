@@ -248,7 +248,13 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     it('keeps a group change written by another party (Flask, the test kit) just the same', async () => {
       await login({ username: 'joe', groups: ['one', 'two'] });
       const slow = await load();
-      await writeSession(admin, PREFIX, SID, { username: 'joe', groups: ['three'] }, { signature: signature(SID, SECRET, SALT), publish: true });
+      await writeSession(
+        admin,
+        PREFIX,
+        SID,
+        { username: 'joe', groups: ['three'] },
+        { signature: signature(SID, SECRET, SALT), publish: true },
+      );
       slow.visits = 2;
       await save(slow);
       const stored = await readSession(admin, PREFIX, SID);
@@ -280,7 +286,13 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     });
 
     it('writes _permanent: false for a browser-session cookie, and keeps a value Flask wrote', async () => {
-      const browserSession = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, cookie: { persistent: false }, logger: quietLogger });
+      const browserSession = new FlaskRedisSessionStore({
+        client,
+        signer,
+        keyPrefix: PREFIX,
+        cookie: { persistent: false },
+        logger: quietLogger,
+      });
       await call((cb) => browserSession.set(SID, session({ username: 'u' }), cb));
       expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
       await call((cb) => store.set(SID, session({ username: 'u', _permanent: false }), cb));

@@ -1,4 +1,10 @@
-import { ExecutionContext, ForbiddenException, InternalServerErrorException, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
+import {
+  ExecutionContext,
+  ForbiddenException,
+  InternalServerErrorException,
+  ServiceUnavailableException,
+  UnauthorizedException,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { GroupGuard } from './group.guard';
@@ -64,7 +70,9 @@ describe('GroupGuard metadata rules', () => {
 
   it('ignores groups data that is not an array of strings', () => {
     expect(() => check(Target.prototype.plain, Target, requestWith({ username: 'u', groups: 'class-group' }))).toThrow(ForbiddenException);
-    expect(() => check(Target.prototype.plain, Target, requestWith({ username: 'u', groups: [['class-group']] }))).toThrow(ForbiddenException);
+    expect(() => check(Target.prototype.plain, Target, requestWith({ username: 'u', groups: [['class-group']] }))).toThrow(
+      ForbiddenException,
+    );
   });
 
   it('503 when the session store failed; 500 with a setup hint when the middleware never ran', () => {

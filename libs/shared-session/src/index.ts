@@ -1,6 +1,11 @@
 export { SharedSessionModule } from './shared-session.module';
 export { SharedSessionOptionsError } from './shared-session.options';
-export type { SharedSessionModuleOptions, SharedSessionCookieOptions, SharedSessionCsrfOptions, SharedSessionConfig } from './shared-session.options';
+export type {
+  SharedSessionModuleOptions,
+  SharedSessionCookieOptions,
+  SharedSessionCsrfOptions,
+  SharedSessionConfig,
+} from './shared-session.options';
 export { GROUPS_METADATA, SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 export { InjectSharedSessionRedis } from './inject-shared-session-redis.decorator';
 export { Groups } from './groups.decorator';

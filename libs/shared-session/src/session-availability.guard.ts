@@ -20,7 +20,10 @@ export class SessionAvailabilityGuard implements CanActivate {
     if (context.getType() !== 'http') return true;
     const req = context.switchToHttp().getRequest<Request>();
     if (sessionState(req) !== 'unavailable') return true;
-    const allowed = this.reflector.getAllAndOverride<boolean | undefined>(ALLOW_UNAVAILABLE_SESSION_METADATA, [context.getHandler(), context.getClass()]);
+    const allowed = this.reflector.getAllAndOverride<boolean | undefined>(ALLOW_UNAVAILABLE_SESSION_METADATA, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
     if (allowed) return true;
     throw serviceUnavailable();
   }

@@ -15,7 +15,9 @@ const SID = newSessionId();
 const VALID = cookieValue(SID, SECRET, SALT);
 
 /** express-session's own cookie writer (Cookie#serialize, which its types leave out): what the one writer must match. */
-const ExpressSessionCookieWriter = ExpressSessionCookie as unknown as new (options: object) => { serialize(name: string, value: string): string };
+const ExpressSessionCookieWriter = ExpressSessionCookie as unknown as new (options: object) => {
+  serialize(name: string, value: string): string;
+};
 
 const translate = (header: string | undefined, name = 'session') => toExpressSessionCookieHeader(header, name, signer, KEY);
 
@@ -45,7 +47,16 @@ describe('toExpressSessionCookieHeader', () => {
   });
 
   it('removes a cookie of our name whose signature is not valid, so express-session sees none', () => {
-    for (const bad of ['', 'garbage', `${SID}.`, `${SID}.${'A'.repeat(27)}`, `s:${VALID}`, `"${VALID}"`, cookieValue(SID, 'other', SALT), 'x'.repeat(5000)]) {
+    for (const bad of [
+      '',
+      'garbage',
+      `${SID}.`,
+      `${SID}.${'A'.repeat(27)}`,
+      `s:${VALID}`,
+      `"${VALID}"`,
+      cookieValue(SID, 'other', SALT),
+      'x'.repeat(5000),
+    ]) {
       const { header, verified } = translate(`other=1; session=${bad}`);
       expect(verified).toBeNull();
       expect(header).toBe('other=1');
@@ -60,7 +71,12 @@ describe('toExpressSessionCookieHeader', () => {
     expect(header).toMatch(/^x=1; session=s%3A/);
     expect(seenByExpressSession(header)).toBe(SID);
     // Refused headers: no session, and express-session sees none of ours.
-    for (const refused of [`session=garbage; session=${VALID}`, `session=${VALID}; session=garbage; x=1`, `x=y,session=${VALID}; session=${VALID}`, `session=${VALID}; x=\u0001`]) {
+    for (const refused of [
+      `session=garbage; session=${VALID}`,
+      `session=${VALID}; session=garbage; x=1`,
+      `x=y,session=${VALID}; session=${VALID}`,
+      `session=${VALID}; x=\u0001`,
+    ]) {
       const out = translate(refused);
       expect(out.verified).toBeNull();
       expect(seenByExpressSession(out.header)).toBeUndefined();
@@ -107,8 +123,19 @@ describe('toSharedSessionSetCookie', () => {
   });
 
   it('returns null, signing nothing, when express-session wrote no cookie of our name', () => {
-    const noSigning = { sign: () => { throw new Error('signed'); } };
-    for (const lines of [[], ['a=1'], ['session=; Path=/; Max-Age=0'], [`session=${VALID}; Path=/`], ['sessionx=s%3Aabc'], ['Session=s%3Aabc']]) {
+    const noSigning = {
+      sign: () => {
+        throw new Error('signed');
+      },
+    };
+    for (const lines of [
+      [],
+      ['a=1'],
+      ['session=; Path=/; Max-Age=0'],
+      [`session=${VALID}; Path=/`],
+      ['sessionx=s%3Aabc'],
+      ['Session=s%3Aabc'],
+    ]) {
       expect(toSharedSessionSetCookie(lines, 'session', SID, noSigning)).toBeNull();
     }
   });
@@ -122,9 +149,9 @@ describe('serializeSessionCookie, the one writer of our cookie', () => {
     expect(serializeSessionCookie('session', VALID, defaults, { expires })).toBe(
       `session=${VALID}; Path=/; Expires=Wed, 30 Dec 2026 18:00:00 GMT; HttpOnly; SameSite=Lax`,
     );
-    expect(serializeSessionCookie('sid', VALID, { path: '/app', domain: 'example.com', secure: true, httpOnly: false, sameSite: 'none' }, {})).toBe(
-      `sid=${VALID}; Domain=example.com; Path=/app; Secure; SameSite=None`,
-    );
+    expect(
+      serializeSessionCookie('sid', VALID, { path: '/app', domain: 'example.com', secure: true, httpOnly: false, sameSite: 'none' }, {}),
+    ).toBe(`sid=${VALID}; Domain=example.com; Path=/app; Secure; SameSite=None`);
   });
 
   it('clears the cookie with Max-Age=0', () => {

@@ -11,7 +11,9 @@ import {
 
 describe('the library defaults', () => {
   it("are the protocol's (PROTOCOL.md sections 2 and 3)", () => {
-    expect({ salt: DEFAULT_SALT, keyPrefix: DEFAULT_KEY_PREFIX, cookieName: DEFAULT_COOKIE_NAME, ttlSeconds: DEFAULT_TTL_SECONDS }).toEqual(PROTOCOL_DEFAULTS);
+    expect({ salt: DEFAULT_SALT, keyPrefix: DEFAULT_KEY_PREFIX, cookieName: DEFAULT_COOKIE_NAME, ttlSeconds: DEFAULT_TTL_SECONDS }).toEqual(
+      PROTOCOL_DEFAULTS,
+    );
   });
 
   it('give the cookie the attributes section 2 recommends: Path=/; HttpOnly; SameSite=Lax', () => {

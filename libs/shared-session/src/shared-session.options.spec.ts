@@ -42,11 +42,23 @@ describe('resolveSharedSessionOptions', () => {
     ['a touchAfterSeconds as long as the TTL', { secret: 's', ttlSeconds: 60, touchAfterSeconds: 60 }, /"touchAfterSeconds"/],
     ['an unknown option (a typo)', { secret: 's', ttl: 5 }, /"ttl" is not a known option/],
     ['a csrf that is not an object', { secret: 's', csrf: false }, /"csrf" must be an object/],
-    ['an unknown csrf option', { secret: 's', csrf: { trustedOrigin: ['https://a.example'] } }, /"csrf.trustedOrigin" is not a known option/],
+    [
+      'an unknown csrf option',
+      { secret: 's', csrf: { trustedOrigin: ['https://a.example'] } },
+      /"csrf.trustedOrigin" is not a known option/,
+    ],
     ['a non-boolean csrf.enabled', { secret: 's', csrf: { enabled: 'no' } }, /"csrf.enabled"/],
     ['trusted origins that are not an array', { secret: 's', csrf: { trustedOrigins: 'https://a.example' } }, /"csrf.trustedOrigins"/],
-    ['a trusted origin with a path', { secret: 's', csrf: { trustedOrigins: ['https://a.example/app'] } }, /"csrf.trustedOrigins\[0\]" must be an origin/],
-    ['a trusted origin with a wildcard', { secret: 's', csrf: { trustedOrigins: ['https://ok.example', 'https://*.example'] } }, /"csrf.trustedOrigins\[1\]"/],
+    [
+      'a trusted origin with a path',
+      { secret: 's', csrf: { trustedOrigins: ['https://a.example/app'] } },
+      /"csrf.trustedOrigins\[0\]" must be an origin/,
+    ],
+    [
+      'a trusted origin with a wildcard',
+      { secret: 's', csrf: { trustedOrigins: ['https://ok.example', 'https://*.example'] } },
+      /"csrf.trustedOrigins\[1\]"/,
+    ],
     ['a trusted origin without a scheme', { secret: 's', csrf: { trustedOrigins: ['a.example'] } }, /"csrf.trustedOrigins\[0\]"/],
     ['a trusted origin of another scheme', { secret: 's', csrf: { trustedOrigins: ['ftp://a.example'] } }, /"csrf.trustedOrigins\[0\]"/],
     ['the null origin as trusted', { secret: 's', csrf: { trustedOrigins: ['null'] } }, /"csrf.trustedOrigins\[0\]"/],
@@ -60,7 +72,10 @@ describe('resolveSharedSessionOptions', () => {
   });
 
   it('takes trusted origins as a browser writes them: lower-case, without a trailing slash', () => {
-    const csrf = resolveSharedSessionOptions({ secret: 's', csrf: { trustedOrigins: ['https://Admin.Example.com/', 'http://127.0.0.1:8089'] } }).csrf;
+    const csrf = resolveSharedSessionOptions({
+      secret: 's',
+      csrf: { trustedOrigins: ['https://Admin.Example.com/', 'http://127.0.0.1:8089'] },
+    }).csrf;
     expect(csrf).toEqual({ enabled: true, trustedOrigins: ['https://admin.example.com', 'http://127.0.0.1:8089'] });
   });
 });

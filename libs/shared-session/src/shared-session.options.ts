@@ -129,7 +129,20 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (!options || typeof options !== 'object') {
     throw new SharedSessionOptionsError('options', 'must be an object with at least { secret }');
   }
-  const known = new Set(['secret', 'secretFallbacks', 'salt', 'keyPrefix', 'cookieName', 'ttlSeconds', 'redis', 'cookie', 'touch', 'touchAfterSeconds', 'proxy', 'csrf']);
+  const known = new Set([
+    'secret',
+    'secretFallbacks',
+    'salt',
+    'keyPrefix',
+    'cookieName',
+    'ttlSeconds',
+    'redis',
+    'cookie',
+    'touch',
+    'touchAfterSeconds',
+    'proxy',
+    'csrf',
+  ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
   }
@@ -146,7 +159,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   }
   const cookieName = options.cookieName ?? DEFAULT_COOKIE_NAME;
   if (typeof cookieName !== 'string' || !COOKIE_NAME_PATTERN.test(cookieName)) {
-    throw new SharedSessionOptionsError('cookieName', 'must be a cookie name token (letters, digits, !#$%&\'*+.^_`|~-)');
+    throw new SharedSessionOptionsError('cookieName', "must be a cookie name token (letters, digits, !#$%&'*+.^_`|~-)");
   }
   const ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
   if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
@@ -154,7 +167,12 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   }
 
   const touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
-  if (typeof touchAfterSeconds !== 'number' || !Number.isInteger(touchAfterSeconds) || touchAfterSeconds < 0 || touchAfterSeconds >= ttlSeconds) {
+  if (
+    typeof touchAfterSeconds !== 'number' ||
+    !Number.isInteger(touchAfterSeconds) ||
+    touchAfterSeconds < 0 ||
+    touchAfterSeconds >= ttlSeconds
+  ) {
     throw new SharedSessionOptionsError('touchAfterSeconds', 'must be a whole number of seconds from 0 to less than ttlSeconds');
   }
 
@@ -190,7 +208,10 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     const serialized = typeof origin === 'string' ? serializedOrigin(origin) : undefined;
     // An origin is scheme, host and port: a path, a query or a wildcard would suggest a check that is not made.
     if (serialized === undefined || serialized.includes('*') || serialized !== origin.replace(/\/$/, '').toLowerCase()) {
-      throw new SharedSessionOptionsError(`csrf.trustedOrigins[${i}]`, 'must be an origin such as https://admin.example.com (scheme, host, optional port; nothing else)');
+      throw new SharedSessionOptionsError(
+        `csrf.trustedOrigins[${i}]`,
+        'must be an origin such as https://admin.example.com (scheme, host, optional port; nothing else)',
+      );
     }
     return serialized;
   });

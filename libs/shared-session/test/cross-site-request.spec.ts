@@ -18,9 +18,17 @@ describe('cross-site request protection in a Nest app (on by default)', () => {
   const http = () => request(app.getHttpServer());
 
   async function login(headers: Record<string, string>, status = 204): Promise<request.Response> {
-    return http().post('/login').set(headers).send({ username: 'joe', groups: ['one', 'two'] }).expect(status);
+    return http()
+      .post('/login')
+      .set(headers)
+      .send({ username: 'joe', groups: ['one', 'two'] })
+      .expect(status);
   }
-  const cookieOf = (res: request.Response) => ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${NAME}=`))?.split(';')[0];
+  const cookieOf = (res: request.Response) =>
+    ([] as string[])
+      .concat(res.headers['set-cookie'] ?? [])
+      .find((c) => c.startsWith(`${NAME}=`))
+      ?.split(';')[0];
 
   beforeAll(async () => {
     server = await RedisServer.start();
@@ -33,7 +41,11 @@ describe('cross-site request protection in a Nest app (on by default)', () => {
 
   it('login CSRF: a login form posted from another site is refused with a clear 403, and no session is made', async () => {
     const refused = await login(fromSite(EVIL, 'cross-site'), 403);
-    expect(refused.body).toEqual({ statusCode: 403, error: 'Forbidden', message: 'Cross-site request refused: a POST that another site sent (Sec-Fetch-Site: cross-site).' });
+    expect(refused.body).toEqual({
+      statusCode: 403,
+      error: 'Forbidden',
+      message: 'Cross-site request refused: a POST that another site sent (Sec-Fetch-Site: cross-site).',
+    });
     expect(refused.headers['set-cookie']).toBeUndefined();
     // An older browser, without Sec-Fetch-Site: its Origin decides.
     const old = await login(fromSite(EVIL), 403);
@@ -52,12 +64,22 @@ describe('cross-site request protection in a Nest app (on by default)', () => {
 
   it('a session-changing request from another site is refused before the route runs; the session is unchanged', async () => {
     const cookie = cookieOf(await login({}))!;
-    const narrow = (headers: Record<string, string>) => http().post('/groups').set({ Cookie: cookie, ...headers }).send({ groups: ['one'] });
+    const narrow = (headers: Record<string, string>) =>
+      http()
+        .post('/groups')
+        .set({ Cookie: cookie, ...headers })
+        .send({ groups: ['one'] });
     await narrow(fromSite(EVIL, 'cross-site')).expect(403);
     await narrow(fromSite(EVIL)).expect(403);
     expect((await http().get('/me').set('Cookie', cookie).expect(200)).body.groups).toEqual(['one', 'two']);
-    await http().post('/logout').set({ Cookie: cookie, ...fromSite(EVIL, 'cross-site') }).expect(403);
-    await http().get('/me').set({ Cookie: cookie, ...fromSite(EVIL, 'cross-site') }).expect(200); // a GET changes nothing
+    await http()
+      .post('/logout')
+      .set({ Cookie: cookie, ...fromSite(EVIL, 'cross-site') })
+      .expect(403);
+    await http()
+      .get('/me')
+      .set({ Cookie: cookie, ...fromSite(EVIL, 'cross-site') })
+      .expect(200); // a GET changes nothing
     await narrow(fromSite(OWN, 'same-origin')).expect(204);
     expect((await http().get('/me').set('Cookie', cookie).expect(200)).body.groups).toEqual(['one']);
   });
@@ -67,7 +89,12 @@ describe('cross-site request protection in a Nest app (on by default)', () => {
   });
 
   it('behind a proxy Express trusts, the origin is X-Forwarded-Proto and X-Forwarded-Host; untrusted, they are ignored', async () => {
-    const behindProxy = { Host: 'internal:3000', Origin: 'https://public.example', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'public.example' };
+    const behindProxy = {
+      Host: 'internal:3000',
+      Origin: 'https://public.example',
+      'X-Forwarded-Proto': 'https',
+      'X-Forwarded-Host': 'public.example',
+    };
     await login(behindProxy, 403);
     const express = app.getHttpAdapter().getInstance() as { set(name: string, value: unknown): void };
     express.set('trust proxy', true);

@@ -95,7 +95,10 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     const client = new Redis(server.url, { lazyConnect: true });
     const compile = (isGlobal?: boolean) =>
       Test.createTestingModule({
-        imports: [SharedSessionModule.forRoot({ secret: 's', redis: client, ...(isGlobal === undefined ? {} : { isGlobal }) }), FeatureModule],
+        imports: [
+          SharedSessionModule.forRoot({ secret: 's', redis: client, ...(isGlobal === undefined ? {} : { isGlobal }) }),
+          FeatureModule,
+        ],
       }).compile();
     const global = await compile();
     expect(global.get(Consumer).sessions).toBeInstanceOf(SharedSessionService);
@@ -117,7 +120,9 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
   /** Starts and stops an app with the module; what it warned about on the way. */
   const warningsAtStartUp = async (redisUrl: string, secret = 's', secretFallbacks: string[] = []) => {
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
-    const moduleRef = await Test.createTestingModule({ imports: [SharedSessionModule.forRoot({ secret, secretFallbacks, redis: redisUrl })] }).compile();
+    const moduleRef = await Test.createTestingModule({
+      imports: [SharedSessionModule.forRoot({ secret, secretFallbacks, redis: redisUrl })],
+    }).compile();
     const app = moduleRef.createNestApplication({ logger: false });
     await app.init();
     const said = warn.mock.calls.map(([message]) => String(message));
@@ -131,7 +136,10 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     const long = 'a-secret-of-thirty-two-bytes-ok!';
     const said = await warningsAtStartUp(server.url, short, [long, 'older']);
     const about = said.filter((m) => /bytes long/.test(m));
-    expect(about).toEqual([expect.stringMatching(/^option "secret" is 21 bytes long/), expect.stringMatching(/^option "secretFallbacks\[1\]" is 5 bytes long/)]);
+    expect(about).toEqual([
+      expect.stringMatching(/^option "secret" is 21 bytes long/),
+      expect.stringMatching(/^option "secretFallbacks\[1\]" is 5 bytes long/),
+    ]);
     for (const secret of [short, long, 'older']) expect(said.join('\n')).not.toContain(secret);
     expect((await warningsAtStartUp(server.url, long)).filter((m) => /bytes long/.test(m))).toEqual([]);
   });

@@ -3,7 +3,15 @@ import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
-import { cookieValue, PROTOCOL_DEFAULTS, readSession, sessionKeyCount, sessionKeyList, signature, writeSession } from '../../../protocol/testkit';
+import {
+  cookieValue,
+  PROTOCOL_DEFAULTS,
+  readSession,
+  sessionKeyCount,
+  sessionKeyList,
+  signature,
+  writeSession,
+} from '../../../protocol/testkit';
 import { createTestApp, slowRequestGate } from './test-app';
 
 const SECRET = 'test-secret';
@@ -60,7 +68,10 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
   beforeEach(() => admin.flushall());
 
   it('logs in: a Flask-format cookie with the default attributes, and the three keys in Redis', async () => {
-    const res = await request(app.getHttpServer()).post('/login').send({ username: 'joe@example.com', groups: ['one', 'three'] }).expect(204);
+    const res = await request(app.getHttpServer())
+      .post('/login')
+      .send({ username: 'joe@example.com', groups: ['one', 'three'] })
+      .expect(204);
     const cookie = sessionCookie(res)!;
     const sid = sidOf(cookie.value)!;
     expect(sid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
@@ -82,8 +93,17 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
 
   it('reads a session that Flask wrote (same secret, salt, prefix)', async () => {
     const sid = 'Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHE'; // a Flask-Session 0.6 style id
-    await writeSession(admin, PREFIX, sid, { _permanent: true, username: 'flask-user', groups: ['g'] }, { signature: signature(sid, SECRET, SALT), ttl: 600 });
-    const res = await request(app.getHttpServer()).get('/me').set('Cookie', `other=1; ${asCookie(cookieValue(sid, SECRET, SALT))}`).expect(200);
+    await writeSession(
+      admin,
+      PREFIX,
+      sid,
+      { _permanent: true, username: 'flask-user', groups: ['g'] },
+      { signature: signature(sid, SECRET, SALT), ttl: 600 },
+    );
+    const res = await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `other=1; ${asCookie(cookieValue(sid, SECRET, SALT))}`)
+      .expect(200);
     expect(res.body.username).toBe('flask-user');
   });
 
@@ -98,7 +118,11 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
   it('login regenerates the session id (no fixation) and deletes the old keys', async () => {
     const first = await login('joe@example.com', ['one']);
     const firstSid = sidOf(first)!;
-    const res = await request(app.getHttpServer()).post('/login').set('Cookie', asCookie(first)).send({ username: 'sam@example.com', groups: ['two'] }).expect(204);
+    const res = await request(app.getHttpServer())
+      .post('/login')
+      .set('Cookie', asCookie(first))
+      .send({ username: 'sam@example.com', groups: ['two'] })
+      .expect(204);
     const second = sessionCookie(res)!.value;
     expect(sidOf(second)).not.toBe(firstSid);
     expect(await sessionKeyCount(admin, PREFIX, firstSid)).toBe(0);
@@ -107,7 +131,11 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
 
   it('a session id chosen by an attacker is never adopted', async () => {
     const planted = cookieValue('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', SECRET, SALT);
-    const res = await request(app.getHttpServer()).post('/login').set('Cookie', asCookie(planted)).send({ username: 'u', groups: [] }).expect(204);
+    const res = await request(app.getHttpServer())
+      .post('/login')
+      .set('Cookie', asCookie(planted))
+      .send({ username: 'u', groups: [] })
+      .expect(204);
     expect(sidOf(sessionCookie(res)!.value)).not.toBe('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa');
   });
 
@@ -152,7 +180,11 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
   it('setGroups rewrites the groups set; the next request sees the change', async () => {
     const cookie = await login('joe', ['one']);
     const sid = sidOf(cookie)!;
-    await request(app.getHttpServer()).post('/groups').set('Cookie', asCookie(cookie)).send({ groups: ['two'] }).expect(204);
+    await request(app.getHttpServer())
+      .post('/groups')
+      .set('Cookie', asCookie(cookie))
+      .send({ groups: ['two'] })
+      .expect(204);
     expect((await readSession(admin, PREFIX, sid)).groups).toEqual(['two']);
     await request(app.getHttpServer()).get('/groups/one/report').set('Cookie', asCookie(cookie)).expect(403);
     await request(app.getHttpServer()).get('/groups/two/report').set('Cookie', asCookie(cookie)).expect(200);
@@ -162,7 +194,10 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     /** Starts POST /slow-count with `cookie`, runs `meanwhile` once it has read its session, then lets it finish. */
     async function whileSlowRequest(cookie: string, meanwhile: () => Promise<unknown>): Promise<request.Response> {
       slowRequestGate.reset();
-      const slow = request(app.getHttpServer()).post('/slow-count').set('Cookie', asCookie(cookie)).then((res) => res);
+      const slow = request(app.getHttpServer())
+        .post('/slow-count')
+        .set('Cookie', asCookie(cookie))
+        .then((res) => res);
       await slowRequestGate.arrived;
       await meanwhile();
       slowRequestGate.release();
@@ -182,7 +217,11 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       const cookie = await login('joe', ['one']);
       let fresh = '';
       await whileSlowRequest(cookie, async () => {
-        const res = await http().post('/login').set('Cookie', asCookie(cookie)).send({ username: 'joe', groups: ['one'] }).expect(204);
+        const res = await http()
+          .post('/login')
+          .set('Cookie', asCookie(cookie))
+          .send({ username: 'joe', groups: ['one'] })
+          .expect(204);
         fresh = sessionCookie(res)!.value;
       });
       expect(await sessionKeyCount(admin, PREFIX, sidOf(cookie)!)).toBe(0);
@@ -190,9 +229,15 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       await http().get('/me').set('Cookie', asCookie(fresh)).expect(200);
     });
 
-    it('setGroups: the removed group stays removed, and the slow request\'s own change is kept', async () => {
+    it("setGroups: the removed group stays removed, and the slow request's own change is kept", async () => {
       const cookie = await login('joe', ['one', 'two']);
-      await whileSlowRequest(cookie, () => http().post('/groups').set('Cookie', asCookie(cookie)).send({ groups: ['one'] }).expect(204));
+      await whileSlowRequest(cookie, () =>
+        http()
+          .post('/groups')
+          .set('Cookie', asCookie(cookie))
+          .send({ groups: ['one'] })
+          .expect(204),
+      );
       const stored = await readSession(admin, PREFIX, sidOf(cookie)!);
       expect(stored.groups).toEqual(['one']);
       expect(stored.data).toMatchObject({ groups: ['one'], count: 1 });
@@ -202,7 +247,9 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     it('a change from outside the app (another writer, an operator deleting the keys) holds too', async () => {
       const cookie = await login('joe', ['one', 'two']);
       const sid = sidOf(cookie)!;
-      await whileSlowRequest(cookie, () => writeSession(admin, PREFIX, sid, { username: 'joe', groups: ['two'] }, { signature: signature(sid, SECRET, SALT) }));
+      await whileSlowRequest(cookie, () =>
+        writeSession(admin, PREFIX, sid, { username: 'joe', groups: ['two'] }, { signature: signature(sid, SECRET, SALT) }),
+      );
       expect((await readSession(admin, PREFIX, sid)).groups).toEqual(['two']);
       await whileSlowRequest(cookie, () => admin.del(...sessionKeyList(PREFIX, sid)));
       expect(await sessionKeyCount(admin, PREFIX, sid)).toBe(0);
@@ -231,7 +278,10 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
   it('a cookie signed with a fallback secret is accepted and re-signed, and the stored signature follows', async () => {
     const sid = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
     await writeSession(admin, PREFIX, sid, { username: 'old', groups: ['g'] }, { signature: signature(sid, OLD_SECRET, SALT), ttl: 600 });
-    const res = await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(cookieValue(sid, OLD_SECRET, SALT))).expect(200);
+    const res = await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', asCookie(cookieValue(sid, OLD_SECRET, SALT)))
+      .expect(200);
     expect(res.body.username).toBe('old');
     expect(sessionCookie(res)!.value).toBe(cookieValue(sid, SECRET, SALT));
     expect(sessionCookie(res)!.attributes).toMatch(/HttpOnly/);
@@ -239,7 +289,10 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     expect(stored.signature).toBe(signature(sid, SECRET, SALT));
     expect(stored.groups).toEqual(['g']);
     // With the current signature nothing more is rewritten.
-    const again = await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(cookieValue(sid, SECRET, SALT))).expect(200);
+    const again = await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', asCookie(cookieValue(sid, SECRET, SALT)))
+      .expect(200);
     expect(sessionCookie(again)).toBeUndefined();
   });
 
@@ -264,22 +317,46 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       await request(app.getHttpServer()).get('/public').set('Cookie', asCookie(value)).expect(200);
     }
     // The Cookie header's grammar (PROTOCOL.md section 10), as at nginx: two different values of the name are no session,
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie('garbage')}; ${asCookie(joe)}`).expect(401);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie(joe)}; ${asCookie('garbage')}`).expect(401);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${asCookie(joe)}; x=1; ${asCookie(joe)}`).expect(200);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `${asCookie('garbage')}; ${asCookie(joe)}`)
+      .expect(401);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `${asCookie(joe)}; ${asCookie('garbage')}`)
+      .expect(401);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `${asCookie(joe)}; x=1; ${asCookie(joe)}`)
+      .expect(200);
     // names compare byte for byte,
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${NAME.toUpperCase()}=garbage; ${asCookie(joe)}`).expect(200);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${NAME[0].toUpperCase()}${NAME.slice(1)}=${joe}`).expect(401);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `${NAME.toUpperCase()}=garbage; ${asCookie(joe)}`)
+      .expect(200);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `${NAME[0].toUpperCase()}${NAME.slice(1)}=${joe}`)
+      .expect(401);
     // and a comma separates nothing, but our name behind one is no session.
-    await request(app.getHttpServer()).get('/me').set('Cookie', `x=1,${asCookie(joe)}`).expect(401);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `x=1,2; ${asCookie(joe)}`).expect(200);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `x=1,${asCookie(joe)}`)
+      .expect(401);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('Cookie', `x=1,2; ${asCookie(joe)}`)
+      .expect(200);
   });
 
   it('Redis down: 503 on guarded routes and login, public routes still answer; back to normal when Redis returns', async () => {
     const joe = await login('joe', ['one']);
     await server.stop();
     try {
-      await waitFor('503 on a guarded route', async () => (await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(joe))).status === 503);
+      await waitFor(
+        '503 on a guarded route',
+        async () => (await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(joe))).status === 503,
+      );
       await request(app.getHttpServer()).get('/groups/one/report').set('Cookie', asCookie(joe)).expect(503);
       await request(app.getHttpServer()).post('/login').send({ username: 'x', groups: [] }).expect(503);
       await request(app.getHttpServer()).post('/logout').set('Cookie', asCookie(joe)).expect(503);
@@ -288,7 +365,16 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       await server.resume();
     }
     // The data is gone with the restarted (unpersisted) server: log in again.
-    await waitFor('login works again', async () => (await request(app.getHttpServer()).post('/login').send({ username: 'joe', groups: ['one'] })).status === 204, 5000);
+    await waitFor(
+      'login works again',
+      async () =>
+        (
+          await request(app.getHttpServer())
+            .post('/login')
+            .send({ username: 'joe', groups: ['one'] })
+        ).status === 204,
+      5000,
+    );
     const again = await login('joe', ['one']);
     await request(app.getHttpServer()).get('/groups/one/report').set('Cookie', asCookie(again)).expect(200);
   });
@@ -300,8 +386,13 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     await server.stop();
     try {
       // A route that reads req.session itself: 503, where it used to see an anonymous visitor.
-      await waitFor('503 on a public route for a session cookie', async () => (await http().get('/public').set('Cookie', asCookie(joe))).status === 503);
-      expect((await http().get('/public').set('Cookie', asCookie(joe))).body.message).toBe('The session store is unavailable; try again shortly.');
+      await waitFor(
+        '503 on a public route for a session cookie',
+        async () => (await http().get('/public').set('Cookie', asCookie(joe))).status === 503,
+      );
+      expect((await http().get('/public').set('Cookie', asCookie(joe))).body.message).toBe(
+        'The session store is unavailable; try again shortly.',
+      );
       await http().get('/me').set('Cookie', asCookie(joe)).expect(503);
       // A route that opted in with @AllowUnavailableSession() runs, as anonymous, and can tell why.
       expect((await http().get('/state').set('Cookie', asCookie(joe)).expect(200)).body).toEqual({ state: 'unavailable', username: null });
@@ -311,7 +402,10 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       expect((await http().get('/public').expect(200)).body.username).toBeNull();
       await http().get('/public').set('Cookie', asCookie(forged)).expect(200);
       for (const cookie of [undefined, forged]) {
-        const res = await http().get('/state').set(cookie ? { Cookie: asCookie(cookie) } : {}).expect(200);
+        const res = await http()
+          .get('/state')
+          .set(cookie ? { Cookie: asCookie(cookie) } : {})
+          .expect(200);
         expect(res.body).toEqual({ state: 'anonymous', username: null });
       }
     } finally {
@@ -328,7 +422,15 @@ describe('SharedSessionModule with touch: false', () => {
   beforeAll(async () => {
     server = await RedisServer.start();
     admin = new Redis(server.url);
-    app = await createTestApp({ secret: SECRET, salt: SALT, keyPrefix: PREFIX, redis: server.url, ttlSeconds: 3600, touch: false, touchAfterSeconds: 0 });
+    app = await createTestApp({
+      secret: SECRET,
+      salt: SALT,
+      keyPrefix: PREFIX,
+      redis: server.url,
+      ttlSeconds: 3600,
+      touch: false,
+      touchAfterSeconds: 0,
+    });
   });
   afterAll(async () => {
     await app.close();
@@ -337,7 +439,10 @@ describe('SharedSessionModule with touch: false', () => {
   });
 
   it('reads a session without refreshing its keys', async () => {
-    const res = await request(app.getHttpServer()).post('/login').send({ username: 'joe', groups: ['one'] }).expect(204);
+    const res = await request(app.getHttpServer())
+      .post('/login')
+      .send({ username: 'joe', groups: ['one'] })
+      .expect(204);
     const cookie = sessionCookie(res)!.value;
     const sid = sidOf(cookie)!;
     for (const key of sessionKeyList(PREFIX, sid)) await admin.expire(key, 100);

@@ -1,7 +1,15 @@
 import { Body, Controller, Get, HttpCode, INestApplication, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Request, Response } from 'express';
-import { AllowUnavailableSession, GroupGuard, Groups, SharedSessionModule, SharedSessionModuleOptions, SharedSessionService, SkipCsrfCheck } from '../src';
+import {
+  AllowUnavailableSession,
+  GroupGuard,
+  Groups,
+  SharedSessionModule,
+  SharedSessionModuleOptions,
+  SharedSessionService,
+  SkipCsrfCheck,
+} from '../src';
 
 /**
  * Holds `POST /slow-count` after it has read its session, until the test lets
