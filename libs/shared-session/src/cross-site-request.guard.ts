@@ -62,6 +62,8 @@ export class CrossSiteRequestGuard implements CanActivate {
 
   canActivate(context: ExecutionContext): boolean {
     if (!this.config.csrf.enabled || context.getType() !== 'http') return true;
+    // Safe methods first: most requests are GETs, and they need no metadata lookup.
+    if (SAFE_METHODS.has(context.switchToHttp().getRequest<Request>().method)) return true;
     const skip = this.reflector.getAllAndOverride<boolean | undefined>(SKIP_CSRF_CHECK_METADATA, [
       context.getHandler(),
       context.getClass(),
