@@ -92,6 +92,19 @@ describe("resty.shared_session.subscriber", function()
       return d
     end
 
+    -- The epoch values the subscriber writes, in order.
+    local function record_epochs()
+      local epochs = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.EPOCH_KEY then
+          epochs[#epochs + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
+      return epochs
+    end
+
     before_each(function()
       events, spawned = {}, {}
       stub.shared.shared_session = spy(stub.new_dict())
@@ -155,14 +168,7 @@ describe("resty.shared_session.subscriber", function()
     end)
 
     it("keeps one epoch through PONGs and notices for session ids", function()
-      local epochs = {}
-      local set = dict.set
-      dict.set = function(self, key, value, ...)
-        if key == decisions.EPOCH_KEY then
-          epochs[#epochs + 1] = value
-        end
-        return set(self, key, value, ...)
-      end
+      local epochs = record_epochs()
       dict:set("s:" .. SID, "old token", 1)
       run { fake_socket.new(SUBSCRIBED .. PONG .. notice(SID) .. PONG) }
       assert.equal(4, #epochs)
@@ -175,14 +181,7 @@ describe("resty.shared_session.subscriber", function()
     end)
 
     it("drops every decision (a new epoch) for a notice that is not a session id", function()
-      local epochs = {}
-      local set = dict.set
-      dict.set = function(self, key, value, ...)
-        if key == decisions.EPOCH_KEY then
-          epochs[#epochs + 1] = value
-        end
-        return set(self, key, value, ...)
-      end
+      local epochs = record_epochs()
       local _, _, logs = run { fake_socket.new(SUBSCRIBED .. notice("not a sid") .. PONG) }
       assert.equal(3, #epochs)
       assert.are_not.equal(epochs[1], epochs[2])
@@ -192,14 +191,7 @@ describe("resty.shared_session.subscriber", function()
     end)
 
     it("drops every decision for a notice it could not apply", function()
-      local epochs = {}
-      local set = dict.set
-      dict.set = function(self, key, value, ...)
-        if key == decisions.EPOCH_KEY then
-          epochs[#epochs + 1] = value
-        end
-        return set(self, key, value, ...)
-      end
+      local epochs = record_epochs()
       dict.replace = function()
         error("dict broken")
       end

@@ -17,30 +17,22 @@ local format = string.format
 
 
 -- The same library is `resty.redis` on OpenResty and `nginx.redis` on Debian.
-local redis_lib, redis_load_err
-do
-    local ok, mod = pcall(require, "resty.redis")
+-- OpenResty's name for a library, or the one Debian's packages give it.
+local function require_either(name, debian_name)
+    local ok, mod = pcall(require, name)
     if not ok then
-        ok, mod = pcall(require, "nginx.redis")
+        ok, mod = pcall(require, debian_name)
     end
-    if ok then
-        redis_lib = mod
-    else
-        redis_load_err = "no redis client library (resty.redis or nginx.redis)"
-    end
+    return ok and mod or nil
 end
 
+local redis_lib = require_either("resty.redis", "nginx.redis")
+local redis_load_err = not redis_lib
+    and "no redis client library (resty.redis or nginx.redis)" or nil
+
 -- Sentinel support: get_master() from lua-resty-redis-connector's package.
-local sentinel_lib
-do
-    local ok, mod = pcall(require, "resty.redis.sentinel")
-    if not ok then
-        ok, mod = pcall(require, "nginx.redis.sentinel")
-    end
-    if ok then
-        sentinel_lib = mod
-    end
-end
+local sentinel_lib = require_either("resty.redis.sentinel",
+                                    "nginx.redis.sentinel")
 
 
 local _M = {
