@@ -1,26 +1,41 @@
-// The baseline of the Nest-side comparison (scenario g): the same route as the
-// demo's cacheable group resource, with stock express-session, a plain
-// one-key ioredis store, and no guard. Not a pattern to copy: it checks nothing.
+// The rival of the Nest-side comparison (scenario g): what a Nest user would
+// pick instead of this module: express-session with connect-redis 7 (on
+// ioredis) and a hand-written guard doing the same group check. The same
+// route as the demo's cacheable group resource.
 import 'reflect-metadata';
-import { Controller, Get, HttpCode, Module, Param, Post, Req } from '@nestjs/common';
+import {
+  CanActivate,
+  Controller,
+  ExecutionContext,
+  ForbiddenException,
+  Get,
+  HttpCode,
+  Injectable,
+  Module,
+  Param,
+  Post,
+  Req,
+  UnauthorizedException,
+  UseGuards,
+} from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
-import session, { SessionData, Store } from 'express-session';
+import session from 'express-session';
+import RedisStore from 'connect-redis';
 import Redis from 'ioredis';
 
-class OneKeyRedisStore extends Store {
-  constructor(private readonly client: Redis) {
-    super();
-  }
-  get(sid: string, cb: (err: unknown, s?: SessionData | null) => void): void {
-    this.client.get(`plain:${sid}`).then((v) => cb(null, v ? JSON.parse(v) : null), cb);
-  }
-  set(sid: string, s: SessionData, cb?: (err?: unknown) => void): void {
-    this.client.set(`plain:${sid}`, JSON.stringify(s), 'EX', 3600).then(() => cb?.(), cb);
-  }
-  destroy(sid: string, cb?: (err?: unknown) => void): void {
-    this.client.del(`plain:${sid}`).then(() => cb?.(), cb);
+type BenchSession = { username?: string; groups?: string[] };
+
+/** 401 without a logged-in session, 403 unless the session is in the route's group. */
+@Injectable()
+class GroupParamGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const req = context.switchToHttp().getRequest<Request>();
+    const s = req.session as unknown as BenchSession;
+    if (!s?.username) throw new UnauthorizedException();
+    if (!s.groups?.includes(String(req.params.groupId))) throw new ForbiddenException();
+    return true;
   }
 }
 
@@ -29,10 +44,16 @@ class PlainController {
   @Post('login')
   @HttpCode(204)
   login(@Req() req: Request): void {
-    (req.session as unknown as { username: string }).username = 'bench@example.com';
+    Object.assign(req.session as unknown as BenchSession, { username: 'joe@example.com', groups: ['one', 'three'] });
+  }
+
+  @Get('healthz')
+  healthz(): string {
+    return 'ok';
   }
 
   @Get('api/v1/group/:groupId/cacheable/:resourceId')
+  @UseGuards(GroupParamGuard)
   resource(@Param('groupId') groupId: string, @Param('resourceId') resourceId: string) {
     return { group_id: groupId, resource_id: resourceId, response_id: randomUUID(), origin_timestamp: Date.now() };
   }
@@ -44,7 +65,8 @@ class PlainModule {}
 async function main(): Promise<void> {
   const app = await NestFactory.create(PlainModule, { logger: ['error'] });
   const client = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-  app.use(session({ secret: 'plain-bench', store: new OneKeyRedisStore(client), resave: false, saveUninitialized: false }));
+  const store = new RedisStore({ client, prefix: 'plain:' });
+  app.use(session({ secret: 'plain-bench-secret', store, resave: false, saveUninitialized: false }));
   await app.listen(Number(process.env.APP_PORT), '127.0.0.1');
 }
 
