@@ -256,21 +256,25 @@ ${bars}
 async function main(): Promise<void> {
   const started = Date.now();
   const redis = await RedisServer.start();
-  const appPort = await freePort();
-  const plainPort = await freePort();
-  const env = { ...process.env, SESSION_SECRET: SECRET, CACHE_SECONDS: '3600', NODE_ENV: 'production' };
-  const app = await ServerProcess.node(
-    join(REPO_ROOT, 'apps/demo/dist/main.js'),
-    { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url },
-    { port: appPort, path: '/app' },
-  );
-  const plain = await ServerProcess.node(
-    join(REPO_ROOT, 'bench/dist/bench/plain-app.js'),
-    { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url },
-    { port: plainPort, path: '/app/healthz' },
-  );
-  const nginx = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
+  let app: ServerProcess | undefined;
+  let plain: ServerProcess | undefined;
+  let nginx: NginxServer | undefined;
   try {
+    const appPort = await freePort();
+    const plainPort = await freePort();
+    const env = { ...process.env, SESSION_SECRET: SECRET, CACHE_SECONDS: '3600', NODE_ENV: 'production' };
+    app = await ServerProcess.node(
+      join(REPO_ROOT, 'apps/demo/dist/main.js'),
+      { ...env, APP_PORT: String(appPort), REDIS_URL: redis.url },
+      { port: appPort, path: '/app' },
+    );
+    plain = await ServerProcess.node(
+      join(REPO_ROOT, 'bench/dist/bench/plain-app.js'),
+      { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url },
+      { port: plainPort, path: '/app/healthz' },
+    );
+    const proxy = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
+    nginx = proxy;
     const cookie = await login(appPort);
     const plainCookie = await plainLogin(plainPort);
     const scriptDir = mkdtempSync(join(tmpdir(), 'rss-bench-'));
@@ -280,18 +284,18 @@ async function main(): Promise<void> {
     setup.disconnect();
     const OPEN = RESOURCE.replace('/app/', '/open/');
     const scenarios: Scenario[] = [
-      { id: 'a', title: 'cache hit, no authorization (the limit)', port: () => nginx.port, path: OPEN, cookie: () => cookie },
+      { id: 'a', title: 'cache hit, no authorization (the limit)', port: () => proxy.port, path: OPEN, cookie: () => cookie },
       {
         id: 'b',
         title: 'resty.shared_session (group from the URL), cache hit',
-        port: () => nginx.port,
+        port: () => proxy.port,
         path: RESOURCE,
         cookie: () => cookie,
       },
       {
         id: 'a20k',
         title: `(a) with ${MANY_SESSIONS.toLocaleString('en')} sessions, a random one each request`,
-        port: () => nginx.port,
+        port: () => proxy.port,
         path: OPEN,
         cookie: () => cookie,
         cookies: () => many,
@@ -299,15 +303,15 @@ async function main(): Promise<void> {
       {
         id: 'b20k',
         title: `(b) with ${MANY_SESSIONS.toLocaleString('en')} sessions, a random one each request`,
-        port: () => nginx.port,
+        port: () => proxy.port,
         path: RESOURCE,
         cookie: () => cookie,
         cookies: () => many,
       },
-      { id: 'b0', title: 'resty.shared_session, constant group', port: () => nginx.port, path: '/b0', cookie: () => cookie },
-      { id: 'c', title: '2017 way (new conn, SMEMBERS+GET), cache hit', port: () => nginx.port, path: '/c', cookie: () => cookie },
-      { id: 'd', title: 'auth_request to the Nest app, cache hit', port: () => nginx.port, path: '/d', cookie: () => cookie },
-      { id: 'e', title: 'no nginx cache: every request to the app', port: () => nginx.port, path: '/e', cookie: () => cookie },
+      { id: 'b0', title: 'resty.shared_session, constant group', port: () => proxy.port, path: '/b0', cookie: () => cookie },
+      { id: 'c', title: '2017 way (new conn, SMEMBERS+GET), cache hit', port: () => proxy.port, path: '/c', cookie: () => cookie },
+      { id: 'd', title: 'auth_request to the Nest app, cache hit', port: () => proxy.port, path: '/d', cookie: () => cookie },
+      { id: 'e', title: 'no nginx cache: every request to the app', port: () => proxy.port, path: '/e', cookie: () => cookie },
       { id: 'f', title: 'Nest: guarded route, this module', port: () => appPort, path: RESOURCE, cookie: () => cookie },
       {
         id: 'g',
@@ -349,7 +353,7 @@ async function main(): Promise<void> {
     const latencies: number[] = [];
     let staleBeyondBound = 0;
     // Keep-alive connections, one to nginx and one to the app, as a browser would have.
-    const toNginx = new HttpConnection(nginx.port);
+    const toNginx = new HttpConnection(proxy.port);
     const toApp = new HttpConnection(appPort);
     for (let i = 0; i < TRIALS; i++) {
       const user = await login(appPort);
@@ -444,9 +448,10 @@ refusal: p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} m
     );
     console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
   } finally {
-    await nginx.dispose();
-    await app.stop();
-    await plain.stop();
+    // Whatever started is stopped, by PID, also when a step failed.
+    await nginx?.dispose();
+    await app?.stop();
+    await plain?.stop();
     await redis.dispose();
   }
 }
