@@ -50,6 +50,8 @@ build = {
          "resty/lib/resty/shared_session/redis.lua",
       ["resty.shared_session.resp"] =
          "resty/lib/resty/shared_session/resp.lua",
+      ["resty.shared_session.session_id"] =
+         "resty/lib/resty/shared_session/session_id.lua",
       ["resty.shared_session.subscriber"] =
          "resty/lib/resty/shared_session/subscriber.lua",
    },

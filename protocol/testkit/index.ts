@@ -10,3 +10,4 @@ export * from './signer';
 export * from './layout';
 export * from './session';
 export * from './cookie-grammar';
+export * from './session-id';

@@ -11,6 +11,8 @@ import {
   deriveKey,
   destroySession,
   invalidationChannel,
+  loadSessionIdCases,
+  newTimedSessionId,
   newSessionId,
   readSession,
   REPO_VECTORS_PATH,
@@ -19,6 +21,7 @@ import {
   sessionKeys,
   SHARED_VECTORS_PATH,
   signature,
+  timedSessionId,
   vectors,
   writeSession,
 } from '.';
@@ -78,6 +81,23 @@ describe('the reference reading of the Cookie header against cookie-grammar.json
     expect(filled.map((c) => c.fill).sort()).toEqual([8000, 8000, 8000, 8001, 8001, 8001, 8001]);
     for (const c of filled) expect(withoutOws(caseHeaderLines(c).join('; '))).toHaveLength(c.fill!);
     expect(cookieGrammar.max_header_bytes).toBe(8000);
+  });
+});
+
+describe('the reference timed session ids against session-ids.json (section 11)', () => {
+  const cases = loadSessionIdCases();
+  it.each(cases.make.map((c) => [c.sid, c] as const))('makes %s from its times and random bytes', (sid, c) => {
+    expect(newTimedSessionId(c.issued_ms, c.deadline_ms, Buffer.from(c.random_hex, 'hex'))).toBe(sid);
+  });
+  it.each(cases.read.map((c) => [c.why, c] as const))('reads %s', (_why, c) => {
+    expect(timedSessionId(c.sid)).toEqual(c.timed ? { issuedMs: c.issued_ms, deadlineMs: c.deadline_ms } : null);
+    expect(sessionIdOf(cookieValue(c.sid, 's', 'salt'), 's', 'salt')).toBe(c.sid); // every case is a valid section 1 id
+  });
+  it('makes fresh ids of 48 characters that read back as made', () => {
+    const sid = newTimedSessionId(1796169600000, 1796169700000);
+    expect(sid).toHaveLength(48);
+    expect(timedSessionId(sid)).toEqual({ issuedMs: 1796169600000, deadlineMs: 1796169700000 });
+    expect(newTimedSessionId(1796169600000)).not.toBe(newTimedSessionId(1796169600000));
   });
 });
 

@@ -6,7 +6,7 @@
  * lua_shared_dict, Redis outages, several workers, and the stored mode.
  */
 import Redis from 'ioredis';
-import { destroySession, invalidationChannel, sessionKeys, writeSession } from '../../protocol/testkit';
+import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, writeSession } from '../../protocol/testkit';
 import { request } from '../../stack/http-client';
 import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { percentile } from '../../stack/percentile';
@@ -624,5 +624,39 @@ describe('decision cache in stored-signature mode (no secret)', () => {
 
     await destroySession(client, PREFIX, SID, { publish: true });
     expect(await status(nginx, 'g1', cookie)).toBe(403);
+  });
+});
+
+describe('timed session ids (PROTOCOL.md section 11) with the decision cache (ttl 10 s)', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { ttl: 10 }), errorLogLevel: 'info' })));
+    await waitUp(nginx, client);
+  });
+
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
+
+  test('past its deadline, a session is refused although its keys live and a positive decision is cached', async () => {
+    const sid = newTimedSessionId(Date.now(), Date.now() + 400);
+    await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { signature: signature(sid), publish: true });
+    const cookie = sessionCookie(sid);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const asked = await sismembers(client);
+    await waitFor('the deadline', async () => (await status(nginx, 'g1', cookie)) === 403, 3000);
+    expect(await sismembers(client)).toBe(asked); // refused from the id alone: the decision was still cached
+    expect(await client.exists(sessionKeys(PREFIX, sid).data)).toBe(1);
+    expect(nginx.errorLog()).toContain('session past its deadline');
+  });
+
+  test('a timed id without a deadline, and an untimed one, are judged by Redis as before', async () => {
+    const forever = newTimedSessionId(Date.now() - 86_400_000, 0);
+    for (const sid of [forever, SID]) {
+      await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { signature: signature(sid), publish: true });
+      expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);
+      expect(await status(nginx, 'g2', sessionCookie(sid))).toBe(403);
+    }
   });
 });

@@ -2,7 +2,15 @@ import Redis from 'ioredis';
 import type { SessionData } from 'express-session';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
-import { invalidationChannel, readSession, sessionKeyList, sessionKeys, signature, writeSession } from '../../../protocol/testkit';
+import {
+  invalidationChannel,
+  newTimedSessionId,
+  readSession,
+  sessionKeyList,
+  sessionKeys,
+  signature,
+  writeSession,
+} from '../../../protocol/testkit';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { REDIS_CLIENT_DEFAULTS } from './redis-client';
@@ -140,6 +148,27 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       }
       await waitFor('five notices', async () => heard.length >= 5);
       expect(heard).toEqual(Array(5).fill(SID));
+    } finally {
+      subscriber.disconnect();
+    }
+  });
+
+  it('treats a timed session id past its deadline as no session, removing and announcing its keys (section 11)', async () => {
+    const subscriber = new Redis(server.url);
+    const heard: string[] = [];
+    await subscriber.subscribe(invalidationChannel(PREFIX));
+    subscriber.on('message', (_channel, sid: string) => heard.push(sid));
+    try {
+      const ended = newTimedSessionId(Date.now() - 10_000, Date.now() - 1);
+      const live = newTimedSessionId(Date.now() - 10_000, Date.now() + 60_000);
+      for (const sid of [ended, live]) {
+        await writeSession(admin, PREFIX, sid, { username: 'u', groups: ['g'] }, { signature: signature(sid, SECRET, SALT) });
+      }
+      expect(await call((cb) => store.get(ended, cb))).toBeNull();
+      expect(await admin.exists(...sessionKeyList(PREFIX, ended))).toBe(0);
+      expect(await call((cb) => store.get(live, cb))).toMatchObject({ username: 'u', groups: ['g'] });
+      await waitFor('the notice', async () => heard.length >= 1);
+      expect(heard).toEqual([ended]);
     } finally {
       subscriber.disconnect();
     }

@@ -3,6 +3,7 @@ import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
 import type { Redis } from 'ioredis';
 import { SessionCookieSigner } from './session-cookie-signer';
+import { sessionIdExpired } from './session-id';
 import type { SharedSessionCookieOptions } from './shared-session.options';
 import { DEFAULT_COOKIE_OPTIONS, DEFAULT_KEY_PREFIX, DEFAULT_TOUCH_AFTER_SECONDS, DEFAULT_TTL_SECONDS } from './shared-session.constants';
 
@@ -160,15 +161,17 @@ export class FlaskRedisSessionStore extends Store {
     read.then(
       ([json, pttl, leftovers]) => {
         this.recovered();
-        const data = json === null ? null : this.parse(sid, json);
+        // A timed id past its deadline (section 11) has ended, whatever its keys say.
+        const data = json === null || sessionIdExpired(sid) ? null : this.parse(sid, json);
         if (data) {
           this.rememberExpiry(sid, pttl);
           callback(undefined, { ...data, cookie: this.rebuildCookie(pttl) } as SessionData);
         } else if (json === null && leftovers === 0) {
           callback(undefined, null);
         } else {
-          // Half-deleted (section 9): no session, and its leftovers go, so that
-          // nginx, which judges by the signature and groups keys alone, refuses it too.
+          // Half-deleted (section 9) or past its deadline (section 11): no session,
+          // and its leftovers go, so that nginx, which judges by the signature and
+          // groups keys alone, refuses it too.
           this.destroy(sid, (err) => callback(err, null));
         }
       },

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, NestMiddleware } from '@nestjs/common';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import expressSession from 'express-session';
 import onHeaders from 'on-headers';
@@ -12,6 +12,7 @@ import {
   toSharedSessionSetCookie,
 } from './session-cookie-bridge';
 import { SessionCookieSigner } from './session-cookie-signer';
+import { newSessionId } from './session-id';
 import { markCarriedSessionId, markSessionRequest } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
@@ -44,7 +45,7 @@ export class SharedSessionMiddleware implements NestMiddleware {
       name: config.cookieName,
       secret: this.internalSecret,
       store,
-      genid: () => randomUUID(),
+      genid: () => newSessionId(), // timed (PROTOCOL.md section 11)
       resave: false,
       saveUninitialized: false, // an anonymous request writes nothing
       rolling: false,

@@ -7,7 +7,7 @@ import { nodeBinaries } from '../../../stack/node-binaries';
 import { freePort } from '../../../stack/ports';
 import { waitFor } from '../../../stack/wait';
 import { RedisServer } from '../../../stack/redis-server';
-import { cookieValue, PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
+import { cookieValue, PROTOCOL_DEFAULTS, timedSessionId } from '../../../protocol/testkit';
 
 /**
  * The package as a user gets it: `npm pack`, installed into fresh Nest apps of
@@ -248,7 +248,7 @@ describe('the npm package, as a user installs it', () => {
           const cookie = login.headers['set-cookie'][0].split(';')[0];
           // The default cookie name and salt: the protocol's.
           const sid = cookie.slice(PROTOCOL_DEFAULTS.cookieName.length + 1, cookie.indexOf('.'));
-          expect(sid).toMatch(/^[0-9a-f-]{36}$/);
+          expect(timedSessionId(sid)).not.toBeNull(); // a timed id (PROTOCOL.md section 11)
           expect(cookie).toBe(`${PROTOCOL_DEFAULTS.cookieName}=${cookieValue(sid, SECRET, PROTOCOL_DEFAULTS.salt)}`);
           const ok = await report('acme', cookie);
           expect(ok.status).toBe(200);

@@ -11,6 +11,7 @@ import {
   sessionKeyList,
   signature,
   writeSession,
+  timedSessionId,
 } from '../../../protocol/testkit';
 import { createTestApp, slowRequestGate } from './test-app';
 
@@ -74,7 +75,9 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
       .expect(204);
     const cookie = sessionCookie(res)!;
     const sid = sidOf(cookie.value)!;
-    expect(sid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // A timed id (PROTOCOL.md section 11), issued now, with no deadline by default.
+    expect(timedSessionId(sid)).toEqual({ issuedMs: expect.any(Number), deadlineMs: 0 });
+    expect(Math.abs(timedSessionId(sid)!.issuedMs - Date.now())).toBeLessThan(60_000);
     expect(cookie.attributes).toMatch(/; Path=\//);
     expect(cookie.attributes).toMatch(/; HttpOnly/);
     expect(cookie.attributes).toMatch(/; SameSite=Lax/);

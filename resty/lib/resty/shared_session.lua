@@ -7,14 +7,16 @@
 -- README documents every option.
 --
 -- This file is the public face; the work is done in resty/shared_session/:
--- cookie (format, signature), config (options), redis (connections,
--- Sentinel), decisions (the decision cache), subscriber and resp (revocation
--- notices), compat (the 0.1.x session API), log (what a log line may say).
+-- cookie (format, signature), session_id (timed ids), config (options),
+-- redis (connections, Sentinel), decisions (the decision cache),
+-- subscriber and resp (revocation notices), compat (the 0.1.x session API),
+-- log (what a log line may say).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
 local redis = require "resty.shared_session.redis"
 local decisions = require "resty.shared_session.decisions"
+local session_id = require "resty.shared_session.session_id"
 local subscriber = require "resty.shared_session.subscriber"
 local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
@@ -41,6 +43,7 @@ local redis_membership = redis.membership
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
+local sid_ended = session_id.ended
 local start_subscriber = subscriber.start
 local sid_hint = log.sid_hint
 local group_hint = log.group_hint
@@ -82,8 +85,8 @@ end
 
 -- The one-call check (PROTOCOL.md section 5). Returns 200 when the request's
 -- session is a member of group_id, else 401 (no cookie), 403 (malformed,
--- forged, not a member, expired or destroyed) or 503 (Redis unreachable or
--- failing), and a short reason.
+-- forged, not a member, expired, past its deadline or destroyed) or 503
+-- (Redis unreachable or failing), and a short reason.
 function _M.authorize(group_id)
     local conf = config
     if not conf then
@@ -109,6 +112,13 @@ function _M.authorize(group_id)
     local sid, sig = parse_cookie(cookie_value)
     if not sid then
         return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
+    end
+
+    -- A timed id past its deadline (section 11) has ended, whatever Redis or
+    -- the decision cache say. The id is read before its signature is checked,
+    -- but this can only refuse.
+    if sid_ended(sid, ngx_now() * 1000) then
+        return refuse(403, INFO, "session past its deadline", sid, group_id)
     end
 
     -- A decision is bound to the exact signature verified when it was made
