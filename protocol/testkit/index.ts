@@ -11,3 +11,4 @@ export * from './layout';
 export * from './session';
 export * from './cookie-grammar';
 export * from './session-id';
+export * from './control';

@@ -9,6 +9,7 @@ import {
   sessionKeyList,
   sessionKeys,
   signature,
+  userIndexKey,
   writeSession,
 } from '../../../protocol/testkit';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
@@ -58,7 +59,8 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
   it('writes the three keys of PROTOCOL.md section 3 with the same TTL', async () => {
     await call((cb) => store.set(SID, session({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark' }), cb));
 
-    expect((await admin.keys('*')).sort()).toEqual(sessionKeyList(PREFIX, SID).sort());
+    // The three keys, and the user's index (PROTOCOL.md section 13.1).
+    expect((await admin.keys('*')).sort()).toEqual([...sessionKeyList(PREFIX, SID), userIndexKey(PREFIX, 'joe@example.com')].sort());
     expect(await admin.type(KEYS.data)).toBe('string');
     expect(await admin.type(KEYS.signature)).toBe('string');
     expect(await admin.type(KEYS.groups)).toBe('set');
@@ -86,7 +88,19 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     const script = seen.map((line) => /^eval(sha)? /.test(line)).lastIndexOf(true);
     expect(script).toBeGreaterThanOrEqual(0);
     const writes = seen.slice(script + 1);
-    expect(writes.map((line) => line.split(' ')[0])).toEqual(['set', 'set', 'del', 'sadd', 'expire', 'publish']);
+    // Then the user's index (PROTOCOL.md section 13.1: pruned, added to, its expiry the latest member's), in the same script.
+    expect(writes.map((line) => line.split(' ')[0])).toEqual([
+      'set',
+      'set',
+      'del',
+      'sadd',
+      'expire',
+      'zremrangebyscore',
+      'zadd',
+      'zrange',
+      'pexpireat',
+      'publish',
+    ]);
     expect(writes[3]).toBe(`sadd ${KEYS.groups} g1 g2`);
   });
 

@@ -4,8 +4,15 @@ import { Store } from 'express-session';
 import type { Redis } from 'ioredis';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
+import { refusedByNotBefore, userIdOf } from './session-control.keys';
 import type { SharedSessionCookieOptions } from './shared-session.options';
-import { DEFAULT_COOKIE_OPTIONS, DEFAULT_KEY_PREFIX, DEFAULT_TOUCH_AFTER_SECONDS, DEFAULT_TTL_SECONDS } from './shared-session.constants';
+import {
+  DEFAULT_COOKIE_OPTIONS,
+  DEFAULT_KEY_PREFIX,
+  DEFAULT_TOUCH_AFTER_SECONDS,
+  DEFAULT_TTL_SECONDS,
+  DEFAULT_USER_ID_FIELD,
+} from './shared-session.constants';
 
 export interface FlaskRedisSessionStoreOptions {
   client: Redis;
@@ -23,6 +30,10 @@ export interface FlaskRedisSessionStoreOptions {
   /** Attributes of the cookie rebuilt on `get` (the data in Redis holds none). */
   cookie?: SharedSessionCookieOptions;
   logger?: Pick<Logger, 'error' | 'warn' | 'log'>;
+  /** PROTOCOL.md section 13.1: the session field that names its user, for the per-user index (default `username`). */
+  userIdField?: string;
+  /** A create beyond this many live sessions of one user ends the user's oldest (default: no limit). */
+  maxSessionsPerUser?: number;
 }
 
 type Callback<T = void> = (err?: unknown, value?: T) => void;
@@ -33,14 +44,27 @@ type Callback<T = void> = (err?: unknown, value?: T) => void;
  * (PROTOCOL.md section 9: a half-deleted session).
  */
 const READ_SCRIPT = `
+local mark = redis.call('GET', KEYS[4])
 local data = redis.call('GET', KEYS[1])
-if not data then return {false, -2, redis.call('EXISTS', KEYS[2], KEYS[3])} end
-return {data, redis.call('PTTL', KEYS[1]), 0}`;
+if not data then return {false, -2, redis.call('EXISTS', KEYS[2], KEYS[3]), mark} end
+return {data, redis.call('PTTL', KEYS[1]), 0, mark}`;
+
+/** Lua: the issue time (ms) of a timed session id (section 11), or nil for an untimed one. */
+export const ISSUED_LUA = `
+local function issued(sid)
+  if #sid ~= 48 then return nil end
+  local i, d = string.match(sid, '^([0-9a-f]+)_([0-9a-f]+)_')
+  if not i or #i ~= 12 or #d ~= 12 then return nil end
+  return tonumber(i, 16)
+end`;
 
 /**
  * PROTOCOL.md section 8: a write that a concurrent logout or group change
- * cannot undo. ARGV: mode, data JSON, signature, ttl, channel, sid, then the
- * groups (to write for "create" and "update-groups"; as read, for "update").
+ * cannot undo. KEYS: data, signature, groups, the user's index (section 13.1;
+ * the data key again when the session has no user), the not-before mark.
+ * ARGV: mode, data JSON, signature, ttl, channel, sid, has-user ('1' or ''),
+ * now (ms), max sessions per user (0: none), key prefix, then the groups (to
+ * write for "create" and "update-groups"; as read, for "update").
  *  - create: a new session id, written as section 3 says;
  *  - update / update-groups: only while the data key exists (never re-creates a
  *    session deleted after it was read);
@@ -50,13 +74,21 @@ return {data, redis.call('PTTL', KEYS[1]), 0}`;
  */
 const WRITE_SCRIPT = `
 local mode, ttl = ARGV[1], ARGV[4]
+local G = 11 -- the first group's ARGV index (section 13 added 7 to 10)
+${ISSUED_LUA}
 if mode ~= 'create' and redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+-- Section 13.2: a session issued before the not-before mark has ended.
+if mode ~= 'create' then
+  local mark = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+  local at = issued(ARGV[6])
+  if mark > 0 and (at == nil or at < mark) then return 'gone' end
+end
 if mode == 'update' then
   local stored = redis.call('SMEMBERS', KEYS[3])
-  local same = #stored == #ARGV - 6
+  local same = #stored == #ARGV - (G - 1)
   if same then
     local read = {}
-    for i = 7, #ARGV do read[ARGV[i]] = true end
+    for i = G, #ARGV do read[ARGV[i]] = true end
     for _, g in ipairs(stored) do
       if not read[g] then same = false; break end
     end
@@ -69,13 +101,60 @@ if mode == 'update' then
   redis.call('EXPIRE', KEYS[3], ttl)
 else
   redis.call('DEL', KEYS[3])
-  if #ARGV > 6 then
-    redis.call('SADD', KEYS[3], unpack(ARGV, 7))
+  if #ARGV >= G then
+    redis.call('SADD', KEYS[3], unpack(ARGV, G))
     redis.call('EXPIRE', KEYS[3], ttl)
   end
 end
+-- Section 13.1: the user's index, in the same atomic step as the keys.
+if ARGV[7] == '1' then
+  local now, p = tonumber(ARGV[8]), ARGV[10]
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  redis.call('ZADD', KEYS[4], now + tonumber(ttl) * 1000, ARGV[6])
+  local max = tonumber(ARGV[9])
+  if mode == 'create' and max > 0 and redis.call('ZCARD', KEYS[4]) > max then
+    -- Over the limit: the oldest sessions (by issue time) end.
+    local members = redis.call('ZRANGE', KEYS[4], 0, -1)
+    table.sort(members, function(a, b)
+      local ia, ib = issued(a) or 0, issued(b) or 0
+      if ia ~= ib then return ia < ib end
+      return a < b
+    end)
+    local excess = #members - max
+    for _, old in ipairs(members) do
+      if excess <= 0 then break end
+      if old ~= ARGV[6] then
+        redis.call('DEL', p .. ':data:' .. old, p .. ':signature:' .. old, p .. ':groups:' .. old)
+        redis.call('ZREM', KEYS[4], old)
+        redis.call('PUBLISH', ARGV[5], old)
+        excess = excess - 1
+      end
+    end
+  end
+  local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[4], last[2])
+end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 'ok'`;
+
+/**
+ * Ends one session (logout, revocation, a half-deleted or expired one): its
+ * three keys, its member in its user's index (section 13.1), and the notice
+ * (section 7). KEYS: data, signature, groups. ARGV: channel, sid, key prefix,
+ * user id field. Answers 1 when the data key existed.
+ */
+const DESTROY_SCRIPT = `
+local data = redis.call('GET', KEYS[1])
+if data then
+  local ok, session = pcall(cjson.decode, data)
+  if ok and type(session) == 'table' then
+    local user = session[ARGV[4]]
+    if type(user) == 'string' and user ~= '' then redis.call('ZREM', ARGV[3] .. ':user:' .. user, ARGV[2]) end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return data and 1 or 0`;
 
 /** How many times a write adopts groups changed under it before it gives up (each retry means another change landed). */
 const WRITE_ATTEMPTS = 5;
@@ -102,6 +181,9 @@ export class FlaskRedisSessionStore extends Store {
   private readonly expiries = new Map<string, number>();
   private readonly cookie: SharedSessionCookieOptions;
   private readonly logger: Pick<Logger, 'error' | 'warn' | 'log'>;
+  /** Section 13.1: the session field that names its user. */
+  readonly userIdField: string;
+  private readonly maxSessionsPerUser: number;
   /**
    * The groups each session object had when it was read from Redis (express-session
    * makes every loaded session through createSession). A session object not in
@@ -124,12 +206,15 @@ export class FlaskRedisSessionStore extends Store {
     this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS, this.ttlSeconds);
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
-    if (options.touch !== false) this.touch = (sid, _session, callback) => this.refreshExpiry(sid, callback);
+    this.userIdField = options.userIdField ?? DEFAULT_USER_ID_FIELD;
+    this.maxSessionsPerUser = options.maxSessionsPerUser ?? 0;
+    if (options.touch !== false) this.touch = (sid, session, callback) => this.refreshExpiry(sid, session, callback);
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
     this.client.on('error', (err: Error) => this.fault(err));
     this.client.on('ready', () => this.recovered());
-    this.client.defineCommand('sharedSessionRead', { numberOfKeys: 3, lua: READ_SCRIPT });
-    this.client.defineCommand('sharedSessionWrite', { numberOfKeys: 3, lua: WRITE_SCRIPT });
+    this.client.defineCommand('sharedSessionRead', { numberOfKeys: 4, lua: READ_SCRIPT });
+    this.client.defineCommand('sharedSessionWrite', { numberOfKeys: 5, lua: WRITE_SCRIPT });
+    this.client.defineCommand('sharedSessionDestroy', { numberOfKeys: 3, lua: DESTROY_SCRIPT });
   }
 
   /**
@@ -155,14 +240,32 @@ export class FlaskRedisSessionStore extends Store {
     return { data: `${p}:data:${sid}`, signature: `${p}:signature:${sid}`, groups: `${p}:groups:${sid}` };
   }
 
+  /** The Redis key prefix (PROTOCOL.md section 3). */
+  get prefix(): string {
+    return this.keyPrefix;
+  }
+
+  /** Section 13.1: the index of a user's live sessions. */
+  userIndexKey(userId: string): string {
+    return `${this.keyPrefix}:user:${userId}`;
+  }
+
+  /** Section 13.2: the not-before mark. */
+  get notBeforeKey(): string {
+    return `${this.keyPrefix}:not-before`;
+  }
+
   get(sid: string, callback: Callback<SessionData | null>): void {
     const keys = this.keys(sid);
-    const read = this.scripts.sharedSessionRead(keys.data, keys.signature, keys.groups) as Promise<[string | null, number, number]>;
+    const read = this.scripts.sharedSessionRead(keys.data, keys.signature, keys.groups, this.notBeforeKey) as Promise<
+      [string | null, number, number, string | null]
+    >;
     read.then(
-      ([json, pttl, leftovers]) => {
+      ([json, pttl, leftovers, mark]) => {
         this.recovered();
-        // A timed id past its deadline (section 11) has ended, whatever its keys say.
-        const data = json === null || sessionIdExpired(sid) ? null : this.parse(sid, json);
+        // A timed id past its deadline (section 11), or issued before the not-before mark (section 13.2), has ended, whatever its keys say.
+        const ended = sessionIdExpired(sid) || refusedByNotBefore(sid, mark);
+        const data = json === null || ended ? null : this.parse(sid, json);
         if (data) {
           this.rememberExpiry(sid, pttl);
           callback(undefined, { ...data, cookie: this.rebuildCookie(pttl) } as SessionData);
@@ -225,16 +328,23 @@ export class FlaskRedisSessionStore extends Store {
     const read = this.readGroups.get(session);
     const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
     const keys = this.keys(sid);
+    const user = userIdOf(data, this.userIdField);
     const reply = (await this.scripts.sharedSessionWrite(
       keys.data,
       keys.signature,
       keys.groups,
+      user === undefined ? keys.data : this.userIndexKey(user),
+      this.notBeforeKey,
       mode,
       JSON.stringify(data),
       this.signer.signature(sid),
       this.ttlSeconds,
       this.invalidationChannel,
       sid,
+      user === undefined ? '' : '1',
+      Date.now(),
+      this.maxSessionsPerUser,
+      this.keyPrefix,
       ...(mode === 'update' ? read! : groups),
     )) as string | string[];
     if (reply === 'ok' || reply === 'gone') {
@@ -256,7 +366,7 @@ export class FlaskRedisSessionStore extends Store {
    * request that read a session, and a write per read would double the Redis
    * round trips.
    */
-  private refreshExpiry(sid: string, callback?: Callback): void {
+  private refreshExpiry(sid: string, session: SessionData, callback?: Callback): void {
     const expiry = this.expiries.get(sid);
     if (expiry !== undefined && expiry - Date.now() > (this.ttlSeconds - this.touchAfterSeconds) * 1000) {
       callback?.();
@@ -266,13 +376,35 @@ export class FlaskRedisSessionStore extends Store {
     const ttl = this.ttlSeconds;
     // Concurrent requests of one session see the refresh at once, not after their own round trip.
     this.rememberExpiry(sid, ttl * 1000);
-    this.run(this.client.multi().expire(keys.data, ttl).expire(keys.signature, ttl).expire(keys.groups, ttl).exec(), callback);
+    const multi = this.client.multi().expire(keys.data, ttl).expire(keys.signature, ttl).expire(keys.groups, ttl);
+    // Section 13.1: the index keeps the session's new expiry, so that pruning never drops a live session.
+    const user = userIdOf(session as unknown as Record<string, unknown>, this.userIdField);
+    if (user !== undefined) {
+      const index = this.userIndexKey(user);
+      multi.zadd(index, 'XX', 'GT', Date.now() + ttl * 1000, sid).pexpire(index, ttl * 1000, 'GT');
+    }
+    this.run(multi.exec(), callback);
   }
 
   destroy(sid: string, callback?: Callback): void {
     this.expiries.delete(sid);
+    this.run(this.end(sid), callback);
+  }
+
+  /** Ends a session: its keys, its member in its user's index, the notice. True when it existed. */
+  async end(sid: string): Promise<boolean> {
+    this.expiries.delete(sid);
     const keys = this.keys(sid);
-    this.run(this.client.multi().del(keys.data, keys.signature, keys.groups).publish(this.invalidationChannel, sid).exec(), callback);
+    const existed = await this.scripts.sharedSessionDestroy(
+      keys.data,
+      keys.signature,
+      keys.groups,
+      this.invalidationChannel,
+      sid,
+      this.keyPrefix,
+      this.userIdField,
+    );
+    return existed === 1;
   }
 
   /** The JSON Flask reads: the session minus express-session's cookie; the groups it grants. */
@@ -359,8 +491,16 @@ export class FlaskRedisSessionStore extends Store {
 }
 
 interface SessionScripts {
-  sharedSessionRead(data: string, signature: string, groups: string): Promise<unknown>;
-  sharedSessionWrite(data: string, signature: string, groups: string, ...args: (string | number)[]): Promise<unknown>;
+  sharedSessionRead(data: string, signature: string, groups: string, notBefore: string): Promise<unknown>;
+  sharedSessionWrite(
+    data: string,
+    signature: string,
+    groups: string,
+    user: string,
+    notBefore: string,
+    ...args: (string | number)[]
+  ): Promise<unknown>;
+  sharedSessionDestroy(data: string, signature: string, groups: string, ...args: string[]): Promise<unknown>;
 }
 
 function groupsOf(session: SessionData): string[] {

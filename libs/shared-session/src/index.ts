@@ -5,6 +5,8 @@ export type {
   SharedSessionCookieOptions,
   SharedSessionCsrfOptions,
   SharedSessionConfig,
+  SharedSessionLoginMetadataOptions,
+  SharedSessionRevocationOptions,
 } from './shared-session.options';
 export { GROUPS_METADATA, SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 export { InjectSharedSessionRedis } from './inject-shared-session-redis.decorator';
@@ -20,3 +22,5 @@ export { SessionCookieSigner } from './session-cookie-signer';
 export type { SessionCookieSignerOptions, VerifiedSessionCookie } from './session-cookie-signer';
 export { FlaskRedisSessionStore } from './flask-redis-session.store';
 export type { FlaskRedisSessionStoreOptions, SessionKeys } from './flask-redis-session.store';
+export type { UserSession, ControlOptions, ControlResult } from './session-control';
+export type { RevocationConfirmation } from './revocation-acknowledgements';

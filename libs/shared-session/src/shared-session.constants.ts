@@ -27,3 +27,5 @@ export const SKIP_CSRF_CHECK_METADATA = 'resty-shared-session:skip-csrf-check';
 export const ALLOW_UNAVAILABLE_SESSION_METADATA = 'resty-shared-session:allow-unavailable-session';
 /** A secret shorter than this (in bytes) is accepted with a warning: one cookie lets anyone try guesses offline. */
 export const MIN_SECRET_BYTES = 32;
+/** PROTOCOL.md section 13.1: the session field that names its user, by default. */
+export const DEFAULT_USER_ID_FIELD = 'username';

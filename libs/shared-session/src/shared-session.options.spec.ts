@@ -16,6 +16,10 @@ describe('resolveSharedSessionOptions', () => {
       touchAfterSeconds: 60,
       proxy: undefined,
       csrf: { enabled: true, trustedOrigins: [] },
+      userIdField: 'username',
+      maxSessionsPerUser: 0,
+      loginMetadata: { ip: false, userAgent: false },
+      revocation: { wait: false, timeoutMs: 500 },
     });
   });
 
@@ -38,6 +42,13 @@ describe('resolveSharedSessionOptions', () => {
     ['a cookie path without a slash', { secret: 's', cookie: { path: 'app' } }, /"cookie.path"/],
     ['SameSite=None without Secure', { secret: 's', cookie: { sameSite: 'none' } }, /"cookie.sameSite"/],
     ['a non-boolean httpOnly', { secret: 's', cookie: { httpOnly: 'yes' } }, /"cookie.httpOnly"/],
+    ['an empty userIdField', { secret: 's', userIdField: '' }, /"userIdField"/],
+    ['a fractional maxSessionsPerUser', { secret: 's', maxSessionsPerUser: 2.5 }, /"maxSessionsPerUser"/],
+    ['a negative maxSessionsPerUser', { secret: 's', maxSessionsPerUser: -1 }, /"maxSessionsPerUser"/],
+    ['an unknown loginMetadata key', { secret: 's', loginMetadata: { email: true } }, /"loginMetadata.email"/],
+    ['a non-boolean loginMetadata.ip', { secret: 's', loginMetadata: { ip: 'yes' } }, /"loginMetadata.ip"/],
+    ['a zero revocation.timeoutMs', { secret: 's', revocation: { timeoutMs: 0 } }, /"revocation.timeoutMs"/],
+    ['a non-boolean revocation.wait', { secret: 's', revocation: { wait: 1 } }, /"revocation.wait"/],
     ['a negative touchAfterSeconds', { secret: 's', touchAfterSeconds: -1 }, /"touchAfterSeconds"/],
     ['a touchAfterSeconds as long as the TTL', { secret: 's', ttlSeconds: 60, touchAfterSeconds: 60 }, /"touchAfterSeconds"/],
     ['an unknown option (a typo)', { secret: 's', ttl: 5 }, /"ttl" is not a known option/],

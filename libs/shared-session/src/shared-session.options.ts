@@ -8,6 +8,7 @@ import {
   DEFAULT_SALT,
   DEFAULT_TOUCH_AFTER_SECONDS,
   DEFAULT_TTL_SECONDS,
+  DEFAULT_USER_ID_FIELD,
   KEY_PREFIX_PATTERN,
   MIN_SECRET_BYTES,
 } from './shared-session.constants';
@@ -84,6 +85,28 @@ export interface SharedSessionModuleOptions {
   proxy?: boolean;
   /** Protection against cross-site requests (CSRF, login CSRF included). */
   csrf?: SharedSessionCsrfOptions;
+  /** The session field that names its user, for the per-user index (PROTOCOL.md section 13.1). Default `username`. */
+  userIdField?: string;
+  /** A login beyond this many live sessions of one user ends the user's oldest. Default: no limit. */
+  maxSessionsPerUser?: number;
+  /** What `login` records for `listSessions` (each off by default: personal data, see the README). */
+  loginMetadata?: SharedSessionLoginMetadataOptions;
+  /** Synchronous revocation by default for the control methods (`revokeUser`, `setUserGroups`...). */
+  revocation?: SharedSessionRevocationOptions;
+}
+
+export interface SharedSessionLoginMetadataOptions {
+  /** Record the client's IP address at login (`req.ip`: mind `trust proxy`). Default false. */
+  ip?: boolean;
+  /** Record the client's User-Agent at login (at most 256 characters). Default false. */
+  userAgent?: boolean;
+}
+
+export interface SharedSessionRevocationOptions {
+  /** Wait until every subscribed nginx has acknowledged a change (PROTOCOL.md section 13.4). Default false. */
+  wait?: boolean;
+  /** The longest wait, in milliseconds. Default 500. */
+  timeoutMs?: number;
 }
 
 /** The options after validation, every default filled in. */
@@ -100,6 +123,11 @@ export interface SharedSessionConfig {
   touchAfterSeconds: number;
   proxy?: boolean;
   csrf: Required<SharedSessionCsrfOptions>;
+  userIdField: string;
+  /** 0: no limit. */
+  maxSessionsPerUser: number;
+  loginMetadata: Required<SharedSessionLoginMetadataOptions>;
+  revocation: Required<SharedSessionRevocationOptions>;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -142,6 +170,10 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'touchAfterSeconds',
     'proxy',
     'csrf',
+    'userIdField',
+    'maxSessionsPerUser',
+    'loginMetadata',
+    'revocation',
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
@@ -216,6 +248,18 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     return serialized;
   });
 
+  const userIdField = nonEmptyString('userIdField', options.userIdField ?? DEFAULT_USER_ID_FIELD);
+  const maxSessionsPerUser = options.maxSessionsPerUser ?? 0;
+  if (typeof maxSessionsPerUser !== 'number' || !Number.isInteger(maxSessionsPerUser) || maxSessionsPerUser < 0) {
+    throw new SharedSessionOptionsError('maxSessionsPerUser', 'must be a positive whole number (0: no limit)');
+  }
+  const loginMetadata = knownKeys('loginMetadata', options.loginMetadata ?? {}, ['ip', 'userAgent']);
+  const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs']);
+  const timeoutMs = revocation.timeoutMs ?? 500;
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new SharedSessionOptionsError('revocation.timeoutMs', 'must be a positive number of milliseconds');
+  }
+
   return {
     secret,
     secretFallbacks: [...fallbacks],
@@ -236,7 +280,23 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     touchAfterSeconds,
     proxy: options.proxy === undefined ? undefined : optionalBoolean('proxy', options.proxy, false),
     csrf: { enabled: optionalBoolean('csrf.enabled', csrf.enabled, true), trustedOrigins: origins },
+    userIdField,
+    maxSessionsPerUser,
+    loginMetadata: {
+      ip: optionalBoolean('loginMetadata.ip', loginMetadata.ip, false),
+      userAgent: optionalBoolean('loginMetadata.userAgent', loginMetadata.userAgent, false),
+    },
+    revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs },
   };
+}
+
+/** An object option whose keys are all known. */
+function knownKeys<T extends object>(option: string, value: T, keys: string[]): T {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new SharedSessionOptionsError(option, 'must be an object');
+  for (const key of Object.keys(value)) {
+    if (!keys.includes(key)) throw new SharedSessionOptionsError(`${option}.${key}`, 'is not a known option');
+  }
+  return value;
 }
 
 /**

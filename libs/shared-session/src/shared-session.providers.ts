@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { createRedisClient, RedisClientLifecycle } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
+import { SessionControl } from './session-control';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
 import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
@@ -42,7 +43,15 @@ export const sharedSessionProviders: Provider[] = [
         touchAfterSeconds: config.touchAfterSeconds,
         cookie: config.cookie,
         logger: new Logger('SharedSession'),
+        userIdField: config.userIdField,
+        maxSessionsPerUser: config.maxSessionsPerUser,
       }),
     inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner],
+  },
+  {
+    provide: SessionControl,
+    useFactory: (config: SharedSessionConfig, client: Redis, store: FlaskRedisSessionStore) =>
+      new SessionControl({ store, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation }),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, FlaskRedisSessionStore],
   },
 ];

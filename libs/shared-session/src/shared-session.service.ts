@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
@@ -6,6 +6,7 @@ import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge'
 import { carriedSessionId, requireSession, serviceUnavailable, markSessionRequest, SessionState, sessionState } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
+import { ControlOptions, ControlResult, LOGIN_METADATA_FIELD, SessionControl, UserSession } from './session-control';
 
 declare module 'express-session' {
   interface SessionData {
@@ -23,12 +24,18 @@ export interface SessionLogin {
   [key: string]: unknown;
 }
 
-/** Login, logout and group changes, each written to Redis before it returns. */
+/**
+ * Login, logout and group changes, each written to Redis before it returns;
+ * and control from outside the request (PROTOCOL.md section 13): a user's
+ * sessions listed, changed or ended together, a not-before mark, a group's
+ * cache purged at nginx.
+ */
 @Injectable()
-export class SharedSessionService {
+export class SharedSessionService implements OnApplicationShutdown {
   constructor(
     @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
     private readonly store: FlaskRedisSessionStore,
+    private readonly control: SessionControl,
   ) {}
 
   /**
@@ -42,7 +49,7 @@ export class SharedSessionService {
     const session = requireSession(req);
     await this.endCarriedSession(req);
     await settle(req, (done) => session.regenerate(done));
-    Object.assign(req.session, data, { username, groups: [...groups] });
+    Object.assign(req.session, data, { username, groups: [...groups] }, this.loginMetadata(req));
     await settle(req, (done) => req.session.save(done));
   }
 
@@ -74,6 +81,70 @@ export class SharedSessionService {
     if (carried && carried !== req.sessionID) await settle(req, (done) => this.store.destroy(carried, done));
   }
 
+  /** Section 13.1: what `loginMetadata` asks to record, under the session's reserved `_login` key. */
+  private loginMetadata(req: Request): Record<string, unknown> {
+    const { ip, userAgent } = this.config.loginMetadata;
+    if (!ip && !userAgent) return {};
+    const agent = req.get('user-agent');
+    return {
+      [LOGIN_METADATA_FIELD]: {
+        ...(ip && req.ip ? { ip: req.ip } : {}),
+        ...(userAgent && agent ? { userAgent: agent.slice(0, 256) } : {}),
+      },
+    };
+  }
+
+  // Control from outside the request (PROTOCOL.md section 13). Each change is
+  // one atomic script that also publishes what nginx must forget; a bad
+  // argument is a TypeError naming it; Redis down is a 503 and changes nothing.
+  // With `{ wait: true }` (or the module's `revocation.wait`) the call returns
+  // once every subscribed nginx acknowledged, or after `timeoutMs`:
+  // `confirmation` says which.
+
+  /** The user's live sessions, oldest first; [] for an unknown user. */
+  listSessions(userId: string): Promise<UserSession[]> {
+    return unavailableOnFailure(() => this.control.listSessions(userId));
+  }
+
+  /** Ends one session. `sessions`: 1 when it existed. */
+  revokeSession(sessionId: string, options?: ControlOptions): Promise<ControlResult> {
+    return unavailableOnFailure(() => this.control.revokeSession(sessionId, options));
+  }
+
+  /** Ends every live session of the user ("log out everywhere"), but `except` (a session id or several). */
+  revokeUser(userId: string, options?: ControlOptions & { except?: string | string[] }): Promise<ControlResult> {
+    return unavailableOnFailure(() => this.control.revokeUser(userId, options));
+  }
+
+  /** Every session issued before `date` has ended, at nginx too (the not-before mark; never in the future). */
+  revokeIssuedBefore(date: Date | number, options?: ControlOptions): Promise<ControlResult & { notBefore: Date }> {
+    return unavailableOnFailure(() => this.control.revokeIssuedBefore(date, options));
+  }
+
+  /** Replaces the groups of every live session of the user, all or none. */
+  setUserGroups(userId: string, groups: string[], options?: ControlOptions): Promise<ControlResult> {
+    return unavailableOnFailure(() => this.control.setUserGroups(userId, groups, options));
+  }
+
+  /** Adds the group to every live session of the user, all or none. */
+  addUserToGroup(userId: string, group: string, options?: ControlOptions): Promise<ControlResult> {
+    return unavailableOnFailure(() => this.control.addUserToGroup(userId, group, options));
+  }
+
+  /** Removes the group from every live session of the user, all or none. */
+  removeUserFromGroup(userId: string, group: string, options?: ControlOptions): Promise<ControlResult> {
+    return unavailableOnFailure(() => this.control.removeUserFromGroup(userId, group, options));
+  }
+
+  /** A new cache generation for the group: nginx stops serving what it cached for it (PROTOCOL.md section 13.3). */
+  invalidateGroupCache(group: string, options?: ControlOptions): Promise<ControlResult & { generation: number }> {
+    return unavailableOnFailure(() => this.control.invalidateGroupCache(group, options));
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.control.close();
+  }
+
   /** The current session (503 when Redis is down). */
   session(req: Request): Session & Partial<SessionData> {
     return requireSession(req);
@@ -87,6 +158,16 @@ export class SharedSessionService {
    */
   sessionState(req: Request): SessionState {
     return sessionState(req);
+  }
+}
+
+/** A control call: bad arguments stay TypeErrors; anything Redis did becomes a 503. */
+async function unavailableOnFailure<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof TypeError) throw err;
+    throw serviceUnavailable();
   }
 }
 
