@@ -40,6 +40,8 @@ build = {
          "resty/lib/resty/shared_session/compat.lua",
       ["resty.shared_session.config"] =
          "resty/lib/resty/shared_session/config.lua",
+      ["resty.shared_session.control"] =
+         "resty/lib/resty/shared_session/control.lua",
       ["resty.shared_session.cookie"] =
          "resty/lib/resty/shared_session/cookie.lua",
       ["resty.shared_session.decisions"] =

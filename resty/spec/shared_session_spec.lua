@@ -128,11 +128,12 @@ describe("resty.shared_session", function()
         configure { secret = V.secret, salt = V.salt }
       end)
 
-      it("is 200 for a member, after one SISMEMBER", function()
+      it("is 200 for a member, after one SISMEMBER and the not-before mark, in one round trip", function()
         stub.var.http_cookie = "session=" .. COOKIE
         assert.same({ 200 }, { shared_session.authorize("g1") })
         assert.equal(1, sismembers())
-        assert.same({ "sismember p:groups:" .. SID .. " g1" }, { server.calls[4] })
+        assert.same({ "init_pipeline", "sismember p:groups:" .. SID .. " g1", "get p:not-before",
+                      "commit_pipeline" }, { unpack(server.calls, 4, 7) })
       end)
 
       it("is 401 without a cookie, 403 for a malformed or forged one, without Redis", function()
@@ -198,8 +199,9 @@ describe("resty.shared_session", function()
       it("is 200 when the stored signature matches, in one round trip", function()
         assert.equal(200, shared_session.authorize("g1"))
         assert.same({ "init_pipeline", "get p:signature:" .. SID,
-                      "sismember p:groups:" .. SID .. " g1", "commit_pipeline" },
-                    { unpack(server.calls, 4, 7) })
+                      "sismember p:groups:" .. SID .. " g1", "get p:not-before",
+                      "commit_pipeline" },
+                    { unpack(server.calls, 4, 8) })
       end)
 
       it("is 403 when nothing is stored, or something else", function()

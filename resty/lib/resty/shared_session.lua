@@ -9,12 +9,13 @@
 -- This file is the public face; the work is done in resty/shared_session/:
 -- cookie (format, signature), session_id (timed ids), config (options),
 -- redis (connections, Sentinel), decisions (the decision cache),
--- subscriber and resp (revocation notices), compat (the 0.1.x session API),
--- log (what a log line may say).
+-- subscriber and resp (revocation notices), control (the not-before mark and
+-- group cache generations), compat (the 0.1.x session API), log (what a log
+-- line may say).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
-local redis = require "resty.shared_session.redis"
+local control = require "resty.shared_session.control"
 local decisions = require "resty.shared_session.decisions"
 local session_id = require "resty.shared_session.session_id"
 local subscriber = require "resty.shared_session.subscriber"
@@ -39,7 +40,11 @@ local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
 local new_config = config_lib.new
-local redis_membership = redis.membership
+local control_known = control.known
+local control_query = control.query
+local control_remember = control.remember
+local refused_by_mark = control.refuses
+local set_generation = control.set_generation
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
@@ -83,11 +88,25 @@ local function refuse(status, level, reason, sid, group_id)
 end
 
 
+-- 200, after setting the generation variable when one is named (section
+-- 13.3); 503 when it cannot be set (not declared in the location).
+local function allow(generation_var, generation, sid, group_id)
+    if set_generation(generation_var, generation) then
+        return 200
+    end
+    return refuse(503, ERR, "variable $" .. generation_var .. " not declared"
+                  .. " (set $" .. generation_var .. " \"\"; in the location)",
+                  sid, group_id)
+end
+
+
 -- The one-call check (PROTOCOL.md section 5). Returns 200 when the request's
 -- session is a member of group_id, else 401 (no cookie), 403 (malformed,
--- forged, not a member, expired, past its deadline or destroyed) or 503
--- (Redis unreachable or failing), and a short reason.
-function _M.authorize(group_id)
+-- forged, not a member, expired, past its deadline, issued before the
+-- not-before mark, or destroyed) or 503 (Redis unreachable or failing), and
+-- a short reason. With `generation_var` (a variable's name), sets it to the
+-- group's cache generation (section 13.3) for the operator's cache key.
+function _M.authorize(group_id, generation_var)
     local conf = config
     if not conf then
         return refuse(503, ERR, "configure() was not called")
@@ -121,11 +140,24 @@ function _M.authorize(group_id)
         return refuse(403, INFO, "session past its deadline", sid, group_id)
     end
 
+    -- Section 13: the not-before mark and the group's generation as the
+    -- subscriber keeps them (mark nil when not known under its live epoch:
+    -- then they come with the Redis query below, and no cached decision is
+    -- used). Like the deadline, the mark can only refuse here.
+    local dc = conf.decision_cache
+    local epoch, mark, generation
+    if dc then
+        epoch, mark, generation = control_known(dc, group_id, generation_var)
+    end
+    if mark and refused_by_mark(sid, mark) then
+        return refuse(403, INFO, "session issued before the not-before mark",
+                      sid, group_id)
+    end
+
     -- A decision is bound to the exact signature verified when it was made
     -- (by HMAC, or against Redis in stored mode): a hit needs no HMAC.
-    local dc = conf.decision_cache
-    if dc and decision_hit(dc, sid, sig, group_id) then
-        return 200
+    if mark and decision_hit(dc, sid, sig, group_id) then
+        return allow(generation_var, generation, sid, group_id)
     end
 
     local keys = conf.keys
@@ -137,17 +169,22 @@ function _M.authorize(group_id)
     if dc then
         local hit
         hit, tag = cached_decision(dc, sid, sig, group_id)
-        if hit then
-            return 200
+        if hit and mark then
+            return allow(generation_var, generation, sid, group_id)
         end
         started = ngx_now()
     end
 
-    -- Stored mode (no keys) also fetches the signature, in the same round trip.
-    local member, err, stored = redis_membership(conf.redis, conf.key_prefix,
-                                                 sid, group_id, not keys)
+    -- Stored mode (no keys) also fetches the signature, and section 13 the
+    -- mark and the generation, all in the same round trip.
+    local member, err, stored
+    member, err, stored, mark, generation = control_query(conf.redis,
+        conf.key_prefix, sid, group_id, not keys, generation_var ~= nil)
     if err then
         return refuse(503, ERR, err, sid, group_id)
+    end
+    if epoch then
+        control_remember(dc, epoch, group_id, mark, generation)
     end
     if not keys then
         if stored == ngx_null then
@@ -160,11 +197,16 @@ function _M.authorize(group_id)
         end
     end
 
+    if refused_by_mark(sid, mark) then
+        return refuse(403, INFO, "session issued before the not-before mark",
+                      sid, group_id)
+    end
+
     if member == 1 then
         if tag then
             store_decision(dc, sid, sig, group_id, tag, started)
         end
-        return 200
+        return allow(generation_var, generation, sid, group_id)
     end
     if member == 0 then
         return refuse(403, INFO, "not a member of the group", sid, group_id)
@@ -175,8 +217,8 @@ end
 
 
 -- For access_by_lua: ends the request with the status unless it is 200.
-function _M.access(group_id)
-    local status = _M.authorize(group_id)
+function _M.access(group_id, generation_var)
+    local status = _M.authorize(group_id, generation_var)
     if status ~= 200 then
         return ngx_exit(status)
     end

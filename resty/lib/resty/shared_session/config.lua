@@ -227,6 +227,8 @@ local function check_decision_cache_options(opts, key_prefix, r)
         config_id = format("%x.%x.%x", worker_pid(), floor(ngx_now() * 1000),
                            config_seq),
         channel = key_prefix .. ":invalidate",
+        -- PROTOCOL.md section 13.4: where `!ack <id>` notices are answered.
+        ack_channel = key_prefix .. ":ack",
         -- Its own pool name, never handed back: the subscriber's connection
         -- is never a pooled one, and never taken from a pool either.
         subscriber_connect_options = {

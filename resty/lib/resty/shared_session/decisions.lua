@@ -96,6 +96,8 @@ local function current_epoch(dc)
     local epoch = dc.dict:get(EPOCH_KEY)
     return epoch and dc.config_id .. "/" .. epoch
 end
+-- (control.lua keeps the not-before mark and generations under it too.)
+_M.current_epoch = current_epoch
 
 
 -- true when a valid decision is cached for (sid, sig, group_id). Reads only:

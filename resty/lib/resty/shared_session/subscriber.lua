@@ -15,6 +15,7 @@
 -- SUBSCRIBER_READ_TIMEOUT. resty.redis cannot send without reading.
 
 local cookie = require "resty.shared_session.cookie"
+local control = require "resty.shared_session.control"
 local decisions = require "resty.shared_session.decisions"
 local redis = require "resty.shared_session.redis"
 local resp = require "resty.shared_session.resp"
@@ -38,6 +39,8 @@ local tostring = tostring
 local math_min = math.min
 
 local is_sid = cookie.is_sid
+local is_control_notice = control.is_notice
+local apply_control_notice = control.apply
 local forget_session = decisions.forget
 local fresh_token = decisions.fresh_token
 local EPOCH_KEY = decisions.EPOCH_KEY
@@ -78,13 +81,19 @@ end
 
 
 -- Applies one reply; true when the epoch must be renewed.
-local function apply_reply(dc, res)
+local function apply_reply(dc, res, r)
     if type(res) ~= "table" or res[1] ~= "message" then
         return false    -- a PONG
     end
     local sid = res[3]
     if is_sid(sid) then
         forget_session(dc, sid)
+        return false
+    end
+    -- PROTOCOL.md section 13.4: "!<kind> ..." (mark, generation, ack); an
+    -- unknown kind is ignored, not a reason to drop every decision.
+    if is_control_notice(sid) then
+        apply_control_notice(dc, sid, r)
         return false
     end
     -- Not a session id: which decisions it meant is unknown, so all go.
@@ -157,7 +166,7 @@ local function subscription(dc, r, state)
             break
         end
         local renew
-        ok, renew = pcall(apply_reply, dc, res)
+        ok, renew = pcall(apply_reply, dc, res, r)
         if not ok or renew then
             -- A notice that could not be applied: drop every decision.
             epoch = fresh_token()

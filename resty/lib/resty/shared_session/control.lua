@@ -1,0 +1,287 @@
+-- resty.shared_session.control: control from outside the request at nginx
+-- (PROTOCOL.md section 13): the not-before mark, group cache generations,
+-- the notices that carry them, and the acknowledgements of `!ack` barriers.
+--
+-- The mark and the generations are Redis values that nginx needs on every
+-- request. They are read with the membership query (one round trip, the
+-- same as before), and kept in the decision cache's dict only under the
+-- subscriber's current epoch (PROTOCOL.md section 7: a token that exists
+-- only while the subscription is live), so that a decision-cache hit needs
+-- no Redis at all, and a value read before a resubscription is never used
+-- after it (it is read again by the next miss). Keys:
+--
+--   "m:<epoch>"            the mark (ms; 0: none)
+--   "g:<epoch>:<group>"    the group's generation
+--
+-- While the epoch lives, the subscriber overwrites them with every notice
+-- (`!not-before <ms>`, `!generation <n> <group>`); a miss only adds them
+-- when absent, so a notice applied while its query was in flight wins.
+
+local redis = require "resty.shared_session.redis"
+local session_id = require "resty.shared_session.session_id"
+local decisions = require "resty.shared_session.decisions"
+
+local ngx = ngx
+local ngx_var = ngx.var
+local ngx_log = ngx.log
+local ngx_null = ngx.null
+local timer_at = ngx.timer.at
+local INFO = ngx.INFO
+local WARN = ngx.WARN
+
+local type = type
+local pcall = pcall
+local tonumber = tonumber
+local tostring = tostring
+local byte = string.byte
+local find = string.find
+local sub = string.sub
+
+local sid_times = session_id.times
+local current_epoch = decisions.current_epoch
+local redis_connect = redis.connect
+local redis_key = redis.key
+
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Seconds an entry is kept: only a bound on memory and on a change made
+-- behind nginx's back (a DEL without a notice); notices apply at once.
+local ENTRY_TTL = 60
+local BANG = byte("!")
+
+
+local function generation_key(prefix, group_id)
+    return prefix .. ":group-generation:" .. group_id
+end
+_M.generation_key = generation_key
+
+local function mark_key(prefix)
+    return prefix .. ":not-before"
+end
+_M.mark_key = mark_key
+
+
+-- true when a mark (ms; 0: none) ends the session: a timed id issued before
+-- it, or any untimed id while a mark is set (section 13.2: fail closed).
+local function refuses(sid, mark)
+    if mark == 0 then
+        return false
+    end
+    local issued = sid_times(sid)
+    return issued == nil or issued < mark
+end
+_M.refuses = refuses
+
+
+-- On the hit path: the epoch (nil: no live subscriber), and the mark and
+-- the group's generation as kept under it (mark nil: not known, or the
+-- generation is wanted and not known; then the request must ask Redis).
+function _M.known(dc, group_id, with_generation)
+    local epoch = current_epoch(dc)
+    if not epoch then
+        return nil
+    end
+    local dict = dc.dict
+    local mark = dict:get("m:" .. epoch)
+    if mark == nil then
+        return epoch
+    end
+    local generation
+    if with_generation then
+        generation = dict:get("g:" .. epoch .. ":" .. group_id)
+        if generation == nil then
+            return epoch
+        end
+    end
+    return epoch, mark, generation
+end
+
+
+-- After a query sent under `epoch`: keeps what Redis said, unless a notice
+-- already set it.
+function _M.remember(dc, epoch, group_id, mark, generation)
+    local dict = dc.dict
+    dict:add("m:" .. epoch, mark, ENTRY_TTL)
+    if generation then
+        dict:add("g:" .. epoch .. ":" .. group_id, generation, ENTRY_TTL)
+    end
+end
+
+
+-- A decimal of 1 to 15 digits as a number (a Redis value or a notice
+-- field); nil otherwise.
+local function decimal(s)
+    if type(s) ~= "string" or #s == 0 or #s > 15 or find(s, "[^0-9]") then
+        return nil
+    end
+    return tonumber(s)
+end
+
+
+local function set_variable(name, value)
+    ngx_var[name] = value
+end
+
+
+-- Sets the generation variable (when asked for). false when the variable is
+-- not declared in the location (`set $<name> "";`): a cache key without the
+-- generation would serve copies that were purged.
+function _M.set_generation(variable, generation)
+    if not variable then
+        return true
+    end
+    return (pcall(set_variable, variable, generation))
+end
+
+
+-- The miss path's query, one round trip (PROTOCOL.md sections 5 and 13):
+-- [GET <prefix>:signature:<sid>] (stored mode), SISMEMBER
+-- <prefix>:groups:<sid> <group>, GET <prefix>:not-before, and [GET the
+-- group's generation]. Returns member, err, stored signature, mark (number),
+-- generation (number; nil unless asked for). A mark or generation that is
+-- not a decimal is an error: no guess is made.
+function _M.query(r, prefix, sid, group_id, with_signature, with_generation)
+    local red, err = redis_connect(r)
+    if not red then
+        return nil, "redis unavailable: " .. err
+    end
+
+    red:init_pipeline()
+    if with_signature then
+        red:get(redis_key(prefix, "signature", sid))
+    end
+    red:sismember(redis_key(prefix, "groups", sid), group_id)
+    red:get(mark_key(prefix))
+    if with_generation then
+        red:get(generation_key(prefix, group_id))
+    end
+    local res
+    res, err = red:commit_pipeline()
+    if not res then
+        red:close()
+        return nil, "redis error: " .. tostring(err)
+    end
+    for i = 1, #res do
+        local reply = res[i]
+        if type(reply) == "table" and reply[1] == false then
+            red:close()
+            return nil, "redis error: " .. tostring(reply[2])
+        end
+    end
+    local ok
+    ok, err = red:set_keepalive(r.keepalive_timeout, r.pool_size)
+    if not ok then
+        ngx_log(INFO, "shared_session: redis connection not pooled: ", err)
+    end
+
+    local i = with_signature and 2 or 1
+    local stored = with_signature and res[1] or nil
+    local member, raw_mark, raw_generation = res[i], res[i + 1], res[i + 2]
+    local mark = raw_mark == ngx_null and 0 or decimal(raw_mark)
+    if not mark then
+        return nil, "redis error: " .. prefix .. ":not-before is not a"
+                    .. " decimal number of milliseconds"
+    end
+    local generation
+    if with_generation then
+        generation = raw_generation == ngx_null and 0
+                     or decimal(raw_generation)
+        if not generation then
+            return nil, "redis error: a group generation is not a decimal"
+        end
+    end
+    return member, nil, stored, mark, generation
+end
+
+
+-- Publishes an acknowledgement (from a timer: the subscriber's own
+-- connection is in subscribe mode).
+local function send_ack(premature, r, channel, id)
+    if premature then
+        return
+    end
+    local red, err = redis_connect(r)
+    if red then
+        local ok
+        ok, err = red:publish(channel, id)
+        if ok then
+            red:set_keepalive(r.keepalive_timeout, r.pool_size)
+            return
+        end
+        red:close()
+    end
+    ngx_log(WARN, "shared_session: acknowledgement not sent: ", tostring(err))
+end
+
+
+local function ack_id(s)
+    return #s >= 1 and #s <= 64 and not find(s, "[^A-Za-z0-9_-]")
+end
+
+
+-- true when `payload` is a notice of section 13.4 (it starts with "!", which
+-- no session id holds).
+function _M.is_notice(payload)
+    return type(payload) == "string" and byte(payload, 1) == BANG
+end
+
+
+-- What a section 13.4 notice says: kind and fields, or nil for one to
+-- ignore (unknown kind, malformed fields).
+local function parse(payload)
+    local space = find(payload, " ", 2, true)
+    if not space then
+        return nil
+    end
+    local kind, rest = sub(payload, 2, space - 1), sub(payload, space + 1)
+    if kind == "not-before" then
+        local ms = decimal(rest)
+        return ms and "not-before", ms
+    elseif kind == "generation" then
+        local second = find(rest, " ", 1, true)
+        local n = second and decimal(sub(rest, 1, second - 1))
+        local group = second and sub(rest, second + 1)
+        if n and group ~= "" then
+            return "generation", n, group
+        end
+    elseif kind == "ack" then
+        if ack_id(rest) then
+            return "ack", rest
+        end
+    end
+    return nil
+end
+_M.parse = parse
+
+
+-- Applies one section 13.4 notice in the subscriber (every earlier notice
+-- has been applied already: they are read in order). `r`: the Redis
+-- options, for the acknowledgement.
+function _M.apply(dc, payload, r)
+    local kind, a, b = parse(payload)
+    if kind == nil then
+        ngx_log(INFO, "shared_session: notice ignored (unknown kind or",
+                " malformed)")
+        return
+    end
+    if kind == "ack" then
+        local ok, err = timer_at(0, send_ack, r, dc.ack_channel, a)
+        if not ok then
+            ngx_log(WARN, "shared_session: acknowledgement not sent: ", err)
+        end
+        return
+    end
+    local epoch = current_epoch(dc)
+    if not epoch then
+        return      -- no live epoch: nothing is kept, every check asks Redis
+    end
+    if kind == "not-before" then
+        dc.dict:set("m:" .. epoch, a, ENTRY_TTL)
+    else
+        dc.dict:set("g:" .. epoch .. ":" .. b, a, ENTRY_TTL)
+    end
+end
+
+
+return _M
