@@ -59,6 +59,8 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       keyPrefix: env.SESSION_KEY_PREFIX || undefined,
       cookieName: env.SESSION_COOKIE_NAME || undefined,
       redis: env.REDIS_URL || undefined,
+      // Shown on the admin page: the address and browser each session logged in from.
+      loginMetadata: { ip: true, userAgent: true },
     },
   };
 }

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { SharedSessionModule } from 'nest-resty-shared-session';
+import { AdminController } from './admin.controller';
 import { DemoController } from './demo.controller';
 import { demoConfig, DemoConfig } from './demo.config';
 import { DEMO_CONFIG } from './demo.tokens';
@@ -19,6 +20,6 @@ export class DemoConfigModule {}
     }),
     DemoConfigModule,
   ],
-  controllers: [DemoController],
+  controllers: [DemoController, AdminController],
 })
 export class DemoModule {}

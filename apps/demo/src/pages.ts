@@ -1,3 +1,4 @@
+import type { UserSession } from 'nest-resty-shared-session';
 /** The demo's few HTML pages: plain, no template engine. */
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -63,5 +64,45 @@ export function groupPage(
   return page(
     `Group ${groupId}: ${name}`,
     `<p id="kind">${kind}</p>${who}<p>response <code id="response-id">${responseId}</code> made by the app at <code>${new Date(timestamp).toISOString()}</code></p><p><a href="/app">home</a></p>`,
+  );
+}
+
+/** One user on the admin page: their fixture groups and live sessions. */
+export interface AdminUserView {
+  email: string;
+  groups: string[];
+  sessions: UserSession[];
+}
+
+const post = (action: string, label: string, id: string) =>
+  `<form method="post" action="${escape(action)}" style="display:inline"><button type="submit" id="${escape(id)}">${escape(label)}</button></form>`;
+
+/** The administrator's page (/app/admin): users, their sessions, and the control buttons. */
+export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string): string {
+  const rows = users
+    .map((u) => {
+      const slug = u.email.replace(/[^a-z0-9]/gi, '-');
+      const base = `/app/admin/users/${encodeURIComponent(u.email)}`;
+      const sessions = u.sessions
+        .map((s) => {
+          const groupsText = s.groups.join(', ') || '(no group)';
+          const own = s.sessionId === ownSessionId ? ' (this session)' : '';
+          const when = s.createdAt ? s.createdAt.toISOString() : 'unknown';
+          const from = [s.ip, s.userAgent].filter(Boolean).join(', ') || 'not recorded';
+          return `<li class="session">${escape(s.sessionId.slice(-6))}${own}: groups ${escape(groupsText)}; logged in ${when} from ${escape(from)}; last seen ${s.lastSeenAt.toISOString()}</li>`;
+        })
+        .join('');
+      const removals = u.groups
+        .map((g) => post(`${base}/groups/${encodeURIComponent(g)}/remove`, `Remove from ${g}`, `remove-${slug}-${g}`))
+        .join(' ');
+      return `<tr id="user-${escape(slug)}"><td>${escape(u.email)}</td><td><span class="count">${u.sessions.length}</span> session(s)<ul>${sessions}</ul></td><td>${removals} ${post(`${base}/logout-everywhere`, 'Log out everywhere', `logout-${slug}`)}</td></tr>`;
+    })
+    .join('');
+  const purges = groups.map((g) => post(`/app/admin/groups/${encodeURIComponent(g)}/purge-cache`, `Purge ${g}`, `purge-${g}`)).join(' ');
+  return page(
+    'Administration',
+    `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>
+<p>Purge a group's cache at nginx: ${purges}</p>
+<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
   );
 }

@@ -6,6 +6,8 @@ export const FIXTURE_USERS: ReadonlyArray<{ email: string; password: string; gro
   { email: 'sam@example.com', password: 'itssam', groups: ['two'] },
   { email: 'esteban@example.com', password: 'itsesteban', groups: ['one', 'four'] },
   { email: 'maria@example.com', password: 'itsmaria', groups: [] },
+  // The administrator of the demo's admin page (/app/admin).
+  { email: 'admin@example.com', password: 'itsadmin', groups: ['admins'] },
 ];
 
 const digest = (s: string) => createHash('sha256').update(s).digest();

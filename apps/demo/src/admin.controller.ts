@@ -1,0 +1,70 @@
+import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
+import { adminPage, AdminUserView } from './pages';
+import { FIXTURE_USERS } from './users';
+
+/** Every group a fixture user may hold: the ones whose cache the admin may purge. */
+const GROUPS = [...new Set(FIXTURE_USERS.flatMap((u) => u.groups))].sort();
+
+/**
+ * The administrator's page: every user and their live sessions, and what an
+ * operator does from outside the request (PROTOCOL.md section 13): remove a
+ * user from a group in every session, log a user out everywhere, purge a
+ * group's cache at nginx. Members of `admins` only; the forms POST, so the
+ * module's cross-site request guard covers them. Each change waits until
+ * nginx has acknowledged it (`wait: true`): when the page comes back, nginx
+ * already refuses what was revoked.
+ */
+@Controller('app/admin')
+@UseGuards(GroupGuard)
+@Groups('admins')
+export class AdminController {
+  constructor(private readonly sessions: SharedSessionService) {}
+
+  @Get()
+  @Header('Cache-Control', 'no-store')
+  async page(@Req() req: Request): Promise<string> {
+    const users: AdminUserView[] = [];
+    for (const user of FIXTURE_USERS) {
+      users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
+    }
+    return adminPage(users, GROUPS, req.sessionID, typeof req.query.done === 'string' ? req.query.done : undefined);
+  }
+
+  @Post('users/:email/groups/:group/remove')
+  async removeFromGroup(@Param('email') email: string, @Param('group') group: string, @Res() res: Response): Promise<void> {
+    const result = await this.sessions.removeUserFromGroup(this.user(email), group, { wait: true });
+    this.done(res, `removed ${email} from ${group} in ${result.sessions} session(s)`);
+  }
+
+  @Post('users/:email/logout-everywhere')
+  async logoutEverywhere(@Req() req: Request, @Param('email') email: string, @Res() res: Response): Promise<void> {
+    // The administrator's own session survives logging themselves out elsewhere.
+    const result = await this.sessions.revokeUser(this.user(email), { except: req.sessionID, wait: true });
+    this.done(res, `logged ${email} out of ${result.sessions} session(s)`);
+  }
+
+  @Post('groups/:group/purge-cache')
+  async purgeCache(@Param('group') group: string, @Res() res: Response): Promise<void> {
+    if (!GROUPS.includes(group)) throw new BadRequestException(`unknown group: ${group}`);
+    const result = await this.sessions.invalidateGroupCache(group, { wait: true });
+    this.done(res, `group ${group}: cache generation ${result.generation}`);
+  }
+
+  /** The not-before mark: every session issued before now ends, this one too (log in again). */
+  @Post('not-before')
+  async notBefore(@Res() res: Response): Promise<void> {
+    await this.sessions.revokeIssuedBefore(new Date(), { wait: true });
+    res.redirect(303, '/app/login');
+  }
+
+  private user(email: string): string {
+    if (!FIXTURE_USERS.some((u) => u.email === email)) throw new BadRequestException(`unknown user: ${email}`);
+    return email;
+  }
+
+  private done(res: Response, what: string): void {
+    res.redirect(303, `/app/admin?done=${encodeURIComponent(what)}`);
+  }
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/env node
+/**
+ * The operator's tool (`npx nest-resty-shared-session <command>`): control
+ * from outside the request (PROTOCOL.md section 13) without the app. Redis
+ * and the key prefix come from flags or the environment. Exit codes: 0 done,
+ * 1 failed (Redis unreachable or erroring), 2 bad usage or argument, 3 done
+ * but not every nginx acknowledged in time (`--wait`).
+ */
+import { randomBytes } from 'node:crypto';
+import { Command, CommanderError, Option } from 'commander';
+import Redis from 'ioredis';
+import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { REDIS_CLIENT_DEFAULTS, whenReady } from './redis-client';
+import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
+import { userIdOf } from './session-control.keys';
+import { SessionCookieSigner } from './session-cookie-signer';
+import {
+  DEFAULT_KEY_PREFIX,
+  DEFAULT_REDIS_URL,
+  DEFAULT_TTL_SECONDS,
+  DEFAULT_USER_ID_FIELD,
+  KEY_PREFIX_PATTERN,
+} from './shared-session.constants';
+
+interface GlobalOptions {
+  redis: string;
+  prefix: string;
+  userField: string;
+  ttl: string;
+  json?: boolean;
+}
+
+class UsageError extends Error {}
+
+/** The URL without its password, for messages. */
+function shown(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+async function connect(options: GlobalOptions): Promise<{ client: Redis; control: SessionControl; store: FlaskRedisSessionStore }> {
+  if (!/^rediss?:\/\//.test(options.redis))
+    throw new UsageError(`--redis must be a redis:// or rediss:// URL, not ${shown(options.redis)}`);
+  if (!KEY_PREFIX_PATTERN.test(options.prefix)) throw new UsageError('--prefix must be 1 to 64 characters of A-Z a-z 0-9 _ . : { } -');
+  const ttlSeconds = Number(options.ttl);
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
+  const client = new Redis(options.redis, { ...REDIS_CLIENT_DEFAULTS, retryStrategy: () => null });
+  client.on('error', () => undefined); // reported below, once
+  if (!(await whenReady(client, 3000))) {
+    client.disconnect();
+    throw new Error(`cannot reach Redis at ${shown(options.redis)}`);
+  }
+  const quiet = { error: () => undefined, warn: () => undefined, log: () => undefined };
+  // The tool writes no session, so it never signs: a throwaway key, not the app's secret.
+  const signer = new SessionCookieSigner({ secret: randomBytes(32).toString('base64url') });
+  const store = new FlaskRedisSessionStore({
+    client,
+    signer,
+    keyPrefix: options.prefix,
+    ttlSeconds,
+    logger: quiet,
+    userIdField: options.userField,
+  });
+  return { client, store, control: new SessionControl({ store, client, ttlSeconds }) };
+}
+
+/** Runs `action` with a connection, closes it, and turns the outcome into output and an exit code. */
+async function run(
+  program: Command,
+  action: (c: Awaited<ReturnType<typeof connect>>, options: GlobalOptions) => Promise<number>,
+): Promise<void> {
+  const options = program.opts<GlobalOptions>();
+  const connection = await connect(options);
+  try {
+    process.exitCode = await action(connection, options);
+  } finally {
+    await connection.control.close();
+    connection.client.disconnect();
+  }
+}
+
+function printResult(options: GlobalOptions, what: string, result: ControlResult & Record<string, unknown>): number {
+  if (options.json) console.log(JSON.stringify(result));
+  else {
+    console.log(what);
+    const c = result.confirmation;
+    if (c) console.log(`acknowledged by ${c.acknowledged} of ${c.expected} nginx subscriber(s)${c.timedOut ? ' (timed out)' : ''}`);
+  }
+  return result.confirmation?.timedOut ? 3 : 0;
+}
+
+function printSessions(options: GlobalOptions, userId: string, sessions: UserSession[], untracked: string[]): number {
+  if (options.json) {
+    console.log(JSON.stringify({ userId, sessions, ...(untracked.length ? { untracked } : {}) }));
+    return 0;
+  }
+  if (sessions.length === 0 && untracked.length === 0) console.log(`no live session for ${userId}`);
+  for (const s of sessions) {
+    const from = [s.ip, s.userAgent].filter(Boolean).join(' ');
+    console.log(
+      `${s.sessionId}  created ${s.createdAt?.toISOString() ?? 'unknown'}  last seen ${s.lastSeenAt.toISOString()}  groups ${s.groups.join(',') || '-'}${from ? `  ${from}` : ''}`,
+    );
+  }
+  for (const sid of untracked) console.log(`${sid}  (not in the index: written by a v1 writer)`);
+  return 0;
+}
+
+/** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session's data. */
+async function scanUntracked(client: Redis, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
+  const found: string[] = [];
+  const dataPrefix = `${options.prefix}:data:`;
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${dataPrefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length === 0) continue;
+    const values = await client.mget(...keys);
+    keys.forEach((key, i) => {
+      const sid = key.slice(dataPrefix.length);
+      if (tracked.has(sid) || values[i] === null) return;
+      try {
+        const data: unknown = JSON.parse(values[i]!);
+        if (data && typeof data === 'object' && userIdOf(data as Record<string, unknown>, options.userField) === userId) found.push(sid);
+      } catch {
+        // not a session of anyone's
+      }
+    });
+  } while (cursor !== '0');
+  return found;
+}
+
+function waitOptions(o: { wait?: boolean; timeout?: string }): ControlOptions {
+  if (!o.wait) return { wait: false };
+  const timeoutMs = Number(o.timeout ?? 1000);
+  if (!(timeoutMs > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
+  return { wait: true, timeoutMs };
+}
+
+function parseDate(text: string): Date {
+  const date = text === 'now' ? new Date() : new Date(text);
+  if (Number.isNaN(date.getTime())) throw new UsageError(`not a date: ${text} (use ISO 8601, e.g. 2026-11-29T21:00:00Z, or "now")`);
+  return date;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('nest-resty-shared-session')
+    .description('Operate on shared sessions in Redis (PROTOCOL.md section 13): list, revoke, purge a group cache at nginx')
+    .addOption(new Option('--redis <url>', 'Redis URL').env('REDIS_URL').default(DEFAULT_REDIS_URL))
+    .addOption(new Option('--prefix <prefix>', 'Redis key prefix').env('SESSION_KEY_PREFIX').default(DEFAULT_KEY_PREFIX))
+    .addOption(
+      new Option('--user-field <field>', 'session field that names the user').env('SESSION_USER_ID_FIELD').default(DEFAULT_USER_ID_FIELD),
+    )
+    .addOption(
+      new Option('--ttl <seconds>', 'the app\'s ttlSeconds (for "last seen")')
+        .env('SESSION_TTL_SECONDS')
+        .default(String(DEFAULT_TTL_SECONDS)),
+    )
+    .option('--json', 'print JSON')
+    .showHelpAfterError();
+  const waitFlags = (c: Command) =>
+    c
+      .option('--wait', 'return once every subscribed nginx acknowledged (exit 3 if not in time)')
+      .option('--timeout <ms>', 'longest wait', '1000');
+
+  program
+    .command('sessions')
+    .description("list a user's live sessions")
+    .argument('<userId>', 'the user id (e.g. the username)')
+    .option('--scan', 'also find sessions no index knows (v1 writers such as Flask): SCAN over every session')
+    .action((userId: string, o: { scan?: boolean }) =>
+      run(program, async ({ control, client }, options) => {
+        const sessions = await control.listSessions(userId);
+        const untracked = o.scan ? await scanUntracked(client, options, userId, new Set(sessions.map((s) => s.sessionId))) : [];
+        return printSessions(options, userId, sessions, untracked);
+      }),
+    );
+
+  waitFlags(
+    program
+      .command('revoke-user')
+      .description('end every live session of a user (log out everywhere)')
+      .argument('<userId>')
+      .option('--except <sessionId...>', 'sessions to keep')
+      .option('--scan', 'also end sessions no index knows (v1 writers): SCAN over every session'),
+  ).action((userId: string, o: { except?: string[]; scan?: boolean; wait?: boolean; timeout?: string }) =>
+    run(program, async ({ control, client, store }, options) => {
+      const wait = waitOptions(o);
+      const result = await control.revokeUser(userId, { ...wait, except: o.except });
+      let sessions = result.sessions;
+      if (o.scan) {
+        for (const sid of await scanUntracked(client, options, userId, new Set(o.except ?? []))) if (await store.end(sid)) sessions += 1;
+      }
+      return printResult(options, `ended ${sessions} session(s) of ${userId}`, { ...result, sessions });
+    }),
+  );
+
+  waitFlags(program.command('revoke-session').description('end one session').argument('<sessionId>')).action(
+    (sid: string, o: { wait?: boolean; timeout?: string }) =>
+      run(program, async ({ control }, options) => {
+        const result = await control.revokeSession(sid, waitOptions(o));
+        return printResult(options, result.sessions ? `ended session ${sid}` : `no session ${sid}`, { ...result });
+      }),
+  );
+
+  waitFlags(
+    program
+      .command('revoke-before')
+      .description('set the not-before mark: every session issued before <date> ends, at nginx too (untimed v1 sessions too)')
+      .argument('<date>', 'ISO 8601 date, or "now"'),
+  ).action((text: string, o: { wait?: boolean; timeout?: string }) =>
+    run(program, async ({ control }, options) => {
+      const result = await control.revokeIssuedBefore(parseDate(text), waitOptions(o));
+      return printResult(options, `not-before mark: ${result.notBefore.toISOString()}`, { ...result });
+    }),
+  );
+
+  program
+    .command('clear-not-before')
+    .description('lift the not-before mark (v1 sessions work again)')
+    .action(() =>
+      run(program, async ({ client, store }, options) => {
+        await client.multi().del(store.notBeforeKey).publish(store.invalidationChannel, '!not-before 0').exec();
+        return printResult(options, 'not-before mark lifted', { sessions: 0 });
+      }),
+    );
+
+  waitFlags(
+    program
+      .command('purge-group')
+      .description('new cache generation for a group: nginx stops serving what it cached for it')
+      .argument('<group>'),
+  ).action((group: string, o: { wait?: boolean; timeout?: string }) =>
+    run(program, async ({ control }, options) => {
+      const result = await control.invalidateGroupCache(group, waitOptions(o));
+      return printResult(options, `group ${group}: cache generation ${result.generation}`, { ...result });
+    }),
+  );
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; commander already printed what was wrong.
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    const usage = err instanceof UsageError || err instanceof TypeError;
+    console.error(`nest-resty-shared-session: ${(err as Error).message}`);
+    process.exitCode = usage ? 2 : 1;
+  }
+}
+
+if (require.main === module) void main();
