@@ -187,6 +187,9 @@ describe('the npm package, as a user installs it', () => {
       require: { types: './dist/index.d.ts', default: './dist/index.js' },
     });
     for (const field of ['repository', 'homepage', 'bugs', 'keywords', 'license', 'description']) expect(manifest[field]).toBeTruthy();
+    // The operator tool: `npx nest-resty-shared-session`.
+    expect(manifest.bin).toEqual({ 'nest-resty-shared-session': 'dist/cli.js' });
+    expect(readFileSync(join(unpacked, 'package/dist/cli.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
   });
 
   describe.each(APPS_UNDER_TEST)('in a fresh $name app', (app) => {
@@ -254,6 +257,17 @@ describe('the npm package, as a user installs it', () => {
           expect(ok.status).toBe(200);
           expect(JSON.parse(ok.body)).toEqual({ user: 'joe', group: 'acme' });
           expect((await report('other', cookie)).status).toBe(403);
+          // The operator tool as `npx nest-resty-shared-session` runs it (the package's bin): joe's session is in his index.
+          const cli = spawnSync(
+            node.path,
+            [join(app.installDir, 'node_modules/.bin/nest-resty-shared-session'), 'sessions', 'joe', '--json'],
+            {
+              env: { ...process.env, REDIS_URL: redis.url },
+              encoding: 'utf8',
+            },
+          );
+          expect([cli.status, cli.stderr]).toEqual([0, '']);
+          expect(JSON.parse(cli.stdout).sessions.map((s: { sessionId: string }) => s.sessionId)).toContain(sid);
           // No warning either (an experimental require(esm), a deprecation).
           expect(stderr).toBe('');
         } finally {

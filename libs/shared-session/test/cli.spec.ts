@@ -1,0 +1,166 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import Redis from 'ioredis';
+import {
+  groupGenerationKey,
+  invalidationChannel,
+  newTimedSessionId,
+  notBeforeKey,
+  sessionKeys,
+  userIndexKey,
+  writeSession,
+} from '../../../protocol/testkit';
+import { RedisServer } from '../../../stack/redis-server';
+import { waitFor } from '../../../stack/wait';
+import { FlaskRedisSessionStore } from '../src/flask-redis-session.store';
+import { REDIS_CLIENT_DEFAULTS } from '../src/redis-client';
+import { SessionCookieSigner } from '../src/session-cookie-signer';
+
+/**
+ * The operator tool as a user runs it: the built dist/cli.js (scripts/test.sh
+ * builds first; so must you) in a child process, against a real
+ * redis-server, its output and exit code. PROTOCOL.md section 13.
+ */
+const CLI = resolve(__dirname, '../dist/cli.js');
+const PREFIX = 'cli_prefix';
+
+interface Outcome {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<Outcome> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (status) => done({ status, stdout, stderr }));
+  });
+}
+
+describe('the operator CLI (npx nest-resty-shared-session) against a real redis-server', () => {
+  let server: RedisServer;
+  let admin: Redis;
+  let client: Redis;
+  let store: FlaskRedisSessionStore;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    admin = new Redis(server.url);
+    client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
+    store = new FlaskRedisSessionStore({
+      client,
+      signer: new SessionCookieSigner({ secret: 'cli-secret' }),
+      keyPrefix: PREFIX,
+      logger: { error: jest.fn(), warn: jest.fn(), log: jest.fn() },
+    });
+    await waitFor('client ready', async () => client.status === 'ready');
+    env = { REDIS_URL: server.url, SESSION_KEY_PREFIX: PREFIX };
+  });
+  afterAll(async () => {
+    client.disconnect();
+    admin.disconnect();
+    await server.dispose();
+  });
+  beforeEach(() => admin.flushall());
+
+  async function login(user: string, groups: string[]): Promise<string> {
+    const sid = newTimedSessionId(Date.now());
+    await new Promise<void>((ok, fail) =>
+      store.set(sid, { cookie: { originalMaxAge: 1000 }, username: user, groups } as never, (err) => (err ? fail(err) : ok())),
+    );
+    return sid;
+  }
+
+  it('lists a user’s sessions (text and --json), none for an unknown user, and finds v1 sessions with --scan', async () => {
+    const a = await login('joe@example.com', ['one', 'three']);
+    const flask = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
+    await writeSession(admin, PREFIX, flask, { username: 'joe@example.com', groups: ['one'] }, { signature: 'x'.repeat(27) });
+    const text = await cli(['sessions', 'joe@example.com'], env);
+    expect(text).toMatchObject({ status: 0, stderr: '' });
+    expect(text.stdout).toContain(`${a}  created `);
+    expect(text.stdout).toContain('groups one,three');
+    expect(text.stdout).not.toContain(flask);
+    const json = JSON.parse((await cli(['--json', 'sessions', 'joe@example.com', '--scan'], env)).stdout);
+    expect(json.sessions.map((s: { sessionId: string }) => s.sessionId)).toEqual([a]);
+    expect(json.untracked).toEqual([flask]);
+    expect(await cli(['sessions', 'nobody@example.com'], env)).toEqual({
+      status: 0,
+      stdout: 'no live session for nobody@example.com\n',
+      stderr: '',
+    });
+  });
+
+  it('revoke-user ends every session of the user (with --scan, v1 ones too), flags beat the environment', async () => {
+    const a = await login('joe@example.com', ['one']);
+    const b = await login('joe@example.com', ['one']);
+    const sam = await login('sam@example.com', ['two']);
+    const flask = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
+    await writeSession(admin, PREFIX, flask, { username: 'joe@example.com', groups: ['one'] }, { signature: 'x'.repeat(27) });
+    const out = await cli(['revoke-user', 'joe@example.com', '--except', b, '--scan', '--prefix', PREFIX], {
+      REDIS_URL: server.url,
+      SESSION_KEY_PREFIX: 'other',
+    });
+    expect(out).toEqual({ status: 0, stdout: 'ended 2 session(s) of joe@example.com\n', stderr: '' });
+    for (const sid of [a, flask]) expect(await admin.exists(sessionKeys(PREFIX, sid).data)).toBe(0);
+    for (const sid of [b, sam]) expect(await admin.exists(sessionKeys(PREFIX, sid).data)).toBe(1);
+    expect(await admin.zrange(userIndexKey(PREFIX, 'joe@example.com'), 0, -1)).toEqual([b]);
+  });
+
+  it('revoke-before sets the mark and announces it; clear-not-before lifts it; purge-group makes a new generation', async () => {
+    const sub = new Redis(server.url);
+    const heard: string[] = [];
+    sub.on('message', (_c, m: string) => heard.push(m));
+    await sub.subscribe(invalidationChannel(PREFIX));
+    try {
+      const out = await cli(['revoke-before', '2026-01-02T03:04:05.678Z'], env);
+      expect(out).toEqual({ status: 0, stdout: 'not-before mark: 2026-01-02T03:04:05.678Z\n', stderr: '' });
+      expect(await admin.get(notBeforeKey(PREFIX))).toBe(String(Date.parse('2026-01-02T03:04:05.678Z')));
+      expect((await cli(['clear-not-before'], env)).status).toBe(0);
+      expect(await admin.get(notBeforeKey(PREFIX))).toBeNull();
+      expect(await cli(['purge-group', 'one'], env)).toEqual({ status: 0, stdout: 'group one: cache generation 1\n', stderr: '' });
+      expect(await admin.get(groupGenerationKey(PREFIX, 'one'))).toBe('1');
+      await waitFor('notices', async () => heard.length === 3);
+      expect(heard).toEqual([`!not-before ${Date.parse('2026-01-02T03:04:05.678Z')}`, '!not-before 0', '!generation 1 one']);
+    } finally {
+      sub.disconnect();
+    }
+  });
+
+  it('--wait reports the acknowledgements, and exits 3 when a subscribed reader does not answer in time', async () => {
+    expect((await cli(['purge-group', 'one', '--wait'], env)).stdout).toContain('acknowledged by 0 of 0 nginx subscriber(s)\n');
+    const silent = new Redis(server.url);
+    await silent.subscribe(invalidationChannel(PREFIX));
+    try {
+      const out = await cli(['purge-group', 'one', '--wait', '--timeout', '50'], env);
+      expect(out).toEqual({
+        status: 3,
+        stdout: 'group one: cache generation 2\nacknowledged by 0 of 1 nginx subscriber(s) (timed out)\n',
+        stderr: '',
+      });
+    } finally {
+      silent.disconnect();
+    }
+  });
+
+  it('says what is wrong, with exit 2 for bad usage and 1 when Redis cannot be reached (never printing a password)', async () => {
+    const badDate = await cli(['revoke-before', 'yesterday-ish'], env);
+    expect(badDate.status).toBe(2);
+    expect(badDate.stderr).toMatch(/not a date: yesterday-ish/);
+    const future = await cli(['revoke-before', '2999-01-01T00:00:00Z'], env);
+    expect([future.status, future.stderr]).toEqual([
+      2,
+      'nest-resty-shared-session: revokeIssuedBefore: date must be a valid date, not in the future\n',
+    ]);
+    expect((await cli(['purge-group', ''], env)).status).toBe(2);
+    expect((await cli(['frobnicate'], env)).status).toBe(2);
+    expect((await cli(['sessions'], env)).stderr).toMatch(/missing required argument 'userId'/);
+    const down = await cli(['sessions', 'joe'], { REDIS_URL: 'redis://:hunter2@127.0.0.1:1' });
+    expect(down).toEqual({ status: 1, stdout: '', stderr: 'nest-resty-shared-session: cannot reach Redis at redis://:***@127.0.0.1:1\n' });
+    expect((await cli(['--help'])).status).toBe(0);
+  });
+});
