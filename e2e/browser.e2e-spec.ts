@@ -91,4 +91,42 @@ describe('a real browser through nginx', () => {
     expect((await context.cookies(stack.url)).find((c) => c.name === 'session')).toBeUndefined();
     await context.close();
   }, 60_000);
+  it('the admin page: joe, logged in in another browser, is removed from group one and then logged out everywhere', async () => {
+    const joeContext = await browser.newContext();
+    const joe = await joeContext.newPage();
+    const loginAs = async (p: Page, email: string, password: string) => {
+      await p.goto(`${stack.url}/app/login`);
+      await p.fill('input[name=email]', email);
+      await p.fill('input[name=password]', password);
+      await Promise.all([p.waitForURL(`${stack.url}/app`), p.click('input[type=submit]')]);
+    };
+    await loginAs(joe, 'joe@example.com', 'itsjoe');
+    expect((await joe.goto(`${stack.url}/app/group/one/cacheable/admin-demo`))!.status()).toBe(200);
+    expect((await joe.goto(`${stack.url}/app/group/one/cacheable/admin-demo`))!.headers()['x-cache-status']).toBe('HIT');
+
+    const adminContext = await browser.newContext();
+    const admin = await adminContext.newPage();
+    await loginAs(admin, 'admin@example.com', 'itsadmin');
+    await admin.goto(`${stack.url}/app/admin`);
+    expect(await admin.textContent('#user-joe-example-com .count')).toBe('1');
+    expect(await admin.textContent('#user-joe-example-com .session')).toContain('groups one, three');
+    await admin.screenshot({ path: join(SCREENSHOTS, '7-admin-page.png'), fullPage: true });
+
+    // The browser's own POST passes the cross-site check; it returns once nginx acknowledged.
+    await Promise.all([admin.waitForURL(/\/app\/admin\?done=/), admin.click('#remove-joe-example-com-one')]);
+    expect(await admin.textContent('#done')).toBe('removed joe@example.com from one in 1 session(s)');
+    expect(await admin.textContent('#user-joe-example-com .session')).toContain('groups three');
+    await admin.screenshot({ path: join(SCREENSHOTS, '8-admin-removed-from-one.png'), fullPage: true });
+    expect((await joe.goto(`${stack.url}/app/group/one/cacheable/admin-demo`))!.status()).toBe(403);
+    expect((await joe.goto(`${stack.url}/app/group/three/cacheable/admin-demo`))!.status()).toBe(200);
+
+    await Promise.all([admin.waitForURL(/\/app\/admin\?done=/), admin.click('#logout-joe-example-com')]);
+    expect(await admin.textContent('#user-joe-example-com .count')).toBe('0');
+    expect((await joe.goto(`${stack.url}/app/group/three/cacheable/admin-demo`))!.status()).toBe(403);
+    await joe.goto(`${stack.url}/app`);
+    expect(await joe.textContent('#status')).toBe('You are not logged in!');
+    await joe.screenshot({ path: join(SCREENSHOTS, '9-joe-logged-out-everywhere.png'), fullPage: true });
+    await joeContext.close();
+    await adminContext.close();
+  }, 60_000);
 });
