@@ -79,6 +79,18 @@ describe("resty.shared_session.redis", function()
       assert.same({ 0, nil, stub.null }, { redis.membership(r, "p", SID, "g2", true) })
     end)
 
+    it("GETs the extra keys (section 13) in the same round trip, replies last", function()
+      server.strings["p:not-before"] = "5"
+      assert.same({ 1, nil, nil, { "5", stub.null } },
+                  { redis.membership(r, "p", SID, "g1", false, { "p:not-before", "p:other" }) })
+      assert.same({
+        "init_pipeline", "sismember p:groups:" .. SID .. " g1", "get p:not-before", "get p:other",
+        "commit_pipeline", "set_keepalive 60000 64",
+      }, { unpack(server.calls, 4, 9) })
+      assert.same({ 0, nil, "sig", { "5" } },
+                  { redis.membership(r, "p", SID, "g2", true, { "p:not-before" }) })
+    end)
+
     it("sends AUTH and SELECT on new connections only", function()
       server.password = "pw"
       r = redis_options { password = "pw", db = 3 }

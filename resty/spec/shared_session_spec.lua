@@ -128,7 +128,7 @@ describe("resty.shared_session", function()
         configure { secret = V.secret, salt = V.salt }
       end)
 
-      it("is 200 for a member, after one SISMEMBER and the not-before mark, in one round trip", function()
+      it("is 200 for a member, after SISMEMBER and GET not-before in one round trip", function()
         stub.var.http_cookie = "session=" .. COOKIE
         assert.same({ 200 }, { shared_session.authorize("g1") })
         assert.equal(1, sismembers())

@@ -15,6 +15,7 @@
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
+local redis = require "resty.shared_session.redis"
 local control = require "resty.shared_session.control"
 local decisions = require "resty.shared_session.decisions"
 local session_id = require "resty.shared_session.session_id"
@@ -40,8 +41,10 @@ local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
 local new_config = config_lib.new
+local redis_membership = redis.membership
 local control_known = control.known
-local control_query = control.query
+local control_query_keys = control.query_keys
+local control_values = control.values
 local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
@@ -177,9 +180,13 @@ function _M.authorize(group_id, generation_var)
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
     -- mark and the generation, all in the same round trip.
-    local member, err, stored
-    member, err, stored, mark, generation = control_query(conf.redis,
-        conf.key_prefix, sid, group_id, not keys, generation_var ~= nil)
+    local with_generation = generation_var ~= nil
+    local member, err, stored, extra = redis_membership(conf.redis,
+        conf.key_prefix, sid, group_id, not keys,
+        control_query_keys(conf.key_prefix, group_id, with_generation))
+    if not err then
+        mark, generation, err = control_values(extra, with_generation)
+    end
     if err then
         return refuse(503, ERR, err, sid, group_id)
     end

@@ -40,7 +40,6 @@ local sub = string.sub
 local sid_times = session_id.times
 local current_epoch = decisions.current_epoch
 local redis_connect = redis.connect
-local redis_key = redis.key
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -135,63 +134,36 @@ function _M.set_generation(variable, generation)
 end
 
 
--- The miss path's query, one round trip (PROTOCOL.md sections 5 and 13):
--- [GET <prefix>:signature:<sid>] (stored mode), SISMEMBER
--- <prefix>:groups:<sid> <group>, GET <prefix>:not-before, and [GET the
--- group's generation]. Returns member, err, stored signature, mark (number),
--- generation (number; nil unless asked for). A mark or generation that is
--- not a decimal is an error: no guess is made.
-function _M.query(r, prefix, sid, group_id, with_signature, with_generation)
-    local red, err = redis_connect(r)
-    if not red then
-        return nil, "redis unavailable: " .. err
-    end
-
-    red:init_pipeline()
-    if with_signature then
-        red:get(redis_key(prefix, "signature", sid))
-    end
-    red:sismember(redis_key(prefix, "groups", sid), group_id)
-    red:get(mark_key(prefix))
+-- The keys the miss path GETs with its membership query (PROTOCOL.md
+-- section 13), in one round trip: the not-before mark, and the group's
+-- generation when asked for.
+function _M.query_keys(prefix, group_id, with_generation)
     if with_generation then
-        red:get(generation_key(prefix, group_id))
+        return { mark_key(prefix), generation_key(prefix, group_id) }
     end
-    local res
-    res, err = red:commit_pipeline()
-    if not res then
-        red:close()
-        return nil, "redis error: " .. tostring(err)
-    end
-    for i = 1, #res do
-        local reply = res[i]
-        if type(reply) == "table" and reply[1] == false then
-            red:close()
-            return nil, "redis error: " .. tostring(reply[2])
-        end
-    end
-    local ok
-    ok, err = red:set_keepalive(r.keepalive_timeout, r.pool_size)
-    if not ok then
-        ngx_log(INFO, "shared_session: redis connection not pooled: ", err)
-    end
+    return { mark_key(prefix) }
+end
 
-    local i = with_signature and 2 or 1
-    local stored = with_signature and res[1] or nil
-    local member, raw_mark, raw_generation = res[i], res[i + 1], res[i + 2]
-    local mark = raw_mark == ngx_null and 0 or decimal(raw_mark)
+
+-- What those GETs answered: the mark (a number; 0: none) and the generation
+-- (a number; nil unless asked for), or nil and an error. A value that is not
+-- a decimal is an error: no guess is made.
+function _M.values(replies, with_generation)
+    local raw = replies[1]
+    local mark = raw == ngx_null and 0 or decimal(raw)
     if not mark then
-        return nil, "redis error: " .. prefix .. ":not-before is not a"
-                    .. " decimal number of milliseconds"
+        return nil, nil, "redis error: the not-before mark is not a decimal"
+                         .. " number of milliseconds"
     end
-    local generation
-    if with_generation then
-        generation = raw_generation == ngx_null and 0
-                     or decimal(raw_generation)
-        if not generation then
-            return nil, "redis error: a group generation is not a decimal"
-        end
+    if not with_generation then
+        return mark
     end
-    return member, nil, stored, mark, generation
+    raw = replies[2]
+    local generation = raw == ngx_null and 0 or decimal(raw)
+    if not generation then
+        return nil, nil, "redis error: a group generation is not a decimal"
+    end
+    return mark, generation
 end
 
 

@@ -192,29 +192,47 @@ end
 -- ("redis unavailable: ..." or "redis error: ..."); then, in stored mode, the
 -- GET reply. The connection goes back to the pool, or is closed on error so
 -- that a half-read reply never reaches the next request.
-function _M.membership(r, prefix, sid, group_id, with_signature)
+-- `extra` (PROTOCOL.md section 13): a list of more keys to GET in the same
+-- round trip (the not-before mark, a group's generation); their replies are
+-- returned fourth, as a list in the same order.
+function _M.membership(r, prefix, sid, group_id, with_signature, extra)
     local red, err = connect(r)
     if not red then
         return nil, "redis unavailable: " .. err
     end
 
     local groups_key = key(prefix, "groups", sid)
-    local member, stored
+    local member, stored, extra_replies
 
-    if not with_signature then
+    if not with_signature and not extra then
         member, err = red:sismember(groups_key, group_id)
 
     else
         -- Fetch the signature and ask for membership in one round trip; the
         -- caller uses the answer only if the signature matches.
         red:init_pipeline(2)
-        red:get(key(prefix, "signature", sid))
+        if with_signature then
+            red:get(key(prefix, "signature", sid))
+        end
         red:sismember(groups_key, group_id)
+        local n = extra and #extra or 0
+        for i = 1, n do
+            red:get(extra[i])
+        end
         local res
         res, err = red:commit_pipeline()
         if res then
-            err = pipeline_error(res[1]) or pipeline_error(res[2])
-            stored, member = res[1], res[2]
+            for i = 1, #res do
+                err = err or pipeline_error(res[i])
+            end
+            local first = with_signature and 2 or 1
+            stored, member = with_signature and res[1] or nil, res[first]
+            if extra then
+                extra_replies = {}
+                for i = 1, n do
+                    extra_replies[i] = res[first + i]
+                end
+            end
         end
     end
 
@@ -224,7 +242,7 @@ function _M.membership(r, prefix, sid, group_id, with_signature)
     end
 
     release(red, r)
-    return member, nil, stored
+    return member, nil, stored, extra_replies
 end
 
 
