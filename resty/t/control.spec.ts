@@ -8,18 +8,22 @@
  * library.
  */
 import Redis from 'ioredis';
-import {
-  ackChannel,
-  groupGenerationKey,
-  invalidationChannel,
-  newTimedSessionId,
-  notBeforeKey,
-  writeSession,
-} from '../../protocol/testkit';
+import { ackChannel, groupGenerationKey, invalidationChannel, newTimedSessionId, notBeforeKey, writeSession } from '../../protocol/testkit';
 import { NginxServer } from '../../stack/nginx-server';
 import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
-import { assertNoCrash, commandCalls, get, SALT, SECRET, SID, sessionCookie, signature, startRedisAndNginx, stopRedisAndNginx } from './support';
+import {
+  assertNoCrash,
+  commandCalls,
+  get,
+  SALT,
+  SECRET,
+  SID,
+  sessionCookie,
+  signature,
+  startRedisAndNginx,
+  stopRedisAndNginx,
+} from './support';
 
 const PREFIX = 'rss_ctl';
 const CHANNEL = invalidationChannel(PREFIX);
