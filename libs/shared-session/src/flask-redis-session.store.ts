@@ -377,11 +377,12 @@ export class FlaskRedisSessionStore extends Store {
     // Concurrent requests of one session see the refresh at once, not after their own round trip.
     this.rememberExpiry(sid, ttl * 1000);
     const multi = this.client.multi().expire(keys.data, ttl).expire(keys.signature, ttl).expire(keys.groups, ttl);
-    // Section 13.1: the index keeps the session's new expiry, so that pruning never drops a live session.
+    // Section 13.1: the index keeps the session's new expiry, so that pruning never drops a live session;
+    // the index lives as long as it (no member can expire later than now + ttl: no GT, which needs Redis 7).
     const user = userIdOf(session as unknown as Record<string, unknown>, this.userIdField);
     if (user !== undefined) {
       const index = this.userIndexKey(user);
-      multi.zadd(index, 'XX', 'GT', Date.now() + ttl * 1000, sid).pexpire(index, ttl * 1000, 'GT');
+      multi.zadd(index, 'XX', 'GT', Date.now() + ttl * 1000, sid).pexpire(index, ttl * 1000);
     }
     this.run(multi.exec(), callback);
   }
