@@ -62,7 +62,9 @@ async function main(): Promise<void> {
 ${FIXTURE_USERS.map((u) => `    ${u.email.padEnd(22)} password ${u.password.padEnd(12)} groups: ${u.groups.join(', ') || '(none)'}`).join('\n')}
 
   Then open ${stack.url}/app/api/v1/group/one/cacheable/report twice: the second answer comes from nginx's cache
-  (X-Cache-Status: HIT) for every member of group one; others get 403. Ctrl-C stops everything.
+  (X-Cache-Status: HIT) for every member of group one; others get 403. As admin@example.com, ${stack.url}/app/admin
+  lists every user's sessions and removes a user from a group, logs a user out everywhere or purges a group's cache,
+  at nginx too. Ctrl-C stops everything.
 `);
 
   let stopping = false;
