@@ -83,6 +83,13 @@ describe("resty.shared_session.config", function()
       { "redis.keepalive_timeout", { redis = { keepalive_timeout = 0 } } },
       { "redis.pool_size", { redis = { pool_size = 0 } } },
       { "redis.sentinels", { redis = { sentinels = {} } } },
+      { "redis.username", { redis = { username = "", password = "p" } } },
+      { "redis.username", { redis = { username = "nginx" } } },
+      { "redis.socket", { redis = { socket = "redis.sock" } } },
+      { "redis.socket", { redis = { socket = 6379 } } },
+      { "redis.ssl", { redis = { ssl = "yes" } } },
+      { "redis.ssl_verify", { redis = { ssl = true, ssl_verify = 0 } } },
+      { "redis.server_name", { redis = { ssl = true, server_name = "" } } },
     }
     for _, case in ipairs(bad) do
       local name, opts = case[1], case[2]
@@ -137,6 +144,11 @@ describe("resty.shared_session.config", function()
       assert.equal(500, r.read_timeout)
       assert.equal(64, r.pool_size)
       assert.equal(60000, r.keepalive_timeout)
+      assert.is_false(r.username)
+      assert.is_false(r.socket)
+      assert.is_false(r.ssl)
+      assert.is_true(r.ssl_verify)
+      assert.is_false(r.server_name)
       assert.equal("session", config.DEFAULT_COOKIE_NAME)
       assert.equal("resty_shared_session", config.DEFAULT_KEY_PREFIX)
     end)
@@ -163,6 +175,41 @@ describe("resty.shared_session.config", function()
                                                  pool_size = 8 } })
       assert.same({ pool = "shared_session:10.0.0.1:6380:3", pool_size = 8 },
                   conf.redis.connect_options)
+    end)
+
+    it("gives TLS and each ACL user their own pool, and a Unix socket no port", function()
+      local conf = assert(config.new { redis = { host = "10.0.0.1", ssl = true,
+                                                 username = "nginx", password = "p" } })
+      assert.equal("shared_session:10.0.0.1:6379:0:tls:nginx",
+                   conf.redis.connect_options.pool)
+      assert.is_false(conf.redis.server_name)     -- an address: no SNI
+      conf = assert(config.new { redis = { socket = "/run/redis/redis.sock" } })
+      assert.equal("unix:/run/redis/redis.sock", conf.redis.host)
+      assert.is_false(conf.redis.port)
+      assert.equal("shared_session:unix:/run/redis/redis.sock:false:0",
+                   conf.redis.connect_options.pool)
+    end)
+
+    it("verifies TLS against the host's name unless told another", function()
+      local conf = assert(config.new { redis = { host = "redis.internal", ssl = true } })
+      assert.equal("redis.internal", conf.redis.server_name)
+      assert.is_true(conf.redis.ssl_verify)
+      conf = assert(config.new { redis = { host = "10.0.0.1", ssl = true,
+                                           server_name = "cache.example" } })
+      assert.equal("cache.example", conf.redis.server_name)
+    end)
+
+    it("refuses a Unix socket with sentinels", function()
+      local restore_libs = stub.install {
+        ["resty.redis"] = fake_redis.server().lib,
+        ["resty.redis.sentinel"] = fake_redis.server().sentinel_lib,
+      }
+      local with_lib = require "resty.shared_session.config"
+      local _, err = with_lib.new {
+        redis = { socket = "/run/r.sock", sentinels = { { host = "a", port = 1 } } },
+      }
+      restore_libs()
+      assert.matches('option "redis.socket"', err, 1, true)
     end)
 
     it("keeps the sentinels when the library is there", function()

@@ -20,6 +20,7 @@ local error = error
 local tostring = tostring
 local tonumber = tonumber
 local find = string.find
+local sub = string.sub
 local format = string.format
 local floor = math.floor
 
@@ -44,7 +45,14 @@ local REDIS_DEFAULTS = {
     host = "127.0.0.1",
     port = 6379,
     db = 0,
+    socket = false,             -- a Unix socket path instead of host/port
     password = false,           -- false: no AUTH
+    username = false,           -- an ACL user (AUTH username password)
+    ssl = false,                -- TLS to Redis
+    ssl_verify = true,          -- with ssl: check the certificate against
+                                -- lua_ssl_trusted_certificate
+    server_name = false,        -- with ssl: SNI and the name verified
+                                -- (default: host, unless it is an address)
     sentinels = false,          -- { { host =, port = }, ... }: ask them for
     master_name = "mymaster",   -- the primary of master_name instead
     connect_timeout = 200,      -- ms
@@ -144,6 +152,28 @@ local function check_redis_options(opts)
     if r.password ~= false then
         check_non_empty_string("redis.password", r.password)
     end
+    if r.username ~= false then
+        check_non_empty_string("redis.username", r.username)
+        if r.password == false then
+            option_error("redis.username", "needs redis.password")
+        end
+    end
+    if r.socket ~= false then
+        check_non_empty_string("redis.socket", r.socket)
+        if sub(r.socket, 1, 1) ~= "/" then
+            option_error("redis.socket", "must be an absolute path")
+        end
+    end
+    for _, name in ipairs { "ssl", "ssl_verify" } do
+        if type(r[name]) ~= "boolean" then
+            option_error("redis." .. name, "must be true or false")
+        end
+    end
+    if r.server_name ~= false then
+        check_non_empty_string("redis.server_name", r.server_name)
+    elseif r.ssl and not find(r.host, "^[%d.]+$") and not find(r.host, ":") then
+        r.server_name = r.host
+    end
     r.connect_timeout = check_number("redis.connect_timeout",
                                      r.connect_timeout, 1)
     r.read_timeout = check_number("redis.read_timeout", r.read_timeout, 1)
@@ -165,13 +195,20 @@ local function check_redis_options(opts)
                                          true)
         end
         check_non_empty_string("redis.master_name", r.master_name)
+        if r.socket then
+            option_error("redis.socket", "cannot be used with redis.sentinels")
+        end
         if not redis.has_sentinel then
             option_error("redis.sentinels", "need lua-resty-redis-connector"
                          .. " (resty.redis.sentinel)")
         end
     end
 
-    r.connect_options = connect_options(r.host, r.port, r.db, r.pool_size)
+    if r.socket then
+        -- ngx.socket.tcp's form for a Unix domain socket; no port.
+        r.host, r.port = "unix:" .. r.socket, false
+    end
+    r.connect_options = connect_options(r.host, r.port, r.db, r.pool_size, r)
     return r
 end
 
@@ -230,7 +267,8 @@ local function check_decision_cache_options(opts, key_prefix, r)
         -- Its own pool name, never handed back: the subscriber's connection
         -- is never a pooled one, and never taken from a pool either.
         subscriber_connect_options = {
-            pool = format("shared_session:subscriber:%s:%d", r.host, r.port),
+            pool = format("shared_session:subscriber:%s:%s", r.host,
+                          tostring(r.port)),
         },
     }
 end

@@ -13,6 +13,7 @@ local pcall = pcall
 local require = require
 local tostring = tostring
 local tonumber = tonumber
+local rawget = rawget
 local format = string.format
 
 
@@ -49,15 +50,60 @@ end
 _M.key = key
 
 
--- One pool per server and database, so that a pooled connection never
--- serves a request that expects another database or another server.
-local function connect_options(host, port, db, pool_size)
-    return {
-        pool = format("shared_session:%s:%d:%d", host, port, db),
-        pool_size = pool_size,
-    }
+-- One pool per server, database, transport and user, so that a pooled
+-- connection never serves a request that expects another database, another
+-- server, TLS or another ACL user. `r` (the redis options) is optional.
+local function connect_options(host, port, db, pool_size, r)
+    local pool = format("shared_session:%s:%s:%d", host, tostring(port), db)
+    if r and (r.ssl or r.username) then
+        pool = format("%s:%s:%s", pool, r.ssl and "tls" or "tcp",
+                      r.username or "")
+    end
+    return { pool = pool, pool_size = pool_size }
 end
 _M.connect_options = connect_options
+
+
+-- conn:connect (a cosocket, or a resty.redis object) to host and port, or
+-- to host alone when port is false (host is then "unix:<path>").
+local function connect_to(conn, host, port, options)
+    if port then
+        return conn:connect(host, port, options)
+    end
+    return conn:connect(host, options)
+end
+_M.connect_to = connect_to
+
+
+-- TLS on a new connection (a bare cosocket), verified as configured;
+-- the connection is closed when the handshake fails. Under pcall: some
+-- lua-resty-core versions (Debian's) raise an assertion instead of returning
+-- an error when the certificate does not match server_name; that is a
+-- failed handshake too (nginx logs the reason itself).
+local function start_tls(sock, r)
+    local called, ok, err = pcall(sock.sslhandshake, sock, nil,
+                                  r.server_name or nil, r.ssl_verify)
+    if not called then
+        ok, err = nil, ok
+    end
+    if not ok then
+        sock:close()
+        return nil, "tls: " .. tostring(err)
+    end
+    return true
+end
+_M.start_tls = start_tls
+
+
+-- The arguments of AUTH for these options: (username, password) for an ACL
+-- user, (password) for requirepass, nil for none.
+local function auth_args(r)
+    if r.username then
+        return r.username, r.password
+    end
+    return r.password or nil
+end
+_M.auth_args = auth_args
 
 
 -- With Sentinel: the primary the sentinels name, remembered by this worker
@@ -89,7 +135,7 @@ local function ask_sentinels(r)
                 return {
                     host = master.host, port = port, at = ngx_now(),
                     connect_options = connect_options(master.host, port, r.db,
-                                                      r.pool_size),
+                                                      r.pool_size, r),
                 }
             end
             red:close()
@@ -140,17 +186,26 @@ local function connect(r)
 
     red:set_timeout(r.connect_timeout)
     local ok
-    ok, err = red:connect(host, port, options)
+    ok, err = connect_to(red, host, port, options)
     if not ok then
         forget_master()
         return nil, "connect: " .. tostring(err)
     end
     red:set_timeout(r.read_timeout)
 
-    -- AUTH and SELECT stick to the connection: only a new one needs them.
+    -- TLS, AUTH and SELECT stick to the connection: only a new one needs them.
     if red:get_reused_times() == 0 then
+        if r.ssl then
+            -- lua-resty-redis before 0.28 (Debian's) has no ssl option:
+            -- the handshake is done on its cosocket.
+            ok, err = start_tls(rawget(red, "_sock"), r)
+            if not ok then
+                forget_master()
+                return nil, err
+            end
+        end
         if r.password then
-            ok, err = red:auth(r.password)
+            ok, err = red:auth(auth_args(r))
             if not ok then
                 red:close()
                 return nil, "auth: " .. tostring(err)

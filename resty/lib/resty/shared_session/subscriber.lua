@@ -43,6 +43,9 @@ local fresh_token = decisions.fresh_token
 local EPOCH_KEY = decisions.EPOCH_KEY
 local forget_master = redis.forget_master
 local redis_address = redis.address
+local connect_to = redis.connect_to
+local start_tls = redis.start_tls
+local redis_auth_args = redis.auth_args
 local resp_command = resp.command
 local read_resp = resp.read
 local call = resp.call
@@ -121,14 +124,20 @@ local function subscription(dc, r, state)
     end
     local sock = socket_tcp()
     sock:settimeouts(r.connect_timeout, r.read_timeout, r.read_timeout)
-    local ok, err = sock:connect(host, port, dc.subscriber_connect_options)
+    local ok, err = connect_to(sock, host, port, dc.subscriber_connect_options)
     if not ok then
         return "connect: " .. tostring(err)
+    end
+    if r.ssl then
+        ok, err = start_tls(sock, r)
+        if not ok then
+            return err
+        end
     end
 
     local res
     if r.password then
-        res, err = call(sock, "AUTH", r.password)
+        res, err = call(sock, "AUTH", redis_auth_args(r))
         if res ~= "OK" then
             sock:close()
             return "auth: " .. tostring(err)
