@@ -36,6 +36,8 @@ build = {
    type = "builtin",
    modules = {
       ["resty.shared_session"] = "resty/lib/resty/shared_session.lua",
+      ["resty.shared_session.cluster"] =
+         "resty/lib/resty/shared_session/cluster.lua",
       ["resty.shared_session.compat"] =
          "resty/lib/resty/shared_session/compat.lua",
       ["resty.shared_session.config"] =

@@ -90,6 +90,14 @@ describe("resty.shared_session.config", function()
       { "redis.ssl", { redis = { ssl = "yes" } } },
       { "redis.ssl_verify", { redis = { ssl = true, ssl_verify = 0 } } },
       { "redis.server_name", { redis = { ssl = true, server_name = "" } } },
+      { "key_layout", { key_layout = "compact" } },
+      { "redis.cluster", { key_layout = "cluster", redis = { cluster = {} } } },
+      { "redis.cluster", { redis = { cluster = { nodes = { { host = "a", port = 1 } } } } } },
+      { "redis.cluster.nodes[1].port",
+        { key_layout = "cluster", redis = { cluster = { nodes = { { host = "a" } } } } } },
+      { "redis.db", { key_layout = "cluster",
+                      redis = { db = 1, cluster = { nodes = { { host = "a", port = 1 } } } } } },
+      { "key_prefix", { key_layout = "cluster", key_prefix = "{app}" } },
     }
     for _, case in ipairs(bad) do
       local name, opts = case[1], case[2]
@@ -188,6 +196,16 @@ describe("resty.shared_session.config", function()
       assert.is_false(conf.redis.port)
       assert.equal("shared_session:unix:/run/redis/redis.sock:false:0",
                    conf.redis.connect_options.pool)
+    end)
+
+    it("takes a cluster with the cluster layout", function()
+      local conf = assert(config.new {
+        key_layout = "cluster",
+        redis = { cluster = { nodes = { { host = "127.0.0.1", port = "7000" } } } },
+      })
+      assert.is_true(conf.redis.cluster_layout)
+      assert.equal(7000, conf.redis.cluster.nodes[1].port)
+      assert.is_false(assert(config.new {}).redis.cluster_layout)
     end)
 
     it("verifies TLS against the host's name unless told another", function()

@@ -1,16 +1,18 @@
 import { Logger } from '@nestjs/common';
 import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
-import type { Redis } from 'ioredis';
+import type { SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
-import type { SharedSessionCookieOptions } from './shared-session.options';
+import type { KeyLayout, SharedSessionCookieOptions } from './shared-session.options';
 import { DEFAULT_COOKIE_OPTIONS, DEFAULT_KEY_PREFIX, DEFAULT_TOUCH_AFTER_SECONDS, DEFAULT_TTL_SECONDS } from './shared-session.constants';
 
 export interface FlaskRedisSessionStoreOptions {
-  client: Redis;
+  client: SharedSessionRedis;
   signer: SessionCookieSigner;
   keyPrefix?: string;
+  /** PROTOCOL.md section 3's key names (`v1`, default) or section 14's (`cluster`). */
+  keyLayout?: KeyLayout;
   ttlSeconds?: number;
   /**
    * Refresh the three keys' TTL when express-session touches a session that a
@@ -93,7 +95,8 @@ export interface SessionKeys {
  * (resty.shared_session) read what it writes, and it reads what Flask writes.
  */
 export class FlaskRedisSessionStore extends Store {
-  private readonly client: Redis;
+  private readonly client: SharedSessionRedis;
+  private readonly keyLayout: KeyLayout;
   private readonly signer: SessionCookieSigner;
   private readonly keyPrefix: string;
   private readonly ttlSeconds: number;
@@ -120,6 +123,7 @@ export class FlaskRedisSessionStore extends Store {
     this.client = options.client;
     this.signer = options.signer;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.keyLayout = options.keyLayout ?? 'v1';
     this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
     this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS, this.ttlSeconds);
     this.cookie = options.cookie ?? {};
@@ -152,6 +156,7 @@ export class FlaskRedisSessionStore extends Store {
 
   keys(sid: string): SessionKeys {
     const p = this.keyPrefix;
+    if (this.keyLayout === 'cluster') return { data: `${p}:{${sid}}:data`, signature: `${p}:{${sid}}:signature`, groups: `${p}:{${sid}}:groups` };
     return { data: `${p}:data:${sid}`, signature: `${p}:signature:${sid}`, groups: `${p}:groups:${sid}` };
   }
 

@@ -1,4 +1,4 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import {
   COOKIE_NAME_PATTERN,
   DEFAULT_COOKIE_NAME,
@@ -61,7 +61,14 @@ export interface SharedSessionModuleOptions {
    * An ioredis instance (left open on shutdown), a redis:// URL, or ioredis
    * options (including Sentinel: `{ sentinels, name }`). Default `redis://127.0.0.1:6379`.
    */
-  redis?: Redis | string | RedisOptions;
+  redis?: SharedSessionRedisOption;
+  /**
+   * The Redis key names: `v1` (PROTOCOL.md section 3, what Flask and the 2017
+   * Lua module read) or `cluster` (section 14: the session id as a hash tag,
+   * so that a session's keys share one slot; needed on Redis Cluster).
+   * Default `v1`.
+   */
+  keyLayout?: KeyLayout;
   /** Cookie attributes. */
   cookie?: SharedSessionCookieOptions;
   /**
@@ -86,6 +93,16 @@ export interface SharedSessionModuleOptions {
   csrf?: SharedSessionCsrfOptions;
 }
 
+export type KeyLayout = 'v1' | 'cluster';
+
+/** Redis Cluster: the startup nodes and ioredis' cluster options. */
+export interface SharedSessionClusterOption {
+  cluster: ClusterNode[];
+  options?: ClusterOptions;
+}
+
+export type SharedSessionRedisOption = Redis | Cluster | string | RedisOptions | SharedSessionClusterOption;
+
 /** The options after validation, every default filled in. */
 export interface SharedSessionConfig {
   secret: string;
@@ -94,7 +111,8 @@ export interface SharedSessionConfig {
   keyPrefix: string;
   cookieName: string;
   ttlSeconds: number;
-  redis: Redis | string | RedisOptions;
+  redis: SharedSessionRedisOption;
+  keyLayout: KeyLayout;
   cookie: Required<Omit<SharedSessionCookieOptions, 'domain'>> & { domain?: string };
   touch: boolean;
   touchAfterSeconds: number;
@@ -182,6 +200,18 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   } else if (!redis || typeof redis !== 'object') {
     throw new SharedSessionOptionsError('redis', 'must be an ioredis instance, a redis:// URL or ioredis options');
   }
+  const keyLayout = options.keyLayout ?? 'v1';
+  if (keyLayout !== 'v1' && keyLayout !== 'cluster') throw new SharedSessionOptionsError('keyLayout', "must be 'v1' or 'cluster'");
+  const cluster = typeof redis === 'object' && ('cluster' in redis || (redis as { isCluster?: boolean }).isCluster === true);
+  if (typeof redis === 'object' && 'cluster' in redis && (!Array.isArray(redis.cluster) || redis.cluster.length === 0)) {
+    throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
+  }
+  if (cluster && keyLayout !== 'cluster') {
+    throw new SharedSessionOptionsError('keyLayout', "must be 'cluster' with Redis Cluster (the v1 keys of a session are in three slots)");
+  }
+  if (keyLayout === 'cluster' && /[{}]/.test(keyPrefix)) {
+    throw new SharedSessionOptionsError('keyPrefix', "must hold no { or } with keyLayout 'cluster' (the session id is the hash tag)");
+  }
 
   const cookie = options.cookie ?? {};
   if (typeof cookie !== 'object') throw new SharedSessionOptionsError('cookie', 'must be an object');
@@ -224,6 +254,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     cookieName,
     ttlSeconds,
     redis,
+    keyLayout,
     cookie: {
       path,
       domain: cookie.domain,

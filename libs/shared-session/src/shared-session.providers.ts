@@ -1,7 +1,6 @@
 import { Logger, Provider } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { createRedisClient, RedisClientLifecycle } from './redis-client';
+import { createRedisClient, RedisClientLifecycle, SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
@@ -32,11 +31,12 @@ export const sharedSessionProviders: Provider[] = [
   },
   {
     provide: FlaskRedisSessionStore,
-    useFactory: (config: SharedSessionConfig, client: Redis, signer: SessionCookieSigner) =>
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, signer: SessionCookieSigner) =>
       new FlaskRedisSessionStore({
         client,
         signer,
         keyPrefix: config.keyPrefix,
+        keyLayout: config.keyLayout,
         ttlSeconds: config.ttlSeconds,
         touch: config.touch,
         touchAfterSeconds: config.touchAfterSeconds,

@@ -53,6 +53,7 @@ local REDIS_DEFAULTS = {
                                 -- lua_ssl_trusted_certificate
     server_name = false,        -- with ssl: SNI and the name verified
                                 -- (default: host, unless it is an address)
+    cluster = false,            -- { nodes = { { host =, port = }, ... } }
     sentinels = false,          -- { { host =, port = }, ... }: ask them for
     master_name = "mymaster",   -- the primary of master_name instead
     connect_timeout = 200,      -- ms
@@ -63,7 +64,7 @@ local REDIS_DEFAULTS = {
 
 local TOP_LEVEL_OPTIONS = {
     secret = true, secret_fallbacks = true, salt = true,
-    cookie_name = true, key_prefix = true, redis = true,
+    cookie_name = true, key_prefix = true, key_layout = true, redis = true,
     decision_cache = true,
 }
 
@@ -204,6 +205,30 @@ local function check_redis_options(opts)
         end
     end
 
+    if r.cluster ~= false then
+        local nodes = type(r.cluster) == "table" and r.cluster.nodes
+        if type(nodes) ~= "table" or #nodes == 0 then
+            option_error("redis.cluster", "must be { nodes = { { host =, port"
+                         .. " = }, ... } }")
+        end
+        for i, n in ipairs(nodes) do
+            local name = "redis.cluster.nodes[" .. i .. "]"
+            if type(n) ~= "table" then
+                option_error(name, "must be a table { host =, port = }")
+            end
+            check_non_empty_string(name .. ".host", n.host)
+            n.port = check_number(name .. ".port", n.port, 1, true)
+        end
+        if r.sentinels or r.socket then
+            option_error("redis.cluster", "cannot be used with redis."
+                         .. (r.sentinels and "sentinels" or "socket"))
+        end
+        if r.db ~= 0 then
+            option_error("redis.db", "must be 0 with redis.cluster")
+        end
+        -- Per worker after the fork: the slot map (redis.lua).
+        r.cluster_state = {}
+    end
     if r.socket then
         -- ngx.socket.tcp's form for a Unix domain socket; no port.
         r.host, r.port = "unix:" .. r.socket, false
@@ -326,6 +351,22 @@ local function build(opts)
     end
 
     local r = check_redis_options(opts.redis)
+    local key_layout = opts.key_layout
+    if key_layout == nil then
+        key_layout = "v1"
+    end
+    if key_layout ~= "v1" and key_layout ~= "cluster" then
+        option_error("key_layout", 'must be "v1" or "cluster"')
+    end
+    if key_layout == "cluster" and find(key_prefix, "[{}]") then
+        option_error("key_prefix", "must hold no { or } with key_layout"
+                     .. ' "cluster" (the session id is the hash tag)')
+    end
+    if r.cluster and key_layout ~= "cluster" then
+        option_error("redis.cluster", 'needs key_layout = "cluster": the v1'
+                     .. " keys of a session are in three slots")
+    end
+    r.cluster_layout = key_layout == "cluster"
     local decision_cache = check_decision_cache_options(opts.decision_cache,
                                                         key_prefix, r)
 

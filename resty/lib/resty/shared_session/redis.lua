@@ -15,6 +15,7 @@ local tostring = tostring
 local tonumber = tonumber
 local rawget = rawget
 local format = string.format
+local pairs = pairs
 
 
 -- The same library is `resty.redis` on OpenResty and `nginx.redis` on Debian.
@@ -26,6 +27,8 @@ local function require_either(name, debian_name)
     end
     return ok and mod or nil
 end
+
+local cluster = require "resty.shared_session.cluster"
 
 local redis_lib = require_either("resty.redis", "nginx.redis")
 local redis_load_err = not redis_lib
@@ -43,8 +46,13 @@ local _M = {
 }
 
 
--- <prefix>:<kind>:<sid>, kind being "data", "signature" or "groups".
-local function key(prefix, kind, sid)
+-- <prefix>:<kind>:<sid>, kind being "data", "signature" or "groups"; in
+-- the cluster layout (PROTOCOL.md section 14, `cluster_layout` true)
+-- <prefix>:{<sid>}:<kind>, so that a session's keys share one slot.
+local function key(prefix, kind, sid, cluster_layout)
+    if cluster_layout then
+        return prefix .. ":{" .. sid .. "}:" .. kind
+    end
     return prefix .. ":" .. kind .. ":" .. sid
 end
 _M.key = key
@@ -147,9 +155,112 @@ local function ask_sentinels(r)
 end
 
 
+-- Redis Cluster: the slot map of this configuration (r.cluster_state, per
+-- worker after the fork), fetched from any node that answers CLUSTER SLOTS:
+-- the nodes of the last map first, then the configured ones.
+local open_node     -- defined below: a connection to one host and port
+
+local function cluster_node(r)
+    return function(host, port)
+        return { host = host, port = port,
+                 connect_options = connect_options(host, port, 0, r.pool_size,
+                                                   r) }
+    end
+end
+
+local function refresh_slots(r)
+    local state = r.cluster_state
+    local candidates = {}
+    if state.map then
+        for _, n in pairs(state.map.nodes) do
+            candidates[#candidates + 1] = n
+        end
+    end
+    local make_node = cluster_node(r)
+    for _, seed in ipairs(r.cluster.nodes) do
+        candidates[#candidates + 1] = make_node(seed.host, seed.port)
+    end
+    local last_err = "no cluster node answered"
+    state.refreshing = true
+    for _, n in ipairs(candidates) do
+        local red, err = open_node(r, n.host, n.port, n.connect_options)
+        if red then
+            local reply
+            reply, err = red:cluster("slots")
+            if reply then
+                local map
+                map, err = cluster.map_from_slots(reply, make_node)
+                if map then
+                    red:set_keepalive(r.keepalive_timeout, r.pool_size)
+                    state.map = map
+                    state.refreshing = false
+                    return map
+                end
+            end
+            red:close()
+        end
+        last_err = format("cluster node %s:%d: %s", n.host, n.port,
+                          tostring(err))
+    end
+    state.refreshing = false
+    return nil, last_err
+end
+_M.refresh_slots = refresh_slots
+
+
+-- A full refresh in the background, at most once per
+-- cluster.REFRESH_INTERVAL per worker (after a MOVED, or a node that does
+-- not answer: a failover or a resharding).
+local function refresh_soon(r)
+    if cluster.refresh_due(r.cluster_state) then
+        ngx.timer.at(0, function(premature)
+            if not premature then
+                local ok, err = refresh_slots(r)
+                if not ok then
+                    ngx_log(INFO, "shared_session: cluster slots: ", err)
+                end
+            end
+        end)
+    end
+end
+
+
+-- The primary serving `slot_key`'s slot: host, port and connect options,
+-- or nil and an error.
+local function cluster_address(r, slot_key)
+    local map = r.cluster_state.map
+    if not map then
+        local err
+        map, err = refresh_slots(r)
+        if not map then
+            return nil, err
+        end
+    end
+    local n = cluster.node_for(map, cluster.slot(slot_key))
+    if not n then
+        refresh_soon(r)
+        return nil, "no primary known for the slot"
+    end
+    return n.host, n.port, n.connect_options
+end
+
+
 -- Where the sessions are: the configured server, or the primary that the
--- sentinels name. host, port and connect options, or nil and an error.
-local function address(r)
+-- sentinels name, or (cluster) the primary of `slot_key`'s slot. host, port
+-- and connect options, or nil and an error.
+local function address(r, slot_key)
+    if r.cluster then
+        if slot_key then
+            return cluster_address(r, slot_key)
+        end
+        -- No key (the subscriber): the configured nodes in turn; a PUBLISH
+        -- on any node of a cluster reaches the subscribers of every node.
+        local state, seeds = r.cluster_state, r.cluster.nodes
+        state.next_seed = (state.next_seed or 0) % #seeds + 1
+        local seed = seeds[state.next_seed]
+        return seed.host, seed.port, cluster_node(r)(seed.host, seed.port)
+                                         .connect_options
+    end
     if not r.sentinels then
         return r.host, r.port, r.connect_options
     end
@@ -167,16 +278,11 @@ end
 _M.address = address
 
 
--- The one place that opens a connection for the checks: a resty.redis
--- object, or nil and an error.
-local function connect(r)
+-- A connection to host and port, ready for commands (TLS, AUTH and SELECT
+-- done on a new one): a resty.redis object, or nil and an error.
+function open_node(r, host, port, options)
     if not redis_lib then
         return nil, redis_load_err
-    end
-
-    local host, port, options = address(r)
-    if not host then
-        return nil, port
     end
 
     local red, err = redis_lib:new()
@@ -189,6 +295,9 @@ local function connect(r)
     ok, err = connect_to(red, host, port, options)
     if not ok then
         forget_master()
+        if r.cluster then
+            refresh_soon(r)     -- a failover, perhaps
+        end
         return nil, "connect: " .. tostring(err)
     end
     red:set_timeout(r.read_timeout)
@@ -222,6 +331,17 @@ local function connect(r)
 
     return red
 end
+
+
+-- The one place that opens a connection for the checks: to the configured
+-- server, the Sentinel primary, or (cluster) the primary of `slot_key`.
+local function connect(r, slot_key)
+    local host, port, options = address(r, slot_key)
+    if not host then
+        return nil, port
+    end
+    return open_node(r, host, port, options)
+end
 _M.connect = connect
 
 
@@ -241,41 +361,81 @@ local function pipeline_error(res)
 end
 
 
--- The question of the check: SISMEMBER <prefix>:groups:<sid> group_id, and
--- with `with_signature` (stored mode) GET <prefix>:signature:<sid> in the
--- same round trip. Returns the SISMEMBER reply, or nil and an error
--- ("redis unavailable: ..." or "redis error: ..."); then, in stored mode, the
--- GET reply. The connection goes back to the pool, or is closed on error so
--- that a half-read reply never reaches the next request.
+-- Sends the check's command(s) on `red`: SISMEMBER groups_key group_id,
+-- after GET signature_key when there is one (stored mode), after ASKING when
+-- following an ASK; one round trip. The SISMEMBER reply, or nil and an
+-- error; then the GET reply.
+local function ask(red, groups_key, signature_key, group_id, asking)
+    if not signature_key and not asking then
+        return red:sismember(groups_key, group_id)
+    end
+    red:init_pipeline()
+    if asking then
+        red:asking()
+    end
+    if signature_key then
+        red:get(signature_key)
+    end
+    red:sismember(groups_key, group_id)
+    local res, err = red:commit_pipeline()
+    if not res then
+        return nil, err
+    end
+    local n = #res
+    for i = 1, n do
+        err = pipeline_error(res[i])
+        if err then
+            return nil, err
+        end
+    end
+    return res[n], nil, signature_key and res[n - 1] or nil
+end
+
+
+-- The question of the check: SISMEMBER <groups key> group_id, and with
+-- `with_signature` (stored mode) GET <signature key> in the same round trip.
+-- Returns the SISMEMBER reply, or nil and an error ("redis unavailable: ..."
+-- or "redis error: ..."); then, in stored mode, the GET reply. On a cluster,
+-- a MOVED or ASK is followed once. The connection goes back to the pool, or
+-- is closed on error so that a half-read reply never reaches the next
+-- request.
 function _M.membership(r, prefix, sid, group_id, with_signature)
-    local red, err = connect(r)
+    local layout = r.cluster_layout
+    local groups_key = key(prefix, "groups", sid, layout)
+    local signature_key = with_signature and key(prefix, "signature", sid,
+                                                  layout) or nil
+    local red, err = connect(r, groups_key)
     if not red then
         return nil, "redis unavailable: " .. err
     end
 
-    local groups_key = key(prefix, "groups", sid)
     local member, stored
+    member, err, stored = ask(red, groups_key, signature_key, group_id)
 
-    if not with_signature then
-        member, err = red:sismember(groups_key, group_id)
-
-    else
-        -- Fetch the signature and ask for membership in one round trip; the
-        -- caller uses the answer only if the signature matches.
-        red:init_pipeline(2)
-        red:get(key(prefix, "signature", sid))
-        red:sismember(groups_key, group_id)
-        local res
-        res, err = red:commit_pipeline()
-        if res then
-            err = pipeline_error(res[1]) or pipeline_error(res[2])
-            stored, member = res[1], res[2]
+    local kind, slot, host, port
+    if err and r.cluster then
+        kind, slot, host, port = cluster.redirection(err)
+    end
+    if kind then
+        -- The error reply was read whole: the connection can be reused.
+        release(red, r)
+        local n = cluster_node(r)(host, port)
+        if kind == "MOVED" then
+            cluster.moved(r.cluster_state.map, slot, host, port,
+                          cluster_node(r))
+            refresh_soon(r)
         end
+        red, err = open_node(r, host, port, n.connect_options)
+        if not red then
+            return nil, "redis unavailable: " .. err
+        end
+        member, err, stored = ask(red, groups_key, signature_key, group_id,
+                                  kind == "ASK")
     end
 
     if err then
         red:close()
-        return nil, "redis error: " .. err
+        return nil, "redis error: " .. tostring(err)
     end
 
     release(red, r)
