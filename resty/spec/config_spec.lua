@@ -271,6 +271,17 @@ describe("resty.shared_session.config", function()
       { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = "soon" } } },
       { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 0 / 0 } } },
       { "decision_cache.size", { decision_cache = { dict = "shared_session", size = 1 } } },
+      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 300 } } },
+      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 86401,
+                                                   all_writers_publish = true } } },
+      { "decision_cache.all_writers_publish",
+        { decision_cache = { dict = "shared_session", all_writers_publish = "yes" } } },
+      { "decision_cache.worker_entries",
+        { decision_cache = { dict = "shared_session", worker_entries = -1 } } },
+      { "decision_cache.worker_entries",
+        { decision_cache = { dict = "shared_session", worker_entries = 1.5 } } },
+      { "decision_cache.worker_entries",
+        { decision_cache = { dict = "shared_session", worker_entries = "many" } } },
     }
     for _, case in ipairs(bad) do
       local name, opts = case[1], case[2]
@@ -278,6 +289,37 @@ describe("resty.shared_session.config", function()
         assert.matches('option "' .. name .. '"', config_error(opts), 1, true)
       end)
     end
+
+    it("says how long a ttl may be when every writer publishes", function()
+      local err = config_error { decision_cache = { dict = "shared_session", ttl = 60 } }
+      assert.matches("up to 86400 with all_writers_publish = true", err, 1, true)
+    end)
+
+    it("keeps decisions 1 s by default, 300 s when every writer publishes, up to a day", function()
+      local function dc(opts)
+        opts.dict = "shared_session"
+        return assert(config.new { decision_cache = opts }).decision_cache
+      end
+      assert.equal(1, dc({}).ttl)
+      assert.is_false(dc({}).all_writers_publish)
+      assert.equal(300, dc({ all_writers_publish = true }).ttl)
+      assert.is_true(dc({ all_writers_publish = true }).all_writers_publish)
+      assert.equal(86400, dc({ all_writers_publish = true, ttl = 86400 }).ttl)
+      assert.equal(2, dc({ all_writers_publish = false, ttl = 2 }).ttl)
+    end)
+
+    it("gives each worker a level of its own unless worker_entries is 0", function()
+      local dc = assert(config.new {
+        decision_cache = { dict = "shared_session", worker_entries = 3 },
+      }).decision_cache
+      assert.equal(3, dc.worker:capacity())
+      assert.is_nil(assert(config.new {
+        decision_cache = { dict = "shared_session", worker_entries = 0 },
+      }).decision_cache.worker)
+      assert.equal(20000, assert(config.new {
+        decision_cache = { dict = "shared_session" },
+      }).decision_cache.worker:capacity())
+    end)
 
     it("says which dict it did not find", function()
       local err = config_error { decision_cache = { dict = "undeclared" } }

@@ -140,6 +140,14 @@ local function new_dict(capacity)
     return store(key, value, exptime)
   end
 
+  function dict.ttl(_, key)
+    local item = live(key)
+    if not item then
+      return nil, "not found"
+    end
+    return item.expires and item.expires - clock.now or 0
+  end
+
   function dict.delete(_, key)
     if items[key] then
       items[key] = nil

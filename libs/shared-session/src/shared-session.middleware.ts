@@ -6,6 +6,7 @@ import onHeaders from 'on-headers';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import {
   ExpressSessionCookieHeader,
+  ExpressSessionCookieValues,
   serializeSessionCookie,
   setCookieLines,
   toExpressSessionCookieHeader,
@@ -30,6 +31,7 @@ export class SharedSessionMiddleware implements NestMiddleware {
   private readonly logger = new Logger('SharedSession');
   private readonly handler: RequestHandler;
   private readonly internalSecret = randomBytes(32).toString('base64url');
+  private readonly expressSessionValues = new ExpressSessionCookieValues(this.internalSecret);
   private readonly name: string;
   private readonly cookie: SharedSessionConfig['cookie'];
 
@@ -96,7 +98,7 @@ export class SharedSessionMiddleware implements NestMiddleware {
 
   /** The request's Cookie header for express-session (see toExpressSessionCookieHeader). */
   private translateRequestCookie(header: string | undefined): ExpressSessionCookieHeader {
-    return toExpressSessionCookieHeader(header, this.name, this.signer, this.internalSecret);
+    return toExpressSessionCookieHeader(header, this.name, this.signer, this.expressSessionValues);
   }
 
   /**

@@ -40,6 +40,7 @@ local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
 local new_config = config_lib.new
 local redis_membership = redis.membership
+local known_decision = decisions.lookup
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
@@ -109,22 +110,32 @@ function _M.authorize(group_id)
         end
         return refuse(401, INFO, "no session cookie", nil, group_id)
     end
+    -- A timed id past its deadline (section 11) has ended, whatever Redis or
+    -- the decision caches say. Read from the cookie value before its
+    -- signature is checked: this can only refuse.
+    if sid_ended(cookie_value, ngx_now() * 1000) then
+        return refuse(403, INFO, "session past its deadline", nil, group_id)
+    end
+
+    -- A decision is bound to the exact cookie, so to the signature, verified
+    -- when it was made (by HMAC, or against Redis in stored mode): a hit
+    -- needs no HMAC. This worker's decisions first: the cookie is parsed
+    -- only when they have no answer.
+    local dc = conf.decision_cache
+    if dc then
+        local known = known_decision(dc, cookie_value, group_id)
+        if known then
+            return 200
+        elseif known == false then
+            return refuse(403, INFO, "not a member of the group",
+                          cookie_value, group_id)
+        end
+    end
     local sid, sig = parse_cookie(cookie_value)
     if not sid then
         return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
     end
-
-    -- A timed id past its deadline (section 11) has ended, whatever Redis or
-    -- the decision cache say. The id is read before its signature is checked,
-    -- but this can only refuse.
-    if sid_ended(sid, ngx_now() * 1000) then
-        return refuse(403, INFO, "session past its deadline", sid, group_id)
-    end
-
-    -- A decision is bound to the exact signature verified when it was made
-    -- (by HMAC, or against Redis in stored mode): a hit needs no HMAC.
-    local dc = conf.decision_cache
-    if dc and decision_hit(dc, sid, sig, group_id) then
+    if dc and decision_hit(dc, cookie_value, sid, sig, group_id) then
         return 200
     end
 
@@ -133,14 +144,13 @@ function _M.authorize(group_id)
         return refuse(403, WARN, "bad signature", sid, group_id)
     end
 
-    local tag, started
+    local ticket    -- what the answer is stored under; nil: store nothing
     if dc then
         local hit
-        hit, tag = cached_decision(dc, sid, sig, group_id)
+        hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id)
         if hit then
             return 200
         end
-        started = ngx_now()
     end
 
     -- Stored mode (no keys) also fetches the signature, in the same round trip.
@@ -160,10 +170,10 @@ function _M.authorize(group_id)
         end
     end
 
+    if ticket and (member == 1 or member == 0) then
+        store_decision(dc, ticket, member == 1)
+    end
     if member == 1 then
-        if tag then
-            store_decision(dc, sid, sig, group_id, tag, started)
-        end
         return 200
     end
     if member == 0 then

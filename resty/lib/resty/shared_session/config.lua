@@ -70,10 +70,16 @@ local TOP_LEVEL_OPTIONS = {
 
 local DECISION_CACHE_DEFAULTS = {
     dict = false,               -- required: a lua_shared_dict name
-    ttl = 1,                    -- s a positive decision is kept, at most
+    all_writers_publish = false, -- true: every writer publishes notices
+    ttl = false,                -- s a decision is kept, at most: 1, or 300
+                                -- when all writers publish
+    worker_entries = 20000,     -- cookies remembered per worker; 0: none
 }
 local DECISION_TTL_MIN = decisions.TTL_MIN
 local DECISION_TTL_MAX = decisions.TTL_MAX
+local DECISION_TTL_MAX_PUBLISHED = decisions.TTL_MAX_PUBLISHED
+local DECISION_TTL_DEFAULT = 1
+local DECISION_TTL_DEFAULT_PUBLISHED = 300
 
 
 -- The checks raise; new() turns the first error into nil, err.
@@ -265,24 +271,50 @@ local function check_decision_cache_options(opts, key_prefix, r)
                      .. " (none is called \"" .. group_hint(name) .. "\")")
     end
 
+    -- Whether a writer may change a session without publishing a notice
+    -- (the 2017 Flask extension does): then only ttl bounds a stale
+    -- decision, so it stays short.
+    local all_publish = opts.all_writers_publish
+    if all_publish == nil then
+        all_publish = DECISION_CACHE_DEFAULTS.all_writers_publish
+    elseif type(all_publish) ~= "boolean" then
+        option_error("decision_cache.all_writers_publish",
+                     "must be true or false")
+    end
+
     local ttl = opts.ttl
     if ttl == nil then
-        ttl = DECISION_CACHE_DEFAULTS.ttl
+        ttl = all_publish and DECISION_TTL_DEFAULT_PUBLISHED
+              or DECISION_TTL_DEFAULT
     elseif type(ttl) == "string" then
         ttl = tonumber(ttl)
     end
+    local ttl_max = all_publish and DECISION_TTL_MAX_PUBLISHED
+                    or DECISION_TTL_MAX
     if type(ttl) ~= "number" or ttl ~= ttl or ttl < DECISION_TTL_MIN
-       or ttl > DECISION_TTL_MAX
+       or ttl > ttl_max
     then
         option_error("decision_cache.ttl", "must be a number of seconds from "
-                     .. DECISION_TTL_MIN .. " to " .. DECISION_TTL_MAX)
+                     .. DECISION_TTL_MIN .. " to " .. ttl_max
+                     .. (all_publish and ""
+                         or " (up to " .. DECISION_TTL_MAX_PUBLISHED
+                            .. " with all_writers_publish = true)"))
     end
+
+    local entries = opts.worker_entries
+    if entries == nil then
+        entries = DECISION_CACHE_DEFAULTS.worker_entries
+    end
+    entries = check_number("decision_cache.worker_entries", entries, 0, true)
 
     config_seq = config_seq + 1
     return {
         dict = dict,
         dict_name = name,
         ttl = ttl,
+        all_writers_publish = all_publish,
+        -- This worker's level (each worker has its own copy after the fork).
+        worker = decisions.new_worker_cache(entries),
         -- Decisions are made under one configuration (its secrets): a new
         -- configure(), such as a reload that drops a secret, starts afresh
         -- even though the dict outlives the reload.
