@@ -24,13 +24,33 @@ export class RedisClusterStack {
         const busPort = await freePort();
         nodes.push(
           await RedisServer.start({
-            args: ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-node-timeout', '1000', '--cluster-config-file', `nodes-${i}.conf`],
+            args: [
+              '--cluster-enabled',
+              'yes',
+              '--cluster-port',
+              String(busPort),
+              '--cluster-node-timeout',
+              '1000',
+              '--cluster-config-file',
+              `nodes-${i}.conf`,
+              '--repl-diskless-sync-delay',
+              '0',
+            ],
           }),
         );
       }
       const stack = new RedisClusterStack(nodes);
-      await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
+      await run('redis-cli', [
+        '--cluster',
+        'create',
+        ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        '--cluster-replicas',
+        '1',
+        '--cluster-yes',
+      ]);
       await waitFor('the cluster to be ok on every node', () => stack.allOk(), 20_000);
+      // A replica can take over only once it has synced with its primary.
+      await waitFor('every replica to sync', () => stack.replicasSynced(), 20_000);
       return stack;
     } catch (error) {
       for (const node of nodes) await node.dispose();
@@ -75,6 +95,19 @@ export class RedisClusterStack {
       const probe = new Redis(node.port, '127.0.0.1');
       try {
         if (!/cluster_state:ok/.test((await probe.call('CLUSTER', 'INFO')) as string)) return false;
+      } finally {
+        probe.disconnect();
+      }
+    }
+    return true;
+  }
+
+  private async replicasSynced(): Promise<boolean> {
+    for (const node of this.nodes) {
+      const probe = new Redis(node.port, '127.0.0.1');
+      try {
+        const info = await probe.info('replication');
+        if (/role:slave/.test(info) && !/master_link_status:up/.test(info)) return false;
       } finally {
         probe.disconnect();
       }

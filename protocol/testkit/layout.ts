@@ -22,7 +22,8 @@ export interface SessionKeys {
 export type KeyLayout = 'v1' | 'cluster';
 
 export function sessionKeys(prefix: string, sid: string, layout: KeyLayout = 'v1'): SessionKeys {
-  if (layout === 'cluster') return { data: `${prefix}:{${sid}}:data`, signature: `${prefix}:{${sid}}:signature`, groups: `${prefix}:{${sid}}:groups` };
+  if (layout === 'cluster')
+    return { data: `${prefix}:{${sid}}:data`, signature: `${prefix}:{${sid}}:signature`, groups: `${prefix}:{${sid}}:groups` };
   return { data: `${prefix}:data:${sid}`, signature: `${prefix}:signature:${sid}`, groups: `${prefix}:groups:${sid}` };
 }
 

@@ -96,7 +96,12 @@ export function sessionKeyCount(client: Redis, prefix: string, sid: string, layo
  * Deletes the three keys; with `publish`, as a logout does it: the keys go
  * and the notice follows, in one MULTI.
  */
-export async function destroySession(client: Redis, prefix: string, sid: string, options: { publish?: boolean; layout?: KeyLayout } = {}): Promise<void> {
+export async function destroySession(
+  client: Redis,
+  prefix: string,
+  sid: string,
+  options: { publish?: boolean; layout?: KeyLayout } = {},
+): Promise<void> {
   const keys = sessionKeyList(prefix, sid, options.layout);
   if (options.publish)
     await checkExec(

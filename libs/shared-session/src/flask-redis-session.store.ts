@@ -156,7 +156,8 @@ export class FlaskRedisSessionStore extends Store {
 
   keys(sid: string): SessionKeys {
     const p = this.keyPrefix;
-    if (this.keyLayout === 'cluster') return { data: `${p}:{${sid}}:data`, signature: `${p}:{${sid}}:signature`, groups: `${p}:{${sid}}:groups` };
+    if (this.keyLayout === 'cluster')
+      return { data: `${p}:{${sid}}:data`, signature: `${p}:{${sid}}:signature`, groups: `${p}:{${sid}}:groups` };
     return { data: `${p}:data:${sid}`, signature: `${p}:signature:${sid}`, groups: `${p}:groups:${sid}` };
   }
 

@@ -155,6 +155,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'cookieName',
     'ttlSeconds',
     'redis',
+    'keyLayout',
     'cookie',
     'touch',
     'touchAfterSeconds',
