@@ -37,7 +37,7 @@ export const sharedSessionProviders: Provider[] = [
         client,
         signer,
         keyPrefix: config.keyPrefix,
-        ttlSeconds: config.ttlSeconds,
+        idleTimeoutSeconds: config.idleTimeoutSeconds,
         touch: config.touch,
         touchAfterSeconds: config.touchAfterSeconds,
         cookie: config.cookie,
