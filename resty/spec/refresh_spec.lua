@@ -124,15 +124,16 @@ describe("resty.shared_session.refresh", function()
   end)
 
   describe("the timer", function()
-    it("sends one EVALSHA with the three keys, nginx's clock and the id's deadline; EVAL when the server lacks the script", function()
+    it("sends one EVALSHA with the three keys, nginx's clock and the id's deadline;"
+       .. " EVAL when the server lacks the script", function()
       local c = conf { key_prefix = "p" }
       maybe(c, TIMED)
       run_timers()
       local sha = commands("evalsha")
       assert.equal(1, #sha)
       local now = math.floor(stub.clock.now * 1000)
-      local hex = stub.sha1_bin(refresh.SCRIPT):gsub(".", function(c)
-        return ("%02x"):format(c:byte())
+      local hex = stub.sha1_bin(refresh.SCRIPT):gsub(".", function(byte)
+        return ("%02x"):format(byte:byte())
       end)
       assert.equal(("evalsha %s 3 p:data:%s p:signature:%s p:groups:%s %d %d"):format(
         hex, TIMED, TIMED, TIMED, now, 0x018bcfe5a680), sha[1])
@@ -150,7 +151,8 @@ describe("resty.shared_session.refresh", function()
       assert.equal(0, #commands("eval"))
     end)
 
-    it("a Redis failure extends nothing, is logged, and is tried again after a second, not on every request", function()
+    it("a Redis failure extends nothing, is logged, and is tried again after a second,"
+       .. " not on every request", function()
       local c = conf { refresh = { interval = 60 } }
       server.down = "connection refused"
       local since = #stub.logs
