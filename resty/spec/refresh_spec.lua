@@ -172,14 +172,37 @@ describe("resty.shared_session.refresh", function()
       assert.equal(1, #commands("evalsha"))
     end)
 
-    it("an error reply closes the connection and extends nothing", function()
-      local c = conf {}
+    it("an error reply closes the connection, extends nothing, and waits the interval", function()
+      local c = conf { refresh = { interval = 30 } }
       server.errors.evalsha = "NOPERM this user has no permissions to run the 'evalsha' command"
       maybe(c, UUID)
       run_timers()
       assert.equal(1, server.closed)
       assert.equal(0, server.pooled)
       assert.equal(0, #commands("eval"))
+      stub.sleep(2)
+      maybe(c, UUID)
+      assert.equal(0, #timers)
+      stub.sleep(28.1)
+      maybe(c, UUID)
+      assert.equal(1, #timers)
+    end)
+
+    it("logs failures once per 10 s per worker, counting the others", function()
+      local c = conf {}
+      server.down = "connection refused"
+      local since = #stub.logs
+      for i = 1, 5 do
+        maybe(c, UUID:sub(1, 35) .. i)
+      end
+      run_timers()
+      assert.equal(1, #stub.log_lines(since))
+      stub.sleep(10)
+      maybe(c, UUID:sub(1, 35) .. "6")
+      run_timers()
+      local lines = stub.log_lines(since)
+      assert.equal(2, #lines)
+      assert.truthy(lines[2]:find("; 4 more failed since the last line", 1, true), lines[2])
     end)
 
     it("a timer that cannot start raises nothing, and is tried again later", function()

@@ -48,10 +48,12 @@ local _M = {
     _VERSION = "0.1.0",
     DEFAULT_INTERVAL = 60,  -- s
     RETRY = 1,              -- s before a failed refresh is tried again
+    LOG_EVERY = 10,         -- s between two log lines about failed refreshes
     MEMO_SIZE = 10000,      -- sessions a worker remembers before starting over
 }
 
 local RETRY = _M.RETRY
+local LOG_EVERY = _M.LOG_EVERY
 local MEMO_SIZE = _M.MEMO_SIZE
 
 
@@ -118,11 +120,25 @@ local function mark(rf, sid, seconds)
 end
 
 
-local function failed(rf, sid, err)
-    -- Nothing was extended. Try again soon, not on every request.
-    mark(rf, sid, min(rf.interval, RETRY))
+-- Per worker: when a failure was last logged, and how many were not since.
+local logged_at, unlogged = nil, 0
+
+-- Nothing was extended. Try again soon, not on every request: after RETRY
+-- when Redis could not be reached, after the interval when it answered with
+-- an error (NOPERM from a read-only ACL would answer the same every time).
+-- One log line per LOG_EVERY seconds per worker, not one per session.
+local function failed(rf, sid, err, answered)
+    mark(rf, sid, answered and rf.interval or min(rf.interval, RETRY))
+    local now = ngx_now()
+    if logged_at and now - logged_at < LOG_EVERY then
+        unlogged = unlogged + 1
+        return
+    end
     ngx_log(WARN, "shared_session: session not refreshed: ", err, " (sid ",
-            sid_hint(sid), ")")
+            sid_hint(sid), ")", unlogged > 0
+            and format("; %d more failed since the last line", unlogged)
+            or "")
+    logged_at, unlogged = now, 0
 end
 
 
@@ -149,7 +165,9 @@ local function run(premature, rf, r, prefix, sid, deadline)
     end
     if not res then
         red:close()
-        return failed(rf, sid, "redis error: " .. tostring(err))
+        -- A reply error (not a timeout or a closed connection): Redis answered.
+        local answered = err ~= "timeout" and err ~= "closed"
+        return failed(rf, sid, "redis error: " .. tostring(err), answered)
     end
     release(red, r)
     if type(res) == "number" and res > 0 then
