@@ -9,7 +9,7 @@
  */
 import Redis from 'ioredis';
 import { newTimedSessionId, sessionKeyList, sessionKeys, writeSession } from '../../protocol/testkit';
-import { NginxServer } from '../../stack/nginx-server';
+import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { sleep, waitFor } from '../../stack/wait';
 import {
@@ -250,5 +250,17 @@ describe('the Redis ACL nginx needs (resty/README.md)', () => {
     expect(await commandCalls(admin, 'evalsha')).toBe(before);
     expect(await admin.pttl(sessionKeys(PREFIX, sid).data)).toBeLessThanOrEqual(10_000);
     expect(nginx.errorLog()).not.toMatch(/NOPERM|not refreshed/);
+  });
+});
+
+describe('a bad refresh option', () => {
+  test.each([
+    ['a negative interval', 'refresh = { interval = -1 },', /option "refresh\.interval" must be a number of seconds/],
+    ['an interval that is not a number', 'refresh = { interval = "soon" },', /option "refresh\.interval"/],
+    ['a dict that does not exist', 'refresh = { dict = "nope" },', /option "refresh\.dict" must name a lua_shared_dict/],
+  ])('stops nginx at start-up, naming it: %s', async (_why, option, message) => {
+    const start = NginxServer.start({ conf: confFor(6379, option) });
+    await expect(start).rejects.toThrow(NginxStartError);
+    await expect(start).rejects.toThrow(message);
   });
 });
