@@ -48,6 +48,8 @@ build = {
          "resty/lib/resty/shared_session/decisions.lua",
       ["resty.shared_session.log"] =
          "resty/lib/resty/shared_session/log.lua",
+      ["resty.shared_session.refresh"] =
+         "resty/lib/resty/shared_session/refresh.lua",
       ["resty.shared_session.redis"] =
          "resty/lib/resty/shared_session/redis.lua",
       ["resty.shared_session.resp"] =

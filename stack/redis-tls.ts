@@ -102,11 +102,15 @@ export const APP_COMMANDS = [
   '+del',
   '+exists',
   '+expire',
+  '+pexpire',
   '+pttl',
   '+sadd',
   '+smembers',
   '+publish',
 ];
 
-/** What nginx runs: reads and the subscription, no write command. */
+/** What nginx runs with `refresh = false`: reads and the subscription, no write command. */
 export const NGINX_COMMANDS = ['+ping', '+get', '+sismember', '+smembers', '+subscribe', '+unsubscribe'];
+
+/** What nginx's refresh (on by default, PROTOCOL.md section 12) adds: its script, which only shortens or extends the keys' time to live. */
+export const NGINX_REFRESH_COMMANDS = ['+evalsha', '+eval', '+pexpire'];

@@ -32,6 +32,7 @@ http {
     require("resty.shared_session").configure{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { connect_timeout = 500, read_timeout = 500, ${o.redis} },
+      refresh = false, -- nginx read-only, as the ACL user below (docs/topology.md)
       ${o.cache ? 'decision_cache = { dict = "decisions", ttl = 10 },' : ''}
     }
   }

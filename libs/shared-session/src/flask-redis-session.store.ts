@@ -4,8 +4,14 @@ import { Store } from 'express-session';
 import type { SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
+import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
 import type { KeyLayout, SharedSessionCookieOptions } from './shared-session.options';
-import { DEFAULT_COOKIE_OPTIONS, DEFAULT_KEY_PREFIX, DEFAULT_TOUCH_AFTER_SECONDS, DEFAULT_TTL_SECONDS } from './shared-session.constants';
+import {
+  DEFAULT_COOKIE_OPTIONS,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_KEY_PREFIX,
+  DEFAULT_TOUCH_AFTER_SECONDS,
+} from './shared-session.constants';
 
 export interface FlaskRedisSessionStoreOptions {
   client: SharedSessionRedis;
@@ -13,6 +19,12 @@ export interface FlaskRedisSessionStoreOptions {
   keyPrefix?: string;
   /** PROTOCOL.md section 3's key names (`v1`, default) or section 14's (`cluster`). */
   keyLayout?: KeyLayout;
+  /**
+   * Idle timeout (seconds) of a session whose JSON holds none (`_idle`,
+   * PROTOCOL.md section 12); written into each session it saves. Default 31 days.
+   */
+  idleTimeoutSeconds?: number;
+  /** @deprecated The old name of `idleTimeoutSeconds`. */
   ttlSeconds?: number;
   /**
    * Refresh the three keys' TTL when express-session touches a session that a
@@ -20,7 +32,10 @@ export interface FlaskRedisSessionStoreOptions {
    * the store has no `touch`, and express-session never calls one.
    */
   touch?: boolean;
-  /** With `touch`: refresh only when a session is older than this (seconds; default 60, 0: always). */
+  /**
+   * With `touch`: refresh a session at most once per this many seconds (default
+   * 60, 0: always), and at least once per half of its idle timeout.
+   */
   touchAfterSeconds?: number;
   /** Attributes of the cookie rebuilt on `get` (the data in Redis holds none). */
   cookie?: SharedSessionCookieOptions;
@@ -99,7 +114,8 @@ export class FlaskRedisSessionStore extends Store {
   private readonly keyLayout: KeyLayout;
   private readonly signer: SessionCookieSigner;
   private readonly keyPrefix: string;
-  private readonly ttlSeconds: number;
+  /** The idle timeout of sessions whose JSON holds none. */
+  private readonly idleSeconds: number;
   private readonly touchAfterSeconds: number;
   /** sid → when its keys expire, as last read or refreshed: lets `touch` skip a write that changes nothing much. */
   private readonly expiries = new Map<string, number>();
@@ -124,11 +140,11 @@ export class FlaskRedisSessionStore extends Store {
     this.signer = options.signer;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.keyLayout = options.keyLayout ?? 'v1';
-    this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS, this.ttlSeconds);
+    this.idleSeconds = options.idleTimeoutSeconds ?? options.ttlSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS;
+    this.touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
-    if (options.touch !== false) this.touch = (sid, _session, callback) => this.refreshExpiry(sid, callback);
+    if (options.touch !== false) this.touch = (sid, session, callback) => this.refreshExpiry(sid, session, callback);
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
     this.client.on('error', (err: Error) => this.fault(err));
     this.client.on('ready', () => this.recovered());
@@ -171,7 +187,7 @@ export class FlaskRedisSessionStore extends Store {
         const data = json === null || sessionIdExpired(sid) ? null : this.parse(sid, json);
         if (data) {
           this.rememberExpiry(sid, pttl);
-          callback(undefined, { ...data, cookie: this.rebuildCookie(pttl) } as SessionData);
+          callback(undefined, { ...data, cookie: this.rebuildCookie(sid) } as SessionData);
         } else if (json === null && leftovers === 0) {
           callback(undefined, null);
         } else {
@@ -214,6 +230,8 @@ export class FlaskRedisSessionStore extends Store {
     // Flask's own flag: without it, a Flask app that rewrites the session turns
     // a persistent cookie into a browser-session one.
     if (data._permanent === undefined) data._permanent = this.cookie.persistent !== false;
+    // Section 12: the session's own idle timeout, for whoever refreshes it (nginx included).
+    if (data[IDLE_KEY] === undefined) data[IDLE_KEY] = this.idleSeconds;
     this.expiries.delete(sid);
     this.write(sid, session, data, groups, WRITE_ATTEMPTS).then(
       () => {
@@ -231,6 +249,10 @@ export class FlaskRedisSessionStore extends Store {
     const read = this.readGroups.get(session);
     const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
     const keys = this.keys(sid);
+    // Section 12: the idle timeout, cut at the deadline; whole seconds (the v1
+    // layout's EX), rounded up. A session past its deadline is not written.
+    const ttlMs = keyTtlMs(sid, idleSecondsOf(data, this.idleSeconds));
+    if (ttlMs <= 0) return;
     const reply = (await this.scripts.sharedSessionWrite(
       keys.data,
       keys.signature,
@@ -238,7 +260,7 @@ export class FlaskRedisSessionStore extends Store {
       mode,
       JSON.stringify(data),
       this.signer.signature(sid),
-      this.ttlSeconds,
+      Math.ceil(ttlMs / 1000),
       this.invalidationChannel,
       sid,
       ...(mode === 'update' ? read! : groups),
@@ -257,22 +279,39 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /**
-   * `touch`: refreshes the TTL of the three keys, at most once per
+   * True when `touch` would refresh this session now: at most once per
+   * `touchAfterSeconds` (and at least once per half its idle timeout), never
+   * once its deadline has come. The middleware renews the cookie of a session
+   * without a deadline on the same occasions.
+   */
+  refreshDue(sid: string, session: object, now = Date.now()): boolean {
+    const idleSeconds = idleSecondsOf(session, this.idleSeconds);
+    const ttlMs = keyTtlMs(sid, idleSeconds, now);
+    if (ttlMs <= 0) return false;
+    const expiry = this.expiries.get(sid);
+    // At most once per touchAfterSeconds, at least once per half what a refresh would give (short idle, near the deadline).
+    const slack = Math.min(this.touchAfterSeconds * 1000, ttlMs / 2);
+    return expiry === undefined || expiry < now + ttlMs - slack;
+  }
+
+  /**
+   * `touch`: sets the TTL of the three keys back to the session's idle
+   * timeout, never past its deadline (PROTOCOL.md section 12), at most once per
    * `touchAfterSeconds` per session: express-session touches after every
    * request that read a session, and a write per read would double the Redis
-   * round trips.
+   * round trips. PEXPIRE never re-creates a key that is gone.
    */
-  private refreshExpiry(sid: string, callback?: Callback): void {
-    const expiry = this.expiries.get(sid);
-    if (expiry !== undefined && expiry - Date.now() > (this.ttlSeconds - this.touchAfterSeconds) * 1000) {
+  private refreshExpiry(sid: string, session: object, callback?: Callback): void {
+    const now = Date.now();
+    if (!this.refreshDue(sid, session, now)) {
       callback?.();
       return;
     }
     const keys = this.keys(sid);
-    const ttl = this.ttlSeconds;
+    const ttl = keyTtlMs(sid, idleSecondsOf(session, this.idleSeconds), now);
     // Concurrent requests of one session see the refresh at once, not after their own round trip.
-    this.rememberExpiry(sid, ttl * 1000);
-    this.run(this.client.multi().expire(keys.data, ttl).expire(keys.signature, ttl).expire(keys.groups, ttl).exec(), callback);
+    this.rememberExpiry(sid, ttl);
+    this.run(this.client.multi().pexpire(keys.data, ttl).pexpire(keys.signature, ttl).pexpire(keys.groups, ttl).exec(), callback);
   }
 
   destroy(sid: string, callback?: Callback): void {
@@ -316,17 +355,18 @@ export class FlaskRedisSessionStore extends Store {
     return null;
   }
 
-  private rebuildCookie(pttl: number): SessionData['cookie'] {
+  /** The cookie's attributes; its expiry as PROTOCOL.md section 12 says (session-lifetime.ts). */
+  private rebuildCookie(sid: string): SessionData['cookie'] {
     const persistent = this.cookie.persistent ?? DEFAULT_COOKIE_OPTIONS.persistent;
-    const remaining = pttl > 0 ? pttl : this.ttlSeconds * 1000;
+    const expires = cookieExpiry(sid, persistent) ?? null;
     return {
       path: this.cookie.path ?? DEFAULT_COOKIE_OPTIONS.path,
       domain: this.cookie.domain,
       secure: this.cookie.secure ?? DEFAULT_COOKIE_OPTIONS.secure,
       httpOnly: this.cookie.httpOnly ?? DEFAULT_COOKIE_OPTIONS.httpOnly,
       sameSite: this.cookie.sameSite ?? DEFAULT_COOKIE_OPTIONS.sameSite,
-      originalMaxAge: persistent ? this.ttlSeconds * 1000 : null,
-      expires: persistent ? new Date(Date.now() + remaining) : null,
+      originalMaxAge: expires ? expires.getTime() - Date.now() : null,
+      expires,
     } as SessionData['cookie'];
   }
 

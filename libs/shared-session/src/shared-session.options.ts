@@ -6,8 +6,8 @@ import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_REDIS_URL,
   DEFAULT_SALT,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_TOUCH_AFTER_SECONDS,
-  DEFAULT_TTL_SECONDS,
   KEY_PREFIX_PATTERN,
   MIN_SECRET_BYTES,
 } from './shared-session.constants';
@@ -25,8 +25,10 @@ export interface SharedSessionCookieOptions {
   /** Cookie `SameSite`. Default `'lax'`. */
   sameSite?: 'lax' | 'strict' | 'none' | boolean;
   /**
-   * true: the cookie carries `Expires`/`Max-Age` equal to `ttlSeconds` (Flask's
-   * permanent session); false: a browser-session cookie. Default true.
+   * true: the cookie carries `Expires` (Flask's permanent session): the
+   * session's absolute deadline when it has one, else 400 days renewed when
+   * the session is extended (PROTOCOL.md section 12); false: a browser-session
+   * cookie. Default true.
    */
   persistent?: boolean;
 }
@@ -55,7 +57,19 @@ export interface SharedSessionModuleOptions {
   keyPrefix?: string;
   /** Cookie name (Flask's `SESSION_COOKIE_NAME`). Default `session`. */
   cookieName?: string;
-  /** Session lifetime in seconds, the TTL of the three Redis keys. Default 2678400 (31 days). */
+  /**
+   * Idle timeout in seconds: a session unused this long ends. The TTL of the
+   * three Redis keys, set back to this when the app or nginx sees the
+   * session used (never past its absolute deadline). Default 2678400 (31 days).
+   */
+  idleTimeoutSeconds?: number;
+  /**
+   * Absolute timeout in seconds: a session ends this long after login,
+   * whatever happens (the deadline in its timed session id, PROTOCOL.md
+   * section 11). At least `idleTimeoutSeconds`. Default: none.
+   */
+  absoluteTimeoutSeconds?: number;
+  /** @deprecated The old name of `idleTimeoutSeconds` (give one or the other). */
   ttlSeconds?: number;
   /**
    * An ioredis instance (left open on shutdown), a redis:// URL, or ioredis
@@ -110,6 +124,10 @@ export interface SharedSessionConfig {
   salt: string;
   keyPrefix: string;
   cookieName: string;
+  idleTimeoutSeconds: number;
+  /** null: no absolute timeout. */
+  absoluteTimeoutSeconds: number | null;
+  /** @deprecated Equal to `idleTimeoutSeconds`. */
   ttlSeconds: number;
   redis: SharedSessionRedisOption;
   keyLayout: KeyLayout;
@@ -154,6 +172,8 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'keyPrefix',
     'cookieName',
     'ttlSeconds',
+    'idleTimeoutSeconds',
+    'absoluteTimeoutSeconds',
     'redis',
     'keyLayout',
     'cookie',
@@ -180,10 +200,16 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (typeof cookieName !== 'string' || !COOKIE_NAME_PATTERN.test(cookieName)) {
     throw new SharedSessionOptionsError('cookieName', "must be a cookie name token (letters, digits, !#$%&'*+.^_`|~-)");
   }
-  const ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-  if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
-    throw new SharedSessionOptionsError('ttlSeconds', 'must be a positive whole number of seconds');
+  if (options.ttlSeconds !== undefined && options.idleTimeoutSeconds !== undefined) {
+    throw new SharedSessionOptionsError('ttlSeconds', 'is the old name of "idleTimeoutSeconds": give one of them, not both');
   }
+  const idleName = options.ttlSeconds !== undefined ? 'ttlSeconds' : 'idleTimeoutSeconds';
+  const { idleTimeoutSeconds, absoluteTimeoutSeconds } = checkTimeouts(
+    { idleTimeoutSeconds: options.idleTimeoutSeconds ?? options.ttlSeconds, absoluteTimeoutSeconds: options.absoluteTimeoutSeconds },
+    { idle: DEFAULT_IDLE_TIMEOUT_SECONDS, absolute: null },
+    idleName,
+  );
+  const ttlSeconds = idleTimeoutSeconds;
 
   const touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
   if (
@@ -192,7 +218,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     touchAfterSeconds < 0 ||
     touchAfterSeconds >= ttlSeconds
   ) {
-    throw new SharedSessionOptionsError('touchAfterSeconds', 'must be a whole number of seconds from 0 to less than ttlSeconds');
+    throw new SharedSessionOptionsError('touchAfterSeconds', `must be a whole number of seconds from 0 to less than ${idleName}`);
   }
 
   const redis = options.redis ?? DEFAULT_REDIS_URL;
@@ -253,6 +279,8 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     salt,
     keyPrefix,
     cookieName,
+    idleTimeoutSeconds,
+    absoluteTimeoutSeconds,
     ttlSeconds,
     redis,
     keyLayout,
@@ -269,6 +297,39 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     proxy: options.proxy === undefined ? undefined : optionalBoolean('proxy', options.proxy, false),
     csrf: { enabled: optionalBoolean('csrf.enabled', csrf.enabled, true), trustedOrigins: origins },
   };
+}
+
+/** The two timeouts of a session (PROTOCOL.md section 12), in seconds. */
+export interface SessionTimeouts {
+  idleTimeoutSeconds: number;
+  /** null: no absolute timeout. */
+  absoluteTimeoutSeconds: number | null;
+}
+
+/**
+ * Checks timeouts given as options (the module's, or one login's) and fills
+ * in `defaults`; throws a SharedSessionOptionsError that names the option.
+ * Whole seconds, positive; the absolute one at least the idle one (a session
+ * could never be idle that long).
+ */
+export function checkTimeouts(
+  given: { idleTimeoutSeconds?: unknown; absoluteTimeoutSeconds?: unknown },
+  defaults: { idle: number; absolute: number | null },
+  idleName = 'idleTimeoutSeconds',
+): SessionTimeouts {
+  const seconds = (name: string, value: unknown): number => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      throw new SharedSessionOptionsError(name, 'must be a positive whole number of seconds');
+    }
+    return value;
+  };
+  const idle = given.idleTimeoutSeconds === undefined ? defaults.idle : seconds(idleName, given.idleTimeoutSeconds);
+  const absolute =
+    given.absoluteTimeoutSeconds === undefined ? defaults.absolute : seconds('absoluteTimeoutSeconds', given.absoluteTimeoutSeconds);
+  if (absolute !== null && absolute < idle) {
+    throw new SharedSessionOptionsError('absoluteTimeoutSeconds', `must be at least ${idleName} (${absolute} < ${idle})`);
+  }
+  return { idleTimeoutSeconds: idle, absoluteTimeoutSeconds: absolute };
 }
 
 /**

@@ -37,7 +37,7 @@ export const sharedSessionProviders: Provider[] = [
         signer,
         keyPrefix: config.keyPrefix,
         keyLayout: config.keyLayout,
-        ttlSeconds: config.ttlSeconds,
+        idleTimeoutSeconds: config.idleTimeoutSeconds,
         touch: config.touch,
         touchAfterSeconds: config.touchAfterSeconds,
         cookie: config.cookie,

@@ -7,7 +7,8 @@
 -- README documents every option.
 --
 -- This file is the public face; the work is done in resty/shared_session/:
--- cookie (format, signature), session_id (timed ids), config (options),
+-- cookie (format, signature), session_id (timed ids), refresh (activity
+-- at nginx keeps a session alive), config (options),
 -- redis (connections, Sentinel), decisions (the decision cache),
 -- subscriber and resp (revocation notices), compat (the 0.1.x session API),
 -- log (what a log line may say).
@@ -17,6 +18,7 @@ local config_lib = require "resty.shared_session.config"
 local redis = require "resty.shared_session.redis"
 local decisions = require "resty.shared_session.decisions"
 local session_id = require "resty.shared_session.session_id"
+local refresh = require "resty.shared_session.refresh"
 local subscriber = require "resty.shared_session.subscriber"
 local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
@@ -33,6 +35,8 @@ local INFO = ngx.INFO
 
 local type = type
 local error = error
+local sub = string.sub
+local find = string.find
 
 local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
@@ -45,6 +49,7 @@ local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
 local sid_ended = session_id.ended
+local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
 local sid_hint = log.sid_hint
 local group_hint = log.group_hint
@@ -81,6 +86,18 @@ local function refuse(status, level, reason, sid, group_id)
     ngx_log(level, "shared_session: ", status, " ", reason, " (sid ",
             sid_hint(sid), ", group ", group_hint(group_id), ")")
     return status, reason
+end
+
+
+-- An allowed request keeps its session alive (PROTOCOL.md section 12): at
+-- most one refresh per session per interval, in a timer (refresh.lua), so
+-- it neither delays nor changes the answer.
+local function allow(conf, sid)
+    local rf = conf.refresh
+    if rf then
+        refresh_maybe(rf, conf.redis, conf.key_prefix, sid)
+    end
+    return 200
 end
 
 
@@ -125,7 +142,9 @@ function _M.authorize(group_id)
     if dc then
         local known = known_decision(dc, cookie_value, group_id)
         if known then
-            return 200
+            -- An entry exists only for a value that parsed: "<sid>.<sig>".
+            return allow(conf, sub(cookie_value, 1,
+                                   find(cookie_value, ".", 1, true) - 1))
         elseif known == false then
             return refuse(403, INFO, "not a member of the group",
                           cookie_value, group_id)
@@ -136,7 +155,7 @@ function _M.authorize(group_id)
         return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
     end
     if dc and decision_hit(dc, cookie_value, sid, sig, group_id) then
-        return 200
+        return allow(conf, sid)
     end
 
     local keys = conf.keys
@@ -149,7 +168,7 @@ function _M.authorize(group_id)
         local hit
         hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id)
         if hit then
-            return 200
+            return allow(conf, sid)
         end
     end
 
@@ -174,7 +193,7 @@ function _M.authorize(group_id)
         store_decision(dc, ticket, member == 1)
     end
     if member == 1 then
-        return 200
+        return allow(conf, sid)
     end
     if member == 0 then
         return refuse(403, INFO, "not a member of the group", sid, group_id)

@@ -6,6 +6,7 @@
 local cookie = require "resty.shared_session.cookie"
 local decisions = require "resty.shared_session.decisions"
 local redis = require "resty.shared_session.redis"
+local refresh = require "resty.shared_session.refresh"
 local log = require "resty.shared_session.log"
 
 local ngx = ngx
@@ -65,8 +66,14 @@ local REDIS_DEFAULTS = {
 local TOP_LEVEL_OPTIONS = {
     secret = true, secret_fallbacks = true, salt = true,
     cookie_name = true, key_prefix = true, key_layout = true, redis = true,
-    decision_cache = true,
+    decision_cache = true, refresh = true,
 }
+
+local REFRESH_DEFAULTS = {
+    interval = refresh.DEFAULT_INTERVAL,    -- s between two refreshes, at most
+    dict = false,           -- a lua_shared_dict; default: decision_cache's
+}
+local REFRESH_INTERVAL_MAX = 86400
 
 local DECISION_CACHE_DEFAULTS = {
     dict = false,               -- required: a lua_shared_dict name
@@ -331,6 +338,57 @@ local function check_decision_cache_options(opts, key_prefix, r)
 end
 
 
+-- The refresh of sessions that nginx sees used (PROTOCOL.md section 12):
+-- nil when turned off (`refresh = false`): nginx then writes nothing.
+local function check_refresh_options(opts, decision_cache)
+    if opts == false then
+        return nil
+    end
+    if opts == nil then
+        opts = {}
+    elseif type(opts) ~= "table" then
+        option_error("refresh", "must be a table, or false to turn it off")
+    end
+
+    for k in pairs(opts) do
+        if REFRESH_DEFAULTS[k] == nil then
+            option_error("refresh." .. tostring(k), "is unknown")
+        end
+    end
+
+    local interval = opts.interval
+    if interval == nil then
+        interval = REFRESH_DEFAULTS.interval
+    elseif type(interval) == "string" then
+        interval = tonumber(interval)
+    end
+    if type(interval) ~= "number" or interval ~= interval
+       or interval < DECISION_TTL_MIN or interval > REFRESH_INTERVAL_MAX
+    then
+        option_error("refresh.interval", "must be a number of seconds from "
+                     .. DECISION_TTL_MIN .. " to " .. REFRESH_INTERVAL_MAX)
+    end
+
+    local dict
+    if opts.dict ~= nil then
+        check_non_empty_string("refresh.dict", opts.dict)
+        local shared = ngx.shared
+        dict = shared and shared[opts.dict]
+        if not dict then
+            option_error("refresh.dict", "must name a lua_shared_dict"
+                         .. " (none is called \"" .. group_hint(opts.dict)
+                         .. "\")")
+        end
+    elseif decision_cache then
+        dict = decision_cache.dict
+    end
+
+    -- Without a dict, each worker refreshes on its own (once per interval
+    -- per worker).
+    return { interval = interval, dict = dict or nil }
+end
+
+
 local function build(opts)
     if type(opts) ~= "table" then
         error("shared_session.configure: options must be a table", 0)
@@ -401,6 +459,7 @@ local function build(opts)
     r.cluster_layout = key_layout == "cluster"
     local decision_cache = check_decision_cache_options(opts.decision_cache,
                                                         key_prefix, r)
+    local refresh_conf = check_refresh_options(opts.refresh, decision_cache)
 
     if keys then
         for i = 1, #keys do
@@ -414,6 +473,7 @@ local function build(opts)
         key_prefix = key_prefix,
         redis = r,
         decision_cache = decision_cache,    -- nil: every check asks Redis
+        refresh = refresh_conf,             -- nil: nginx writes nothing
     }
 end
 

@@ -351,6 +351,7 @@ local function release(red, r)
         ngx_log(INFO, "shared_session: redis connection not pooled: ", err)
     end
 end
+_M.release = release
 
 
 -- commit_pipeline() reports a command's error as { false, message }.
