@@ -243,7 +243,13 @@ describe('Flask interop: a Flask app, the Nest app and nginx share one login', (
       // The Nest app publishes its change (section 7): nginx forgets its decision at once.
       expect((await atNginx(path, cookie)).status).toBe(403);
       const stored = await readSession(admin, PREFIX, sidOf(cookie));
-      expect(stored.data).toEqual({ _permanent: true, username: 'joe@example.com', groups: ['three'] });
+      // The Nest app adds its idle timeout (PROTOCOL.md section 12: _idle), which Flask keeps and ignores.
+      expect(stored.data).toEqual({
+        _permanent: true,
+        username: 'joe@example.com',
+        groups: ['three'],
+        _idle: PROTOCOL_DEFAULTS.ttlSeconds,
+      });
       expect(stored.signature).toBe(signature(sidOf(cookie), SECRET, SALT));
       expect(stored.groups).toEqual(['three']);
     });

@@ -36,6 +36,8 @@ build = {
    type = "builtin",
    modules = {
       ["resty.shared_session"] = "resty/lib/resty/shared_session.lua",
+      ["resty.shared_session.cluster"] =
+         "resty/lib/resty/shared_session/cluster.lua",
       ["resty.shared_session.compat"] =
          "resty/lib/resty/shared_session/compat.lua",
       ["resty.shared_session.config"] =
@@ -48,6 +50,8 @@ build = {
          "resty/lib/resty/shared_session/decisions.lua",
       ["resty.shared_session.log"] =
          "resty/lib/resty/shared_session/log.lua",
+      ["resty.shared_session.refresh"] =
+         "resty/lib/resty/shared_session/refresh.lua",
       ["resty.shared_session.redis"] =
          "resty/lib/resty/shared_session/redis.lua",
       ["resty.shared_session.resp"] =

@@ -6,13 +6,15 @@ import { HttpResponse, request, RequestOptions, requestBytes } from './http-clie
  * the tests and the bench get a session from it, through nginx or at the app.
  */
 
-/** The form post of `email` and `password` to /app/login, with any more `headers` (a browser's Origin...). */
-function loginForm(email: string, password: string, headers: Record<string, string> = {}): RequestOptions {
-  return {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
-    body: `email=${encodeURIComponent(email)}&password=${encodeURIComponent(password)}`,
-  };
+/** The form's other fields: `remember: '1'` is its "keep me signed in" box, ticked. */
+export type LoginFields = Record<string, string>;
+
+/** The form post of `email` and `password` (and `fields`) to /app/login, with any more `headers` (a browser's Origin...). */
+function loginForm(email: string, password: string, headers: Record<string, string> = {}, fields: LoginFields = {}): RequestOptions {
+  const body = Object.entries({ email, password, ...fields })
+    .map(([name, value]) => `${name}=${encodeURIComponent(value)}`)
+    .join('&');
+  return { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers }, body };
 }
 
 /** The login request's bytes, for a keep-alive HttpConnection or runPool. */
@@ -36,8 +38,9 @@ export async function login(
   email: string,
   password: string,
   headers?: Record<string, string>,
+  fields?: LoginFields,
 ): Promise<HttpResponse & { cookie?: string }> {
-  const res = await request(port, '/app/login', loginForm(email, password, headers));
+  const res = await request(port, '/app/login', loginForm(email, password, headers, fields));
   return { ...res, cookie: cookieSetBy(res) };
 }
 

@@ -32,6 +32,8 @@ export interface NginxConfValues {
   SESSION_SALT: string;
   SESSION_COOKIE_NAME: string;
   SESSION_KEY_PREFIX: string;
+  /** Seconds between two refreshes of one session by nginx, at most (PROTOCOL.md section 12). */
+  SESSION_REFRESH_INTERVAL: string;
 }
 
 /** Fills in the template; a placeholder without a value, or a value nothing asks for, is an error. */
@@ -51,7 +53,7 @@ export function renderNginxConf(values: NginxConfValues, template = readFileSync
 /** Session settings nginx shares with the app, from the same variables the app reads. */
 export function sessionValuesFromEnv(
   env: NodeJS.ProcessEnv,
-): Pick<NginxConfValues, 'SESSION_SALT' | 'SESSION_COOKIE_NAME' | 'SESSION_KEY_PREFIX'> {
+): Pick<NginxConfValues, 'SESSION_SALT' | 'SESSION_COOKIE_NAME' | 'SESSION_KEY_PREFIX' | 'SESSION_REFRESH_INTERVAL'> {
   const checked = (name: string, fallback: string, pattern: RegExp) => {
     const value = env[name] || fallback;
     // Values land inside Lua strings in nginx.conf: allow only what the protocol allows.
@@ -62,5 +64,7 @@ export function sessionValuesFromEnv(
     SESSION_SALT: checked('SESSION_SALT', DEFAULT_SALT, /^[^"'\\\n\r{}$;]{1,128}$/),
     SESSION_COOKIE_NAME: checked('SESSION_COOKIE_NAME', DEFAULT_COOKIE_NAME, COOKIE_NAME_PATTERN),
     SESSION_KEY_PREFIX: checked('SESSION_KEY_PREFIX', DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN),
+    // A number for Lua; configure() checks its range and names the option.
+    SESSION_REFRESH_INTERVAL: checked('SESSION_REFRESH_INTERVAL', '60', /^\d{1,6}(\.\d{1,3})?$/),
   };
 }

@@ -1,6 +1,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { TestCertificates } from './redis-tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports';
@@ -17,18 +19,25 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     private readonly extraArgs: string[],
+    /** TLS only (no plain port), with these certificates. */
+    readonly tls?: TestCertificates,
   ) {}
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
+  }
+
+  /** The path of its Unix socket (always there, mode 777: tests only). */
+  get socketPath(): string {
+    return join(this.dir, 'redis.sock');
   }
 
   get pid(): number | undefined {
     return this.child?.pid;
   }
 
-  static async start(options: { port?: number; args?: string[] } = {}): Promise<RedisServer> {
-    const server = new RedisServer(options.port ?? (await freePort()), options.args ?? []);
+  static async start(options: { port?: number; args?: string[]; tls?: TestCertificates } = {}): Promise<RedisServer> {
+    const server = new RedisServer(options.port ?? (await freePort()), options.args ?? [], options.tls);
     await server.resume();
     return server;
   }
@@ -36,9 +45,41 @@ export class RedisServer {
   /** Starts the process (again, after stop(), on the same port). */
   async resume(): Promise<void> {
     if (this.child) return;
+    const tls = this.tls;
+    const listen = tls
+      ? [
+          '--port',
+          '0',
+          '--tls-port',
+          String(this.port),
+          '--tls-cert-file',
+          tls.certFile,
+          '--tls-key-file',
+          tls.keyFile,
+          '--tls-ca-cert-file',
+          tls.caFile,
+          '--tls-auth-clients',
+          'no',
+        ]
+      : ['--port', String(this.port)];
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.extraArgs],
+      [
+        ...listen,
+        '--bind',
+        '127.0.0.1',
+        '--unixsocket',
+        this.socketPath,
+        '--unixsocketperm',
+        '777',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        this.dir,
+        ...this.extraArgs,
+      ],
       { stdio: 'ignore' },
     );
     this.child = child;
@@ -66,9 +107,9 @@ export class RedisServer {
   /** Sends PING over a raw socket: true when the server answers it. */
   ping(): Promise<boolean> {
     return new Promise((resolve) => {
-      const socket = connect(this.port, '127.0.0.1');
+      const socket = this.tls ? tlsConnect({ port: this.port, host: '127.0.0.1', ca: this.tls.ca }) : connect(this.port, '127.0.0.1');
       socket.setTimeout(500);
-      socket.on('connect', () => socket.write('PING\r\n'));
+      socket.on(this.tls ? 'secureConnect' : 'connect', () => socket.write('PING\r\n'));
       socket.on('data', (data) => {
         socket.destroy();
         // NOAUTH: a server with requirepass is up too.

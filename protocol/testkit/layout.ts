@@ -18,13 +18,18 @@ export interface SessionKeys {
   groups: string;
 }
 
-export function sessionKeys(prefix: string, sid: string): SessionKeys {
+/** Section 3's layout (`v1`), or section 14's (`cluster`: the session id as a hash tag). */
+export type KeyLayout = 'v1' | 'cluster';
+
+export function sessionKeys(prefix: string, sid: string, layout: KeyLayout = 'v1'): SessionKeys {
+  if (layout === 'cluster')
+    return { data: `${prefix}:{${sid}}:data`, signature: `${prefix}:{${sid}}:signature`, groups: `${prefix}:{${sid}}:groups` };
   return { data: `${prefix}:data:${sid}`, signature: `${prefix}:signature:${sid}`, groups: `${prefix}:groups:${sid}` };
 }
 
 /** The three keys as a list, in the order data, signature, groups. */
-export function sessionKeyList(prefix: string, sid: string): string[] {
-  const k = sessionKeys(prefix, sid);
+export function sessionKeyList(prefix: string, sid: string, layout: KeyLayout = 'v1'): string[] {
+  const k = sessionKeys(prefix, sid, layout);
   return [k.data, k.signature, k.groups];
 }
 

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { REPO_ROOT } from './vectors';
 
 /**
  * PROTOCOL.md section 11, written again from the text as the test oracle:
@@ -9,7 +8,8 @@ import { REPO_ROOT } from './vectors';
  * from which it has ended whatever happens.
  */
 
-export const SESSION_IDS_PATH = resolve(REPO_ROOT, 'protocol/session-ids.json');
+/** Beside PROTOCOL.md (this module loads nothing when imported: the bench uses it without the files). */
+export const SESSION_IDS_PATH = resolve(__dirname, '../session-ids.json');
 
 export interface SessionIdCases {
   make: { issued_ms: number; deadline_ms: number; random_hex: string; sid: string }[];

@@ -1,5 +1,8 @@
-import type Redis from 'ioredis';
-import { invalidationChannel, sessionKeyList, sessionKeys } from './layout';
+import type { Cluster, Redis as RedisClient } from 'ioredis';
+import { invalidationChannel, KeyLayout, sessionKeyList, sessionKeys } from './layout';
+
+/** A single Redis or a cluster (with the cluster layout, a session's keys share one slot). */
+type Redis = RedisClient | Cluster;
 
 /**
  * Sessions written, read and destroyed exactly as PROTOCOL.md section 3 says
@@ -15,6 +18,8 @@ export interface WriteSessionOptions {
   ttl?: number;
   /** Also PUBLISH the sid on `<prefix>:invalidate` in the same MULTI (section 7). */
   publish?: boolean;
+  /** Section 3's keys (default) or section 14's. */
+  layout?: KeyLayout;
 }
 
 /**
@@ -30,7 +35,7 @@ export async function writeSession(
   options: WriteSessionOptions,
 ): Promise<void> {
   const ttl = options.ttl ?? 3600;
-  const keys = sessionKeys(prefix, sid);
+  const keys = sessionKeys(prefix, sid, options.layout);
   const groups = Array.isArray(data.groups) ? (data.groups as string[]) : [];
   const multi = client
     .multi()
@@ -52,8 +57,8 @@ export interface StoredSession {
   ttl: { data: number; signature: number; groups: number };
 }
 
-export async function readSession(client: Redis, prefix: string, sid: string): Promise<StoredSession> {
-  const keys = sessionKeys(prefix, sid);
+export async function readSession(client: Redis, prefix: string, sid: string, layout?: KeyLayout): Promise<StoredSession> {
+  const keys = sessionKeys(prefix, sid, layout);
   const res = await client
     .multi()
     .get(keys.data)
@@ -83,16 +88,21 @@ export async function readSession(client: Redis, prefix: string, sid: string): P
 }
 
 /** How many of the session's three keys exist (0 after a logout). */
-export function sessionKeyCount(client: Redis, prefix: string, sid: string): Promise<number> {
-  return client.exists(...sessionKeyList(prefix, sid));
+export function sessionKeyCount(client: Redis, prefix: string, sid: string, layout?: KeyLayout): Promise<number> {
+  return client.exists(...sessionKeyList(prefix, sid, layout));
 }
 
 /**
  * Deletes the three keys; with `publish`, as a logout does it: the keys go
  * and the notice follows, in one MULTI.
  */
-export async function destroySession(client: Redis, prefix: string, sid: string, options: { publish?: boolean } = {}): Promise<void> {
-  const keys = sessionKeyList(prefix, sid);
+export async function destroySession(
+  client: Redis,
+  prefix: string,
+  sid: string,
+  options: { publish?: boolean; layout?: KeyLayout } = {},
+): Promise<void> {
+  const keys = sessionKeyList(prefix, sid, options.layout);
   if (options.publish)
     await checkExec(
       await client

@@ -83,6 +83,21 @@ describe("resty.shared_session.config", function()
       { "redis.keepalive_timeout", { redis = { keepalive_timeout = 0 } } },
       { "redis.pool_size", { redis = { pool_size = 0 } } },
       { "redis.sentinels", { redis = { sentinels = {} } } },
+      { "redis.username", { redis = { username = "", password = "p" } } },
+      { "redis.username", { redis = { username = "nginx" } } },
+      { "redis.socket", { redis = { socket = "redis.sock" } } },
+      { "redis.socket", { redis = { socket = 6379 } } },
+      { "redis.ssl", { redis = { ssl = "yes" } } },
+      { "redis.ssl_verify", { redis = { ssl = true, ssl_verify = 0 } } },
+      { "redis.server_name", { redis = { ssl = true, server_name = "" } } },
+      { "key_layout", { key_layout = "compact" } },
+      { "redis.cluster", { key_layout = "cluster", redis = { cluster = {} } } },
+      { "redis.cluster", { redis = { cluster = { nodes = { { host = "a", port = 1 } } } } } },
+      { "redis.cluster.nodes[1].port",
+        { key_layout = "cluster", redis = { cluster = { nodes = { { host = "a" } } } } } },
+      { "redis.db", { key_layout = "cluster",
+                      redis = { db = 1, cluster = { nodes = { { host = "a", port = 1 } } } } } },
+      { "key_prefix", { key_layout = "cluster", key_prefix = "{app}" } },
     }
     for _, case in ipairs(bad) do
       local name, opts = case[1], case[2]
@@ -137,6 +152,11 @@ describe("resty.shared_session.config", function()
       assert.equal(500, r.read_timeout)
       assert.equal(64, r.pool_size)
       assert.equal(60000, r.keepalive_timeout)
+      assert.is_false(r.username)
+      assert.is_false(r.socket)
+      assert.is_false(r.ssl)
+      assert.is_true(r.ssl_verify)
+      assert.is_false(r.server_name)
       assert.equal("session", config.DEFAULT_COOKIE_NAME)
       assert.equal("resty_shared_session", config.DEFAULT_KEY_PREFIX)
     end)
@@ -163,6 +183,51 @@ describe("resty.shared_session.config", function()
                                                  pool_size = 8 } })
       assert.same({ pool = "shared_session:10.0.0.1:6380:3", pool_size = 8 },
                   conf.redis.connect_options)
+    end)
+
+    it("gives TLS and each ACL user their own pool, and a Unix socket no port", function()
+      local conf = assert(config.new { redis = { host = "10.0.0.1", ssl = true,
+                                                 username = "nginx", password = "p" } })
+      assert.equal("shared_session:10.0.0.1:6379:0:tls:nginx",
+                   conf.redis.connect_options.pool)
+      assert.is_false(conf.redis.server_name)     -- an address: no SNI
+      conf = assert(config.new { redis = { socket = "/run/redis/redis.sock" } })
+      assert.equal("unix:/run/redis/redis.sock", conf.redis.host)
+      assert.is_false(conf.redis.port)
+      assert.equal("shared_session:unix:/run/redis/redis.sock:false:0",
+                   conf.redis.connect_options.pool)
+    end)
+
+    it("takes a cluster with the cluster layout", function()
+      local conf = assert(config.new {
+        key_layout = "cluster",
+        redis = { cluster = { nodes = { { host = "127.0.0.1", port = "7000" } } } },
+      })
+      assert.is_true(conf.redis.cluster_layout)
+      assert.equal(7000, conf.redis.cluster.nodes[1].port)
+      assert.is_false(assert(config.new {}).redis.cluster_layout)
+    end)
+
+    it("verifies TLS against the host's name unless told another", function()
+      local conf = assert(config.new { redis = { host = "redis.internal", ssl = true } })
+      assert.equal("redis.internal", conf.redis.server_name)
+      assert.is_true(conf.redis.ssl_verify)
+      conf = assert(config.new { redis = { host = "10.0.0.1", ssl = true,
+                                           server_name = "cache.example" } })
+      assert.equal("cache.example", conf.redis.server_name)
+    end)
+
+    it("refuses a Unix socket with sentinels", function()
+      local restore_libs = stub.install {
+        ["resty.redis"] = fake_redis.server().lib,
+        ["resty.redis.sentinel"] = fake_redis.server().sentinel_lib,
+      }
+      local with_lib = require "resty.shared_session.config"
+      local _, err = with_lib.new {
+        redis = { socket = "/run/r.sock", sentinels = { { host = "a", port = 1 } } },
+      }
+      restore_libs()
+      assert.matches('option "redis.socket"', err, 1, true)
     end)
 
     it("keeps the sentinels when the library is there", function()
@@ -206,6 +271,17 @@ describe("resty.shared_session.config", function()
       { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = "soon" } } },
       { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 0 / 0 } } },
       { "decision_cache.size", { decision_cache = { dict = "shared_session", size = 1 } } },
+      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 300 } } },
+      { "decision_cache.ttl", { decision_cache = { dict = "shared_session", ttl = 86401,
+                                                   all_writers_publish = true } } },
+      { "decision_cache.all_writers_publish",
+        { decision_cache = { dict = "shared_session", all_writers_publish = "yes" } } },
+      { "decision_cache.worker_entries",
+        { decision_cache = { dict = "shared_session", worker_entries = -1 } } },
+      { "decision_cache.worker_entries",
+        { decision_cache = { dict = "shared_session", worker_entries = 1.5 } } },
+      { "decision_cache.worker_entries",
+        { decision_cache = { dict = "shared_session", worker_entries = "many" } } },
     }
     for _, case in ipairs(bad) do
       local name, opts = case[1], case[2]
@@ -213,6 +289,37 @@ describe("resty.shared_session.config", function()
         assert.matches('option "' .. name .. '"', config_error(opts), 1, true)
       end)
     end
+
+    it("says how long a ttl may be when every writer publishes", function()
+      local err = config_error { decision_cache = { dict = "shared_session", ttl = 60 } }
+      assert.matches("up to 86400 with all_writers_publish = true", err, 1, true)
+    end)
+
+    it("keeps decisions 1 s by default, 300 s when every writer publishes, up to a day", function()
+      local function dc(opts)
+        opts.dict = "shared_session"
+        return assert(config.new { decision_cache = opts }).decision_cache
+      end
+      assert.equal(1, dc({}).ttl)
+      assert.is_false(dc({}).all_writers_publish)
+      assert.equal(300, dc({ all_writers_publish = true }).ttl)
+      assert.is_true(dc({ all_writers_publish = true }).all_writers_publish)
+      assert.equal(86400, dc({ all_writers_publish = true, ttl = 86400 }).ttl)
+      assert.equal(2, dc({ all_writers_publish = false, ttl = 2 }).ttl)
+    end)
+
+    it("gives each worker a level of its own unless worker_entries is 0", function()
+      local dc = assert(config.new {
+        decision_cache = { dict = "shared_session", worker_entries = 3 },
+      }).decision_cache
+      assert.equal(3, dc.worker:capacity())
+      assert.is_nil(assert(config.new {
+        decision_cache = { dict = "shared_session", worker_entries = 0 },
+      }).decision_cache.worker)
+      assert.equal(20000, assert(config.new {
+        decision_cache = { dict = "shared_session" },
+      }).decision_cache.worker:capacity())
+    end)
 
     it("says which dict it did not find", function()
       local err = config_error { decision_cache = { dict = "undeclared" } }

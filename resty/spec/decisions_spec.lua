@@ -63,139 +63,218 @@ describe("resty.shared_session.decisions", function()
   end)
 
   describe("decisions", function()
-    local dc
+    local dc, live
 
-    before_each(function()
-      dc = { dict = stub.new_dict(), ttl = 1, config_id = "c1" }
-      dc.dict:set(decisions.EPOCH_KEY, decisions.fresh_token())
-    end)
-
-    local function ask(sid, group, sig)
-      return decisions.cached(dc, sid or SID, sig or SIG, group or "g1")
+    local function value_of(sid, sig)
+      return sid .. "." .. sig
     end
 
-    local function remember(tag, sid, group, sig, started)
-      decisions.store(dc, sid or SID, sig or SIG, group or "g1", tag,
-                      started or stub.now())
+    before_each(function()
+      dc = { dict = stub.new_dict(), ttl = 1, config_id = "c1",
+             worker = decisions.new_worker_cache(100) }
+      live = decisions.open(dc, 1000)
+    end)
+
+    -- After the HMAC: a hit, or the ticket of the query to send.
+    local function ask(sid, group, sig)
+      sid, sig = sid or SID, sig or SIG
+      return decisions.cached(dc, value_of(sid, sig), sid, sig, group or "g1")
+    end
+
+    -- This worker's answer, before the cookie is parsed.
+    local function known(sid, group, sig)
+      return decisions.lookup(dc, value_of(sid or SID, sig or SIG), group or "g1")
+    end
+
+    local function remember(ticket, allowed)
+      decisions.store(dc, ticket, allowed ~= false)
     end
 
     it("are reused once stored", function()
-      local hit, tag = ask()
+      local hit, ticket = ask()
       assert.is_nil(hit)
-      assert.is_string(tag)
-      remember(tag)
+      assert.is_table(ticket)
+      assert.is_nil(known())
+      remember(ticket)
+      assert.is_true(known())
       assert.is_true(ask())
       assert.is_true(ask())
     end)
 
     it("are per group and per signature", function()
-      local _, tag = ask()
-      remember(tag)
+      local _, ticket = ask()
+      remember(ticket)
       assert.is_nil(ask(SID, "g2"))
       assert.is_nil(ask(SID, "g1", ("t"):rep(27)))
       assert.is_nil(ask(("b"):rep(36), "g1"))
+      assert.is_nil(known(SID, "g2"))
+      assert.is_nil(known(SID, "g1", ("t"):rep(27)))
+      assert.is_nil(known(("b"):rep(36), "g1"))
     end)
 
-    it("are bypassed, and nothing is stored, without an epoch", function()
-      local _, tag = ask()
-      remember(tag)
-      dc.dict:delete(decisions.EPOCH_KEY)
-      local hit, no_tag = ask()
+    it("are bypassed, and nothing is stored, without a subscription", function()
+      local _, ticket = ask()
+      remember(ticket)
+      decisions.close(dc)
+      assert.is_nil(known())
+      local hit, no_ticket = ask()
       assert.is_nil(hit)
-      assert.is_nil(no_tag)
+      assert.is_nil(no_ticket)
     end)
 
-    it("are dropped by a new epoch (a new subscription)", function()
-      local _, tag = ask()
-      remember(tag)
-      dc.dict:set(decisions.EPOCH_KEY, decisions.fresh_token())
+    it("are dropped by a new subscription", function()
+      local _, ticket = ask()
+      remember(ticket)
+      decisions.close(dc)
+      live = decisions.open(dc, 1000)
+      assert.is_nil(known())
       assert.is_nil(ask())
     end)
 
-    it("are dropped by a revocation, for every group of the session only", function()
+    it("are all dropped by a notice that is not understood", function()
+      local _, ticket = ask()
+      remember(ticket)
+      decisions.forget_all(dc, live)
+      assert.is_nil(known())
+      assert.is_nil(ask())
+    end)
+
+    it("are dropped by a revocation, for every group of the session", function()
       local other = ("b"):rep(36)
       for _, g in ipairs { "g1", "g2" } do
-        local _, tag = ask(SID, g)
-        remember(tag, SID, g)
+        local _, ticket = ask(SID, g)
+        remember(ticket)
       end
-      local _, tag = ask(other, "g1")
-      remember(tag, other, "g1")
-      decisions.forget(dc, SID)
+      local _, ticket = ask(other, "g1")
+      remember(ticket)
+      decisions.forget(dc, SID, live)
+      assert.is_nil(known(SID, "g1"))
+      assert.is_nil(known(SID, "g2"))
       assert.is_nil(ask(SID, "g1"))
       assert.is_nil(ask(SID, "g2"))
-      assert.is_true(ask(other, "g1"))
+      -- Any notice moves the count, so this worker forgets the other session
+      -- too; the dict still has it, and a hit there brings it back.
+      assert.is_nil(known(other, "g1"))
+      assert.is_true(decisions.hit(dc, value_of(other, SIG), other, SIG, "g1"))
+      assert.is_true(known(other, "g1"))
     end)
 
     it("made before a revocation and stored after it do not count", function()
-      local _, tag = ask()          -- query sent...
-      decisions.forget(dc, SID)     -- ...the notice arrives...
-      remember(tag)                 -- ...then the (stale) answer
+      local _, ticket = ask()          -- query sent...
+      decisions.forget(dc, SID, live)  -- ...the notice arrives...
+      remember(ticket)                 -- ...then the (stale) answer
+      assert.is_nil(known())
       assert.is_nil(ask())
     end)
 
     it("made after a revocation count", function()
-      decisions.forget(dc, SID)
-      local _, tag = ask()
-      remember(tag)
+      decisions.forget(dc, SID, live)
+      local _, ticket = ask()
+      remember(ticket)
+      assert.is_true(known())
       assert.is_true(ask())
     end)
 
     it("stop counting when any of their keys is evicted", function()
       for _, key in ipairs { decisions.EPOCH_KEY, "s:" .. SID, "d:" .. SID .. ":g1" } do
-        local _, tag = ask()
-        remember(tag)
+        decisions.forget_all(dc, live)
+        local _, ticket = ask()
+        remember(ticket)
         assert.is_true(ask())
         dc.dict:evict(key)
         assert.is_nil(ask(), key)
-        if key == decisions.EPOCH_KEY then
-          dc.dict:set(decisions.EPOCH_KEY, decisions.fresh_token())
-        end
+        decisions.heartbeat(dc, live)
       end
+      local _, ticket = ask()
+      remember(ticket)
+      assert.is_true(known())
+      dc.dict:evict(decisions.COUNT_KEY)
+      assert.is_nil(known())
     end)
 
     it("live at most ttl after their query was sent", function()
-      local started = stub.now()
-      local _, tag = ask()
+      local _, ticket = ask()
       stub.sleep(0.4)               -- the Redis round trip
-      remember(tag, SID, "g1", SIG, started)
+      remember(ticket)
       stub.sleep(0.59)
+      assert.is_true(known())
       assert.is_true(ask())
       stub.sleep(0.02)
+      assert.is_nil(known())
       assert.is_nil(ask())
     end)
 
     it("count only under the configuration they were made under", function()
-      local _, tag = ask()
-      remember(tag)
-      assert.is_true(decisions.hit(dc, SID, SIG, "g1"))
+      local _, ticket = ask()
+      remember(ticket)
+      assert.is_true(decisions.hit(dc, value_of(SID, SIG), SID, SIG, "g1"))
       dc.config_id = "c2"     -- configure() again, e.g. a reload that drops a secret
-      assert.is_false(decisions.hit(dc, SID, SIG, "g1"))
+      assert.is_false(decisions.hit(dc, value_of(SID, SIG), SID, SIG, "g1"))
       assert.is_nil(ask())
     end)
 
     it("are looked up before the HMAC without writing to the dict", function()
       local before = #dc.dict:keys()
-      assert.is_false(decisions.hit(dc, ("f"):rep(20), SIG, "g1"))
+      local forged = ("f"):rep(20)
+      assert.is_nil(known(forged))
+      assert.is_false(decisions.hit(dc, value_of(forged, SIG), forged, SIG, "g1"))
       assert.are.equal(before, #dc.dict:keys())
+      assert.are.equal(0, dc.worker:count())
     end)
 
     it("are not stored when the answer came after ttl", function()
-      local started = stub.now()
-      local _, tag = ask()
+      local _, ticket = ask()
       stub.sleep(1.2)
-      remember(tag, SID, "g1", SIG, started)
+      remember(ticket)
       assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
+      assert.is_nil(known())
     end)
 
     it("are stored as the README says: d:<sid>:<group> = <epoch> <token> <sig>", function()
-      local _, tag = ask()
-      remember(tag)
+      local _, ticket = ask()
+      remember(ticket)
       local epoch = dc.dict:get(decisions.EPOCH_KEY)
       local token = dc.dict:get("s:" .. SID)
       assert.is_string(token)
       assert.equal("c1/" .. epoch .. " " .. token .. " " .. SIG,
                    dc.dict:get("d:" .. SID .. ":g1"))
       assert.equal("d:" .. SID .. ":g1", decisions.key(SID, "g1"))
+    end)
+
+    it("that are negative are kept in the worker only", function()
+      local _, ticket = ask()
+      local before = #dc.dict:keys()
+      remember(ticket, false)
+      assert.is_false(known())
+      assert.are.equal(before, #dc.dict:keys())
+      assert.is_nil(ask())
+      -- A group added publishes a notice: the refusal goes.
+      decisions.forget(dc, SID, live)
+      assert.is_nil(known())
+    end)
+
+    it("of one cookie hold a bounded number of groups", function()
+      for i = 1, decisions.GROUPS_PER_ENTRY + 1 do
+        local _, ticket = ask(SID, "g" .. i)
+        remember(ticket, false)
+      end
+      local kept = 0
+      for i = 1, decisions.GROUPS_PER_ENTRY + 1 do
+        if known(SID, "g" .. i) == false then
+          kept = kept + 1
+        end
+      end
+      assert.is_true(kept >= 1 and kept <= decisions.GROUPS_PER_ENTRY)
+      assert.is_false(known(SID, "g" .. decisions.GROUPS_PER_ENTRY + 1))
+    end)
+
+    it("are kept in the worker only when it has a level", function()
+      dc.worker = decisions.new_worker_cache(0)
+      assert.is_nil(dc.worker)
+      local _, ticket = ask()
+      remember(ticket)
+      assert.is_nil(known())
+      assert.is_true(ask())
     end)
 
     it("give a session's token the decisions' ttl", function()
@@ -206,21 +285,53 @@ describe("resty.shared_session.decisions", function()
     end)
 
     it("are not touched by a revocation of a session with nothing cached", function()
-      local before = #dc.dict:keys()
-      decisions.forget(dc, SID)
-      assert.are.equal(before, #dc.dict:keys())
+      decisions.forget(dc, SID, live)
       assert.is_nil(dc.dict:get("s:" .. SID))
     end)
 
+    it("expire with the subscription's heartbeat unless it is renewed", function()
+      live = decisions.open(dc, 0.5)
+      local _, ticket = ask()
+      remember(ticket)
+      stub.sleep(0.4)
+      decisions.heartbeat(dc, live)
+      stub.sleep(0.4)
+      assert.is_true(known())
+      stub.sleep(0.2)
+      assert.is_nil(known())
+      assert.is_nil(ask())
+    end)
+
+    it("never reuse a revocation count, even in a new worker 0", function()
+      local seen = {}
+      for _ = 1, 100 do
+        local count = dc.dict:get(decisions.COUNT_KEY)
+        assert.is_nil(seen[count])
+        seen[count] = true
+        decisions.forget(dc, SID, live)
+      end
+      -- Reloaded (a new worker 0): counts start from the clock, above.
+      package.loaded["resty.shared_session.decisions"] = nil
+      local reloaded = require "resty.shared_session.decisions"
+      stub.sleep(0.001)
+      reloaded.open(dc, 1000)
+      local count = dc.dict:get(decisions.COUNT_KEY)
+      for old in pairs(seen) do
+        assert.is_true(count > old)
+      end
+      package.loaded["resty.shared_session.decisions"] = decisions
+    end)
+
     it("that cannot be stored (dict full) are logged at info, not raised", function()
-      local _, tag = ask()
+      local _, ticket = ask()
       local set = dc.dict.set
       dc.dict.set = function() return false, "no memory" end
       local logged = #stub.logs
-      remember(tag)
+      remember(ticket)
       dc.dict.set = set
       assert.same({ stub.INFO .. " shared_session: decision not cached: no memory" },
                   stub.log_lines(logged))
+      dc.worker:flush_all()
       assert.is_nil(ask())
     end)
 
@@ -232,70 +343,91 @@ describe("resty.shared_session.decisions", function()
       local function pick(list) return list[math.random(#list)] end
 
       for _, capacity in ipairs { 3, 5, 8, 1000 } do
-        dc = { dict = stub.new_dict(capacity), ttl = 1, config_id = "c1" }
+        dc = { dict = stub.new_dict(capacity), ttl = 1, config_id = "c1",
+               worker = decisions.new_worker_cache(capacity) }
+        live = decisions.open(dc, 1000)
         local step = 0
         local epoch_step, revoked_step = 0, {}
         local in_flight = {}
         local records = {}      -- what the model knows was decided, and when
-        local hits = 0
-        dc.dict:set(decisions.EPOCH_KEY, decisions.fresh_token())
-        local epoch = dc.dict:get(decisions.EPOCH_KEY)
+        local hits, worker_hits = 0, 0
+
+        -- A decision the model knows of that may still count.
+        local function supported(sid, group, sig, allowed)
+          for _, r in ipairs(records) do
+            if r.sid == sid and r.group == group and r.sig == sig
+               and r.allowed == allowed
+               and r.step > (revoked_step[sid] or 0) and r.step > epoch_step
+               and stub.now() < r.started + dc.ttl
+            then
+              return true
+            end
+          end
+          return false
+        end
 
         for _ = 1, 20000 do
           step = step + 1
           local op = math.random(100)
           if op <= 55 then
             local sid, group, sig = pick(sids), pick(groups), pick(sigs)
+            local value = value_of(sid, sig)
+            local in_worker = decisions.lookup(dc, value, group)
+            if in_worker ~= nil then
+              worker_hits = worker_hits + 1
+              assert.is_true(supported(sid, group, sig, in_worker),
+                             "a worker answer no valid decision supports")
+            end
             -- The read-only look-up (before the HMAC) agrees with the full one.
-            local read_only = decisions.hit(dc, sid, sig, group)
-            local hit, tag = ask(sid, group, sig)
+            local read_only = decisions.hit(dc, value, sid, sig, group)
+            local hit, ticket = ask(sid, group, sig)
             assert.are.equal(hit == true, read_only)
             if hit then
               hits = hits + 1
-              local ok = false
-              for _, r in ipairs(records) do
-                if r.sid == sid and r.group == group and r.sig == sig
-                   and r.step > (revoked_step[sid] or 0) and r.step > epoch_step
-                   and stub.now() < r.started + dc.ttl
-                then
-                  ok = true
-                  break
-                end
-              end
-              assert.is_true(ok, "a hit no valid decision supports")
-            elseif tag then
+              assert.is_true(supported(sid, group, sig, true),
+                             "a hit no valid decision supports")
+            elseif ticket then
               in_flight[#in_flight + 1] = {
-                sid = sid, group = group, sig = sig, tag = tag,
+                sid = sid, group = group, sig = sig, ticket = ticket,
                 step = step, started = stub.now(),
+                allowed = math.random(4) > 1,
               }
             end
           elseif op <= 75 and #in_flight > 0 then
-            local r = table.remove(in_flight, math.random(#in_flight))
-            remember(r.tag, r.sid, r.group, r.sig, r.started)
+            -- Mostly one of the latest queries, sometimes a long-delayed one.
+            local n = #in_flight
+            local r = table.remove(in_flight, math.random(10) > 1
+                                   and n - math.random(0, math.min(n - 1, 3))
+                                   or math.random(n))
+            remember(r.ticket, r.allowed)
             records[#records + 1] = r
-          elseif op <= 85 then
+          elseif op <= 80 then
             local sid = pick(sids)
-            decisions.forget(dc, sid)
+            decisions.forget(dc, sid, live)
             revoked_step[sid] = step
-          elseif op <= 88 then
-            epoch = decisions.fresh_token()
-            dc.dict:set(decisions.EPOCH_KEY, epoch)
+          elseif op <= 81 then
+            decisions.forget_all(dc, live)
             epoch_step = step
-          elseif op <= 93 then
+          elseif op <= 82 then
+            decisions.close(dc)
+            live = decisions.open(dc, 1000)
+            epoch_step = step
+          elseif op <= 90 then
             local keys = dc.dict:keys()
             if #keys > 0 then
               dc.dict:evict(pick(keys))
             end
-          elseif op <= 96 then
-            -- The heartbeat puts back the same epoch (the subscription held).
-            dc.dict:set(decisions.EPOCH_KEY, epoch)
+          elseif op <= 98 then
+            -- The heartbeat puts back the same epoch and count.
+            decisions.heartbeat(dc, live)
           else
-            stub.sleep(math.random() * 0.3)
+            stub.sleep(math.random() * 0.2)
           end
         end
         -- The cache is not merely safe because it never hits.
-        if capacity >= 5 then
+        if capacity >= 8 then
           assert.is_true(hits > 0, "no hit at all with capacity " .. capacity)
+          assert.is_true(worker_hits > 0, "no worker hit with capacity " .. capacity)
         end
       end
     end)

@@ -106,6 +106,22 @@ function _M.server()
     return reply(self, "smembers", list)
   end
 
+  -- The refresh script (refresh.lua): answered by `server.replies.evalsha`
+  -- (default: NOSCRIPT, as a server that has not seen it yet) and
+  -- `server.replies.eval` (default: 0).
+  function conn.evalsha(self, sha, nkeys, ...)
+    record(server, "evalsha", sha, nkeys, ...)
+    if server.replies.evalsha == nil and not server.errors.evalsha then
+      return nil, "NOSCRIPT No matching script. Please use EVAL."
+    end
+    return reply(self, "evalsha", nil)
+  end
+
+  function conn.eval(self, _, nkeys, ...)
+    record(server, "eval", nkeys, ...)
+    return reply(self, "eval", 0)
+  end
+
   function conn.init_pipeline(self)
     record(server, "init_pipeline")
     self.pipeline = {}

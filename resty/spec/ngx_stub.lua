@@ -12,6 +12,7 @@ const EVP_MD *EVP_sha1(void);
 unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
                     const unsigned char *d, size_t n, unsigned char *md,
                     unsigned int *md_len);
+unsigned char *SHA1(const unsigned char *d, size_t n, unsigned char *md);
 ]]
 
 local function load_crypto()
@@ -31,6 +32,12 @@ local function hmac_sha1(key, msg)
   local len = ffi.new("unsigned int[1]")
   crypto.HMAC(crypto.EVP_sha1(), key, #key, msg, #msg, out, len)
   return ffi.string(out, len[0])
+end
+
+local function sha1_bin(msg)
+  local out = ffi.new("unsigned char[20]")
+  crypto.SHA1(msg, #msg, out)
+  return ffi.string(out, 20)
 end
 
 local ALPHABET =
@@ -140,6 +147,14 @@ local function new_dict(capacity)
     return store(key, value, exptime)
   end
 
+  function dict.ttl(_, key)
+    local item = live(key)
+    if not item then
+      return nil, "not found"
+    end
+    return item.expires and item.expires - clock.now or 0
+  end
+
   function dict.delete(_, key)
     if items[key] then
       items[key] = nil
@@ -214,6 +229,7 @@ local stub = {
     exiting = function() return process.exiting end,
   },
   hmac_sha1 = hmac_sha1,
+  sha1_bin = sha1_bin,
   encode_base64 = encode_base64,
   log = function(level, ...)
     logs[#logs + 1] = { level = level, msg = table.concat({ ... }) }

@@ -46,6 +46,14 @@ describe("resty.shared_session.session_id", function()
       assert.is_false(session_id.ended(forever, 2 ^ 48))
     end)
 
+    it("reads a whole cookie value <sid>.<sig> as its id", function()
+      local sig = ("A"):rep(27)
+      assert.is_false(session_id.ended(sid .. "." .. sig, 1999))
+      assert.is_true(session_id.ended(sid .. "." .. sig, 2000))
+      assert.is_false(session_id.ended(sid .. "x" .. sig, 2000))
+      assert.is_false(session_id.ended(sid .. "." .. sig .. "A", 2000))
+    end)
+
     it("is never true for an untimed id", function()
       for _, case in ipairs(cases.read) do
         if not case.timed then

@@ -231,8 +231,13 @@ describe("resty.shared_session", function()
         assert.equal(2, sismembers())
       end)
 
+      -- What the subscriber does when it subscribes.
+      local function subscribed()
+        return decisions.open({ dict = dict }, 1000)
+      end
+
       it("reuses a decision while the subscriber is up, for that cookie only", function()
-        dict:set(decisions.EPOCH_KEY, "epoch")      -- as the subscriber does
+        local live = subscribed()
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(1, sismembers())
@@ -241,26 +246,54 @@ describe("resty.shared_session", function()
         assert.equal(1, sismembers())
         -- A revocation notice: the next check asks Redis again.
         stub.var.http_cookie = "session=" .. COOKIE
-        decisions.forget({ dict = dict, ttl = 1 }, SID)
+        decisions.forget({ dict = dict, ttl = 1 }, SID, live)
         server.sets["p:groups:" .. SID] = nil
         refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g1)", "g1")
         assert.equal(2, sismembers())
       end)
 
-      it("keeps no negative decision, and a decision at most ttl", function()
-        dict:set(decisions.EPOCH_KEY, "epoch")
+      it("keeps a negative decision too, until a notice, and a decision at most ttl", function()
+        local live = subscribed()
         assert.equal(403, (shared_session.authorize("g2")))
-        assert.equal(403, (shared_session.authorize("g2")))
+        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)", "g2")
+        assert.equal(1, sismembers())
+        -- The group is added, and the writer publishes.
+        server.sets["p:groups:" .. SID]["g2"] = true
+        decisions.forget({ dict = dict, ttl = 1 }, SID, live)
+        assert.equal(200, shared_session.authorize("g2"))
         assert.equal(2, sismembers())
         assert.equal(200, shared_session.authorize("g1"))
         stub.sleep(1.01)
-        dict:set(decisions.EPOCH_KEY, "epoch")
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(200, shared_session.authorize("g2"))
+        assert.equal(5, sismembers())
+      end)
+
+      it("keeps decisions longer when every writer publishes, only while subscribed", function()
+        configure { secret = V.secret, salt = V.salt,
+                    decision_cache = { dict = "shared_session", all_writers_publish = true } }
+        subscribed()
+        assert.equal(200, shared_session.authorize("g1"))
+        stub.sleep(50)
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(1, sismembers())
+        -- The not-before mark (section 13) is read again once a minute, with
+        -- one membership query; the decision itself lives on.
+        stub.sleep(249)
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(2, sismembers())
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(2, sismembers())
+        stub.sleep(1.01)
+        assert.equal(200, shared_session.authorize("g1"))
+        assert.equal(3, sismembers())
+        decisions.close({ dict = dict })
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(4, sismembers())
       end)
 
       it("starts afresh after configure()", function()
-        dict:set(decisions.EPOCH_KEY, "epoch")
+        subscribed()
         assert.equal(200, shared_session.authorize("g1"))
         configure { secret = V.secret, salt = V.salt,
                     decision_cache = { dict = "shared_session", ttl = 1 } }

@@ -157,9 +157,11 @@ describe("resty.shared_session.subscriber", function()
       assert.same({ pool = "shared_session:subscriber:127.0.0.1:6379" }, sock.options)
       assert.same({ { 200, 500, 500 }, { 200, 500, 750 } }, sock.timeouts)
       assert.same({ resp.command("SUBSCRIBE", CHANNEL) }, sock.sent)
-      -- A new epoch at SUBSCRIBE, refreshed by each reply, gone at the end.
-      assert.same({ "set e", "set e", "set e", "delete e" }, events)
+      -- A new epoch and count at SUBSCRIBE, refreshed by each reply, gone at the end.
+      assert.same({ "set e", "set r", "set e", "set r", "set e", "set r", "delete r", "delete e" },
+                  events)
       assert.is_nil(dict:get(decisions.EPOCH_KEY))
+      assert.is_nil(dict:get(decisions.COUNT_KEY))
       assert.is_true(sock.closed)
       assert.equal(1, #spawned)
       assert.equal(sock, spawned[1].sock)
@@ -167,25 +169,43 @@ describe("resty.shared_session.subscriber", function()
                     .. CHANNEL .. "; decision cache in use" }, logs)
     end)
 
-    it("keeps one epoch through PONGs and notices for session ids", function()
+    it("keeps one epoch through PONGs and notices, and a new count at each notice", function()
       local epochs = record_epochs()
+      local counts = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.COUNT_KEY and counts[#counts] ~= value then
+          counts[#counts + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
       dict:set("s:" .. SID, "old token", 1)
       run { fake_socket.new(SUBSCRIBED .. PONG .. notice(SID) .. PONG) }
       assert.equal(4, #epochs)
       for i = 2, #epochs do
         assert.equal(epochs[1], epochs[i])
       end
-      -- The notice replaced the session's token: its decisions stop counting.
+      -- The notice replaced the session's token, then the count: its
+      -- decisions stop counting, in the dict and in every worker.
       assert.is_string(dict:get("s:" .. SID))
       assert.are_not.equal("old token", dict:get("s:" .. SID))
+      assert.equal(2, #counts)
+      assert.is_true(counts[2] > counts[1])
+      local at = {}
+      for i, e in ipairs(events) do
+        at[e] = at[e] or i
+      end
+      assert.is_true(at["replace s:" .. SID] < #events - 3)
+      assert.equal("set r", events[at["replace s:" .. SID] + 1])
     end)
 
     it("drops every decision (a new epoch) for a notice that is not a session id", function()
       local epochs = record_epochs()
       local _, _, logs = run { fake_socket.new(SUBSCRIBED .. notice("not a sid") .. PONG) }
-      assert.equal(3, #epochs)
+      assert.equal(4, #epochs)
       assert.are_not.equal(epochs[1], epochs[2])
       assert.equal(epochs[2], epochs[3])
+      assert.equal(epochs[2], epochs[4])
       assert.same(stub.WARN .. " shared_session: notice on " .. CHANNEL .. " is not a"
                   .. " session id; every cached decision dropped", logs[2])
     end)
@@ -196,8 +216,9 @@ describe("resty.shared_session.subscriber", function()
         error("dict broken")
       end
       run { fake_socket.new(SUBSCRIBED .. notice(SID)) }
-      assert.equal(2, #epochs)
+      assert.equal(3, #epochs)
       assert.are_not.equal(epochs[1], epochs[2])
+      assert.equal(epochs[2], epochs[3])
     end)
 
     it("reconnects with a growing backoff, and logs only the changes", function()
@@ -245,14 +266,15 @@ describe("resty.shared_session.subscriber", function()
         fake_socket.new(SUBSCRIBED),
       }
       assert.matches("down %(redis error: ERR oops%)", logs[2])
-      assert.same({ "set e", "delete e", "set e", "delete e" }, events)
+      assert.same({ "set e", "set r", "delete r", "delete e",
+                    "set e", "set r", "delete r", "delete e" }, events)
     end)
 
     it("survives an error of its own, with the cache bypassed", function()
       dict:set(decisions.EPOCH_KEY, "stale")
       events = {}
       local _, _, logs = run {}      -- tcp() raises at once
-      assert.same({ "delete e" }, events)
+      assert.same({ "delete r", "delete e" }, events)
       assert.matches("down %(error: .*no more sockets in this test%)", logs[1])
     end)
 

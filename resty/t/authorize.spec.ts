@@ -464,7 +464,10 @@ describe('redis password and database', () => {
         expect((await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).status).toBe(200);
       }
       const after = await commandCalls(client, 'auth');
-      expect(after - before).toBe(1);
+      // One connection for the checks; and at most one more, opened by a check
+      // while the refresh's timer (PROTOCOL.md section 12) held the first.
+      expect(after - before).toBeGreaterThanOrEqual(1);
+      expect(after - before).toBeLessThanOrEqual(2);
       assertNoCrash(nginx.errorLog());
     } finally {
       await nginx?.dispose();

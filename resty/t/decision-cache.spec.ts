@@ -41,6 +41,10 @@ interface ConfOptions {
   subscriber?: boolean;
   dictSize?: string;
   ttl?: number;
+  /** decision_cache.all_writers_publish = true, with the default ttl (300 s). */
+  allPublish?: boolean;
+  /** false: `refresh = false` (PROTOCOL.md section 12), for counts of GET that the refresh's script would add to. */
+  refresh?: boolean;
 }
 
 function confFor(redisPort: number, o: ConfOptions = {}) {
@@ -55,7 +59,8 @@ http {
       ${(o.secret ?? true) ? `secret = "${SECRET}", salt = "${SALT}",` : ''}
       key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300, ${o.redisExtra ?? ''} },
-      ${cache ? `decision_cache = { dict = "decisions", ttl = ${o.ttl ?? TTL} },` : ''}
+      ${cache ? `decision_cache = { dict = "decisions", ${o.allPublish ? 'all_writers_publish = true' : `ttl = ${o.ttl ?? TTL}`} },` : ''}
+      ${o.refresh === false ? 'refresh = false,' : ''}
     }
   }
   ${(o.subscriber ?? true) ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
@@ -171,10 +176,13 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     expect(await epochState(nginx)).toBe('up');
   });
 
-  test('refusals are not cached: every one asks Redis', async () => {
+  test('a refusal is kept too, until a notice: a group added is allowed at the next request', async () => {
     const before = await sismembers(client);
     for (let i = 0; i < 5; i++) expect(await status(nginx, 'g3', cookie)).toBe(403);
-    expect(await sismembers(client)).toBe(before + 5);
+    expect(await sismembers(client)).toBe(before + 1);
+    await writeSession(client, PREFIX, SID, { groups: ['g1', 'g2', 'g3'] }, { signature: signature(SID), publish: true });
+    expect(await status(nginx, 'g3', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 2);
   });
 
   test('a cached decision never lets a forged or malformed cookie through', async () => {
@@ -358,6 +366,53 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   });
 });
 
+describe('decision cache when every writer publishes (all_writers_publish, ttl 300 s)', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+  const cookie = sessionCookie(SID);
+
+  beforeAll(async () => {
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { allPublish: true }) })));
+    await waitUp(nginx, client);
+  });
+
+  beforeEach(async () => {
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
+  });
+
+  afterAll(() => stopRedisAndNginx({ nginx, client, redis }, noCrashOrAlert));
+
+  test('a decision outlives the default 1 s, and a notice still drops it at once', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const before = await sismembers(client);
+    await sleep(1500);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before);
+    await destroySession(client, PREFIX, SID, { publish: true });
+    expect(await status(nginx, 'g1', cookie)).toBe(403);
+  });
+
+  test('a lost subscription drops every decision: asked again, then kept again', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const [oldId] = await pubsubClientIds(client);
+    const before = await sismembers(client);
+    await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitFor(
+      'a new subscription',
+      async () => {
+        const ids = await pubsubClientIds(client);
+        return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+      },
+      5000,
+    );
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1);
+  });
+});
+
 describe('decision cache without a running subscriber', () => {
   let redis: RedisServer;
   let client: Redis;
@@ -405,7 +460,7 @@ describe('decision cache without a running subscriber', () => {
 
   test('nginx refuses to start when decision_cache.ttl is out of range', async () => {
     const start = NginxServer.start({ conf: confFor(redis.port, { ttl: 11 }) });
-    await expect(start).rejects.toThrow(/option "decision_cache\.ttl"/);
+    await expect(start).rejects.toThrow(/option "decision_cache\.ttl" .* \(up to 86400 with all_writers_publish = true\)/);
   });
 });
 
@@ -603,7 +658,8 @@ describe('decision cache in stored-signature mode (no secret)', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { secret: false }) })));
+    // The refresh reads the data key with GET as well: off, so that GET counts the signature checks alone.
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: confFor(port, { secret: false, refresh: false }) })));
     await waitUp(nginx, client);
   });
 

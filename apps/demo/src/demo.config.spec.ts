@@ -29,3 +29,42 @@ describe('demoConfig: the signing secret (issue 12, finding 6)', () => {
     expect(demoConfig({ DEMO_DEV_MODE: '1', SESSION_SECRET: strong }).session.secret).toBe(strong);
   });
 });
+
+describe('demoConfig: session timeouts from the environment (PROTOCOL.md section 12)', () => {
+  const dev = { DEMO_DEV_MODE: '1' };
+
+  it('leaves the library defaults when unset, and "keep me signed in" to 30 days unused, a year at most', () => {
+    const config = demoConfig(dev);
+    expect(config.session).toMatchObject({
+      idleTimeoutSeconds: undefined,
+      absoluteTimeoutSeconds: undefined,
+      touchAfterSeconds: undefined,
+    });
+    expect(config.rememberMe).toEqual({ idleTimeoutSeconds: 30 * 86400, absoluteTimeoutSeconds: 365 * 86400 });
+  });
+
+  it('takes short timeouts for trying them out, and refreshes at least once per half the idle timeout', () => {
+    const config = demoConfig({
+      ...dev,
+      SESSION_IDLE_TIMEOUT_SECONDS: '2',
+      SESSION_ABSOLUTE_TIMEOUT_SECONDS: '5',
+      REMEMBER_ME_IDLE_TIMEOUT_SECONDS: '3',
+      REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS: '8',
+    });
+    expect(config.session).toMatchObject({ idleTimeoutSeconds: 2, absoluteTimeoutSeconds: 5, touchAfterSeconds: 1 });
+    expect(config.rememberMe).toEqual({ idleTimeoutSeconds: 3, absoluteTimeoutSeconds: 8 });
+  });
+
+  it('refuses a timeout that is not a whole number, naming the variable', () => {
+    expect(() => demoConfig({ ...dev, SESSION_IDLE_TIMEOUT_SECONDS: 'soon' })).toThrow(
+      /SESSION_IDLE_TIMEOUT_SECONDS must be a whole number/,
+    );
+    expect(() => demoConfig({ ...dev, REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS: '-1' })).toThrow(/REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS/);
+    expect(() => demoConfig({ ...dev, REMEMBER_ME_IDLE_TIMEOUT_SECONDS: '0' })).toThrow(
+      /REMEMBER_ME_IDLE_TIMEOUT_SECONDS must be a positive/,
+    );
+    expect(() => demoConfig({ ...dev, REMEMBER_ME_IDLE_TIMEOUT_SECONDS: '60', REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS: '30' })).toThrow(
+      /REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS must be at least REMEMBER_ME_IDLE_TIMEOUT_SECONDS/,
+    );
+  });
+});

@@ -1,4 +1,4 @@
-import type { SharedSessionModuleOptions } from 'nest-resty-shared-session';
+import type { SessionLoginOptions, SharedSessionModuleOptions } from 'nest-resty-shared-session';
 
 /** The demo's settings, from the environment, each with a default. */
 export interface DemoConfig {
@@ -6,7 +6,13 @@ export interface DemoConfig {
   port: number;
   cacheSeconds: number;
   session: SharedSessionModuleOptions;
+  /** The timeouts of a "keep me signed in" login (PROTOCOL.md section 12). */
+  rememberMe: Required<SessionLoginOptions>;
 }
+
+/** "Keep me signed in", by default: 30 days unused, a year at most. */
+const REMEMBER_ME_IDLE_SECONDS = 30 * 24 * 3600;
+const REMEMBER_ME_ABSOLUTE_SECONDS = 365 * 24 * 3600;
 
 /** The secret the README publishes: anyone can forge cookies with it, so only a development run may use it. */
 export const DEV_SECRET = 'demo-secret-change-me';
@@ -40,6 +46,11 @@ function list(value: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/** A whole number of seconds from the environment, or undefined (the library's default) when unset. */
+function seconds(name: string, value: string | undefined): number | undefined {
+  return value === undefined || value === '' ? undefined : whole(name, value, 0);
+}
+
 function whole(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
@@ -48,6 +59,20 @@ function whole(name: string, value: string | undefined, fallback: number): numbe
 }
 
 export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
+  // Short timeouts for trying them out (e.g. idle 2, absolute 5); the library checks them at start-up.
+  const idle = seconds('SESSION_IDLE_TIMEOUT_SECONDS', env.SESSION_IDLE_TIMEOUT_SECONDS);
+  const absolute = seconds('SESSION_ABSOLUTE_TIMEOUT_SECONDS', env.SESSION_ABSOLUTE_TIMEOUT_SECONDS);
+  const rememberIdle = whole('REMEMBER_ME_IDLE_TIMEOUT_SECONDS', env.REMEMBER_ME_IDLE_TIMEOUT_SECONDS, REMEMBER_ME_IDLE_SECONDS);
+  const rememberAbsolute = whole(
+    'REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS',
+    env.REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS,
+    REMEMBER_ME_ABSOLUTE_SECONDS,
+  );
+  // Checked here, at start-up, rather than at the first "keep me signed in" login.
+  if (rememberIdle <= 0) throw new Error('REMEMBER_ME_IDLE_TIMEOUT_SECONDS must be a positive whole number');
+  if (rememberAbsolute < rememberIdle) {
+    throw new Error('REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS must be at least REMEMBER_ME_IDLE_TIMEOUT_SECONDS');
+  }
   return {
     host: env.APP_HOST || '127.0.0.1',
     port: whole('APP_PORT', env.APP_PORT, 5017),
@@ -59,8 +84,13 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       keyPrefix: env.SESSION_KEY_PREFIX || undefined,
       cookieName: env.SESSION_COOKIE_NAME || undefined,
       redis: env.REDIS_URL || undefined,
+      idleTimeoutSeconds: idle,
+      absoluteTimeoutSeconds: absolute,
+      // The app refreshes a session at most once a minute, and at least once per half its idle timeout.
+      touchAfterSeconds: idle === undefined ? undefined : Math.min(60, Math.floor(idle / 2)),
       // Shown on the admin page: the address and browser each session logged in from.
       loginMetadata: { ip: true, userAgent: true },
     },
+    rememberMe: { idleTimeoutSeconds: rememberIdle, absoluteTimeoutSeconds: rememberAbsolute },
   };
 }

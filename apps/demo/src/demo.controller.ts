@@ -53,13 +53,19 @@ export class DemoController {
   }
 
   @Post('login')
-  async login(@Req() req: Request, @Res() res: Response, @Body() body: { email?: unknown; password?: unknown }): Promise<void> {
+  async login(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Body() body: { email?: unknown; password?: unknown; remember?: unknown },
+  ): Promise<void> {
     const user = checkPassword(body?.email, body?.password);
     if (!user) {
       res.status(403).type('html').send(loginPage('Wrong email or password.'));
       return;
     }
-    await this.sessions.login(req, { username: user.email, groups: user.groups });
+    // "Keep me signed in": this session gets the longer timeouts of its own.
+    const rememberMe = body?.remember === '1' ? this.config.rememberMe : {};
+    await this.sessions.login(req, { username: user.email, groups: user.groups }, rememberMe);
     res.redirect(303, '/app');
   }
 

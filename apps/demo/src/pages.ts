@@ -47,6 +47,7 @@ export function loginPage(error?: string): string {
 <form method="post" action="/app/login">
   <p><label>Email <input type="text" name="email" autocomplete="username"></label></p>
   <p><label>Password <input type="password" name="password" autocomplete="current-password"></label></p>
+  <p><label><input type="checkbox" name="remember" value="1"> Keep me signed in</label></p>
   <p><input type="submit" value="Login"></p>
 </form>`,
   );

@@ -66,7 +66,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     expect(await admin.type(KEYS.groups)).toBe('set');
     const stored = await readSession(admin, PREFIX, SID);
     // _permanent: Flask's flag for a cookie with an expiry (the default, persistent cookie).
-    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark', _permanent: true });
+    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark', _permanent: true, _idle: 3600 });
     // The signature key holds exactly the cookie's <sig> part, as the protocol signs it.
     expect(stored.signature).toBe(signature(SID, SECRET, SALT));
     expect(stored.groups).toEqual(['one', 'three']);
@@ -119,18 +119,18 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     expect(await admin.dbsize()).toBe(0);
   });
 
-  it('reads what Flask wrote, keeping keys it does not know, and rebuilds the cookie from the TTL', async () => {
+  it('reads what Flask wrote, keeping keys it does not know; the cookie of a session without a deadline lasts 400 days (section 12)', async () => {
     const flask = { _permanent: true, username: 'sam', groups: ['two'], csrf: 'x' };
     await writeSession(admin, PREFIX, SID, flask, { signature: signature(SID, SECRET, SALT), ttl: 600 });
     const read = (await call<SessionData | null>((cb) => store.get(SID, cb))) as SessionData & Record<string, unknown>;
     expect(read).toMatchObject(flask);
     const expires = new Date(read.cookie.expires as unknown as string).getTime();
-    expect(expires - Date.now()).toBeGreaterThan(590_000);
-    expect(expires - Date.now()).toBeLessThanOrEqual(600_000);
+    expect(expires - Date.now()).toBeGreaterThan(400 * 86_400_000 - 10_000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(400 * 86_400_000);
 
-    // Written back, the unknown keys survive.
+    // Written back, the unknown keys survive; the store's idle timeout is added (section 12).
     await call((cb) => store.set(SID, read, cb));
-    expect((await readSession(admin, PREFIX, SID)).data).toEqual(flask);
+    expect((await readSession(admin, PREFIX, SID)).data).toEqual({ ...flask, _idle: 3600 });
   });
 
   it('treats missing data, or data that is not a JSON object, as no session', async () => {
@@ -216,6 +216,56 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     for (const ttl of Object.values((await readSession(admin, PREFIX, SID)).ttl)) expect(ttl).toBeGreaterThan(3590);
   });
 
+  describe('idle and absolute timeouts (PROTOCOL.md section 12)', () => {
+    const pttls = async (sid: string) => Promise.all(sessionKeyList(PREFIX, sid).map((key) => admin.pttl(key)));
+
+    it("writes the session's own idle timeout (_idle) and sets it as the ttl, never past the deadline of a timed id", async () => {
+      await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'], _idle: 120 }), cb));
+      for (const ttl of await pttls(SID)) expect(ttl).toBeGreaterThan(115_000);
+      for (const ttl of await pttls(SID)) expect(ttl).toBeLessThanOrEqual(120_000);
+
+      const sid = newTimedSessionId(Date.now(), Date.now() + 30_000);
+      await call((cb) => store.set(sid, session({ username: 'u', groups: ['g'] }), cb));
+      expect((await readSession(admin, PREFIX, sid)).data).toMatchObject({ _idle: 3600 });
+      // Whole seconds (the v1 layout's EX), rounded up: at most a second past the deadline.
+      for (const ttl of await pttls(sid)) expect(ttl).toBeLessThanOrEqual(31_000);
+    });
+
+    it('writes nothing for a timed id past its deadline', async () => {
+      const sid = newTimedSessionId(Date.now() - 10_000, Date.now() - 1);
+      await call((cb) => store.set(sid, session({ username: 'u', groups: ['g'] }), cb));
+      expect(await admin.dbsize()).toBe(0);
+    });
+
+    it("touch sets the ttl back to the session's _idle, cut at the deadline, to the millisecond", async () => {
+      const sid = newTimedSessionId(Date.now(), Date.now() + 2_000);
+      await call((cb) => store.set(sid, session({ username: 'u', groups: ['g'], _idle: 60 }), cb));
+      for (const key of sessionKeyList(PREFIX, sid)) await admin.pexpire(key, 500);
+      await call((cb) => store.get(sid, cb));
+      expect(store.refreshDue(sid, { _idle: 60 })).toBe(true);
+      await call((cb) => store.touch!(sid, session({ _idle: 60 }), cb));
+      for (const ttl of await pttls(sid)) {
+        expect(ttl).toBeGreaterThan(1_000);
+        expect(ttl).toBeLessThanOrEqual(2_000);
+      }
+    });
+
+    it('touch never re-creates a key that is gone', async () => {
+      await call((cb) => store.set(SID, session({ username: 'u', groups: ['g'], _idle: 60 }), cb));
+      await admin.del(KEYS.data, KEYS.groups);
+      await call((cb) => store.touch!(SID, session({ _idle: 60 }), cb));
+      expect(await admin.exists(KEYS.data, KEYS.groups)).toBe(0);
+      expect(await admin.pttl(KEYS.signature)).toBeGreaterThan(0);
+    });
+
+    it('a short idle timeout is refreshed at least every half of it, however long touchAfterSeconds is', async () => {
+      await call((cb) => store.set(SID, session({ username: 'u', _idle: 4 }), cb));
+      await call((cb) => store.get(SID, cb));
+      expect(store.refreshDue(SID, { _idle: 4 })).toBe(false);
+      expect(store.refreshDue(SID, { _idle: 4 }, Date.now() + 2_100)).toBe(true);
+    });
+  });
+
   it('with touch: false has no touch method, so express-session never refreshes the keys', () => {
     const untouched = new FlaskRedisSessionStore({ client, signer, touch: false, logger: quietLogger });
     expect(untouched.touch).toBeUndefined();
@@ -284,7 +334,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       await save(slow);
       const stored = await readSession(admin, PREFIX, SID);
       expect(stored.groups).toEqual(['one']);
-      expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1, _permanent: true });
+      expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1, _permanent: true, _idle: 3600 });
       expect(slow.groups).toEqual(['one']); // the request's session shows the truth
     });
 
@@ -337,9 +387,9 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
         logger: quietLogger,
       });
       await call((cb) => browserSession.set(SID, session({ username: 'u' }), cb));
-      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
+      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false, _idle: 2678400 });
       await call((cb) => store.set(SID, session({ username: 'u', _permanent: false }), cb));
-      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false });
+      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false, _idle: 3600 });
     });
 
     it('a new session (a fresh id, as after regenerate) is written whole', async () => {

@@ -1,23 +1,32 @@
 import { Logger } from '@nestjs/common';
 import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
-import type { Redis } from 'ioredis';
+import type { SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
+import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
 import { refusedByNotBefore, userIdOf } from './session-control.keys';
-import type { SharedSessionCookieOptions } from './shared-session.options';
+import type { KeyLayout, SharedSessionCookieOptions } from './shared-session.options';
 import {
   DEFAULT_COOKIE_OPTIONS,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_KEY_PREFIX,
   DEFAULT_TOUCH_AFTER_SECONDS,
-  DEFAULT_TTL_SECONDS,
   DEFAULT_USER_ID_FIELD,
 } from './shared-session.constants';
 
 export interface FlaskRedisSessionStoreOptions {
-  client: Redis;
+  client: SharedSessionRedis;
   signer: SessionCookieSigner;
   keyPrefix?: string;
+  /** PROTOCOL.md section 3's key names (`v1`, default) or section 14's (`cluster`). */
+  keyLayout?: KeyLayout;
+  /**
+   * Idle timeout (seconds) of a session whose JSON holds none (`_idle`,
+   * PROTOCOL.md section 12); written into each session it saves. Default 31 days.
+   */
+  idleTimeoutSeconds?: number;
+  /** @deprecated The old name of `idleTimeoutSeconds`. */
   ttlSeconds?: number;
   /**
    * Refresh the three keys' TTL when express-session touches a session that a
@@ -25,7 +34,10 @@ export interface FlaskRedisSessionStoreOptions {
    * the store has no `touch`, and express-session never calls one.
    */
   touch?: boolean;
-  /** With `touch`: refresh only when a session is older than this (seconds; default 60, 0: always). */
+  /**
+   * With `touch`: refresh a session at most once per this many seconds (default
+   * 60, 0: always), and at least once per half of its idle timeout.
+   */
   touchAfterSeconds?: number;
   /** Attributes of the cookie rebuilt on `get` (the data in Redis holds none). */
   cookie?: SharedSessionCookieOptions;
@@ -172,10 +184,12 @@ export interface SessionKeys {
  * (resty.shared_session) read what it writes, and it reads what Flask writes.
  */
 export class FlaskRedisSessionStore extends Store {
-  private readonly client: Redis;
+  private readonly client: SharedSessionRedis;
+  private readonly keyLayout: KeyLayout;
   private readonly signer: SessionCookieSigner;
   private readonly keyPrefix: string;
-  private readonly ttlSeconds: number;
+  /** The idle timeout of sessions whose JSON holds none. */
+  private readonly idleSeconds: number;
   private readonly touchAfterSeconds: number;
   /** sid → when its keys expire, as last read or refreshed: lets `touch` skip a write that changes nothing much. */
   private readonly expiries = new Map<string, number>();
@@ -202,8 +216,9 @@ export class FlaskRedisSessionStore extends Store {
     this.client = options.client;
     this.signer = options.signer;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
-    this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-    this.touchAfterSeconds = Math.min(options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS, this.ttlSeconds);
+    this.keyLayout = options.keyLayout ?? 'v1';
+    this.idleSeconds = options.idleTimeoutSeconds ?? options.ttlSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS;
+    this.touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
     this.userIdField = options.userIdField ?? DEFAULT_USER_ID_FIELD;
@@ -237,12 +252,23 @@ export class FlaskRedisSessionStore extends Store {
 
   keys(sid: string): SessionKeys {
     const p = this.keyPrefix;
+    if (this.keyLayout === 'cluster')
+      return { data: `${p}:{${sid}}:data`, signature: `${p}:{${sid}}:signature`, groups: `${p}:{${sid}}:groups` };
     return { data: `${p}:data:${sid}`, signature: `${p}:signature:${sid}`, groups: `${p}:groups:${sid}` };
   }
 
   /** The Redis key prefix (PROTOCOL.md section 3). */
   get prefix(): string {
     return this.keyPrefix;
+  }
+
+  /**
+   * True when PROTOCOL.md section 13 applies: the per-user index and the
+   * not-before mark live in keys of their own, outside a session's slot, so
+   * the cluster layout (section 14) does without them (not yet in a cluster form).
+   */
+  get controlled(): boolean {
+    return this.keyLayout === 'v1';
   }
 
   /** Section 13.1: the index of a user's live sessions. */
@@ -257,18 +283,22 @@ export class FlaskRedisSessionStore extends Store {
 
   get(sid: string, callback: Callback<SessionData | null>): void {
     const keys = this.keys(sid);
-    const read = this.scripts.sharedSessionRead(keys.data, keys.signature, keys.groups, this.notBeforeKey) as Promise<
-      [string | null, number, number, string | null]
-    >;
+    const read = this.scripts.sharedSessionRead(
+      keys.data,
+      keys.signature,
+      keys.groups,
+      this.controlled ? this.notBeforeKey : keys.data,
+    ) as Promise<[string | null, number, number, string | null]>;
     read.then(
-      ([json, pttl, leftovers, mark]) => {
+      ([json, pttl, leftovers, markRead]) => {
+        const mark = this.controlled ? markRead : null;
         this.recovered();
         // A timed id past its deadline (section 11), or issued before the not-before mark (section 13.2), has ended, whatever its keys say.
         const ended = sessionIdExpired(sid) || refusedByNotBefore(sid, mark);
         const data = json === null || ended ? null : this.parse(sid, json);
         if (data) {
           this.rememberExpiry(sid, pttl);
-          callback(undefined, { ...data, cookie: this.rebuildCookie(pttl) } as SessionData);
+          callback(undefined, { ...data, cookie: this.rebuildCookie(sid) } as SessionData);
         } else if (json === null && leftovers === 0) {
           callback(undefined, null);
         } else {
@@ -311,6 +341,8 @@ export class FlaskRedisSessionStore extends Store {
     // Flask's own flag: without it, a Flask app that rewrites the session turns
     // a persistent cookie into a browser-session one.
     if (data._permanent === undefined) data._permanent = this.cookie.persistent !== false;
+    // Section 12: the session's own idle timeout, for whoever refreshes it (nginx included).
+    if (data[IDLE_KEY] === undefined) data[IDLE_KEY] = this.idleSeconds;
     this.expiries.delete(sid);
     this.write(sid, session, data, groups, WRITE_ATTEMPTS).then(
       () => {
@@ -328,17 +360,23 @@ export class FlaskRedisSessionStore extends Store {
     const read = this.readGroups.get(session);
     const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
     const keys = this.keys(sid);
-    const user = userIdOf(data, this.userIdField);
+    const user = this.controlled ? userIdOf(data, this.userIdField) : undefined;
+    // Section 12: the idle timeout, cut at the deadline; whole seconds (the v1
+    // layout's EX), rounded up. A session past its deadline is not written.
+    const ttlMs = keyTtlMs(sid, idleSecondsOf(data, this.idleSeconds));
+    if (ttlMs <= 0) return;
     const reply = (await this.scripts.sharedSessionWrite(
       keys.data,
       keys.signature,
       keys.groups,
       user === undefined ? keys.data : this.userIndexKey(user),
-      this.notBeforeKey,
+      // Without section 13 (the cluster layout), the data key stands in for the
+      // mark: it never reads as a number, so no mark.
+      this.controlled ? this.notBeforeKey : keys.data,
       mode,
       JSON.stringify(data),
       this.signer.signature(sid),
-      this.ttlSeconds,
+      Math.ceil(ttlMs / 1000),
       this.invalidationChannel,
       sid,
       user === undefined ? '' : '1',
@@ -361,28 +399,45 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /**
-   * `touch`: refreshes the TTL of the three keys, at most once per
+   * True when `touch` would refresh this session now: at most once per
+   * `touchAfterSeconds` (and at least once per half its idle timeout), never
+   * once its deadline has come. The middleware renews the cookie of a session
+   * without a deadline on the same occasions.
+   */
+  refreshDue(sid: string, session: object, now = Date.now()): boolean {
+    const idleSeconds = idleSecondsOf(session, this.idleSeconds);
+    const ttlMs = keyTtlMs(sid, idleSeconds, now);
+    if (ttlMs <= 0) return false;
+    const expiry = this.expiries.get(sid);
+    // At most once per touchAfterSeconds, at least once per half what a refresh would give (short idle, near the deadline).
+    const slack = Math.min(this.touchAfterSeconds * 1000, ttlMs / 2);
+    return expiry === undefined || expiry < now + ttlMs - slack;
+  }
+
+  /**
+   * `touch`: sets the TTL of the three keys back to the session's idle
+   * timeout, never past its deadline (PROTOCOL.md section 12), at most once per
    * `touchAfterSeconds` per session: express-session touches after every
    * request that read a session, and a write per read would double the Redis
-   * round trips.
+   * round trips. PEXPIRE never re-creates a key that is gone.
    */
-  private refreshExpiry(sid: string, session: SessionData, callback?: Callback): void {
-    const expiry = this.expiries.get(sid);
-    if (expiry !== undefined && expiry - Date.now() > (this.ttlSeconds - this.touchAfterSeconds) * 1000) {
+  private refreshExpiry(sid: string, session: object, callback?: Callback): void {
+    const now = Date.now();
+    if (!this.refreshDue(sid, session, now)) {
       callback?.();
       return;
     }
     const keys = this.keys(sid);
-    const ttl = this.ttlSeconds;
+    const ttl = keyTtlMs(sid, idleSecondsOf(session, this.idleSeconds), now);
     // Concurrent requests of one session see the refresh at once, not after their own round trip.
-    this.rememberExpiry(sid, ttl * 1000);
-    const multi = this.client.multi().expire(keys.data, ttl).expire(keys.signature, ttl).expire(keys.groups, ttl);
+    this.rememberExpiry(sid, ttl);
+    const multi = this.client.multi().pexpire(keys.data, ttl).pexpire(keys.signature, ttl).pexpire(keys.groups, ttl);
     // Section 13.1: the index keeps the session's new expiry, so that pruning never drops a live session;
-    // the index lives as long as it (no member can expire later than now + ttl: no GT, which needs Redis 7).
-    const user = userIdOf(session as unknown as Record<string, unknown>, this.userIdField);
+    // the index itself only ever lives longer (GT), never shorter than another of its sessions.
+    const user = this.keyLayout === 'v1' ? userIdOf(session as Record<string, unknown>, this.userIdField) : undefined;
     if (user !== undefined) {
       const index = this.userIndexKey(user);
-      multi.zadd(index, 'XX', 'GT', Date.now() + ttl * 1000, sid).pexpire(index, ttl * 1000);
+      multi.zadd(index, 'XX', 'GT', now + ttl, sid).pexpire(index, ttl, 'GT');
     }
     this.run(multi.exec(), callback);
   }
@@ -403,7 +458,7 @@ export class FlaskRedisSessionStore extends Store {
       this.invalidationChannel,
       sid,
       this.keyPrefix,
-      this.userIdField,
+      this.controlled ? this.userIdField : '',
     );
     return existed === 1;
   }
@@ -443,17 +498,18 @@ export class FlaskRedisSessionStore extends Store {
     return null;
   }
 
-  private rebuildCookie(pttl: number): SessionData['cookie'] {
+  /** The cookie's attributes; its expiry as PROTOCOL.md section 12 says (session-lifetime.ts). */
+  private rebuildCookie(sid: string): SessionData['cookie'] {
     const persistent = this.cookie.persistent ?? DEFAULT_COOKIE_OPTIONS.persistent;
-    const remaining = pttl > 0 ? pttl : this.ttlSeconds * 1000;
+    const expires = cookieExpiry(sid, persistent) ?? null;
     return {
       path: this.cookie.path ?? DEFAULT_COOKIE_OPTIONS.path,
       domain: this.cookie.domain,
       secure: this.cookie.secure ?? DEFAULT_COOKIE_OPTIONS.secure,
       httpOnly: this.cookie.httpOnly ?? DEFAULT_COOKIE_OPTIONS.httpOnly,
       sameSite: this.cookie.sameSite ?? DEFAULT_COOKIE_OPTIONS.sameSite,
-      originalMaxAge: persistent ? this.ttlSeconds * 1000 : null,
-      expires: persistent ? new Date(Date.now() + remaining) : null,
+      originalMaxAge: expires ? expires.getTime() - Date.now() : null,
+      expires,
     } as SessionData['cookie'];
   }
 

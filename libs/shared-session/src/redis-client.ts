@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import Redis, { RedisOptions } from 'ioredis';
+import Redis, { Cluster, RedisOptions } from 'ioredis';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
@@ -19,19 +19,32 @@ export const REDIS_CLIENT_DEFAULTS: RedisOptions = {
 /** How long start-up waits for Redis before the app starts anyway (and answers 503 until Redis is up). */
 const READY_TIMEOUT_MS = 3000;
 
-/** True for an ioredis client (or anything that quacks like one) rather than options. */
-export function isRedisClient(value: unknown): value is Redis {
+/** The module's Redis client: one server (or Sentinel), or a Redis Cluster. */
+export type SharedSessionRedis = Redis | Cluster;
+
+/** True for an ioredis client or cluster (or anything that quacks like one) rather than options. */
+export function isRedisClient(value: unknown): value is SharedSessionRedis {
   return !!value && typeof value === 'object' && typeof (value as Redis).multi === 'function' && typeof (value as Redis).on === 'function';
 }
 
 /** The client of the `redis` option: the user's own, or one created with the fail-fast defaults. */
-export function createRedisClient(redis: SharedSessionConfig['redis']): Redis {
+export function createRedisClient(redis: SharedSessionConfig['redis']): SharedSessionRedis {
   if (isRedisClient(redis)) return redis;
-  return typeof redis === 'string' ? new Redis(redis, REDIS_CLIENT_DEFAULTS) : new Redis({ ...REDIS_CLIENT_DEFAULTS, ...redis });
+  if (typeof redis === 'string') return new Redis(redis, REDIS_CLIENT_DEFAULTS);
+  if ('cluster' in redis) {
+    const { retryStrategy: _perNode, ...perNode } = REDIS_CLIENT_DEFAULTS;
+    return new Cluster(redis.cluster, {
+      enableOfflineQueue: false,
+      clusterRetryStrategy: REDIS_CLIENT_DEFAULTS.retryStrategy,
+      ...redis.options,
+      redisOptions: { ...perNode, ...redis.options?.redisOptions },
+    });
+  }
+  return new Redis({ ...REDIS_CLIENT_DEFAULTS, ...redis });
 }
 
 /** Resolves when the client is ready, or after `timeoutMs`. */
-export function whenReady(client: Redis, timeoutMs: number): Promise<boolean> {
+export function whenReady(client: SharedSessionRedis, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => finish(false), timeoutMs);
@@ -55,7 +68,7 @@ export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown
   private readonly logger = new Logger('SharedSession');
 
   constructor(
-    @Inject(SHARED_SESSION_REDIS) private readonly client: Redis,
+    @Inject(SHARED_SESSION_REDIS) private readonly client: SharedSessionRedis,
     @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
   ) {}
 
@@ -81,7 +94,7 @@ export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown
  * ttl, so volatile-* policies evict them too). Managed services that refuse
  * CONFIG GET are not asked twice: nothing is said.
  */
-export async function evictionRisk(client: Redis): Promise<string | undefined> {
+export async function evictionRisk(client: SharedSessionRedis): Promise<string | undefined> {
   try {
     const [, maxmemory] = (await client.config('GET', 'maxmemory')) as string[];
     const [, policy] = (await client.config('GET', 'maxmemory-policy')) as string[];

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import { whenReady } from './redis-client';
+import { type SharedSessionRedis as Redis, whenReady } from './redis-client';
+
 import { ackNotice } from './session-control.keys';
 
 /** What a synchronous change learnt from the readers (PROTOCOL.md section 13.4). */

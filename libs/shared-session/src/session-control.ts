@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { SharedSessionRedis as Redis } from './redis-client';
 import type { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { RevocationAcknowledgements, RevocationConfirmation } from './revocation-acknowledgements';
 import { sessionIdTimes } from './session-id';
@@ -48,10 +48,14 @@ export interface ControlResult {
 /** The reserved key of the session's JSON that holds what `loginMetadata` records (section 13.1). */
 export const LOGIN_METADATA_FIELD = '_login';
 
-/** KEYS[1]: the user's index. ARGV: now, prefix. Each live member with data: sid, data, pttl. */
+/**
+ * KEYS[1]: the user's index. ARGV: now, prefix. Each member whose data key
+ * exists: sid, data, pttl (by existence, not by score: a session that nginx
+ * kept alive may have outlived the score its last write gave it).
+ */
 const LIST_SCRIPT = `
 local out = {}
-for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local key = ARGV[2] .. ':data:' .. sid
   local data = redis.call('GET', key)
   if data then
@@ -170,6 +174,7 @@ export class SessionControl {
 
   /** The user's live sessions, oldest first; none for an unknown user. */
   async listSessions(userId: string): Promise<UserSession[]> {
+    this.checkLayout('listSessions');
     checkUserId('listSessions', userId);
     const now = Date.now();
     const flat = (await this.scripts.sharedSessionList(this.store.userIndexKey(userId), now, this.store.prefix)) as (string | number)[];
@@ -184,7 +189,8 @@ export class SessionControl {
       sessions.push({
         sessionId,
         createdAt: issued === undefined ? null : new Date(issued),
-        lastSeenAt: new Date(Math.min(now, expiresAt - this.ttlMs)),
+        // Its keys' expiry minus its idle timeout (section 12's _idle, else the module's).
+        lastSeenAt: new Date(Math.min(now, expiresAt - (Number(data._idle) > 0 ? Number(data._idle) * 1000 : this.ttlMs))),
         expiresAt: new Date(expiresAt),
         groups: Array.isArray(data.groups) ? data.groups.filter((g): g is string => typeof g === 'string') : [],
         ...(typeof login?.ip === 'string' ? { ip: login.ip } : {}),
@@ -196,6 +202,7 @@ export class SessionControl {
 
   /** Ends one session (whoever's it is). `sessions`: 1 when it existed. */
   async revokeSession(sessionId: string, options: ControlOptions = {}): Promise<ControlResult> {
+    this.checkLayout('revokeSession');
     checkSessionId('revokeSession', sessionId);
     await this.prepare(options);
     const existed = await this.store.end(sessionId);
@@ -204,6 +211,7 @@ export class SessionControl {
 
   /** Ends every live session of the user, but those in `except`. */
   async revokeUser(userId: string, options: ControlOptions & { except?: string | string[] } = {}): Promise<ControlResult> {
+    this.checkLayout('revokeUser');
     checkUserId('revokeUser', userId);
     const except = options.except === undefined ? [] : Array.isArray(options.except) ? options.except : [options.except];
     except.forEach((sid, i) => checkSessionId('revokeUser', sid, `except[${i}]`));
@@ -219,6 +227,7 @@ export class SessionControl {
 
   /** Sets the not-before mark: every session issued before `date` has ended, at nginx too. */
   async revokeIssuedBefore(date: Date | number, options: ControlOptions = {}): Promise<ControlResult & { notBefore: Date }> {
+    this.checkLayout('revokeIssuedBefore');
     const ms = date instanceof Date ? date.getTime() : date;
     if (typeof ms !== 'number' || !Number.isInteger(ms) || ms <= 0 || ms > Date.now() + MAX_MARK_AHEAD_MS) {
       throw new TypeError('revokeIssuedBefore: date must be a valid date, not in the future');
@@ -253,6 +262,7 @@ export class SessionControl {
 
   /** A new cache generation for the group: nginx's cached copies for it are no longer served. `sessions`: 0. */
   async invalidateGroupCache(group: string, options: ControlOptions = {}): Promise<ControlResult & { generation: number }> {
+    this.checkLayout('invalidateGroupCache');
     checkGroupId('invalidateGroupCache', group);
     await this.prepare(options);
     const n = (await this.scripts.sharedSessionGeneration(
@@ -301,6 +311,13 @@ export class SessionControl {
   }
 
   /** Before a change that waits: checks the timeout and opens the acknowledgement channel (a failure then changes nothing). */
+  /** Section 13 has no cluster form yet: its keys live outside a session's slot. */
+  private checkLayout(method: string): void {
+    if (!this.store.controlled) {
+      throw new Error(`${method}: not available with keyLayout 'cluster' (PROTOCOL.md section 13 has no cluster form yet)`);
+    }
+  }
+
   private async prepare(options: ControlOptions): Promise<void> {
     if (!this.wants(options)) return;
     const timeoutMs = options.timeoutMs ?? this.revocation.timeoutMs;

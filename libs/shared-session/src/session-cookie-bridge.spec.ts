@@ -2,7 +2,13 @@ import { parse as parseCookieHeader } from 'cookie';
 import { unsign as expressSessionUnsign } from 'cookie-signature';
 import { Cookie as ExpressSessionCookie } from 'express-session';
 import { cookieValue, newSessionId } from '../../../protocol/testkit';
-import { serializeSessionCookie, setCookieLines, toExpressSessionCookieHeader, toSharedSessionSetCookie } from './session-cookie-bridge';
+import {
+  ExpressSessionCookieValues,
+  serializeSessionCookie,
+  setCookieLines,
+  toExpressSessionCookieHeader,
+  toSharedSessionSetCookie,
+} from './session-cookie-bridge';
 import { SessionCookieSigner } from './session-cookie-signer';
 
 const SECRET = 'bridge-secret';
@@ -19,7 +25,8 @@ const ExpressSessionCookieWriter = ExpressSessionCookie as unknown as new (optio
   serialize(name: string, value: string): string;
 };
 
-const translate = (header: string | undefined, name = 'session') => toExpressSessionCookieHeader(header, name, signer, KEY);
+const values = new ExpressSessionCookieValues(KEY);
+const translate = (header: string | undefined, name = 'session') => toExpressSessionCookieHeader(header, name, signer, values);
 
 /** The session id express-session finds under `name` in a translated header: false when none or badly signed. */
 function seenByExpressSession(header: string | undefined, name = 'session'): string | false | undefined {
@@ -27,6 +34,19 @@ function seenByExpressSession(header: string | undefined, name = 'session'): str
   if (value === undefined) return undefined;
   return value.startsWith('s:') ? expressSessionUnsign(value.slice(2), KEY) : false;
 }
+
+describe('ExpressSessionCookieValues', () => {
+  it("gives express-session's own signed value, the same every time, for a bounded number of ids", () => {
+    const few = new ExpressSessionCookieValues(KEY, 2);
+    const sids = [newSessionId(), newSessionId(), newSessionId()];
+    for (const sid of [...sids, ...sids]) {
+      const value = few.valueFor(sid);
+      expect(expressSessionUnsign(decodeURIComponent(value).slice(2), KEY)).toBe(sid);
+      expect(few.valueFor(sid)).toBe(value);
+    }
+    expect((few as unknown as { values: Map<string, string> }).values.size).toBe(2);
+  });
+});
 
 describe('toExpressSessionCookieHeader', () => {
   it('hands a valid cookie to express-session in its own format, signed with the per-process key', () => {

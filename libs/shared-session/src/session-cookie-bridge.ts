@@ -21,24 +21,54 @@ export interface ExpressSessionCookieHeader {
 }
 
 /**
+ * express-session's cookie value for a session id, `s:<sid>.<hmac>` signed
+ * with the per-process key and URI-encoded as it writes it. It depends on
+ * the id alone, so the values of the last `max` ids are remembered: a busy
+ * session's request costs one HMAC less. Only ids whose own cookie was
+ * verified (our HMAC, on every request) are ever asked for.
+ */
+export class ExpressSessionCookieValues {
+  private readonly values = new Map<string, string>();
+
+  constructor(
+    private readonly key: string,
+    private readonly max = 10_000,
+  ) {}
+
+  valueFor(sid: string): string {
+    let value = this.values.get(sid);
+    if (value === undefined) {
+      value = encodeURIComponent(`s:${signForExpressSession(sid, this.key)}`);
+      // Bounded: the oldest remembered id goes first.
+      if (this.values.size >= this.max) this.values.delete(this.values.keys().next().value as string);
+      this.values.set(sid, value);
+    }
+    return value;
+  }
+}
+
+/**
  * The Cookie header as express-session must see it: every cookie of our
  * name removed, and the one the protocol's grammar finds (PROTOCOL.md
- * section 10, as nginx finds it) put back in express-session's format,
- * signed with `expressSessionKey`, when its signature is valid. A header
- * without a cookie of our name is handed on as it is.
+ * section 10, as nginx finds it) put back in express-session's format
+ * (`expressSession`), when its signature is valid. A header without a
+ * cookie of our name is handed on as it is.
  */
 export function toExpressSessionCookieHeader(
   header: string | undefined,
   name: string,
   signer: Pick<SessionCookieSigner, 'verify'>,
-  expressSessionKey: string,
+  expressSession: ExpressSessionCookieValues,
 ): ExpressSessionCookieHeader {
   const reading = readSessionCookie(header, name);
   if (!header || reading.found === 'absent') return { header, verified: null };
+  const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
+  const ours = verified ? `${name}=${expressSession.valueFor(verified.sid)}` : undefined;
+  // The usual header holds our cookie alone: nothing else to keep.
+  if (isCookieNamed(header, name) && header.indexOf(';') < 0) return { header: ours, verified };
   // express-session's parser (`cookie`) cuts at ';' and trims SP/HTAB around names, as the grammar does: it finds none of ours left.
   const kept = header.split(';').filter((piece) => !isCookieNamed(piece, name));
-  const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
-  if (verified) kept.push(` ${name}=${encodeURIComponent(`s:${signForExpressSession(verified.sid, expressSessionKey)}`)}`);
+  if (ours) kept.push(` ${ours}`);
   const rebuilt = kept.join(';').trim();
   return { header: rebuilt.length > 0 ? rebuilt : undefined, verified };
 }

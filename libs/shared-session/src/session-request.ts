@@ -10,7 +10,19 @@ const UNAVAILABLE = Symbol('resty-shared-session:unavailable');
 /** The session id the request's cookie carried with a valid signature. */
 const CARRIED = Symbol('resty-shared-session:carried');
 
-type Marked = Request & { [SEEN]?: true; [UNAVAILABLE]?: true; [CARRIED]?: string };
+/** The timeouts of the session that login() is about to create (the middleware's genid reads them). */
+const TIMEOUTS = Symbol('resty-shared-session:timeouts');
+
+type Marked = Request & { [SEEN]?: true; [UNAVAILABLE]?: true; [CARRIED]?: string; [TIMEOUTS]?: { absoluteTimeoutSeconds: number | null } };
+
+/** login() sets them before it regenerates the session: the new id's deadline comes from them (PROTOCOL.md section 12). */
+export function setNewSessionTimeouts(req: Request, timeouts: { absoluteTimeoutSeconds: number | null }): void {
+  (req as Marked)[TIMEOUTS] = timeouts;
+}
+
+export function newSessionTimeouts(req: Request): { absoluteTimeoutSeconds: number | null } | undefined {
+  return (req as Marked)[TIMEOUTS];
+}
 
 export function markSessionRequest(req: Request, available: boolean): void {
   (req as Marked)[SEEN] = true;

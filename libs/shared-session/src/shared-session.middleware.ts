@@ -6,6 +6,7 @@ import onHeaders from 'on-headers';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import {
   ExpressSessionCookieHeader,
+  ExpressSessionCookieValues,
   serializeSessionCookie,
   setCookieLines,
   toExpressSessionCookieHeader,
@@ -13,7 +14,8 @@ import {
 } from './session-cookie-bridge';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { newSessionId } from './session-id';
-import { markCarriedSessionId, markSessionRequest } from './session-request';
+import { cookieExpiry, hasDeadline, storableByProxy } from './session-lifetime';
+import { carriedSessionId, markCarriedSessionId, markSessionRequest, newSessionTimeouts, sessionState } from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
@@ -30,8 +32,10 @@ export class SharedSessionMiddleware implements NestMiddleware {
   private readonly logger = new Logger('SharedSession');
   private readonly handler: RequestHandler;
   private readonly internalSecret = randomBytes(32).toString('base64url');
+  private readonly expressSessionValues = new ExpressSessionCookieValues(this.internalSecret);
   private readonly name: string;
   private readonly cookie: SharedSessionConfig['cookie'];
+  private readonly absoluteTimeoutSeconds: number | null;
 
   constructor(
     @Inject(SHARED_SESSION_CONFIG) config: SharedSessionConfig,
@@ -40,18 +44,27 @@ export class SharedSessionMiddleware implements NestMiddleware {
   ) {
     this.name = config.cookieName;
     this.cookie = config.cookie;
+    this.absoluteTimeoutSeconds = config.absoluteTimeoutSeconds;
     const { persistent, ...attributes } = config.cookie;
     this.handler = expressSession({
       name: config.cookieName,
       secret: this.internalSecret,
       store,
-      genid: () => newSessionId(), // timed (PROTOCOL.md section 11)
+      genid: (req: Request) => this.newSessionId(req), // timed (PROTOCOL.md section 11)
       resave: false,
       saveUninitialized: false, // an anonymous request writes nothing
       rolling: false,
       proxy: config.proxy,
-      cookie: { ...attributes, maxAge: persistent ? config.ttlSeconds * 1000 : undefined },
+      // Only whether it is persistent matters: rewriteSetCookie gives every cookie of ours its expiry (section 12).
+      cookie: { ...attributes, maxAge: persistent ? config.idleTimeoutSeconds * 1000 : undefined },
     });
+  }
+
+  /** A timed id whose deadline is the absolute timeout after now: login's own, else the module's; none without one. */
+  private newSessionId(req: Request): string {
+    const absolute = newSessionTimeouts(req)?.absoluteTimeoutSeconds ?? this.absoluteTimeoutSeconds;
+    const issuedAt = Date.now();
+    return newSessionId(absolute === null ? null : issuedAt + absolute * 1000, issuedAt);
   }
 
   use(req: Request, res: Response, next: NextFunction): void {
@@ -60,8 +73,12 @@ export class SharedSessionMiddleware implements NestMiddleware {
     const resignSid = verified?.signedWithFallback ? verified.sid : undefined;
     if (verified) markCarriedSessionId(req, verified.sid);
 
+    // Whether the store will extend this session when the request ends (its
+    // touch), judged when the session is loaded: the touch itself starts just
+    // before the headers are written.
+    let renew = false;
     // Registered before express-session's own listener, so it runs after it.
-    onHeaders(res, () => this.rewriteSetCookie(req, res, resignSid));
+    onHeaders(res, () => this.rewriteSetCookie(req, res, resignSid, renew));
 
     if (!this.store.available) {
       markSessionRequest(req, false);
@@ -82,6 +99,7 @@ export class SharedSessionMiddleware implements NestMiddleware {
       if (original === undefined) delete req.headers.cookie;
       else req.headers.cookie = original;
       markSessionRequest(req, !err);
+      if (!err && req.session && req.sessionID === verified?.sid) renew = this.renewalDue(req, req.sessionID);
       if (err || !resignSid || req.sessionID !== resignSid || !req.session) {
         next();
         return;
@@ -96,21 +114,52 @@ export class SharedSessionMiddleware implements NestMiddleware {
 
   /** The request's Cookie header for express-session (see toExpressSessionCookieHeader). */
   private translateRequestCookie(header: string | undefined): ExpressSessionCookieHeader {
-    return toExpressSessionCookieHeader(header, this.name, this.signer, this.internalSecret);
+    return toExpressSessionCookieHeader(header, this.name, this.signer, this.expressSessionValues);
   }
 
   /**
    * Our cookie in place of express-session's; or, when express-session wrote
    * none for a session that came signed with a fallback secret, our cookie
-   * re-signed with the current one.
+   * re-signed with the current one. Every cookie of ours gets its expiry from
+   * PROTOCOL.md section 12 (session-lifetime.ts): the session's deadline, or
+   * for a session without one a renewed 400 days, renewed when the store is
+   * about to extend the session. Never a renewal on a response that nginx may
+   * cache (section 6): the cookie of an unchanged session id is left out of
+   * those. A cookie that named a session that has ended (idle, deadline) is
+   * cleared.
    */
-  private rewriteSetCookie(req: Request, res: Response, resignSid: string | undefined): void {
+  private rewriteSetCookie(req: Request, res: Response, resignSid: string | undefined, renew: boolean): void {
     const lines = setCookieLines(res.getHeader('Set-Cookie'));
-    let rewritten = toSharedSessionSetCookie(lines, this.name, req.sessionID, this.signer);
-    if (!rewritten && resignSid && req.session && req.sessionID === resignSid) {
-      const expires = req.session.cookie.expires ?? undefined;
-      rewritten = [...lines, serializeSessionCookie(this.name, this.signer.sign(resignSid), this.cookie, { expires })];
+    const sid = req.sessionID;
+    const carried = carriedSessionId(req);
+    const storable = storableByProxy({ accelExpires: res.getHeader('X-Accel-Expires'), cacheControl: res.getHeader('Cache-Control') });
+    const ours = (value: string) =>
+      serializeSessionCookie(this.name, value, this.cookie, { expires: cookieExpiry(sid, this.cookie.persistent) });
+    let rewritten = toSharedSessionSetCookie(lines, this.name, sid, this.signer);
+    if (rewritten) {
+      // express-session wrote it (a new or modified session): with our expiry, unless it only renews a cookie on a storable response.
+      const renewalOnly = sid === carried;
+      const prefix = `${this.name}=`;
+      rewritten = rewritten.flatMap((line) =>
+        line.startsWith(prefix) ? (renewalOnly && storable ? [] : [ours(this.signer.sign(sid))]) : [line],
+      );
+    } else if (req.session && sid === carried && (sid === resignSid || renew) && (!storable || sid === resignSid)) {
+      rewritten = [...lines, ours(this.signer.sign(sid))];
+    } else if (
+      carried &&
+      carried !== sid &&
+      !storable &&
+      sessionState(req) !== 'unavailable' &&
+      !lines.some((l) => l.startsWith(`${this.name}=`))
+    ) {
+      // The cookie named a session that has ended (idle, deadline, deleted): the browser need not keep it.
+      rewritten = [...lines, serializeSessionCookie(this.name, '', this.cookie, { maxAge: 0, expires: new Date(0) })];
     }
     if (rewritten) res.setHeader('Set-Cookie', rewritten);
+  }
+
+  /** A persistent cookie without a deadline is renewed when the store is about to extend its session (its touch). */
+  private renewalDue(req: Request, sid: string): boolean {
+    return this.cookie.persistent && !hasDeadline(sid) && this.store.touch !== undefined && this.store.refreshDue(sid, req.session!);
   }
 }

@@ -2,6 +2,23 @@ import { PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
 import { resolveSharedSessionOptions, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
 
 describe('resolveSharedSessionOptions', () => {
+  it('takes idle and absolute timeouts (PROTOCOL.md section 12), and ttlSeconds as the old name of the idle one', () => {
+    expect(resolveSharedSessionOptions({ secret: 's', idleTimeoutSeconds: 1800, absoluteTimeoutSeconds: 43200 })).toMatchObject({
+      idleTimeoutSeconds: 1800,
+      absoluteTimeoutSeconds: 43200,
+      ttlSeconds: 1800,
+    });
+    expect(resolveSharedSessionOptions({ secret: 's', ttlSeconds: 600 })).toMatchObject({
+      idleTimeoutSeconds: 600,
+      absoluteTimeoutSeconds: null,
+    });
+    expect(
+      resolveSharedSessionOptions({ secret: 's', idleTimeoutSeconds: 5, absoluteTimeoutSeconds: 5, touchAfterSeconds: 1 }),
+    ).toMatchObject({
+      absoluteTimeoutSeconds: 5,
+    });
+  });
+
   it('fills in the documented defaults', () => {
     expect(resolveSharedSessionOptions({ secret: 's' })).toEqual({
       secret: 's',
@@ -9,8 +26,11 @@ describe('resolveSharedSessionOptions', () => {
       salt: PROTOCOL_DEFAULTS.salt,
       keyPrefix: PROTOCOL_DEFAULTS.keyPrefix,
       cookieName: PROTOCOL_DEFAULTS.cookieName,
+      idleTimeoutSeconds: PROTOCOL_DEFAULTS.ttlSeconds,
+      absoluteTimeoutSeconds: null,
       ttlSeconds: PROTOCOL_DEFAULTS.ttlSeconds,
       redis: 'redis://127.0.0.1:6379',
+      keyLayout: 'v1',
       cookie: { path: '/', domain: undefined, secure: false, httpOnly: true, sameSite: 'lax', persistent: true },
       touch: true,
       touchAfterSeconds: 60,
@@ -33,6 +53,23 @@ describe('resolveSharedSessionOptions', () => {
     ['a negative TTL', { secret: 's', ttlSeconds: -5 }, /"ttlSeconds"/],
     ['a fractional TTL', { secret: 's', ttlSeconds: 1.5 }, /"ttlSeconds"/],
     ['a TTL given as text', { secret: 's', ttlSeconds: '3600' }, /"ttlSeconds"/],
+    ['a zero idle timeout', { secret: 's', idleTimeoutSeconds: 0 }, /"idleTimeoutSeconds" must be a positive whole number/],
+    ['a negative idle timeout', { secret: 's', idleTimeoutSeconds: -1 }, /"idleTimeoutSeconds"/],
+    ['an idle timeout given as text', { secret: 's', idleTimeoutSeconds: '1800' }, /"idleTimeoutSeconds"/],
+    ['a NaN absolute timeout', { secret: 's', absoluteTimeoutSeconds: NaN }, /"absoluteTimeoutSeconds" must be a positive whole number/],
+    ['a negative absolute timeout', { secret: 's', absoluteTimeoutSeconds: -3600 }, /"absoluteTimeoutSeconds"/],
+    [
+      'an absolute timeout shorter than the idle one',
+      { secret: 's', idleTimeoutSeconds: 1800, absoluteTimeoutSeconds: 900 },
+      /"absoluteTimeoutSeconds" must be at least idleTimeoutSeconds/,
+    ],
+    ['an absolute timeout shorter than the default idle one', { secret: 's', absoluteTimeoutSeconds: 3600 }, /"absoluteTimeoutSeconds"/],
+    ['both ttlSeconds and its new name', { secret: 's', ttlSeconds: 60, idleTimeoutSeconds: 60 }, /"ttlSeconds" is the old name/],
+    [
+      'a touchAfterSeconds as long as the idle timeout',
+      { secret: 's', idleTimeoutSeconds: 60, touchAfterSeconds: 60 },
+      /"touchAfterSeconds" must be .* less than idleTimeoutSeconds/,
+    ],
     ['an empty prefix', { secret: 's', keyPrefix: '' }, /"keyPrefix"/],
     ['a prefix with a space', { secret: 's', keyPrefix: 'my prefix' }, /"keyPrefix"/],
     ['a prefix with a newline', { secret: 's', keyPrefix: 'p\r\nFLUSHALL' }, /"keyPrefix"/],

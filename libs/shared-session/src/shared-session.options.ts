@@ -1,4 +1,4 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import {
   COOKIE_NAME_PATTERN,
   DEFAULT_COOKIE_NAME,
@@ -6,8 +6,8 @@ import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_REDIS_URL,
   DEFAULT_SALT,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_TOUCH_AFTER_SECONDS,
-  DEFAULT_TTL_SECONDS,
   DEFAULT_USER_ID_FIELD,
   KEY_PREFIX_PATTERN,
   MIN_SECRET_BYTES,
@@ -26,8 +26,10 @@ export interface SharedSessionCookieOptions {
   /** Cookie `SameSite`. Default `'lax'`. */
   sameSite?: 'lax' | 'strict' | 'none' | boolean;
   /**
-   * true: the cookie carries `Expires`/`Max-Age` equal to `ttlSeconds` (Flask's
-   * permanent session); false: a browser-session cookie. Default true.
+   * true: the cookie carries `Expires` (Flask's permanent session): the
+   * session's absolute deadline when it has one, else 400 days renewed when
+   * the session is extended (PROTOCOL.md section 12); false: a browser-session
+   * cookie. Default true.
    */
   persistent?: boolean;
 }
@@ -56,13 +58,32 @@ export interface SharedSessionModuleOptions {
   keyPrefix?: string;
   /** Cookie name (Flask's `SESSION_COOKIE_NAME`). Default `session`. */
   cookieName?: string;
-  /** Session lifetime in seconds, the TTL of the three Redis keys. Default 2678400 (31 days). */
+  /**
+   * Idle timeout in seconds: a session unused this long ends. The TTL of the
+   * three Redis keys, set back to this when the app or nginx sees the
+   * session used (never past its absolute deadline). Default 2678400 (31 days).
+   */
+  idleTimeoutSeconds?: number;
+  /**
+   * Absolute timeout in seconds: a session ends this long after login,
+   * whatever happens (the deadline in its timed session id, PROTOCOL.md
+   * section 11). At least `idleTimeoutSeconds`. Default: none.
+   */
+  absoluteTimeoutSeconds?: number;
+  /** @deprecated The old name of `idleTimeoutSeconds` (give one or the other). */
   ttlSeconds?: number;
   /**
    * An ioredis instance (left open on shutdown), a redis:// URL, or ioredis
    * options (including Sentinel: `{ sentinels, name }`). Default `redis://127.0.0.1:6379`.
    */
-  redis?: Redis | string | RedisOptions;
+  redis?: SharedSessionRedisOption;
+  /**
+   * The Redis key names: `v1` (PROTOCOL.md section 3, what Flask and the 2017
+   * Lua module read) or `cluster` (section 14: the session id as a hash tag,
+   * so that a session's keys share one slot; needed on Redis Cluster).
+   * Default `v1`.
+   */
+  keyLayout?: KeyLayout;
   /** Cookie attributes. */
   cookie?: SharedSessionCookieOptions;
   /**
@@ -109,6 +130,16 @@ export interface SharedSessionRevocationOptions {
   timeoutMs?: number;
 }
 
+export type KeyLayout = 'v1' | 'cluster';
+
+/** Redis Cluster: the startup nodes and ioredis' cluster options. */
+export interface SharedSessionClusterOption {
+  cluster: ClusterNode[];
+  options?: ClusterOptions;
+}
+
+export type SharedSessionRedisOption = Redis | Cluster | string | RedisOptions | SharedSessionClusterOption;
+
 /** The options after validation, every default filled in. */
 export interface SharedSessionConfig {
   secret: string;
@@ -116,8 +147,13 @@ export interface SharedSessionConfig {
   salt: string;
   keyPrefix: string;
   cookieName: string;
+  idleTimeoutSeconds: number;
+  /** null: no absolute timeout. */
+  absoluteTimeoutSeconds: number | null;
+  /** @deprecated Equal to `idleTimeoutSeconds`. */
   ttlSeconds: number;
-  redis: Redis | string | RedisOptions;
+  redis: SharedSessionRedisOption;
+  keyLayout: KeyLayout;
   cookie: Required<Omit<SharedSessionCookieOptions, 'domain'>> & { domain?: string };
   touch: boolean;
   touchAfterSeconds: number;
@@ -164,7 +200,10 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'keyPrefix',
     'cookieName',
     'ttlSeconds',
+    'idleTimeoutSeconds',
+    'absoluteTimeoutSeconds',
     'redis',
+    'keyLayout',
     'cookie',
     'touch',
     'touchAfterSeconds',
@@ -193,10 +232,16 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (typeof cookieName !== 'string' || !COOKIE_NAME_PATTERN.test(cookieName)) {
     throw new SharedSessionOptionsError('cookieName', "must be a cookie name token (letters, digits, !#$%&'*+.^_`|~-)");
   }
-  const ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-  if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
-    throw new SharedSessionOptionsError('ttlSeconds', 'must be a positive whole number of seconds');
+  if (options.ttlSeconds !== undefined && options.idleTimeoutSeconds !== undefined) {
+    throw new SharedSessionOptionsError('ttlSeconds', 'is the old name of "idleTimeoutSeconds": give one of them, not both');
   }
+  const idleName = options.ttlSeconds !== undefined ? 'ttlSeconds' : 'idleTimeoutSeconds';
+  const { idleTimeoutSeconds, absoluteTimeoutSeconds } = checkTimeouts(
+    { idleTimeoutSeconds: options.idleTimeoutSeconds ?? options.ttlSeconds, absoluteTimeoutSeconds: options.absoluteTimeoutSeconds },
+    { idle: DEFAULT_IDLE_TIMEOUT_SECONDS, absolute: null },
+    idleName,
+  );
+  const ttlSeconds = idleTimeoutSeconds;
 
   const touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
   if (
@@ -205,7 +250,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     touchAfterSeconds < 0 ||
     touchAfterSeconds >= ttlSeconds
   ) {
-    throw new SharedSessionOptionsError('touchAfterSeconds', 'must be a whole number of seconds from 0 to less than ttlSeconds');
+    throw new SharedSessionOptionsError('touchAfterSeconds', `must be a whole number of seconds from 0 to less than ${idleName}`);
   }
 
   const redis = options.redis ?? DEFAULT_REDIS_URL;
@@ -213,6 +258,21 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     if (!/^rediss?:\/\//.test(redis)) throw new SharedSessionOptionsError('redis', 'URL must start with redis:// or rediss://');
   } else if (!redis || typeof redis !== 'object') {
     throw new SharedSessionOptionsError('redis', 'must be an ioredis instance, a redis:// URL or ioredis options');
+  }
+  const keyLayout = options.keyLayout ?? 'v1';
+  if (keyLayout !== 'v1' && keyLayout !== 'cluster') throw new SharedSessionOptionsError('keyLayout', "must be 'v1' or 'cluster'");
+  // An ioredis client has a cluster() command: only options are looked into; a client says what it is.
+  const client = typeof redis === 'object' && typeof (redis as { multi?: unknown }).multi === 'function';
+  const clusterOptions = typeof redis === 'object' && !client && 'cluster' in redis;
+  const cluster = clusterOptions || (client && (redis as { isCluster?: boolean }).isCluster === true);
+  if (clusterOptions && (!Array.isArray(redis.cluster) || redis.cluster.length === 0)) {
+    throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
+  }
+  if (cluster && keyLayout !== 'cluster') {
+    throw new SharedSessionOptionsError('keyLayout', "must be 'cluster' with Redis Cluster (the v1 keys of a session are in three slots)");
+  }
+  if (keyLayout === 'cluster' && /[{}]/.test(keyPrefix)) {
+    throw new SharedSessionOptionsError('keyPrefix', "must hold no { or } with keyLayout 'cluster' (the session id is the hash tag)");
   }
 
   const cookie = options.cookie ?? {};
@@ -253,6 +313,12 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (typeof maxSessionsPerUser !== 'number' || !Number.isInteger(maxSessionsPerUser) || maxSessionsPerUser < 0) {
     throw new SharedSessionOptionsError('maxSessionsPerUser', 'must be a positive whole number (0: no limit)');
   }
+  if (maxSessionsPerUser > 0 && keyLayout === 'cluster') {
+    throw new SharedSessionOptionsError(
+      'maxSessionsPerUser',
+      "needs the per-user index (PROTOCOL.md section 13), which keyLayout 'cluster' does not have yet",
+    );
+  }
   const loginMetadata = knownKeys('loginMetadata', options.loginMetadata ?? {}, ['ip', 'userAgent']);
   const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs']);
   const timeoutMs = revocation.timeoutMs ?? 500;
@@ -266,8 +332,11 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     salt,
     keyPrefix,
     cookieName,
+    idleTimeoutSeconds,
+    absoluteTimeoutSeconds,
     ttlSeconds,
     redis,
+    keyLayout,
     cookie: {
       path,
       domain: cookie.domain,
@@ -297,6 +366,39 @@ function knownKeys<T extends object>(option: string, value: T, keys: string[]): 
     if (!keys.includes(key)) throw new SharedSessionOptionsError(`${option}.${key}`, 'is not a known option');
   }
   return value;
+}
+
+/** The two timeouts of a session (PROTOCOL.md section 12), in seconds. */
+export interface SessionTimeouts {
+  idleTimeoutSeconds: number;
+  /** null: no absolute timeout. */
+  absoluteTimeoutSeconds: number | null;
+}
+
+/**
+ * Checks timeouts given as options (the module's, or one login's) and fills
+ * in `defaults`; throws a SharedSessionOptionsError that names the option.
+ * Whole seconds, positive; the absolute one at least the idle one (a session
+ * could never be idle that long).
+ */
+export function checkTimeouts(
+  given: { idleTimeoutSeconds?: unknown; absoluteTimeoutSeconds?: unknown },
+  defaults: { idle: number; absolute: number | null },
+  idleName = 'idleTimeoutSeconds',
+): SessionTimeouts {
+  const seconds = (name: string, value: unknown): number => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      throw new SharedSessionOptionsError(name, 'must be a positive whole number of seconds');
+    }
+    return value;
+  };
+  const idle = given.idleTimeoutSeconds === undefined ? defaults.idle : seconds(idleName, given.idleTimeoutSeconds);
+  const absolute =
+    given.absoluteTimeoutSeconds === undefined ? defaults.absolute : seconds('absoluteTimeoutSeconds', given.absoluteTimeoutSeconds);
+  if (absolute !== null && absolute < idle) {
+    throw new SharedSessionOptionsError('absoluteTimeoutSeconds', `must be at least ${idleName} (${absolute} < ${idle})`);
+  }
+  return { idleTimeoutSeconds: idle, absoluteTimeoutSeconds: absolute };
 }
 
 /**

@@ -1,7 +1,6 @@
 import { Logger, Provider } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { createRedisClient, RedisClientLifecycle } from './redis-client';
+import { createRedisClient, RedisClientLifecycle, SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SessionControl } from './session-control';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
@@ -33,12 +32,13 @@ export const sharedSessionProviders: Provider[] = [
   },
   {
     provide: FlaskRedisSessionStore,
-    useFactory: (config: SharedSessionConfig, client: Redis, signer: SessionCookieSigner) =>
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, signer: SessionCookieSigner) =>
       new FlaskRedisSessionStore({
         client,
         signer,
         keyPrefix: config.keyPrefix,
-        ttlSeconds: config.ttlSeconds,
+        keyLayout: config.keyLayout,
+        idleTimeoutSeconds: config.idleTimeoutSeconds,
         touch: config.touch,
         touchAfterSeconds: config.touchAfterSeconds,
         cookie: config.cookie,
@@ -50,7 +50,7 @@ export const sharedSessionProviders: Provider[] = [
   },
   {
     provide: SessionControl,
-    useFactory: (config: SharedSessionConfig, client: Redis, store: FlaskRedisSessionStore) =>
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, store: FlaskRedisSessionStore) =>
       new SessionControl({ store, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation }),
     inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, FlaskRedisSessionStore],
   },

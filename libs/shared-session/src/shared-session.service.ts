@@ -3,9 +3,18 @@ import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
-import { carriedSessionId, requireSession, serviceUnavailable, markSessionRequest, SessionState, sessionState } from './session-request';
+import { IDLE_KEY } from './session-lifetime';
+import {
+  carriedSessionId,
+  requireSession,
+  serviceUnavailable,
+  markSessionRequest,
+  SessionState,
+  sessionState,
+  setNewSessionTimeouts,
+} from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
-import type { SharedSessionConfig } from './shared-session.options';
+import { checkTimeouts, SharedSessionConfig } from './shared-session.options';
 import { ControlOptions, ControlResult, LOGIN_METADATA_FIELD, SessionControl, UserSession } from './session-control';
 
 declare module 'express-session' {
@@ -25,6 +34,17 @@ export interface SessionLogin {
 }
 
 /**
+ * One session's own timeouts, for "keep me signed in" (PROTOCOL.md section
+ * 12); each defaults to the module's option of the same name.
+ */
+export interface SessionLoginOptions {
+  /** The session ends after this many seconds unused (at the app or at nginx). */
+  idleTimeoutSeconds?: number;
+  /** The session ends this many seconds after login, whatever happens. At least its idle timeout. */
+  absoluteTimeoutSeconds?: number;
+}
+
+/**
  * Login, logout and group changes, each written to Redis before it returns;
  * and control from outside the request (PROTOCOL.md section 13): a user's
  * sessions listed, changed or ended together, a not-before mark, a group's
@@ -41,15 +61,23 @@ export class SharedSessionService implements OnApplicationShutdown {
   /**
    * Starts a logged-in session under a new session id (the old one is
    * deleted: no session fixation) and saves it. 503 when Redis is down.
+   * `options` gives this session timeouts of its own ("keep me signed in");
+   * a bad one throws a SharedSessionOptionsError naming it.
    */
-  async login(req: Request, login: SessionLogin): Promise<void> {
+  async login(req: Request, login: SessionLogin, options: SessionLoginOptions = {}): Promise<void> {
     const { username, groups = [], ...data } = login;
     if (typeof username !== 'string' || username.length === 0) throw new TypeError('login: username must be a non-empty string');
     checkGroups(groups);
+    const timeouts = checkTimeouts(options ?? {}, {
+      idle: this.config.idleTimeoutSeconds,
+      absolute: this.config.absoluteTimeoutSeconds,
+    });
     const session = requireSession(req);
     await this.endCarriedSession(req);
+    // The new id's deadline is this login's absolute timeout (the middleware's genid reads it).
+    setNewSessionTimeouts(req, timeouts);
     await settle(req, (done) => session.regenerate(done));
-    Object.assign(req.session, data, { username, groups: [...groups] }, this.loginMetadata(req));
+    Object.assign(req.session, data, { username, groups: [...groups], [IDLE_KEY]: timeouts.idleTimeoutSeconds }, this.loginMetadata(req));
     await settle(req, (done) => req.session.save(done));
   }
 

@@ -114,6 +114,10 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
       }).compile();
     await expect(compile({ redis: server.url })).rejects.toThrow(/option "secret"/);
     await expect(compile({ secret: 's', ttlSeconds: 0, redis: server.url })).rejects.toThrow(/option "ttlSeconds"/);
+    await expect(compile({ secret: 's', idleTimeoutSeconds: -1, redis: server.url })).rejects.toThrow(/option "idleTimeoutSeconds"/);
+    await expect(compile({ secret: 's', idleTimeoutSeconds: 600, absoluteTimeoutSeconds: 60, redis: server.url })).rejects.toThrow(
+      /option "absoluteTimeoutSeconds" must be at least idleTimeoutSeconds/,
+    );
     await expect(compile({ secret: 's', keyPrefix: 'has space', redis: server.url })).rejects.toThrow(/option "keyPrefix"/);
   });
 

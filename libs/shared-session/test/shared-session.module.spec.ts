@@ -83,9 +83,79 @@ describe('SharedSessionModule in a Nest app, on a real redis-server', () => {
     expect(cookie.attributes).toMatch(/; SameSite=Lax/);
     expect(cookie.attributes).toMatch(/; Expires=/);
     const stored = await readSession(admin, PREFIX, sid);
-    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], _permanent: true });
+    expect(stored.data).toEqual({ username: 'joe@example.com', groups: ['one', 'three'], _permanent: true, _idle: 3600 });
     expect(stored.signature).toBe(signature(sid, SECRET, SALT));
     expect(stored.groups).toEqual(['one', 'three']);
+  });
+
+  describe('idle and absolute timeouts (PROTOCOL.md section 12)', () => {
+    const expiresOf = (attributes: string) => new Date(/Expires=([^;]+)/.exec(attributes)![1]).getTime();
+
+    it('login with timeouts of its own ("keep me signed in"): the deadline in the id and the cookie, _idle in the data and the ttl', async () => {
+      const before = Date.now();
+      const res = await request(app.getHttpServer())
+        .post('/login')
+        .send({ username: 'joe', groups: ['one'], idleTimeoutSeconds: 600, absoluteTimeoutSeconds: 7200 })
+        .expect(204);
+      const cookie = sessionCookie(res)!;
+      const sid = sidOf(cookie.value)!;
+      const times = timedSessionId(sid)!;
+      expect(times.deadlineMs - times.issuedMs).toBe(7_200_000);
+      expect(times.issuedMs).toBeGreaterThanOrEqual(before);
+      // Expires is the deadline (HTTP dates count whole seconds).
+      expect(Math.abs(expiresOf(cookie.attributes) - times.deadlineMs)).toBeLessThan(1000);
+      const stored = await readSession(admin, PREFIX, sid);
+      expect(stored.data).toMatchObject({ _idle: 600 });
+      for (const ttl of Object.values(stored.ttl)) expect(ttl).toBeGreaterThan(590);
+      for (const ttl of Object.values(stored.ttl)) expect(ttl).toBeLessThanOrEqual(600);
+    });
+
+    it('without an absolute timeout, the cookie lasts 400 days: nginx may keep the session alive without renewing it', async () => {
+      const res = await request(app.getHttpServer())
+        .post('/login')
+        .send({ username: 'joe', groups: ['one'] })
+        .expect(204);
+      const expires = expiresOf(sessionCookie(res)!.attributes);
+      expect(expires - Date.now()).toBeGreaterThan(400 * 86_400_000 - 60_000);
+      expect(expires - Date.now()).toBeLessThanOrEqual(400 * 86_400_000);
+    });
+
+    it('a bad timeout given to login is refused, naming it, and logs nobody in', async () => {
+      const res = await request(app.getHttpServer())
+        .post('/login')
+        .send({ username: 'joe', groups: ['one'], idleTimeoutSeconds: 600, absoluteTimeoutSeconds: 60 });
+      expect(res.status).toBe(500);
+      expect(sessionCookie(res)).toBeUndefined();
+      expect(await admin.dbsize()).toBe(0);
+    });
+
+    it('renews the cookie of a session without a deadline when it extends the session, never on a response nginx may keep', async () => {
+      const cookie = await login('joe', ['one']);
+      const sid = sidOf(cookie)!;
+      // Aged past touchAfterSeconds (60 s): the next read extends the session.
+      for (const key of sessionKeyList(PREFIX, sid)) await admin.expire(key, 600);
+      const cached = await request(app.getHttpServer()).get('/cacheable').set('Cookie', asCookie(cookie)).expect(200);
+      expect(cached.headers['set-cookie']).toBeUndefined();
+      // The session was extended all the same; the cookie waits for a response that may carry it.
+      await waitFor('the refresh', async () => (await admin.ttl(sessionKeyList(PREFIX, sid)[0])) > 3000);
+      for (const key of sessionKeyList(PREFIX, sid)) await admin.expire(key, 600);
+      const renewed = await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(cookie)).expect(200);
+      const again = sessionCookie(renewed)!;
+      expect(again.value).toBe(cookie);
+      expect(expiresOf(again.attributes) - Date.now()).toBeGreaterThan(400 * 86_400_000 - 60_000);
+      await waitFor('the refresh', async () => (await admin.ttl(sessionKeyList(PREFIX, sid)[0])) > 3000);
+      // Refreshed: no renewal again until it is due.
+      const quiet = await request(app.getHttpServer()).get('/me').set('Cookie', asCookie(cookie)).expect(200);
+      expect(quiet.headers['set-cookie']).toBeUndefined();
+    });
+
+    it('clears a cookie whose session has ended (idle expiry), but not while Redis cannot say', async () => {
+      const cookie = await login('joe', ['one']);
+      for (const key of sessionKeyList(PREFIX, sidOf(cookie)!)) await admin.del(key);
+      const res = await request(app.getHttpServer()).get('/public').set('Cookie', asCookie(cookie)).expect(200);
+      expect(res.body).toEqual({ username: null, sessionID: expect.any(String) });
+      expect(sessionCookie(res)).toEqual({ value: '', attributes: expect.stringMatching(/Max-Age=0/) });
+    });
   });
 
   it('reads the session back from the cookie on the next request', async () => {

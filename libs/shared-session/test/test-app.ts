@@ -51,8 +51,16 @@ class TestController {
 
   @Post('login')
   @HttpCode(204)
-  async login(@Req() req: Request, @Body() body: { username: string; groups?: string[]; extra?: string }) {
-    await this.sessions.login(req, { username: body.username, groups: body.groups ?? [], ...(body.extra ? { extra: body.extra } : {}) });
+  async login(
+    @Req() req: Request,
+    @Body() body: { username: string; groups?: string[]; extra?: string; idleTimeoutSeconds?: number; absoluteTimeoutSeconds?: number },
+  ) {
+    const { idleTimeoutSeconds, absoluteTimeoutSeconds } = body;
+    await this.sessions.login(
+      req,
+      { username: body.username, groups: body.groups ?? [], ...(body.extra ? { extra: body.extra } : {}) },
+      { idleTimeoutSeconds, absoluteTimeoutSeconds },
+    );
   }
 
   @Post('logout')
@@ -97,6 +105,15 @@ class TestController {
   @UseGuards(GroupGuard)
   me(@Req() req: Request) {
     return { username: req.session.username, groups: req.session.groups, extra: (req.session as unknown as { extra?: string }).extra };
+  }
+
+  /** A response that nginx would keep (X-Accel-Expires): it must never carry a renewed cookie. */
+  @Get('cacheable')
+  @UseGuards(GroupGuard)
+  cacheable(@Res({ passthrough: true }) res: Response) {
+    res.setHeader('X-Accel-Expires', '60');
+    res.setHeader('Cache-Control', 'private, no-store');
+    return { ok: 'cacheable' };
   }
 
   @Get('admin')

@@ -7,7 +7,8 @@
 -- README documents every option.
 --
 -- This file is the public face; the work is done in resty/shared_session/:
--- cookie (format, signature), session_id (timed ids), config (options),
+-- cookie (format, signature), session_id (timed ids), refresh (activity
+-- at nginx keeps a session alive), config (options),
 -- redis (connections, Sentinel), decisions (the decision cache),
 -- subscriber and resp (revocation notices), control (the not-before mark and
 -- group cache generations), compat (the 0.1.x session API), log (what a log
@@ -19,6 +20,7 @@ local redis = require "resty.shared_session.redis"
 local control = require "resty.shared_session.control"
 local decisions = require "resty.shared_session.decisions"
 local session_id = require "resty.shared_session.session_id"
+local refresh = require "resty.shared_session.refresh"
 local subscriber = require "resty.shared_session.subscriber"
 local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
@@ -35,6 +37,8 @@ local INFO = ngx.INFO
 
 local type = type
 local error = error
+local sub = string.sub
+local find = string.find
 
 local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
@@ -48,10 +52,12 @@ local control_values = control.values
 local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
+local known_decision = decisions.lookup
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
 local sid_ended = session_id.ended
+local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
 local sid_hint = log.sid_hint
 local group_hint = log.group_hint
@@ -91,15 +97,22 @@ local function refuse(status, level, reason, sid, group_id)
 end
 
 
--- 200, after setting the generation variable when one is named (section
--- 13.3); 503 when it cannot be set (not declared in the location).
-local function allow(generation_var, generation, sid, group_id)
-    if set_generation(generation_var, generation) then
-        return 200
+-- An allowed request: 200, after setting the generation variable when one
+-- is named (section 13.3), and 503 when it cannot be set (not declared in
+-- the location); and the session kept alive (PROTOCOL.md section 12: at most
+-- one refresh per session per interval, in a timer, so it neither delays
+-- nor changes the answer).
+local function allow(conf, sid, group_id, generation_var, generation)
+    if not set_generation(generation_var, generation) then
+        return refuse(503, ERR, "variable $" .. generation_var
+                      .. " not declared (set $" .. generation_var
+                      .. " \"\"; in the location)", sid, group_id)
     end
-    return refuse(503, ERR, "variable $" .. generation_var .. " not declared"
-                  .. " (set $" .. generation_var .. " \"\"; in the location)",
-                  sid, group_id)
+    local rf = conf.refresh
+    if rf then
+        refresh_maybe(rf, conf.redis, conf.key_prefix, sid)
+    end
+    return 200
 end
 
 
@@ -131,36 +144,57 @@ function _M.authorize(group_id, generation_var)
         end
         return refuse(401, INFO, "no session cookie", nil, group_id)
     end
-    local sid, sig = parse_cookie(cookie_value)
-    if not sid then
-        return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
-    end
 
     -- A timed id past its deadline (section 11) has ended, whatever Redis or
-    -- the decision cache say. The id is read before its signature is checked,
-    -- but this can only refuse.
-    if sid_ended(sid, ngx_now() * 1000) then
-        return refuse(403, INFO, "session past its deadline", sid, group_id)
+    -- the decision caches say. Read from the cookie value before its
+    -- signature is checked: this can only refuse.
+    if sid_ended(cookie_value, ngx_now() * 1000) then
+        return refuse(403, INFO, "session past its deadline", nil, group_id)
     end
 
     -- Section 13: the not-before mark and the group's generation as the
     -- subscriber keeps them (mark nil when not known under its live epoch:
     -- then they come with the Redis query below, and no cached decision is
-    -- used). Like the deadline, the mark can only refuse here.
+    -- used).
     local dc = conf.decision_cache
     local epoch, mark, generation
     if dc then
         epoch, mark, generation = control_known(dc, group_id, generation_var)
+    end
+
+    -- This worker's decisions first (keyed by the exact cookie, so by the
+    -- signature verified when they were made): no parsing, no HMAC.
+    if mark then
+        local known = known_decision(dc, cookie_value, group_id)
+        if known ~= nil then
+            -- An entry exists only for a value that parsed: "<sid>.<sig>".
+            local sid = sub(cookie_value, 1, find(cookie_value, ".", 1, true)
+                                            - 1)
+            if mark ~= 0 and refused_by_mark(sid, mark) then
+                return refuse(403, INFO, "session issued before the"
+                              .. " not-before mark", sid, group_id)
+            end
+            if known then
+                return allow(conf, sid, group_id, generation_var, generation)
+            end
+            return refuse(403, INFO, "not a member of the group", sid,
+                          group_id)
+        end
+    end
+
+    local sid, sig = parse_cookie(cookie_value)
+    if not sid then
+        return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
     end
     if mark and refused_by_mark(sid, mark) then
         return refuse(403, INFO, "session issued before the not-before mark",
                       sid, group_id)
     end
 
-    -- A decision is bound to the exact signature verified when it was made
-    -- (by HMAC, or against Redis in stored mode): a hit needs no HMAC.
-    if mark and decision_hit(dc, sid, sig, group_id) then
-        return allow(generation_var, generation, sid, group_id)
+    -- The shared dict: a decision bound to the exact signature verified when
+    -- it was made (by HMAC, or against Redis in stored mode): no HMAC.
+    if mark and decision_hit(dc, cookie_value, sid, sig, group_id) then
+        return allow(conf, sid, group_id, generation_var, generation)
     end
 
     local keys = conf.keys
@@ -168,24 +202,28 @@ function _M.authorize(group_id, generation_var)
         return refuse(403, WARN, "bad signature", sid, group_id)
     end
 
-    local tag, started
+    local ticket    -- what the answer is stored under; nil: store nothing
     if dc then
         local hit
-        hit, tag = cached_decision(dc, sid, sig, group_id)
+        hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id)
         if hit and mark then
-            return allow(generation_var, generation, sid, group_id)
+            return allow(conf, sid, group_id, generation_var, generation)
         end
-        started = ngx_now()
     end
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
-    -- mark and the generation, all in the same round trip.
+    -- mark and the generation, all in the same round trip (not on a
+    -- cluster: section 13 has no cluster form yet, so no mark, generation 0).
     local with_generation = generation_var ~= nil
     local member, err, stored, extra = redis_membership(conf.redis,
         conf.key_prefix, sid, group_id, not keys,
         control_query_keys(conf.key_prefix, group_id, with_generation))
     if not err then
-        mark, generation, err = control_values(extra, with_generation)
+        if extra then
+            mark, generation, err = control_values(extra, with_generation)
+        else
+            mark, generation = 0, with_generation and 0 or nil
+        end
     end
     if err then
         return refuse(503, ERR, err, sid, group_id)
@@ -209,11 +247,11 @@ function _M.authorize(group_id, generation_var)
                       sid, group_id)
     end
 
+    if ticket and (member == 1 or member == 0) then
+        store_decision(dc, ticket, member == 1)
+    end
     if member == 1 then
-        if tag then
-            store_decision(dc, sid, sig, group_id, tag, started)
-        end
-        return allow(generation_var, generation, sid, group_id)
+        return allow(conf, sid, group_id, generation_var, generation)
     end
     if member == 0 then
         return refuse(403, INFO, "not a member of the group", sid, group_id)

@@ -6,6 +6,7 @@
 local cookie = require "resty.shared_session.cookie"
 local decisions = require "resty.shared_session.decisions"
 local redis = require "resty.shared_session.redis"
+local refresh = require "resty.shared_session.refresh"
 local log = require "resty.shared_session.log"
 
 local ngx = ngx
@@ -20,6 +21,7 @@ local error = error
 local tostring = tostring
 local tonumber = tonumber
 local find = string.find
+local sub = string.sub
 local format = string.format
 local floor = math.floor
 
@@ -44,7 +46,15 @@ local REDIS_DEFAULTS = {
     host = "127.0.0.1",
     port = 6379,
     db = 0,
+    socket = false,             -- a Unix socket path instead of host/port
     password = false,           -- false: no AUTH
+    username = false,           -- an ACL user (AUTH username password)
+    ssl = false,                -- TLS to Redis
+    ssl_verify = true,          -- with ssl: check the certificate against
+                                -- lua_ssl_trusted_certificate
+    server_name = false,        -- with ssl: SNI and the name verified
+                                -- (default: host, unless it is an address)
+    cluster = false,            -- { nodes = { { host =, port = }, ... } }
     sentinels = false,          -- { { host =, port = }, ... }: ask them for
     master_name = "mymaster",   -- the primary of master_name instead
     connect_timeout = 200,      -- ms
@@ -55,16 +65,30 @@ local REDIS_DEFAULTS = {
 
 local TOP_LEVEL_OPTIONS = {
     secret = true, secret_fallbacks = true, salt = true,
-    cookie_name = true, key_prefix = true, redis = true,
-    decision_cache = true,
+    cookie_name = true, key_prefix = true, key_layout = true, redis = true,
+    decision_cache = true, refresh = true,
 }
+
+local REFRESH_DEFAULTS = {
+    interval = refresh.DEFAULT_INTERVAL,    -- s between two refreshes, at most
+    dict = false,           -- a lua_shared_dict; default: decision_cache's
+    user_id_field = "username", -- the session field naming its user, as
+                                -- the app's userIdField (section 13.1)
+}
+local REFRESH_INTERVAL_MAX = 86400
 
 local DECISION_CACHE_DEFAULTS = {
     dict = false,               -- required: a lua_shared_dict name
-    ttl = 1,                    -- s a positive decision is kept, at most
+    all_writers_publish = false, -- true: every writer publishes notices
+    ttl = false,                -- s a decision is kept, at most: 1, or 300
+                                -- when all writers publish
+    worker_entries = 20000,     -- cookies remembered per worker; 0: none
 }
 local DECISION_TTL_MIN = decisions.TTL_MIN
 local DECISION_TTL_MAX = decisions.TTL_MAX
+local DECISION_TTL_MAX_PUBLISHED = decisions.TTL_MAX_PUBLISHED
+local DECISION_TTL_DEFAULT = 1
+local DECISION_TTL_DEFAULT_PUBLISHED = 300
 
 
 -- The checks raise; new() turns the first error into nil, err.
@@ -144,6 +168,28 @@ local function check_redis_options(opts)
     if r.password ~= false then
         check_non_empty_string("redis.password", r.password)
     end
+    if r.username ~= false then
+        check_non_empty_string("redis.username", r.username)
+        if r.password == false then
+            option_error("redis.username", "needs redis.password")
+        end
+    end
+    if r.socket ~= false then
+        check_non_empty_string("redis.socket", r.socket)
+        if sub(r.socket, 1, 1) ~= "/" then
+            option_error("redis.socket", "must be an absolute path")
+        end
+    end
+    for _, name in ipairs { "ssl", "ssl_verify" } do
+        if type(r[name]) ~= "boolean" then
+            option_error("redis." .. name, "must be true or false")
+        end
+    end
+    if r.server_name ~= false then
+        check_non_empty_string("redis.server_name", r.server_name)
+    elseif r.ssl and not find(r.host, "^[%d.]+$") and not find(r.host, ":") then
+        r.server_name = r.host
+    end
     r.connect_timeout = check_number("redis.connect_timeout",
                                      r.connect_timeout, 1)
     r.read_timeout = check_number("redis.read_timeout", r.read_timeout, 1)
@@ -165,13 +211,44 @@ local function check_redis_options(opts)
                                          true)
         end
         check_non_empty_string("redis.master_name", r.master_name)
+        if r.socket then
+            option_error("redis.socket", "cannot be used with redis.sentinels")
+        end
         if not redis.has_sentinel then
             option_error("redis.sentinels", "need lua-resty-redis-connector"
                          .. " (resty.redis.sentinel)")
         end
     end
 
-    r.connect_options = connect_options(r.host, r.port, r.db, r.pool_size)
+    if r.cluster ~= false then
+        local nodes = type(r.cluster) == "table" and r.cluster.nodes
+        if type(nodes) ~= "table" or #nodes == 0 then
+            option_error("redis.cluster", "must be { nodes = { { host =, port"
+                         .. " = }, ... } }")
+        end
+        for i, n in ipairs(nodes) do
+            local name = "redis.cluster.nodes[" .. i .. "]"
+            if type(n) ~= "table" then
+                option_error(name, "must be a table { host =, port = }")
+            end
+            check_non_empty_string(name .. ".host", n.host)
+            n.port = check_number(name .. ".port", n.port, 1, true)
+        end
+        if r.sentinels or r.socket then
+            option_error("redis.cluster", "cannot be used with redis."
+                         .. (r.sentinels and "sentinels" or "socket"))
+        end
+        if r.db ~= 0 then
+            option_error("redis.db", "must be 0 with redis.cluster")
+        end
+        -- Per worker after the fork: the slot map (redis.lua).
+        r.cluster_state = {}
+    end
+    if r.socket then
+        -- ngx.socket.tcp's form for a Unix domain socket; no port.
+        r.host, r.port = "unix:" .. r.socket, false
+    end
+    r.connect_options = connect_options(r.host, r.port, r.db, r.pool_size, r)
     return r
 end
 
@@ -203,24 +280,50 @@ local function check_decision_cache_options(opts, key_prefix, r)
                      .. " (none is called \"" .. group_hint(name) .. "\")")
     end
 
+    -- Whether a writer may change a session without publishing a notice
+    -- (the 2017 Flask extension does): then only ttl bounds a stale
+    -- decision, so it stays short.
+    local all_publish = opts.all_writers_publish
+    if all_publish == nil then
+        all_publish = DECISION_CACHE_DEFAULTS.all_writers_publish
+    elseif type(all_publish) ~= "boolean" then
+        option_error("decision_cache.all_writers_publish",
+                     "must be true or false")
+    end
+
     local ttl = opts.ttl
     if ttl == nil then
-        ttl = DECISION_CACHE_DEFAULTS.ttl
+        ttl = all_publish and DECISION_TTL_DEFAULT_PUBLISHED
+              or DECISION_TTL_DEFAULT
     elseif type(ttl) == "string" then
         ttl = tonumber(ttl)
     end
+    local ttl_max = all_publish and DECISION_TTL_MAX_PUBLISHED
+                    or DECISION_TTL_MAX
     if type(ttl) ~= "number" or ttl ~= ttl or ttl < DECISION_TTL_MIN
-       or ttl > DECISION_TTL_MAX
+       or ttl > ttl_max
     then
         option_error("decision_cache.ttl", "must be a number of seconds from "
-                     .. DECISION_TTL_MIN .. " to " .. DECISION_TTL_MAX)
+                     .. DECISION_TTL_MIN .. " to " .. ttl_max
+                     .. (all_publish and ""
+                         or " (up to " .. DECISION_TTL_MAX_PUBLISHED
+                            .. " with all_writers_publish = true)"))
     end
+
+    local entries = opts.worker_entries
+    if entries == nil then
+        entries = DECISION_CACHE_DEFAULTS.worker_entries
+    end
+    entries = check_number("decision_cache.worker_entries", entries, 0, true)
 
     config_seq = config_seq + 1
     return {
         dict = dict,
         dict_name = name,
         ttl = ttl,
+        all_writers_publish = all_publish,
+        -- This worker's level (each worker has its own copy after the fork).
+        worker = decisions.new_worker_cache(entries),
         -- Decisions are made under one configuration (its secrets): a new
         -- configure(), such as a reload that drops a secret, starts afresh
         -- even though the dict outlives the reload.
@@ -232,9 +335,67 @@ local function check_decision_cache_options(opts, key_prefix, r)
         -- Its own pool name, never handed back: the subscriber's connection
         -- is never a pooled one, and never taken from a pool either.
         subscriber_connect_options = {
-            pool = format("shared_session:subscriber:%s:%d", r.host, r.port),
+            pool = format("shared_session:subscriber:%s:%s", r.host,
+                          tostring(r.port)),
         },
     }
+end
+
+
+-- The refresh of sessions that nginx sees used (PROTOCOL.md section 12):
+-- nil when turned off (`refresh = false`): nginx then writes nothing.
+local function check_refresh_options(opts, decision_cache)
+    if opts == false then
+        return nil
+    end
+    if opts == nil then
+        opts = {}
+    elseif type(opts) ~= "table" then
+        option_error("refresh", "must be a table, or false to turn it off")
+    end
+
+    for k in pairs(opts) do
+        if REFRESH_DEFAULTS[k] == nil then
+            option_error("refresh." .. tostring(k), "is unknown")
+        end
+    end
+
+    local interval = opts.interval
+    if interval == nil then
+        interval = REFRESH_DEFAULTS.interval
+    elseif type(interval) == "string" then
+        interval = tonumber(interval)
+    end
+    if type(interval) ~= "number" or interval ~= interval
+       or interval < DECISION_TTL_MIN or interval > REFRESH_INTERVAL_MAX
+    then
+        option_error("refresh.interval", "must be a number of seconds from "
+                     .. DECISION_TTL_MIN .. " to " .. REFRESH_INTERVAL_MAX)
+    end
+
+    local dict
+    if opts.dict ~= nil then
+        check_non_empty_string("refresh.dict", opts.dict)
+        local shared = ngx.shared
+        dict = shared and shared[opts.dict]
+        if not dict then
+            option_error("refresh.dict", "must name a lua_shared_dict"
+                         .. " (none is called \"" .. group_hint(opts.dict)
+                         .. "\")")
+        end
+    elseif decision_cache then
+        dict = decision_cache.dict
+    end
+
+    local field = opts.user_id_field
+    if field == nil then
+        field = REFRESH_DEFAULTS.user_id_field
+    end
+    check_non_empty_string("refresh.user_id_field", field)
+
+    -- Without a dict, each worker refreshes on its own (once per interval
+    -- per worker).
+    return { interval = interval, dict = dict or nil, user_id_field = field }
 end
 
 
@@ -290,8 +451,25 @@ local function build(opts)
     end
 
     local r = check_redis_options(opts.redis)
+    local key_layout = opts.key_layout
+    if key_layout == nil then
+        key_layout = "v1"
+    end
+    if key_layout ~= "v1" and key_layout ~= "cluster" then
+        option_error("key_layout", 'must be "v1" or "cluster"')
+    end
+    if key_layout == "cluster" and find(key_prefix, "[{}]") then
+        option_error("key_prefix", "must hold no { or } with key_layout"
+                     .. ' "cluster" (the session id is the hash tag)')
+    end
+    if r.cluster and key_layout ~= "cluster" then
+        option_error("redis.cluster", 'needs key_layout = "cluster": the v1'
+                     .. " keys of a session are in three slots")
+    end
+    r.cluster_layout = key_layout == "cluster"
     local decision_cache = check_decision_cache_options(opts.decision_cache,
                                                         key_prefix, r)
+    local refresh_conf = check_refresh_options(opts.refresh, decision_cache)
 
     if keys then
         for i = 1, #keys do
@@ -305,6 +483,7 @@ local function build(opts)
         key_prefix = key_prefix,
         redis = r,
         decision_cache = decision_cache,    -- nil: every check asks Redis
+        refresh = refresh_conf,             -- nil: nginx writes nothing
     }
 end
 

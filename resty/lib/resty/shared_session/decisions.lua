@@ -1,27 +1,51 @@
 -- resty.shared_session.decisions: the decision cache.
 --
--- Positive decisions ("session S may see group G") kept in a lua_shared_dict
--- for at most `ttl` seconds. Keys (a session id never contains ":" or " ",
--- PROTOCOL.md section 1, so with the sid first no two (sid, group) pairs
--- share a key, whatever the group id holds):
+-- Decisions ("session S may see group G", or may not) kept at two levels,
+-- both dropped at once by a revocation notice:
+--
+-- * In each worker, an LRU (lua-resty-lrucache) keyed by the cookie value
+--   "<sid>.<sig>", so bound to the signature it was verified for. An entry
+--   counts only while the shared revocation count (key "r") still holds the
+--   value read before its decisions were made: the subscriber changes it at
+--   every notice and every subscription, and it exists only while the
+--   subscription is live. A hit costs that one dict read. Positive and
+--   negative decisions (a group added publishes a notice as well).
+-- * In the lua_shared_dict, for the other workers and for when the count
+--   moved on: positive decisions per (sid, group), each under a per-session
+--   token that a notice replaces.
+--
+-- Keys in the dict (a session id never contains ":" or " ", PROTOCOL.md
+-- section 1, so with the sid first no two (sid, group) pairs share a key,
+-- whatever the group id holds):
 --
 --   "e"                the epoch: a token that exists only while the revocation
---                      subscriber is subscribed (it expires HEARTBEAT_TTL after
---                      Redis last answered); a new one at every SUBSCRIBE
+--                      subscriber is subscribed (it expires `heartbeat_ttl`
+--                      after Redis last answered); a new one at every SUBSCRIBE
+--   "r"                the revocation count: a number, a new one at every
+--                      notice and every SUBSCRIBE, never reused; set and
+--                      expiring with the epoch
 --   "s:<sid>"          the session's token; a revocation notice replaces it
 --   "d:<sid>:<group>"  a decision: "<epoch> <session token> <signature>"
 --
--- A decision counts only while both tokens it was made under (read before its
--- Redis query was sent) are still the current ones, and only for the cookie
--- signature it was made for. Tokens are never reused, so a key that is gone
--- (expired, evicted, deleted) can only make decisions stop matching: eviction
--- causes misses, never an allow. Replacing a token is the only invalidation,
--- and two replacements racing each other both invalidate.
+-- A decision counts only while what it was made under (read before its Redis
+-- query was sent) is still current, and only for the cookie signature it was
+-- made for. Tokens and counts are never reused, so a key that is gone
+-- (expired, evicted, deleted) can only make decisions stop matching:
+-- eviction causes misses, never an allow. A notice replaces the session's
+-- token first, then the count, so a worker that reads the new count also
+-- sees the new token.
 --
 -- Every function takes `dc`, the decision_cache part of the configuration:
--- { dict = <the lua_shared_dict>, ttl = <seconds>, config_id = <string> }.
+-- { dict = <the lua_shared_dict>, ttl = <seconds>, config_id = <string>,
+--   worker = <a resty.lrucache or nil> }.
+--
+-- Requests call lookup (worker level, before the cookie is even parsed),
+-- hit (shared level, read-only, before the HMAC), cached (after the HMAC:
+-- a hit, or the ticket of the Redis query about to be sent) and store (the
+-- answer). The subscriber calls open, heartbeat, forget, forget_all, close.
 
 local bit = require "bit"
+local lrucache = require "resty.lrucache"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -37,16 +61,33 @@ local bor = bit.bor
 
 
 local EPOCH_KEY = "e"
+local COUNT_KEY = "r"
 local SPACE = byte(" ")
 
 local _M = {
     _VERSION = "0.1.0",
     EPOCH_KEY = EPOCH_KEY,
+    COUNT_KEY = COUNT_KEY,
     TTL_MIN = 0.001,        -- s: the dict's expiry resolution (ms)
-    TTL_MAX = 10,           -- s
+    TTL_MAX = 10,           -- s, unless every writer publishes
+    TTL_MAX_PUBLISHED = 86400,  -- s, when every writer publishes
+    -- A worker entry (one cookie) holds at most this many groups' decisions;
+    -- past it, it starts afresh (a session asking for endless group ids
+    -- cannot grow it without bound).
+    GROUPS_PER_ENTRY = 64,
 }
 
 local TTL_MIN = _M.TTL_MIN
+local GROUPS_PER_ENTRY = _M.GROUPS_PER_ENTRY
+
+
+-- The per-worker level, for configure(): nil when `entries` is 0.
+function _M.new_worker_cache(entries)
+    if entries == 0 then
+        return nil
+    end
+    return lrucache.new(entries)
+end
 
 
 local token_seq = 0     -- per worker; tokens are unique by (pid, ms, seq)
@@ -67,8 +108,8 @@ end
 _M.key = key
 
 
--- value == epoch .. " " .. token .. " " .. sig, without building the string
--- (this runs on every cache hit); its time depends only on the lengths.
+-- value == epoch .. " " .. token .. " " .. sig, without building the string;
+-- its time depends only on the lengths.
 local function matches(value, epoch, token, sig)
     local e, t = #epoch, #token
     if #value ~= e + t + #sig + 2 then
@@ -100,26 +141,96 @@ end
 _M.current_epoch = current_epoch
 
 
--- true when a valid decision is cached for (sid, sig, group_id). Reads only:
--- it runs before the cookie's HMAC is checked, so a forged cookie writes
--- nothing to the dict. A decision holds the exact signature it was made for,
--- which was verified then, under this configuration's secrets.
-function _M.hit(dc, sid, sig, group_id)
-    local dict = dc.dict
-    local epoch = current_epoch(dc)
-    local token = epoch and dict:get("s:" .. sid)
-    local value = token and dict:get(key(sid, group_id))
-    return value and matches(value, epoch, token, sig) or false
+-- The worker level --------------------------------------------------------
+
+-- Keeps a decision in this worker until `expires`, under `count` (the
+-- revocation count read before it was made). An entry's decisions all share
+-- one count: a decision under another count starts the entry afresh.
+local function remember(dc, value, group_id, allowed, count, expires)
+    local worker = dc.worker
+    if not worker or not count then
+        return
+    end
+    local entry = worker:get(value)
+    if not entry or entry.count ~= count or entry.n >= GROUPS_PER_ENTRY then
+        entry = { count = count, n = 0, allowed = {}, refused = {} }
+        worker:set(value, entry)
+    end
+    entry.n = entry.n + 1
+    if allowed then
+        entry.allowed[group_id], entry.refused[group_id] = expires, nil
+    else
+        entry.refused[group_id], entry.allowed[group_id] = expires, nil
+    end
 end
 
 
--- Like hit(), for a verified cookie; on a miss, also the tag to store a
--- decision under if the one about to be asked of Redis is positive (nil: the
--- cache is not to be trusted now, store nothing). Must run before the Redis
--- query is sent: that is what makes a revocation processed while the query
--- is in flight invalidate its answer.
-function _M.cached(dc, sid, sig, group_id)
+-- This worker's decision for the cookie `value` (the raw "<sid>.<sig>") and
+-- group_id: true (allowed), false (refused: not a member), nil (not known).
+-- One dict read, no string built, nothing written: it runs before the cookie
+-- is parsed, as an entry exists only for a value whose signature was
+-- verified.
+function _M.lookup(dc, value, group_id)
+    local worker = dc.worker
+    local entry = worker and worker:get(value)
+    if not entry or entry.count ~= dc.dict:get(COUNT_KEY) then
+        return nil
+    end
+    local now = ngx_now()
+    local expires = entry.allowed[group_id]
+    if expires and expires > now then
+        return true
+    end
+    expires = entry.refused[group_id]
+    if expires and expires > now then
+        return false
+    end
+    return nil
+end
+
+
+-- The shared level ----------------------------------------------------------
+
+-- true when the dict holds a valid decision for (sid, sig, group_id) under
+-- epoch and token; then also remembered in this worker until it expires
+-- (`count` was read before the token).
+local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token)
     local dict = dc.dict
+    local k = key(sid, group_id)
+    local found = dict:get(k)
+    if not (found and matches(found, epoch, token, sig)) then
+        return false
+    end
+    local ttl = dict:ttl(k)
+    if ttl and ttl > 0 then
+        remember(dc, value, group_id, true, count, ngx_now() + ttl)
+    end
+    return true
+end
+
+
+-- true when a valid decision is cached in the dict for (sid, sig, group_id).
+-- Reads only the dict: it runs before the cookie's HMAC is checked, so a
+-- forged cookie writes nothing to it. A decision holds the exact signature it
+-- was made for, which was verified then, under this configuration's secrets.
+function _M.hit(dc, value, sid, sig, group_id)
+    local dict = dc.dict
+    local count = dict:get(COUNT_KEY)
+    local epoch = current_epoch(dc)
+    local token = epoch and dict:get("s:" .. sid)
+    return token and shared_hit(dc, value, sid, sig, group_id, count, epoch,
+                                token) or false
+end
+
+
+-- Like hit(), for a verified cookie; on a miss, also the ticket under which
+-- to store the answer of the Redis query about to be sent (nil: the cache is
+-- not to be trusted now, store nothing). Must run right before the query is
+-- sent: that is what makes a revocation processed while the query is in
+-- flight invalidate its answer.
+function _M.cached(dc, value, sid, sig, group_id)
+    local dict = dc.dict
+    local count = dict:get(COUNT_KEY)
     local epoch = current_epoch(dc)
     if not epoch then
         return nil      -- no subscriber, or it lost Redis: bypass
@@ -138,38 +249,110 @@ function _M.cached(dc, sid, sig, group_id)
         end
     end
 
-    local value = dict:get(key(sid, group_id))
-    if value and matches(value, epoch, token, sig) then
+    if shared_hit(dc, value, sid, sig, group_id, count, epoch, token) then
         return true
     end
-    return nil, epoch .. " " .. token
+    return nil, {
+        value = value, sid = sid, sig = sig, group_id = group_id,
+        tag = epoch .. " " .. token, count = count, started = ngx_now(),
+    }
 end
 
 
--- Keeps a positive decision until `ttl` after its query was sent (`started`),
--- so that no decision lives longer than ttl, even counting the round trip.
-function _M.store(dc, sid, sig, group_id, tag, started)
-    local ttl = dc.ttl - (ngx_now() - started)
+-- Keeps the answer to a ticket's query, `allowed` or not, until `ttl` after
+-- the query was sent, so that no decision lives longer than ttl, even
+-- counting the round trip. Negative decisions are kept in the worker only.
+function _M.store(dc, ticket, allowed)
+    local expires = ticket.started + dc.ttl
+    local ttl = expires - ngx_now()
     if ttl < TTL_MIN then
         return      -- (and 0 would mean "never expires" to the dict)
     end
-    local ok, err = dc.dict:set(key(sid, group_id), tag .. " " .. sig, ttl)
+    remember(dc, ticket.value, ticket.group_id, allowed, ticket.count, expires)
+    if not allowed then
+        return
+    end
+    local ok, err = dc.dict:set(key(ticket.sid, ticket.group_id),
+                                ticket.tag .. " " .. ticket.sig, ttl)
     if not ok then
         ngx_log(INFO, "shared_session: decision not cached: ", err)
     end
 end
 
 
--- A revocation notice for sid: every decision cached for it stops counting.
-function _M.forget(dc, sid)
+-- The subscriber's side (worker 0) ---------------------------------------
+
+-- Counts are never reused by this process; a new worker 0 (after a crash)
+-- starts above any count it could have handed out: 1024 per millisecond of
+-- the clock, more notices than Redis delivers.
+local last_count = 0
+
+local function next_count()
+    local base = floor(ngx_now() * 1000) * 1024
+    last_count = last_count + 1
+    if last_count < base then
+        last_count = base
+    end
+    return last_count
+end
+
+
+local function publish(dc, live)
+    local dict = dc.dict
+    dict:set(EPOCH_KEY, live.epoch, live.heartbeat_ttl)
+    dict:set(COUNT_KEY, live.count, live.heartbeat_ttl)
+end
+
+
+-- A new subscription (notices may have been missed before it): a new epoch
+-- and a new count, kept `heartbeat_ttl` seconds unless renewed. Returns the
+-- state the subscriber passes to the functions below.
+function _M.open(dc, heartbeat_ttl)
+    local live = {
+        epoch = fresh_token(), count = next_count(),
+        heartbeat_ttl = heartbeat_ttl,
+    }
+    publish(dc, live)
+    return live
+end
+
+
+-- Redis answered: the subscription holds for heartbeat_ttl more.
+function _M.heartbeat(dc, live)
+    publish(dc, live)
+end
+
+
+-- A revocation notice for sid: every decision cached for it stops counting,
+-- in the dict (its token) and in every worker (the count).
+function _M.forget(dc, sid, live)
     local dict = dc.dict
     local token_key = "s:" .. sid
     local ok, err = dict:replace(token_key, fresh_token(), dc.ttl)
-    -- "not found": nothing is cached for it, and a request that creates a
-    -- token from now on sends its query after the change was committed.
+    -- "not found": nothing is cached for it in the dict, and a request that
+    -- creates a token from now on sends its query after the change was
+    -- committed.
     if not ok and err ~= "not found" then
         dict:delete(token_key)
     end
+    live.count = next_count()
+    dict:set(COUNT_KEY, live.count, live.heartbeat_ttl)
+end
+
+
+-- A notice that could not be understood: every decision stops counting.
+function _M.forget_all(dc, live)
+    live.epoch = fresh_token()
+    live.count = next_count()
+    publish(dc, live)
+end
+
+
+-- The subscription is gone: the cache is bypassed until the next open().
+function _M.close(dc)
+    local dict = dc.dict
+    dict:delete(COUNT_KEY)
+    dict:delete(EPOCH_KEY)
 end
 
 

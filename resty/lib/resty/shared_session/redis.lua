@@ -13,7 +13,9 @@ local pcall = pcall
 local require = require
 local tostring = tostring
 local tonumber = tonumber
+local rawget = rawget
 local format = string.format
+local pairs = pairs
 
 
 -- The same library is `resty.redis` on OpenResty and `nginx.redis` on Debian.
@@ -25,6 +27,8 @@ local function require_either(name, debian_name)
     end
     return ok and mod or nil
 end
+
+local cluster = require "resty.shared_session.cluster"
 
 local redis_lib = require_either("resty.redis", "nginx.redis")
 local redis_load_err = not redis_lib
@@ -42,22 +46,72 @@ local _M = {
 }
 
 
--- <prefix>:<kind>:<sid>, kind being "data", "signature" or "groups".
-local function key(prefix, kind, sid)
+-- <prefix>:<kind>:<sid>, kind being "data", "signature" or "groups"; in
+-- the cluster layout (PROTOCOL.md section 14, `cluster_layout` true)
+-- <prefix>:{<sid>}:<kind>, so that a session's keys share one slot.
+local function key(prefix, kind, sid, cluster_layout)
+    if cluster_layout then
+        return prefix .. ":{" .. sid .. "}:" .. kind
+    end
     return prefix .. ":" .. kind .. ":" .. sid
 end
 _M.key = key
 
 
--- One pool per server and database, so that a pooled connection never
--- serves a request that expects another database or another server.
-local function connect_options(host, port, db, pool_size)
-    return {
-        pool = format("shared_session:%s:%d:%d", host, port, db),
-        pool_size = pool_size,
-    }
+-- One pool per server, database, transport and user, so that a pooled
+-- connection never serves a request that expects another database, another
+-- server, TLS or another ACL user. `r` (the redis options) is optional.
+local function connect_options(host, port, db, pool_size, r)
+    local pool = format("shared_session:%s:%s:%d", host, tostring(port), db)
+    if r and (r.ssl or r.username) then
+        pool = format("%s:%s:%s", pool, r.ssl and "tls" or "tcp",
+                      r.username or "")
+    end
+    return { pool = pool, pool_size = pool_size }
 end
 _M.connect_options = connect_options
+
+
+-- conn:connect (a cosocket, or a resty.redis object) to host and port, or
+-- to host alone when port is false (host is then "unix:<path>").
+local function connect_to(conn, host, port, options)
+    if port then
+        return conn:connect(host, port, options)
+    end
+    return conn:connect(host, options)
+end
+_M.connect_to = connect_to
+
+
+-- TLS on a new connection (a bare cosocket), verified as configured;
+-- the connection is closed when the handshake fails. Under pcall: some
+-- lua-resty-core versions (Debian's) raise an assertion instead of returning
+-- an error when the certificate does not match server_name; that is a
+-- failed handshake too (nginx logs the reason itself).
+local function start_tls(sock, r)
+    local called, ok, err = pcall(sock.sslhandshake, sock, nil,
+                                  r.server_name or nil, r.ssl_verify)
+    if not called then
+        ok, err = nil, ok
+    end
+    if not ok then
+        sock:close()
+        return nil, "tls: " .. tostring(err)
+    end
+    return true
+end
+_M.start_tls = start_tls
+
+
+-- The arguments of AUTH for these options: (username, password) for an ACL
+-- user, (password) for requirepass, nil for none.
+local function auth_args(r)
+    if r.username then
+        return r.username, r.password
+    end
+    return r.password or nil
+end
+_M.auth_args = auth_args
 
 
 -- With Sentinel: the primary the sentinels name, remembered by this worker
@@ -89,7 +143,7 @@ local function ask_sentinels(r)
                 return {
                     host = master.host, port = port, at = ngx_now(),
                     connect_options = connect_options(master.host, port, r.db,
-                                                      r.pool_size),
+                                                      r.pool_size, r),
                 }
             end
             red:close()
@@ -101,9 +155,112 @@ local function ask_sentinels(r)
 end
 
 
+-- Redis Cluster: the slot map of this configuration (r.cluster_state, per
+-- worker after the fork), fetched from any node that answers CLUSTER SLOTS:
+-- the nodes of the last map first, then the configured ones.
+local open_node     -- defined below: a connection to one host and port
+
+local function cluster_node(r)
+    return function(host, port)
+        return { host = host, port = port,
+                 connect_options = connect_options(host, port, 0, r.pool_size,
+                                                   r) }
+    end
+end
+
+local function refresh_slots(r)
+    local state = r.cluster_state
+    local candidates = {}
+    if state.map then
+        for _, n in pairs(state.map.nodes) do
+            candidates[#candidates + 1] = n
+        end
+    end
+    local make_node = cluster_node(r)
+    for _, seed in ipairs(r.cluster.nodes) do
+        candidates[#candidates + 1] = make_node(seed.host, seed.port)
+    end
+    local last_err = "no cluster node answered"
+    state.refreshing = true
+    for _, n in ipairs(candidates) do
+        local red, err = open_node(r, n.host, n.port, n.connect_options)
+        if red then
+            local reply
+            reply, err = red:cluster("slots")
+            if reply then
+                local map
+                map, err = cluster.map_from_slots(reply, make_node)
+                if map then
+                    red:set_keepalive(r.keepalive_timeout, r.pool_size)
+                    state.map = map
+                    state.refreshing = false
+                    return map
+                end
+            end
+            red:close()
+        end
+        last_err = format("cluster node %s:%d: %s", n.host, n.port,
+                          tostring(err))
+    end
+    state.refreshing = false
+    return nil, last_err
+end
+_M.refresh_slots = refresh_slots
+
+
+-- A full refresh in the background, at most once per
+-- cluster.REFRESH_INTERVAL per worker (after a MOVED, or a node that does
+-- not answer: a failover or a resharding).
+local function refresh_soon(r)
+    if cluster.refresh_due(r.cluster_state) then
+        ngx.timer.at(0, function(premature)
+            if not premature then
+                local ok, err = refresh_slots(r)
+                if not ok then
+                    ngx_log(INFO, "shared_session: cluster slots: ", err)
+                end
+            end
+        end)
+    end
+end
+
+
+-- The primary serving `slot_key`'s slot: host, port and connect options,
+-- or nil and an error.
+local function cluster_address(r, slot_key)
+    local map = r.cluster_state.map
+    if not map then
+        local err
+        map, err = refresh_slots(r)
+        if not map then
+            return nil, err
+        end
+    end
+    local n = cluster.node_for(map, cluster.slot(slot_key))
+    if not n then
+        refresh_soon(r)
+        return nil, "no primary known for the slot"
+    end
+    return n.host, n.port, n.connect_options
+end
+
+
 -- Where the sessions are: the configured server, or the primary that the
--- sentinels name. host, port and connect options, or nil and an error.
-local function address(r)
+-- sentinels name, or (cluster) the primary of `slot_key`'s slot. host, port
+-- and connect options, or nil and an error.
+local function address(r, slot_key)
+    if r.cluster then
+        if slot_key then
+            return cluster_address(r, slot_key)
+        end
+        -- No key (the subscriber): the configured nodes in turn; a PUBLISH
+        -- on any node of a cluster reaches the subscribers of every node.
+        local state, seeds = r.cluster_state, r.cluster.nodes
+        state.next_seed = (state.next_seed or 0) % #seeds + 1
+        local seed = seeds[state.next_seed]
+        return seed.host, seed.port, cluster_node(r)(seed.host, seed.port)
+                                         .connect_options
+    end
     if not r.sentinels then
         return r.host, r.port, r.connect_options
     end
@@ -121,16 +278,11 @@ end
 _M.address = address
 
 
--- The one place that opens a connection for the checks: a resty.redis
--- object, or nil and an error.
-local function connect(r)
+-- A connection to host and port, ready for commands (TLS, AUTH and SELECT
+-- done on a new one): a resty.redis object, or nil and an error.
+function open_node(r, host, port, options)
     if not redis_lib then
         return nil, redis_load_err
-    end
-
-    local host, port, options = address(r)
-    if not host then
-        return nil, port
     end
 
     local red, err = redis_lib:new()
@@ -140,17 +292,29 @@ local function connect(r)
 
     red:set_timeout(r.connect_timeout)
     local ok
-    ok, err = red:connect(host, port, options)
+    ok, err = connect_to(red, host, port, options)
     if not ok then
         forget_master()
+        if r.cluster then
+            refresh_soon(r)     -- a failover, perhaps
+        end
         return nil, "connect: " .. tostring(err)
     end
     red:set_timeout(r.read_timeout)
 
-    -- AUTH and SELECT stick to the connection: only a new one needs them.
+    -- TLS, AUTH and SELECT stick to the connection: only a new one needs them.
     if red:get_reused_times() == 0 then
+        if r.ssl then
+            -- lua-resty-redis before 0.28 (Debian's) has no ssl option:
+            -- the handshake is done on its cosocket.
+            ok, err = start_tls(rawget(red, "_sock"), r)
+            if not ok then
+                forget_master()
+                return nil, err
+            end
+        end
         if r.password then
-            ok, err = red:auth(r.password)
+            ok, err = red:auth(auth_args(r))
             if not ok then
                 red:close()
                 return nil, "auth: " .. tostring(err)
@@ -167,6 +331,17 @@ local function connect(r)
 
     return red
 end
+
+
+-- The one place that opens a connection for the checks: to the configured
+-- server, the Sentinel primary, or (cluster) the primary of `slot_key`.
+local function connect(r, slot_key)
+    local host, port, options = address(r, slot_key)
+    if not host then
+        return nil, port
+    end
+    return open_node(r, host, port, options)
+end
 _M.connect = connect
 
 
@@ -176,6 +351,7 @@ local function release(red, r)
         ngx_log(INFO, "shared_session: redis connection not pooled: ", err)
     end
 end
+_M.release = release
 
 
 -- commit_pipeline() reports a command's error as { false, message }.
@@ -186,64 +362,105 @@ local function pipeline_error(res)
 end
 
 
--- The question of the check: SISMEMBER <prefix>:groups:<sid> group_id, and
--- with `with_signature` (stored mode) GET <prefix>:signature:<sid> in the
--- same round trip. Returns the SISMEMBER reply, or nil and an error
--- ("redis unavailable: ..." or "redis error: ..."); then, in stored mode, the
--- GET reply. The connection goes back to the pool, or is closed on error so
--- that a half-read reply never reaches the next request.
--- `extra` (PROTOCOL.md section 13): a list of more keys to GET in the same
--- round trip (the not-before mark, a group's generation); their replies are
--- returned fourth, as a list in the same order.
+-- Sends the check's command(s) on `red`: ASKING when following an ASK, GET
+-- signature_key when there is one (stored mode), SISMEMBER groups_key
+-- group_id, then a GET of each `extra` key; one round trip. The SISMEMBER
+-- reply, or nil and an error; then the signature's GET reply, then the
+-- extra replies (a list, in order).
+local function ask(red, groups_key, signature_key, group_id, extra, asking)
+    if not signature_key and not asking and not extra then
+        return red:sismember(groups_key, group_id)
+    end
+    red:init_pipeline()
+    if asking then
+        red:asking()
+    end
+    if signature_key then
+        red:get(signature_key)
+    end
+    red:sismember(groups_key, group_id)
+    local n = extra and #extra or 0
+    for i = 1, n do
+        red:get(extra[i])
+    end
+    local res, err = red:commit_pipeline()
+    if not res then
+        return nil, err
+    end
+    for i = 1, #res do
+        err = pipeline_error(res[i])
+        if err then
+            return nil, err
+        end
+    end
+    local at = (asking and 1 or 0) + (signature_key and 1 or 0) + 1
+    local extra_replies
+    if extra then
+        extra_replies = {}
+        for i = 1, n do
+            extra_replies[i] = res[at + i]
+        end
+    end
+    return res[at], nil, signature_key and res[at - 1] or nil, extra_replies
+end
+
+
+-- The question of the check: SISMEMBER <groups key> group_id, and with
+-- `with_signature` (stored mode) GET <signature key> in the same round trip.
+-- Returns the SISMEMBER reply, or nil and an error ("redis unavailable: ..."
+-- or "redis error: ..."); then, in stored mode, the GET reply. `extra`
+-- (PROTOCOL.md section 13): a list of more keys to GET in the same round
+-- trip (the not-before mark, a group's generation), their replies returned
+-- fourth, as a list in the same order; not on a cluster, where they are in
+-- other slots (section 13 has no cluster form yet: nil is returned). On a
+-- cluster, a MOVED or ASK is followed once. The connection goes back to the
+-- pool, or is closed on error so that a half-read reply never reaches the
+-- next request.
 function _M.membership(r, prefix, sid, group_id, with_signature, extra)
-    local red, err = connect(r)
+    local layout = r.cluster_layout
+    local groups_key = key(prefix, "groups", sid, layout)
+    local signature_key = with_signature and key(prefix, "signature", sid,
+                                                  layout) or nil
+    if r.cluster then
+        extra = nil
+    end
+    local red, err = connect(r, groups_key)
     if not red then
         return nil, "redis unavailable: " .. err
     end
 
-    local groups_key = key(prefix, "groups", sid)
     local member, stored, extra_replies
+    member, err, stored, extra_replies = ask(red, groups_key, signature_key,
+                                             group_id, extra)
 
-    if not with_signature and not extra then
-        member, err = red:sismember(groups_key, group_id)
-
-    else
-        -- Fetch the signature and ask for membership in one round trip; the
-        -- caller uses the answer only if the signature matches.
-        red:init_pipeline(2)
-        if with_signature then
-            red:get(key(prefix, "signature", sid))
+    local kind, slot, host, port
+    if err and r.cluster then
+        kind, slot, host, port = cluster.redirection(err)
+    end
+    if kind then
+        -- The error reply was read whole: the connection can be reused.
+        release(red, r)
+        local n = cluster_node(r)(host, port)
+        if kind == "MOVED" then
+            cluster.moved(r.cluster_state.map, slot, host, port,
+                          cluster_node(r))
+            refresh_soon(r)
         end
-        red:sismember(groups_key, group_id)
-        local n = extra and #extra or 0
-        for i = 1, n do
-            red:get(extra[i])
+        red, err = open_node(r, host, port, n.connect_options)
+        if not red then
+            return nil, "redis unavailable: " .. err
         end
-        local res
-        res, err = red:commit_pipeline()
-        if res then
-            for i = 1, #res do
-                err = err or pipeline_error(res[i])
-            end
-            local first = with_signature and 2 or 1
-            stored, member = with_signature and res[1] or nil, res[first]
-            if extra then
-                extra_replies = {}
-                for i = 1, n do
-                    extra_replies[i] = res[first + i]
-                end
-            end
-        end
+        member, err, stored = ask(red, groups_key, signature_key, group_id,
+                                  nil, kind == "ASK")
     end
 
     if err then
         red:close()
-        return nil, "redis error: " .. err
+        return nil, "redis error: " .. tostring(err)
     end
 
     release(red, r)
     return member, nil, stored, extra_replies
 end
-
 
 return _M

@@ -2,11 +2,11 @@
 -- section 7).
 --
 -- One timer in worker 0 holds a dedicated connection SUBSCRIBEd to
--- <prefix>:invalidate. Each notice replaces the session's token (its cached
--- decisions stop counting at once). The epoch key is set to a new token at
--- every successful SUBSCRIBE (notices may have been missed before it) and
--- refreshed, with a HEARTBEAT_TTL expiry, whenever Redis answers; it is
--- deleted as soon as the connection fails. Without it the cache is bypassed.
+-- <prefix>:invalidate. Each notice makes the session's cached decisions stop
+-- counting at once (decisions.forget). A new epoch is opened at every
+-- successful SUBSCRIBE (notices may have been missed before it) and renewed,
+-- with a HEARTBEAT_TTL expiry, whenever Redis answers; it is closed as soon
+-- as the connection fails. Without it the cache is bypassed.
 --
 -- The connection is a bare cosocket speaking RESP, not a resty.redis object:
 -- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
@@ -42,10 +42,15 @@ local is_sid = cookie.is_sid
 local is_control_notice = control.is_notice
 local apply_control_notice = control.apply
 local forget_session = decisions.forget
-local fresh_token = decisions.fresh_token
-local EPOCH_KEY = decisions.EPOCH_KEY
+local forget_all = decisions.forget_all
+local open_epoch = decisions.open
+local renew_epoch = decisions.heartbeat
+local close_epoch = decisions.close
 local forget_master = redis.forget_master
 local redis_address = redis.address
+local connect_to = redis.connect_to
+local start_tls = redis.start_tls
+local redis_auth_args = redis.auth_args
 local resp_command = resp.command
 local read_resp = resp.read
 local call = resp.call
@@ -80,26 +85,28 @@ local function subscriber_state(state, dc, up, why)
 end
 
 
--- Applies one reply; true when the epoch must be renewed.
-local function apply_reply(dc, res, r)
+-- Applies one reply (a notice, or a PONG) to the cache. A notice of a kind
+-- it does not know drops every decision; section 13's "!" notices are
+-- control.lua's. `r`: the Redis options (for acknowledgements).
+local function apply_reply(dc, live, res, r)
     if type(res) ~= "table" or res[1] ~= "message" then
-        return false    -- a PONG
+        return          -- a PONG
     end
     local sid = res[3]
     if is_sid(sid) then
-        forget_session(dc, sid)
-        return false
+        forget_session(dc, sid, live)
+        return
     end
     -- PROTOCOL.md section 13.4: "!<kind> ..." (mark, generation, ack); an
     -- unknown kind is ignored, not a reason to drop every decision.
     if is_control_notice(sid) then
         apply_control_notice(dc, sid, r)
-        return false
+        return
     end
     -- Not a session id: which decisions it meant is unknown, so all go.
     ngx_log(WARN, "shared_session: notice on ", dc.channel, " is not a",
             " session id; every cached decision dropped")
-    return true
+    forget_all(dc, live)
 end
 
 
@@ -130,14 +137,20 @@ local function subscription(dc, r, state)
     end
     local sock = socket_tcp()
     sock:settimeouts(r.connect_timeout, r.read_timeout, r.read_timeout)
-    local ok, err = sock:connect(host, port, dc.subscriber_connect_options)
+    local ok, err = connect_to(sock, host, port, dc.subscriber_connect_options)
     if not ok then
         return "connect: " .. tostring(err)
+    end
+    if r.ssl then
+        ok, err = start_tls(sock, r)
+        if not ok then
+            return err
+        end
     end
 
     local res
     if r.password then
-        res, err = call(sock, "AUTH", r.password)
+        res, err = call(sock, "AUTH", redis_auth_args(r))
         if res ~= "OK" then
             sock:close()
             return "auth: " .. tostring(err)
@@ -150,9 +163,7 @@ local function subscription(dc, r, state)
         return "subscribe: " .. tostring(err or "unexpected reply")
     end
 
-    local dict = dc.dict
-    local epoch = fresh_token()
-    dict:set(EPOCH_KEY, epoch, HEARTBEAT_TTL)
+    local live = open_epoch(dc, HEARTBEAT_TTL)
     subscriber_state(state, dc, true)
     state.backoff = BACKOFF_MIN
 
@@ -165,16 +176,14 @@ local function subscription(dc, r, state)
             err = res == false and "redis error: " .. tostring(err) or err
             break
         end
-        local renew
-        ok, renew = pcall(apply_reply, dc, res, r)
-        if not ok or renew then
+        if not pcall(apply_reply, dc, live, res, r) then
             -- A notice that could not be applied: drop every decision.
-            epoch = fresh_token()
+            forget_all(dc, live)
         end
-        dict:set(EPOCH_KEY, epoch, HEARTBEAT_TTL)
+        renew_epoch(dc, live)
     end
 
-    dict:delete(EPOCH_KEY)
+    close_epoch(dc)
     thread_kill(pinger)
     sock:close()
     if worker_exiting() then
@@ -201,7 +210,7 @@ local function run(premature, dc, r)
         local ok, why = pcall(subscription, dc, r, state)
         if not ok then
             -- A bug, not Redis: keep the cache bypassed and go on.
-            dc.dict:delete(EPOCH_KEY)
+            close_epoch(dc)
             why = "error: " .. tostring(why)
         end
         if why == nil then

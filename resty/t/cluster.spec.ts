@@ -1,0 +1,240 @@
+/**
+ * resty.shared_session on a real Redis Cluster (3 primaries, 3 replicas, built
+ * by `redis-cli --cluster create`) with the cluster layout (PROTOCOL.md
+ * section 14): CRC16 slots against CLUSTER KEYSLOT, sessions on every
+ * primary, MOVED and ASK followed during a resharding, a failover (only 503s
+ * until the replica is promoted, never an allow for a non-member), and
+ * revocation notices from any node.
+ */
+import type { Cluster } from 'ioredis';
+import Redis from 'ioredis';
+import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, writeSession } from '../../protocol/testkit';
+import { NginxServer } from '../../stack/nginx-server';
+import { RedisClusterStack } from '../../stack/redis-cluster';
+import { sleep, waitFor } from '../../stack/wait';
+import { assertNoCrash, get, SALT, SECRET, sessionCookie, signature } from './support';
+
+const PREFIX = 'rss_cl';
+const LAYOUT = { layout: 'cluster' as const };
+
+function confFor(cluster: RedisClusterStack, cache: boolean) {
+  const nodes = cluster.startupNodes.map((n) => `{ host = "${n.host}", port = ${n.port} }`).join(', ');
+  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
+events { worker_connections 256; }
+http {
+  ${ctx.httpPreamble}
+  lua_shared_dict decisions 1m;
+  init_by_lua_block {
+    require("resty.shared_session").configure{
+      secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}", key_layout = "cluster",
+      redis = { cluster = { nodes = { ${nodes} } }, connect_timeout = 300, read_timeout = 500 },
+      ${cache ? 'decision_cache = { dict = "decisions", ttl = 10, all_writers_publish = true },' : ''}
+    }
+  }
+  ${cache ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
+  server {
+    listen 127.0.0.1:${ctx.port};
+    location ~ ^/groups/(?<group_id>[^/]+)/ {
+      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
+      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
+    }
+    location = /slot {
+      content_by_lua_block { ngx.say(require("resty.shared_session.cluster").slot(ngx.unescape_uri(ngx.var.arg_key))) }
+    }
+  }
+}
+`;
+}
+
+const status = async (nginx: NginxServer, group: string, sid: string) =>
+  (await get(nginx, `/groups/${group}/x`, sessionCookie(sid))).status;
+
+describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
+  let cluster: RedisClusterStack;
+  let client: Cluster;
+  let nginx: NginxServer;
+  const sids: string[] = [];
+
+  async function login(groups: string[]): Promise<string> {
+    const sid = newTimedSessionId(Date.now());
+    await writeSession(client, PREFIX, sid, { groups }, { signature: signature(sid), ...LAYOUT });
+    return sid;
+  }
+
+  beforeAll(async () => {
+    cluster = await RedisClusterStack.start();
+    client = cluster.client();
+    nginx = await NginxServer.start({ conf: confFor(cluster, false), errorLogLevel: 'info' });
+    for (let i = 0; i < 30; i++) sids.push(await login(['g1']));
+  }, 60_000);
+
+  afterAll(async () => {
+    if (nginx) assertNoCrash(nginx.errorLog());
+    await nginx?.dispose();
+    client?.disconnect();
+    await cluster?.dispose();
+  });
+
+  test('computes the slot of a key as Redis does (CLUSTER KEYSLOT), hash tags included', async () => {
+    const keys = [
+      '',
+      'a',
+      'foo',
+      '123456789',
+      '{user1000}.following',
+      'x{}y',
+      'x{y',
+      ...sids.map((s) => sessionKeys(PREFIX, s, 'cluster').groups),
+    ];
+    for (let i = 0; i < 100; i++) keys.push(`k:${i}:${Math.random().toString(36)}`);
+    const node = new Redis(cluster.nodes[0].port, '127.0.0.1');
+    try {
+      for (const key of keys.filter((k) => k !== '')) {
+        const ours = Number((await get(nginx, `/slot?key=${encodeURIComponent(key)}`)).body.trim());
+        expect([key, ours]).toEqual([key, Number(await node.call('CLUSTER', 'KEYSLOT', key))]);
+      }
+    } finally {
+      node.disconnect();
+    }
+  });
+
+  test('sessions on all three primaries are checked at the right one: members in, others out', async () => {
+    const primaries = new Set<number>();
+    for (const sid of sids) {
+      primaries.add((await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').groups)))).port);
+      expect(await status(nginx, 'g1', sid)).toBe(200);
+      expect(await status(nginx, 'g2', sid)).toBe(403);
+    }
+    expect(primaries.size).toBe(3);
+    await destroySession(client, PREFIX, sids[0], LAYOUT);
+    expect(await status(nginx, 'g1', sids[0])).toBe(403);
+  });
+
+  test('resharding: a slot moved to another primary is followed (ASK while it moves, MOVED after)', async () => {
+    const sid = sids[1];
+    const key = sessionKeys(PREFIX, sid, 'cluster');
+    const slot = Number(await client.cluster('KEYSLOT', key.groups));
+    const source = await cluster.primaryOf(slot);
+    const target = cluster.nodes.find((n) => n !== source && n.pid)!;
+    const src = new Redis(source.port, '127.0.0.1');
+    const dst = new Redis(target.port, '127.0.0.1');
+    try {
+      // Which of the nodes are primaries (the target must be one).
+      const dstRole = ((await dst.call('ROLE')) as string[])[0];
+      const primary = dstRole === 'master' ? dst : undefined;
+      let to = target;
+      if (!primary) {
+        const other = await cluster.primaryOf((slot + 8000) % 16384);
+        to = other === source ? await cluster.primaryOf((slot + 13000) % 16384) : other;
+      }
+      const toClient = new Redis(to.port, '127.0.0.1');
+      try {
+        const toId = (await toClient.call('CLUSTER', 'MYID')) as string;
+        const srcId = (await src.call('CLUSTER', 'MYID')) as string;
+        expect(await status(nginx, 'g1', sid)).toBe(200); // the map now says source
+        await toClient.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
+        await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId);
+        // Half-way: this session's keys have moved, the slot has not: the source answers ASK.
+        const moved = (await src.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
+        await src.call('MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...moved);
+        const asksBefore = await commandCalls(toClient, 'asking');
+        expect(await status(nginx, 'g1', sid)).toBe(200);
+        expect(await status(nginx, 'g2', sid)).toBe(403);
+        expect(await commandCalls(toClient, 'asking')).toBeGreaterThan(asksBefore);
+        // Done: every primary is told; the source now answers MOVED.
+        for (const n of cluster.nodes.filter((x) => x.pid)) {
+          const c = new Redis(n.port, '127.0.0.1');
+          try {
+            await c.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', toId).catch(() => undefined);
+          } finally {
+            c.disconnect();
+          }
+        }
+        expect(await status(nginx, 'g1', sid)).toBe(200);
+        expect(await status(nginx, 'g2', sid)).toBe(403);
+        expect(await status(nginx, 'g1', sid)).toBe(200);
+      } finally {
+        toClient.disconnect();
+      }
+    } finally {
+      src.disconnect();
+      dst.disconnect();
+    }
+  });
+
+  test('revocation notices published on any node reach the subscriber', async () => {
+    const cached = await NginxServer.start({ conf: confFor(cluster, true) });
+    try {
+      const sid = await login(['g1']);
+      await waitFor('the subscriber', async () => {
+        const [, n] = (await client.call('PUBSUB', 'NUMSUB', invalidationChannel(PREFIX))) as [string, number];
+        // PUBSUB NUMSUB counts the node it is asked of; ask until the subscriber's node answers.
+        return Number(n) >= 1 || (await subscribedSomewhere(cluster));
+      });
+      expect(await status(cached, 'g1', sid)).toBe(200);
+      expect(await status(cached, 'g1', sid)).toBe(200);
+      for (const node of cluster.nodes) {
+        // Deleted, and announced on each node in turn: every notice arrives.
+        const fresh = await login(['g1']);
+        expect(await status(cached, 'g1', fresh)).toBe(200);
+        await destroySession(client, PREFIX, fresh, LAYOUT);
+        const announcer = new Redis(node.port, '127.0.0.1');
+        try {
+          await announcer.publish(invalidationChannel(PREFIX), fresh);
+        } finally {
+          announcer.disconnect();
+        }
+        await waitFor('the refusal', async () => (await status(cached, 'g1', fresh)) === 403, 1000);
+      }
+    } finally {
+      assertNoCrash(cached.errorLog());
+      await cached.dispose();
+    }
+  });
+
+  test('failover: a killed primary answers 503 (never 200 to a non-member) until its replica is promoted, then 200 again', async () => {
+    const sid = sids[2];
+    const slot = Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').groups));
+    const primary = await cluster.primaryOf(slot);
+    expect(await status(nginx, 'g1', sid)).toBe(200);
+    const killedAt = performance.now();
+    await primary.stop();
+    const seen: Record<string, number> = {};
+    let back = 0;
+    while (performance.now() - killedAt < 20_000) {
+      const [member, other] = [await status(nginx, 'g1', sid), await status(nginx, 'g2', sid)];
+      seen[`${member}/${other}`] = (seen[`${member}/${other}`] ?? 0) + 1;
+      expect([200, 503]).toContain(member);
+      expect([403, 503]).toContain(other);
+      if (member === 200 && other === 403) {
+        back = performance.now() - killedAt;
+        break;
+      }
+      await sleep(20);
+    }
+    console.log(
+      `Cluster failover at nginx: the session was served again ${Math.round(back)} ms after its primary was killed (cluster-node-timeout 1000 ms); answers ${JSON.stringify(seen)}`,
+    );
+    expect(nginx.errorLog()).not.toMatch(/ 500 /);
+    if (!back) console.log(nginx.errorLog().split('\n').slice(-30).join('\n'));
+    expect(back).toBeGreaterThan(0);
+  }, 30_000);
+});
+
+async function commandCalls(client: Redis, command: string): Promise<number> {
+  const stats = await client.info('commandstats');
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+}
+
+async function subscribedSomewhere(cluster: RedisClusterStack): Promise<boolean> {
+  for (const node of cluster.nodes.filter((n) => n.pid)) {
+    const c = new Redis(node.port, '127.0.0.1');
+    try {
+      const [, n] = (await c.call('PUBSUB', 'NUMSUB', invalidationChannel(PREFIX))) as [string, number];
+      if (Number(n) >= 1) return true;
+    } finally {
+      c.disconnect();
+    }
+  }
+  return false;
+}
