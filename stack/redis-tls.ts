@@ -85,8 +85,8 @@ export function leastPrivilegeUsers(prefix: string, passwords: { app: string; ng
     `>${passwords.nginx}`,
     `~${prefix}:*`,
     `&${prefix}:invalidate`,
-    `&${prefix}:ack`,
     ...NGINX_COMMANDS,
+    nginxAckSelector(prefix),
   ];
 }
 
@@ -121,8 +121,13 @@ export const APP_COMMANDS = [
   '+unsubscribe',
 ];
 
-/** What nginx runs with `refresh = false`: reads, the subscription, and PUBLISH of acknowledgements on `<prefix>:ack` (PROTOCOL.md section 13.4); no write to a key. */
-export const NGINX_COMMANDS = ['+ping', '+get', '+sismember', '+smembers', '+subscribe', '+unsubscribe', '+publish'];
+/** What nginx runs with `refresh = false`: reads and the subscription (and, by nginxAckSelector, acknowledgements); no write to a key. */
+export const NGINX_COMMANDS = ['+ping', '+get', '+sismember', '+smembers', '+subscribe', '+unsubscribe'];
+
+/** A selector (Redis 7): PUBLISH on the acknowledgement channel only, never on the revocation channel. */
+export function nginxAckSelector(prefix: string): string {
+  return `(&${prefix}:ack +publish)`;
+}
 
 /** What nginx's refresh (on by default, PROTOCOL.md section 12) adds: its script, which only shortens or extends the keys' time to live. */
 export const NGINX_REFRESH_COMMANDS = ['+evalsha', '+eval', '+pexpire', '+zadd', '+pttl'];

@@ -113,6 +113,22 @@ describe(`refresh (PROTOCOL.md section 12; interval ${INTERVAL} s)`, () => {
     await waitFor('the second refresh', async () => (await refreshes(client)) === before.refreshes + 2);
   });
 
+  test("raises the session's score in its user's index (section 13.1), never lowering it, so revokeUser still finds it", async () => {
+    const sid = newTimedSessionId(Date.now(), 0);
+    const index = `${PREFIX}:user:joe@example.com`;
+    await session(sid, { _idle: 30, username: 'joe@example.com' }, 5);
+    await client.zadd(index, Date.now() + 5000, sid);
+    await client.zadd(index, Date.now() + 3_600_000, 'another-session-of-joe');
+    await client.pexpire(index, 5000);
+    expect(await status(nginx, sid)).toBe(200);
+    await waitFor('the index score', async () => Number(await client.zscore(index, sid)) > Date.now() + 25_000);
+    expect(await client.pttl(index)).toBeGreaterThan(25_000);
+    // Another member's higher score is not lowered, and no member is added.
+    expect(Number(await client.zscore(index, 'another-session-of-joe'))).toBeGreaterThan(Date.now() + 3_000_000);
+    expect(await client.zcard(index)).toBe(2);
+    await client.del(index);
+  });
+
   test('a short idle timeout is refreshed at least every half of it, within a longer interval', async () => {
     const sid = newTimedSessionId(Date.now(), 0);
     await session(sid, { _idle: 1 }, 1);
