@@ -89,6 +89,24 @@ export class RedisClusterStack {
     throw new Error(`no primary known for slot ${slot}`);
   }
 
+  /** Resolves once `key`, written on `primary`, is on its replica too (replication is asynchronous). */
+  async waitReplicated(primary: RedisServer, key: string): Promise<void> {
+    for (const node of this.nodes) {
+      if (node === primary || !node.pid) continue;
+      const probe = new Redis(node.port, '127.0.0.1');
+      try {
+        const info = await probe.info('replication');
+        if (!new RegExp(`master_port:${primary.port}\\b`).test(info)) continue;
+        await probe.call('READONLY');
+        await waitFor(`${key} on the replica`, async () => (await probe.exists(key)) === 1, 5000);
+        return;
+      } finally {
+        probe.disconnect();
+      }
+    }
+    throw new Error(`no replica of ${primary.port}`);
+  }
+
   private async allOk(): Promise<boolean> {
     for (const node of this.nodes) {
       if (!node.pid) continue;

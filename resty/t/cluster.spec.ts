@@ -197,6 +197,7 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     const slot = Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').groups));
     const primary = await cluster.primaryOf(slot);
     expect(await status(nginx, 'g1', sid)).toBe(200);
+    await cluster.waitReplicated(primary, sessionKeys(PREFIX, sid, 'cluster').groups);
     const killedAt = performance.now();
     await primary.stop();
     const seen: Record<string, number> = {};

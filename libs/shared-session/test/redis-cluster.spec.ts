@@ -67,6 +67,9 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
   it('failover: 503 while the primary of a session is down, the session again once its replica is promoted', async () => {
     const { cookie, sid } = await login('joe@example.com', ['one']);
     const primary = await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').data)));
+    // Replication is asynchronous: a session written just before its primary
+    // dies can be lost with it (its user logs in again). Here the replica has it.
+    await cluster.waitReplicated(primary, sessionKeys(PREFIX, sid, 'cluster').data);
     await primary.stop();
     const killedAt = performance.now();
     const seen: Record<number, number> = {};
