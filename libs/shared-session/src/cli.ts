@@ -7,9 +7,11 @@
  * but not every nginx acknowledged in time (`--wait`).
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import Redis from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { ENDED, LayoutMigration, MigrationCounts, MigrationResult, MigrationState, STATE_FORMAT } from './layout-migration';
 import { REDIS_CLIENT_DEFAULTS, whenReady } from './redis-client';
 import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
 import { userIdOf } from './session-control.keys';
@@ -43,18 +45,24 @@ function shown(url: string): string {
   }
 }
 
-async function connect(options: GlobalOptions): Promise<{ client: Redis; control: SessionControl; store: FlaskRedisSessionStore }> {
+/** The client of `--redis`, ready, or an error that says which Redis could not be reached. */
+async function openRedis(options: GlobalOptions): Promise<Redis> {
   if (!/^rediss?:\/\//.test(options.redis))
     throw new UsageError(`--redis must be a redis:// or rediss:// URL, not ${shown(options.redis)}`);
   if (!KEY_PREFIX_PATTERN.test(options.prefix)) throw new UsageError('--prefix must be 1 to 64 characters of A-Z a-z 0-9 _ . : { } -');
-  const ttlSeconds = Number(options.ttl);
-  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
   const client = new Redis(options.redis, { ...REDIS_CLIENT_DEFAULTS, retryStrategy: () => null });
   client.on('error', () => undefined); // reported below, once
   if (!(await whenReady(client, 3000))) {
     client.disconnect();
     throw new Error(`cannot reach Redis at ${shown(options.redis)}`);
   }
+  return client;
+}
+
+async function connect(options: GlobalOptions): Promise<{ client: Redis; control: SessionControl; store: FlaskRedisSessionStore }> {
+  const ttlSeconds = Number(options.ttl);
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
+  const client = await openRedis(options);
   const quiet = { error: () => undefined, warn: () => undefined, log: () => undefined };
   // The tool writes no session, so it never signs: a throwaway key, not the app's secret.
   const signer = new SessionCookieSigner({ secret: randomBytes(32).toString('base64url') });
@@ -145,6 +153,114 @@ function parseDate(text: string): Date {
   const date = text === 'now' ? new Date() : new Date(text);
   if (Number.isNaN(date.getTime())) throw new UsageError(`not a date: ${text} (use ISO 8601, e.g. 2026-11-29T21:00:00Z, or "now")`);
   return date;
+}
+
+/** `host:port,host:port`: Redis Cluster startup nodes. */
+function clusterNodes(text: string): { host: string; port: number }[] {
+  const nodes = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((node) => {
+      const colon = node.lastIndexOf(':');
+      const host = node.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+      const port = Number(node.slice(colon + 1));
+      if (colon <= 0 || !host || !Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new UsageError(`--to-cluster: not host:port: ${node}`);
+      }
+      return { host, port };
+    });
+  if (nodes.length === 0) throw new UsageError('--to-cluster needs at least one host:port');
+  return nodes;
+}
+
+/** The Redis Cluster to migrate to, ready, or an error that says so. */
+async function openCluster(nodes: { host: string; port: number }[]): Promise<Cluster> {
+  const cluster = new Cluster(nodes, {
+    lazyConnect: true,
+    clusterRetryStrategy: (attempt: number) => (attempt > 3 ? null : 300),
+    redisOptions: { connectTimeout: 2000, commandTimeout: 10_000, maxRetriesPerRequest: 2 },
+  });
+  cluster.on('error', () => undefined); // reported below, once
+  try {
+    await cluster.connect();
+  } catch {
+    cluster.disconnect();
+    throw new Error(`cannot reach the Redis Cluster at ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`);
+  }
+  return cluster;
+}
+
+interface MigrateFlags {
+  toCluster: string;
+  state: string;
+  finish?: boolean;
+  dryRun?: boolean;
+}
+
+/** The state file: none before the first run, the first run's after it (`--finish`), and for the same prefix. */
+function loadState(flags: MigrateFlags, prefix: string): MigrationState {
+  const exists = existsSync(flags.state);
+  if (!flags.finish) {
+    if (exists) throw new UsageError(`${flags.state} exists: a later run takes --finish (or give another --state for a new migration)`);
+    return { format: STATE_FORMAT, prefix, target: flags.toCluster, sessions: {} };
+  }
+  if (!exists) throw new UsageError(`--finish: no state file ${flags.state} (the first run, without --finish, makes it)`);
+  let state: MigrationState;
+  try {
+    state = JSON.parse(readFileSync(flags.state, 'utf8')) as MigrationState;
+  } catch (err) {
+    throw new UsageError(`${flags.state}: not a state file of migrate-layout (${(err as Error).message})`);
+  }
+  if (state?.format !== STATE_FORMAT || typeof state.sessions !== 'object') {
+    throw new UsageError(`${flags.state}: not a state file of migrate-layout`);
+  }
+  if (state.prefix !== prefix) throw new UsageError(`${flags.state} is the state of prefix ${state.prefix}, not ${prefix}`);
+  return state;
+}
+
+/** Written whole, then renamed: a crash leaves the old state or the new one, never half of one. */
+function saveState(file: string, state: MigrationState): void {
+  writeFileSync(`${file}.tmp`, JSON.stringify(state));
+  renameSync(`${file}.tmp`, file);
+}
+
+const COUNT_NAMES: [keyof MigrationCounts, string][] = [
+  ['copied', 'copied'],
+  ['unchanged', 'unchanged'],
+  ['updated', 'updated'],
+  ['deleted', 'deleted'],
+  ['extended', 'time to live extended'],
+  ['skippedExisting', 'skipped (another session on the target)'],
+  ['changedOnTarget', 'kept (written on the target since)'],
+  ['goneOnTarget', 'not re-created (ended on the target)'],
+  ['expired', 'expired meanwhile'],
+  ['endedByNotBefore', 'ended by the not-before mark'],
+];
+
+function printMigration(options: GlobalOptions, flags: MigrateFlags, result: MigrationResult, kept: number): void {
+  if (options.json) {
+    console.log(JSON.stringify({ dryRun: !!flags.dryRun, ...result, stateSessions: kept }));
+    return;
+  }
+  const verb = flags.dryRun ? 'would be ' : '';
+  console.log(`${flags.dryRun ? 'dry run: ' : ''}${COUNT_NAMES.map(([k, name]) => `${verb}${name} ${result.counts[k]}`).join(', ')}`);
+  if (result.notBefore > 0) {
+    console.log(
+      `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) has no cluster form: the sessions it ends were not copied, and the mark was not (PROTOCOL.md section 14)`,
+    );
+  }
+  if (result.generations > 0) {
+    console.log(
+      `note: ${result.generations} group cache generation(s) on the source have no cluster form: nginx on the cluster uses generation 0; clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
+    );
+  }
+  if (result.changedOnBothSides.length > 0) {
+    console.log(
+      `note: changed on the source and written on the target since the last run, left as the target holds them: ${result.changedOnBothSides.join(' ')}`,
+    );
+  }
+  if (!flags.dryRun) console.log(`state: ${flags.state} (${kept} session(s) copied)`);
 }
 
 export function buildProgram(): Command {
@@ -240,6 +356,36 @@ export function buildProgram(): Command {
       return printResult(options, `group ${group}: cache generation ${result.generation}`, { ...result });
     }),
   );
+  program
+    .command('migrate-layout')
+    .description(
+      'copy the sessions of --redis (v1 layout) to a Redis Cluster (cluster layout) without logging anyone out: run once, switch the apps and nginx, run again with --finish (PROTOCOL.md section 14)',
+    )
+    .addOption(
+      new Option('--to-cluster <nodes>', 'the Redis Cluster: host:port,host:port,...').env('REDIS_CLUSTER_NODES').makeOptionMandatory(),
+    )
+    .requiredOption('--state <file>', 'what was copied, kept between the runs (made by the first run)')
+    .option('--finish', 'a later run (after the switch; again at will): carries over what changed on the source since the run before')
+    .option('--dry-run', 'say what would be done; write nothing')
+    .action(async (flags: MigrateFlags) => {
+      const options = program.opts<GlobalOptions>();
+      if (/[{}]/.test(options.prefix))
+        throw new UsageError('--prefix must hold no { or } for the cluster layout (the session id is the hash tag)');
+      const nodes = clusterNodes(flags.toCluster);
+      const state = loadState(flags, options.prefix);
+      const source = await openRedis(options);
+      let target: Cluster | undefined;
+      try {
+        target = await openCluster(nodes);
+        const result = await new LayoutMigration(source, target, options.prefix, flags.dryRun).run(state);
+        if (!flags.dryRun) saveState(flags.state, state);
+        printMigration(options, flags, result, Object.values(state.sessions).filter((d) => d !== ENDED).length);
+        process.exitCode = 0;
+      } finally {
+        target?.disconnect();
+        source.disconnect();
+      }
+    });
   return program;
 }
 
