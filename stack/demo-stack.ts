@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { NginxServer } from './nginx-server';
 import { ServerProcess } from './server-process';
 import { freePort } from './ports';
+import type { RedisClusterStack } from './redis-cluster';
 import { RedisServer } from './redis-server';
-import { debianLuaPackagePath, debianPlatformLines, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
+import { debianLuaPackagePath, debianPlatformLines, redisLua, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
 
 export interface DemoStackOptions {
   /** Ports; a free one is picked for each that is not given. */
@@ -17,17 +18,29 @@ export interface DemoStackOptions {
   appOutput?: 'inherit' | 'ignore' | 'pipe';
   /** Start the app so that `appProcess.memoryAfterGc()` can measure it (the memory checks). */
   heapProbe?: boolean;
+  /**
+   * Run on this Redis Cluster (the caller's: left running at stop()) with the
+   * cluster layout (PROTOCOL.md section 14), instead of a redis-server of its own.
+   */
+  cluster?: RedisClusterStack;
 }
 
 /** Redis, the demo app and nginx on 127.0.0.1: what `npm run demo` runs and the end-to-end tests use. */
 export class DemoStack {
   private constructor(
-    readonly redis: RedisServer,
+    /** Its own redis-server; none on a Redis Cluster. */
+    private readonly ownRedis: RedisServer | undefined,
     readonly appProcess: ServerProcess,
     readonly appPort: number,
     readonly nginx: NginxServer,
     readonly env: NodeJS.ProcessEnv,
   ) {}
+
+  /** The stack's own redis-server (not on a Redis Cluster: `options.cluster`). */
+  get redis(): RedisServer {
+    if (!this.ownRedis) throw new Error('this demo stack runs on a Redis Cluster: it has no redis-server of its own');
+    return this.ownRedis;
+  }
 
   /** The app's child process. */
   get app(): ChildProcess {
@@ -51,13 +64,20 @@ export class DemoStack {
 
   static async start(options: DemoStackOptions = {}): Promise<DemoStack> {
     // `npm run demo` and the tests are development runs: the demo app accepts its published secret only then.
-    const env: NodeJS.ProcessEnv = { SESSION_SECRET: 'demo-secret-change-me', DEMO_DEV_MODE: '1', ...(options.env ?? process.env) };
+    const cluster = options.cluster;
+    const env: NodeJS.ProcessEnv = {
+      SESSION_SECRET: 'demo-secret-change-me',
+      DEMO_DEV_MODE: '1',
+      ...(options.env ?? process.env),
+      // The app and nginx read where Redis is from the same variables as in docker-compose.
+      ...(cluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(',') } : {}),
+    };
     const session = sessionValuesFromEnv(env);
     const appPort = options.appPort ?? (await freePort());
-    const redis = await RedisServer.start({ port: options.redisPort });
+    const redis = cluster ? undefined : await RedisServer.start({ port: options.redisPort });
     let app: ServerProcess | undefined;
     try {
-      const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), REDIS_URL: redis.url };
+      const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), ...(redis ? { REDIS_URL: redis.url } : {}) };
       const main = join(REPO_ROOT, 'apps/demo/dist/main.js');
       app = await ServerProcess.node(main, appEnv, { port: appPort, path: '/app' }, options.appOutput, { heapProbe: options.heapProbe });
 
@@ -74,24 +94,23 @@ export class DemoStack {
             LUA_PACKAGE_PATH: debianLuaPackagePath(),
             NGINX_LISTEN: `127.0.0.1:${ctx.port}`,
             APP_UPSTREAM: `127.0.0.1:${appPort}`,
-            REDIS_HOST: '127.0.0.1',
-            REDIS_PORT: String(redis.port),
-            REDIS_DB: '0',
+            RESOLVER: '',
+            REDIS: redisLua(redis ? { host: '127.0.0.1', port: redis.port } : { cluster: cluster!.startupNodes }),
             ...session,
           }),
       });
       return new DemoStack(redis, app, appPort, nginx, env);
     } catch (error) {
       await app?.stop();
-      await redis.dispose();
+      await redis?.dispose();
       throw error;
     }
   }
 
-  /** Stops nginx, the app and Redis, each by PID, and removes their folders. */
+  /** Stops nginx, the app and its own Redis, each by PID, and removes their folders. */
   async stop(): Promise<void> {
     await this.nginx.dispose();
     await this.appProcess.stop();
-    await this.redis.dispose();
+    await this.ownRedis?.dispose();
   }
 }

@@ -7,6 +7,10 @@ import { waitFor } from './wait';
 
 const run = promisify(execFile);
 
+async function createWithRedisCli(addresses: string[]): Promise<void> {
+  await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '1', '--cluster-yes']);
+}
+
 /**
  * A Redis Cluster on 127.0.0.1: `primaries` primaries with one replica each
  * (6 redis-server processes by default), built by `redis-cli --cluster
@@ -17,7 +21,11 @@ const run = promisify(execFile);
 export class RedisClusterStack {
   private constructor(readonly nodes: RedisServer[]) {}
 
-  static async start(primaries = 3): Promise<RedisClusterStack> {
+  /**
+   * `create` makes the cluster of the nodes' `host:port` addresses (default:
+   * `redis-cli --cluster create … --cluster-replicas 1 --cluster-yes`).
+   */
+  static async start(primaries = 3, create: (addresses: string[]) => Promise<void> = createWithRedisCli): Promise<RedisClusterStack> {
     const nodes: RedisServer[] = [];
     try {
       for (let i = 0; i < primaries * 2; i++) {
@@ -40,14 +48,7 @@ export class RedisClusterStack {
         );
       }
       const stack = new RedisClusterStack(nodes);
-      await run('redis-cli', [
-        '--cluster',
-        'create',
-        ...nodes.map((n) => `127.0.0.1:${n.port}`),
-        '--cluster-replicas',
-        '1',
-        '--cluster-yes',
-      ]);
+      await create(nodes.map((n) => `127.0.0.1:${n.port}`));
       await waitFor('the cluster to be ok on every node', () => stack.allOk(), 20_000);
       // A replica can take over only once it has synced with its primary.
       await waitFor('every replica to sync', () => stack.replicasSynced(), 20_000);
