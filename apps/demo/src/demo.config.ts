@@ -58,6 +58,21 @@ function whole(name: string, value: string | undefined, fallback: number): numbe
   return n;
 }
 
+/**
+ * Where sessions live: REDIS_URL (one Redis), or REDIS_CLUSTER_NODES
+ * (`host:port,host:port`: a Redis Cluster), and in which layout
+ * (SESSION_KEY_LAYOUT: `v1`, or `cluster`, the default on a cluster:
+ * PROTOCOL.md section 14).
+ */
+function redisSettings(env: NodeJS.ProcessEnv): Pick<SharedSessionModuleOptions, 'redis' | 'keyLayout'> {
+  const nodes = list(env.REDIS_CLUSTER_NODES);
+  if (nodes.length > 0 && env.REDIS_URL) throw new Error('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both');
+  const layout = env.SESSION_KEY_LAYOUT || (nodes.length > 0 ? 'cluster' : 'v1');
+  if (layout !== 'v1' && layout !== 'cluster') throw new Error(`SESSION_KEY_LAYOUT must be v1 or cluster, not "${layout}"`);
+  // The library checks the rest (a cluster with the v1 layout, a prefix with braces), naming its option.
+  return { redis: nodes.length > 0 ? { cluster: nodes } : env.REDIS_URL || undefined, keyLayout: layout };
+}
+
 export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
   // Short timeouts for trying them out (e.g. idle 2, absolute 5); the library checks them at start-up.
   const idle = seconds('SESSION_IDLE_TIMEOUT_SECONDS', env.SESSION_IDLE_TIMEOUT_SECONDS);
@@ -83,7 +98,7 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       salt: env.SESSION_SALT || undefined,
       keyPrefix: env.SESSION_KEY_PREFIX || undefined,
       cookieName: env.SESSION_COOKIE_NAME || undefined,
-      redis: env.REDIS_URL || undefined,
+      ...redisSettings(env),
       idleTimeoutSeconds: idle,
       absoluteTimeoutSeconds: absolute,
       // The app refreshes a session at most once a minute, and at least once per half its idle timeout.
