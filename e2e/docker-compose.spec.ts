@@ -14,9 +14,15 @@ describe('docker-compose.yml', () => {
     env: { ...process.env, SESSION_SECRET: 'compose-test' },
   });
 
-  it('is valid for docker-compose', () => {
+  it('is valid for docker-compose, with the cluster profile too', () => {
     expect(config.stderr).not.toMatch(/ERROR/);
     expect(config.status).toBe(0);
+    const cluster = spawnSync('docker-compose', ['-f', file, '--profile', 'cluster', 'config'], {
+      encoding: 'utf8',
+      env: { ...process.env, SESSION_SECRET: 'compose-test' },
+    });
+    expect([cluster.status, cluster.stderr]).toEqual([0, '']);
+    expect(cluster.stdout).toContain('SESSION_KEY_LAYOUT: cluster');
   });
 
   it('runs the official OpenResty image with the rock, Redis 7 and the demo built from its Dockerfile', () => {
@@ -28,7 +34,8 @@ describe('docker-compose.yml', () => {
 
   it('renders nginx.conf from the same template the local stack uses', () => {
     expect(config.stdout).toContain(`${resolve(REPO_ROOT, 'resty/conf/nginx.conf.template')}:/app/resty/conf/nginx.conf.template:ro`);
-    expect(readFileSync(resolve(REPO_ROOT, 'stack/render-nginx-conf.ts'), 'utf8')).toContain('renderNginxConf(');
+    expect(readFileSync(resolve(REPO_ROOT, 'stack/render-nginx-conf.ts'), 'utf8')).toContain('dockerNginxConf(');
+    expect(readFileSync(resolve(REPO_ROOT, 'stack/nginx-conf.ts'), 'utf8')).toMatch(/function dockerNginxConf[^]*renderNginxConf\(/);
     expect(readFileSync(resolve(REPO_ROOT, 'stack/demo-stack.ts'), 'utf8')).toContain('renderNginxConf(');
   });
 
@@ -58,5 +65,15 @@ describe('docker-compose.yml', () => {
     expect(rendered.stdout).toMatch(/host = "redis", port = 6379/);
     expect(rendered.stdout).not.toMatch(/load_module/);
     expect(rendered.stdout).not.toMatch(/demo-secret|compose-test/);
+    const clustered = spawnSync(process.execPath, [resolve(REPO_ROOT, 'stack/dist/stack/render-nginx-conf.js')], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, REDIS_CLUSTER_NODES: 'redis-node-1:6379,redis-node-2:6379', NGINX_RESOLVER: '127.0.0.11' },
+    });
+    expect([clustered.status, clustered.stderr]).toEqual([0, '']);
+    expect(clustered.stdout).toContain('key_layout = "cluster"');
+    expect(clustered.stdout).toContain(
+      'cluster = { nodes = { { host = "redis-node-1", port = 6379 }, { host = "redis-node-2", port = 6379 } } }',
+    );
+    expect(clustered.stdout).toContain('resolver 127.0.0.11 ipv6=off valid=10s;');
   });
 });

@@ -1,0 +1,91 @@
+import type { Cluster } from 'ioredis';
+import { PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyCount } from '../protocol/testkit';
+import { login } from '../stack/demo-login';
+import { DemoStack } from '../stack/demo-stack';
+import { composeEnvironment, composeServices, runComposeClusterInit } from '../stack/docker-compose';
+import { request } from '../stack/http-client';
+import { RedisClusterStack } from '../stack/redis-cluster';
+
+/**
+ * docker-compose.yml's `cluster` profile without Docker: a Redis Cluster of
+ * 3 primaries and 3 replicas made by the profile's own one-shot script
+ * (`redis-cluster-init`), the demo app with the environment of the profile's
+ * `demo-cluster` service, and nginx with the nginx.conf the renderer makes
+ * for a cluster (`key_layout = "cluster"`, `redis.cluster.nodes`): logins,
+ * group resources allowed and refused at nginx, logout, and the admin page,
+ * which says that it has no cluster form.
+ */
+const SECRET = 'Qm9xLCBub3QgYSByZWFsIHNlY3JldCwgYnV0IGxvbmc=';
+const PREFIX = PROTOCOL_DEFAULTS.keyPrefix;
+
+describe('the demo on Redis Cluster (docker-compose profile "cluster", without Docker)', () => {
+  let cluster: RedisClusterStack;
+  let client: Cluster;
+  let stack: DemoStack;
+  let created = '';
+
+  const get = (path: string, cookie?: string) =>
+    request(stack.nginx.port, path, { headers: cookie === undefined ? {} : { Cookie: `session=${cookie}` } });
+  const post = (path: string, cookie: string) =>
+    request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}` } });
+  async function mustLogin(email: string, password: string): Promise<string> {
+    const res = await login(stack.nginx.port, email, password);
+    expect(res.status).toBe(303);
+    return res.cookie!;
+  }
+
+  beforeAll(async () => {
+    cluster = await RedisClusterStack.start(3, async (addresses) => {
+      created = await runComposeClusterInit(addresses);
+    });
+    client = cluster.client();
+    const demoEnv = composeEnvironment(composeServices({ SESSION_SECRET: SECRET })['demo-cluster']);
+    stack = await DemoStack.start({ cluster, env: { ...process.env, ...demoEnv } });
+  }, 90_000);
+  afterAll(async () => {
+    await stack?.stop();
+    client?.disconnect();
+    await cluster?.dispose();
+  });
+
+  it('the profile’s script made the cluster, and running it again changes nothing', async () => {
+    expect(created).toMatch(/\[OK\] All 16384 slots covered/);
+    expect(await runComposeClusterInit(cluster.startupNodes.map((n) => `${n.host}:${n.port}`))).toBe('the cluster is already there\n');
+  });
+
+  it('logs in through nginx, allows a group resource to a member and refuses a non-member, and logs out', async () => {
+    const joe = await mustLogin('joe@example.com', 'itsjoe'); // groups one, three
+    const sam = await mustLogin('sam@example.com', 'itssam'); // group two
+    const sid = sessionIdOf(joe, SECRET, PROTOCOL_DEFAULTS.salt)!;
+    // The session is in the cluster layout (PROTOCOL.md section 14), on the cluster.
+    expect((await readSession(client, PREFIX, sid, 'cluster')).groups).toEqual(['one', 'three']);
+    expect(await client.exists(`${PREFIX}:data:${sid}`)).toBe(0);
+
+    expect((await get('/app', joe)).body).toContain("Logged in as 'joe@example.com'");
+    const first = await get('/app/group/one/cacheable/summary', joe);
+    expect(first.status).toBe(200);
+    expect((await get('/app/group/one/cacheable/summary', joe)).headers['x-cache-status']).toEqual(['HIT']);
+    expect((await get('/app/api/v1/group/three/uncacheable/live', joe)).status).toBe(200);
+    expect((await get('/app/group/one/cacheable/summary', sam)).status).toBe(403);
+    expect((await get('/app/group/two/cacheable/summary', sam)).status).toBe(200);
+    expect((await get('/app/group/one/cacheable/summary')).status).toBe(401);
+
+    expect((await post('/app/logout', joe)).status).toBe(303);
+    expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(0);
+    expect((await get('/app/group/one/cacheable/summary', joe)).status).toBe(403);
+    expect((await get('/app', joe)).body).toContain('You are not logged in!');
+  });
+
+  it('the admin page says it is not available on the cluster layout, instead of failing', async () => {
+    const admin = await mustLogin('admin@example.com', 'itsadmin');
+    const page = await get('/app/admin', admin);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('This page is not available on Redis Cluster');
+    const notBefore = await post('/app/admin/not-before', admin);
+    expect(notBefore.status).toBe(501);
+    expect(notBefore.body).toContain('PROTOCOL.md section 13 has no cluster form yet');
+    // The administrator is still logged in: nothing was revoked.
+    expect((await get('/app', admin)).body).toContain("Logged in as 'admin@example.com'");
+    expect(stack.appLog).not.toMatch(/ERROR/);
+  });
+});
