@@ -260,6 +260,11 @@ function printMigration(options: GlobalOptions, flags: MigrateFlags, result: Mig
       `note: changed on the source and written on the target since the last run, left as the target holds them: ${result.changedOnBothSides.join(' ')}`,
     );
   }
+  if (result.endedOnSourceOnly.length > 0) {
+    console.log(
+      `note: ended on the source since the last run (a logout, a revocation or an expiry) but written on the target since, kept there: ${result.endedOnSourceOnly.join(' ')}`,
+    );
+  }
   if (!flags.dryRun) console.log(`state: ${flags.state} (${kept} session(s) copied)`);
 }
 

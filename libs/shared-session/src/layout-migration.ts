@@ -60,8 +60,10 @@ export interface MigrationCounts {
 
 export interface MigrationResult {
   counts: MigrationCounts;
-  /** Sessions changed (or ended) on the source since the last run and written on the target since: left as the target holds them. */
+  /** Sessions changed on the source since the last run and written on the target since: left as the target holds them. */
   changedOnBothSides: string[];
+  /** Sessions ended on the source since the last run (logout, revocation, expiry) and written on the target since: kept there. */
+  endedOnSourceOnly: string[];
   /** The source's not-before mark (Unix ms, 0: none). */
   notBefore: number;
   /** How many group cache generations (section 13.3) the source holds: not carried over. */
@@ -211,7 +213,7 @@ export class LayoutMigration {
 
   /** Brings the target in line with the source, as far as PROTOCOL.md section 14 allows; `state` follows (not in a dry run). */
   async run(state: MigrationState): Promise<MigrationResult> {
-    const result: MigrationResult = { counts: emptyCounts(), changedOnBothSides: [], ...(await this.section13()) };
+    const result: MigrationResult = { counts: emptyCounts(), changedOnBothSides: [], endedOnSourceOnly: [], ...(await this.section13()) };
     const seen = new Set<string>();
     await this.eachSourceBatch(async (sids) => {
       const read = await Promise.all(sids.map((sid) => this.read(sid)));
@@ -257,8 +259,9 @@ export class LayoutMigration {
       if (outcome === 'deleted') counts.deleted += 1;
       else if (outcome === 'gone') counts.goneOnTarget += 1;
       else {
+        // The target is the truth after the switch; the operator is told, to end them by hand if they must.
         counts.changedOnTarget += 1;
-        result.changedOnBothSides.push(sid);
+        result.endedOnSourceOnly.push(sid);
       }
       if (outcome !== 'changed') this.end(state, sid);
       return;

@@ -6,6 +6,7 @@ import type { INestApplication } from '@nestjs/common';
 import Redis, { Cluster } from 'ioredis';
 import request from 'supertest';
 import {
+  groupGenerationKey,
   invalidationChannel,
   newTimedSessionId,
   notBeforeKey,
@@ -120,6 +121,7 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
     const usedLate = await login(['one']);
     const bothSides = await login(['one']);
     const targetOnly = await login(['one']);
+    const endedThenWritten = await login(['one']);
     // A v1 writer's session (an untimed id, Flask's way), with a ttl of its own.
     const flask = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
     await writeSession(
@@ -138,17 +140,17 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
       { username: 'other@example.com', groups: ['nine'] },
       { signature: 'y'.repeat(27), layout: 'cluster' },
     );
-    const all = [kept, changed, loggedOut, usedLate, bothSides, targetOnly, flask];
+    const all = [kept, changed, loggedOut, usedLate, bothSides, targetOnly, endedThenWritten, flask];
 
     // A dry run says what it would do and writes nothing.
     const dry = await migrate('--dry-run');
-    expect(dry.counts).toMatchObject({ copied: 7, skippedExisting: 1 });
+    expect(dry.counts).toMatchObject({ copied: 8, skippedExisting: 1 });
     expect(await sessionKeyCount(target, PREFIX, kept, 'cluster')).toBe(0);
     expect(existsSync(join(dir, 'state.json'))).toBe(false);
 
     // Run 1: every session copied, with its remaining time to live.
     const first = await migrate();
-    expect(first.counts).toEqual({ ...zero, copied: 7, skippedExisting: 1 });
+    expect(first.counts).toEqual({ ...zero, copied: 8, skippedExisting: 1 });
     for (const sid of all) {
       const [was, now] = [await readSession(admin, PREFIX, sid), await readSession(target, PREFIX, sid, 'cluster')];
       expect({ ...now, ttl: undefined }).toEqual({ ...was, ttl: undefined });
@@ -188,6 +190,13 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
       .set('Cookie', cookie(targetOnly))
       .send({ groups: ['five'] })
       .expect(204);
+    // Written on the cluster, then ended on the source: the target is the truth after the switch, and the run names it.
+    await http()
+      .post('/groups')
+      .set('Cookie', cookie(endedThenWritten))
+      .send({ groups: ['six'] })
+      .expect(204);
+    await store.end(endedThenWritten);
 
     // Run 2 (--finish), with a subscriber on the cluster's revocation channel, as nginx is.
     const sub = cluster.client();
@@ -203,10 +212,11 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
         deleted: 1, // loggedOut
         extended: 1, // usedLate
         unchanged: 2, // kept, flask
-        changedOnTarget: 2, // bothSides, targetOnly
+        changedOnTarget: 3, // bothSides, targetOnly, endedThenWritten
         skippedExisting: 1, // clash
       });
       expect(second.changedOnBothSides).toEqual([bothSides]);
+      expect(second.endedOnSourceOnly).toEqual([endedThenWritten]);
       await waitFor('the notices of the logout and of the change', async () => heard.includes(loggedOut) && heard.includes(changed));
     } finally {
       sub.disconnect();
@@ -235,18 +245,21 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
     expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).sessions[kept]).toBe('-');
   }, 60_000);
 
-  it('with a not-before mark on the source, copies only the sessions it lets live, and says the mark is not carried over', async () => {
+  it('with a not-before mark on the source, copies only the sessions it lets live, and says the mark and the group generations are not carried over', async () => {
     await admin.flushall();
     const before = await login(['one']);
     const flask = '4f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
     await writeSession(admin, PREFIX, flask, { username: 'sam@example.com', groups: ['two'] }, { signature: signer.signature(flask) });
     await admin.set(notBeforeKey(PREFIX), String(Date.now()));
+    await admin.set(groupGenerationKey(PREFIX, 'one'), '3');
     await new Promise((r) => setTimeout(r, 5));
     const after = await login(['one']);
     const out = await cli(['migrate-layout', '--state', join(dir, 'marked.json')], env);
     expect(out.status).toBe(0);
     expect(out.stdout).toMatch(/^copied 1, unchanged 0, .*, ended by the not-before mark 2\n/);
     expect(out.stdout).toContain("note: the source's not-before mark");
+    expect(out.stdout).toContain('note: 1 group cache generation(s) on the source have no cluster form');
+    expect(out.stdout).toContain(`state: ${join(dir, 'marked.json')} (1 session(s) copied)\n`);
     expect(await sessionKeyCount(target, PREFIX, after, 'cluster')).toBe(3);
     for (const sid of [before, flask]) expect(await sessionKeyCount(target, PREFIX, sid, 'cluster')).toBe(0);
   });
