@@ -77,7 +77,12 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
 
   /** What the JSON summary counted. */
   async function migrate(...args: string[]): Promise<Record<string, unknown> & { counts: Record<string, number> }> {
-    const out = await cli(['--json', 'migrate-layout', '--state', join(dir, 'state.json'), ...args], env);
+    return migrateWith('state.json', ...args);
+  }
+
+  /** A run with the state file `stateFile` (in the test's folder). */
+  async function migrateWith(stateFile: string, ...args: string[]): Promise<Record<string, unknown> & { counts: Record<string, number> }> {
+    const out = await cli(['--json', 'migrate-layout', '--state', join(dir, stateFile), ...args], env);
     expect([out.status, out.stderr]).toEqual([0, '']);
     return JSON.parse(out.stdout);
   }
@@ -204,7 +209,14 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
     sub.on('message', (_c: string, m: string) => heard.push(m));
     await sub.subscribe(invalidationChannel(PREFIX));
     try {
+      // A dry run of it first: the same decisions, nothing written, no notice.
+      const stateBefore = readFileSync(join(dir, 'state.json'), 'utf8');
+      const rehearsal = await migrate('--finish', '--dry-run');
+      expect(await sessionKeyCount(target, PREFIX, loggedOut, 'cluster')).toBe(3);
+      expect(await sessionKeyCount(target, PREFIX, lateLogin, 'cluster')).toBe(0);
+      expect(readFileSync(join(dir, 'state.json'), 'utf8')).toBe(stateBefore);
       const second = await migrate('--finish');
+      expect(second.counts).toEqual(rehearsal.counts);
       expect(second.counts).toEqual({
         ...zero,
         copied: 1, // lateLogin
@@ -263,6 +275,29 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
     expect(await sessionKeyCount(target, PREFIX, after, 'cluster')).toBe(3);
     for (const sid of [before, flask]) expect(await sessionKeyCount(target, PREFIX, sid, 'cluster')).toBe(0);
   });
+
+  it('copies a few thousand sessions in batches, each once', async () => {
+    await admin.flushall();
+    const sids = Array.from({ length: 3000 }, () => newTimedSessionId(Date.now()));
+    for (let i = 0; i < sids.length; i += 500) {
+      await Promise.all(
+        sids
+          .slice(i, i + 500)
+          .map((sid) => writeSession(admin, PREFIX, sid, { username: USER, groups: ['one', 'two'] }, { signature: signer.signature(sid) })),
+      );
+    }
+    const started = performance.now();
+    const out = await migrateWith('many.json');
+    const ms = performance.now() - started;
+    expect(out.counts).toEqual({ ...zero, copied: 3000 });
+    expect(out.stateSessions).toBe(3000);
+    console.log(`migrate-layout: 3000 sessions copied in ${Math.round(ms)} ms (the CLI's start included)`);
+    for (const sid of [sids[0], sids[1499], sids[2999]]) {
+      expect((await readSession(target, PREFIX, sid, 'cluster')).groups).toEqual(['one', 'two']);
+    }
+    const again = await migrateWith('many.json', '--finish');
+    expect(again.counts).toEqual({ ...zero, unchanged: 3000 });
+  }, 60_000);
 
   it('says what is wrong: exit 2 for bad usage, 1 when the cluster cannot be reached', async () => {
     const state = join(dir, 'usage.json');
