@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The operator's tool (`npx nest-resty-shared-session <command>`): control
- * from outside the request (PROTOCOL.md section 13) without the app. Redis
+ * from outside the request (PROTOCOL.md section 13) without the app, and the
+ * move from one Redis to a Redis Cluster (section 14, `migrate-layout`). Redis
  * and the key prefix come from flags or the environment. Exit codes: 0 done,
  * 1 failed (Redis unreachable or erroring), 2 bad usage or argument, 3 done
  * but not every nginx acknowledged in time (`--wait`).
@@ -270,7 +271,9 @@ function printMigration(options: GlobalOptions, flags: MigrateFlags, result: Mig
 
 export function buildProgram(): Command {
   const program = new Command('nest-resty-shared-session')
-    .description('Operate on shared sessions in Redis (PROTOCOL.md section 13): list, revoke, purge a group cache at nginx')
+    .description(
+      'Operate on shared sessions in Redis (PROTOCOL.md section 13): list, revoke, purge a group cache at nginx; move them to a Redis Cluster (section 14)',
+    )
     .addOption(new Option('--redis <url>', 'Redis URL').env('REDIS_URL').default(DEFAULT_REDIS_URL))
     .addOption(new Option('--prefix <prefix>', 'Redis key prefix').env('SESSION_KEY_PREFIX').default(DEFAULT_KEY_PREFIX))
     .addOption(
