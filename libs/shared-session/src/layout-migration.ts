@@ -6,17 +6,18 @@ import { sessionIdExpired } from './session-id';
 /**
  * PROTOCOL.md section 14, "Migrating": sessions copied from the v1 layout on
  * one Redis to the cluster layout on a Redis Cluster, without logging anyone
- * out, in two passes around the moment the apps and nginx are switched.
+ * out, in runs around the moment the apps and nginx are switched.
  *
- * Pass 1 (`copy`) copies every session that the target does not hold and
- * remembers, per session, a digest of what it copied and when that copy
- * expires. Pass 2 (`finish`, after the switch; it may be run again, and once
- * before the switch to shorten the window) carries over what the source saw
- * since: new sessions are copied, changed ones overwritten, deleted ones
- * deleted (with a notice, section 7), each only while the target still holds
- * exactly what the migration copied. A session the apps changed on the
- * target since the switch is never overwritten; a logout on the source is
- * never undone by a copy.
+ * Every run is the same reconciliation. The first (empty state) copies every
+ * session that the target does not hold and remembers, per session, a digest
+ * of what it copied. The later ones (`--finish`: after the switch, once just
+ * before it to shorten the window, and again at will) carry over what the
+ * source saw since: new sessions are copied, changed ones overwritten, used
+ * ones get the source's longer time to live, ended ones are deleted (with a
+ * notice, section 7), each only while the target still holds exactly what
+ * the migration copied. A session the apps wrote on the target since the
+ * switch is never overwritten; a session that ended on the target is never
+ * copied again, so a logout is never undone by a copy.
  */
 
 /** What the migration remembers between its runs: per session, the digest of what it copied to the target. */
