@@ -263,7 +263,7 @@ function printMigration(options: GlobalOptions, flags: MigrateFlags, result: Mig
   }
   if (result.endedOnSourceOnly.length > 0) {
     console.log(
-      `note: ended on the source since the last run (a logout, a revocation or an expiry) but written on the target since, kept there: ${result.endedOnSourceOnly.join(' ')}`,
+      `note: ended on the source since the last run (a logout, a revocation or an expiry) and written on the target since, deleted there all the same (a logout is never undone): ${result.endedOnSourceOnly.join(' ')}`,
     );
   }
   if (!flags.dryRun) console.log(`state: ${flags.state} (${kept} session(s) copied)`);

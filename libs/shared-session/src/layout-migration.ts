@@ -43,7 +43,7 @@ export interface MigrationCounts {
   unchanged: number;
   /** Changed on the source since the last run, overwritten on the target (which still held the copy); notice published. */
   updated: number;
-  /** Gone from the source since the last run (logout, revocation, expiry), deleted on the target (which still held the copy); notice published. */
+  /** Gone from the source since the last run (logout, revocation, expiry), deleted on the target (even if written there since); notice published. */
   deleted: number;
   /** Used on the source since the last run: the copy's time to live raised to the source's. */
   extended: number;
@@ -63,7 +63,7 @@ export interface MigrationResult {
   counts: MigrationCounts;
   /** Sessions changed on the source since the last run and written on the target since: left as the target holds them. */
   changedOnBothSides: string[];
-  /** Sessions ended on the source since the last run (logout, revocation, expiry) and written on the target since: kept there. */
+  /** Sessions ended on the source since the last run (logout, revocation, expiry) and written on the target since: deleted there all the same. */
   endedOnSourceOnly: string[];
   /** The source's not-before mark (Unix ms, 0: none). */
   notBefore: number;
@@ -134,13 +134,16 @@ if mode == 'create' then
 end
 if not exists then return {'gone'} end
 local held = digest()
+if mode == 'delete' then
+  -- Ended on the source since it was copied: the copy ends too, even when a switched app wrote it since
+  -- (a logout is never undone; an end cannot be told from an expiry, and this is the safe side).
+  if not dry then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]); redis.call('PUBLISH', channel, sid) end
+  return {'deleted', held}
+end
 if held ~= expected then return {'changed', held} end
 if mode == 'replace' then
   if not dry then write(); redis.call('PUBLISH', channel, sid) end
   return {'updated'}
-elseif mode == 'delete' then
-  if not dry then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]); redis.call('PUBLISH', channel, sid) end
-  return {'deleted'}
 end
 -- extend: raise each key's time to live to the source's, never lower it, never re-create a key
 -- (a second's difference is the copy's own delay, not a use)
@@ -255,16 +258,14 @@ export class LayoutMigration {
       return;
     }
     if (!live) {
-      // Ended on the source since it was copied: the copy ends too, with a notice, unless the target has changed it since.
-      const [outcome] = await this.apply('delete', sid, copied, null);
-      if (outcome === 'deleted') counts.deleted += 1;
-      else if (outcome === 'gone') counts.goneOnTarget += 1;
-      else {
-        // The target is the truth after the switch; the operator is told, to end them by hand if they must.
-        counts.changedOnTarget += 1;
-        result.endedOnSourceOnly.push(sid);
-      }
-      if (outcome !== 'changed') this.end(state, sid);
+      // Ended on the source since it was copied: the copy ends too, with a notice, even if a switched app wrote it
+      // since (a logout is never undone); those are named, as the one case where the target's writes lose.
+      const [outcome, held] = await this.apply('delete', sid, copied, null);
+      if (outcome === 'deleted') {
+        counts.deleted += 1;
+        if (held !== copied) result.endedOnSourceOnly.push(sid);
+      } else counts.goneOnTarget += 1;
+      this.end(state, sid);
       return;
     }
     const digest = sessionDigest(session.data, session.signature, session.groups);
