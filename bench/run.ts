@@ -23,7 +23,9 @@ import { RedisServer } from '../stack/redis-server';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const ROUNDS = QUICK ? 1 : 5;
+/** `-- --only=a20k,b20k`: those scenarios alone, printed, nothing written (for working on one ratio). */
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const ROUNDS = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? (QUICK ? 1 : 5));
 const SECONDS = QUICK ? 2 : 5;
 const TRIALS = QUICK ? 200 : 1000;
 const SECRET = 'bench-secret';
@@ -327,6 +329,17 @@ async function main(): Promise<void> {
       },
     ];
     const measure = (s: Scenario, seconds: number) => wrk(s.port(), s.path, s.cookie(), seconds, s.cookies?.());
+    if (ONLY) {
+      const chosen = scenarios.filter((s) => ONLY.includes(s.id));
+      for (const s of chosen) await measure(s, 1);
+      for (let round = 1; round <= ROUNDS; round++) {
+        const rates = [];
+        for (const s of chosen) rates.push(`(${s.id}) ${Math.round((await measure(s, SECONDS)).rps)}`);
+        console.log(`round ${round}/${ROUNDS}: ${rates.join(', ')}`);
+      }
+      rmSync(scriptDir, { recursive: true, force: true });
+      return;
+    }
     // Warm up: fill the cache, the pools and the JIT.
     for (const s of scenarios) await measure(s, 1);
 
