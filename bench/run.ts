@@ -128,6 +128,31 @@ async function manySessions(client: Redis, n: number): Promise<string[]> {
   return cookies;
 }
 
+/**
+ * Each cookie once through nginx (`CONNECTIONS` keep-alive connections): every check a decision-cache miss,
+ * an HMAC and a Redis round trip. Returns the rate, in requests per second.
+ */
+async function everySessionOnce(port: number, path: string, cookies: string[]): Promise<number> {
+  const CONNECTIONS = 16;
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async () => {
+      const conn = new HttpConnection(port);
+      try {
+        while (next < cookies.length) {
+          const cookie = cookies[next++];
+          const res = await conn.request(requestBytes(path, { headers: { Cookie: cookie } }));
+          if (res.status !== 200) throw new Error(`first check of a session: ${res.status}`);
+        }
+      } finally {
+        conn.close();
+      }
+    }),
+  );
+  return cookies.length / ((performance.now() - started) / 1000);
+}
+
 /** Bytes Redis takes for one session of each kind (MEMORY USAGE of every key it has). */
 async function memoryPerSession(client: Redis, ourCookie: string, plainCookie: string): Promise<{ ours: number; plain: number }> {
   const usage = async (keys: string[]) => {
@@ -168,10 +193,11 @@ function benchConf(appPort: number, redisPort: number) {
       proxy_pass http://app${RESOURCE};`;
   return (ctx: { preamble: string; httpPreamble: string; port: number; runDir: string }) => `${ctx.preamble}
 env SESSION_SECRET;
+env BENCH_JIT_LOG;
 events { worker_connections 1024; }
 http {
   ${ctx.httpPreamble}
-  lua_shared_dict shared_session 10m;
+  lua_shared_dict shared_session 32m;
   init_by_lua_block {
     require("resty.shared_session").configure{
       secret = os.getenv("SESSION_SECRET"),
@@ -179,7 +205,21 @@ http {
       decision_cache = ${DECISION_CACHE},
     }
   }
-  init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
+  init_worker_by_lua_block {
+    require("resty.shared_session").start_subscriber()
+    if os.getenv("BENCH_JIT_LOG") then
+      local vmdef, util = require "jit.vmdef", require "jit.util"
+      local seen = {}
+      jit.attach(function(what, tr, func, pc, otr, oex)
+        if what ~= "abort" then return end
+        local info = util.funcinfo(func, pc)
+        local why = vmdef.traceerr[otr]
+        if type(why) == "string" and oex then why = why:gsub("%%d", tostring(oex)):gsub("%%s", tostring(oex)) end
+        local line = tostring(info.loc) .. " " .. tostring(why)
+        if not seen[line] then seen[line] = true; ngx.log(ngx.WARN, "TRACE ABORT ", line) end
+      end, "trace")
+    end
+  }
   proxy_cache_path ${join(ctx.runDir, 'cache')} levels=1:2 keys_zone=bench:10m max_size=64m inactive=60m use_temp_path=off;
   upstream app { server 127.0.0.1:${appPort}; keepalive 64; }
   server {
@@ -213,6 +253,16 @@ http {
       proxy_set_header Connection "";
     }
     location = /e { proxy_pass http://app${RESOURCE}; }
+    location = /_dict {
+      content_by_lua_block {
+        local d = ngx.shared.shared_session
+        local keys, kinds = d:get_keys(0), {}
+        for _, k in ipairs(keys) do local c = k:sub(1, 1); kinds[c] = (kinds[c] or 0) + 1 end
+        local out = {}
+        for c, n in pairs(kinds) do out[#out + 1] = c .. "=" .. n end
+        ngx.say("capacity ", d:capacity(), " free ", d:free_space(), " keys ", #keys, " ", table.concat(out, " "))
+      }
+    }
     location = /logout-probe {
       access_by_lua_block { require("resty.shared_session").access("${GROUP}") }
       ${cache}
@@ -281,13 +331,14 @@ async function main(): Promise<void> {
       { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url },
       { port: plainPort, path: '/app/healthz' },
     );
-    const proxy = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
+    const proxy = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET, ...(process.env.BENCH_JIT_LOG ? { BENCH_JIT_LOG: "1" } : {}) } });
     nginx = proxy;
     const cookie = await login(appPort);
     const plainCookie = await plainLogin(plainPort);
     const scriptDir = mkdtempSync(join(tmpdir(), 'rss-bench-'));
     const setup = new Redis(redis.url);
-    const many = randomCookieScript(scriptDir, 'many', await manySessions(setup, MANY_SESSIONS));
+    const manyCookies = await manySessions(setup, MANY_SESSIONS);
+    const many = randomCookieScript(scriptDir, 'many', manyCookies);
     const memory = await memoryPerSession(setup, cookie, plainCookie);
     setup.disconnect();
     const OPEN = RESOURCE.replace('/app/', '/open/');
@@ -330,6 +381,10 @@ async function main(): Promise<void> {
       },
     ];
     const measure = (s: Scenario, seconds: number) => wrk(s.port(), s.path, s.cookie(), seconds, s.cookies?.());
+    // Warm up: each of the many sessions asks once, as on a site that has been up a while (their first checks,
+    // which miss, are measured on their own); then every scenario fills the cache, the pools and the JIT.
+    const cold = await everySessionOnce(proxy.port, RESOURCE, manyCookies);
+    console.log(`first check of each of ${MANY_SESSIONS} sessions: ${Math.round(cold)} req/s`);
     if (ONLY) {
       // Also the nginx worker's CPU time per request, which other load on the machine disturbs less than the rate.
       const workers = spawnSync('pgrep', ['-f', 'nginx: worker process', '-P', String(proxy.pid)], { encoding: 'utf8' })
@@ -340,6 +395,7 @@ async function main(): Promise<void> {
           const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
           return sum + Number(fields[11]) + Number(fields[12]); // utime, stime
         }, 0);
+      console.log(`nginx workers: ${workers.join(' ')}`);
       const chosen = scenarios.filter((s) => ONLY.includes(s.id));
       for (const s of chosen) await measure(s, 1);
       for (let round = 1; round <= ROUNDS; round++) {
@@ -351,11 +407,16 @@ async function main(): Promise<void> {
           rates.push(`(${s.id}) ${Math.round(r.rps)} req/s ${us.toFixed(1)} µs`);
         }
         console.log(`round ${round}/${ROUNDS}: ${rates.join(', ')}`);
+        console.log('  dict:', (await request(proxy.port, '/_dict')).body.trim());
+        const stats = new Redis(redis.url);
+        const info = String(await stats.info('commandstats'));
+        stats.disconnect();
+        console.log('  redis:', info.split('\n').filter((l) => /cmdstat_(evalsha|eval|sismember|get)\b/.test(l)).join(' ').replace(/,failed_calls=0,rejected_calls=0/g, ''));
       }
+      if (process.env.BENCH_JIT_LOG) console.log(proxy.errorLog().split('\n').filter((l) => l.includes('TRACE ABORT')).join('\n'));
       rmSync(scriptDir, { recursive: true, force: true });
       return;
     }
-    // Warm up: fill the cache, the pools and the JIT.
     for (const s of scenarios) await measure(s, 1);
 
     const results: Record<string, WrkResult[]> = {};

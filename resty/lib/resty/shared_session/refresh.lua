@@ -193,26 +193,32 @@ local function reply_error(res)
 end
 
 
--- Sends the refresh of every session of `batch` ({ sid, deadline } pairs)
--- in one pipeline on one connection: one EVALSHA each, and once more as EVAL
--- for those the server answered NOSCRIPT (it had not seen the script).
--- Returns the replies, or nil and the error.
-local function send(red, rf, prefix, layout, batch)
+-- Queues on red one refresh per session of `list` ({ sid, deadline }
+-- pairs) with `command` (evalsha or eval) and `script` (its SHA1 or body),
+-- and sends them in one pipeline. Returns the replies, or nil and the error.
+local function pipeline(red, rf, prefix, layout, list, command, script)
     local now = floor(ngx_now() * 1000)
     -- Section 13's index has no cluster form yet: not on the cluster layout.
     local field = layout and "" or rf.user_id_field
-    local function pipeline(list, command, script)
-        red:init_pipeline(#list)
-        for _, item in ipairs(list) do
-            local sid = item[1]
-            red[command](red, script, 3, key(prefix, "data", sid, layout),
-                         key(prefix, "signature", sid, layout),
-                         key(prefix, "groups", sid, layout), now, item[2],
-                         field, prefix, sid)
-        end
-        return red:commit_pipeline()
+    red:init_pipeline(#list)
+    for _, item in ipairs(list) do
+        local sid = item[1]
+        red[command](red, script, 3, key(prefix, "data", sid, layout),
+                     key(prefix, "signature", sid, layout),
+                     key(prefix, "groups", sid, layout), now, item[2], field,
+                     prefix, sid)
     end
-    local results, err = pipeline(batch, "evalsha", sha())
+    return red:commit_pipeline()
+end
+
+
+-- Sends the refresh of every session of `batch` in one pipeline on one
+-- connection: one EVALSHA each, and once more as EVAL for those the server
+-- answered NOSCRIPT (it had not seen the script). Returns the replies, or
+-- nil and the error.
+local function send(red, rf, prefix, layout, batch)
+    local results, err = pipeline(red, rf, prefix, layout, batch, "evalsha",
+                                  sha())
     if not results then
         return nil, err
     end
@@ -225,7 +231,8 @@ local function send(red, rf, prefix, layout, batch)
     end
     if #again > 0 then
         local retried
-        retried, err = pipeline(again, "eval", _M.SCRIPT)
+        retried, err = pipeline(red, rf, prefix, layout, again, "eval",
+                                _M.SCRIPT)
         if not retried then
             return nil, err
         end
