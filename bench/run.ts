@@ -24,7 +24,10 @@ import { RedisServer } from '../stack/redis-server';
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
 /** `-- --only=a20k,b20k`: those scenarios alone, printed, nothing written (for working on one ratio). */
-const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const ONLY = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 const ROUNDS = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? (QUICK ? 1 : 5));
 const SECONDS = QUICK ? 2 : 5;
 const TRIALS = QUICK ? 200 : 1000;
@@ -331,7 +334,10 @@ async function main(): Promise<void> {
       { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url },
       { port: plainPort, path: '/app/healthz' },
     );
-    const proxy = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET, ...(process.env.BENCH_JIT_LOG ? { BENCH_JIT_LOG: "1" } : {}) } });
+    const proxy = await NginxServer.start({
+      conf: benchConf(appPort, redis.port),
+      env: { SESSION_SECRET: SECRET, ...(process.env.BENCH_JIT_LOG ? { BENCH_JIT_LOG: '1' } : {}) },
+    });
     nginx = proxy;
     const cookie = await login(appPort);
     const plainCookie = await plainLogin(plainPort);
@@ -411,9 +417,23 @@ async function main(): Promise<void> {
         const stats = new Redis(redis.url);
         const info = String(await stats.info('commandstats'));
         stats.disconnect();
-        console.log('  redis:', info.split('\n').filter((l) => /cmdstat_(evalsha|eval|sismember|get)\b/.test(l)).join(' ').replace(/,failed_calls=0,rejected_calls=0/g, ''));
+        console.log(
+          '  redis:',
+          info
+            .split('\n')
+            .filter((l) => /cmdstat_(evalsha|eval|sismember|get)\b/.test(l))
+            .join(' ')
+            .replace(/,failed_calls=0,rejected_calls=0/g, ''),
+        );
       }
-      if (process.env.BENCH_JIT_LOG) console.log(proxy.errorLog().split('\n').filter((l) => l.includes('TRACE ABORT')).join('\n'));
+      if (process.env.BENCH_JIT_LOG)
+        console.log(
+          proxy
+            .errorLog()
+            .split('\n')
+            .filter((l) => l.includes('TRACE ABORT'))
+            .join('\n'),
+        );
       rmSync(scriptDir, { recursive: true, force: true });
       return;
     }
@@ -515,8 +535,12 @@ machine and on what else runs on it; the ratios from one run are what to compare
   against one shared revocation count) and in a \`lua_shared_dict\`, bound to the cookie's verified
   signature, and forgotten at once on a revocation notice; a miss costs an HMAC check and one pooled
   \`SISMEMBER\`. (a20k) and (b20k) send a random one of ${MANY_SESSIONS.toLocaleString('en')} sessions with
-  each request (a wrk script): each session's first check misses, the later ones hit; (b0) is the old
-  constant-group location.
+  each request (a wrk script), sessions as the demo app writes them (31-day idle timeout, which nginx's
+  refresh extends once a minute per session, batched). Before the rounds each of them asks once, as on a site
+  that has been up a while: those first checks miss (an HMAC and a Redis round trip each) and ran at
+  ${Math.round(cold).toLocaleString('en')} req/s (16 connections); in the rounds, a decision is made again when its
+  ${DECISION_TTL} s run out. The dict is \`lua_shared_dict shared_session 32m\` (about 0.5 KB a session:
+  resty/README.md). (b0) is the old constant-group location.
 - (f) is the demo's guarded route; (g) is what a Nest user would write instead: express-session with
   connect-redis 7 on ioredis and a hand-written guard doing the same group check (\`bench/plain-app.ts\`).
 - Redis memory per session (\`MEMORY USAGE\` of every key of one logged-in session): this module's three
