@@ -219,7 +219,7 @@ http {
         local why = vmdef.traceerr[otr]
         if type(why) == "string" and oex then why = why:gsub("%%d", tostring(oex)):gsub("%%s", tostring(oex)) end
         local line = tostring(info.loc) .. " " .. tostring(why)
-        if not seen[line] then seen[line] = true; ngx.log(ngx.WARN, "TRACE ABORT ", line) end
+        ngx.log(ngx.WARN, "TRACE ABORT ", line)
       end, "trace")
     end
   }
