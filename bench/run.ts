@@ -4,7 +4,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { cpus, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
@@ -23,7 +23,12 @@ import { RedisServer } from '../stack/redis-server';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const ROUNDS = QUICK ? 1 : 5;
+/** `-- --only=a20k,b20k`: those scenarios alone, printed, nothing written (for working on one ratio). */
+const ONLY = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
+const ROUNDS = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? (QUICK ? 1 : 5));
 const SECONDS = QUICK ? 2 : 5;
 const TRIALS = QUICK ? 200 : 1000;
 const SECRET = 'bench-secret';
@@ -112,10 +117,11 @@ async function manySessions(client: Redis, n: number): Promise<string[]> {
           client,
           PROTOCOL_DEFAULTS.keyPrefix,
           sid,
-          { username: `user-${sid.slice(0, 8)}@example.com`, groups: [GROUP, 'three'] },
+          // As the demo app writes them: the idle timeout its refresh keeps (31 days, the default).
+          { username: `user-${sid.slice(0, 8)}@example.com`, groups: [GROUP, 'three'], _idle: 31 * 86400 },
           {
             signature: signature(sid, SECRET, PROTOCOL_DEFAULTS.salt),
-            ttl: 3600,
+            ttl: 31 * 86400,
           },
         ),
       ),
@@ -123,6 +129,31 @@ async function manySessions(client: Redis, n: number): Promise<string[]> {
     for (const sid of batch) cookies.push(`session=${sid}.${signature(sid, SECRET, PROTOCOL_DEFAULTS.salt)}`);
   }
   return cookies;
+}
+
+/**
+ * Each cookie once through nginx (`CONNECTIONS` keep-alive connections): every check a decision-cache miss,
+ * an HMAC and a Redis round trip. Returns the rate, in requests per second.
+ */
+async function everySessionOnce(port: number, path: string, cookies: string[]): Promise<number> {
+  const CONNECTIONS = 16;
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async () => {
+      const conn = new HttpConnection(port);
+      try {
+        while (next < cookies.length) {
+          const cookie = cookies[next++];
+          const res = await conn.request(requestBytes(path, { headers: { Cookie: cookie } }));
+          if (res.status !== 200) throw new Error(`first check of a session: ${res.status}`);
+        }
+      } finally {
+        conn.close();
+      }
+    }),
+  );
+  return cookies.length / ((performance.now() - started) / 1000);
 }
 
 /** Bytes Redis takes for one session of each kind (MEMORY USAGE of every key it has). */
@@ -165,10 +196,11 @@ function benchConf(appPort: number, redisPort: number) {
       proxy_pass http://app${RESOURCE};`;
   return (ctx: { preamble: string; httpPreamble: string; port: number; runDir: string }) => `${ctx.preamble}
 env SESSION_SECRET;
+env BENCH_JIT_LOG;
 events { worker_connections 1024; }
 http {
   ${ctx.httpPreamble}
-  lua_shared_dict shared_session 10m;
+  lua_shared_dict shared_session 32m;
   init_by_lua_block {
     require("resty.shared_session").configure{
       secret = os.getenv("SESSION_SECRET"),
@@ -176,7 +208,21 @@ http {
       decision_cache = ${DECISION_CACHE},
     }
   }
-  init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
+  init_worker_by_lua_block {
+    require("resty.shared_session").start_subscriber()
+    if os.getenv("BENCH_JIT_LOG") then
+      local vmdef, util = require "jit.vmdef", require "jit.util"
+      local seen = {}
+      jit.attach(function(what, tr, func, pc, otr, oex)
+        if what ~= "abort" then return end
+        local info = util.funcinfo(func, pc)
+        local why = vmdef.traceerr[otr]
+        if type(why) == "string" and oex then why = why:gsub("%%d", tostring(oex)):gsub("%%s", tostring(oex)) end
+        local line = tostring(info.loc) .. " " .. tostring(why)
+        ngx.log(ngx.WARN, "TRACE ABORT ", line)
+      end, "trace")
+    end
+  }
   proxy_cache_path ${join(ctx.runDir, 'cache')} levels=1:2 keys_zone=bench:10m max_size=64m inactive=60m use_temp_path=off;
   upstream app { server 127.0.0.1:${appPort}; keepalive 64; }
   server {
@@ -210,6 +256,16 @@ http {
       proxy_set_header Connection "";
     }
     location = /e { proxy_pass http://app${RESOURCE}; }
+    location = /_dict {
+      content_by_lua_block {
+        local d = ngx.shared.shared_session
+        local keys, kinds = d:get_keys(0), {}
+        for _, k in ipairs(keys) do local c = k:sub(1, 1); kinds[c] = (kinds[c] or 0) + 1 end
+        local out = {}
+        for c, n in pairs(kinds) do out[#out + 1] = c .. "=" .. n end
+        ngx.say("capacity ", d:capacity(), " free ", d:free_space(), " keys ", #keys, " ", table.concat(out, " "))
+      }
+    }
     location = /logout-probe {
       access_by_lua_block { require("resty.shared_session").access("${GROUP}") }
       ${cache}
@@ -278,13 +334,17 @@ async function main(): Promise<void> {
       { ...env, APP_PORT: String(plainPort), REDIS_URL: redis.url },
       { port: plainPort, path: '/app/healthz' },
     );
-    const proxy = await NginxServer.start({ conf: benchConf(appPort, redis.port), env: { SESSION_SECRET: SECRET } });
+    const proxy = await NginxServer.start({
+      conf: benchConf(appPort, redis.port),
+      env: { SESSION_SECRET: SECRET, ...(process.env.BENCH_JIT_LOG ? { BENCH_JIT_LOG: '1' } : {}) },
+    });
     nginx = proxy;
     const cookie = await login(appPort);
     const plainCookie = await plainLogin(plainPort);
     const scriptDir = mkdtempSync(join(tmpdir(), 'rss-bench-'));
     const setup = new Redis(redis.url);
-    const many = randomCookieScript(scriptDir, 'many', await manySessions(setup, MANY_SESSIONS));
+    const manyCookies = await manySessions(setup, MANY_SESSIONS);
+    const many = randomCookieScript(scriptDir, 'many', manyCookies);
     const memory = await memoryPerSession(setup, cookie, plainCookie);
     setup.disconnect();
     const OPEN = RESOURCE.replace('/app/', '/open/');
@@ -327,7 +387,56 @@ async function main(): Promise<void> {
       },
     ];
     const measure = (s: Scenario, seconds: number) => wrk(s.port(), s.path, s.cookie(), seconds, s.cookies?.());
-    // Warm up: fill the cache, the pools and the JIT.
+    // Warm up: each of the many sessions asks once, as on a site that has been up a while (their first checks,
+    // which miss, are measured on their own); then every scenario fills the cache, the pools and the JIT.
+    const cold = await everySessionOnce(proxy.port, RESOURCE, manyCookies);
+    console.log(`first check of each of ${MANY_SESSIONS} sessions: ${Math.round(cold)} req/s`);
+    if (ONLY) {
+      // Also the nginx worker's CPU time per request, which other load on the machine disturbs less than the rate.
+      const workers = spawnSync('pgrep', ['-f', 'nginx: worker process', '-P', String(proxy.pid)], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n');
+      const cpuTicks = () =>
+        workers.reduce((sum, pid) => {
+          const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+          return sum + Number(fields[11]) + Number(fields[12]); // utime, stime
+        }, 0);
+      console.log(`nginx workers: ${workers.join(' ')}`);
+      const chosen = scenarios.filter((s) => ONLY.includes(s.id));
+      for (const s of chosen) await measure(s, 1);
+      for (let round = 1; round <= ROUNDS; round++) {
+        const rates = [];
+        for (const s of chosen) {
+          const before = cpuTicks();
+          const r = await measure(s, SECONDS);
+          const us = ((cpuTicks() - before) * 10_000) / (r.rps * SECONDS); // 100 ticks a second
+          rates.push(`(${s.id}) ${Math.round(r.rps)} req/s ${us.toFixed(1)} µs`);
+        }
+        console.log(`round ${round}/${ROUNDS}: ${rates.join(', ')}`);
+        console.log('  dict:', (await request(proxy.port, '/_dict')).body.trim());
+        const stats = new Redis(redis.url);
+        const info = String(await stats.info('commandstats'));
+        stats.disconnect();
+        console.log(
+          '  redis:',
+          info
+            .split('\n')
+            .filter((l) => /cmdstat_(evalsha|eval|sismember|get)\b/.test(l))
+            .join(' ')
+            .replace(/,failed_calls=0,rejected_calls=0/g, ''),
+        );
+      }
+      if (process.env.BENCH_JIT_LOG)
+        console.log(
+          proxy
+            .errorLog()
+            .split('\n')
+            .filter((l) => l.includes('TRACE ABORT'))
+            .join('\n'),
+        );
+      rmSync(scriptDir, { recursive: true, force: true });
+      return;
+    }
     for (const s of scenarios) await measure(s, 1);
 
     const results: Record<string, WrkResult[]> = {};
@@ -426,8 +535,12 @@ machine and on what else runs on it; the ratios from one run are what to compare
   against one shared revocation count) and in a \`lua_shared_dict\`, bound to the cookie's verified
   signature, and forgotten at once on a revocation notice; a miss costs an HMAC check and one pooled
   \`SISMEMBER\`. (a20k) and (b20k) send a random one of ${MANY_SESSIONS.toLocaleString('en')} sessions with
-  each request (a wrk script): each session's first check misses, the later ones hit; (b0) is the old
-  constant-group location.
+  each request (a wrk script), sessions as the demo app writes them (31-day idle timeout, which nginx's
+  refresh extends once a minute per session, batched). Before the rounds each of them asks once, as on a site
+  that has been up a while: those first checks miss (an HMAC and a Redis round trip each) and ran at
+  ${Math.round(cold).toLocaleString('en')} req/s (16 connections); in the rounds, a decision is made again when its
+  ${DECISION_TTL} s run out. The dict is \`lua_shared_dict shared_session 32m\` (about 0.5 KB a session:
+  resty/README.md). (b0) is the old constant-group location.
 - (f) is the demo's guarded route; (g) is what a Nest user would write instead: express-session with
   connect-redis 7 on ioredis and a hand-written guard doing the same group check (\`bench/plain-app.ts\`).
 - Redis memory per session (\`MEMORY USAGE\` of every key of one logged-in session): this module's three

@@ -112,7 +112,12 @@ function _M.server()
   function conn.evalsha(self, sha, nkeys, ...)
     record(server, "evalsha", sha, nkeys, ...)
     if server.replies.evalsha == nil and not server.errors.evalsha then
-      return nil, "NOSCRIPT No matching script. Please use EVAL."
+      local noscript = "NOSCRIPT No matching script. Please use EVAL."
+      if self.pipeline then
+        self.pipeline[#self.pipeline + 1] = { false, noscript }
+        return
+      end
+      return nil, noscript
     end
     return reply(self, "evalsha", nil)
   end

@@ -60,7 +60,7 @@ describe("resty.shared_session.refresh", function()
   local function commands(name)
     local found = {}
     for _, call in ipairs(server.calls) do
-      if call:find("^" .. name .. " ") then
+      if call == name or call:find("^" .. name .. " ") then
         found[#found + 1] = call
       end
     end
@@ -70,20 +70,44 @@ describe("resty.shared_session.refresh", function()
   describe("how often", function()
     it("starts one refresh per session per interval, however many requests it allows", function()
       local c = conf { refresh = { interval = 30 } }
+      server.replies.evalsha = 3600000  -- _idle: 1 h
       for _ = 1, 100 do
         maybe(c, UUID)
       end
       assert.equal(1, #timers)
       assert.equal(0, timers[1].delay)
+      run_timers()
+      assert.equal(1, #commands("evalsha"))
       stub.sleep(29.9)
       maybe(c, UUID)
-      assert.equal(1, #timers)
+      assert.equal(0, #timers)
       stub.sleep(0.2)
       maybe(c, UUID)
-      assert.equal(2, #timers)
       -- Another session is another count.
       maybe(c, TIMED)
-      assert.equal(3, #timers)
+      run_timers()
+      assert.equal(3, #commands("evalsha"))
+    end)
+
+    it("sends the refreshes a worker starts before its timer runs together: one timer,"
+       .. " one pipeline", function()
+      local c = conf {}
+      server.replies.evalsha = 60000
+      for i = 1, 150 do
+        maybe(c, UUID:sub(1, 33) .. ("%03d"):format(i))
+      end
+      assert.equal(1, #timers)
+      run_timers()
+      assert.equal(150, #commands("evalsha"))
+      -- refresh.BATCH (100) to a pipeline, on one pooled connection.
+      assert.equal(2, #commands("commit_pipeline"))
+      assert.equal(2, server.pooled)
+      assert.equal(0, server.closed)
+      -- Each was answered: none is sent again within the interval.
+      for i = 1, 150 do
+        maybe(c, UUID:sub(1, 33) .. ("%03d"):format(i))
+      end
+      assert.equal(0, #timers)
     end)
 
     it("counts across workers through the dict: another worker waits for the mark", function()
@@ -99,6 +123,55 @@ describe("resty.shared_session.refresh", function()
       stub.sleep(30.1)
       other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
       assert.equal(2, #timers)
+    end)
+
+    it("another worker waits until the mark ends: half a short idle timeout once"
+       .. " Redis has answered, RETRY while the refresh is under way", function()
+      local c = conf { refresh = { interval = 60 } }
+      server.replies.evalsha = 4000     -- _idle: 4 s
+      maybe(c, UUID)
+      package.loaded["resty.shared_session.refresh"] = nil
+      local other = require "resty.shared_session.refresh"
+      local function other_maybe()
+        other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
+      end
+      -- Under way: the other worker looks again after RETRY, not after the
+      -- interval (its requests may be all the session has).
+      other_maybe()
+      assert.equal(1, #timers)
+      run_timers()
+      -- Answered: the mark now ends at half the idle timeout (2 s), and the
+      -- other worker, which had looked during the refresh, starts the next
+      -- one then, though the interval is 60 s.
+      stub.sleep(refresh.RETRY + 0.1)
+      other_maybe()
+      assert.equal(0, #timers)
+      stub.sleep(2 - refresh.RETRY)
+      other_maybe()
+      assert.equal(1, #timers)
+    end)
+
+    it("a worker whose memory started over asks the dict once per mark, not once a request",
+       function()
+      local c = conf { refresh = { interval = 30 } }
+      server.replies.evalsha = 3600000  -- _idle: 1 h
+      maybe(c, UUID)
+      run_timers()
+      package.loaded["resty.shared_session.refresh"] = nil
+      local other = require "resty.shared_session.refresh"
+      local adds = 0
+      local add = dict.add
+      dict.add = function(...)
+        adds = adds + 1
+        return add(...)
+      end
+      for _ = 1, 20 do
+        other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
+        stub.sleep(1)
+      end
+      dict.add = add
+      assert.equal(1, adds)
+      assert.equal(0, #timers)
     end)
 
     it("without a dict, counts per worker", function()
@@ -174,13 +247,16 @@ describe("resty.shared_session.refresh", function()
       assert.equal(1, #commands("evalsha"))
     end)
 
-    it("an error reply closes the connection, extends nothing, and waits the interval", function()
+    it("an error reply extends nothing and waits the interval (the connection, which"
+       .. " read the whole reply, goes back to the pool)", function()
       local c = conf { refresh = { interval = 30 } }
       server.errors.evalsha = "NOPERM this user has no permissions to run the 'evalsha' command"
+      local since = #stub.logs
       maybe(c, UUID)
       run_timers()
-      assert.equal(1, server.closed)
-      assert.equal(0, server.pooled)
+      assert.truthy(stub.log_lines(since)[1]:find("redis error: NOPERM", 1, true))
+      assert.equal(0, server.closed)
+      assert.equal(1, server.pooled)
       assert.equal(0, #commands("eval"))
       stub.sleep(2)
       maybe(c, UUID)

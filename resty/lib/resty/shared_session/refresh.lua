@@ -7,14 +7,17 @@
 -- session. The refresh runs in a timer (ngx.timer.at 0) on a pooled
 -- connection of its own, after the request has been answered, so it never
 -- delays a request and its failure never changes an answer; a failure
--- extends nothing.
+-- extends nothing. The refreshes a worker starts while its timer is pending
+-- go with it: one timer and one pipelined round trip for many sessions.
 --
 -- At most once per interval: each worker remembers until when it need not
 -- ask (a table, bounded, dropped whole when full: no shared memory on the
 -- hot path); across workers, the first to `add` "r:<sid>" to the shared dict
--- refreshes, the others see the key and wait. After a refresh the mark's
--- lifetime becomes min(interval, half the session's idle timeout), so that
--- a session with a short idle timeout is refreshed in time.
+-- refreshes, the others see the key and wait until it expires. While the
+-- refresh is under way the mark lasts RETRY; once Redis has answered, until
+-- the next refresh is due: min(interval, half the session's idle timeout),
+-- so that a session with a short idle timeout is refreshed in time, on
+-- whichever worker its requests arrive.
 
 local redis = require "resty.shared_session.redis"
 local session_id = require "resty.shared_session.session_id"
@@ -29,6 +32,7 @@ local WARN = ngx.WARN
 local INFO = ngx.INFO
 
 local type = type
+local ipairs = ipairs
 local tostring = tostring
 local byte = string.byte
 local find = string.find
@@ -49,12 +53,20 @@ local _M = {
     DEFAULT_INTERVAL = 60,  -- s
     RETRY = 1,              -- s before a failed refresh is tried again
     LOG_EVERY = 10,         -- s between two log lines about failed refreshes
-    MEMO_SIZE = 10000,      -- sessions a worker remembers before starting over
+    -- Sessions a worker remembers before starting over: above the decision
+    -- cache's default worker_entries (20,000), so that a site whose sessions
+    -- all fit in that cache does not start over every few seconds (each
+    -- start over sends every session's next request to the dict).
+    MEMO_SIZE = 100000,
+    BATCH = 100,            -- refreshes sent in one pipeline
+    QUEUE_MAX = 10000,      -- refreshes waiting in a worker, at most
 }
 
 local RETRY = _M.RETRY
 local LOG_EVERY = _M.LOG_EVERY
 local MEMO_SIZE = _M.MEMO_SIZE
+local BATCH = _M.BATCH
+local QUEUE_MAX = _M.QUEUE_MAX
 
 
 -- KEYS: data, signature, groups. ARGV: now (ms, nginx's clock, as for the
@@ -156,44 +168,133 @@ local function failed(rf, sid, err, answered)
 end
 
 
--- The timer: one EVALSHA (EVAL the first time a server sees the script).
-local function run(premature, rf, r, prefix, sid, deadline)
+-- Redis answered one session's refresh (res, or the error reply err).
+local function answered(rf, sid, res, err)
+    if err then
+        return failed(rf, sid, "redis error: " .. err, true)
+    end
+    if type(res) == "number" and res > 0 then
+        -- Its idle timeout is known now: never wait more than half of it.
+        return mark(rf, sid, min(rf.interval, res / 2000))
+    end
+    if res == -1 then
+        ngx_log(INFO, "shared_session: session has no _idle, left to its",
+                " writer (sid ", sid_hint(sid), ")")
+    end
+    mark(rf, sid, rf.interval)
+end
+
+
+-- commit_pipeline() gives a command's error reply as { false, message }.
+local function reply_error(res)
+    if type(res) == "table" and res[1] == false then
+        return tostring(res[2])
+    end
+end
+
+
+-- Queues on red one refresh per session of `list` ({ sid, deadline }
+-- pairs) with `command` (evalsha or eval) and `script` (its SHA1 or body),
+-- and sends them in one pipeline. Returns the replies, or nil and the error.
+local function pipeline(red, rf, prefix, layout, list, command, script)
+    local now = floor(ngx_now() * 1000)
+    -- Section 13's index has no cluster form yet: not on the cluster layout.
+    local field = layout and "" or rf.user_id_field
+    red:init_pipeline(#list)
+    for _, item in ipairs(list) do
+        local sid = item[1]
+        red[command](red, script, 3, key(prefix, "data", sid, layout),
+                     key(prefix, "signature", sid, layout),
+                     key(prefix, "groups", sid, layout), now, item[2], field,
+                     prefix, sid)
+    end
+    return red:commit_pipeline()
+end
+
+
+-- Sends the refresh of every session of `batch` in one pipeline on one
+-- connection: one EVALSHA each, and once more as EVAL for those the server
+-- answered NOSCRIPT (it had not seen the script). Returns the replies, or
+-- nil and the error.
+local function send(red, rf, prefix, layout, batch)
+    local results, err = pipeline(red, rf, prefix, layout, batch, "evalsha",
+                                  sha())
+    if not results then
+        return nil, err
+    end
+    local again, where = {}, {}
+    for i = 1, #batch do
+        local e = reply_error(results[i])
+        if e and find(e, "NOSCRIPT", 1, true) then
+            again[#again + 1], where[#again + 1] = batch[i], i
+        end
+    end
+    if #again > 0 then
+        local retried
+        retried, err = pipeline(red, rf, prefix, layout, again, "eval",
+                                _M.SCRIPT)
+        if not retried then
+            return nil, err
+        end
+        for j = 1, #again do
+            results[where[j]] = retried[j]
+        end
+    end
+    return results
+end
+
+
+-- One connection, one round trip (two when the server lacks the script) for
+-- a batch of sessions: on one Redis, the primary of their slot on a cluster
+-- (a batch there holds one session).
+local function refresh_batch(rf, r, prefix, batch)
+    local layout = r.cluster_layout
+    local red, err = connect(r, key(prefix, "data", batch[1][1], layout))
+    if not red then
+        for _, item in ipairs(batch) do
+            failed(rf, item[1], "redis unavailable: " .. tostring(err))
+        end
+        return
+    end
+    local results
+    results, err = send(red, rf, prefix, layout, batch)
+    if not results then
+        red:close()
+        -- Redis answered with an error (not a timeout or a closed connection).
+        local replied = err ~= "timeout" and err ~= "closed"
+        for _, item in ipairs(batch) do
+            failed(rf, item[1], "redis error: " .. tostring(err), replied)
+        end
+        return
+    end
+    release(red, r)
+    for i, item in ipairs(batch) do
+        local e = reply_error(results[i])
+        answered(rf, item[1], not e and results[i], e)
+    end
+end
+
+
+-- Per worker: the refreshes waiting for the flush timer, and whether one is
+-- started. One timer and one round trip for the many sessions a busy worker
+-- sees at once, not one each.
+local queue, queue_n, flush_started = {}, 0, false
+
+
+-- The timer: every waiting refresh, BATCH at a time.
+local function flush(premature, rf, r, prefix)
+    local batch, n = queue, queue_n
+    queue, queue_n, flush_started = {}, 0, false
     if premature then
         return
     end
-    local layout = r.cluster_layout
-    local data_key = key(prefix, "data", sid, layout)
-    local signature_key = key(prefix, "signature", sid, layout)
-    local groups_key = key(prefix, "groups", sid, layout)
-    -- On a cluster, the primary of the session's slot (section 14).
-    local red, err = connect(r, data_key)
-    if not red then
-        return failed(rf, sid, "redis unavailable: " .. tostring(err))
-    end
-    local now = floor(ngx_now() * 1000)
-    local res
-    -- Section 13's index has no cluster form yet: not on the cluster layout.
-    local field = layout and "" or rf.user_id_field
-    res, err = red:evalsha(sha(), 3, data_key, signature_key, groups_key, now,
-                           deadline, field, prefix, sid)
-    if not res and type(err) == "string" and find(err, "NOSCRIPT", 1, true)
-    then
-        res, err = red:eval(_M.SCRIPT, 3, data_key, signature_key, groups_key,
-                            now, deadline, field, prefix, sid)
-    end
-    if not res then
-        red:close()
-        -- A reply error (not a timeout or a closed connection): Redis answered.
-        local answered = err ~= "timeout" and err ~= "closed"
-        return failed(rf, sid, "redis error: " .. tostring(err), answered)
-    end
-    release(red, r)
-    if type(res) == "number" and res > 0 then
-        -- Its idle timeout is known now: never wait more than half of it.
-        mark(rf, sid, min(rf.interval, res / 2000))
-    elseif res == -1 then
-        ngx_log(INFO, "shared_session: session has no _idle, left to its",
-                " writer (sid ", sid_hint(sid), ")")
+    local size = r.cluster and 1 or BATCH
+    for first = 1, n, size do
+        local part = {}
+        for i = first, min(n, first + size - 1) do
+            part[#part + 1] = batch[i]
+        end
+        refresh_batch(rf, r, prefix, part)
     end
 end
 
@@ -210,22 +311,42 @@ function _M.maybe(rf, r, prefix, sid)
 
     local dict = rf.dict
     if dict then
-        local ok, err = dict:add("r:" .. sid, true, rf.interval)
+        -- Until the refresh has answered, the others look again soon: then
+        -- the mark lasts until the next refresh is due (see run).
+        local ok, err = dict:add("r:" .. sid, true, min(rf.interval, RETRY))
         if not ok then
             if err == "exists" then
-                -- Another worker refreshed it lately; look again in a while.
-                remember(sid, min(rf.interval, RETRY))
+                -- Refreshed lately (by another worker, or by this one before
+                -- its memory started over), or being refreshed: look again
+                -- when that mark ends.
+                local left = dict:ttl("r:" .. sid)
+                remember(sid, left and left > 0 and left
+                              or min(rf.interval, RETRY))
             end
             return
         end
     end
     remember(sid, rf.interval)
 
-    local _, deadline = sid_times(sid)
-    local ok, err = timer_at(0, run, rf, r, prefix, sid, deadline or 0)
-    if not ok then
-        failed(rf, sid, "no timer: " .. tostring(err))
+    if queue_n >= QUEUE_MAX then
+        return failed(rf, sid, "too many refreshes waiting")
     end
+    local _, deadline = sid_times(sid)
+    queue_n = queue_n + 1
+    queue[queue_n] = { sid, deadline or 0 }
+    if flush_started then
+        return
+    end
+    local ok, err = timer_at(0, flush, rf, r, prefix)
+    if not ok then
+        -- Nothing sent: these are tried again after RETRY.
+        for i = 1, queue_n do
+            failed(rf, queue[i][1], "no timer: " .. tostring(err))
+        end
+        queue, queue_n = {}, 0
+        return
+    end
+    flush_started = true
 end
 
 
