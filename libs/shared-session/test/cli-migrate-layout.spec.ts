@@ -1,7 +1,6 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import Redis, { Cluster } from 'ioredis';
 import request from 'supertest';
@@ -19,8 +18,10 @@ import { RedisClusterStack } from '../../../stack/redis-cluster';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
 import { FlaskRedisSessionStore } from '../src/flask-redis-session.store';
+import { emptyCounts } from '../src/layout-migration';
 import { REDIS_CLIENT_DEFAULTS } from '../src/redis-client';
 import { SessionCookieSigner } from '../src/session-cookie-signer';
+import { cli } from './cli-runner';
 import { createTestApp } from './test-app';
 
 /**
@@ -30,27 +31,9 @@ import { createTestApp } from './test-app';
  * a real Redis Cluster of 3 primaries and 3 replicas, read there by the
  * library in the cluster layout.
  */
-const CLI = resolve(__dirname, '../dist/cli.js');
 const PREFIX = 'mig';
 const SECRET = 'a-secret-of-at-least-32-bytes!!!';
 const USER = 'joe@example.com';
-
-interface Outcome {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string>): Promise<Outcome> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (status) => done({ status, stdout, stderr }));
-  });
-}
 
 describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout) without logging anyone out', () => {
   let source: RedisServer;
@@ -328,15 +311,4 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
   }, 30_000);
 });
 
-const zero = {
-  copied: 0,
-  unchanged: 0,
-  updated: 0,
-  deleted: 0,
-  extended: 0,
-  skippedExisting: 0,
-  changedOnTarget: 0,
-  goneOnTarget: 0,
-  expired: 0,
-  endedByNotBefore: 0,
-};
+const zero = emptyCounts();

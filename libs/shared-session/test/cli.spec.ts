@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
 import Redis from 'ioredis';
 import {
   groupGenerationKey,
@@ -15,31 +13,14 @@ import { waitFor } from '../../../stack/wait';
 import { FlaskRedisSessionStore } from '../src/flask-redis-session.store';
 import { REDIS_CLIENT_DEFAULTS } from '../src/redis-client';
 import { SessionCookieSigner } from '../src/session-cookie-signer';
+import { cli } from './cli-runner';
 
 /**
  * The operator tool as a user runs it: the built dist/cli.js (scripts/test.sh
  * builds first; so must you) in a child process, against a real
  * redis-server, its output and exit code. PROTOCOL.md section 13.
  */
-const CLI = resolve(__dirname, '../dist/cli.js');
 const PREFIX = 'cli_prefix';
-
-interface Outcome {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<Outcome> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (status) => done({ status, stdout, stderr }));
-  });
-}
 
 describe('the operator CLI (npx nest-resty-shared-session) against a real redis-server', () => {
   let server: RedisServer;
