@@ -221,6 +221,23 @@ describe("resty.shared_session.subscriber", function()
       assert.equal(epochs[2], epochs[3])
     end)
 
+    it("ends the subscription, cache bypassed, on an error of its reader", function()
+      local sets = 0
+      local set = dict.set
+      dict.set = function(self, key, ...)
+        if key == decisions.EPOCH_KEY then
+          sets = sets + 1
+          if sets == 2 then
+            error("dict broken")
+          end
+        end
+        return set(self, key, ...)
+      end
+      local _, _, logs = run { fake_socket.new(SUBSCRIBED .. PONG .. PONG) }
+      assert.matches("down %(error: .*dict broken%)", logs[2])
+      assert.is_nil(dict:get(decisions.EPOCH_KEY))
+    end)
+
     it("reconnects with a growing backoff, and logs only the changes", function()
       local refused = fake_socket.new("")
       refused.connect_err = "connection refused"

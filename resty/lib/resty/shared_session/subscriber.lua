@@ -194,8 +194,7 @@ end
 -- exits. Any reply renews the epoch: every connection is read with a
 -- SUBSCRIBER_READ_TIMEOUT, so one that falls silent ends the subscription
 -- before the epoch would expire.
-local function read(dc, r, sub, i)
-    local sock = sub.socks[i]
+local function read_replies(dc, r, sub, sock)
     local res, err
     while not worker_exiting() do
         res, err = read_resp(sock)
@@ -203,14 +202,21 @@ local function read(dc, r, sub, i)
             return
         end
         if not res then
-            err = res == false and "redis error: " .. tostring(err) or err
-            break
+            return res == false and "redis error: " .. tostring(err) or err
         end
         if not pcall(apply_reply, dc, sub, res, r) then
             -- A notice that could not be applied: drop every decision.
             forget_all(dc, sub.live)
         end
         renew_epoch(dc, sub.live)
+    end
+end
+
+local function read(dc, r, sub, i)
+    local ok, err = pcall(read_replies, dc, r, sub, sub.socks[i])
+    if not ok then
+        -- A bug, not Redis: it ends the subscription, not only this reader.
+        err = "error: " .. tostring(err)
     end
     err = tostring(err or "closed")
     end_subscription(dc, sub, sub.names and sub.names[i] .. ": " .. err
