@@ -63,6 +63,36 @@ describe("resty.shared_session.cluster", function()
     assert.equal(cluster.node_for(map, 5461), cluster.node_for(map, 5460))
   end)
 
+  it("names the primaries that serve a slot, the same whatever the order of the ranges", function()
+    local a = assert(cluster.map_from_slots({
+      { 0, 5460, { "127.0.0.1", 7000, "a" }, { "127.0.0.1", 7003, "d" } },
+      { 5461, 10922, { "127.0.0.1", 7001, "b" } },
+      { 10923, 16383, { "127.0.0.1", 7002, "c" } },
+    }, make_node))
+    local list, key = cluster.primaries(a)
+    assert.same({ 7000, 7001, 7002 }, { list[1].port, list[2].port, list[3].port })
+    assert.equal(3, #list)
+    assert.equal("127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002", key)
+    local b = assert(cluster.map_from_slots({
+      { 10923, 16383, { "127.0.0.1", 7002 } },
+      { 0, 10922, { "127.0.0.1", 7000 } },
+      { 100, 200, { "127.0.0.1", 7001 } },
+    }, make_node))
+    assert.equal(key, select(2, cluster.primaries(b)))
+    -- A failover: 7003 serves 7000's slots.
+    local c = assert(cluster.map_from_slots({
+      { 0, 5460, { "127.0.0.1", 7003 } },
+      { 5461, 10922, { "127.0.0.1", 7001 } },
+      { 10923, 16383, { "127.0.0.1", 7002 } },
+    }, make_node))
+    assert.equal("127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", select(2, cluster.primaries(c)))
+    -- A node that lost its last slot to a MOVED is no primary any more.
+    local left = assert(cluster.map_from_slots({ { 0, 0, { "h", 1 } }, { 1, 16383, { "h", 2 } } },
+                                               make_node))
+    cluster.moved(left, 0, "h", 2, make_node)
+    assert.equal("h:2", select(2, cluster.primaries(left)))
+  end)
+
   it("leaves unserved slots unmapped, and refuses what is not CLUSTER SLOTS", function()
     local map = assert(cluster.map_from_slots({ { 0, 100, { "h", 1 } } }, make_node))
     assert.is_nil(cluster.node_for(map, 101))

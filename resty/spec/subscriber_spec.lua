@@ -164,7 +164,7 @@ describe("resty.shared_session.subscriber", function()
       assert.is_nil(dict:get(decisions.COUNT_KEY))
       assert.is_true(sock.closed)
       assert.equal(1, #spawned)
-      assert.equal(sock, spawned[1].sock)
+      assert.same({ sock }, spawned[1].sock)
       assert.same({ stub.NOTICE .. " shared_session: revocation subscriber up on "
                     .. CHANNEL .. "; decision cache in use" }, logs)
     end)
@@ -219,6 +219,23 @@ describe("resty.shared_session.subscriber", function()
       assert.equal(3, #epochs)
       assert.are_not.equal(epochs[1], epochs[2])
       assert.equal(epochs[2], epochs[3])
+    end)
+
+    it("ends the subscription, cache bypassed, on an error of its reader", function()
+      local sets = 0
+      local set = dict.set
+      dict.set = function(self, key, ...)
+        if key == decisions.EPOCH_KEY then
+          sets = sets + 1
+          if sets == 2 then
+            error("dict broken")
+          end
+        end
+        return set(self, key, ...)
+      end
+      local _, _, logs = run { fake_socket.new(SUBSCRIBED .. PONG .. PONG) }
+      assert.matches("down %(error: .*dict broken%)", logs[2])
+      assert.is_nil(dict:get(decisions.EPOCH_KEY))
     end)
 
     it("reconnects with a growing backoff, and logs only the changes", function()
@@ -278,6 +295,82 @@ describe("resty.shared_session.subscriber", function()
       assert.matches("down %(error: .*no more sockets in this test%)", logs[1])
     end)
 
+    describe("on a cluster", function()
+      local cluster = require "resty.shared_session.cluster"
+
+      -- A configuration whose worker already has a fresh slot map of three
+      -- primaries (no CLUSTER SLOTS is due).
+      local function cluster_conf()
+        local c = configure {
+          key_layout = "cluster",
+          redis = { cluster = { nodes = { { host = "h", port = 1 } } } },
+        }
+        local cs = c.redis.cluster_state
+        cs.map = assert(cluster.map_from_slots({
+          { 0, 5000, { "h", 1 } }, { 5001, 10000, { "h", 2 } }, { 10001, 16383, { "h", 3 } },
+        }, function(host, port) return { host = host, port = port } end))
+        cs.refreshed = stub.now()
+        return c
+      end
+
+      it("subscribes on every primary before the epoch opens, one reader each", function()
+        conf = cluster_conf()
+        local socks = { fake_socket.new(SUBSCRIBED .. PONG), fake_socket.new(SUBSCRIBED),
+                        fake_socket.new(SUBSCRIBED) }
+        socks[1].on_eof = function() process.exiting = true end
+        local _, _, logs, used = run(socks)
+        assert.equal(3, used)
+        for i, sock in ipairs(socks) do
+          assert.equal("h:" .. i, sock.address)
+          assert.same({ pool = "shared_session:subscriber:h:" .. i }, sock.options)
+          assert.same({ resp.command("SUBSCRIBE", CHANNEL) }, sock.sent)
+          assert.is_true(sock.closed)
+        end
+        -- The pinger (every connection), the map's watcher, two readers.
+        assert.equal(4, #spawned)
+        assert.same(socks, spawned[1].sock)
+        assert.equal(events[1], "set e")
+        assert.same({ stub.NOTICE .. " shared_session: revocation subscriber up on " .. CHANNEL
+                      .. " at every primary (h:1,h:2,h:3); decision cache in use" }, logs)
+      end)
+
+      it("stays down while any primary cannot be subscribed to", function()
+        conf = cluster_conf()
+        local refused = fake_socket.new("")
+        refused.connect_err = "connection refused"
+        local _, _, logs = run { fake_socket.new(SUBSCRIBED), refused }
+        assert.is_nil(dict:get(decisions.EPOCH_KEY))
+        assert.same({ "delete r", "delete e" }, events)   -- (the spec's end, no more sockets)
+        assert.same({ stub.ERR .. " shared_session: revocation subscriber down (h:2: connect:"
+                      .. " connection refused); decision cache bypassed until it is back" }, logs)
+      end)
+
+      it("answers an !ack once, at its copy from the last primary, and ignores the mark", function()
+        -- The acknowledgements it tried to send (no Redis here: each one is a warning).
+        local function acks(copies)
+          conf = cluster_conf()
+          local input = SUBSCRIBED .. notice("!ack a1") .. notice("!not-before 5")
+          for _ = 2, copies do
+            input = input .. notice("!ack a1")
+          end
+          local sock = fake_socket.new(input .. PONG)
+          sock.on_eof = function() process.exiting = true end
+          local _, _, logs = run { sock, fake_socket.new(SUBSCRIBED), fake_socket.new(SUBSCRIBED) }
+          local n = 0
+          for _, line in ipairs(logs) do
+            n = n + (line:find("acknowledgement not sent", 1, true) and 1 or 0)
+          end
+          return n
+        end
+        assert.equal(0, acks(2))
+        assert.equal(1, acks(3))
+        assert.equal(1, acks(4))    -- (a fourth copy starts a count of its own)
+        for _, e in ipairs(events) do
+          assert.is_nil(e:find("^set m:"))
+        end
+      end)
+    end)
+
     it("PINGs until the socket fails, and UNSUBSCRIBEs when the worker exits", function()
       run { fake_socket.new(SUBSCRIBED) }
       local ping = spawned[1].fn
@@ -293,13 +386,13 @@ describe("resty.shared_session.subscriber", function()
         return send(self, data)
       end
       local started = stub.now()
-      ping(sock)
+      ping({ sock })
       assert.same({ resp.command("PING"), resp.command("PING") }, sock.sent)
       assert.near(0.75, stub.now() - started, 1e-6)
 
       sock = fake_socket.new("")
       process.exiting = true
-      ping(sock)
+      ping({ sock })
       process.exiting = false
       assert.same({ resp.command("UNSUBSCRIBE") }, sock.sent)
     end)

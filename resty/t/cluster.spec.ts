@@ -4,13 +4,16 @@
  * section 14): CRC16 slots against CLUSTER KEYSLOT, sessions on every
  * primary, MOVED and ASK followed during a resharding, a failover (only 503s
  * until the replica is promoted, never an allow for a non-member), and
- * revocation notices from any node.
+ * revocation notices from any node. The revocation subscriber (section 14) is
+ * SUBSCRIBEd on every primary, live only while all of them are, and follows
+ * a manual failover and a killed primary to the new set of primaries.
  */
 import type { Cluster } from 'ioredis';
 import Redis from 'ioredis';
 import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, writeSession } from '../../protocol/testkit';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisClusterStack } from '../../stack/redis-cluster';
+import type { RedisServer } from '../../stack/redis-server';
 import { sleep, waitFor } from '../../stack/wait';
 import { assertNoCrash, get, SALT, SECRET, sessionCookie, signature } from './support';
 
@@ -53,6 +56,7 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
   let cluster: RedisClusterStack;
   let client: Cluster;
   let nginx: NginxServer;
+  let cached: NginxServer; // keeps decisions: its subscriber on every primary
   const sids: string[] = [];
 
   async function login(groups: string[]): Promise<string> {
@@ -65,12 +69,15 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     cluster = await RedisClusterStack.start();
     client = cluster.client();
     nginx = await NginxServer.start({ conf: confFor(cluster, false), errorLogLevel: 'info' });
+    cached = await NginxServer.start({ conf: confFor(cluster, true), errorLogLevel: 'notice' });
     for (let i = 0; i < 30; i++) sids.push(await login(['g1']));
   }, 60_000);
 
   afterAll(async () => {
     if (nginx) assertNoCrash(nginx.errorLog());
+    if (cached) assertNoCrash(cached.errorLog());
     await nginx?.dispose();
+    await cached?.dispose();
     client?.disconnect();
     await cluster?.dispose();
   });
@@ -192,6 +199,76 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     }
   });
 
+  /** The cached nginx's log lines about its subscriber ("up on ... at every primary (...)", "down (...)"), in order. */
+  const subscriberLines = () => cached.errorLog().match(/revocation subscriber (up|down) .*/g) ?? [];
+  const lastLine = () => subscriberLines().at(-1) ?? '';
+
+  /** Waits until the cached nginx's subscriber is up on exactly the cluster's primaries now, each counting one subscriber. */
+  async function subscribedOnEveryPrimary(timeoutMs = 10_000): Promise<number[]> {
+    return waitFor(
+      'the subscriber on every primary',
+      async () => {
+        const ports = await primaryPorts(cluster);
+        const line = lastLine();
+        const named = /at every primary \(([^)]*)\)/.exec(line)?.[1];
+        if (!line.includes(' up ') || named !== ports.map((p) => `127.0.0.1:${p}`).join(',')) return false;
+        for (const port of ports) if ((await numsub(port)) !== 1) return false;
+        return ports;
+      },
+      timeoutMs,
+    );
+  }
+
+  test('the subscriber is SUBSCRIBEd on every primary (PUBSUB NUMSUB counts one on each), not on the replicas', async () => {
+    const ports = await subscribedOnEveryPrimary();
+    expect(ports).toHaveLength(3);
+    for (const node of cluster.nodes.filter((n) => n.pid && !ports.includes(n.port))) expect(await numsub(node.port)).toBe(0);
+  });
+
+  test('a notice from the writer on each primary forgets the cached decision at once', async () => {
+    await subscribedOnEveryPrimary();
+    const onPrimary = new Map<number, string>();
+    for (let i = 0; i < 60 && onPrimary.size < 3; i++) {
+      const sid = await login(['g1']);
+      onPrimary.set((await primaryOfSession(sid)).port, sid);
+    }
+    expect(onPrimary.size).toBe(3);
+    for (const [port, sid] of onPrimary) {
+      expect(await status(cached, 'g1', sid)).toBe(200);
+      // Cached: the groups gone without a notice change nothing yet.
+      await client.del(sessionKeys(PREFIX, sid, 'cluster').groups);
+      expect(await status(cached, 'g1', sid)).toBe(200);
+      // The writer's delete and PUBLISH, one transaction on the session's primary.
+      await destroySession(client, PREFIX, sid, { publish: true, ...LAYOUT });
+      const t0 = performance.now();
+      await waitFor('the refusal', async () => (await status(cached, 'g1', sid)) === 403, 1000);
+      console.log(`Notice published on primary ${port}: refused ${(performance.now() - t0).toFixed(1)} ms after the writer's answer`);
+    }
+  });
+
+  test('a manual failover (the old primary still up, now a replica): the subscriber moves to the new set of primaries', async () => {
+    const before = await subscribedOnEveryPrimary();
+    const sid = sids[3];
+    const old = await primaryOfSession(sid);
+    await cluster.waitReplicated(old, sessionKeys(PREFIX, sid, 'cluster').groups);
+    const replica = await replicaOf(cluster, old);
+    const r = new Redis(replica.port, '127.0.0.1');
+    try {
+      await r.call('CLUSTER', 'FAILOVER');
+    } finally {
+      r.disconnect();
+    }
+    await waitFor('the replica promoted', async () => (await primaryPorts(cluster)).includes(replica.port));
+    // Nothing failed: the subscriber's own look at the map (every 5 s) sees the change.
+    const after = await subscribedOnEveryPrimary(15_000);
+    expect(after).toContain(replica.port);
+    expect(after).not.toContain(old.port);
+    expect(before).toContain(old.port);
+    expect(await numsub(old.port)).toBe(0);
+    expect(cached.errorLog()).toMatch(/revocation subscriber down \(the cluster's primaries are now /);
+    expect(await status(cached, 'g1', sid)).toBe(200);
+  }, 30_000);
+
   test('failover: a killed primary answers 503 (never 200 to a non-member) until its replica is promoted, then 200 again', async () => {
     const sid = sids[2];
     const slot = Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').groups));
@@ -220,7 +297,100 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     if (!back) console.log(nginx.errorLog().split('\n').slice(-30).join('\n'));
     expect(back).toBeGreaterThan(0);
   }, 30_000);
+
+  test('a killed primary: the subscriber is down (every check asks Redis) until the replica is promoted, then up on every primary', async () => {
+    const ports = await subscribedOnEveryPrimary();
+    // A primary that still has a replica, and a session on another one.
+    let victim: RedisServer | undefined;
+    for (const port of ports) {
+      const node = cluster.nodes.find((n) => n.port === port)!;
+      if (await replicaOf(cluster, node).catch(() => undefined)) victim = node;
+    }
+    expect(victim).toBeDefined();
+    let other = await login(['g1']);
+    while ((await primaryOfSession(other)) === victim) other = await login(['g1']);
+    // The victim's replica has what was written (it can take over only once in sync).
+    let onVictim = await login(['g1']);
+    while ((await primaryOfSession(onVictim)) !== victim) onVictim = await login(['g1']);
+    await cluster.waitReplicated(victim!, sessionKeys(PREFIX, onVictim, 'cluster').groups);
+    expect(await status(cached, 'g1', other)).toBe(200);
+    expect(await status(cached, 'g1', other)).toBe(200);
+
+    const lines = subscriberLines().length;
+    await victim!.stop();
+    await waitFor(
+      'the subscriber down',
+      async () =>
+        subscriberLines()
+          .slice(lines)
+          .some((l) => l.includes(' down ')),
+      5000,
+    );
+    expect(subscriberLines()[lines]).toContain(`down (127.0.0.1:${victim!.port}: `);
+    // Down: no decision is used. The groups gone without a notice are refused at once.
+    await client.del(sessionKeys(PREFIX, other, 'cluster').groups);
+    expect(await status(cached, 'g1', other)).toBe(403);
+
+    const after = await subscribedOnEveryPrimary(20_000);
+    expect(after).toHaveLength(3);
+    expect(after).not.toContain(victim!.port);
+    console.log(`The subscriber after primary ${victim!.port} was killed:\n${subscriberLines().slice(lines).join('\n')}`);
+    // Up again: decisions are kept, and a notice forgets them.
+    const sid = await login(['g1']);
+    expect(await status(cached, 'g1', sid)).toBe(200);
+    await client.del(sessionKeys(PREFIX, sid, 'cluster').groups);
+    expect(await status(cached, 'g1', sid)).toBe(200);
+    await destroySession(client, PREFIX, sid, { publish: true, ...LAYOUT });
+    await waitFor('the refusal', async () => (await status(cached, 'g1', sid)) === 403, 1000);
+    expect(cached.errorLog()).not.toMatch(/ 500 /);
+  }, 40_000);
+
+  async function primaryOfSession(sid: string): Promise<RedisServer> {
+    return cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').groups)));
+  }
+
+  async function numsub(port: number): Promise<number> {
+    const c = new Redis(port, '127.0.0.1');
+    try {
+      const [, n] = (await c.call('PUBSUB', 'NUMSUB', invalidationChannel(PREFIX))) as [string, number];
+      return Number(n);
+    } finally {
+      c.disconnect();
+    }
+  }
 });
+
+/** The ports of the nodes that serve slots now (CLUSTER SLOTS of a live node), sorted as the rock names them. */
+async function primaryPorts(cluster: RedisClusterStack): Promise<number[]> {
+  for (const node of cluster.nodes.filter((n) => n.pid)) {
+    const c = new Redis(node.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await c.connect();
+      const ranges = (await c.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+      // (Sorted as strings, as the rock sorts "host:port".)
+      return [...new Set(ranges.map((r) => String(r[2][1])))].sort().map(Number);
+    } catch {
+      // ask the next node
+    } finally {
+      c.disconnect();
+    }
+  }
+  throw new Error('no node answered CLUSTER SLOTS');
+}
+
+/** A live replica of `primary` (INFO replication says so). */
+async function replicaOf(cluster: RedisClusterStack, primary: RedisServer): Promise<RedisServer> {
+  for (const node of cluster.nodes.filter((n) => n.pid && n !== primary)) {
+    const c = new Redis(node.port, '127.0.0.1');
+    try {
+      const info = await c.info('replication');
+      if (new RegExp(`master_port:${primary.port}\\b`).test(info) && /master_link_status:up/.test(info)) return node;
+    } finally {
+      c.disconnect();
+    }
+  }
+  throw new Error(`no replica of ${primary.port}`);
+}
 
 async function commandCalls(client: Redis, command: string): Promise<number> {
   const stats = await client.info('commandstats');

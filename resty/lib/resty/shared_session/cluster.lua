@@ -23,6 +23,8 @@ local byte = string.byte
 local find = string.find
 local match = string.match
 local format = string.format
+local sort = table.sort
+local concat = table.concat
 local band = bit.band
 local bxor = bit.bxor
 local lshift = bit.lshift
@@ -145,6 +147,25 @@ end
 -- The node serving `slot`, or nil while no primary is known for it.
 function _M.node_for(map, slot)
     return map.slots[slot + 1]
+end
+
+
+-- The primaries of a map (the nodes that serve at least one slot), in the
+-- order of their slots, and a string naming them all ("host:port,..."),
+-- sorted, to compare two maps by.
+function _M.primaries(map)
+    local list, ids, seen = {}, {}, {}
+    local slots = map.slots
+    for s = 1, SLOTS do
+        local n = slots[s]
+        if n and not seen[n] then
+            seen[n] = true
+            list[#list + 1] = n
+            ids[#ids + 1] = format("%s:%d", n.host, n.port)
+        end
+    end
+    sort(ids)
+    return list, concat(ids, ",")
 end
 
 

@@ -253,8 +253,9 @@ local function address(r, slot_key)
         if slot_key then
             return cluster_address(r, slot_key)
         end
-        -- No key (the subscriber): the configured nodes in turn; a PUBLISH
-        -- on any node of a cluster reaches the subscribers of every node.
+        -- No key (an acknowledgement to publish): the configured nodes in
+        -- turn; a PUBLISH on any node of a cluster reaches the subscribers
+        -- of every node.
         local state, seeds = r.cluster_state, r.cluster.nodes
         state.next_seed = (state.next_seed or 0) % #seeds + 1
         local seed = seeds[state.next_seed]

@@ -8,6 +8,17 @@
 -- with a HEARTBEAT_TTL expiry, whenever Redis answers; it is closed as soon
 -- as the connection fails. Without it the cache is bypassed.
 --
+-- On Redis Cluster (PROTOCOL.md section 14) it holds one such connection per
+-- primary of the slot map, so that a notice comes straight from the primary
+-- whose script published it rather than over the cluster bus: the timer's
+-- thread reads the first, a light thread each of the others. The epoch
+-- opens once all are SUBSCRIBEd and closes as soon as any one fails; then
+-- the map is read again (at most once per cluster.REFRESH_INTERVAL) and every
+-- primary it names is subscribed to anew. Another light thread watches the
+-- map for a new set of primaries. Each notice then comes once per primary:
+-- session ids are forgotten at every copy (harmless), `!ack` is answered at
+-- the last copy, the mark and generations are ignored (no cluster form).
+--
 -- The connection is a bare cosocket speaking RESP, not a resty.redis object:
 -- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
 -- that a read never waits for long on a healthy connection (a cosocket read
@@ -18,11 +29,13 @@ local cookie = require "resty.shared_session.cookie"
 local control = require "resty.shared_session.control"
 local decisions = require "resty.shared_session.decisions"
 local redis = require "resty.shared_session.redis"
+local cluster = require "resty.shared_session.cluster"
 local resp = require "resty.shared_session.resp"
 
 local ngx = ngx
 local ngx_log = ngx.log
 local ngx_sleep = ngx.sleep
+local ngx_now = ngx.now
 local timer_at = ngx.timer.at
 local socket_tcp = ngx.socket.tcp
 local thread_spawn = ngx.thread.spawn
@@ -36,11 +49,14 @@ local NOTICE = ngx.NOTICE
 local type = type
 local pcall = pcall
 local tostring = tostring
+local ipairs = ipairs
 local math_min = math.min
+local format = string.format
 
 local is_sid = cookie.is_sid
 local is_control_notice = control.is_notice
 local apply_control_notice = control.apply
+local parse_control_notice = control.parse
 local forget_session = decisions.forget
 local forget_all = decisions.forget_all
 local open_epoch = decisions.open
@@ -51,6 +67,9 @@ local redis_address = redis.address
 local connect_to = redis.connect_to
 local start_tls = redis.start_tls
 local redis_auth_args = redis.auth_args
+local refresh_slots = redis.refresh_slots
+local primaries = cluster.primaries
+local refresh_due = cluster.refresh_due
 local resp_command = resp.command
 local read_resp = resp.read
 local call = resp.call
@@ -65,19 +84,22 @@ local HEARTBEAT_TTL = 1             -- s the epoch key outlives the last reply
 local BACKOFF_MIN = 0.1             -- s before the first reconnection
 local BACKOFF_MAX = 2               -- s between reconnections, at most
 local SLEEP_SLICE = 0.1             -- s: exiting() is checked this often
+local PRIMARIES_CHECK = 5           -- s between reads of a cluster's slot map
 
 local PING = resp_command("PING")
 
 
--- Logs only the changes between up and down, not every retry.
-local function subscriber_state(state, dc, up, why)
+-- Logs only the changes between up and down, not every retry. `where`:
+-- on a cluster, the primaries subscribed to.
+local function subscriber_state(state, dc, up, why, where)
     if state.up == up then
         return
     end
     state.up = up
     if up then
         ngx_log(NOTICE, "shared_session: revocation subscriber up on ",
-                dc.channel, "; decision cache in use")
+                dc.channel, where and " at every primary (" .. where .. ")"
+                or "", "; decision cache in use")
     else
         ngx_log(ERR, "shared_session: revocation subscriber down (", why,
                 "); decision cache bypassed until it is back")
@@ -85,22 +107,45 @@ local function subscriber_state(state, dc, up, why)
 end
 
 
+-- A section 13.4 notice on a cluster (PROTOCOL.md section 14): it comes
+-- once per primary. `!ack` is answered at its last copy (every earlier
+-- notice has come by then, on every connection); the mark and generations
+-- have no cluster form, and a late copy could undo a newer value: ignored.
+local function last_copy(sub, payload)
+    if parse_control_notice(payload) ~= "ack" then
+        return false
+    end
+    local copies = sub.copies
+    local seen = (copies[payload] or 0) + 1
+    if seen < #sub.socks then
+        copies[payload] = seen
+        return false
+    end
+    copies[payload] = nil
+    return true
+end
+
+
 -- Applies one reply (a notice, or a PONG) to the cache. A notice of a kind
 -- it does not know drops every decision; section 13's "!" notices are
 -- control.lua's. `r`: the Redis options (for acknowledgements).
-local function apply_reply(dc, live, res, r)
+local function apply_reply(dc, sub, res, r)
     if type(res) ~= "table" or res[1] ~= "message" then
         return          -- a PONG
     end
+    local live = sub.live
     local sid = res[3]
     if is_sid(sid) then
+        -- (On a cluster, at every copy: a second forget is harmless.)
         forget_session(dc, sid, live)
         return
     end
     -- PROTOCOL.md section 13.4: "!<kind> ..." (mark, generation, ack); an
     -- unknown kind is ignored, not a reason to drop every decision.
     if is_control_notice(sid) then
-        apply_control_notice(dc, sid, r)
+        if not r.cluster or last_copy(sub, sid) then
+            apply_control_notice(dc, sid, r)
+        end
         return
     end
     -- Not a session id: which decisions it meant is unknown, so all go.
@@ -110,41 +155,147 @@ local function apply_reply(dc, live, res, r)
 end
 
 
--- The light thread that keeps replies coming. When the worker exits it
--- UNSUBSCRIBEs, whose reply wakes the reader up to notice.
-local function ping(sock)
+-- The subscription is over (`why`), whichever connection saw it first: the
+-- cache is bypassed at once. `wake`: PING the first connection, whose
+-- reader (the timer's own thread) then sees it and ends the rest.
+local function end_subscription(dc, sub, why, wake)
+    if sub.ended then
+        return
+    end
+    sub.ended = why
+    close_epoch(dc)
+    if wake then
+        sub.socks[1]:send(PING)
+    end
+end
+
+
+-- The light thread that keeps replies coming on every connection. When the
+-- worker exits it UNSUBSCRIBEs, whose reply wakes the readers up to notice.
+local function ping(socks)
     while true do
         ngx_sleep(PING_INTERVAL)
         if worker_exiting() then
-            sock:send(resp_command("UNSUBSCRIBE"))
+            for i = 1, #socks do
+                socks[i]:send(resp_command("UNSUBSCRIBE"))
+            end
             return
         end
-        if not sock:send(PING) then
-            return      -- the reader sees the failure too
+        for i = 1, #socks do
+            if not socks[i]:send(PING) then
+                return      -- its reader sees the failure too
+            end
         end
     end
 end
 
 
--- One subscription, from connecting to its end. Returns the reason it ended,
--- or nil when the worker is exiting.
-local function subscription(dc, r, state)
-    -- With Sentinel, always the primary as the sentinels name it now.
-    forget_master()
-    local host, port = redis_address(r)
-    if not host then
-        return port
+-- Reads connection i until it fails, the subscription ends or the worker
+-- exits. Any reply renews the epoch: every connection is read with a
+-- SUBSCRIBER_READ_TIMEOUT, so one that falls silent ends the subscription
+-- before the epoch would expire.
+local function read_replies(dc, r, sub, sock)
+    local res, err
+    while not worker_exiting() do
+        res, err = read_resp(sock)
+        if sub.ended then
+            return
+        end
+        if not res then
+            return res == false and "redis error: " .. tostring(err) or err
+        end
+        if not pcall(apply_reply, dc, sub, res, r) then
+            -- A notice that could not be applied: drop every decision.
+            forget_all(dc, sub.live)
+        end
+        renew_epoch(dc, sub.live)
     end
+end
+
+local function read(dc, r, sub, i)
+    local ok, err = pcall(read_replies, dc, r, sub, sub.socks[i])
+    if not ok then
+        -- A bug, not Redis: it ends the subscription, not only this reader.
+        err = "error: " .. tostring(err)
+    end
+    err = tostring(err or "closed")
+    end_subscription(dc, sub, sub.names and sub.names[i] .. ": " .. err
+                              or err, i > 1)
+end
+
+
+-- On a cluster: ends the subscription when the slot map names other
+-- primaries than those subscribed to (a failover, a node added or
+-- removed). The map is read again every PRIMARIES_CHECK s, and looked at
+-- whenever this worker's requests have refreshed it (after a MOVED).
+local function watch(dc, r, sub)
+    local cs = r.cluster_state
+    local checked = ngx_now()
+    while not sub.ended and not worker_exiting() do
+        ngx_sleep(SLEEP_SLICE)
+        if ngx_now() - checked >= PRIMARIES_CHECK and refresh_due(cs) then
+            checked = ngx_now()
+            refresh_slots(r)    -- a failure: the old map stays
+        end
+        if cs.map ~= sub.map then
+            sub.map = cs.map
+            local _, key = primaries(cs.map)
+            if key ~= sub.primaries then
+                end_subscription(dc, sub, "the cluster's primaries are now "
+                                          .. key, true)
+            end
+        end
+    end
+end
+
+
+-- Where to subscribe: the configured server (or the primary the sentinels
+-- name now), or every primary of the cluster's slot map (read again when a
+-- refresh is due). A list of { host, port, options }, and on a cluster the
+-- map and the string naming its primaries; or nil and an error.
+local function targets(dc, r)
+    if not r.cluster then
+        forget_master()
+        local host, port = redis_address(r)
+        if not host then
+            return nil, port
+        end
+        return { { host = host, port = port,
+                   options = dc.subscriber_connect_options } }
+    end
+    local cs = r.cluster_state
+    if not cs.map or refresh_due(cs) then
+        local map, err = refresh_slots(r)
+        if not map then
+            return nil, "cluster slots: " .. tostring(err)
+        end
+    end
+    local list, key = primaries(cs.map)
+    if #list == 0 then
+        return nil, "no primary in the cluster's slot map"
+    end
+    local nodes = {}
+    for i, n in ipairs(list) do
+        nodes[i] = { host = n.host, port = n.port, options = {
+            pool = format("shared_session:subscriber:%s:%d", n.host, n.port),
+        } }
+    end
+    return nodes, cs.map, key
+end
+
+
+-- A new connection to `node`, SUBSCRIBEd: the cosocket, or nil and why.
+local function subscribe(dc, r, node)
     local sock = socket_tcp()
     sock:settimeouts(r.connect_timeout, r.read_timeout, r.read_timeout)
-    local ok, err = connect_to(sock, host, port, dc.subscriber_connect_options)
+    local ok, err = connect_to(sock, node.host, node.port, node.options)
     if not ok then
-        return "connect: " .. tostring(err)
+        return nil, "connect: " .. tostring(err)
     end
     if r.ssl then
         ok, err = start_tls(sock, r)
         if not ok then
-            return err
+            return nil, err
         end
     end
 
@@ -153,48 +304,81 @@ local function subscription(dc, r, state)
         res, err = call(sock, "AUTH", redis_auth_args(r))
         if res ~= "OK" then
             sock:close()
-            return "auth: " .. tostring(err)
+            return nil, "auth: " .. tostring(err)
         end
     end
     -- (No SELECT: channels are the same in every database.)
     res, err = call(sock, "SUBSCRIBE", dc.channel)
     if type(res) ~= "table" or res[1] ~= "subscribe" then
         sock:close()
-        return "subscribe: " .. tostring(err or "unexpected reply")
+        return nil, "subscribe: " .. tostring(err or "unexpected reply")
+    end
+    return sock
+end
+
+
+local function close_all(socks)
+    for i = 1, #socks do
+        socks[i]:close()
+    end
+end
+
+
+-- One subscription, from connecting to its end: one connection, or on a
+-- cluster one per primary, all SUBSCRIBEd before the epoch opens. Returns
+-- the reason it ended, or nil when the worker is exiting.
+local function subscription(dc, r, state)
+    local nodes, map, key = targets(dc, r)
+    if not nodes then
+        return map
+    end
+    local socks, names = {}, r.cluster and {} or nil
+    for i, node in ipairs(nodes) do
+        local sock, err = subscribe(dc, r, node)
+        if names then
+            names[i] = format("%s:%d", node.host, node.port)
+            err = err and names[i] .. ": " .. err
+        end
+        if not sock then
+            close_all(socks)
+            return err
+        end
+        socks[i] = sock
     end
 
-    local live = open_epoch(dc, HEARTBEAT_TTL)
-    subscriber_state(state, dc, true)
+    local sub = { socks = socks, names = names, map = map, primaries = key,
+                  copies = {}, live = open_epoch(dc, HEARTBEAT_TTL) }
+    subscriber_state(state, dc, true, nil, key)
     state.backoff = BACKOFF_MIN
 
-    sock:settimeouts(r.connect_timeout, r.read_timeout,
-                     SUBSCRIBER_READ_TIMEOUT)
-    local pinger = thread_spawn(ping, sock)
-    while not worker_exiting() do
-        res, err = read_resp(sock)
-        if not res then
-            err = res == false and "redis error: " .. tostring(err) or err
-            break
-        end
-        if not pcall(apply_reply, dc, live, res, r) then
-            -- A notice that could not be applied: drop every decision.
-            forget_all(dc, live)
-        end
-        renew_epoch(dc, live)
+    for i = 1, #socks do
+        socks[i]:settimeouts(r.connect_timeout, r.read_timeout,
+                             SUBSCRIBER_READ_TIMEOUT)
     end
+    local threads = { thread_spawn(ping, socks) }
+    if r.cluster then
+        threads[2] = thread_spawn(watch, dc, r, sub)
+    end
+    for i = 2, #socks do
+        threads[#threads + 1] = thread_spawn(read, dc, r, sub, i)
+    end
+    read(dc, r, sub, 1)
 
-    close_epoch(dc)
-    thread_kill(pinger)
-    sock:close()
+    for i = 1, #threads do
+        thread_kill(threads[i])
+    end
+    close_all(socks)
     if worker_exiting() then
         return nil
     end
-    return tostring(err or "closed")
+    return sub.ended
 end
 
 
 local function sleep_unless_exiting(seconds)
-    while seconds > 0 and not worker_exiting() do
+    -- (Not "> 0": 0.4 less four slices is 3e-17, and nginx warns about a
+    -- sleep of 0 without the delayed events patch.)
+    while seconds >= 0.001 and not worker_exiting() do
         ngx_sleep(math_min(seconds, SLEEP_SLICE))
         seconds = seconds - SLEEP_SLICE
     end
