@@ -75,7 +75,7 @@ describe("resty.shared_session.refresh", function()
         maybe(c, UUID)
       end
       assert.equal(1, #timers)
-      assert.equal(0, timers[1].delay)
+      assert.equal(refresh.FLUSH_DELAY, timers[1].delay)
       run_timers()
       assert.equal(1, #commands("evalsha"))
       stub.sleep(29.9)

@@ -4,11 +4,12 @@
 -- A request that authorize() allows sets the time to live of the session's
 -- three keys back to the session's idle timeout (`_idle` in its JSON), never
 -- past the deadline of its timed id, at most once per `interval` per
--- session. The refresh runs in a timer (ngx.timer.at 0) on a pooled
+-- session. The refresh runs in a timer (ngx.timer.at) on a pooled
 -- connection of its own, after the request has been answered, so it never
 -- delays a request and its failure never changes an answer; a failure
 -- extends nothing. The refreshes a worker starts while its timer is pending
--- go with it: one timer and one pipelined round trip for many sessions.
+-- (FLUSH_DELAY) go with it: one timer and one pipelined round trip for many
+-- sessions.
 --
 -- At most once per interval: each worker remembers until when it need not
 -- ask (a table, bounded, dropped whole when full: no shared memory on the
@@ -59,6 +60,11 @@ local _M = {
     -- start over sends every session's next request to the dict).
     MEMO_SIZE = 100000,
     BATCH = 100,            -- refreshes sent in one pipeline
+    -- s from the first refresh a worker starts to its flush: long enough to
+    -- gather the refreshes of a busy worker into a few pipelines, short
+    -- beside any idle timeout (the refresh is never urgent: it runs once
+    -- per interval, at most half the idle timeout after the last one).
+    FLUSH_DELAY = 0.05,
     QUEUE_MAX = 10000,      -- refreshes waiting in a worker, at most
 }
 
@@ -66,6 +72,7 @@ local RETRY = _M.RETRY
 local LOG_EVERY = _M.LOG_EVERY
 local MEMO_SIZE = _M.MEMO_SIZE
 local BATCH = _M.BATCH
+local FLUSH_DELAY = _M.FLUSH_DELAY
 local QUEUE_MAX = _M.QUEUE_MAX
 
 
@@ -337,7 +344,7 @@ function _M.maybe(rf, r, prefix, sid)
     if flush_started then
         return
     end
-    local ok, err = timer_at(0, flush, rf, r, prefix)
+    local ok, err = timer_at(FLUSH_DELAY, flush, rf, r, prefix)
     if not ok then
         -- Nothing sent: these are tried again after RETRY.
         for i = 1, queue_n do
