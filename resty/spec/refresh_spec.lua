@@ -174,6 +174,24 @@ describe("resty.shared_session.refresh", function()
       assert.equal(0, #timers)
     end)
 
+    it("says until when it need not be asked again (what a decision entry keeps): 0 while"
+       .. " a refresh is under way, in this worker or another", function()
+      local c = conf { refresh = { interval = 60 } }
+      server.replies.evalsha = 4000     -- _idle: 4 s
+      assert.equal(0, refresh.maybe(c.refresh, c.redis, c.key_prefix, UUID))
+      assert.equal(0, refresh.maybe(c.refresh, c.redis, c.key_prefix, UUID))
+      package.loaded["resty.shared_session.refresh"] = nil
+      local other = require "resty.shared_session.refresh"
+      assert.equal(0, other.maybe(c.refresh, c.redis, c.key_prefix, UUID))
+      run_timers()
+      -- Answered: half the idle timeout, not the interval.
+      local now = stub.clock.now
+      assert.near(now + 2, refresh.maybe(c.refresh, c.redis, c.key_prefix, UUID), 0.01)
+      stub.sleep(refresh.RETRY + 0.01)
+      assert.near(now + 2, other.maybe(c.refresh, c.redis, c.key_prefix, UUID), 0.02)
+      assert.equal(0, #timers)
+    end)
+
     it("without a dict, counts per worker", function()
       local c = conf { decision_cache = false, refresh = { interval = 30 } }
       assert.is_nil(c.refresh.dict)

@@ -37,8 +37,6 @@ local INFO = ngx.INFO
 
 local type = type
 local error = error
-local sub = string.sub
-local find = string.find
 
 local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
@@ -102,15 +100,21 @@ end
 -- the location); and the session kept alive (PROTOCOL.md section 12: at most
 -- one refresh per session per interval, in a timer, so it neither delays
 -- nor changes the answer).
-local function allow(conf, sid, group_id, generation_var, generation)
+-- `entry`: this worker's decision entry for the cookie, when the answer
+-- came from it; it remembers until when the session needs no refresh, so
+-- that a hit asks refresh.lua nothing.
+local function allow(conf, sid, group_id, generation_var, generation, entry)
     if not set_generation(generation_var, generation) then
         return refuse(503, ERR, "variable $" .. generation_var
                       .. " not declared (set $" .. generation_var
                       .. " \"\"; in the location)", sid, group_id)
     end
     local rf = conf.refresh
-    if rf then
-        refresh_maybe(rf, conf.redis, conf.key_prefix, sid)
+    if rf and not (entry and entry.fresh > ngx_now()) then
+        local fresh = refresh_maybe(rf, conf.redis, conf.key_prefix, sid)
+        if entry then
+            entry.fresh = fresh
+        end
     end
     return 200
 end
@@ -165,17 +169,16 @@ function _M.authorize(group_id, generation_var)
     -- This worker's decisions first (keyed by the exact cookie, so by the
     -- signature verified when they were made): no parsing, no HMAC.
     if mark then
-        local known = known_decision(dc, cookie_value, group_id)
+        local known, entry = known_decision(dc, cookie_value, group_id)
         if known ~= nil then
-            -- An entry exists only for a value that parsed: "<sid>.<sig>".
-            local sid = sub(cookie_value, 1, find(cookie_value, ".", 1, true)
-                                            - 1)
+            local sid = entry.sid
             if mark ~= 0 and refused_by_mark(sid, mark) then
                 return refuse(403, INFO, "session issued before the"
                               .. " not-before mark", sid, group_id)
             end
             if known then
-                return allow(conf, sid, group_id, generation_var, generation)
+                return allow(conf, sid, group_id, generation_var, generation,
+                             entry)
             end
             return refuse(403, INFO, "not a member of the group", sid,
                           group_id)

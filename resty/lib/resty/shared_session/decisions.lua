@@ -145,45 +145,47 @@ _M.current_epoch = current_epoch
 
 -- Keeps a decision in this worker until `expires`, under `count` (the
 -- revocation count read before it was made). An entry's decisions all share
--- one count: a decision under another count starts the entry afresh.
-local function remember(dc, value, group_id, allowed, count, expires)
+-- one count: a decision under another count starts the entry afresh. An
+-- entry also holds the session id (so that a hit builds no string) and,
+-- for refresh.lua, until when the session needs no refresh (`fresh`).
+-- `decided[group]` is the expiry of an allowed decision, or minus the
+-- expiry of a refused one.
+local function remember(dc, value, sid, group_id, allowed, count, expires)
     local worker = dc.worker
     if not worker or not count then
         return
     end
     local entry = worker:get(value)
     if not entry or entry.count ~= count or entry.n >= GROUPS_PER_ENTRY then
-        entry = { count = count, n = 0, allowed = {}, refused = {} }
+        entry = { count = count, n = 0, sid = sid, fresh = 0, decided = {} }
         worker:set(value, entry)
     end
     entry.n = entry.n + 1
-    if allowed then
-        entry.allowed[group_id], entry.refused[group_id] = expires, nil
-    else
-        entry.refused[group_id], entry.allowed[group_id] = expires, nil
-    end
+    entry.decided[group_id] = allowed and expires or -expires
 end
 
 
 -- This worker's decision for the cookie `value` (the raw "<sid>.<sig>") and
--- group_id: true (allowed), false (refused: not a member), nil (not known).
--- One dict read, no string built, nothing written: it runs before the cookie
--- is parsed, as an entry exists only for a value whose signature was
--- verified.
+-- group_id: true (allowed), false (refused: not a member), nil (not known);
+-- and, when known, the entry (its `sid`, its `fresh`). One dict read, no
+-- string built, nothing written: it runs before the cookie is parsed, as an
+-- entry exists only for a value whose signature was verified.
 function _M.lookup(dc, value, group_id)
     local worker = dc.worker
     local entry = worker and worker:get(value)
     if not entry or entry.count ~= dc.dict:get(COUNT_KEY) then
         return nil
     end
-    local now = ngx_now()
-    local expires = entry.allowed[group_id]
-    if expires and expires > now then
-        return true
+    local expires = entry.decided[group_id]
+    if not expires then
+        return nil
     end
-    expires = entry.refused[group_id]
-    if expires and expires > now then
-        return false
+    local now = ngx_now()
+    if expires > now then
+        return true, entry
+    end
+    if -expires > now then
+        return false, entry
     end
     return nil
 end
@@ -203,7 +205,7 @@ local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token)
     end
     local ttl = dict:ttl(k)
     if ttl and ttl > 0 then
-        remember(dc, value, group_id, true, count, ngx_now() + ttl)
+        remember(dc, value, sid, group_id, true, count, ngx_now() + ttl)
     end
     return true
 end
@@ -268,7 +270,8 @@ function _M.store(dc, ticket, allowed)
     if ttl < TTL_MIN then
         return      -- (and 0 would mean "never expires" to the dict)
     end
-    remember(dc, ticket.value, ticket.group_id, allowed, ticket.count, expires)
+    remember(dc, ticket.value, ticket.sid, ticket.group_id, allowed,
+             ticket.count, expires)
     if not allowed then
         return
     end

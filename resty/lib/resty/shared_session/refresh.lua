@@ -132,14 +132,17 @@ end
 -- ask again. Not request state: a cache that every request may share.
 local memo, memo_n = {}, 0
 
-local function remember(sid, seconds)
+-- A refresh under way is remembered as minus the time: this worker waits
+-- for it, but says so to no caller that would keep the time (see maybe).
+local function remember(sid, seconds, under_way)
     if memo_n >= MEMO_SIZE then
         memo, memo_n = {}, 0
     end
     if not memo[sid] then
         memo_n = memo_n + 1
     end
-    memo[sid] = ngx_now() + seconds
+    local wait_until = ngx_now() + seconds
+    memo[sid] = under_way and -wait_until or wait_until
 end
 
 
@@ -306,34 +309,31 @@ local function flush(premature, rf, r, prefix)
 end
 
 
--- From authorize(), for a request it allows: starts a refresh of sid unless
--- one was started less than an interval ago (by any worker). Never raises,
--- never waits for Redis.
-function _M.maybe(rf, r, prefix, sid)
-    local now = ngx_now()
-    local wait_until = memo[sid]
-    if wait_until and wait_until > now then
-        return
-    end
-
+-- A refresh of sid is due in this worker: ask the others, queue it.
+local function maybe_start(rf, r, prefix, sid)
     local dict = rf.dict
     if dict then
-        -- Until the refresh has answered, the others look again soon: then
-        -- the mark lasts until the next refresh is due (see run).
-        local ok, err = dict:add("r:" .. sid, true, min(rf.interval, RETRY))
+        -- Until the refresh has answered, the others look again soon (the
+        -- mark is false then): then the mark (true) lasts until the next
+        -- refresh is due (see mark).
+        local mark_key = "r:" .. sid
+        local ok, err = dict:add(mark_key, false, min(rf.interval, RETRY))
         if not ok then
             if err == "exists" then
                 -- Refreshed lately (by another worker, or by this one before
                 -- its memory started over), or being refreshed: look again
                 -- when that mark ends.
-                local left = dict:ttl("r:" .. sid)
+                local left = dict:ttl(mark_key)
                 remember(sid, left and left > 0 and left
-                              or min(rf.interval, RETRY))
+                              or min(rf.interval, RETRY),
+                         dict:get(mark_key) == false)
             end
             return
         end
     end
-    remember(sid, rf.interval)
+    -- Until the answer says when the next one is due (mark), look again in
+    -- RETRY at the most.
+    remember(sid, min(rf.interval, RETRY), true)
 
     if queue_n >= QUEUE_MAX then
         return failed(rf, sid, "too many refreshes waiting")
@@ -354,6 +354,27 @@ function _M.maybe(rf, r, prefix, sid)
         return
     end
     flush_started = true
+end
+
+
+-- From authorize(), for a request it allows: starts a refresh of sid unless
+-- one was started less than an interval ago (by any worker). Never raises,
+-- never waits for Redis. Returns the time (ngx.now()) until which this
+-- worker need not call it again for sid; 0 while a refresh is under way
+-- (its answer may bring that time closer: half a short idle timeout).
+function _M.maybe(rf, r, prefix, sid)
+    local now = ngx_now()
+    local wait_until = memo[sid]
+    if wait_until then
+        if wait_until > now then
+            return wait_until
+        elseif -wait_until > now then
+            return 0
+        end
+    end
+    maybe_start(rf, r, prefix, sid)
+    wait_until = memo[sid] or 0
+    return wait_until > 0 and wait_until or 0
 end
 
 
