@@ -154,9 +154,79 @@ function _M.server()
     return true
   end
 
+  -- The connection's cosocket (`_sock`, as resty.redis keeps it), for the
+  -- callers that send RESP themselves (refresh.lua): send() parses the
+  -- commands and answers each as the methods above would, receive() reads
+  -- the replies. `server.errors.send` makes send() fail.
+  local function encode(value)
+    if type(value) == "table" and value[1] == false then
+      return "-" .. tostring(value[2]) .. "\r\n"
+    elseif type(value) == "number" then
+      return ":" .. value .. "\r\n"
+    elseif value == stub.null or value == nil then
+      return "$-1\r\n"
+    end
+    value = tostring(value)
+    return "$" .. #value .. "\r\n" .. value .. "\r\n"
+  end
+
+  local function new_sock(c)
+    local fake = { buffer = "" }
+    function fake.send(_, data)
+      record(server, "send")
+      if server.errors.send then
+        return nil, server.errors.send
+      end
+      data = type(data) == "table" and table.concat(data) or data
+      local pos = 1
+      while pos <= #data do
+        local n, after = data:match("^%*(%d+)\r\n()", pos)
+        assert(n, "fake redis: not RESP")
+        pos = after
+        local args = {}
+        for i = 1, tonumber(n) do
+          local len, start = data:match("^%$(%d+)\r\n()", pos)
+          args[i] = data:sub(start, start + len - 1)
+          pos = start + len + 2
+        end
+        c.pipeline = {}
+        local method = c[args[1]:lower()]
+        local value, err = method(c, unpack(args, 2))
+        local queued = c.pipeline
+        c.pipeline = nil
+        if #queued > 0 then
+          value = queued[1]
+        elseif value == nil and err then
+          value = { false, err }
+        end
+        fake.buffer = fake.buffer .. encode(value)
+      end
+      return #data
+    end
+    function fake.receive(_, pattern)
+      local buffer = fake.buffer
+      if pattern == nil or pattern == "*l" then
+        local at = buffer:find("\r\n", 1, true)
+        if not at then
+          return nil, "closed"
+        end
+        fake.buffer = buffer:sub(at + 2)
+        return buffer:sub(1, at - 1)
+      end
+      if #buffer < pattern then
+        return nil, "closed"
+      end
+      fake.buffer = buffer:sub(pattern + 1)
+      return buffer:sub(1, pattern)
+    end
+    return fake
+  end
+
   server.lib = {
     new = function()
-      return setmetatable({}, conn_mt)
+      local c = setmetatable({}, conn_mt)
+      c._sock = new_sock(c)
+      return c
     end,
   }
 

@@ -99,8 +99,8 @@ describe("resty.shared_session.refresh", function()
       assert.equal(1, #timers)
       run_timers()
       assert.equal(150, #commands("evalsha"))
-      -- refresh.BATCH (100) to a pipeline, on one pooled connection.
-      assert.equal(2, #commands("commit_pipeline"))
+      -- refresh.BATCH (100) to a write, on one pooled connection.
+      assert.equal(2, #commands("send"))
       assert.equal(2, server.pooled)
       assert.equal(0, server.closed)
       -- Each was answered: none is sent again within the interval.
@@ -282,6 +282,25 @@ describe("resty.shared_session.refresh", function()
       stub.sleep(28.1)
       maybe(c, UUID)
       assert.equal(1, #timers)
+    end)
+
+    it("a connection that fails mid-batch is closed, not pooled; every session of the"
+       .. " batch is tried again after a second", function()
+      local c = conf { refresh = { interval = 60 } }
+      server.errors.send = "timeout"
+      maybe(c, UUID)
+      maybe(c, TIMED)
+      run_timers()
+      assert.equal(1, server.closed)
+      assert.equal(0, server.pooled)
+      server.errors.send = nil
+      server.replies.evalsha = 60000
+      stub.sleep(1.01)
+      maybe(c, UUID)
+      maybe(c, TIMED)
+      run_timers()
+      assert.equal(2, #commands("evalsha"))
+      assert.equal(1, server.pooled)
     end)
 
     it("logs failures once per 10 s per worker, counting the others", function()

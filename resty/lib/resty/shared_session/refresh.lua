@@ -21,6 +21,7 @@
 -- whichever worker its requests arrive.
 
 local redis = require "resty.shared_session.redis"
+local resp = require "resty.shared_session.resp"
 local session_id = require "resty.shared_session.session_id"
 local log = require "resty.shared_session.log"
 
@@ -34,6 +35,7 @@ local INFO = ngx.INFO
 
 local type = type
 local ipairs = ipairs
+local rawget = rawget
 local tostring = tostring
 local byte = string.byte
 local find = string.find
@@ -47,6 +49,8 @@ local connect = redis.connect
 local release = redis.release
 local sid_times = session_id.times
 local sid_hint = log.sid_hint
+local bulk = resp.bulk
+local resp_read = resp.read
 
 
 local _M = {
@@ -203,22 +207,43 @@ local function reply_error(res)
 end
 
 
--- Queues on red one refresh per session of `list` ({ sid, deadline }
--- pairs) with `command` (evalsha or eval) and `script` (its SHA1 or body),
--- and sends them in one pipeline. Returns the replies, or nil and the error.
+-- Sends on red's socket one refresh per session of `list` ({ sid, deadline }
+-- pairs) with `command` (EVALSHA or EVAL) and `script` (its SHA1 or body), in
+-- one write, and reads their replies in order. The commands are made here,
+-- of resp.lua's bulk strings: resty.redis builds each in Lua, measured at
+-- 27-50 us of worker CPU a command on Debian's nginx. Returns the
+-- replies (an error reply as { false, message }, as commit_pipeline() gives
+-- it), or nil and the socket's error.
 local function pipeline(red, rf, prefix, layout, list, command, script)
     local now = floor(ngx_now() * 1000)
     -- Section 13's index has no cluster form yet: not on the cluster layout.
     local field = layout and "" or rf.user_id_field
-    red:init_pipeline(#list)
-    for _, item in ipairs(list) do
+    -- What every command of the batch shares, made once.
+    local head = "*11\r\n" .. bulk(command) .. bulk(script) .. bulk(3)
+    local middle = bulk(now)
+    local tail = bulk(field) .. bulk(prefix)
+    local out = {}
+    for i, item in ipairs(list) do
         local sid = item[1]
-        red[command](red, script, 3, key(prefix, "data", sid, layout),
-                     key(prefix, "signature", sid, layout),
-                     key(prefix, "groups", sid, layout), now, item[2], field,
-                     prefix, sid)
+        out[i] = head .. bulk(key(prefix, "data", sid, layout))
+                 .. bulk(key(prefix, "signature", sid, layout))
+                 .. bulk(key(prefix, "groups", sid, layout)) .. middle
+                 .. bulk(item[2]) .. tail .. bulk(sid)
     end
-    return red:commit_pipeline()
+    local sock = rawget(red, "_sock")
+    local ok, err = sock:send(out)
+    if not ok then
+        return nil, err
+    end
+    local results = {}
+    for i = 1, #list do
+        local res, message = resp_read(sock)
+        if res == nil then
+            return nil, message
+        end
+        results[i] = res == false and { false, message } or res
+    end
+    return results
 end
 
 
@@ -227,7 +252,7 @@ end
 -- answered NOSCRIPT (it had not seen the script). Returns the replies, or
 -- nil and the error.
 local function send(red, rf, prefix, layout, batch)
-    local results, err = pipeline(red, rf, prefix, layout, batch, "evalsha",
+    local results, err = pipeline(red, rf, prefix, layout, batch, "EVALSHA",
                                   sha())
     if not results then
         return nil, err
@@ -241,7 +266,7 @@ local function send(red, rf, prefix, layout, batch)
     end
     if #again > 0 then
         local retried
-        retried, err = pipeline(red, rf, prefix, layout, again, "eval",
+        retried, err = pipeline(red, rf, prefix, layout, again, "EVAL",
                                 _M.SCRIPT)
         if not retried then
             return nil, err

