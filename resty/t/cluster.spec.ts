@@ -10,7 +10,7 @@
  */
 import type { Cluster } from 'ioredis';
 import Redis from 'ioredis';
-import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, writeSession } from '../../protocol/testkit';
+import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, userIndexKey, writeSession } from '../../protocol/testkit';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisClusterStack } from '../../stack/redis-cluster';
 import type { RedisServer } from '../../stack/redis-server';
@@ -115,6 +115,34 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     expect(primaries.size).toBe(3);
     await destroySession(client, PREFIX, sids[0], LAYOUT);
     expect(await status(nginx, 'g1', sids[0])).toBe(403);
+  });
+
+  test("the refresh raises the session's member in its user's index, on the index's own primary (section 14.1)", async () => {
+    const user = 'idx@example.com';
+    const index = userIndexKey(PREFIX, user);
+    const indexed = newTimedSessionId(Date.now());
+    const unindexed = newTimedSessionId(Date.now()); // copied by a migration, or pruned: added back
+    for (const sid of [indexed, unindexed]) {
+      await writeSession(
+        client,
+        PREFIX,
+        sid,
+        { groups: ['g1'], username: user, _idle: 30 },
+        { signature: signature(sid), ttl: 5, ...LAYOUT },
+      );
+    }
+    await client.zadd(index, Date.now() + 5000, indexed, Date.now() + 3_600_000, 'another-session-of-idx');
+    await client.pexpire(index, 5000);
+    for (const sid of [indexed, unindexed]) expect(await status(nginx, 'g1', sid)).toBe(200);
+    await waitFor('both index scores', async () => {
+      const scores = await Promise.all([indexed, unindexed].map((sid) => client.zscore(index, sid)));
+      return scores.every((score) => Number(score) > Date.now() + 25_000);
+    });
+    expect(await client.pttl(index)).toBeGreaterThan(25_000);
+    // A higher score is not lowered.
+    expect(Number(await client.zscore(index, 'another-session-of-idx'))).toBeGreaterThan(Date.now() + 3_000_000);
+    expect(await client.zcard(index)).toBe(3);
+    await client.del(index);
   });
 
   test('resharding: a slot moved to another primary is followed (ASK while it moves, MOVED after)', async () => {

@@ -213,7 +213,8 @@ function _M.authorize(group_id, generation_var)
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
     -- mark and the generation, all in the same round trip (not on a
-    -- cluster: section 13 has no cluster form yet, so no mark, generation 0).
+    -- cluster: the mark and generations have no cluster form yet, PROTOCOL.md
+    -- section 14, so no mark, generation 0).
     local with_generation = generation_var ~= nil
     local member, err, stored, extra = redis_membership(conf.redis,
         conf.key_prefix, sid, group_id, not keys,

@@ -413,7 +413,8 @@ end
 -- (PROTOCOL.md section 13): a list of more keys to GET in the same round
 -- trip (the not-before mark, a group's generation), their replies returned
 -- fourth, as a list in the same order; not on a cluster, where they are in
--- other slots (section 13 has no cluster form yet: nil is returned). On a
+-- other slots (the mark and generations have no cluster form yet: nil is
+-- returned). On a
 -- cluster, a MOVED or ASK is followed once. The connection goes back to the
 -- pool, or is closed on error so that a half-read reply never reaches the
 -- next request.

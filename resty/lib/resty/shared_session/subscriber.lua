@@ -17,7 +17,7 @@
 -- primary it names is subscribed to anew. Another light thread watches the
 -- map for a new set of primaries. Each notice then comes once per primary:
 -- session ids are forgotten at every copy (harmless), `!ack` is answered at
--- the last copy, the mark and generations are ignored (no cluster form).
+-- the last copy, the mark and generations are ignored (no cluster form yet).
 --
 -- The connection is a bare cosocket speaking RESP, not a resty.redis object:
 -- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
@@ -110,7 +110,7 @@ end
 -- A section 13.4 notice on a cluster (PROTOCOL.md section 14): it comes
 -- once per primary. `!ack` is answered at its last copy (every earlier
 -- notice has come by then, on every connection); the mark and generations
--- have no cluster form, and a late copy could undo a newer value: ignored.
+-- have no cluster form yet, and a late copy could undo a newer value: ignored.
 local function last_copy(sub, payload)
     if parse_control_notice(payload) ~= "ack" then
         return false
