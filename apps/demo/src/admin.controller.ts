@@ -14,7 +14,7 @@ import {
 import type { Request, Response } from 'express';
 import { GroupGuard, Groups, SHARED_SESSION_CONFIG, SharedSessionService } from 'nest-resty-shared-session';
 import type { SharedSessionConfig } from 'nest-resty-shared-session';
-import { adminPage, adminUnavailablePage, AdminUserView } from './pages';
+import { adminPage, AdminUserView } from './pages';
 import { FIXTURE_USERS } from './users';
 
 /** Every group a fixture user may hold: the ones whose cache the admin may purge. */
@@ -28,7 +28,9 @@ const GROUPS = [...new Set(FIXTURE_USERS.flatMap((u) => u.groups))].sort();
  * module's cross-site request guard covers them. Each change waits until
  * nginx has acknowledged it (`wait: true`): when the page comes back, nginx
  * already refuses what was revoked. On the cluster layout (PROTOCOL.md
- * section 14) none of this exists yet: the page says so, the forms answer 501.
+ * section 14.1) a user's sessions are listed and changed one session at a
+ * time; the not-before mark and group generations have no cluster form yet:
+ * the page says so, their forms answer 501.
  */
 @Controller('app/admin')
 @UseGuards(GroupGuard)
@@ -42,24 +44,22 @@ export class AdminController {
   @Get()
   @Header('Cache-Control', 'no-store')
   async page(@Req() req: Request): Promise<string> {
-    if (!this.controlled) return adminUnavailablePage();
     const users: AdminUserView[] = [];
     for (const user of FIXTURE_USERS) {
       users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
     }
-    return adminPage(users, GROUPS, req.sessionID, typeof req.query.done === 'string' ? req.query.done : undefined);
+    const done = typeof req.query.done === 'string' ? req.query.done : undefined;
+    return adminPage(users, GROUPS, req.sessionID, done, this.config.keyLayout === 'cluster');
   }
 
   @Post('users/:email/groups/:group/remove')
   async removeFromGroup(@Param('email') email: string, @Param('group') group: string, @Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     const result = await this.sessions.removeUserFromGroup(this.user(email), group, { wait: true });
     this.done(res, `removed ${email} from ${group} in ${result.sessions} session(s)`);
   }
 
   @Post('users/:email/logout-everywhere')
   async logoutEverywhere(@Req() req: Request, @Param('email') email: string, @Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     // The administrator's own session survives logging themselves out elsewhere.
     const result = await this.sessions.revokeUser(this.user(email), { except: req.sessionID, wait: true });
     this.done(res, `logged ${email} out of ${result.sessions} session(s)`);
@@ -81,15 +81,11 @@ export class AdminController {
     res.redirect(303, '/app/login');
   }
 
-  /** Section 13 has no cluster form (section 14). */
-  private get controlled(): boolean {
-    return this.config.keyLayout !== 'cluster';
-  }
-
+  /** The not-before mark and group generations have no cluster form yet (PROTOCOL.md section 14). */
   private mustBeControlled(): void {
-    if (!this.controlled) {
+    if (this.config.keyLayout === 'cluster') {
       throw new NotImplementedException(
-        'not available with SESSION_KEY_LAYOUT=cluster: PROTOCOL.md section 13 has no cluster form yet (section 14)',
+        'not available with SESSION_KEY_LAYOUT=cluster: the not-before mark and group cache generations have no cluster form yet (PROTOCOL.md section 14)',
       );
     }
   }

@@ -78,8 +78,13 @@ export interface AdminUserView {
 const post = (action: string, label: string, id: string) =>
   `<form method="post" action="${escape(action)}" style="display:inline"><button type="submit" id="${escape(id)}">${escape(label)}</button></form>`;
 
-/** The administrator's page (/app/admin): users, their sessions, and the control buttons. */
-export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string): string {
+/**
+ * The administrator's page (/app/admin): users, their sessions, and the
+ * control buttons. `cluster`: the cluster layout, where the not-before mark
+ * and group generations have no cluster form yet (PROTOCOL.md section 14):
+ * the page says so instead of offering those two.
+ */
+export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string, cluster = false): string {
   const rows = users
     .map((u) => {
       const slug = u.email.replace(/[^a-z0-9]/gi, '-');
@@ -100,22 +105,13 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
     })
     .join('');
   const purges = groups.map((g) => post(`/app/admin/groups/${encodeURIComponent(g)}/purge-cache`, `Purge ${g}`, `purge-${g}`)).join(' ');
+  const global = cluster
+    ? `<p id="unavailable">On Redis Cluster (<code>SESSION_KEY_LAYOUT=cluster</code>) purging a group's cache at nginx and logging everyone out are not available: the not-before mark and group cache generations have no cluster form yet (PROTOCOL.md section 14). A user's sessions are changed one session at a time there (section 14.1).</p>`
+    : `<p>Purge a group's cache at nginx: ${purges}</p>
+<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p>`;
   return page(
     'Administration',
     `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>
-<p>Purge a group's cache at nginx: ${purges}</p>
-<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
-  );
-}
-
-/**
- * The admin page on the cluster layout: its every action is PROTOCOL.md
- * section 13 (the per-user index, the not-before mark, group generations),
- * which has no cluster form (section 14).
- */
-export function adminUnavailablePage(): string {
-  return page(
-    'Administration',
-    `<p id="unavailable">This page is not available on Redis Cluster (<code>SESSION_KEY_LAYOUT=cluster</code>): listing a user's sessions, logging a user out everywhere, changing a user's groups in every session, purging a group's cache at nginx and logging everyone out all rely on keys outside a session's slot (PROTOCOL.md section 13), which the cluster layout does not have yet (section 14). Logins, logouts and group resources work as on one Redis.</p><p><a href="/app">home</a></p>`,
+${global}<p><a href="/app">home</a></p>`,
   );
 }
