@@ -131,6 +131,32 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
     expect((await service.revokeUser(user)).sessions).toBe(0);
   });
 
+  it("section 14.1 with wait: the barrier comes after every session's notice, and a reader on every primary acknowledges it once", async () => {
+    const service = app.get(SharedSessionService);
+    const user = 'acked@example.com';
+    const sids = (await spreadLogins(user, 3)).map((s) => s.sid);
+    // A reader as section 14 says: subscribed on every primary, `!ack` answered at its last copy.
+    const readers = client.nodes('master').map((node) => node.duplicate());
+    const copies = new Map<string, number>();
+    const revoked = new Set<string>();
+    for (const reader of readers) {
+      reader.on('message', (_channel: string, notice: string) => {
+        if (!notice.startsWith('!ack ')) return void revoked.add(notice);
+        const id = notice.slice('!ack '.length);
+        copies.set(id, (copies.get(id) ?? 0) + 1);
+        if (copies.get(id) === readers.length) void client.publish(`${PREFIX}:ack`, id);
+      });
+      await reader.subscribe(`${PREFIX}:invalidate`);
+    }
+    try {
+      const result = await service.revokeUser(user, { wait: true, timeoutMs: 2000 });
+      expect(result).toEqual({ sessions: sids.length, confirmation: { acknowledged: 1, expected: 1, timedOut: false } });
+      for (const sid of sids) expect(revoked.has(sid)).toBe(true);
+    } finally {
+      readers.forEach((r) => r.disconnect());
+    }
+  });
+
   it('section 14.1: a login above maxSessionsPerUser ends the oldest sessions, wherever they are', async () => {
     const limited = await createTestApp({
       secret: SECRET,
