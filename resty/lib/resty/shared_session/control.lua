@@ -16,6 +16,11 @@
 -- While the epoch lives, the subscriber overwrites them with every notice
 -- (`!not-before <ms>`, `!generation <n> <group>`); a miss only adds them
 -- when absent, so a notice applied while its query was in flight wins.
+--
+-- On Redis Cluster (PROTOCOL.md section 14.2) the generation key is in a
+-- slot of its own: a miss reads it with a GET on its primary, and a notice
+-- (which comes once per primary, in any order between them) only ever
+-- raises the kept value. The mark has no cluster form yet: 0.
 
 local redis = require "resty.shared_session.redis"
 local session_id = require "resty.shared_session.session_id"
@@ -40,6 +45,7 @@ local sub = string.sub
 local sid_times = session_id.times
 local current_epoch = decisions.current_epoch
 local redis_connect = redis.connect
+local redis_get_at = redis.get_at
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -167,6 +173,21 @@ function _M.values(replies, with_generation)
 end
 
 
+-- Redis Cluster (section 14.2): what the miss path reads besides the
+-- membership, each key on its own primary: the mark (no cluster form yet:
+-- 0) and the group's generation when asked for; or nil, nil and an error.
+function _M.cluster_values(r, prefix, group_id, with_generation)
+    if not with_generation then
+        return 0
+    end
+    local raw, err = redis_get_at(r, generation_key(prefix, group_id))
+    if err then
+        return nil, nil, err
+    end
+    return _M.values({ ngx_null, raw }, true)
+end
+
+
 -- Publishes an acknowledgement (from a timer: the subscriber's own
 -- connection is in subscribe mode).
 local function send_ack(premature, r, channel, id)
@@ -229,8 +250,9 @@ _M.parse = parse
 
 -- Applies one section 13.4 notice in the subscriber (every earlier notice
 -- has been applied already: they are read in order). `r`: the Redis
--- options, for the acknowledgement.
-function _M.apply(dc, payload, r)
+-- options, for the acknowledgement. `greatest` (Redis Cluster, section
+-- 14.2: copies in any order): a generation only raises the kept one.
+function _M.apply(dc, payload, r, greatest)
     local kind, a, b = parse(payload)
     if kind == nil then
         ngx_log(INFO, "shared_session: notice ignored (unknown kind or",
@@ -250,9 +272,16 @@ function _M.apply(dc, payload, r)
     end
     if kind == "not-before" then
         dc.dict:set("m:" .. epoch, a, ENTRY_TTL)
-    else
-        dc.dict:set("g:" .. epoch .. ":" .. b, a, ENTRY_TTL)
+        return
     end
+    local k = "g:" .. epoch .. ":" .. b
+    if greatest then
+        local kept = dc.dict:get(k)
+        if kept and kept >= a then
+            return
+        end
+    end
+    dc.dict:set(k, a, ENTRY_TTL)
 end
 
 
