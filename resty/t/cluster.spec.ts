@@ -41,6 +41,11 @@ http {
       access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
       content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
     }
+    location ~ ^/gen/(?<group_id>[^/]+)/ {
+      set $shared_session_generation "";
+      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id, "shared_session_generation") }
+      content_by_lua_block { ngx.say("generation ", ngx.var.shared_session_generation) }
+    }
     location = /slot {
       content_by_lua_block { ngx.say(require("resty.shared_session.cluster").slot(ngx.unescape_uri(ngx.var.arg_key))) }
     }
@@ -143,6 +148,29 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     expect(Number(await client.zscore(index, 'another-session-of-idx'))).toBeGreaterThan(Date.now() + 3_000_000);
     expect(await client.zcard(index)).toBe(3);
     await client.del(index);
+  });
+
+  test("a group's generation is read on its own primary, and a notice only ever raises it (section 14.2)", async () => {
+    const sid = sids[5];
+    const key = `${PREFIX}:group-generation:g1`;
+    const generation = async (on: NginxServer) => (await get(on, '/gen/g1/x', sessionCookie(sid))).body.trim();
+    await client.set(key, '5');
+    expect(await generation(cached)).toBe('generation 5');
+    expect(await generation(nginx)).toBe('generation 5');
+    // A purge: INCR and its notice (from the key's primary; a copy from every other one).
+    await client.eval(
+      `local n = redis.call('INCR', KEYS[1]) redis.call('PUBLISH', ARGV[1], '!generation ' .. n .. ' g1') return n`,
+      1,
+      key,
+      invalidationChannel(PREFIX),
+    );
+    await waitFor('the new generation at the caching nginx', async () => (await generation(cached)) === 'generation 6');
+    // A late copy of an older notice changes nothing.
+    await client.publish(invalidationChannel(PREFIX), '!generation 5 g1');
+    await sleep(200);
+    expect(await generation(cached)).toBe('generation 6');
+    expect(await generation(nginx)).toBe('generation 6');
+    await client.del(key);
   });
 
   test('resharding: a slot moved to another primary is followed (ASK while it moves, MOVED after)', async () => {
