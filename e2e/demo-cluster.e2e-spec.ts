@@ -14,7 +14,7 @@ import { RedisClusterStack } from '../stack/redis-cluster';
  * for a cluster (`key_layout = "cluster"`, `redis.cluster.nodes`): logins,
  * group resources allowed and refused at nginx, logout, and the admin page
  * (a user's sessions listed, regrouped and revoked; the not-before mark and
- * group purges refused: no cluster form yet).
+ * a group's cache purged; the not-before mark refused: no cluster form yet).
  */
 const SECRET = 'Qm9xLCBub3QgYSByZWFsIHNlY3JldCwgYnV0IGxvbmc=';
 const PREFIX = PROTOCOL_DEFAULTS.keyPrefix;
@@ -98,7 +98,7 @@ describe('the demo on Redis Cluster (docker-compose profile "cluster", without D
     const page = await get('/app/admin', admin);
     expect(page.status).toBe(200);
     expect(page.body).toMatch(new RegExp(`joe@example.com</td><td><span class="count">${joes.length}<`));
-    expect(page.body).toContain('the not-before mark and group cache generations have no cluster form yet');
+    expect(page.body).toContain('the not-before mark has no cluster form yet');
 
     expect((await post('/app/admin/users/joe%40example.com/groups/one/remove', admin)).status).toBe(303);
     for (const joe of joes) {
@@ -113,13 +113,30 @@ describe('the demo on Redis Cluster (docker-compose profile "cluster", without D
     }
     expect((await get('/app/admin', admin)).body).toMatch(/joe@example.com<\/td><td><span class="count">0</);
 
-    // The not-before mark and group generations have no cluster form yet: 501, nothing revoked.
-    for (const path of ['/app/admin/not-before', '/app/admin/groups/one/purge-cache']) {
-      const refused = await post(path, admin);
-      expect(refused.status).toBe(501);
-      expect(refused.body).toContain('no cluster form yet');
-    }
+    // The not-before mark has no cluster form yet: 501, nothing revoked.
+    const refused = await post('/app/admin/not-before', admin);
+    expect(refused.status).toBe(501);
+    expect(refused.body).toContain('no cluster form yet');
     expect((await get('/app', admin)).body).toContain("Logged in as 'admin@example.com'");
+    expect(stack.appLog).not.toMatch(/ERROR/);
+  });
+
+  it('purging group one’s cache on the cluster layout: the next member’s request is a MISS, then HITs again; other groups keep their HITs (PROTOCOL.md section 14.2)', async () => {
+    const admin = await mustLogin('admin@example.com', 'itsadmin');
+    const joe = await mustLogin('joe@example.com', 'itsjoe');
+    const one = '/app/api/v1/group/one/cacheable/purge';
+    const three = '/app/api/v1/group/three/cacheable/purge';
+    for (const path of [one, three]) await get(path, joe);
+    expect((await get(one, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    expect((await get(three, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    const before = JSON.parse((await get(one, joe)).body).response_id;
+
+    expect((await post('/app/admin/groups/one/purge-cache', admin)).status).toBe(303);
+    const miss = await get(one, joe);
+    expect(miss.headers['x-cache-status']).toEqual(['MISS']);
+    expect(JSON.parse(miss.body).response_id).not.toBe(before);
+    expect((await get(one, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    expect((await get(three, joe)).headers['x-cache-status']).toEqual(['HIT']);
     expect(stack.appLog).not.toMatch(/ERROR/);
   });
 });

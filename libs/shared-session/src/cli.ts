@@ -289,7 +289,7 @@ export function buildProgram(): Command {
     .addOption(
       new Option(
         '--cluster <nodes>',
-        'a Redis Cluster in the cluster layout instead of --redis: host:port,host:port,... (sessions, revoke-user, revoke-session)',
+        'a Redis Cluster in the cluster layout instead of --redis: host:port,host:port,... (sessions, revoke-user, revoke-session, purge-group)',
       ).env('REDIS_CLUSTER_NODES'),
     )
     .addOption(new Option('--prefix <prefix>', 'Redis key prefix').env('SESSION_KEY_PREFIX').default(DEFAULT_KEY_PREFIX))

@@ -270,7 +270,6 @@ export class SessionControl {
 
   /** A new cache generation for the group: nginx's cached copies for it are no longer served. `sessions`: 0. */
   async invalidateGroupCache(group: string, options: ControlOptions = {}): Promise<ControlResult & { generation: number }> {
-    this.checkLayout('invalidateGroupCache');
     checkGroupId('invalidateGroupCache', group);
     await this.prepare(options);
     const n = (await this.scripts.sharedSessionGeneration(
@@ -349,11 +348,11 @@ export class SessionControl {
     return options.wait ?? this.revocation.wait;
   }
 
-  /** The not-before mark and the group generations have no cluster form yet (PROTOCOL.md section 14). */
+  /** The not-before mark has no cluster form yet (PROTOCOL.md section 14). */
   private checkLayout(method: string): void {
     if (!this.store.controlled) {
       throw new Error(
-        `${method}: not available with keyLayout 'cluster' (PROTOCOL.md section 14: the not-before mark and group generations have no cluster form yet)`,
+        `${method}: not available with keyLayout 'cluster' (PROTOCOL.md section 14: the not-before mark has no cluster form yet)`,
       );
     }
   }
