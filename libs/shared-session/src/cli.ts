@@ -264,7 +264,7 @@ function printMigration(options: GlobalOptions, flags: MigrateFlags, result: Mig
   }
   if (result.generations > 0) {
     console.log(
-      `note: ${result.generations} group cache generation(s) on the source have no cluster form: nginx on the cluster uses generation 0; clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
+      `note: ${result.generations} group cache generation(s) on the source are not copied: on the cluster they start again from 0 (PROTOCOL.md section 14.2); clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
     );
   }
   if (result.changedOnBothSides.length > 0) {
