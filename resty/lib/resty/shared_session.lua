@@ -214,8 +214,8 @@ function _M.authorize(group_id, generation_var)
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
     -- mark and the generation, all in the same round trip (on a cluster,
-    -- where they are in other slots: the generation with a GET on its own
-    -- primary, PROTOCOL.md section 14.2; the mark has no cluster form yet).
+    -- where they are in other slots, those not kept under the epoch each
+    -- with a GET on its own primary: PROTOCOL.md sections 14.2 and 14.3).
     local with_generation = generation_var ~= nil
     local member, err, stored, extra = redis_membership(conf.redis,
         conf.key_prefix, sid, group_id, not keys,
@@ -225,7 +225,7 @@ function _M.authorize(group_id, generation_var)
             mark, generation, err = control_values(extra, with_generation)
         else
             mark, generation, err = control_cluster_values(conf.redis,
-                conf.key_prefix, group_id, with_generation)
+                conf.key_prefix, group_id, with_generation, mark, generation)
         end
     end
     if err then

@@ -17,8 +17,8 @@
 -- primary it names is subscribed to anew. Another light thread watches the
 -- map for a new set of primaries. Each notice then comes once per primary:
 -- session ids are forgotten at every copy (harmless), `!ack` is answered at
--- the last copy, `!generation` only raises the kept value (section 14.2),
--- the mark is ignored (no cluster form yet).
+-- the last copy, `!generation` and `!not-before` only raise the kept value
+-- (sections 14.2 and 14.3).
 --
 -- The connection is a bare cosocket speaking RESP, not a resty.redis object:
 -- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
@@ -111,11 +111,11 @@ end
 -- A section 13.4 notice on a cluster (PROTOCOL.md section 14): it comes
 -- once per primary. true when it is to be applied now: `!ack` at its last
 -- copy (every earlier notice has come by then, on every connection);
--- `!generation` at every copy (section 14.2: only ever raised); the mark
--- has no cluster form yet, and a late copy could undo a newer value: never.
+-- `!generation` and `!not-before` at every copy (sections 14.2 and 14.3:
+-- they only ever raise the kept value); an unknown kind never.
 local function last_copy(sub, payload)
     local kind = parse_control_notice(payload)
-    if kind == "generation" then
+    if kind == "generation" or kind == "not-before" then
         return true
     end
     if kind ~= "ack" then
