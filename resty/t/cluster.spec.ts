@@ -414,6 +414,41 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
       c.disconnect();
     }
   }
+
+  test('the not-before mark: read on its own primary, applied from a notice at once (cached decisions too), never lowered (section 14.3)', async () => {
+    const markKey = `${PREFIX}:not-before`;
+    const old = sids[6];
+    expect(await status(cached, 'g1', old)).toBe(200); // a decision kept
+    await sleep(5);
+    const at = Date.now();
+    await sleep(5);
+    const fresh = await login(['g1']);
+    // The writer's script: the greater value, published in the mark's slot.
+    await client.eval(
+      `redis.call('SET', KEYS[1], ARGV[1]) redis.call('PUBLISH', ARGV[2], '!not-before ' .. ARGV[1]) return 1`,
+      1,
+      markKey,
+      String(at),
+      invalidationChannel(PREFIX),
+    );
+    await waitFor('the mark at the caching nginx', async () => (await status(cached, 'g1', old)) === 403);
+    // Read on the mark's primary. After the failovers above, a worker's stale slot map answers 503 once.
+    const settled = async (sid: string) => {
+      let answer = 503;
+      await waitFor('an answer other than 503', async () => (answer = await status(nginx, 'g1', sid)) !== 503);
+      return answer;
+    };
+    expect(await settled(old)).toBe(403);
+    expect(await status(cached, 'g1', fresh)).toBe(200);
+    expect(await settled(fresh)).toBe(200);
+    // A late copy of an older mark (or a lift) changes nothing.
+    await client.publish(invalidationChannel(PREFIX), '!not-before 0');
+    await client.publish(invalidationChannel(PREFIX), `!not-before ${at - 60_000}`);
+    await sleep(200);
+    expect(await status(cached, 'g1', old)).toBe(403);
+    // The caching nginx keeps it (it fails closed) until its subscription is renewed: this test comes last.
+    await client.del(markKey);
+  });
 });
 
 /** The ports of the nodes that serve slots now (CLUSTER SLOTS of a live node), sorted as the rock names them. */
