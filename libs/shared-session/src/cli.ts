@@ -289,7 +289,7 @@ export function buildProgram(): Command {
     .addOption(
       new Option(
         '--cluster <nodes>',
-        'a Redis Cluster in the cluster layout instead of --redis: host:port,host:port,... (sessions, revoke-user, revoke-session, purge-group)',
+        'a Redis Cluster in the cluster layout instead of --redis: host:port,host:port,... (not --scan, clear-not-before)',
       ).env('REDIS_CLUSTER_NODES'),
     )
     .addOption(new Option('--prefix <prefix>', 'Redis key prefix').env('SESSION_KEY_PREFIX').default(DEFAULT_KEY_PREFIX))
@@ -365,7 +365,11 @@ export function buildProgram(): Command {
     .description('lift the not-before mark (v1 sessions work again)')
     .action(() =>
       run(program, async ({ client, store }, options) => {
-        if (options.cluster !== undefined) throw new UsageError('the not-before mark has no cluster form yet (PROTOCOL.md section 14)');
+        if (options.cluster !== undefined) {
+          throw new UsageError(
+            'on the cluster layout the not-before mark only moves forward (PROTOCOL.md section 14.3): it cannot be lifted',
+          );
+        }
         await client.multi().del(store.notBeforeKey).publish(store.invalidationChannel, '!not-before 0').exec();
         return printResult(options, 'not-before mark lifted', { sessions: 0 });
       }),

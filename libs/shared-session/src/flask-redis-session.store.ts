@@ -287,9 +287,9 @@ export class FlaskRedisSessionStore extends Store {
 
   /**
    * True when PROTOCOL.md section 13 applies whole, in the session's own
-   * scripts (the v1 layout). On the cluster layout (section 14.1) the per-user
-   * index is written in steps of its own, and the not-before mark and the
-   * group generations have no cluster form yet.
+   * scripts (the v1 layout). On the cluster layout (sections 14.1 to 14.3)
+   * the per-user index and the not-before mark are in slots of their own,
+   * written and read in steps of their own.
    */
   get controlled(): boolean {
     return this.keyLayout === 'v1';
@@ -313,9 +313,11 @@ export class FlaskRedisSessionStore extends Store {
       keys.groups,
       this.controlled ? this.notBeforeKey : keys.data,
     ) as Promise<[string | null, number, number, string | null]>;
-    read.then(
-      ([json, pttl, leftovers, markRead]) => {
-        const mark = this.controlled ? markRead : null;
+    // Section 14.3: on the cluster layout the mark is in a slot of its own, read beside the script.
+    const clusterMark = this.controlled ? Promise.resolve(null) : this.client.get(this.notBeforeKey);
+    Promise.all([read, clusterMark]).then(
+      ([[json, pttl, leftovers, markRead], markBeside]) => {
+        const mark = this.controlled ? markRead : markBeside;
         this.recovered();
         // A timed id past its deadline (section 11), or issued before the not-before mark (section 13.2), has ended, whatever its keys say.
         const ended = sessionIdExpired(sid) || refusedByNotBefore(sid, mark);
@@ -392,14 +394,19 @@ export class FlaskRedisSessionStore extends Store {
     const ttlMs = keyTtlMs(sid, idleSecondsOf(data, this.idleSeconds));
     if (ttlMs <= 0) return;
     const now = Date.now();
-    const indexed = !this.controlled && owner !== undefined ? await this.indexSession(owner, sid, now, Math.ceil(ttlMs / 1000) * 1000) : 0;
+    // Section 14.1: the index first; section 14.3: the mark checked before an update (the v1 script checks it itself).
+    const [indexed, mark] = await Promise.all([
+      !this.controlled && owner !== undefined ? this.indexSession(owner, sid, now, Math.ceil(ttlMs / 1000) * 1000) : 0,
+      !this.controlled && mode !== 'create' ? this.client.get(this.notBeforeKey) : null,
+    ]);
+    if (refusedByNotBefore(sid, mark)) return; // ended by the mark: the update is dropped, as 'gone'
     const reply = (await this.scripts.sharedSessionWrite(
       keys.data,
       keys.signature,
       keys.groups,
       user === undefined ? keys.data : this.userIndexKey(user),
-      // Without section 13 (the cluster layout), the data key stands in for the
-      // mark: it never reads as a number, so no mark.
+      // On the cluster layout (checked above, section 14.3) the data key stands
+      // in for the mark: it never reads as a number, so no mark.
       this.controlled ? this.notBeforeKey : keys.data,
       mode,
       JSON.stringify(data),

@@ -235,7 +235,6 @@ export class SessionControl {
 
   /** Sets the not-before mark: every session issued before `date` has ended, at nginx too. */
   async revokeIssuedBefore(date: Date | number, options: ControlOptions = {}): Promise<ControlResult & { notBefore: Date }> {
-    this.checkLayout('revokeIssuedBefore');
     const ms = date instanceof Date ? date.getTime() : date;
     if (typeof ms !== 'number' || !Number.isInteger(ms) || ms <= 0 || ms > Date.now() + MAX_MARK_AHEAD_MS) {
       throw new TypeError('revokeIssuedBefore: date must be a valid date, not in the future');
@@ -346,15 +345,6 @@ export class SessionControl {
 
   private wants(options: ControlOptions): boolean {
     return options.wait ?? this.revocation.wait;
-  }
-
-  /** The not-before mark has no cluster form yet (PROTOCOL.md section 14). */
-  private checkLayout(method: string): void {
-    if (!this.store.controlled) {
-      throw new Error(
-        `${method}: not available with keyLayout 'cluster' (PROTOCOL.md section 14: the not-before mark has no cluster form yet)`,
-      );
-    }
   }
 
   /** Before a change that waits: checks the timeout and opens the acknowledgement channel (a failure then changes nothing). */

@@ -197,14 +197,32 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
     expect((await cli(['clear-not-before'], env)).status).toBe(2);
   });
 
-  it("section 14.2: a group cache generation is one script in its key's slot; the not-before mark has no cluster form yet", async () => {
+  it("section 14.2: a group cache generation is one script in its key's slot", async () => {
     const service = app.get(SharedSessionService);
     const key = `${PREFIX}:group-generation:purged`;
     expect((await service.invalidateGroupCache('purged')).generation).toBe(1);
     expect((await service.invalidateGroupCache('purged')).generation).toBe(2);
     expect(await client.get(key)).toBe('2');
-    await expect(service.revokeIssuedBefore(new Date())).rejects.toThrow();
-    expect(await client.exists(`${PREFIX}:not-before`)).toBe(0);
+  });
+
+  it('section 14.3: the not-before mark ends every session issued before it, wherever it is; it only moves forward', async () => {
+    const service = app.get(SharedSessionService);
+    const before = await spreadLogins('marked@example.com', 3);
+    await sleep(5);
+    const at = new Date();
+    await sleep(5);
+    const after = await login('marked@example.com', ['one']);
+    expect((await service.revokeIssuedBefore(at)).notBefore).toEqual(at);
+    // Only forward: an older date keeps the stored mark.
+    expect((await service.revokeIssuedBefore(new Date(at.getTime() - 60_000))).notBefore).toEqual(at);
+    for (const { cookie, sid } of before) {
+      await http().get('/groups/one/report').set('Cookie', cookie).expect(401);
+      expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(0);
+    }
+    await http().get('/groups/one/report').set('Cookie', after.cookie).expect(200);
+    await http().post('/count').set('Cookie', after.cookie).expect(201);
+    expect(await client.get(`${PREFIX}:not-before`)).toBe(String(at.getTime()));
+    await client.del(`${PREFIX}:not-before`);
   });
 
   it('failover: 503 while the primary of a session is down, the session again once its replica is promoted', async () => {
