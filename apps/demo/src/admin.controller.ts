@@ -1,19 +1,6 @@
-import {
-  BadRequestException,
-  Controller,
-  Get,
-  Header,
-  Inject,
-  NotImplementedException,
-  Param,
-  Post,
-  Req,
-  Res,
-  UseGuards,
-} from '@nestjs/common';
+import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { GroupGuard, Groups, SHARED_SESSION_CONFIG, SharedSessionService } from 'nest-resty-shared-session';
-import type { SharedSessionConfig } from 'nest-resty-shared-session';
+import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
 import { adminPage, AdminUserView } from './pages';
 import { FIXTURE_USERS } from './users';
 
@@ -27,19 +14,15 @@ const GROUPS = [...new Set(FIXTURE_USERS.flatMap((u) => u.groups))].sort();
  * group's cache at nginx. Members of `admins` only; the forms POST, so the
  * module's cross-site request guard covers them. Each change waits until
  * nginx has acknowledged it (`wait: true`): when the page comes back, nginx
- * already refuses what was revoked. On the cluster layout (PROTOCOL.md
- * section 14.1) a user's sessions are listed and changed one session at a
- * time (section 14.2: group generations too); the not-before mark has no
- * cluster form yet: the page says so, its form answers 501.
+ * already refuses what was revoked. On the cluster layout the same calls
+ * work in the form of PROTOCOL.md sections 14.1 to 14.3 (a user's sessions
+ * are changed one session at a time).
  */
 @Controller('app/admin')
 @UseGuards(GroupGuard)
 @Groups('admins')
 export class AdminController {
-  constructor(
-    private readonly sessions: SharedSessionService,
-    @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
-  ) {}
+  constructor(private readonly sessions: SharedSessionService) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')
@@ -48,8 +31,7 @@ export class AdminController {
     for (const user of FIXTURE_USERS) {
       users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
     }
-    const done = typeof req.query.done === 'string' ? req.query.done : undefined;
-    return adminPage(users, GROUPS, req.sessionID, done, this.config.keyLayout === 'cluster');
+    return adminPage(users, GROUPS, req.sessionID, typeof req.query.done === 'string' ? req.query.done : undefined);
   }
 
   @Post('users/:email/groups/:group/remove')
@@ -75,18 +57,8 @@ export class AdminController {
   /** The not-before mark: every session issued before now ends, this one too (log in again). */
   @Post('not-before')
   async notBefore(@Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     await this.sessions.revokeIssuedBefore(new Date(), { wait: true });
     res.redirect(303, '/app/login');
-  }
-
-  /** The not-before mark has no cluster form yet (PROTOCOL.md section 14). */
-  private mustBeControlled(): void {
-    if (this.config.keyLayout === 'cluster') {
-      throw new NotImplementedException(
-        'not available with SESSION_KEY_LAYOUT=cluster: the not-before mark has no cluster form yet (PROTOCOL.md section 14)',
-      );
-    }
   }
 
   private user(email: string): string {

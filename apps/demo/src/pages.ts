@@ -78,13 +78,8 @@ export interface AdminUserView {
 const post = (action: string, label: string, id: string) =>
   `<form method="post" action="${escape(action)}" style="display:inline"><button type="submit" id="${escape(id)}">${escape(label)}</button></form>`;
 
-/**
- * The administrator's page (/app/admin): users, their sessions, and the
- * control buttons. `cluster`: the cluster layout, where the not-before mark
- * has no cluster form yet (PROTOCOL.md section 14): the page says so instead
- * of offering it.
- */
-export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string, cluster = false): string {
+/** The administrator's page (/app/admin): users, their sessions, and the control buttons. */
+export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string): string {
   const rows = users
     .map((u) => {
       const slug = u.email.replace(/[^a-z0-9]/gi, '-');
@@ -105,13 +100,10 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
     })
     .join('');
   const purges = groups.map((g) => post(`/app/admin/groups/${encodeURIComponent(g)}/purge-cache`, `Purge ${g}`, `purge-${g}`)).join(' ');
-  const global = cluster
-    ? `<p id="unavailable">On Redis Cluster (<code>SESSION_KEY_LAYOUT=cluster</code>) logging everyone out is not available: the not-before mark has no cluster form yet (PROTOCOL.md section 14). A user's sessions are changed one session at a time there (section 14.1).</p>`
-    : `<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p>`;
   return page(
     'Administration',
     `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>
 <p>Purge a group's cache at nginx: ${purges}</p>
-${global}<p><a href="/app">home</a></p>`,
+<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
   );
 }
