@@ -259,7 +259,7 @@ function printMigration(options: GlobalOptions, flags: MigrateFlags, result: Mig
   console.log(`${flags.dryRun ? 'dry run: ' : ''}${COUNT_NAMES.map(([k, name]) => `${verb}${name} ${result.counts[k]}`).join(', ')}`);
   if (result.notBefore > 0) {
     console.log(
-      `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) has no cluster form: the sessions it ends were not copied, and the mark was not (PROTOCOL.md section 14)`,
+      `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) was not copied, and neither were the sessions it ends (PROTOCOL.md section 14)`,
     );
   }
   if (result.generations > 0) {
