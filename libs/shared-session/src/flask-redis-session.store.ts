@@ -424,7 +424,10 @@ export class FlaskRedisSessionStore extends Store {
       // 'gone': ended after this request read it; the write is dropped, the session stays ended.
       if (reply === 'ok') this.readGroups.set(session, groups);
       if (reply === 'ok' && mode === 'create' && this.maxSessionsPerUser > 0 && indexed > this.maxSessionsPerUser) {
-        await this.endOldest(owner!, sid);
+        // Section 14.1: after the login, not in its script; a failure leaves the user above the limit until the next login.
+        await this.endOldest(owner!, sid).catch((err: Error) =>
+          this.logger.warn(`sessions above maxSessionsPerUser not ended yet (${err.message}); the next login tries again`),
+        );
       }
       return;
     }
@@ -477,12 +480,17 @@ export class FlaskRedisSessionStore extends Store {
       const index = this.userIndexKey(user);
       multi.zadd(index, 'XX', 'GT', now + ttl, sid).pexpire(index, ttl, 'GT');
     }
-    // Section 14.1: on the cluster layout, the index (another slot) after the session's keys.
+    // Section 14.1: on the cluster layout, the index (another slot) after the session's keys. Its
+    // failure leaves the member's old score (the next write or refresh raises it), not a failed touch.
     const cluster = user !== undefined && !this.controlled;
-    this.run(
-      multi.exec().then(async (result) => (cluster ? (await this.indexSession(user, sid, now, ttl), result) : result)),
-      callback,
-    );
+    const raise = (result: unknown) =>
+      cluster
+        ? this.indexSession(user, sid, now, ttl).then(
+            () => result,
+            () => result,
+          )
+        : result;
+    this.run(multi.exec().then(raise), callback);
   }
 
   /** Section 14.1: the session's member in its user's index, in the index's slot. Answers how many members it holds. */
