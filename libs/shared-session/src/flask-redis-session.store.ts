@@ -517,13 +517,16 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /**
-   * Ends sessions of a user and takes them out of the index (section 14.1: each
-   * session in its own slot, the index after). Answers how many existed.
+   * Ends sessions of a user and takes those that existed out of the index
+   * (section 14.1: each session in its own slot, the index after; a member
+   * whose session is not there yet, a login racing this, stays). Answers how
+   * many existed.
    */
   async endUserSessions(userId: string, sids: string[]): Promise<number> {
     const existed = await Promise.all(sids.map((sid) => this.end(sid)));
-    if (sids.length > 0) await this.client.zrem(this.userIndexKey(userId), ...sids);
-    return existed.filter(Boolean).length;
+    const ended = sids.filter((_, i) => existed[i]);
+    if (ended.length > 0) await this.client.zrem(this.userIndexKey(userId), ...ended);
+    return ended.length;
   }
 
   /** Section 14.1: after a create that took the user above the limit, the oldest live sessions (by issue time) end. */
