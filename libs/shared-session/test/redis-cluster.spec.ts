@@ -192,7 +192,8 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
       stdout: `ended ${sids.length - 2} session(s) of ${user}\n`,
     });
     for (const sid of sids) expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(sid === sids[1] ? 3 : 0);
-    // A Redis URL beside the cluster is ambiguous; --scan and the mark have no cluster form.
+    expect(await cli(['purge-group', 'cli-group'], env)).toMatchObject({ status: 0, stdout: 'group cli-group: cache generation 1\n' });
+    // A Redis URL beside the cluster is ambiguous; --scan finds v1 writers' sessions; the mark cannot be lifted on a cluster.
     expect((await cli(['sessions', user], { ...env, REDIS_URL: 'redis://127.0.0.1:1' })).status).toBe(2);
     expect((await cli(['sessions', user, '--scan'], env)).status).toBe(2);
     expect((await cli(['clear-not-before'], env)).status).toBe(2);
