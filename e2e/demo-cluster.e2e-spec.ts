@@ -1,5 +1,5 @@
 import type { Cluster } from 'ioredis';
-import { PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyCount } from '../protocol/testkit';
+import { PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyCount, sessionKeys } from '../protocol/testkit';
 import { login } from '../stack/demo-login';
 import { DemoStack } from '../stack/demo-stack';
 import { composeEnvironment, composeServices, runComposeClusterInit } from '../stack/docker-compose';
@@ -12,8 +12,9 @@ import { RedisClusterStack } from '../stack/redis-cluster';
  * (`redis-cluster-init`), the demo app with the environment of the profile's
  * `demo-cluster` service, and nginx with the nginx.conf the renderer makes
  * for a cluster (`key_layout = "cluster"`, `redis.cluster.nodes`): logins,
- * group resources allowed and refused at nginx, logout, and the admin page,
- * which says that it has no cluster form.
+ * group resources allowed and refused at nginx, logout, and the admin page
+ * (a user's sessions listed, regrouped and revoked; the not-before mark and
+ * a group's cache purged, everyone logged out by the not-before mark).
  */
 const SECRET = 'Qm9xLCBub3QgYSByZWFsIHNlY3JldCwgYnV0IGxvbmc=';
 const PREFIX = PROTOCOL_DEFAULTS.keyPrefix;
@@ -76,16 +77,78 @@ describe('the demo on Redis Cluster (docker-compose profile "cluster", without D
     expect((await get('/app', joe)).body).toContain('You are not logged in!');
   });
 
-  it('the admin page says it is not available on the cluster layout, instead of failing', async () => {
+  it("the admin page on the cluster layout: a user's sessions on several primaries listed, regrouped and logged out, refused at nginx at once (PROTOCOL.md section 14.1)", async () => {
     const admin = await mustLogin('admin@example.com', 'itsadmin');
+    const joes: string[] = [];
+    const primaries = new Set<number>();
+    while (joes.length < 4 || (primaries.size < 2 && joes.length < 30)) {
+      const joe = await mustLogin('joe@example.com', 'itsjoe'); // groups one, three
+      joes.push(joe);
+      const sid = sessionIdOf(joe, SECRET, PROTOCOL_DEFAULTS.salt)!;
+      primaries.add((await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').data)))).port);
+    }
+    expect(primaries.size).toBeGreaterThanOrEqual(2);
+    const one = '/app/group/one/cacheable/admin-cluster';
+    const three = '/app/group/three/cacheable/admin-cluster';
+    // Every session allowed once: nginx keeps the decisions (its subscriber is on every primary).
+    for (const joe of joes) {
+      expect((await get(one, joe)).status).toBe(200);
+      expect((await get(three, joe)).status).toBe(200);
+    }
     const page = await get('/app/admin', admin);
     expect(page.status).toBe(200);
-    expect(page.body).toContain('This page is not available on Redis Cluster');
-    const notBefore = await post('/app/admin/not-before', admin);
-    expect(notBefore.status).toBe(501);
-    expect(notBefore.body).toContain('PROTOCOL.md section 13 has no cluster form yet');
-    // The administrator is still logged in: nothing was revoked.
+    expect(page.body).toMatch(new RegExp(`joe@example.com</td><td><span class="count">${joes.length}<`));
+
+    expect((await post('/app/admin/users/joe%40example.com/groups/one/remove', admin)).status).toBe(303);
+    for (const joe of joes) {
+      expect((await get(one, joe)).status).toBe(403);
+      expect((await get(three, joe)).status).toBe(200);
+    }
+
+    expect((await post('/app/admin/users/joe%40example.com/logout-everywhere', admin)).status).toBe(303);
+    for (const joe of joes) {
+      expect((await get(three, joe)).status).toBe(403);
+      expect((await get('/app/api/v1/myself', joe)).status).toBe(401);
+    }
+    expect((await get('/app/admin', admin)).body).toMatch(/joe@example.com<\/td><td><span class="count">0</);
+
     expect((await get('/app', admin)).body).toContain("Logged in as 'admin@example.com'");
+    expect(stack.appLog).not.toMatch(/ERROR/);
+  });
+
+  it('purging group one’s cache on the cluster layout: the next member’s request is a MISS, then HITs again; other groups keep their HITs (PROTOCOL.md section 14.2)', async () => {
+    const admin = await mustLogin('admin@example.com', 'itsadmin');
+    const joe = await mustLogin('joe@example.com', 'itsjoe');
+    const one = '/app/api/v1/group/one/cacheable/purge';
+    const three = '/app/api/v1/group/three/cacheable/purge';
+    for (const path of [one, three]) await get(path, joe);
+    expect((await get(one, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    expect((await get(three, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    const before = JSON.parse((await get(one, joe)).body).response_id;
+
+    expect((await post('/app/admin/groups/one/purge-cache', admin)).status).toBe(303);
+    const miss = await get(one, joe);
+    expect(miss.headers['x-cache-status']).toEqual(['MISS']);
+    expect(JSON.parse(miss.body).response_id).not.toBe(before);
+    expect((await get(one, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    expect((await get(three, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    expect(stack.appLog).not.toMatch(/ERROR/);
+  });
+
+  it('the not-before mark on the cluster layout: every session issued before it is refused at once, at nginx and at the app; new logins work (PROTOCOL.md section 14.3)', async () => {
+    const admin = await mustLogin('admin@example.com', 'itsadmin');
+    const joe = await mustLogin('joe@example.com', 'itsjoe');
+    const path = '/app/api/v1/group/three/cacheable/not-before';
+    await get(path, joe);
+    expect((await get(path, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    const marked = await post('/app/admin/not-before', admin);
+    expect(marked.status).toBe(303);
+    expect((await get(path, joe)).status).toBe(403);
+    expect((await get('/app/api/v1/myself', joe)).status).toBe(401);
+    expect((await get('/app/admin', admin)).status).toBe(401);
+    await new Promise((resolve) => setTimeout(resolve, 5)); // a new id's issue time is after the mark
+    const again = await mustLogin('joe@example.com', 'itsjoe');
+    expect((await get(path, again)).status).toBe(200);
     expect(stack.appLog).not.toMatch(/ERROR/);
   });
 });

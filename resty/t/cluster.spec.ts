@@ -10,7 +10,7 @@
  */
 import type { Cluster } from 'ioredis';
 import Redis from 'ioredis';
-import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, writeSession } from '../../protocol/testkit';
+import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, userIndexKey, writeSession } from '../../protocol/testkit';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisClusterStack } from '../../stack/redis-cluster';
 import type { RedisServer } from '../../stack/redis-server';
@@ -40,6 +40,11 @@ http {
     location ~ ^/groups/(?<group_id>[^/]+)/ {
       access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
       content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
+    }
+    location ~ ^/gen/(?<group_id>[^/]+)/ {
+      set $shared_session_generation "";
+      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id, "shared_session_generation") }
+      content_by_lua_block { ngx.say("generation ", ngx.var.shared_session_generation) }
     }
     location = /slot {
       content_by_lua_block { ngx.say(require("resty.shared_session.cluster").slot(ngx.unescape_uri(ngx.var.arg_key))) }
@@ -115,6 +120,57 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     expect(primaries.size).toBe(3);
     await destroySession(client, PREFIX, sids[0], LAYOUT);
     expect(await status(nginx, 'g1', sids[0])).toBe(403);
+  });
+
+  test("the refresh raises the session's member in its user's index, on the index's own primary (section 14.1)", async () => {
+    const user = 'idx@example.com';
+    const index = userIndexKey(PREFIX, user);
+    const indexed = newTimedSessionId(Date.now());
+    const unindexed = newTimedSessionId(Date.now()); // copied by a migration, or pruned: added back
+    for (const sid of [indexed, unindexed]) {
+      await writeSession(
+        client,
+        PREFIX,
+        sid,
+        { groups: ['g1'], username: user, _idle: 30 },
+        { signature: signature(sid), ttl: 5, ...LAYOUT },
+      );
+    }
+    await client.zadd(index, Date.now() + 5000, indexed, Date.now() + 3_600_000, 'another-session-of-idx');
+    await client.pexpire(index, 5000);
+    for (const sid of [indexed, unindexed]) expect(await status(nginx, 'g1', sid)).toBe(200);
+    await waitFor('both index scores', async () => {
+      const scores = await Promise.all([indexed, unindexed].map((sid) => client.zscore(index, sid)));
+      return scores.every((score) => Number(score) > Date.now() + 25_000);
+    });
+    expect(await client.pttl(index)).toBeGreaterThan(25_000);
+    // A higher score is not lowered.
+    expect(Number(await client.zscore(index, 'another-session-of-idx'))).toBeGreaterThan(Date.now() + 3_000_000);
+    expect(await client.zcard(index)).toBe(3);
+    await client.del(index);
+  });
+
+  test("a group's generation is read on its own primary, and a notice only ever raises it (section 14.2)", async () => {
+    const sid = sids[5];
+    const key = `${PREFIX}:group-generation:g1`;
+    const generation = async (on: NginxServer) => (await get(on, '/gen/g1/x', sessionCookie(sid))).body.trim();
+    await client.set(key, '5');
+    expect(await generation(cached)).toBe('generation 5');
+    expect(await generation(nginx)).toBe('generation 5');
+    // A purge: INCR and its notice (from the key's primary; a copy from every other one).
+    await client.eval(
+      `local n = redis.call('INCR', KEYS[1]) redis.call('PUBLISH', ARGV[1], '!generation ' .. n .. ' g1') return n`,
+      1,
+      key,
+      invalidationChannel(PREFIX),
+    );
+    await waitFor('the new generation at the caching nginx', async () => (await generation(cached)) === 'generation 6');
+    // A late copy of an older notice changes nothing.
+    await client.publish(invalidationChannel(PREFIX), '!generation 5 g1');
+    await sleep(200);
+    expect(await generation(cached)).toBe('generation 6');
+    expect(await generation(nginx)).toBe('generation 6');
+    await client.del(key);
   });
 
   test('resharding: a slot moved to another primary is followed (ASK while it moves, MOVED after)', async () => {
@@ -300,11 +356,13 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
 
   test('a killed primary: the subscriber is down (every check asks Redis) until the replica is promoted, then up on every primary', async () => {
     const ports = await subscribedOnEveryPrimary();
-    // A primary that still has a replica, and a session on another one.
+    // A primary that still has a replica, and a session on another one. Not the not-before mark's
+    // primary: while that one is down every miss answers 503 (section 14.3), which is not this test's point.
+    const markPrimary = await cluster.primaryOf(Number(await client.cluster('KEYSLOT', `${PREFIX}:not-before`)));
     let victim: RedisServer | undefined;
     for (const port of ports) {
       const node = cluster.nodes.find((n) => n.port === port)!;
-      if (await replicaOf(cluster, node).catch(() => undefined)) victim = node;
+      if (node !== markPrimary && (await replicaOf(cluster, node).catch(() => undefined))) victim = node;
     }
     expect(victim).toBeDefined();
     let other = await login(['g1']);
@@ -358,6 +416,41 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
       c.disconnect();
     }
   }
+
+  test('the not-before mark: read on its own primary, applied from a notice at once (cached decisions too), never lowered (section 14.3)', async () => {
+    const markKey = `${PREFIX}:not-before`;
+    const old = sids[6];
+    expect(await status(cached, 'g1', old)).toBe(200); // a decision kept
+    await sleep(5);
+    const at = Date.now();
+    await sleep(5);
+    const fresh = await login(['g1']);
+    // The writer's script: the greater value, published in the mark's slot.
+    await client.eval(
+      `redis.call('SET', KEYS[1], ARGV[1]) redis.call('PUBLISH', ARGV[2], '!not-before ' .. ARGV[1]) return 1`,
+      1,
+      markKey,
+      String(at),
+      invalidationChannel(PREFIX),
+    );
+    await waitFor('the mark at the caching nginx', async () => (await status(cached, 'g1', old)) === 403);
+    // Read on the mark's primary. After the failovers above, a worker's stale slot map answers 503 once.
+    const settled = async (sid: string) => {
+      let answer = 503;
+      await waitFor('an answer other than 503', async () => (answer = await status(nginx, 'g1', sid)) !== 503);
+      return answer;
+    };
+    expect(await settled(old)).toBe(403);
+    expect(await status(cached, 'g1', fresh)).toBe(200);
+    expect(await settled(fresh)).toBe(200);
+    // A late copy of an older mark (or a lift) changes nothing.
+    await client.publish(invalidationChannel(PREFIX), '!not-before 0');
+    await client.publish(invalidationChannel(PREFIX), `!not-before ${at - 60_000}`);
+    await sleep(200);
+    expect(await status(cached, 'g1', old)).toBe(403);
+    // The caching nginx keeps it (it fails closed) until its subscription is renewed: this test comes last.
+    await client.del(markKey);
+  });
 });
 
 /** The ports of the nodes that serve slots now (CLUSTER SLOTS of a live node), sorted as the rock names them. */

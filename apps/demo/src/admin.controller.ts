@@ -1,20 +1,7 @@
-import {
-  BadRequestException,
-  Controller,
-  Get,
-  Header,
-  Inject,
-  NotImplementedException,
-  Param,
-  Post,
-  Req,
-  Res,
-  UseGuards,
-} from '@nestjs/common';
+import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { GroupGuard, Groups, SHARED_SESSION_CONFIG, SharedSessionService } from 'nest-resty-shared-session';
-import type { SharedSessionConfig } from 'nest-resty-shared-session';
-import { adminPage, adminUnavailablePage, AdminUserView } from './pages';
+import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
+import { adminPage, AdminUserView } from './pages';
 import { FIXTURE_USERS } from './users';
 
 /** Every group a fixture user may hold: the ones whose cache the admin may purge. */
@@ -27,22 +14,19 @@ const GROUPS = [...new Set(FIXTURE_USERS.flatMap((u) => u.groups))].sort();
  * group's cache at nginx. Members of `admins` only; the forms POST, so the
  * module's cross-site request guard covers them. Each change waits until
  * nginx has acknowledged it (`wait: true`): when the page comes back, nginx
- * already refuses what was revoked. On the cluster layout (PROTOCOL.md
- * section 14) none of this exists yet: the page says so, the forms answer 501.
+ * already refuses what was revoked. On the cluster layout the same calls
+ * work in the form of PROTOCOL.md sections 14.1 to 14.3 (a user's sessions
+ * are changed one session at a time).
  */
 @Controller('app/admin')
 @UseGuards(GroupGuard)
 @Groups('admins')
 export class AdminController {
-  constructor(
-    private readonly sessions: SharedSessionService,
-    @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
-  ) {}
+  constructor(private readonly sessions: SharedSessionService) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')
   async page(@Req() req: Request): Promise<string> {
-    if (!this.controlled) return adminUnavailablePage();
     const users: AdminUserView[] = [];
     for (const user of FIXTURE_USERS) {
       users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
@@ -52,14 +36,12 @@ export class AdminController {
 
   @Post('users/:email/groups/:group/remove')
   async removeFromGroup(@Param('email') email: string, @Param('group') group: string, @Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     const result = await this.sessions.removeUserFromGroup(this.user(email), group, { wait: true });
     this.done(res, `removed ${email} from ${group} in ${result.sessions} session(s)`);
   }
 
   @Post('users/:email/logout-everywhere')
   async logoutEverywhere(@Req() req: Request, @Param('email') email: string, @Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     // The administrator's own session survives logging themselves out elsewhere.
     const result = await this.sessions.revokeUser(this.user(email), { except: req.sessionID, wait: true });
     this.done(res, `logged ${email} out of ${result.sessions} session(s)`);
@@ -67,7 +49,6 @@ export class AdminController {
 
   @Post('groups/:group/purge-cache')
   async purgeCache(@Param('group') group: string, @Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     if (!GROUPS.includes(group)) throw new BadRequestException(`unknown group: ${group}`);
     const result = await this.sessions.invalidateGroupCache(group, { wait: true });
     this.done(res, `group ${group}: cache generation ${result.generation}`);
@@ -76,22 +57,8 @@ export class AdminController {
   /** The not-before mark: every session issued before now ends, this one too (log in again). */
   @Post('not-before')
   async notBefore(@Res() res: Response): Promise<void> {
-    this.mustBeControlled();
     await this.sessions.revokeIssuedBefore(new Date(), { wait: true });
     res.redirect(303, '/app/login');
-  }
-
-  /** Section 13 has no cluster form (section 14). */
-  private get controlled(): boolean {
-    return this.config.keyLayout !== 'cluster';
-  }
-
-  private mustBeControlled(): void {
-    if (!this.controlled) {
-      throw new NotImplementedException(
-        'not available with SESSION_KEY_LAYOUT=cluster: PROTOCOL.md section 13 has no cluster form yet (section 14)',
-      );
-    }
   }
 
   private user(email: string): string {

@@ -107,15 +107,3 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
 <p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
   );
 }
-
-/**
- * The admin page on the cluster layout: its every action is PROTOCOL.md
- * section 13 (the per-user index, the not-before mark, group generations),
- * which has no cluster form (section 14).
- */
-export function adminUnavailablePage(): string {
-  return page(
-    'Administration',
-    `<p id="unavailable">This page is not available on Redis Cluster (<code>SESSION_KEY_LAYOUT=cluster</code>): listing a user's sessions, logging a user out everywhere, changing a user's groups in every session, purging a group's cache at nginx and logging everyone out all rely on keys outside a session's slot (PROTOCOL.md section 13), which the cluster layout does not have yet (section 14). Logins, logouts and group resources work as on one Redis.</p><p><a href="/app">home</a></p>`,
-  );
-}

@@ -13,7 +13,7 @@ import { Command, CommanderError, Option } from 'commander';
 import Redis, { Cluster } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { ENDED, LayoutMigration, MigrationCounts, MigrationResult, MigrationState, STATE_FORMAT } from './layout-migration';
-import { REDIS_CLIENT_DEFAULTS, whenReady } from './redis-client';
+import { REDIS_CLIENT_DEFAULTS, SharedSessionRedis, whenReady } from './redis-client';
 import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
 import { userIdOf } from './session-control.keys';
 import { SessionCookieSigner } from './session-cookie-signer';
@@ -27,6 +27,8 @@ import {
 
 interface GlobalOptions {
   redis: string;
+  /** `host:port,...`: a Redis Cluster in the cluster layout (PROTOCOL.md section 14.1) instead of `redis`. */
+  cluster?: string;
   prefix: string;
   userField: string;
   ttl: string;
@@ -60,10 +62,14 @@ async function openRedis(options: GlobalOptions): Promise<Redis> {
   return client;
 }
 
-async function connect(options: GlobalOptions): Promise<{ client: Redis; control: SessionControl; store: FlaskRedisSessionStore }> {
+async function connect(
+  options: GlobalOptions,
+): Promise<{ client: SharedSessionRedis; control: SessionControl; store: FlaskRedisSessionStore }> {
   const ttlSeconds = Number(options.ttl);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
-  const client = await openRedis(options);
+  if (options.cluster !== undefined && /[{}]/.test(options.prefix))
+    throw new UsageError('--prefix must hold no { or } for the cluster layout (the session id is the hash tag)');
+  const client = options.cluster !== undefined ? await openCluster(clusterNodes(options.cluster, '--cluster')) : await openRedis(options);
   const quiet = { error: () => undefined, warn: () => undefined, log: () => undefined };
   // The tool writes no session, so it never signs: a throwaway key, not the app's secret.
   const signer = new SessionCookieSigner({ secret: randomBytes(32).toString('base64url') });
@@ -71,6 +77,7 @@ async function connect(options: GlobalOptions): Promise<{ client: Redis; control
     client,
     signer,
     keyPrefix: options.prefix,
+    keyLayout: options.cluster !== undefined ? 'cluster' : 'v1',
     ttlSeconds,
     logger: quiet,
     userIdField: options.userField,
@@ -84,6 +91,9 @@ async function run(
   action: (c: Awaited<ReturnType<typeof connect>>, options: GlobalOptions) => Promise<number>,
 ): Promise<void> {
   const options = program.opts<GlobalOptions>();
+  if (options.cluster !== undefined && program.getOptionValueSource('redis') !== 'default') {
+    throw new UsageError('give --redis (REDIS_URL) or --cluster (REDIS_CLUSTER_NODES), not both');
+  }
   const connection = await connect(options);
   try {
     process.exitCode = await action(connection, options);
@@ -120,12 +130,13 @@ function printSessions(options: GlobalOptions, userId: string, sessions: UserSes
 }
 
 /** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session's data. */
-async function scanUntracked(client: Redis, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
+async function scanUntracked(client: SharedSessionRedis, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
+  if (options.cluster !== undefined) throw new UsageError('--scan finds the sessions of v1 writers, which a cluster does not hold');
   const found: string[] = [];
   const dataPrefix = `${options.prefix}:data:`;
   let cursor = '0';
   do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${dataPrefix}*`, 'COUNT', 1000);
+    const [next, keys] = await (client as Redis).scan(cursor, 'MATCH', `${dataPrefix}*`, 'COUNT', 1000);
     cursor = next;
     if (keys.length === 0) continue;
     const values = await client.mget(...keys);
@@ -157,7 +168,7 @@ function parseDate(text: string): Date {
 }
 
 /** `host:port,host:port`: Redis Cluster startup nodes. */
-function clusterNodes(text: string): { host: string; port: number }[] {
+function clusterNodes(text: string, flag = '--to-cluster'): { host: string; port: number }[] {
   const nodes = text
     .split(',')
     .map((s) => s.trim())
@@ -167,15 +178,15 @@ function clusterNodes(text: string): { host: string; port: number }[] {
       const host = node.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
       const port = Number(node.slice(colon + 1));
       if (colon <= 0 || !host || !Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new UsageError(`--to-cluster: not host:port: ${node}`);
+        throw new UsageError(`${flag}: not host:port: ${node}`);
       }
       return { host, port };
     });
-  if (nodes.length === 0) throw new UsageError('--to-cluster needs at least one host:port');
+  if (nodes.length === 0) throw new UsageError(`${flag} needs at least one host:port`);
   return nodes;
 }
 
-/** The Redis Cluster to migrate to, ready, or an error that says so. */
+/** A Redis Cluster (to work on, or to migrate to), ready, or an error that says so. */
 async function openCluster(nodes: { host: string; port: number }[]): Promise<Cluster> {
   const cluster = new Cluster(nodes, {
     lazyConnect: true,
@@ -248,12 +259,12 @@ function printMigration(options: GlobalOptions, flags: MigrateFlags, result: Mig
   console.log(`${flags.dryRun ? 'dry run: ' : ''}${COUNT_NAMES.map(([k, name]) => `${verb}${name} ${result.counts[k]}`).join(', ')}`);
   if (result.notBefore > 0) {
     console.log(
-      `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) has no cluster form: the sessions it ends were not copied, and the mark was not (PROTOCOL.md section 14)`,
+      `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) was not copied, and neither were the sessions it ends (PROTOCOL.md section 14)`,
     );
   }
   if (result.generations > 0) {
     console.log(
-      `note: ${result.generations} group cache generation(s) on the source have no cluster form: nginx on the cluster uses generation 0; clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
+      `note: ${result.generations} group cache generation(s) on the source are not copied: on the cluster they start again from 0 (PROTOCOL.md section 14.2); clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
     );
   }
   if (result.changedOnBothSides.length > 0) {
@@ -275,6 +286,12 @@ export function buildProgram(): Command {
       'Operate on shared sessions in Redis (PROTOCOL.md section 13): list, revoke, purge a group cache at nginx; move them to a Redis Cluster (section 14)',
     )
     .addOption(new Option('--redis <url>', 'Redis URL').env('REDIS_URL').default(DEFAULT_REDIS_URL))
+    .addOption(
+      new Option(
+        '--cluster <nodes>',
+        'a Redis Cluster in the cluster layout instead of --redis: host:port,host:port,... (not --scan, clear-not-before)',
+      ).env('REDIS_CLUSTER_NODES'),
+    )
     .addOption(new Option('--prefix <prefix>', 'Redis key prefix').env('SESSION_KEY_PREFIX').default(DEFAULT_KEY_PREFIX))
     .addOption(
       new Option('--user-field <field>', 'session field that names the user').env('SESSION_USER_ID_FIELD').default(DEFAULT_USER_ID_FIELD),
@@ -348,6 +365,11 @@ export function buildProgram(): Command {
     .description('lift the not-before mark (v1 sessions work again)')
     .action(() =>
       run(program, async ({ client, store }, options) => {
+        if (options.cluster !== undefined) {
+          throw new UsageError(
+            'on the cluster layout the not-before mark only moves forward (PROTOCOL.md section 14.3): it cannot be lifted',
+          );
+        }
         await client.multi().del(store.notBeforeKey).publish(store.invalidationChannel, '!not-before 0').exec();
         return printResult(options, 'not-before mark lifted', { sessions: 0 });
       }),

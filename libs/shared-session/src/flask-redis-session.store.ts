@@ -3,7 +3,7 @@ import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
 import type { SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
-import { sessionIdExpired } from './session-id';
+import { sessionIdExpired, sessionIdTimes } from './session-id';
 import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
 import { refusedByNotBefore, userIdOf } from './session-control.keys';
 import type { KeyLayout, SharedSessionCookieOptions } from './shared-session.options';
@@ -168,6 +168,28 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return data and 1 or 0`;
 
+/**
+ * PROTOCOL.md section 14.1: a session's member in its user's index on the
+ * cluster layout, in the index's own slot (before the session's write, after
+ * a refresh). KEYS[1]: the index. ARGV: now, the session's expiry (ms), sid.
+ * Prunes what has expired, raises (or adds) the member, and raises the
+ * index's own expiry to the session's, never lowering either. Answers how
+ * many members it holds.
+ */
+const INDEX_SESSION_SCRIPT = `
+local now, at = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], 'GT', at, ARGV[3])
+if redis.call('PTTL', KEYS[1]) < at - now then redis.call('PEXPIRE', KEYS[1], at - now) end
+return redis.call('ZCARD', KEYS[1])`;
+
+/** One session as a reader of the per-user index finds it: id, JSON, remaining time to live (ms). */
+export interface IndexedSession {
+  sid: string;
+  json: string;
+  pttl: number;
+}
+
 /** How many times a write adopts groups changed under it before it gives up (each retry means another change landed). */
 const WRITE_ATTEMPTS = 5;
 
@@ -230,6 +252,7 @@ export class FlaskRedisSessionStore extends Store {
     this.client.defineCommand('sharedSessionRead', { numberOfKeys: 4, lua: READ_SCRIPT });
     this.client.defineCommand('sharedSessionWrite', { numberOfKeys: 5, lua: WRITE_SCRIPT });
     this.client.defineCommand('sharedSessionDestroy', { numberOfKeys: 3, lua: DESTROY_SCRIPT });
+    this.client.defineCommand('sharedSessionIndex', { numberOfKeys: 1, lua: INDEX_SESSION_SCRIPT });
   }
 
   /**
@@ -263,9 +286,10 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /**
-   * True when PROTOCOL.md section 13 applies: the per-user index and the
-   * not-before mark live in keys of their own, outside a session's slot, so
-   * the cluster layout (section 14) does without them (not yet in a cluster form).
+   * True when PROTOCOL.md section 13 applies whole, in the session's own
+   * scripts (the v1 layout). On the cluster layout (sections 14.1 to 14.3)
+   * the per-user index and the not-before mark are in slots of their own,
+   * written and read in steps of their own.
    */
   get controlled(): boolean {
     return this.keyLayout === 'v1';
@@ -289,9 +313,11 @@ export class FlaskRedisSessionStore extends Store {
       keys.groups,
       this.controlled ? this.notBeforeKey : keys.data,
     ) as Promise<[string | null, number, number, string | null]>;
-    read.then(
-      ([json, pttl, leftovers, markRead]) => {
-        const mark = this.controlled ? markRead : null;
+    // Section 14.3: on the cluster layout the mark is in a slot of its own, read beside the script.
+    const clusterMark = this.controlled ? Promise.resolve(null) : this.client.get(this.notBeforeKey);
+    Promise.all([read, clusterMark]).then(
+      ([[json, pttl, leftovers, markRead], markBeside]) => {
+        const mark = this.controlled ? markRead : markBeside;
         this.recovered();
         // A timed id past its deadline (section 11), or issued before the not-before mark (section 13.2), has ended, whatever its keys say.
         const ended = sessionIdExpired(sid) || refusedByNotBefore(sid, mark);
@@ -360,18 +386,27 @@ export class FlaskRedisSessionStore extends Store {
     const read = this.readGroups.get(session);
     const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
     const keys = this.keys(sid);
-    const user = this.controlled ? userIdOf(data, this.userIdField) : undefined;
+    const owner = userIdOf(data, this.userIdField);
+    // v1: the index is written by the write script itself; cluster (section 14.1): first, in its own slot.
+    const user = this.controlled ? owner : undefined;
     // Section 12: the idle timeout, cut at the deadline; whole seconds (the v1
     // layout's EX), rounded up. A session past its deadline is not written.
     const ttlMs = keyTtlMs(sid, idleSecondsOf(data, this.idleSeconds));
     if (ttlMs <= 0) return;
+    const now = Date.now();
+    // Section 14.1: the index first; section 14.3: the mark checked before an update (the v1 script checks it itself).
+    const [indexed, mark] = await Promise.all([
+      !this.controlled && owner !== undefined ? this.indexSession(owner, sid, now, Math.ceil(ttlMs / 1000) * 1000) : 0,
+      !this.controlled && mode !== 'create' ? this.client.get(this.notBeforeKey) : null,
+    ]);
+    if (refusedByNotBefore(sid, mark)) return; // ended by the mark: the update is dropped, as 'gone'
     const reply = (await this.scripts.sharedSessionWrite(
       keys.data,
       keys.signature,
       keys.groups,
       user === undefined ? keys.data : this.userIndexKey(user),
-      // Without section 13 (the cluster layout), the data key stands in for the
-      // mark: it never reads as a number, so no mark.
+      // On the cluster layout (checked above, section 14.3) the data key stands
+      // in for the mark: it never reads as a number, so no mark.
       this.controlled ? this.notBeforeKey : keys.data,
       mode,
       JSON.stringify(data),
@@ -380,7 +415,7 @@ export class FlaskRedisSessionStore extends Store {
       this.invalidationChannel,
       sid,
       user === undefined ? '' : '1',
-      Date.now(),
+      now,
       this.maxSessionsPerUser,
       this.keyPrefix,
       ...(mode === 'update' ? read! : groups),
@@ -388,6 +423,12 @@ export class FlaskRedisSessionStore extends Store {
     if (reply === 'ok' || reply === 'gone') {
       // 'gone': ended after this request read it; the write is dropped, the session stays ended.
       if (reply === 'ok') this.readGroups.set(session, groups);
+      if (reply === 'ok' && mode === 'create' && this.maxSessionsPerUser > 0 && indexed > this.maxSessionsPerUser) {
+        // Section 14.1: after the login, not in its script; a failure leaves the user above the limit until the next login.
+        await this.endOldest(owner!, sid).catch((err: Error) =>
+          this.logger.warn(`sessions above maxSessionsPerUser not ended yet (${err.message}); the next login tries again`),
+        );
+      }
       return;
     }
     // The groups changed after the read: they win. Adopt them and write the rest again.
@@ -434,12 +475,66 @@ export class FlaskRedisSessionStore extends Store {
     const multi = this.client.multi().pexpire(keys.data, ttl).pexpire(keys.signature, ttl).pexpire(keys.groups, ttl);
     // Section 13.1: the index keeps the session's new expiry, so that pruning never drops a live session;
     // the index itself only ever lives longer (GT), never shorter than another of its sessions.
-    const user = this.keyLayout === 'v1' ? userIdOf(session as Record<string, unknown>, this.userIdField) : undefined;
-    if (user !== undefined) {
+    const user = userIdOf(session as Record<string, unknown>, this.userIdField);
+    if (user !== undefined && this.controlled) {
       const index = this.userIndexKey(user);
       multi.zadd(index, 'XX', 'GT', now + ttl, sid).pexpire(index, ttl, 'GT');
     }
-    this.run(multi.exec(), callback);
+    // Section 14.1: on the cluster layout, the index (another slot) after the session's keys. Its
+    // failure leaves the member's old score (the next write or refresh raises it), not a failed touch.
+    const cluster = user !== undefined && !this.controlled;
+    const raise = (result: unknown) =>
+      cluster
+        ? this.indexSession(user, sid, now, ttl).then(
+            () => result,
+            () => result,
+          )
+        : result;
+    this.run(multi.exec().then(raise), callback);
+  }
+
+  /** Section 14.1: the session's member in its user's index, in the index's slot. Answers how many members it holds. */
+  private async indexSession(userId: string, sid: string, now: number, ttlMs: number): Promise<number> {
+    return (await this.scripts.sharedSessionIndex(this.userIndexKey(userId), now, now + ttlMs, sid)) as number;
+  }
+
+  /**
+   * Section 14.1: the user's indexed sessions whose data key exists, each read
+   * in its own slot (the index first, then one MULTI per session).
+   */
+  async indexedSessions(userId: string): Promise<IndexedSession[]> {
+    const members = await this.client.zrange(this.userIndexKey(userId), 0, -1);
+    const read = await Promise.all(
+      members.map(async (sid) => {
+        const key = this.keys(sid).data;
+        const result = await this.client.multi().get(key).pttl(key).exec();
+        const failed = result?.find(([err]) => err);
+        if (!result || failed) throw failed?.[0] ?? new Error('Redis transaction aborted');
+        return { sid, json: result[0][1] as string | null, pttl: Number(result[1][1]) };
+      }),
+    );
+    return read.filter((s): s is IndexedSession => s.json !== null);
+  }
+
+  /**
+   * Ends sessions of a user and takes those that existed out of the index
+   * (section 14.1: each session in its own slot, the index after; a member
+   * whose session is not there yet, a login racing this, stays). Answers how
+   * many existed.
+   */
+  async endUserSessions(userId: string, sids: string[]): Promise<number> {
+    const existed = await Promise.all(sids.map((sid) => this.end(sid)));
+    const ended = sids.filter((_, i) => existed[i]);
+    if (ended.length > 0) await this.client.zrem(this.userIndexKey(userId), ...ended);
+    return ended.length;
+  }
+
+  /** Section 14.1: after a create that took the user above the limit, the oldest live sessions (by issue time) end. */
+  private async endOldest(userId: string, created: string): Promise<void> {
+    const live = (await this.indexedSessions(userId)).map((s) => s.sid).sort(byIssueTime);
+    const excess = live.length - this.maxSessionsPerUser;
+    if (excess <= 0) return;
+    await this.endUserSessions(userId, live.filter((sid) => sid !== created).slice(0, excess));
   }
 
   destroy(sid: string, callback?: Callback): void {
@@ -558,6 +653,14 @@ interface SessionScripts {
     ...args: (string | number)[]
   ): Promise<unknown>;
   sharedSessionDestroy(data: string, signature: string, groups: string, ...args: string[]): Promise<unknown>;
+  sharedSessionIndex(index: string, ...args: (string | number)[]): Promise<unknown>;
+}
+
+/** Oldest first by issue time (section 11; an untimed id counts as 0), then by id: the order of the v1 write script. */
+function byIssueTime(a: string, b: string): number {
+  const ia = sessionIdTimes(a)?.issuedAt ?? 0;
+  const ib = sessionIdTimes(b)?.issuedAt ?? 0;
+  return ia !== ib ? ia - ib : a < b ? -1 : a > b ? 1 : 0;
 }
 
 function groupsOf(session: SessionData): string[] {

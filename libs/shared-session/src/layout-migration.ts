@@ -293,7 +293,7 @@ export class LayoutMigration {
     if (!this.dryRun) state.sessions[sid] = ENDED;
   }
 
-  /** The not-before mark and the number of group generations (section 13): neither has a cluster form. */
+  /** The not-before mark and the number of group generations (section 13): neither is copied. */
   private async section13(): Promise<Pick<MigrationResult, 'notBefore' | 'generations'>> {
     const notBefore = Number((await this.sourceClient.get(`${this.prefix}:not-before`)) ?? 0) || 0;
     let generations = 0;

@@ -1,5 +1,5 @@
 import type { SharedSessionRedis as Redis } from './redis-client';
-import type { FlaskRedisSessionStore } from './flask-redis-session.store';
+import type { FlaskRedisSessionStore, IndexedSession } from './flask-redis-session.store';
 import { RevocationAcknowledgements, RevocationConfirmation } from './revocation-acknowledgements';
 import { sessionIdTimes } from './session-id';
 import { checkGroupId, checkSessionId, checkUserId } from './session-control.keys';
@@ -7,9 +7,11 @@ import { checkGroupId, checkSessionId, checkUserId } from './session-control.key
 /**
  * PROTOCOL.md section 13: acting on users and groups from outside a request.
  * Each change is one script, so Redis applies it whole or not at all, and
- * publishes what nginx must forget in the same step. Used by
- * SharedSessionService (which turns Redis failures into 503s) and by the
- * operator CLI.
+ * publishes what nginx must forget in the same step. On the cluster layout
+ * (section 14.1) a change to a user's sessions is one such script per
+ * session, in that session's slot: atomic per session, not across them.
+ * Used by SharedSessionService (which turns Redis failures into 503s) and by
+ * the operator CLI.
  */
 
 /** One live session of a user, as `listSessions` gives it. */
@@ -174,15 +176,11 @@ export class SessionControl {
 
   /** The user's live sessions, oldest first; none for an unknown user. */
   async listSessions(userId: string): Promise<UserSession[]> {
-    this.checkLayout('listSessions');
     checkUserId('listSessions', userId);
     const now = Date.now();
-    const flat = (await this.scripts.sharedSessionList(this.store.userIndexKey(userId), now, this.store.prefix)) as (string | number)[];
     const sessions: UserSession[] = [];
-    for (let i = 0; i < flat.length; i += 3) {
-      const sessionId = String(flat[i]);
-      const data = parseObject(String(flat[i + 1]));
-      const pttl = Number(flat[i + 2]);
+    for (const { sid: sessionId, json, pttl } of await this.liveSessions(userId, now)) {
+      const data = parseObject(json);
       const expiresAt = pttl > 0 ? now + pttl : now;
       const login = data[LOGIN_METADATA_FIELD] as { ip?: unknown; userAgent?: unknown } | undefined;
       const issued = sessionIdTimes(sessionId)?.issuedAt;
@@ -202,7 +200,6 @@ export class SessionControl {
 
   /** Ends one session (whoever's it is). `sessions`: 1 when it existed. */
   async revokeSession(sessionId: string, options: ControlOptions = {}): Promise<ControlResult> {
-    this.checkLayout('revokeSession');
     checkSessionId('revokeSession', sessionId);
     await this.prepare(options);
     const existed = await this.store.end(sessionId);
@@ -211,11 +208,22 @@ export class SessionControl {
 
   /** Ends every live session of the user, but those in `except`. */
   async revokeUser(userId: string, options: ControlOptions & { except?: string | string[] } = {}): Promise<ControlResult> {
-    this.checkLayout('revokeUser');
     checkUserId('revokeUser', userId);
     const except = options.except === undefined ? [] : Array.isArray(options.except) ? options.except : [options.except];
     except.forEach((sid, i) => checkSessionId('revokeUser', sid, `except[${i}]`));
     await this.prepare(options);
+    if (!this.store.controlled) {
+      // Section 14.1: every member but `except`, each ended in its own slot, then taken out of the index.
+      const members = await this.client.zrange(this.store.userIndexKey(userId), 0, -1);
+      const keep = new Set(except);
+      return this.result(
+        await this.store.endUserSessions(
+          userId,
+          members.filter((sid) => !keep.has(sid)),
+        ),
+        options,
+      );
+    }
     const n = (await this.scripts.sharedSessionRevokeUser(
       this.store.userIndexKey(userId),
       this.store.invalidationChannel,
@@ -227,7 +235,6 @@ export class SessionControl {
 
   /** Sets the not-before mark: every session issued before `date` has ended, at nginx too. */
   async revokeIssuedBefore(date: Date | number, options: ControlOptions = {}): Promise<ControlResult & { notBefore: Date }> {
-    this.checkLayout('revokeIssuedBefore');
     const ms = date instanceof Date ? date.getTime() : date;
     if (typeof ms !== 'number' || !Number.isInteger(ms) || ms <= 0 || ms > Date.now() + MAX_MARK_AHEAD_MS) {
       throw new TypeError('revokeIssuedBefore: date must be a valid date, not in the future');
@@ -262,7 +269,6 @@ export class SessionControl {
 
   /** A new cache generation for the group: nginx's cached copies for it are no longer served. `sessions`: 0. */
   async invalidateGroupCache(group: string, options: ControlOptions = {}): Promise<ControlResult & { generation: number }> {
-    this.checkLayout('invalidateGroupCache');
     checkGroupId('invalidateGroupCache', group);
     await this.prepare(options);
     const n = (await this.scripts.sharedSessionGeneration(
@@ -285,6 +291,11 @@ export class SessionControl {
   /** Section 13.5: read, compute, apply all or none; again when another write came between. */
   private async changeGroups(userId: string, change: (current: string[]) => string[], options: ControlOptions): Promise<ControlResult> {
     await this.prepare(options);
+    if (!this.store.controlled) {
+      // Section 14.1: one script per session, in its slot; all or none for each session, not across them.
+      const changed = await Promise.all((await this.store.indexedSessions(userId)).map((s) => this.changeSessionGroups(s, change)));
+      return this.result(changed.filter(Boolean).length, options);
+    }
     for (let attempt = 1; attempt <= GROUP_CHANGE_ATTEMPTS; attempt++) {
       const flat = (await this.scripts.sharedSessionList(this.store.userIndexKey(userId), Date.now(), this.store.prefix)) as string[];
       const keys: string[] = [];
@@ -306,18 +317,37 @@ export class SessionControl {
     throw new Error(`the sessions of this user keep changing; group change abandoned after ${GROUP_CHANGE_ATTEMPTS} attempts`);
   }
 
+  /** Section 14.1: one session's groups, read again and computed again when a request saved it meanwhile. True when changed. */
+  private async changeSessionGroups(session: IndexedSession, change: (current: string[]) => string[]): Promise<boolean> {
+    const k = this.store.keys(session.sid);
+    let read: string | null = session.json;
+    for (let attempt = 1; attempt <= GROUP_CHANGE_ATTEMPTS && read !== null; attempt++) {
+      const data = parseObject(read);
+      const current = Array.isArray(data.groups) ? data.groups.filter((g): g is string => typeof g === 'string') : [];
+      const groups = change(current);
+      const args = [this.store.invalidationChannel, session.sid, read, JSON.stringify({ ...data, groups }), groups.length, ...groups];
+      const reply = (await this.scripts.sharedSessionSetGroups(2, k.data, k.groups, ...args)) as number | string;
+      if (reply !== 'conflict') return Number(reply) > 0;
+      read = await this.client.get(k.data);
+    }
+    if (read === null) return false; // ended meanwhile
+    throw new Error(`session ${session.sid.slice(0, 8)}… keeps changing; group change abandoned after ${GROUP_CHANGE_ATTEMPTS} attempts`);
+  }
+
+  /** The user's indexed sessions whose data exists: one script on v1, one read per session on the cluster layout (section 14.1). */
+  private async liveSessions(userId: string, now: number): Promise<IndexedSession[]> {
+    if (!this.store.controlled) return this.store.indexedSessions(userId);
+    const flat = (await this.scripts.sharedSessionList(this.store.userIndexKey(userId), now, this.store.prefix)) as (string | number)[];
+    const sessions: IndexedSession[] = [];
+    for (let i = 0; i < flat.length; i += 3) sessions.push({ sid: String(flat[i]), json: String(flat[i + 1]), pttl: Number(flat[i + 2]) });
+    return sessions;
+  }
+
   private wants(options: ControlOptions): boolean {
     return options.wait ?? this.revocation.wait;
   }
 
   /** Before a change that waits: checks the timeout and opens the acknowledgement channel (a failure then changes nothing). */
-  /** Section 13 has no cluster form yet: its keys live outside a session's slot. */
-  private checkLayout(method: string): void {
-    if (!this.store.controlled) {
-      throw new Error(`${method}: not available with keyLayout 'cluster' (PROTOCOL.md section 13 has no cluster form yet)`);
-    }
-  }
-
   private async prepare(options: ControlOptions): Promise<void> {
     if (!this.wants(options)) return;
     const timeoutMs = options.timeoutMs ?? this.revocation.timeoutMs;

@@ -313,12 +313,6 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (typeof maxSessionsPerUser !== 'number' || !Number.isInteger(maxSessionsPerUser) || maxSessionsPerUser < 0) {
     throw new SharedSessionOptionsError('maxSessionsPerUser', 'must be a positive whole number (0: no limit)');
   }
-  if (maxSessionsPerUser > 0 && keyLayout === 'cluster') {
-    throw new SharedSessionOptionsError(
-      'maxSessionsPerUser',
-      "needs the per-user index (PROTOCOL.md section 13), which keyLayout 'cluster' does not have yet",
-    );
-  }
   const loginMetadata = knownKeys('loginMetadata', options.loginMetadata ?? {}, ['ip', 'userAgent']);
   const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs']);
   const timeoutMs = revocation.timeoutMs ?? 500;

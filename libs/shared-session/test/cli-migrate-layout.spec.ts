@@ -258,7 +258,7 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
     expect(out.status).toBe(0);
     expect(out.stdout).toMatch(/^copied 1, unchanged 0, .*, ended by the not-before mark 2\n/);
     expect(out.stdout).toContain("note: the source's not-before mark");
-    expect(out.stdout).toContain('note: 1 group cache generation(s) on the source have no cluster form');
+    expect(out.stdout).toContain('note: 1 group cache generation(s) on the source are not copied');
     expect(out.stdout).toContain(`state: ${join(dir, 'marked.json')} (1 session(s) copied)\n`);
     expect(await sessionKeyCount(target, PREFIX, after, 'cluster')).toBe(3);
     for (const sid of [before, flask]) expect(await sessionKeyCount(target, PREFIX, sid, 'cluster')).toBe(0);

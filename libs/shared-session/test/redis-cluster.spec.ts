@@ -1,18 +1,21 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Cluster } from 'ioredis';
 import request from 'supertest';
-import { readSession, sessionKeyCount, sessionKeys } from '../../../protocol/testkit';
+import { readSession, sessionKeyCount, sessionKeys, userIndexKey } from '../../../protocol/testkit';
 import { RedisClusterStack } from '../../../stack/redis-cluster';
 import { sleep } from '../../../stack/wait';
+import { SharedSessionService } from '../src';
 import { resolveSharedSessionOptions, SharedSessionOptionsError } from '../src/shared-session.options';
+import { cli } from './cli-runner';
 import { createTestApp } from './test-app';
 
 /**
  * The module on a real Redis Cluster (3 primaries, 3 replicas) with the
  * cluster layout (PROTOCOL.md section 14): sessions on every primary, the
- * atomic writes of section 8 within each session's slot, logout, and a
- * failover (503s until the replica is promoted, never a session that is not
- * there).
+ * atomic writes of section 8 within each session's slot, logout, section
+ * 13's per-user index and operations in their cluster form (section 14.1),
+ * and a failover (503s until the replica is promoted, never a session that
+ * is not there).
  */
 const PREFIX = 'app_cl';
 const SECRET = 'a-secret-of-at-least-32-bytes!!!';
@@ -23,8 +26,8 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
   let app: INestApplication;
   const http = () => request(app.getHttpServer());
 
-  async function login(username: string, groups: string[]): Promise<{ cookie: string; sid: string }> {
-    const res = await http().post('/login').send({ username, groups }).expect(204);
+  async function login(username: string, groups: string[], on = app): Promise<{ cookie: string; sid: string }> {
+    const res = await request(on.getHttpServer()).post('/login').send({ username, groups }).expect(204);
     const cookie = ([] as string[]).concat(res.headers['set-cookie'] ?? [])[0].split(';')[0];
     return { cookie, sid: cookie.slice(cookie.indexOf('=') + 1, cookie.indexOf('.')) };
   }
@@ -62,6 +65,166 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
       expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(0);
     }
     expect(primaries.size).toBe(3);
+  });
+
+  /** The port of the primary that holds the session's slot now. */
+  async function primaryPort(sid: string): Promise<number> {
+    return (await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').data)))).port;
+  }
+
+  /** Logins of one user until its sessions are on at least two primaries (and `atLeast` sessions). */
+  async function spreadLogins(user: string, atLeast: number, on = app): Promise<{ cookie: string; sid: string }[]> {
+    const made: { cookie: string; sid: string }[] = [];
+    const primaries = new Set<number>();
+    while (made.length < atLeast || (primaries.size < 2 && made.length < 30)) {
+      const s = await login(user, ['one'], on);
+      made.push(s);
+      primaries.add(await primaryPort(s.sid));
+    }
+    expect(primaries.size).toBeGreaterThanOrEqual(2);
+    return made;
+  }
+
+  it("section 14.1: a user's sessions on several primaries are listed, regrouped and revoked, each in its own slot", async () => {
+    const service = app.get(SharedSessionService);
+    const user = 'spread@example.com';
+    const sessions = await spreadLogins(user, 6);
+    const sids = sessions.map((s) => s.sid);
+    // The index, in its own slot, holds every session, scored with its expiry.
+    const index = userIndexKey(PREFIX, user);
+    expect((await client.zrange(index, 0, -1)).sort()).toEqual([...sids].sort());
+    expect(await client.pttl(index)).toBeGreaterThan(0);
+    // A dangling member (an index written, a session never written: a crash between the two steps) is no session.
+    await client.zadd(index, Date.now() + 60_000, 'dangling-session-id-0123456789');
+
+    expect((await service.listSessions(user)).map((s) => s.sessionId).sort()).toEqual([...sids].sort());
+
+    expect((await service.setUserGroups(user, ['two', 'three'])).sessions).toBe(sids.length);
+    for (const { cookie, sid } of sessions) {
+      expect((await readSession(client, PREFIX, sid, 'cluster')).groups).toEqual(['three', 'two']);
+      await http().get('/groups/one/report').set('Cookie', cookie).expect(403);
+      await http().get('/groups/two/report').set('Cookie', cookie).expect(200);
+    }
+    expect((await service.removeUserFromGroup(user, 'two')).sessions).toBe(sids.length);
+    expect((await service.addUserToGroup(user, 'four')).sessions).toBe(sids.length);
+    for (const s of await service.listSessions(user)) expect(s.groups).toEqual(['three', 'four']);
+
+    // The session's next save keeps the groups the change gave it.
+    await http().post('/count').set('Cookie', sessions[0].cookie).expect(201);
+    expect((await readSession(client, PREFIX, sids[0], 'cluster')).groups).toEqual(['four', 'three']);
+
+    const keep = sids[2];
+    expect((await service.revokeUser(user, { except: keep })).sessions).toBe(sids.length - 1);
+    for (const { cookie, sid } of sessions) {
+      expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(sid === keep ? 3 : 0);
+      await http()
+        .get('/groups/three/report')
+        .set('Cookie', cookie)
+        .expect(sid === keep ? 200 : 401);
+    }
+    expect((await service.listSessions(user)).map((s) => s.sessionId)).toEqual([keep]);
+    // The ended sessions left the index; the dangling member stays until its score passes.
+    expect((await client.zrange(index, 0, -1)).sort()).toEqual([keep, 'dangling-session-id-0123456789'].sort());
+
+    expect((await service.revokeSession(keep)).sessions).toBe(1);
+    expect(await service.listSessions(user)).toEqual([]);
+    // A rerun changes nothing more.
+    expect((await service.revokeUser(user)).sessions).toBe(0);
+  });
+
+  it("section 14.1 with wait: the barrier comes after every session's notice, and a reader on every primary acknowledges it once", async () => {
+    const service = app.get(SharedSessionService);
+    const user = 'acked@example.com';
+    const sids = (await spreadLogins(user, 3)).map((s) => s.sid);
+    // A reader as section 14 says: subscribed on every primary, `!ack` answered at its last copy.
+    const readers = client.nodes('master').map((node) => node.duplicate());
+    const copies = new Map<string, number>();
+    const revoked = new Set<string>();
+    for (const reader of readers) {
+      reader.on('message', (_channel: string, notice: string) => {
+        if (!notice.startsWith('!ack ')) return void revoked.add(notice);
+        const id = notice.slice('!ack '.length);
+        copies.set(id, (copies.get(id) ?? 0) + 1);
+        if (copies.get(id) === readers.length) void client.publish(`${PREFIX}:ack`, id);
+      });
+      await reader.subscribe(`${PREFIX}:invalidate`);
+    }
+    try {
+      const result = await service.revokeUser(user, { wait: true, timeoutMs: 2000 });
+      expect(result).toEqual({ sessions: sids.length, confirmation: { acknowledged: 1, expected: 1, timedOut: false } });
+      for (const sid of sids) expect(revoked.has(sid)).toBe(true);
+    } finally {
+      readers.forEach((r) => r.disconnect());
+    }
+  });
+
+  it('section 14.1: a login above maxSessionsPerUser ends the oldest sessions, wherever they are', async () => {
+    const limited = await createTestApp({
+      secret: SECRET,
+      keyPrefix: PREFIX,
+      keyLayout: 'cluster',
+      maxSessionsPerUser: 2,
+      redis: { cluster: cluster.startupNodes },
+    });
+    try {
+      const sessions = await spreadLogins('limited@example.com', 5, limited);
+      const live = sessions.slice(-2).map((s) => s.sid);
+      for (const { sid } of sessions) expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(live.includes(sid) ? 3 : 0);
+      const listed = await limited.get(SharedSessionService).listSessions('limited@example.com');
+      expect(listed.map((s) => s.sessionId)).toEqual(live);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it("section 14.1: the operator tool lists and revokes a user's sessions on the cluster (--cluster / REDIS_CLUSTER_NODES)", async () => {
+    const user = 'cli@example.com';
+    const sids = (await spreadLogins(user, 4)).map((s) => s.sid);
+    const env = { REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(','), SESSION_KEY_PREFIX: PREFIX };
+    const listed = await cli(['--json', 'sessions', user], env);
+    expect(listed.status).toBe(0);
+    expect((JSON.parse(listed.stdout) as { sessions: { sessionId: string }[] }).sessions.map((s) => s.sessionId).sort()).toEqual(
+      [...sids].sort(),
+    );
+    expect(await cli(['revoke-session', sids[0]], env)).toMatchObject({ status: 0, stdout: `ended session ${sids[0]}\n` });
+    expect(await cli(['revoke-user', user, '--except', sids[1]], env)).toMatchObject({
+      status: 0,
+      stdout: `ended ${sids.length - 2} session(s) of ${user}\n`,
+    });
+    for (const sid of sids) expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(sid === sids[1] ? 3 : 0);
+    expect(await cli(['purge-group', 'cli-group'], env)).toMatchObject({ status: 0, stdout: 'group cli-group: cache generation 1\n' });
+    // A Redis URL beside the cluster is ambiguous; --scan finds v1 writers' sessions; the mark cannot be lifted on a cluster.
+    expect((await cli(['sessions', user], { ...env, REDIS_URL: 'redis://127.0.0.1:1' })).status).toBe(2);
+    expect((await cli(['sessions', user, '--scan'], env)).status).toBe(2);
+    expect((await cli(['clear-not-before'], env)).status).toBe(2);
+  });
+
+  it("section 14.2: a group cache generation is one script in its key's slot", async () => {
+    const service = app.get(SharedSessionService);
+    const key = `${PREFIX}:group-generation:purged`;
+    expect((await service.invalidateGroupCache('purged')).generation).toBe(1);
+    expect((await service.invalidateGroupCache('purged')).generation).toBe(2);
+    expect(await client.get(key)).toBe('2');
+  });
+
+  it('section 14.3: the not-before mark ends every session issued before it, wherever it is; it only moves forward', async () => {
+    const service = app.get(SharedSessionService);
+    const before = await spreadLogins('marked@example.com', 3);
+    await sleep(5);
+    const at = new Date();
+    await sleep(5);
+    const after = await login('marked@example.com', ['one']);
+    expect((await service.revokeIssuedBefore(at)).notBefore).toEqual(at);
+    // Only forward: an older date keeps the stored mark.
+    expect((await service.revokeIssuedBefore(new Date(at.getTime() - 60_000))).notBefore).toEqual(at);
+    for (const { cookie, sid } of before) {
+      await http().get('/groups/one/report').set('Cookie', cookie).expect(401);
+      expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(0);
+    }
+    await http().get('/groups/one/report').set('Cookie', after.cookie).expect(200);
+    await http().post('/count').set('Cookie', after.cookie).expect(201);
+    expect(await client.get(`${PREFIX}:not-before`)).toBe(String(at.getTime()));
+    await client.del(`${PREFIX}:not-before`);
   });
 
   it('failover: 503 while the primary of a session is down, the session again once its replica is promoted', async () => {

@@ -47,6 +47,7 @@ local redis_membership = redis.membership
 local control_known = control.known
 local control_query_keys = control.query_keys
 local control_values = control.values
+local control_cluster_values = control.cluster_values
 local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
@@ -215,8 +216,9 @@ function _M.authorize(group_id, generation_var)
     end
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
-    -- mark and the generation, all in the same round trip (not on a
-    -- cluster: section 13 has no cluster form yet, so no mark, generation 0).
+    -- mark and the generation, all in the same round trip (on a cluster,
+    -- where they are in other slots, those not kept under the epoch each
+    -- with a GET on its own primary: PROTOCOL.md sections 14.2 and 14.3).
     local with_generation = generation_var ~= nil
     local member, err, stored, extra = redis_membership(conf.redis,
         conf.key_prefix, sid, group_id, not keys,
@@ -225,7 +227,8 @@ function _M.authorize(group_id, generation_var)
         if extra then
             mark, generation, err = control_values(extra, with_generation)
         else
-            mark, generation = 0, with_generation and 0 or nil
+            mark, generation, err = control_cluster_values(conf.redis,
+                conf.key_prefix, group_id, with_generation, mark, generation)
         end
     end
     if err then

@@ -16,6 +16,11 @@
 -- While the epoch lives, the subscriber overwrites them with every notice
 -- (`!not-before <ms>`, `!generation <n> <group>`); a miss only adds them
 -- when absent, so a notice applied while its query was in flight wins.
+--
+-- On Redis Cluster (PROTOCOL.md sections 14.2 and 14.3) each of those keys
+-- is in a slot of its own: a miss reads the one it does not keep with a GET
+-- on its primary, and a notice (which comes once per primary, in any order
+-- between them) only ever raises the kept value: both only grow there.
 
 local redis = require "resty.shared_session.redis"
 local session_id = require "resty.shared_session.session_id"
@@ -40,6 +45,7 @@ local sub = string.sub
 local sid_times = session_id.times
 local current_epoch = decisions.current_epoch
 local redis_connect = redis.connect
+local redis_get_at = redis.get_at
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -167,6 +173,45 @@ function _M.values(replies, with_generation)
 end
 
 
+-- A decimal value read with a GET on the key's own primary (absent: 0),
+-- or nil and an error.
+local function read_decimal(r, k, what)
+    local raw, err = redis_get_at(r, k)
+    if err then
+        return nil, err
+    end
+    local n = raw == ngx_null and 0 or decimal(raw)
+    if not n then
+        return nil, "redis error: " .. what .. " is not a decimal"
+    end
+    return n
+end
+
+
+-- Redis Cluster (sections 14.2 and 14.3): the mark and, when asked for, the
+-- group's generation for the miss path: those kept under the live epoch
+-- (`mark`, `generation`; nil: not kept) as they are, the others read each
+-- on its own primary. Or nil, nil and an error.
+function _M.cluster_values(r, prefix, group_id, with_generation, mark,
+                           generation)
+    local err
+    if not mark then
+        mark, err = read_decimal(r, mark_key(prefix), "the not-before mark")
+        if not mark then
+            return nil, nil, err
+        end
+    end
+    if with_generation and not generation then
+        generation, err = read_decimal(r, generation_key(prefix, group_id),
+                                       "a group generation")
+        if not generation then
+            return nil, nil, err
+        end
+    end
+    return mark, with_generation and generation or nil
+end
+
+
 -- Publishes an acknowledgement (from a timer: the subscriber's own
 -- connection is in subscribe mode).
 local function send_ack(premature, r, channel, id)
@@ -229,8 +274,9 @@ _M.parse = parse
 
 -- Applies one section 13.4 notice in the subscriber (every earlier notice
 -- has been applied already: they are read in order). `r`: the Redis
--- options, for the acknowledgement.
-function _M.apply(dc, payload, r)
+-- options, for the acknowledgement. `greatest` (Redis Cluster, sections
+-- 14.2 and 14.3: copies in any order): a value only raises the kept one.
+function _M.apply(dc, payload, r, greatest)
     local kind, a, b = parse(payload)
     if kind == nil then
         ngx_log(INFO, "shared_session: notice ignored (unknown kind or",
@@ -248,11 +294,15 @@ function _M.apply(dc, payload, r)
     if not epoch then
         return      -- no live epoch: nothing is kept, every check asks Redis
     end
-    if kind == "not-before" then
-        dc.dict:set("m:" .. epoch, a, ENTRY_TTL)
-    else
-        dc.dict:set("g:" .. epoch .. ":" .. b, a, ENTRY_TTL)
+    local k = kind == "not-before" and "m:" .. epoch
+              or "g:" .. epoch .. ":" .. b
+    if greatest then
+        local kept = dc.dict:get(k)
+        if kept and kept >= a then
+            return
+        end
     end
+    dc.dict:set(k, a, ENTRY_TTL)
 end
 
 

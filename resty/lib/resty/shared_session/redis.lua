@@ -413,7 +413,7 @@ end
 -- (PROTOCOL.md section 13): a list of more keys to GET in the same round
 -- trip (the not-before mark, a group's generation), their replies returned
 -- fourth, as a list in the same order; not on a cluster, where they are in
--- other slots (section 13 has no cluster form yet: nil is returned). On a
+-- other slots (nil is returned: see get_at). On a
 -- cluster, a MOVED or ASK is followed once. The connection goes back to the
 -- pool, or is closed on error so that a half-read reply never reaches the
 -- next request.
@@ -462,6 +462,55 @@ function _M.membership(r, prefix, sid, group_id, with_signature, extra)
 
     release(red, r)
     return member, nil, stored, extra_replies
+end
+
+
+-- Redis Cluster (PROTOCOL.md section 14.2): GET `k` on the primary of its
+-- own slot, a MOVED or ASK followed once. The reply (ngx.null: no key), or
+-- nil and an error ("redis unavailable: ..." or "redis error: ...").
+function _M.get_at(r, k)
+    local red, err = connect(r, k)
+    if not red then
+        return nil, "redis unavailable: " .. err
+    end
+    local res
+    res, err = red:get(k)
+    local kind, slot, host, port
+    if err then
+        kind, slot, host, port = cluster.redirection(err)
+    end
+    if kind then
+        release(red, r)
+        local n = cluster_node(r)(host, port)
+        if kind == "MOVED" then
+            cluster.moved(r.cluster_state.map, slot, host, port,
+                          cluster_node(r))
+            refresh_soon(r)
+        end
+        red, err = open_node(r, host, port, n.connect_options)
+        if not red then
+            return nil, "redis unavailable: " .. err
+        end
+        if kind == "ASK" then
+            red:init_pipeline()
+            red:asking()
+            red:get(k)
+            local replies
+            replies, err = red:commit_pipeline()
+            res = replies and replies[2]
+            if replies then
+                err = pipeline_error(replies[1]) or pipeline_error(res)
+            end
+        else
+            res, err = red:get(k)
+        end
+    end
+    if err then
+        red:close()
+        return nil, "redis error: " .. tostring(err)
+    end
+    release(red, r)
+    return res
 end
 
 return _M

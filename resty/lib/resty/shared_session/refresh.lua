@@ -82,11 +82,14 @@ local QUEUE_MAX = _M.QUEUE_MAX
 
 -- KEYS: data, signature, groups. ARGV: now (ms, nginx's clock, as for the
 -- deadline itself), the deadline (ms; 0: none), the session field that
--- names its user ('' : no per-user index), the key prefix, the session id.
+-- names its user ('' : no per-user index), the key prefix, the session id,
+-- and on the cluster layout a sixth, "cluster".
 -- The user's index (PROTOCOL.md section 13.1), when the session is in it,
 -- gets the session's new expiry too, and never expires before it: a session
--- kept alive here stays findable by revokeUser and setUserGroups. Returns
--- the session's idle
+-- kept alive here stays findable by revokeUser and setUserGroups. On the
+-- cluster layout the index is in another slot (section 14.1): the script
+-- answers { idle timeout, the session's time to live, user id } instead, and
+-- INDEX_SCRIPT raises the member afterwards. Returns the session's idle
 -- timeout in ms once its keys are set to min(idle, deadline - now); -2 when
 -- the data key is gone (nothing is re-created: PEXPIRE never creates a key),
 -- -1 when the data holds no usable `_idle` (a v1 writer's session: its
@@ -107,6 +110,7 @@ if ttl <= 0 then return 0 end
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 local user = ARGV[3] ~= '' and data[ARGV[3]]
 if type(user) == 'string' and user ~= '' then
+  if ARGV[6] == 'cluster' then return { math.floor(idle * 1000), ttl, user } end
   local index = ARGV[4] .. ':user:' .. user
   local at = tonumber(ARGV[1]) + ttl
   if redis.call('ZADD', index, 'XX', 'GT', 'CH', at, ARGV[5]) == 1 then
@@ -115,6 +119,20 @@ if type(user) == 'string' and user ~= '' then
   end
 end
 return math.floor(idle * 1000)
+]=]
+
+-- PROTOCOL.md section 14.1: the session's member in its user's index, in
+-- the index's slot, after the session's keys. KEYS[1]: the index. ARGV: now
+-- (ms), the session's expiry (ms), sid. Prunes what has expired, raises (or
+-- adds) the member, raises the index's own expiry; never lowers either.
+_M.INDEX_SCRIPT = [=[
+local now, at = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], 'GT', at, ARGV[3])
+if redis.call('PTTL', KEYS[1]) < at - now then
+  redis.call('PEXPIRE', KEYS[1], at - now)
+end
+return redis.call('ZCARD', KEYS[1])
 ]=]
 
 local script_sha    -- hex SHA1 of SCRIPT, made on first use
@@ -216,19 +234,22 @@ end
 -- it), or nil and the socket's error.
 local function pipeline(red, rf, prefix, layout, list, command, script)
     local now = floor(ngx_now() * 1000)
-    -- Section 13's index has no cluster form yet: not on the cluster layout.
-    local field = layout and "" or rf.user_id_field
-    -- What every command of the batch shares, made once.
-    local head = "*11\r\n" .. bulk(command) .. bulk(script) .. bulk(3)
+    local field = rf.user_id_field
+    -- What every command of the batch shares, made once. On the cluster
+    -- layout a 9th argument: the script answers the user id too (section
+    -- 14.1), whose index is refreshed on its own primary.
+    local head = (layout and "*12\r\n" or "*11\r\n") .. bulk(command)
+                 .. bulk(script) .. bulk(3)
     local middle = bulk(now)
     local tail = bulk(field) .. bulk(prefix)
+    local last = layout and bulk("cluster") or ""
     local out = {}
     for i, item in ipairs(list) do
         local sid = item[1]
         out[i] = head .. bulk(key(prefix, "data", sid, layout))
                  .. bulk(key(prefix, "signature", sid, layout))
                  .. bulk(key(prefix, "groups", sid, layout)) .. middle
-                 .. bulk(item[2]) .. tail .. bulk(sid)
+                 .. bulk(item[2]) .. tail .. bulk(sid) .. last
     end
     local sock = rawget(red, "_sock")
     local ok, err = sock:send(out)
@@ -279,6 +300,26 @@ local function send(red, rf, prefix, layout, batch)
 end
 
 
+-- PROTOCOL.md section 14.1: after the session's refresh, its member in its
+-- user's index, on the index's own primary. A failure leaves the member's
+-- old score (logged; the session's own refresh stands).
+local function index_session(r, prefix, sid, ttl, user)
+    local index = prefix .. ":user:" .. user
+    local red, err = connect(r, index)
+    if red then
+        local now = floor(ngx_now() * 1000)
+        local res
+        res, err = red:eval(_M.INDEX_SCRIPT, 1, index, now, now + ttl, sid)
+        if res then
+            return release(red, r)
+        end
+        red:close()
+    end
+    ngx_log(WARN, "shared_session: user index not refreshed: ",
+            tostring(err), " (sid ", sid_hint(sid), ")")
+end
+
+
 -- One connection, one round trip (two when the server lacks the script) for
 -- a batch of sessions: on one Redis, the primary of their slot on a cluster
 -- (a batch there holds one session).
@@ -304,8 +345,13 @@ local function refresh_batch(rf, r, prefix, batch)
     end
     release(red, r)
     for i, item in ipairs(batch) do
-        local e = reply_error(results[i])
-        answered(rf, item[1], not e and results[i], e)
+        local res, e = results[i], reply_error(results[i])
+        if not e and type(res) == "table" then
+            -- The cluster layout: { idle, ttl, user }; the index next.
+            index_session(r, prefix, item[1], res[2], res[3])
+            res = res[1]
+        end
+        answered(rf, item[1], not e and res, e)
     end
 end
 

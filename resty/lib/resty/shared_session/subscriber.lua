@@ -17,7 +17,8 @@
 -- primary it names is subscribed to anew. Another light thread watches the
 -- map for a new set of primaries. Each notice then comes once per primary:
 -- session ids are forgotten at every copy (harmless), `!ack` is answered at
--- the last copy, the mark and generations are ignored (no cluster form).
+-- the last copy, `!generation` and `!not-before` only raise the kept value
+-- (sections 14.2 and 14.3).
 --
 -- The connection is a bare cosocket speaking RESP, not a resty.redis object:
 -- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
@@ -108,11 +109,16 @@ end
 
 
 -- A section 13.4 notice on a cluster (PROTOCOL.md section 14): it comes
--- once per primary. `!ack` is answered at its last copy (every earlier
--- notice has come by then, on every connection); the mark and generations
--- have no cluster form, and a late copy could undo a newer value: ignored.
+-- once per primary. true when it is to be applied now: `!ack` at its last
+-- copy (every earlier notice has come by then, on every connection);
+-- `!generation` and `!not-before` at every copy (sections 14.2 and 14.3:
+-- they only ever raise the kept value); an unknown kind never.
 local function last_copy(sub, payload)
-    if parse_control_notice(payload) ~= "ack" then
+    local kind = parse_control_notice(payload)
+    if kind == "generation" or kind == "not-before" then
+        return true
+    end
+    if kind ~= "ack" then
         return false
     end
     local copies = sub.copies
@@ -143,8 +149,10 @@ local function apply_reply(dc, sub, res, r)
     -- PROTOCOL.md section 13.4: "!<kind> ..." (mark, generation, ack); an
     -- unknown kind is ignored, not a reason to drop every decision.
     if is_control_notice(sid) then
-        if not r.cluster or last_copy(sub, sid) then
+        if not r.cluster then
             apply_control_notice(dc, sid, r)
+        elseif last_copy(sub, sid) then
+            apply_control_notice(dc, sid, r, true)
         end
         return
     end
