@@ -40,8 +40,11 @@ async function login(client: Client, layout: KeyLayout, groups = ['one']): Promi
   return { sid, cookie: `session=${sid}.${signature(sid, SECRET, SALT)}` };
 }
 
-/** One nginx, one worker: `/open/` without a check, `/hit/<group>/` checked with the decision cache. */
-function conf(redis: string, layout: KeyLayout) {
+/**
+ * One nginx, one worker: `/open/` without a check, `/hit/<group>/` checked with the decision cache; without
+ * `cache`, no decision cache at all, so that every check is what a miss costs (an HMAC and a Redis round trip).
+ */
+function conf(redis: string, layout: KeyLayout, cache = true) {
   return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
 events { worker_connections 1024; }
 http {
@@ -52,10 +55,10 @@ http {
     local shared_session = require "resty.shared_session"
     shared_session.configure{
       secret = "${SECRET}", key_prefix = "${PREFIX}", key_layout = "${layout}", redis = { ${redis} },
-      decision_cache = { dict = "decisions", all_writers_publish = true },
+      ${cache ? 'decision_cache = { dict = "decisions", all_writers_publish = true },' : ''}
     }
   }
-  init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
+  ${cache ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
   server {
     listen 127.0.0.1:${ctx.port};
     location /open/ { content_by_lua_block { ngx.print("ok") } }
@@ -120,15 +123,22 @@ async function main(): Promise<void> {
     nginxes.push(a);
     const b = await NginxServer.start({ conf: conf(`cluster = { nodes = { ${nodes} } }`, 'cluster') });
     nginxes.push(b);
+    const aMiss = await NginxServer.start({ conf: conf(`port = ${single.port}`, 'v1', false) });
+    nginxes.push(aMiss);
+    const bMiss = await NginxServer.start({ conf: conf(`cluster = { nodes = { ${nodes} } }`, 'cluster', false) });
+    nginxes.push(bMiss);
     const s1 = await login(one, 'v1');
     const s2 = await login(many, 'cluster');
     await new Promise((r) => setTimeout(r, 1000)); // both subscribers up
-    const rows: Record<string, number[]> = { open: [], single: [], cluster: [] };
+    const rows: Record<string, number[]> = { open: [], single: [], cluster: [], missSingle: [], missCluster: [] };
     for (let round = 0; round < ROUNDS; round++) {
       rows.open.push(await wrk(a.port, '/open/x', s1.cookie));
       rows.single.push(await wrk(a.port, '/hit/one/x', s1.cookie));
       rows.cluster.push(await wrk(b.port, '/hit/one/x', s2.cookie));
+      rows.missSingle.push(await wrk(aMiss.port, '/hit/one/x', s1.cookie));
+      rows.missCluster.push(await wrk(bMiss.port, '/hit/one/x', s2.cookie));
     }
+    const missRatios = rows.missSingle.map((s, i) => rows.missCluster[i] / s);
     const ratios = rows.single.map((s, i) => rows.cluster[i] / s);
     const revSingle = await revocation(a, one, 'v1', TRIALS);
     const revCluster = await revocation(b, many, 'cluster', TRIALS);
@@ -179,9 +189,18 @@ on ${cpus().length} cores). Absolute figures depend on the machine; compare the 
 | no authorization (the limit) | ${fmt(median(rows.open))} | ${rows.open.map(fmt).join(', ')} |
 | authorized, decision-cache hit, one Redis | ${fmt(median(rows.single))} | ${rows.single.map(fmt).join(', ')} |
 | authorized, decision-cache hit, Redis Cluster | ${fmt(median(rows.cluster))} | ${rows.cluster.map(fmt).join(', ')} |
+| authorized, every check a miss (no decision cache), one Redis | ${fmt(median(rows.missSingle))} | ${rows.missSingle.map(fmt).join(', ')} |
+| authorized, every check a miss (no decision cache), Redis Cluster | ${fmt(median(rows.missCluster))} | ${rows.missCluster.map(fmt).join(', ')} |
 
 - **Cluster ÷ one Redis, authorized hit: ${median(ratios).toFixed(2)}** (median of the per-round ratios; target ≥ 0.97):
   a hit asks no Redis, so where the sessions live does not show.
+- **A decision-cache miss** (nginx without \`decision_cache\`, so every check is one: the cookie's HMAC and one
+  round trip to the session's primary, \`SISMEMBER\`; on the cluster layout, section 13's mark and the group's
+  generation are asked of their own primaries only when nginx keeps no value for them, which it does under a
+  live subscription: here there is none, so the cluster's miss is the most it costs): one Redis
+  ${fmt(median(rows.missSingle))} req/s, the cluster ${fmt(median(rows.missCluster))} req/s, **cluster ÷ one Redis
+  ${median(missRatios).toFixed(2)}**; a hit runs at ${(median(rows.single) / median(rows.missSingle)).toFixed(1)} times a
+  miss on one Redis.
 - **Revocation** (${TRIALS} trials each: a session allowed and cached, then destroyed and announced by the writer;
   time from the writer's answer to nginx's first refusal): one Redis p50 ${p(revSingle, 50)} ms, p99 ${p(revSingle, 99)} ms
   (${tail(revSingle)});

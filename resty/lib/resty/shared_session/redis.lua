@@ -355,6 +355,30 @@ end
 _M.release = release
 
 
+-- A MOVED or ASK error reply on red (read whole: red goes back to the pool)
+-- on a cluster: its kind and a connection to the node it names (a MOVED
+-- also updates the slot map and asks for a refresh soon); the kind, nil and
+-- an error when that node cannot be reached; nil, nil and err unchanged
+-- when err is no redirection.
+local function follow(r, red, err)
+    local kind, slot, host, port = cluster.redirection(err)
+    if not kind then
+        return nil, nil, err
+    end
+    release(red, r)
+    local n = cluster_node(r)(host, port)
+    if kind == "MOVED" then
+        cluster.moved(r.cluster_state.map, slot, host, port, cluster_node(r))
+        refresh_soon(r)
+    end
+    local to, open_err = open_node(r, host, port, n.connect_options)
+    if not to then
+        return kind, nil, "redis unavailable: " .. open_err
+    end
+    return kind, to
+end
+
+
 -- commit_pipeline() reports a command's error as { false, message }.
 local function pipeline_error(res)
     if type(res) == "table" and res[1] == false then
@@ -434,23 +458,15 @@ function _M.membership(r, prefix, sid, group_id, with_signature, extra)
     member, err, stored, extra_replies = ask(red, groups_key, signature_key,
                                              group_id, extra)
 
-    local kind, slot, host, port
+    local kind, to
     if err and r.cluster then
-        kind, slot, host, port = cluster.redirection(err)
+        kind, to, err = follow(r, red, err)
     end
     if kind then
-        -- The error reply was read whole: the connection can be reused.
-        release(red, r)
-        local n = cluster_node(r)(host, port)
-        if kind == "MOVED" then
-            cluster.moved(r.cluster_state.map, slot, host, port,
-                          cluster_node(r))
-            refresh_soon(r)
+        if not to then
+            return nil, err
         end
-        red, err = open_node(r, host, port, n.connect_options)
-        if not red then
-            return nil, "redis unavailable: " .. err
-        end
+        red = to
         member, err, stored = ask(red, groups_key, signature_key, group_id,
                                   nil, kind == "ASK")
     end
@@ -475,22 +491,15 @@ function _M.get_at(r, k)
     end
     local res
     res, err = red:get(k)
-    local kind, slot, host, port
+    local kind, to
     if err then
-        kind, slot, host, port = cluster.redirection(err)
+        kind, to, err = follow(r, red, err)
     end
     if kind then
-        release(red, r)
-        local n = cluster_node(r)(host, port)
-        if kind == "MOVED" then
-            cluster.moved(r.cluster_state.map, slot, host, port,
-                          cluster_node(r))
-            refresh_soon(r)
+        if not to then
+            return nil, err
         end
-        red, err = open_node(r, host, port, n.connect_options)
-        if not red then
-            return nil, "redis unavailable: " .. err
-        end
+        red = to
         if kind == "ASK" then
             red:init_pipeline()
             red:asking()
