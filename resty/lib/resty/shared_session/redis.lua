@@ -392,7 +392,7 @@ end
 -- group_id, then a GET of each `extra` key; one round trip. The SISMEMBER
 -- reply, or nil and an error; then the signature's GET reply, then the
 -- extra replies (a list, in order).
-local function ask(red, groups_key, signature_key, group_id, extra, asking)
+local function ask(red, asking, groups_key, signature_key, group_id, extra)
     if not signature_key and not asking and not extra then
         return red:sismember(groups_key, group_id)
     end
@@ -430,34 +430,20 @@ local function ask(red, groups_key, signature_key, group_id, extra, asking)
 end
 
 
--- The question of the check: SISMEMBER <groups key> group_id, and with
--- `with_signature` (stored mode) GET <signature key> in the same round trip.
--- Returns the SISMEMBER reply, or nil and an error ("redis unavailable: ..."
--- or "redis error: ..."); then, in stored mode, the GET reply. `extra`
--- (PROTOCOL.md section 13): a list of more keys to GET in the same round
--- trip (the not-before mark, a group's generation), their replies returned
--- fourth, as a list in the same order; not on a cluster, where they are in
--- other slots (nil is returned: see get_at). On a
--- cluster, a MOVED or ASK is followed once. The connection goes back to the
--- pool, or is closed on error so that a half-read reply never reaches the
--- next request.
-function _M.membership(r, prefix, sid, group_id, with_signature, extra)
-    local layout = r.cluster_layout
-    local groups_key = key(prefix, "groups", sid, layout)
-    local signature_key = with_signature and key(prefix, "signature", sid,
-                                                  layout) or nil
-    if r.cluster then
-        extra = nil
-    end
-    local red, err = connect(r, groups_key)
+-- query(red, asking, ...) on the connection for slot_key (on a cluster, the
+-- primary of its slot), and once more on the node a MOVED or ASK names
+-- (asking: true after an ASK). The query returns its reply, or nil and an
+-- error, then up to two more values, passed on. Returns the same, its error
+-- as "redis unavailable: ..." or "redis error: ...". The connection goes
+-- back to the pool, or is closed on error so that a half-read reply never
+-- reaches the next request.
+local function on_primary(r, slot_key, query, ...)
+    local red, err = connect(r, slot_key)
     if not red then
         return nil, "redis unavailable: " .. err
     end
-
-    local member, stored, extra_replies
-    member, err, stored, extra_replies = ask(red, groups_key, signature_key,
-                                             group_id, extra)
-
+    local res, more, rest
+    res, err, more, rest = query(red, false, ...)
     local kind, to
     if err and r.cluster then
         kind, to, err = follow(r, red, err)
@@ -467,17 +453,56 @@ function _M.membership(r, prefix, sid, group_id, with_signature, extra)
             return nil, err
         end
         red = to
-        member, err, stored = ask(red, groups_key, signature_key, group_id,
-                                  nil, kind == "ASK")
+        res, err, more, rest = query(red, kind == "ASK", ...)
     end
-
     if err then
         red:close()
         return nil, "redis error: " .. tostring(err)
     end
-
     release(red, r)
-    return member, nil, stored, extra_replies
+    return res, nil, more, rest
+end
+
+
+-- The question of the check: SISMEMBER <groups key> group_id, and with
+-- `with_signature` (stored mode) GET <signature key> in the same round trip.
+-- Returns the SISMEMBER reply, or nil and an error ("redis unavailable: ..."
+-- or "redis error: ..."); then, in stored mode, the GET reply. `extra`
+-- (PROTOCOL.md section 13): a list of more keys to GET in the same round
+-- trip (the not-before mark, a group's generation), their replies returned
+-- fourth, as a list in the same order; not on a cluster, where they are in
+-- other slots (nil is returned: see get_at). On a
+-- cluster, a MOVED or ASK is followed once (on_primary).
+function _M.membership(r, prefix, sid, group_id, with_signature, extra)
+    local layout = r.cluster_layout
+    local groups_key = key(prefix, "groups", sid, layout)
+    local signature_key = with_signature and key(prefix, "signature", sid,
+                                                  layout) or nil
+    if r.cluster then
+        extra = nil
+    end
+    return on_primary(r, groups_key, ask, groups_key, signature_key, group_id,
+                      extra)
+end
+
+
+-- GET k, after ASKING when following an ASK: the reply, or nil and an error.
+local function get(red, asking, k)
+    if not asking then
+        return red:get(k)
+    end
+    red:init_pipeline()
+    red:asking()
+    red:get(k)
+    local replies, err = red:commit_pipeline()
+    if not replies then
+        return nil, err
+    end
+    err = pipeline_error(replies[1]) or pipeline_error(replies[2])
+    if err then
+        return nil, err
+    end
+    return replies[2]
 end
 
 
@@ -485,41 +510,7 @@ end
 -- own slot, a MOVED or ASK followed once. The reply (ngx.null: no key), or
 -- nil and an error ("redis unavailable: ..." or "redis error: ...").
 function _M.get_at(r, k)
-    local red, err = connect(r, k)
-    if not red then
-        return nil, "redis unavailable: " .. err
-    end
-    local res
-    res, err = red:get(k)
-    local kind, to
-    if err then
-        kind, to, err = follow(r, red, err)
-    end
-    if kind then
-        if not to then
-            return nil, err
-        end
-        red = to
-        if kind == "ASK" then
-            red:init_pipeline()
-            red:asking()
-            red:get(k)
-            local replies
-            replies, err = red:commit_pipeline()
-            res = replies and replies[2]
-            if replies then
-                err = pipeline_error(replies[1]) or pipeline_error(res)
-            end
-        else
-            res, err = red:get(k)
-        end
-    end
-    if err then
-        red:close()
-        return nil, "redis error: " .. tostring(err)
-    end
-    release(red, r)
-    return res
+    return on_primary(r, k, get, k)
 end
 
 return _M
