@@ -1,9 +1,10 @@
 import type { Cluster } from 'ioredis';
 import { PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyCount, sessionKeys } from '../protocol/testkit';
-import { login } from '../stack/demo-login';
+import { mustLogin as loginAt } from '../stack/demo-login';
 import { DemoStack } from '../stack/demo-stack';
 import { composeEnvironment, composeServices, runComposeClusterInit } from '../stack/docker-compose';
 import { request } from '../stack/http-client';
+import { expectPurgeOfOneGroup } from './admin-purge';
 import { RedisClusterStack } from '../stack/redis-cluster';
 
 /**
@@ -29,11 +30,7 @@ describe('the demo on Redis Cluster (docker-compose profile "cluster", without D
     request(stack.nginx.port, path, { headers: cookie === undefined ? {} : { Cookie: `session=${cookie}` } });
   const post = (path: string, cookie: string) =>
     request(stack.nginx.port, path, { method: 'POST', headers: { Cookie: `session=${cookie}` } });
-  async function mustLogin(email: string, password: string): Promise<string> {
-    const res = await login(stack.nginx.port, email, password);
-    expect(res.status).toBe(303);
-    return res.cookie!;
-  }
+  const mustLogin = (email: string, password: string) => loginAt(stack.nginx.port, email, password);
 
   beforeAll(async () => {
     cluster = await RedisClusterStack.start(3, async (addresses) => {
@@ -117,21 +114,7 @@ describe('the demo on Redis Cluster (docker-compose profile "cluster", without D
   });
 
   it('purging group one’s cache on the cluster layout: the next member’s request is a MISS, then HITs again; other groups keep their HITs (PROTOCOL.md section 14.2)', async () => {
-    const admin = await mustLogin('admin@example.com', 'itsadmin');
-    const joe = await mustLogin('joe@example.com', 'itsjoe');
-    const one = '/app/api/v1/group/one/cacheable/purge';
-    const three = '/app/api/v1/group/three/cacheable/purge';
-    for (const path of [one, three]) await get(path, joe);
-    expect((await get(one, joe)).headers['x-cache-status']).toEqual(['HIT']);
-    expect((await get(three, joe)).headers['x-cache-status']).toEqual(['HIT']);
-    const before = JSON.parse((await get(one, joe)).body).response_id;
-
-    expect((await post('/app/admin/groups/one/purge-cache', admin)).status).toBe(303);
-    const miss = await get(one, joe);
-    expect(miss.headers['x-cache-status']).toEqual(['MISS']);
-    expect(JSON.parse(miss.body).response_id).not.toBe(before);
-    expect((await get(one, joe)).headers['x-cache-status']).toEqual(['HIT']);
-    expect((await get(three, joe)).headers['x-cache-status']).toEqual(['HIT']);
+    await expectPurgeOfOneGroup({ get, post, login: mustLogin });
     expect(stack.appLog).not.toMatch(/ERROR/);
   });
 
