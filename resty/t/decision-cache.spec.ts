@@ -119,6 +119,20 @@ async function pubsubClientIds(client: Redis): Promise<string[]> {
   return [...list.matchAll(/id=(\d+)/g)].map((m) => m[1]);
 }
 
+/** Kills nginx's subscriber connection; returns once another has subscribed and the epoch is up again. */
+async function killSubscription(client: Redis, nginx: NginxServer): Promise<void> {
+  const [oldId] = await pubsubClientIds(client);
+  await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+  await waitFor(
+    'a new subscription',
+    async () => {
+      const ids = await pubsubClientIds(client);
+      return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
+    },
+    5000,
+  );
+}
+
 async function epochState(nginx: NginxServer): Promise<string> {
   return (await request(nginx.port, '/epoch')).body.trim();
 }
@@ -268,17 +282,8 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
   test('after the subscriber reconnects, decisions from before are not reused (epoch)', async () => {
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
-    const [oldId] = await pubsubClientIds(client);
     const before = await sismembers(client);
-    await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await waitFor(
-      'a new subscription',
-      async () => {
-        const ids = await pubsubClientIds(client);
-        return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
-      },
-      5000,
-    );
+    await killSubscription(client, nginx);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await sismembers(client)).toBe(before + 1); // asked again
     expect(await status(nginx, 'g1', cookie)).toBe(200);
@@ -395,17 +400,8 @@ describe('decision cache when every writer publishes (all_writers_publish, ttl 3
 
   test('a lost subscription drops every decision: asked again, then kept again', async () => {
     expect(await status(nginx, 'g1', cookie)).toBe(200);
-    const [oldId] = await pubsubClientIds(client);
     const before = await sismembers(client);
-    await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await waitFor(
-      'a new subscription',
-      async () => {
-        const ids = await pubsubClientIds(client);
-        return ids.length === 1 && ids[0] !== oldId && (await epochState(nginx)) === 'up';
-      },
-      5000,
-    );
+    await killSubscription(client, nginx);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await sismembers(client)).toBe(before + 1);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
