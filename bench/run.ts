@@ -28,6 +28,8 @@ const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
   .split(',');
+/** `-- --gap=S` (with --only): S seconds between rounds, as the other scenarios of a full run take. */
+const GAP = Number(process.argv.find((a) => a.startsWith('--gap='))?.slice('--gap='.length) ?? 0);
 const ROUNDS = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? (QUICK ? 1 : 5));
 const SECONDS = QUICK ? 2 : 5;
 const TRIALS = QUICK ? 200 : 1000;
@@ -425,6 +427,7 @@ async function main(): Promise<void> {
             .join(' ')
             .replace(/,failed_calls=0,rejected_calls=0/g, ''),
         );
+        if (GAP > 0 && round < ROUNDS) await new Promise((wake) => setTimeout(wake, GAP * 1000));
       }
       if (process.env.BENCH_JIT_LOG)
         console.log(
