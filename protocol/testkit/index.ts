@@ -12,3 +12,4 @@ export * from './session';
 export * from './cookie-grammar';
 export * from './session-id';
 export * from './control';
+export * from './compact';

@@ -18,17 +18,28 @@ export interface SessionKeys {
   groups: string;
 }
 
-/** Section 3's layout (`v1`), or section 14's (`cluster`: the session id as a hash tag). */
-export type KeyLayout = 'v1' | 'cluster';
+/**
+ * Section 3's layout (`v1`), section 14's (`cluster`: the session id as a
+ * hash tag), or section 15's (`compact`: one string key per session).
+ */
+export type KeyLayout = 'v1' | 'cluster' | 'compact';
 
+/** The three keys of a session in the v1 or cluster layout (the compact layout has one: `compactKey`). */
 export function sessionKeys(prefix: string, sid: string, layout: KeyLayout = 'v1'): SessionKeys {
+  if (layout === 'compact') throw new Error('the compact layout keeps a session in one key: use compactKey()');
   if (layout === 'cluster')
     return { data: `${prefix}:{${sid}}:data`, signature: `${prefix}:{${sid}}:signature`, groups: `${prefix}:{${sid}}:groups` };
   return { data: `${prefix}:data:${sid}`, signature: `${prefix}:signature:${sid}`, groups: `${prefix}:groups:${sid}` };
 }
 
-/** The three keys as a list, in the order data, signature, groups. */
+/** Section 15: the one key of session `sid` in the compact layout. */
+export function compactKey(prefix: string, sid: string): string {
+  return `${prefix}:{${sid}}`;
+}
+
+/** Every key of session `sid`: data, signature, groups; in the compact layout its one key. */
 export function sessionKeyList(prefix: string, sid: string, layout: KeyLayout = 'v1'): string[] {
+  if (layout === 'compact') return [compactKey(prefix, sid)];
   const k = sessionKeys(prefix, sid, layout);
   return [k.data, k.signature, k.groups];
 }
@@ -36,4 +47,41 @@ export function sessionKeyList(prefix: string, sid: string, layout: KeyLayout = 
 /** Section 7: where a writer publishes the id of a session it changed or destroyed. */
 export function invalidationChannel(prefix: string): string {
   return `${prefix}:invalidate`;
+}
+
+/** Section 15: the value of a compact session: the signature, then the JSON object. */
+export function encodeCompact(signature: string, json: string): string {
+  return signature + json;
+}
+
+/** What a reader finds in a compact value (section 15), or null when it is malformed. */
+export interface CompactSession {
+  signature: string;
+  data: Record<string, unknown>;
+  /** The string members of `groups`, each once, sorted by code point. */
+  groups: string[];
+}
+
+export function decodeCompact(value: string | Buffer | null | undefined): CompactSession | null {
+  if (value === null || value === undefined) return null;
+  const text = typeof value === 'string' ? value : value.toString('utf8');
+  if (text.length < 29 || !/^[A-Za-z0-9_-]{27}\{/.test(text)) return null;
+  let data: unknown;
+  try {
+    data = JSON.parse(text.slice(27));
+  } catch {
+    return null;
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return null;
+  const listed = (data as { groups?: unknown }).groups;
+  const groups = Array.isArray(listed) ? [...new Set(listed.filter((g): g is string => typeof g === 'string'))] : [];
+  return { signature: text.slice(0, 27), data: data as Record<string, unknown>, groups: groups.sort(byCodePoint) };
+}
+
+/** Sorts strings by code point (not by UTF-16 unit, which `sort()` does). */
+export function byCodePoint(a: string, b: string): number {
+  const x = [...a].map((c) => c.codePointAt(0)!);
+  const y = [...b].map((c) => c.codePointAt(0)!);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
 }

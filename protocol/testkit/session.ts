@@ -1,5 +1,5 @@
 import type { Cluster, Redis as RedisClient } from 'ioredis';
-import { invalidationChannel, KeyLayout, sessionKeyList, sessionKeys } from './layout';
+import { compactKey, decodeCompact, encodeCompact, invalidationChannel, KeyLayout, sessionKeyList, sessionKeys } from './layout';
 
 /** A single Redis or a cluster (with the cluster layout, a session's keys share one slot). */
 type Redis = RedisClient | Cluster;
@@ -18,7 +18,7 @@ export interface WriteSessionOptions {
   ttl?: number;
   /** Also PUBLISH the sid on `<prefix>:invalidate` in the same MULTI (section 7). */
   publish?: boolean;
-  /** Section 3's keys (default) or section 14's. */
+  /** Section 3's keys (default), section 14's, or section 15's one key. */
   layout?: KeyLayout;
 }
 
@@ -35,6 +35,12 @@ export async function writeSession(
   options: WriteSessionOptions,
 ): Promise<void> {
   const ttl = options.ttl ?? 3600;
+  if (options.layout === 'compact') {
+    const multi = client.multi().set(compactKey(prefix, sid), encodeCompact(options.signature, JSON.stringify(data)), 'EX', ttl);
+    if (options.publish) multi.publish(invalidationChannel(prefix), sid);
+    await checkExec(await multi.exec());
+    return;
+  }
   const keys = sessionKeys(prefix, sid, options.layout);
   const groups = Array.isArray(data.groups) ? (data.groups as string[]) : [];
   const multi = client
@@ -58,6 +64,14 @@ export interface StoredSession {
 }
 
 export async function readSession(client: Redis, prefix: string, sid: string, layout?: KeyLayout): Promise<StoredSession> {
+  if (layout === 'compact') {
+    const key = compactKey(prefix, sid);
+    const [value, ttl] = (await checkExec(await client.multi().get(key).ttl(key).exec())) as [string | null, number];
+    const session = decodeCompact(value);
+    // A malformed value is no session to a reader; the raw text is there for a test to look at.
+    if (!session) return { data: value === null ? undefined : value, signature: null, groups: [], ttl: { data: ttl, signature: ttl, groups: ttl } };
+    return { data: session.data, signature: session.signature, groups: session.groups, ttl: { data: ttl, signature: ttl, groups: ttl } };
+  }
   const keys = sessionKeys(prefix, sid, layout);
   const res = await client
     .multi()
@@ -87,13 +101,13 @@ export async function readSession(client: Redis, prefix: string, sid: string, la
   return { data, signature, groups: [...groups].sort(), ttl: { data: dataTtl, signature: signatureTtl, groups: groupsTtl } };
 }
 
-/** How many of the session's three keys exist (0 after a logout). */
+/** How many of the session's keys exist (0 after a logout; in the compact layout at most 1). */
 export function sessionKeyCount(client: Redis, prefix: string, sid: string, layout?: KeyLayout): Promise<number> {
   return client.exists(...sessionKeyList(prefix, sid, layout));
 }
 
 /**
- * Deletes the three keys; with `publish`, as a logout does it: the keys go
+ * Deletes the session's keys; with `publish`, as a logout does it: the keys go
  * and the notice follows, in one MULTI.
  */
 export async function destroySession(

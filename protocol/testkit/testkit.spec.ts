@@ -2,6 +2,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import Redis from 'ioredis';
 import {
+  compactKey,
+  decodeCompact,
+  encodeCompact,
+  loadCompactCases,
   caseHeaderLines,
   caseOutcome,
   cookieGrammar,
@@ -113,6 +117,32 @@ describe('the repository copy of the protocol', () => {
   });
 });
 
+describe('the reference reading of compact values against compact.json (section 15)', () => {
+  const cases = loadCompactCases();
+
+  it.each(cases.keys.map((k) => [k.key, k] as const))('names the one key %s', (_key, k) => {
+    expect(compactKey(k.prefix, k.sid)).toBe(k.key);
+  });
+
+  it.each(cases.valid.map((c) => [c.why, c] as const))('reads the valid value: %s', (_why, c) => {
+    const session = decodeCompact(c.value);
+    expect(session).not.toBeNull();
+    expect(session!.signature).toBe(c.signature);
+    expect(session!.groups).toEqual(c.groups);
+    if (c.idle !== undefined) expect(session!.data._idle).toBe(c.idle);
+  });
+
+  it.each(cases.malformed.map((c) => [c.why, c] as const))('reads no session from the malformed value: %s', (_why, c) => {
+    expect(decodeCompact(c.value)).toBeNull();
+  });
+
+  it('writes the value the write case names', () => {
+    const w = cases.write;
+    expect(compactKey(w.prefix, w.sid)).toBe(w.key);
+    expect(encodeCompact(w.signature, w.json)).toBe(w.value);
+  });
+});
+
 describe('sessions written and read as section 3 says (real redis-server)', () => {
   let redis: RedisServer;
   let client: Redis;
@@ -151,5 +181,19 @@ describe('sessions written and read as section 3 says (real redis-server)', () =
     await writeSession(client, 'kit', sid, { username: 'u' }, { signature: 'S' });
     expect(await client.exists(sessionKeys('kit', sid).groups)).toBe(0);
     expect((await readSession(client, 'kit', sid)).groups).toEqual([]);
+  });
+
+  it('writes, reads and destroys a session in the compact layout as one key (section 15)', async () => {
+    const sid = newSessionId();
+    const sig = 'v1t7MPWDZv3Hf5x8Yc7Ahz2kq-Q';
+    await writeSession(client, 'kit', sid, { username: 'u', groups: ['b', 'a'] }, { signature: sig, ttl: 100, layout: 'compact' });
+    expect(await client.keys(`kit:{${sid}}*`)).toEqual([compactKey('kit', sid)]);
+    expect(await client.get(compactKey('kit', sid))).toBe(`${sig}{"username":"u","groups":["b","a"]}`);
+    const stored = await readSession(client, 'kit', sid, 'compact');
+    expect(stored).toMatchObject({ data: { username: 'u', groups: ['b', 'a'] }, signature: sig, groups: ['a', 'b'] });
+    expect(stored.ttl.data).toBeGreaterThan(90);
+    expect(await sessionKeyCount(client, 'kit', sid, 'compact')).toBe(1);
+    await destroySession(client, 'kit', sid, { layout: 'compact' });
+    expect(await sessionKeyCount(client, 'kit', sid, 'compact')).toBe(0);
   });
 });
