@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
 import type { SharedSessionRedis } from './redis-client';
+import { COMPACT_LUA, compactValue, parseCompactValue } from './compact-value';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired, sessionIdTimes } from './session-id';
 import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
@@ -19,7 +20,7 @@ export interface FlaskRedisSessionStoreOptions {
   client: SharedSessionRedis;
   signer: SessionCookieSigner;
   keyPrefix?: string;
-  /** PROTOCOL.md section 3's key names (`v1`, default) or section 14's (`cluster`). */
+  /** PROTOCOL.md section 3's key names (`v1`, default), section 14's (`cluster`), or section 15's one key per session (`compact`). */
   keyLayout?: KeyLayout;
   /**
    * Idle timeout (seconds) of a session whose JSON holds none (`_idle`,
@@ -183,6 +184,62 @@ redis.call('ZADD', KEYS[1], 'GT', at, ARGV[3])
 if redis.call('PTTL', KEYS[1]) < at - now then redis.call('PEXPIRE', KEYS[1], at - now) end
 return redis.call('ZCARD', KEYS[1])`;
 
+/**
+ * PROTOCOL.md section 15, the compact layout: a session is one string key,
+ * its signature then its JSON (compact-value.ts). Section 13 works as on the
+ * cluster layout (sections 14.1 to 14.3): the index and the mark are written
+ * and read in steps of their own, so these scripts touch the one key alone.
+ */
+
+/** KEYS[1]: the session's key. Its value and PTTL, atomically (the value is judged in TypeScript). */
+const COMPACT_READ_SCRIPT = `
+local value = redis.call('GET', KEYS[1])
+if not value then return {false, -2} end
+return {value, redis.call('PTTL', KEYS[1])}`;
+
+/**
+ * Section 8 on one key. KEYS[1]: the session's key. ARGV: mode, value, ttl
+ * (s), channel, sid, then (update) the groups as read. Update and
+ * update-groups write only while a well-formed value is stored (a malformed
+ * one is no session: 'gone'); update only while its groups are, as a set,
+ * those read, and otherwise answers the stored groups.
+ */
+const COMPACT_WRITE_SCRIPT = `
+${COMPACT_LUA}
+local mode = ARGV[1]
+if mode ~= 'create' then
+  local session = compact_session(redis.call('GET', KEYS[1]))
+  if not session then return 'gone' end
+  if mode == 'update' then
+    local stored, read = compact_groups(session), {}
+    for i = 6, #ARGV do read[ARGV[i]] = true end
+    local same = #stored == #ARGV - 5
+    for _, g in ipairs(stored) do
+      if not read[g] then same = false end
+    end
+    if not same then return stored end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 'ok'`;
+
+/**
+ * Ends one session: its key and the notice (section 7). KEYS[1]: the
+ * session's key. ARGV: channel, sid, user id field. Answers false when there
+ * was no key, else the user of its data ('' when none or malformed), whose
+ * index member the store removes next (section 14.1: another slot).
+ */
+const COMPACT_DESTROY_SCRIPT = `
+${COMPACT_LUA}
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local session, user = compact_session(value), ''
+if session and type(session[ARGV[3]]) == 'string' then user = session[ARGV[3]] end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return user`;
+
 /** One session as a reader of the per-user index finds it: id, JSON, remaining time to live (ms). */
 export interface IndexedSession {
   sid: string;
@@ -249,9 +306,15 @@ export class FlaskRedisSessionStore extends Store {
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
     this.client.on('error', (err: Error) => this.fault(err));
     this.client.on('ready', () => this.recovered());
-    this.client.defineCommand('sharedSessionRead', { numberOfKeys: 4, lua: READ_SCRIPT });
-    this.client.defineCommand('sharedSessionWrite', { numberOfKeys: 5, lua: WRITE_SCRIPT });
-    this.client.defineCommand('sharedSessionDestroy', { numberOfKeys: 3, lua: DESTROY_SCRIPT });
+    if (this.compact) {
+      this.client.defineCommand('sharedSessionCompactRead', { numberOfKeys: 1, lua: COMPACT_READ_SCRIPT });
+      this.client.defineCommand('sharedSessionCompactWrite', { numberOfKeys: 1, lua: COMPACT_WRITE_SCRIPT });
+      this.client.defineCommand('sharedSessionCompactDestroy', { numberOfKeys: 1, lua: COMPACT_DESTROY_SCRIPT });
+    } else {
+      this.client.defineCommand('sharedSessionRead', { numberOfKeys: 4, lua: READ_SCRIPT });
+      this.client.defineCommand('sharedSessionWrite', { numberOfKeys: 5, lua: WRITE_SCRIPT });
+      this.client.defineCommand('sharedSessionDestroy', { numberOfKeys: 3, lua: DESTROY_SCRIPT });
+    }
     this.client.defineCommand('sharedSessionIndex', { numberOfKeys: 1, lua: INDEX_SESSION_SCRIPT });
   }
 
@@ -273,11 +336,30 @@ export class FlaskRedisSessionStore extends Store {
     return `${this.keyPrefix}:invalidate`;
   }
 
+  /** The three keys of a session in the v1 or cluster layout (the compact layout has one: `compactKey`). */
   keys(sid: string): SessionKeys {
     const p = this.keyPrefix;
+    if (this.compact) throw new Error('the compact layout keeps a session in one key: compactKey()');
     if (this.keyLayout === 'cluster')
       return { data: `${p}:{${sid}}:data`, signature: `${p}:{${sid}}:signature`, groups: `${p}:{${sid}}:groups` };
     return { data: `${p}:data:${sid}`, signature: `${p}:signature:${sid}`, groups: `${p}:groups:${sid}` };
+  }
+
+  /** PROTOCOL.md section 15: the one key of a session in the compact layout. */
+  compactKey(sid: string): string {
+    return `${this.keyPrefix}:{${sid}}`;
+  }
+
+  /** True on the compact layout (PROTOCOL.md section 15). */
+  get compact(): boolean {
+    return this.keyLayout === 'compact';
+  }
+
+  /** Every key of a session: section 3's three, or section 15's one. */
+  private sessionKeyList(sid: string): string[] {
+    if (this.compact) return [this.compactKey(sid)];
+    const keys = this.keys(sid);
+    return [keys.data, keys.signature, keys.groups];
   }
 
   /** The Redis key prefix (PROTOCOL.md section 3). */
@@ -287,9 +369,9 @@ export class FlaskRedisSessionStore extends Store {
 
   /**
    * True when PROTOCOL.md section 13 applies whole, in the session's own
-   * scripts (the v1 layout). On the cluster layout (sections 14.1 to 14.3)
-   * the per-user index and the not-before mark are in slots of their own,
-   * written and read in steps of their own.
+   * scripts (the v1 layout). On the cluster and compact layouts (sections
+   * 14.1 to 14.3, and section 15) the per-user index and the not-before mark
+   * are in slots of their own, written and read in steps of their own.
    */
   get controlled(): boolean {
     return this.keyLayout === 'v1';
@@ -306,14 +388,8 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   get(sid: string, callback: Callback<SessionData | null>): void {
-    const keys = this.keys(sid);
-    const read = this.scripts.sharedSessionRead(
-      keys.data,
-      keys.signature,
-      keys.groups,
-      this.controlled ? this.notBeforeKey : keys.data,
-    ) as Promise<[string | null, number, number, string | null]>;
-    // Section 14.3: on the cluster layout the mark is in a slot of its own, read beside the script.
+    const read = this.compact ? this.readCompact(sid) : this.readThreeKeys(sid);
+    // Section 14.3: on the cluster and compact layouts the mark is in a slot of its own, read beside the script.
     const clusterMark = this.controlled ? Promise.resolve(null) : this.client.get(this.notBeforeKey);
     Promise.all([read, clusterMark]).then(
       ([[json, pttl, leftovers, markRead], markBeside]) => {
@@ -328,7 +404,7 @@ export class FlaskRedisSessionStore extends Store {
         } else if (json === null && leftovers === 0) {
           callback(undefined, null);
         } else {
-          // Half-deleted (section 9) or past its deadline (section 11): no session,
+          // Half-deleted (section 9), malformed (section 15) or past its deadline (section 11): no session,
           // and its leftovers go, so that nginx, which judges by the signature and
           // groups keys alone, refuses it too.
           this.destroy(sid, (err) => callback(err, null));
@@ -339,6 +415,25 @@ export class FlaskRedisSessionStore extends Store {
         callback(err);
       },
     );
+  }
+
+  /** Section 9: the data's JSON and PTTL; when the data key is missing, how many of its siblings are left over. */
+  private readThreeKeys(sid: string): Promise<[string | null, number, number, string | null]> {
+    const keys = this.keys(sid);
+    return this.scripts.sharedSessionRead(
+      keys.data,
+      keys.signature,
+      keys.groups,
+      this.controlled ? this.notBeforeKey : keys.data,
+    ) as Promise<[string | null, number, number, string | null]>;
+  }
+
+  /** Section 15: the same from the one key; a malformed value is no session, but a leftover to delete (as section 9's). */
+  private async readCompact(sid: string): Promise<[string | null, number, number, null]> {
+    const [value, pttl] = (await this.scripts.sharedSessionCompactRead(this.compactKey(sid))) as [string | null, number];
+    const session = parseCompactValue(value);
+    if (value !== null && !session) this.logger.warn(`session ${sid.slice(0, 8)}…: malformed value; treated as no session`);
+    return [session ? session.json : null, pttl, value !== null && !session ? 1 : 0, null];
   }
 
   /** express-session makes every session it loads through this: remember the groups it was read with. */
@@ -385,7 +480,6 @@ export class FlaskRedisSessionStore extends Store {
   private async write(sid: string, session: SessionData, data: Record<string, unknown>, groups: string[], attempts: number): Promise<void> {
     const read = this.readGroups.get(session);
     const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
-    const keys = this.keys(sid);
     const owner = userIdOf(data, this.userIdField);
     // v1: the index is written by the write script itself; cluster (section 14.1): first, in its own slot.
     const user = this.controlled ? owner : undefined;
@@ -400,26 +494,10 @@ export class FlaskRedisSessionStore extends Store {
       !this.controlled && mode !== 'create' ? this.client.get(this.notBeforeKey) : null,
     ]);
     if (refusedByNotBefore(sid, mark)) return; // ended by the mark: the update is dropped, as 'gone'
-    const reply = (await this.scripts.sharedSessionWrite(
-      keys.data,
-      keys.signature,
-      keys.groups,
-      user === undefined ? keys.data : this.userIndexKey(user),
-      // On the cluster layout (checked above, section 14.3) the data key stands
-      // in for the mark: it never reads as a number, so no mark.
-      this.controlled ? this.notBeforeKey : keys.data,
-      mode,
-      JSON.stringify(data),
-      this.signer.signature(sid),
-      Math.ceil(ttlMs / 1000),
-      this.invalidationChannel,
-      sid,
-      user === undefined ? '' : '1',
-      now,
-      this.maxSessionsPerUser,
-      this.keyPrefix,
-      ...(mode === 'update' ? read! : groups),
-    )) as string | string[];
+    const ttl = Math.ceil(ttlMs / 1000);
+    const reply = (await (this.compact
+      ? this.writeCompact(sid, mode, data, ttl, mode === 'update' ? read! : [])
+      : this.writeThreeKeys(sid, mode, data, user, now, ttl, mode === 'update' ? read! : groups))) as string | string[];
     if (reply === 'ok' || reply === 'gone') {
       // 'gone': ended after this request read it; the write is dropped, the session stays ended.
       if (reply === 'ok') this.readGroups.set(session, groups);
@@ -437,6 +515,45 @@ export class FlaskRedisSessionStore extends Store {
     (session as { groups?: string[] }).groups = stored;
     this.readGroups.set(session, stored);
     await this.write(sid, session, { ...data, groups: stored }, stored, attempts - 1);
+  }
+
+  /** Section 8 on the v1 and cluster layouts; `groups`: to write (create, update-groups) or as read (update). */
+  private writeThreeKeys(
+    sid: string,
+    mode: string,
+    data: Record<string, unknown>,
+    user: string | undefined,
+    now: number,
+    ttl: number,
+    groups: string[],
+  ): Promise<unknown> {
+    const keys = this.keys(sid);
+    return this.scripts.sharedSessionWrite(
+      keys.data,
+      keys.signature,
+      keys.groups,
+      user === undefined ? keys.data : this.userIndexKey(user),
+      // On the cluster layout (checked before, section 14.3) the data key stands
+      // in for the mark: it never reads as a number, so no mark.
+      this.controlled ? this.notBeforeKey : keys.data,
+      mode,
+      JSON.stringify(data),
+      this.signer.signature(sid),
+      ttl,
+      this.invalidationChannel,
+      sid,
+      user === undefined ? '' : '1',
+      now,
+      this.maxSessionsPerUser,
+      this.keyPrefix,
+      ...groups,
+    );
+  }
+
+  /** Section 8 on the compact layout's one key (section 15); `read`: the groups as read, for an update. */
+  private writeCompact(sid: string, mode: string, data: Record<string, unknown>, ttl: number, read: string[]): Promise<unknown> {
+    const value = compactValue(this.signer.signature(sid), JSON.stringify(data));
+    return this.scripts.sharedSessionCompactWrite(this.compactKey(sid), mode, value, ttl, this.invalidationChannel, sid, ...read);
   }
 
   /**
@@ -468,11 +585,12 @@ export class FlaskRedisSessionStore extends Store {
       callback?.();
       return;
     }
-    const keys = this.keys(sid);
     const ttl = keyTtlMs(sid, idleSecondsOf(session, this.idleSeconds), now);
     // Concurrent requests of one session see the refresh at once, not after their own round trip.
     this.rememberExpiry(sid, ttl);
-    const multi = this.client.multi().pexpire(keys.data, ttl).pexpire(keys.signature, ttl).pexpire(keys.groups, ttl);
+    const multi = this.client.multi();
+    // Section 15: the compact layout's one key; else section 3's three.
+    for (const key of this.sessionKeyList(sid)) multi.pexpire(key, ttl);
     // Section 13.1: the index keeps the session's new expiry, so that pruning never drops a live session;
     // the index itself only ever lives longer (GT), never shorter than another of its sessions.
     const user = userIdOf(session as Record<string, unknown>, this.userIdField);
@@ -480,7 +598,7 @@ export class FlaskRedisSessionStore extends Store {
       const index = this.userIndexKey(user);
       multi.zadd(index, 'XX', 'GT', now + ttl, sid).pexpire(index, ttl, 'GT');
     }
-    // Section 14.1: on the cluster layout, the index (another slot) after the session's keys. Its
+    // Section 14.1: on the cluster and compact layouts, the index (another slot) after the session's keys. Its
     // failure leaves the member's old score (the next write or refresh raises it), not a failed touch.
     const cluster = user !== undefined && !this.controlled;
     const raise = (result: unknown) =>
@@ -504,16 +622,22 @@ export class FlaskRedisSessionStore extends Store {
    */
   async indexedSessions(userId: string): Promise<IndexedSession[]> {
     const members = await this.client.zrange(this.userIndexKey(userId), 0, -1);
-    const read = await Promise.all(
-      members.map(async (sid) => {
-        const key = this.keys(sid).data;
-        const result = await this.client.multi().get(key).pttl(key).exec();
-        const failed = result?.find(([err]) => err);
-        if (!result || failed) throw failed?.[0] ?? new Error('Redis transaction aborted');
-        return { sid, json: result[0][1] as string | null, pttl: Number(result[1][1]) };
-      }),
-    );
-    return read.filter((s): s is IndexedSession => s.json !== null);
+    const read = await Promise.all(members.map((sid) => this.readJson(sid)));
+    return read.filter((s): s is IndexedSession => s !== null);
+  }
+
+  /**
+   * One session's JSON and PTTL, in its slot (one MULTI); null when its data
+   * key is gone or (section 15) its value is malformed: no session.
+   */
+  async readJson(sid: string): Promise<IndexedSession | null> {
+    const key = this.compact ? this.compactKey(sid) : this.keys(sid).data;
+    const result = await this.client.multi().get(key).pttl(key).exec();
+    const failed = result?.find(([err]) => err);
+    if (!result || failed) throw failed?.[0] ?? new Error('Redis transaction aborted');
+    const value = result[0][1] as string | null;
+    const json = this.compact ? (parseCompactValue(value)?.json ?? null) : value;
+    return json === null ? null : { sid, json, pttl: Number(result[1][1]) };
   }
 
   /**
@@ -545,6 +669,15 @@ export class FlaskRedisSessionStore extends Store {
   /** Ends a session: its keys, its member in its user's index, the notice. True when it existed. */
   async end(sid: string): Promise<boolean> {
     this.expiries.delete(sid);
+    if (this.compact) {
+      // Section 15: the one key; section 14.1: its user's member after it, in the index's slot.
+      const user = (await this.scripts.sharedSessionCompactDestroy(this.compactKey(sid), this.invalidationChannel, sid, this.userIdField)) as
+        | string
+        | null;
+      const owner = typeof user === 'string' ? userIdOf({ user }, 'user') : undefined;
+      if (owner !== undefined) await this.client.zrem(this.userIndexKey(owner), sid);
+      return user !== null;
+    }
     const keys = this.keys(sid);
     const existed = await this.scripts.sharedSessionDestroy(
       keys.data,
@@ -569,7 +702,7 @@ export class FlaskRedisSessionStore extends Store {
     return { data, groups: [...new Set(groups as string[])] };
   }
 
-  /** The two scripts, defined on the client in the constructor (ioredis sends EVALSHA, EVAL once on NOSCRIPT). */
+  /** The scripts, defined on the client in the constructor (ioredis sends EVALSHA, EVAL once on NOSCRIPT). */
   private get scripts(): SessionScripts {
     return this.client as unknown as SessionScripts;
   }
@@ -654,6 +787,9 @@ interface SessionScripts {
   ): Promise<unknown>;
   sharedSessionDestroy(data: string, signature: string, groups: string, ...args: string[]): Promise<unknown>;
   sharedSessionIndex(index: string, ...args: (string | number)[]): Promise<unknown>;
+  sharedSessionCompactRead(key: string): Promise<unknown>;
+  sharedSessionCompactWrite(key: string, ...args: (string | number)[]): Promise<unknown>;
+  sharedSessionCompactDestroy(key: string, ...args: string[]): Promise<unknown>;
 }
 
 /** Oldest first by issue time (section 11; an untimed id counts as 0), then by id: the order of the v1 write script. */

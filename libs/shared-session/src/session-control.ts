@@ -3,13 +3,15 @@ import type { FlaskRedisSessionStore, IndexedSession } from './flask-redis-sessi
 import { RevocationAcknowledgements, RevocationConfirmation } from './revocation-acknowledgements';
 import { sessionIdTimes } from './session-id';
 import { checkGroupId, checkSessionId, checkUserId } from './session-control.keys';
+import { SIGNATURE_LENGTH } from './compact-value';
 
 /**
  * PROTOCOL.md section 13: acting on users and groups from outside a request.
  * Each change is one script, so Redis applies it whole or not at all, and
- * publishes what nginx must forget in the same step. On the cluster layout
- * (section 14.1) a change to a user's sessions is one such script per
- * session, in that session's slot: atomic per session, not across them.
+ * publishes what nginx must forget in the same step. On the cluster and
+ * compact layouts (sections 14.1 and 15) a change to a user's sessions is one
+ * such script per session, in that session's slot: atomic per session, not
+ * across them.
  * Used by SharedSessionService (which turns Redis failures into 503s) and by
  * the operator CLI.
  */
@@ -117,6 +119,21 @@ for _, s in ipairs(sessions) do
 end
 return changed`;
 
+/**
+ * Section 13.5 for one session of the compact layout (section 15). KEYS[1]:
+ * its key. ARGV: channel, sid, its JSON as read, the new JSON. 'conflict'
+ * (nothing written) when its JSON changed since it was read; 0 when it is
+ * gone; else the signature kept, the JSON replaced, the ttl kept, the
+ * notice, and 1.
+ */
+const COMPACT_SET_GROUPS_SCRIPT = `
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+if string.sub(value, ${SIGNATURE_LENGTH + 1}) ~= ARGV[3] then return 'conflict' end
+redis.call('SET', KEYS[1], string.sub(value, 1, ${SIGNATURE_LENGTH}) .. ARGV[4], 'KEEPTTL')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1`;
+
 /** KEYS[1]: the mark. ARGV: ms, channel. Keeps the greater value, publishes it, answers it. */
 const NOT_BEFORE_SCRIPT = `
 local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -165,6 +182,7 @@ export class SessionControl {
       ['sharedSessionList', 1, LIST_SCRIPT],
       ['sharedSessionRevokeUser', 1, REVOKE_USER_SCRIPT],
       ['sharedSessionSetGroups', 0, SET_GROUPS_SCRIPT],
+      ['sharedSessionCompactSetGroups', 1, COMPACT_SET_GROUPS_SCRIPT],
       ['sharedSessionNotBefore', 1, NOT_BEFORE_SCRIPT],
       ['sharedSessionGeneration', 1, GENERATION_SCRIPT],
     ];
@@ -319,16 +337,24 @@ export class SessionControl {
 
   /** Section 14.1: one session's groups, read again and computed again when a request saved it meanwhile. True when changed. */
   private async changeSessionGroups(session: IndexedSession, change: (current: string[]) => string[]): Promise<boolean> {
-    const k = this.store.keys(session.sid);
+    const { sid } = session;
     let read: string | null = session.json;
     for (let attempt = 1; attempt <= GROUP_CHANGE_ATTEMPTS && read !== null; attempt++) {
       const data = parseObject(read);
       const current = Array.isArray(data.groups) ? data.groups.filter((g): g is string => typeof g === 'string') : [];
       const groups = change(current);
-      const args = [this.store.invalidationChannel, session.sid, read, JSON.stringify({ ...data, groups }), groups.length, ...groups];
-      const reply = (await this.scripts.sharedSessionSetGroups(2, k.data, k.groups, ...args)) as number | string;
+      const json = JSON.stringify({ ...data, groups });
+      const channel = this.store.invalidationChannel;
+      let reply: unknown;
+      if (this.store.compact) {
+        // Section 15: the one key's JSON replaced, its signature and ttl kept.
+        reply = await this.scripts.sharedSessionCompactSetGroups(this.store.compactKey(sid), channel, sid, read, json);
+      } else {
+        const k = this.store.keys(sid);
+        reply = await this.scripts.sharedSessionSetGroups(2, k.data, k.groups, channel, sid, read, json, groups.length, ...groups);
+      }
       if (reply !== 'conflict') return Number(reply) > 0;
-      read = await this.client.get(k.data);
+      read = (await this.store.readJson(sid))?.json ?? null;
     }
     if (read === null) return false; // ended meanwhile
     throw new Error(`session ${session.sid.slice(0, 8)}… keeps changing; group change abandoned after ${GROUP_CHANGE_ATTEMPTS} attempts`);
@@ -373,6 +399,7 @@ interface ControlScripts {
   sharedSessionList: Script;
   sharedSessionRevokeUser: Script;
   sharedSessionSetGroups: Script;
+  sharedSessionCompactSetGroups: Script;
   sharedSessionNotBefore: Script;
   sharedSessionGeneration: Script;
 }

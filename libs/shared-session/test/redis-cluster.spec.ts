@@ -255,7 +255,7 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
 
   it('refuses Redis Cluster without the cluster layout, and a prefix that would be the hash tag, naming the option', () => {
     expect(() => resolveSharedSessionOptions({ secret: SECRET, redis: { cluster: [{ host: '127.0.0.1', port: 7000 }] } })).toThrow(
-      new SharedSessionOptionsError('keyLayout', "must be 'cluster' with Redis Cluster (the v1 keys of a session are in three slots)"),
+      new SharedSessionOptionsError('keyLayout', "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)"),
     );
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'cluster', keyPrefix: '{app}' })).toThrow(/option "keyPrefix"/);
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'cluster', redis: { cluster: [] } })).toThrow(
