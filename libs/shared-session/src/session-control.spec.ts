@@ -5,13 +5,17 @@ import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
 import {
   ackChannel,
+  compactKey,
+  encodeCompact,
   groupGenerationKey,
+  KeyLayout,
   invalidationChannel,
   loadControlCases,
   newTimedSessionId,
   notBeforeKey,
   readSession,
   refusedByMark,
+  sessionKeyCount,
   sessionKeys,
   userIndexKey,
   writeSession,
@@ -45,7 +49,8 @@ describe('PROTOCOL.md section 13 cases (control.json)', () => {
   });
 });
 
-describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () => {
+// Section 15: the compact layout runs section 13 as the cluster layout does (sections 14.1 to 14.3), here on one Redis.
+describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-server (PROTOCOL.md section 13), %s layout', (layout) => {
   let server: RedisServer;
   let client: Redis;
   let admin: Redis;
@@ -57,7 +62,15 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
     server = await RedisServer.start();
     client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
     admin = new Redis(server.url);
-    store = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, ttlSeconds: TTL, logger: quietLogger, maxSessionsPerUser: 4 });
+    store = new FlaskRedisSessionStore({
+      client,
+      signer,
+      keyPrefix: PREFIX,
+      keyLayout: layout,
+      ttlSeconds: TTL,
+      logger: quietLogger,
+      maxSessionsPerUser: 4,
+    });
     control = new SessionControl({ store, client, ttlSeconds: TTL });
     await waitFor('client ready', async () => client.status === 'ready');
   });
@@ -68,6 +81,13 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
     await server.dispose();
   });
   beforeEach(() => admin.flushall());
+
+  /** The key that says whether a session exists: its data key, or (compact) its one key. */
+  const mainKey = (sid: string) => (layout === 'compact' ? compactKey(PREFIX, sid) : sessionKeys(PREFIX, sid).data);
+  const keyCount = (sid: string) => sessionKeyCount(admin, PREFIX, sid, layout);
+  /** Replaces a session's JSON as another writer would, its ttl kept. */
+  const setJson = (sid: string, data: object) =>
+    admin.set(mainKey(sid), layout === 'compact' ? encodeCompact(signer.signature(sid), JSON.stringify(data)) : JSON.stringify(data), 'KEEPTTL');
 
   /** A logged-in session written by the store, as a login writes it; its id. */
   async function loginAs(user: string, groups: string[], sid = newSessionId()): Promise<string> {
@@ -136,11 +156,11 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       const heard = await notices(async () => {
         await loginAs(JOE, ['one']);
       });
-      expect(await admin.exists(...Object.values(sessionKeys(PREFIX, sids[0])))).toBe(0);
+      expect(await keyCount(sids[0])).toBe(0);
       expect(await admin.zcard(userIndexKey(PREFIX, JOE))).toBe(4);
       expect(await admin.zscore(userIndexKey(PREFIX, JOE), sids[0])).toBeNull();
       expect(heard).toContain(sids[0]);
-      for (const sid of sids.slice(1)) expect(await admin.exists(sessionKeys(PREFIX, sid).data)).toBe(1);
+      for (const sid of sids.slice(1)) expect(await admin.exists(mainKey(sid))).toBe(1);
     });
   });
 
@@ -149,11 +169,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       const t = Date.now() - 60_000;
       const older = await loginAs(JOE, ['one', 'three'], newTimedSessionId(t));
       const newer = await loginAs(JOE, ['three'], newTimedSessionId(t + 1000));
-      await admin.set(
-        sessionKeys(PREFIX, newer).data,
-        JSON.stringify({ username: JOE, groups: ['three'], _login: { ip: '10.0.0.7', userAgent: 'UA/1' } }),
-        'KEEPTTL',
-      );
+      await setJson(newer, { username: JOE, groups: ['three'], _login: { ip: '10.0.0.7', userAgent: 'UA/1' } });
       const list = await control.listSessions(JOE);
       expect(list.map((s) => s.sessionId)).toEqual([older, newer]);
       expect(list[0]).toMatchObject({ createdAt: new Date(t), groups: ['one', 'three'] });
@@ -162,7 +178,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       expect(Math.abs(list[1].lastSeenAt.getTime() - Date.now())).toBeLessThan(5000);
       expect(list[1].expiresAt.getTime()).toBeGreaterThan(Date.now() + (TTL - 5) * 1000);
       // A member whose data is gone is no session.
-      await admin.del(sessionKeys(PREFIX, older).data);
+      await admin.del(mainKey(older));
       expect((await control.listSessions(JOE)).map((s) => s.sessionId)).toEqual([newer]);
       expect(await control.listSessions('nobody@example.com')).toEqual([]);
     });
@@ -180,9 +196,9 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       });
       expect(result).toEqual({ sessions: 2 });
       expect(heard.sort()).toEqual([a, b].sort());
-      for (const sid of [a, b]) expect(await admin.exists(...Object.values(sessionKeys(PREFIX, sid)))).toBe(0);
-      expect(await admin.exists(sessionKeys(PREFIX, c).data)).toBe(1);
-      expect(await admin.exists(sessionKeys(PREFIX, sam).data)).toBe(1);
+      for (const sid of [a, b]) expect(await keyCount(sid)).toBe(0);
+      expect(await admin.exists(mainKey(c))).toBe(1);
+      expect(await admin.exists(mainKey(sam))).toBe(1);
       expect(await admin.zrange(userIndexKey(PREFIX, JOE), 0, -1)).toEqual([c]);
       expect(await control.revokeUser('nobody@example.com')).toEqual({ sessions: 0 });
     });
@@ -198,7 +214,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
     it('revokeIssuedBefore sets the mark (forward only) and ends older sessions and untimed ones at the next read', async () => {
       const old = await loginAs(JOE, ['one'], newTimedSessionId(Date.now() - 60_000));
       const untimed = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
-      await writeSession(admin, PREFIX, untimed, { username: 'flask-user', groups: ['one'] }, { signature: signer.signature(untimed) });
+      await writeSession(admin, PREFIX, untimed, { username: 'flask-user', groups: ['one'] }, { signature: signer.signature(untimed), layout });
       const mark = Date.now() - 30_000;
       const fresh = await loginAs(JOE, ['one']);
       let result;
@@ -213,7 +229,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       expect(await admin.get(notBeforeKey(PREFIX))).toBe(String(mark));
 
       expect(await call((cb) => store.get(old, cb))).toBeNull();
-      expect(await admin.exists(sessionKeys(PREFIX, old).signature)).toBe(0);
+      expect(await keyCount(old)).toBe(0);
       expect(await call((cb) => store.get(untimed, cb))).toBeNull();
       expect(await call((cb) => store.get(fresh, cb))).toMatchObject({ username: JOE });
     });
@@ -224,7 +240,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       const loaded = store.createSession({ sessionID: sid, sessionStore: store } as never, read);
       await control.revokeIssuedBefore(Date.now() - 1000);
       await call((cb) => store.set(sid, Object.assign(loaded, { theme: 'dark' }), cb));
-      expect(JSON.parse((await admin.get(sessionKeys(PREFIX, sid).data))!)).not.toHaveProperty('theme');
+      expect((await readSession(admin, PREFIX, sid, layout)).data).not.toHaveProperty('theme');
     });
   });
 
@@ -233,29 +249,30 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       const a = await loginAs(JOE, ['one', 'three']);
       const b = await loginAs(JOE, ['one']);
       const esteban = await loginAs('esteban@example.com', ['one', 'four']);
-      await admin.pexpire(sessionKeys(PREFIX, a).data, 500_000);
+      await admin.pexpire(mainKey(a), 500_000);
       let result;
       const heard = await notices(async () => {
         result = await control.removeUserFromGroup(JOE, 'one');
       });
       expect(result).toEqual({ sessions: 2 });
       expect(heard.sort()).toEqual([a, b].sort());
-      const sa = await readSession(admin, PREFIX, a);
+      const sa = await readSession(admin, PREFIX, a, layout);
       expect(sa.data).toMatchObject({ username: JOE, groups: ['three'] });
+      expect(sa.signature).toBe(signer.signature(a));
       expect(sa.groups).toEqual(['three']);
       expect(sa.ttl.data).toBeLessThanOrEqual(500);
       expect(sa.ttl.groups).toBeLessThanOrEqual(500);
       expect(sa.ttl.groups).toBeGreaterThan(490);
-      expect((await readSession(admin, PREFIX, b)).groups).toEqual([]);
-      expect(await admin.exists(sessionKeys(PREFIX, b).groups)).toBe(0);
-      expect((await readSession(admin, PREFIX, esteban)).groups).toEqual(['four', 'one']);
+      expect((await readSession(admin, PREFIX, b, layout)).groups).toEqual([]);
+      if (layout === 'v1') expect(await admin.exists(sessionKeys(PREFIX, b).groups)).toBe(0);
+      expect((await readSession(admin, PREFIX, esteban, layout)).groups).toEqual(['four', 'one']);
 
       await control.addUserToGroup(JOE, 'two');
-      expect((await readSession(admin, PREFIX, a)).groups).toEqual(['three', 'two']);
-      expect((await readSession(admin, PREFIX, b)).groups).toEqual(['two']);
+      expect((await readSession(admin, PREFIX, a, layout)).groups).toEqual(['three', 'two']);
+      expect((await readSession(admin, PREFIX, b, layout)).groups).toEqual(['two']);
       await control.setUserGroups(JOE, ['five']);
-      expect((await readSession(admin, PREFIX, a)).data).toMatchObject({ groups: ['five'] });
-      expect((await readSession(admin, PREFIX, b)).groups).toEqual(['five']);
+      expect((await readSession(admin, PREFIX, a, layout)).data).toMatchObject({ groups: ['five'] });
+      expect((await readSession(admin, PREFIX, b, layout)).groups).toEqual(['five']);
       expect(await control.setUserGroups('nobody@example.com', ['x'])).toEqual({ sessions: 0 });
     });
 
@@ -265,7 +282,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       const loaded = store.createSession({ sessionID: sid, sessionStore: store } as never, read);
       await control.removeUserFromGroup(JOE, 'one');
       await call((cb) => store.set(sid, Object.assign(loaded, { theme: 'dark' }), cb));
-      const stored = await readSession(admin, PREFIX, sid);
+      const stored = await readSession(admin, PREFIX, sid, layout);
       expect(stored.groups).toEqual(['three']);
       expect(stored.data).toMatchObject({ groups: ['three'], theme: 'dark' });
     });
@@ -350,7 +367,7 @@ describe('SessionControl on a real redis-server (PROTOCOL.md section 13)', () =>
       await waitFor('ready', async () => downClient.status === 'ready');
       await down.stop();
       await waitFor('client notices', async () => downClient.status !== 'ready');
-      const downStore = new FlaskRedisSessionStore({ client: downClient, signer, keyPrefix: PREFIX, logger: quietLogger });
+      const downStore = new FlaskRedisSessionStore({ client: downClient, signer, keyPrefix: PREFIX, keyLayout: layout, logger: quietLogger });
       const config = resolveSharedSessionOptions({ secret: 'control-secret', keyPrefix: PREFIX });
       const downControl = new SessionControl({ store: downStore, client: downClient, ttlSeconds: TTL });
       const service = new SharedSessionService(config, downStore, downControl);
