@@ -2,7 +2,8 @@
 /**
  * The operator's tool (`npx nest-resty-shared-session <command>`): control
  * from outside the request (PROTOCOL.md section 13) without the app, and the
- * move from one Redis to a Redis Cluster (section 14, `migrate-layout`). Redis
+ * move from the v1 layout to the cluster layout on a Redis Cluster (section
+ * 14) or to the compact layout (section 15: `migrate-layout`). Redis
  * and the key prefix come from flags or the environment. Exit codes: 0 done,
  * 1 failed (Redis unreachable or erroring), 2 bad usage or argument, 3 done
  * but not every nginx acknowledged in time (`--wait`).
@@ -12,11 +13,12 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import Redis, { Cluster } from 'ioredis';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { ENDED, LayoutMigration, MigrationCounts, MigrationResult, MigrationState, STATE_FORMAT } from './layout-migration';
+import { ENDED, LayoutMigration, MigrationCounts, MigrationResult, MigrationState, STATE_FORMAT, TargetLayout } from './layout-migration';
 import { REDIS_CLIENT_DEFAULTS, SharedSessionRedis, whenReady } from './redis-client';
 import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
 import { userIdOf } from './session-control.keys';
 import { SessionCookieSigner } from './session-cookie-signer';
+import type { KeyLayout } from './shared-session.options';
 import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_REDIS_URL,
@@ -27,8 +29,10 @@ import {
 
 interface GlobalOptions {
   redis: string;
-  /** `host:port,...`: a Redis Cluster in the cluster layout (PROTOCOL.md section 14.1) instead of `redis`. */
+  /** `host:port,...`: a Redis Cluster (in the cluster layout, PROTOCOL.md section 14.1, unless `layout` says compact) instead of `redis`. */
   cluster?: string;
+  /** The key layout: `v1` (default on --redis), `cluster` (default on --cluster) or `compact` (section 15). */
+  layout?: string;
   prefix: string;
   userField: string;
   ttl: string;
@@ -67,8 +71,9 @@ async function connect(
 ): Promise<{ client: SharedSessionRedis; control: SessionControl; store: FlaskRedisSessionStore }> {
   const ttlSeconds = Number(options.ttl);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
-  if (options.cluster !== undefined && /[{}]/.test(options.prefix))
-    throw new UsageError('--prefix must hold no { or } for the cluster layout (the session id is the hash tag)');
+  const layout = keyLayout(options);
+  if (layout !== 'v1' && /[{}]/.test(options.prefix))
+    throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (the session id is the hash tag)`);
   const client = options.cluster !== undefined ? await openCluster(clusterNodes(options.cluster, '--cluster')) : await openRedis(options);
   const quiet = { error: () => undefined, warn: () => undefined, log: () => undefined };
   // The tool writes no session, so it never signs: a throwaway key, not the app's secret.
@@ -77,12 +82,20 @@ async function connect(
     client,
     signer,
     keyPrefix: options.prefix,
-    keyLayout: options.cluster !== undefined ? 'cluster' : 'v1',
+    keyLayout: layout,
     ttlSeconds,
     logger: quiet,
     userIdField: options.userField,
   });
   return { client, store, control: new SessionControl({ store, client, ttlSeconds }) };
+}
+
+/** `--layout`, checked: by default the cluster layout on --cluster, v1 on --redis; never v1 on a cluster. */
+function keyLayout(options: GlobalOptions): KeyLayout {
+  const layout = options.layout ?? (options.cluster !== undefined ? 'cluster' : 'v1');
+  if (layout !== 'v1' && layout !== 'cluster' && layout !== 'compact') throw new UsageError('--layout must be v1, cluster or compact');
+  if (layout === 'v1' && options.cluster !== undefined) throw new UsageError('--layout v1 is not for a Redis Cluster (a session in three slots)');
+  return layout;
 }
 
 /** Runs `action` with a connection, closes it, and turns the outcome into output and an exit code. */
@@ -131,7 +144,7 @@ function printSessions(options: GlobalOptions, userId: string, sessions: UserSes
 
 /** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session's data. */
 async function scanUntracked(client: SharedSessionRedis, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
-  if (options.cluster !== undefined) throw new UsageError('--scan finds the sessions of v1 writers, which a cluster does not hold');
+  if (keyLayout(options) !== 'v1') throw new UsageError('--scan finds the sessions of v1 writers, which only the v1 layout holds');
   const found: string[] = [];
   const dataPrefix = `${options.prefix}:data:`;
   let cursor = '0';
@@ -204,18 +217,31 @@ async function openCluster(nodes: { host: string; port: number }[]): Promise<Clu
 }
 
 interface MigrateFlags {
-  toCluster: string;
+  toCluster?: string;
+  /** Section 15: true (the source Redis itself), a redis:// URL, or a Redis Cluster's host:port,... */
+  toCompact?: string | true;
   state: string;
   finish?: boolean;
   dryRun?: boolean;
 }
 
-/** The state file: none before the first run, the first run's after it (`--finish`), and for the same prefix. */
-function loadState(flags: MigrateFlags, prefix: string): MigrationState {
+/** Where a migration writes: the layout, and the target as given (`source`: the source Redis itself). */
+function migrationTarget(flags: MigrateFlags, toClusterFromCli: boolean): { layout: TargetLayout; target: string } {
+  if (flags.toCompact === undefined) {
+    if (flags.toCluster === undefined) throw new UsageError('give --to-cluster <nodes> or --to-compact [target]');
+    return { layout: 'cluster', target: flags.toCluster };
+  }
+  // REDIS_CLUSTER_NODES may be there for --cluster or --to-cluster: only --to-cluster itself is a contradiction.
+  if (toClusterFromCli) throw new UsageError('give --to-cluster or --to-compact, not both');
+  return { layout: 'compact', target: flags.toCompact === true ? 'source' : flags.toCompact };
+}
+
+/** The state file: none before the first run, the first run's after it (`--finish`), and for the same prefix and layout. */
+function loadState(flags: MigrateFlags, prefix: string, layout: TargetLayout, target: string): MigrationState {
   const exists = existsSync(flags.state);
   if (!flags.finish) {
     if (exists) throw new UsageError(`${flags.state} exists: a later run takes --finish (or give another --state for a new migration)`);
-    return { format: STATE_FORMAT, prefix, target: flags.toCluster, sessions: {} };
+    return { format: STATE_FORMAT, prefix, target, ...(layout === 'compact' ? { layout } : {}), sessions: {} };
   }
   if (!exists) throw new UsageError(`--finish: no state file ${flags.state} (the first run, without --finish, makes it)`);
   let state: MigrationState;
@@ -228,6 +254,9 @@ function loadState(flags: MigrateFlags, prefix: string): MigrationState {
     throw new UsageError(`${flags.state}: not a state file of migrate-layout`);
   }
   if (state.prefix !== prefix) throw new UsageError(`${flags.state} is the state of prefix ${state.prefix}, not ${prefix}`);
+  // The digests of one layout mean nothing to the other.
+  if ((state.layout ?? 'cluster') !== layout)
+    throw new UsageError(`${flags.state} is the state of a migration to the ${state.layout ?? 'cluster'} layout, not ${layout}`);
   return state;
 }
 
@@ -250,21 +279,26 @@ const COUNT_NAMES: [keyof MigrationCounts, string][] = [
   ['endedByNotBefore', 'ended by the not-before mark'],
 ];
 
-function printMigration(options: GlobalOptions, flags: MigrateFlags, result: MigrationResult, kept: number): void {
+function printMigration(options: GlobalOptions, flags: MigrateFlags, result: MigrationResult, kept: number, sameRedis: boolean): void {
   if (options.json) {
     console.log(JSON.stringify({ dryRun: !!flags.dryRun, ...result, stateSessions: kept }));
     return;
   }
   const verb = flags.dryRun ? 'would be ' : '';
   console.log(`${flags.dryRun ? 'dry run: ' : ''}${COUNT_NAMES.map(([k, name]) => `${verb}${name} ${result.counts[k]}`).join(', ')}`);
-  if (result.notBefore > 0) {
+  if (result.notBefore > 0 && sameRedis) {
+    console.log(
+      `note: the not-before mark (${new Date(result.notBefore).toISOString()}) is the target's too (the same Redis), and the sessions it ends were not copied (PROTOCOL.md section 15)`,
+    );
+  } else if (result.notBefore > 0) {
     console.log(
       `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) was not copied, and neither were the sessions it ends (PROTOCOL.md section 14)`,
     );
   }
-  if (result.generations > 0) {
+  // On the same Redis the group generations are the target's too: nothing starts again.
+  if (result.generations > 0 && !sameRedis) {
     console.log(
-      `note: ${result.generations} group cache generation(s) on the source are not copied: on the cluster they start again from 0 (PROTOCOL.md section 14.2); clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
+      `note: ${result.generations} group cache generation(s) on the source are not copied: on the target they start again from 0 (PROTOCOL.md section 14.2); clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
     );
   }
   if (result.changedOnBothSides.length > 0) {
@@ -289,8 +323,14 @@ export function buildProgram(): Command {
     .addOption(
       new Option(
         '--cluster <nodes>',
-        'a Redis Cluster in the cluster layout instead of --redis: host:port,host:port,... (not --scan, clear-not-before)',
+        'a Redis Cluster (the cluster layout, unless --layout compact) instead of --redis: host:port,host:port,... (not --scan, clear-not-before)',
       ).env('REDIS_CLUSTER_NODES'),
+    )
+    .addOption(
+      new Option(
+        '--layout <layout>',
+        'the key layout: v1, cluster or compact (PROTOCOL.md sections 3, 14, 15; default: cluster on --cluster, else v1)',
+      ).env('SESSION_KEY_LAYOUT'),
     )
     .addOption(new Option('--prefix <prefix>', 'Redis key prefix').env('SESSION_KEY_PREFIX').default(DEFAULT_KEY_PREFIX))
     .addOption(
@@ -365,9 +405,9 @@ export function buildProgram(): Command {
     .description('lift the not-before mark (v1 sessions work again)')
     .action(() =>
       run(program, async ({ client, store }, options) => {
-        if (options.cluster !== undefined) {
+        if (keyLayout(options) !== 'v1') {
           throw new UsageError(
-            'on the cluster layout the not-before mark only moves forward (PROTOCOL.md section 14.3): it cannot be lifted',
+            `on the ${keyLayout(options)} layout the not-before mark only moves forward (PROTOCOL.md sections 14.3 and 15): it cannot be lifted`,
           );
         }
         await client.multi().del(store.notBeforeKey).publish(store.invalidationChannel, '!not-before 0').exec();
@@ -389,30 +429,37 @@ export function buildProgram(): Command {
   program
     .command('migrate-layout')
     .description(
-      'copy the sessions of --redis (v1 layout) to a Redis Cluster (cluster layout) without logging anyone out: run once, switch the apps and nginx, run again with --finish (PROTOCOL.md section 14)',
+      'copy the sessions of --redis (v1 layout) to a Redis Cluster (cluster layout, --to-cluster) or to the compact layout (--to-compact: on the same Redis, another, or a Redis Cluster) without logging anyone out: run once, switch the apps and nginx, run again with --finish (PROTOCOL.md sections 14 and 15)',
     )
+    .addOption(new Option('--to-cluster <nodes>', 'the Redis Cluster: host:port,host:port,...').env('REDIS_CLUSTER_NODES'))
     .addOption(
-      new Option('--to-cluster <nodes>', 'the Redis Cluster: host:port,host:port,...').env('REDIS_CLUSTER_NODES').makeOptionMandatory(),
+      new Option(
+        '--to-compact [target]',
+        'the compact layout (PROTOCOL.md section 15): on the source Redis itself (no value), a redis:// URL, or a Redis Cluster (host:port,...)',
+      ),
     )
     .requiredOption('--state <file>', 'what was copied, kept between the runs (made by the first run)')
     .option('--finish', 'a later run (after the switch; again at will): carries over what changed on the source since the run before')
     .option('--dry-run', 'say what would be done; write nothing')
-    .action(async (flags: MigrateFlags) => {
+    .action(async (flags: MigrateFlags, command: Command) => {
       const options = program.opts<GlobalOptions>();
+      const { layout, target: named } = migrationTarget(flags, command.getOptionValueSource('toCluster') === 'cli');
       if (/[{}]/.test(options.prefix))
-        throw new UsageError('--prefix must hold no { or } for the cluster layout (the session id is the hash tag)');
-      const nodes = clusterNodes(flags.toCluster);
-      const state = loadState(flags, options.prefix);
+        throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (the session id is the hash tag)`);
+      const sameRedis = named === 'source';
+      const url = /^rediss?:\/\//.test(named) ? named : undefined;
+      const nodes = sameRedis || url ? undefined : clusterNodes(named, layout === 'compact' ? '--to-compact' : '--to-cluster');
+      const state = loadState(flags, options.prefix, layout, named);
       const source = await openRedis(options);
-      let target: Cluster | undefined;
+      let target: Redis | Cluster | undefined;
       try {
-        target = await openCluster(nodes);
-        const result = await new LayoutMigration(source, target, options.prefix, flags.dryRun).run(state);
+        target = sameRedis ? source : nodes ? await openCluster(nodes) : await openRedis({ ...options, redis: url! });
+        const result = await new LayoutMigration(source, target, options.prefix, flags.dryRun, layout).run(state);
         if (!flags.dryRun) saveState(flags.state, state);
-        printMigration(options, flags, result, Object.values(state.sessions).filter((d) => d !== ENDED).length);
+        printMigration(options, flags, result, Object.values(state.sessions).filter((d) => d !== ENDED).length, sameRedis);
         process.exitCode = 0;
       } finally {
-        target?.disconnect();
+        if (target !== source) target?.disconnect();
         source.disconnect();
       }
     });

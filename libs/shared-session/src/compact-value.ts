@@ -19,6 +19,11 @@ export interface CompactValue {
   groups: string[];
 }
 
+/** The one key of session `sid`. */
+export function compactKey(prefix: string, sid: string): string {
+  return `${prefix}:{${sid}}`;
+}
+
 /** The value of a session: its signature, then its JSON object. */
 export function compactValue(signature: string, json: string): string {
   return signature + json;

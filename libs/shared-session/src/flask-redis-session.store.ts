@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { SessionData } from 'express-session';
 import { Store } from 'express-session';
 import type { SharedSessionRedis } from './redis-client';
-import { COMPACT_LUA, compactValue, parseCompactValue } from './compact-value';
+import { COMPACT_LUA, compactKey, compactValue, parseCompactValue } from './compact-value';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired, sessionIdTimes } from './session-id';
 import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
@@ -347,7 +347,7 @@ export class FlaskRedisSessionStore extends Store {
 
   /** PROTOCOL.md section 15: the one key of a session in the compact layout. */
   compactKey(sid: string): string {
-    return `${this.keyPrefix}:{${sid}}`;
+    return compactKey(this.keyPrefix, sid);
   }
 
   /** True on the compact layout (PROTOCOL.md section 15). */

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { COMPACT_LUA, compactKey, compactValue, parseCompactValue, SIGNATURE_LENGTH } from './compact-value';
 import { refusedByNotBefore } from './session-control.keys';
 import { sessionIdExpired } from './session-id';
 
 /**
  * PROTOCOL.md section 14, "Migrating": sessions copied from the v1 layout on
- * one Redis to the cluster layout on a Redis Cluster, without logging anyone
- * out, in runs around the moment the apps and nginx are switched.
+ * one Redis to the cluster layout on a Redis Cluster, or (section 15) to the
+ * compact layout on a Redis Cluster or on the same Redis, without logging
+ * anyone out, in runs around the moment the apps and nginx are switched.
  *
  * Every run is the same reconciliation. The first (empty state) copies every
  * session that the target does not hold and remembers, per session, a digest
@@ -26,9 +28,14 @@ export interface MigrationState {
   prefix: string;
   /** The target's startup nodes, as given when the migration began. */
   target: string;
+  /** The target's layout (absent: `cluster`, the only one before section 15). */
+  layout?: TargetLayout;
   /** sid → the digest of what was copied, or ENDED. */
   sessions: Record<string, string>;
 }
+
+/** The layouts a migration writes: section 14's or section 15's. */
+export type TargetLayout = 'cluster' | 'compact';
 
 /** A session whose copy has ended (on the target, or on the source and then deleted on the target): never copied again. */
 export const ENDED = '-';
@@ -157,6 +164,53 @@ for i = 1, 3 do
 end
 return {raised and 'extended' or 'unchanged'}`;
 
+/**
+ * TARGET_APPLY on the compact layout (section 15): the same modes, answers
+ * and digest, on the session's one key. KEYS[1]: the key. ARGV: mode,
+ * expected digest, dry, channel, sid, the value (signature then data), the
+ * source data key's PTTL. The digest is computed from the value: its data,
+ * its signature and its groups (the data's, compact-value.ts).
+ */
+const TARGET_APPLY_COMPACT = `
+${COMPACT_LUA}
+local mode, expected, dry, channel, sid = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
+local function digest()
+  local value = redis.call('GET', KEYS[1])
+  local session, hashed = compact_session(value), {}
+  if session then
+    for i, g in ipairs(compact_groups(session)) do hashed[i] = redis.sha1hex(g) end
+  end
+  table.sort(hashed)
+  return redis.sha1hex(redis.sha1hex(string.sub(value, ${SIGNATURE_LENGTH + 1})) .. redis.sha1hex(string.sub(value, 1, ${SIGNATURE_LENGTH})) .. table.concat(hashed))
+end
+local function write()
+  redis.call('SET', KEYS[1], ARGV[6])
+  if tonumber(ARGV[7]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
+end
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if mode == 'create' then
+  if exists then return {'exists', digest()} end
+  if not dry then write() end
+  return {'copied'}
+end
+if not exists then return {'gone'} end
+local held = digest()
+if mode == 'delete' then
+  if not dry then redis.call('DEL', KEYS[1]); redis.call('PUBLISH', channel, sid) end
+  return {'deleted', held}
+end
+if held ~= expected then return {'changed', held} end
+if mode == 'replace' then
+  if not dry then write(); redis.call('PUBLISH', channel, sid) end
+  return {'updated'}
+end
+local want, now = tonumber(ARGV[7]), redis.call('PTTL', KEYS[1])
+if now > 0 and want > now + 1000 then
+  if not dry then redis.call('PEXPIRE', KEYS[1], want) end
+  return {'extended'}
+end
+return {'unchanged'}`;
+
 /** The digest TARGET_APPLY computes, of what the source holds. */
 export function sessionDigest(data: string, signature: string | null, groups: string[]): string {
   const sha1 = (s: string) => createHash('sha1').update(s, 'utf8').digest('hex');
@@ -192,6 +246,7 @@ interface Scripts {
     groups: string,
   ): Promise<[string, string | null, string[], number, number, number] | null>;
   sharedSessionMigrationApply(data: string, signature: string, groups: string, ...args: (string | number)[]): Promise<string[]>;
+  sharedSessionMigrationApplyCompact(key: string, ...args: (string | number)[]): Promise<string[]>;
 }
 
 /**
@@ -208,9 +263,12 @@ export class LayoutMigration {
     targetClient: Redis | Cluster,
     private readonly prefix: string,
     private readonly dryRun = false,
+    /** Section 14's layout, or section 15's (whose target may be the source itself: the names differ). */
+    private readonly layout: TargetLayout = 'cluster',
   ) {
     sourceClient.defineCommand('sharedSessionMigrationRead', { numberOfKeys: 3, lua: SOURCE_READ });
     targetClient.defineCommand('sharedSessionMigrationApply', { numberOfKeys: 3, lua: TARGET_APPLY });
+    targetClient.defineCommand('sharedSessionMigrationApplyCompact', { numberOfKeys: 1, lua: TARGET_APPLY_COMPACT });
     this.source = sourceClient as unknown as Scripts;
     this.target = targetClient as unknown as Scripts;
   }
@@ -248,7 +306,7 @@ export class LayoutMigration {
     }
     if (copied === undefined) {
       if (!live) return;
-      const digest = sessionDigest(session.data, session.signature, session.groups);
+      const digest = this.digest(session);
       const [outcome, held] = await this.apply('create', sid, '', session);
       if (outcome === 'copied') counts.copied += 1;
       else if (held === digest)
@@ -268,7 +326,7 @@ export class LayoutMigration {
       this.end(state, sid);
       return;
     }
-    const digest = sessionDigest(session.data, session.signature, session.groups);
+    const digest = this.digest(session);
     const [outcome, held] = await this.apply(digest === copied ? 'extend' : 'replace', sid, copied, session);
     if (outcome === 'updated') counts.updated += 1;
     else if (outcome === 'extended') counts.extended += 1;
@@ -283,6 +341,21 @@ export class LayoutMigration {
     }
     if (outcome === 'gone') this.end(state, sid);
     else this.remember(state, sid, digest);
+  }
+
+  /**
+   * The digest of what the target holds once the session is copied: on the
+   * compact layout (section 15) its groups are its data's, which section 3
+   * makes the same set as the source's groups key.
+   */
+  private digest(session: SourceSession): string {
+    const groups = this.layout === 'compact' ? (parseCompactValue(this.compactValue(session))?.groups ?? []) : session.groups;
+    return sessionDigest(session.data, session.signature, groups);
+  }
+
+  /** Section 15: the session's value on the compact layout. */
+  private compactValue(session: SourceSession): string {
+    return compactValue(session.signature ?? '', session.data);
   }
 
   private remember(state: MigrationState, sid: string, digest: string): void {
@@ -342,8 +415,10 @@ export class LayoutMigration {
       if (counted) result.counts.endedByNotBefore += 1;
       return false;
     }
-    // Gone since the SCAN, half-deleted (section 9: no signature), or past its deadline (section 11).
-    if (!session || session.signature === null || sessionIdExpired(sid)) {
+    // Gone since the SCAN, half-deleted (section 9: no signature; data not a JSON object, which the compact
+    // layout cannot hold, section 15), or past its deadline (section 11).
+    const malformed = session !== null && this.layout === 'compact' && parseCompactValue(this.compactValue(session)) === null;
+    if (!session || session.signature === null || malformed || sessionIdExpired(sid)) {
       if (counted) result.counts.expired += 1;
       return false;
     }
@@ -351,6 +426,19 @@ export class LayoutMigration {
   }
 
   private apply(mode: string, sid: string, expected: string, session: SourceSession | null): Promise<string[]> {
+    if (this.layout === 'compact') {
+      // Section 15: one key, the value built from the source's signature and data, with its data key's PTTL.
+      return this.target.sharedSessionMigrationApplyCompact(
+        compactKey(this.prefix, sid),
+        mode,
+        expected,
+        this.dryRun ? '1' : '',
+        `${this.prefix}:invalidate`,
+        sid,
+        session ? this.compactValue(session) : '',
+        session?.pttl[0] ?? -1,
+      );
+    }
     const k = clusterKeys(this.prefix, sid);
     return this.target.sharedSessionMigrationApply(
       k.data,

@@ -5,6 +5,8 @@ import type { INestApplication } from '@nestjs/common';
 import Redis, { Cluster } from 'ioredis';
 import request from 'supertest';
 import {
+  compactKey,
+  encodeCompact,
   groupGenerationKey,
   invalidationChannel,
   newTimedSessionId,
@@ -309,6 +311,103 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
       stderr: expect.stringContaining('is the state of prefix mig, not other'),
     });
   }, 30_000);
+});
+
+describe('migrate-layout --to-compact: the v1 layout to the compact layout on the same Redis (PROTOCOL.md section 15)', () => {
+  let server: RedisServer;
+  let admin: Redis;
+  let storeClient: Redis;
+  let store: FlaskRedisSessionStore;
+  let app: INestApplication;
+  let dir: string;
+  let env: Record<string, string>;
+  const signer = new SessionCookieSigner({ secret: SECRET });
+  const http = () => request(app.getHttpServer());
+  const cookie = (sid: string) => `session=${signer.sign(sid)}`;
+  const migrate = async (...args: string[]) => {
+    const out = await cli(['--json', 'migrate-layout', '--to-compact', '--state', join(dir, 'compact.json'), ...args], env);
+    expect([out.status, out.stderr]).toEqual([0, '']);
+    return JSON.parse(out.stdout) as { counts: Record<string, number> };
+  };
+  async function login(groups: string[]): Promise<string> {
+    const sid = newTimedSessionId(Date.now());
+    await new Promise<void>((ok, fail) =>
+      store.set(sid, { cookie: { originalMaxAge: 1000 }, username: USER, groups } as never, (err) => (err ? fail(err) : ok())),
+    );
+    return sid;
+  }
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    admin = new Redis(server.url);
+    storeClient = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
+    const logger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
+    store = new FlaskRedisSessionStore({ client: storeClient, signer, keyPrefix: PREFIX, idleTimeoutSeconds: 3600, logger });
+    await waitFor('client ready', async () => storeClient.status === 'ready');
+    app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, keyLayout: 'compact', redis: server.url });
+    dir = mkdtempSync(join(tmpdir(), 'rss-migrate-compact-'));
+    env = { REDIS_URL: server.url, SESSION_KEY_PREFIX: PREFIX };
+  });
+  afterAll(async () => {
+    await app?.close();
+    storeClient?.disconnect();
+    admin?.disconnect();
+    await server?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('copies each session to its one key, keeps the cookies working, carries a logout and a change over, and is idempotent', async () => {
+    const kept = await login(['one']);
+    const changed = await login(['one']);
+    const loggedOut = await login(['one']);
+    const flask = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
+    await writeSession(admin, PREFIX, flask, { username: 'sam@example.com', groups: ['two'] }, { signature: signer.signature(flask), ttl: 900 });
+
+    const first = await migrate();
+    expect(first.counts).toEqual({ ...zero, copied: 4 });
+    // Section 15: the value is the signature, then the source's data; the ttl the source data key's.
+    for (const sid of [kept, flask]) {
+      const was = await readSession(admin, PREFIX, sid);
+      expect(await admin.get(compactKey(PREFIX, sid))).toBe(encodeCompact(was.signature!, (await admin.get(sessionKeys(PREFIX, sid).data))!));
+      const now = await readSession(admin, PREFIX, sid, 'compact');
+      expect(now.groups).toEqual(was.groups);
+      expect(Math.abs(now.ttl.data - was.ttl.data)).toBeLessThanOrEqual(1);
+    }
+    // The same cookies work on the compact layout.
+    await http().get('/groups/one/report').set('Cookie', cookie(kept)).expect(200);
+    await http().get('/groups/two/report').set('Cookie', cookie(flask)).expect(200);
+    await http().get('/groups/two/report').set('Cookie', cookie(kept)).expect(403);
+
+    // The window: a party not yet switched logs one out and changes another, on the v1 keys.
+    await store.end(loggedOut);
+    await writeSession(admin, PREFIX, changed, { username: USER, groups: ['two'], _idle: 3600 }, { signature: signer.signature(changed) });
+    const second = await migrate('--finish');
+    expect(second.counts).toEqual({ ...zero, deleted: 1, updated: 1, unchanged: 2 });
+    expect(await sessionKeyCount(admin, PREFIX, loggedOut, 'compact')).toBe(0);
+    await http().get('/groups/one/report').set('Cookie', cookie(loggedOut)).expect(401);
+    await http().get('/groups/two/report').set('Cookie', cookie(changed)).expect(200);
+    await http().get('/groups/one/report').set('Cookie', cookie(changed)).expect(403);
+
+    // A switched app's logout is never undone; a write of its own is kept.
+    await http().post('/logout').set('Cookie', cookie(kept)).expect(204);
+    await http()
+      .post('/groups')
+      .set('Cookie', cookie(flask))
+      .send({ groups: ['five'] })
+      .expect(204);
+    const third = await migrate('--finish');
+    expect(third.counts).toEqual({ ...zero, goneOnTarget: 1, changedOnTarget: 1, unchanged: 1 });
+    expect(await sessionKeyCount(admin, PREFIX, kept, 'compact')).toBe(0);
+    expect((await readSession(admin, PREFIX, flask, 'compact')).groups).toEqual(['five']);
+
+    // The state is a compact migration's: --finish toward the cluster layout is refused.
+    const wrong = await cli(['migrate-layout', '--to-cluster', '127.0.0.1:1', '--state', join(dir, 'compact.json'), '--finish'], env);
+    expect(wrong).toMatchObject({ status: 2, stderr: expect.stringContaining('to the compact layout, not cluster') });
+    expect(await cli(['migrate-layout', '--state', join(dir, 'none.json')], env)).toMatchObject({
+      status: 2,
+      stderr: expect.stringContaining('--to-cluster <nodes> or --to-compact [target]'),
+    });
+  });
 });
 
 const zero = emptyCounts();
