@@ -94,7 +94,8 @@ async function connect(
 function keyLayout(options: GlobalOptions): KeyLayout {
   const layout = options.layout ?? (options.cluster !== undefined ? 'cluster' : 'v1');
   if (layout !== 'v1' && layout !== 'cluster' && layout !== 'compact') throw new UsageError('--layout must be v1, cluster or compact');
-  if (layout === 'v1' && options.cluster !== undefined) throw new UsageError('--layout v1 is not for a Redis Cluster (a session in three slots)');
+  if (layout === 'v1' && options.cluster !== undefined)
+    throw new UsageError('--layout v1 is not for a Redis Cluster (a session in three slots)');
   return layout;
 }
 

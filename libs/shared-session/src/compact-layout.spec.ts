@@ -123,16 +123,19 @@ describe('FlaskRedisSessionStore with keyLayout compact (PROTOCOL.md section 15)
     expect(await admin.exists(userIndexKey(PREFIX, 'joe'))).toBe(0);
   });
 
-  it.each(CASES.malformed.filter((c) => c.value !== ''))('a malformed value is no session, deleted and published: $why', async ({ value }) => {
-    await admin.set(KEY, value, 'EX', 60);
-    let read: unknown;
-    const heard = await notices(async () => {
-      read = await call((cb) => store.get(SID, cb));
-    });
-    expect(read).toBeNull();
-    expect(heard).toEqual([SID]);
-    expect(await admin.exists(KEY)).toBe(0);
-  });
+  it.each(CASES.malformed.filter((c) => c.value !== ''))(
+    'a malformed value is no session, deleted and published: $why',
+    async ({ value }) => {
+      await admin.set(KEY, value, 'EX', 60);
+      let read: unknown;
+      const heard = await notices(async () => {
+        read = await call((cb) => store.get(SID, cb));
+      });
+      expect(read).toBeNull();
+      expect(heard).toEqual([SID]);
+      expect(await admin.exists(KEY)).toBe(0);
+    },
+  );
 
   it('an empty value is no session either, and a session of the v1 or cluster layout is none here', async () => {
     await admin.set(KEY, '');

@@ -671,9 +671,12 @@ export class FlaskRedisSessionStore extends Store {
     this.expiries.delete(sid);
     if (this.compact) {
       // Section 15: the one key; section 14.1: its user's member after it, in the index's slot.
-      const user = (await this.scripts.sharedSessionCompactDestroy(this.compactKey(sid), this.invalidationChannel, sid, this.userIdField)) as
-        | string
-        | null;
+      const user = (await this.scripts.sharedSessionCompactDestroy(
+        this.compactKey(sid),
+        this.invalidationChannel,
+        sid,
+        this.userIdField,
+      )) as string | null;
       const owner = typeof user === 'string' ? userIdOf({ user }, 'user') : undefined;
       if (owner !== undefined) await this.client.zrem(this.userIndexKey(owner), sid);
       return user !== null;

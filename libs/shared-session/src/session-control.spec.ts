@@ -87,7 +87,11 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
   const keyCount = (sid: string) => sessionKeyCount(admin, PREFIX, sid, layout);
   /** Replaces a session's JSON as another writer would, its ttl kept. */
   const setJson = (sid: string, data: object) =>
-    admin.set(mainKey(sid), layout === 'compact' ? encodeCompact(signer.signature(sid), JSON.stringify(data)) : JSON.stringify(data), 'KEEPTTL');
+    admin.set(
+      mainKey(sid),
+      layout === 'compact' ? encodeCompact(signer.signature(sid), JSON.stringify(data)) : JSON.stringify(data),
+      'KEEPTTL',
+    );
 
   /** A logged-in session written by the store, as a login writes it; its id. */
   async function loginAs(user: string, groups: string[], sid = newSessionId()): Promise<string> {
@@ -214,7 +218,13 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
     it('revokeIssuedBefore sets the mark (forward only) and ends older sessions and untimed ones at the next read', async () => {
       const old = await loginAs(JOE, ['one'], newTimedSessionId(Date.now() - 60_000));
       const untimed = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
-      await writeSession(admin, PREFIX, untimed, { username: 'flask-user', groups: ['one'] }, { signature: signer.signature(untimed), layout });
+      await writeSession(
+        admin,
+        PREFIX,
+        untimed,
+        { username: 'flask-user', groups: ['one'] },
+        { signature: signer.signature(untimed), layout },
+      );
       const mark = Date.now() - 30_000;
       const fresh = await loginAs(JOE, ['one']);
       let result;
@@ -367,7 +377,13 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
       await waitFor('ready', async () => downClient.status === 'ready');
       await down.stop();
       await waitFor('client notices', async () => downClient.status !== 'ready');
-      const downStore = new FlaskRedisSessionStore({ client: downClient, signer, keyPrefix: PREFIX, keyLayout: layout, logger: quietLogger });
+      const downStore = new FlaskRedisSessionStore({
+        client: downClient,
+        signer,
+        keyPrefix: PREFIX,
+        keyLayout: layout,
+        logger: quietLogger,
+      });
       const config = resolveSharedSessionOptions({ secret: 'control-secret', keyPrefix: PREFIX });
       const downControl = new SessionControl({ store: downStore, client: downClient, ttlSeconds: TTL });
       const service = new SharedSessionService(config, downStore, downControl);

@@ -274,7 +274,10 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
   }
   if (cluster && keyLayout === 'v1') {
-    throw new SharedSessionOptionsError('keyLayout', "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)");
+    throw new SharedSessionOptionsError(
+      'keyLayout',
+      "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)",
+    );
   }
   if (keyLayout !== 'v1' && /[{}]/.test(keyPrefix)) {
     throw new SharedSessionOptionsError('keyPrefix', `must hold no { or } with keyLayout '${keyLayout}' (the session id is the hash tag)`);

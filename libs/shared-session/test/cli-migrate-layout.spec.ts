@@ -361,14 +361,22 @@ describe('migrate-layout --to-compact: the v1 layout to the compact layout on th
     const changed = await login(['one']);
     const loggedOut = await login(['one']);
     const flask = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
-    await writeSession(admin, PREFIX, flask, { username: 'sam@example.com', groups: ['two'] }, { signature: signer.signature(flask), ttl: 900 });
+    await writeSession(
+      admin,
+      PREFIX,
+      flask,
+      { username: 'sam@example.com', groups: ['two'] },
+      { signature: signer.signature(flask), ttl: 900 },
+    );
 
     const first = await migrate();
     expect(first.counts).toEqual({ ...zero, copied: 4 });
     // Section 15: the value is the signature, then the source's data; the ttl the source data key's.
     for (const sid of [kept, flask]) {
       const was = await readSession(admin, PREFIX, sid);
-      expect(await admin.get(compactKey(PREFIX, sid))).toBe(encodeCompact(was.signature!, (await admin.get(sessionKeys(PREFIX, sid).data))!));
+      expect(await admin.get(compactKey(PREFIX, sid))).toBe(
+        encodeCompact(was.signature!, (await admin.get(sessionKeys(PREFIX, sid).data))!),
+      );
       const now = await readSession(admin, PREFIX, sid, 'compact');
       expect(now.groups).toEqual(was.groups);
       expect(Math.abs(now.ttl.data - was.ttl.data)).toBeLessThanOrEqual(1);

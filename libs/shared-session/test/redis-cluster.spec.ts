@@ -1,7 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Cluster } from 'ioredis';
 import request from 'supertest';
-import { readSession, sessionKeyCount, sessionKeys, userIndexKey } from '../../../protocol/testkit';
+import { compactKey, KeyLayout, readSession, sessionKeyCount, sessionKeys, userIndexKey } from '../../../protocol/testkit';
 import { RedisClusterStack } from '../../../stack/redis-cluster';
 import { sleep } from '../../../stack/wait';
 import { SharedSessionService } from '../src';
@@ -15,16 +15,21 @@ import { createTestApp } from './test-app';
  * atomic writes of section 8 within each session's slot, logout, section
  * 13's per-user index and operations in their cluster form (section 14.1),
  * and a failover (503s until the replica is promoted, never a session that
- * is not there).
+ * is not there). The same with the compact layout (section 15: one key per
+ * session, section 13 as on the cluster layout).
  */
 const PREFIX = 'app_cl';
 const SECRET = 'a-secret-of-at-least-32-bytes!!!';
 
-describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
+describe.each<KeyLayout>(['cluster', 'compact'])('SharedSessionModule on Redis Cluster (%s layout)', (layout) => {
   let cluster: RedisClusterStack;
   let client: Cluster;
   let app: INestApplication;
   const http = () => request(app.getHttpServer());
+  /** How many keys a live session has. */
+  const LIVE = layout === 'compact' ? 1 : 3;
+  /** The session's data key (compact: its one key); its slot is the session id's. */
+  const mainKey = (sid: string) => (layout === 'compact' ? compactKey(PREFIX, sid) : sessionKeys(PREFIX, sid, 'cluster').data);
 
   async function login(username: string, groups: string[], on = app): Promise<{ cookie: string; sid: string }> {
     const res = await request(on.getHttpServer()).post('/login').send({ username, groups }).expect(204);
@@ -35,7 +40,7 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
   beforeAll(async () => {
     cluster = await RedisClusterStack.start();
     client = cluster.client();
-    app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, keyLayout: 'cluster', redis: { cluster: cluster.startupNodes } });
+    app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, keyLayout: layout, redis: { cluster: cluster.startupNodes } });
   }, 60_000);
   afterAll(async () => {
     await app?.close();
@@ -48,10 +53,10 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
     // Until sessions have landed on all three primaries (slots are random; 40 logins leave ~1e-7 of chance).
     for (let i = 0; i < 40 && (i < 6 || primaries.size < 3); i++) {
       const { cookie, sid } = await login(`user${i}@example.com`, ['one']);
-      const stored = await readSession(client, PREFIX, sid, 'cluster');
+      const stored = await readSession(client, PREFIX, sid, layout);
       expect(stored.groups).toEqual(['one']);
       expect(stored.data).toMatchObject({ username: `user${i}@example.com` });
-      primaries.add((await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').data)))).port);
+      primaries.add((await cluster.primaryOf(Number(await client.cluster('KEYSLOT', mainKey(sid))))).port);
       await http().get('/groups/one/report').set('Cookie', cookie).expect(200);
       await http().get('/groups/two/report').set('Cookie', cookie).expect(403);
       await http()
@@ -60,16 +65,16 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
         .send({ groups: ['two'] })
         .expect(204);
       await http().get('/groups/two/report').set('Cookie', cookie).expect(200);
-      expect((await readSession(client, PREFIX, sid, 'cluster')).groups).toEqual(['two']);
+      expect((await readSession(client, PREFIX, sid, layout)).groups).toEqual(['two']);
       await http().post('/logout').set('Cookie', cookie).expect(204);
-      expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(0);
+      expect(await sessionKeyCount(client, PREFIX, sid, layout)).toBe(0);
     }
     expect(primaries.size).toBe(3);
   });
 
   /** The port of the primary that holds the session's slot now. */
   async function primaryPort(sid: string): Promise<number> {
-    return (await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').data)))).port;
+    return (await cluster.primaryOf(Number(await client.cluster('KEYSLOT', mainKey(sid))))).port;
   }
 
   /** Logins of one user until its sessions are on at least two primaries (and `atLeast` sessions). */
@@ -101,7 +106,7 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
 
     expect((await service.setUserGroups(user, ['two', 'three'])).sessions).toBe(sids.length);
     for (const { cookie, sid } of sessions) {
-      expect((await readSession(client, PREFIX, sid, 'cluster')).groups).toEqual(['three', 'two']);
+      expect((await readSession(client, PREFIX, sid, layout)).groups).toEqual(['three', 'two']);
       await http().get('/groups/one/report').set('Cookie', cookie).expect(403);
       await http().get('/groups/two/report').set('Cookie', cookie).expect(200);
     }
@@ -111,12 +116,12 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
 
     // The session's next save keeps the groups the change gave it.
     await http().post('/count').set('Cookie', sessions[0].cookie).expect(201);
-    expect((await readSession(client, PREFIX, sids[0], 'cluster')).groups).toEqual(['four', 'three']);
+    expect((await readSession(client, PREFIX, sids[0], layout)).groups).toEqual(['four', 'three']);
 
     const keep = sids[2];
     expect((await service.revokeUser(user, { except: keep })).sessions).toBe(sids.length - 1);
     for (const { cookie, sid } of sessions) {
-      expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(sid === keep ? 3 : 0);
+      expect(await sessionKeyCount(client, PREFIX, sid, layout)).toBe(sid === keep ? LIVE : 0);
       await http()
         .get('/groups/three/report')
         .set('Cookie', cookie)
@@ -162,14 +167,14 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
     const limited = await createTestApp({
       secret: SECRET,
       keyPrefix: PREFIX,
-      keyLayout: 'cluster',
+      keyLayout: layout,
       maxSessionsPerUser: 2,
       redis: { cluster: cluster.startupNodes },
     });
     try {
       const sessions = await spreadLogins('limited@example.com', 5, limited);
       const live = sessions.slice(-2).map((s) => s.sid);
-      for (const { sid } of sessions) expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(live.includes(sid) ? 3 : 0);
+      for (const { sid } of sessions) expect(await sessionKeyCount(client, PREFIX, sid, layout)).toBe(live.includes(sid) ? LIVE : 0);
       const listed = await limited.get(SharedSessionService).listSessions('limited@example.com');
       expect(listed.map((s) => s.sessionId)).toEqual(live);
     } finally {
@@ -180,7 +185,11 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
   it("section 14.1: the operator tool lists and revokes a user's sessions on the cluster (--cluster / REDIS_CLUSTER_NODES)", async () => {
     const user = 'cli@example.com';
     const sids = (await spreadLogins(user, 4)).map((s) => s.sid);
-    const env = { REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(','), SESSION_KEY_PREFIX: PREFIX };
+    const env = {
+      REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(','),
+      SESSION_KEY_PREFIX: PREFIX,
+      SESSION_KEY_LAYOUT: layout,
+    };
     const listed = await cli(['--json', 'sessions', user], env);
     expect(listed.status).toBe(0);
     expect((JSON.parse(listed.stdout) as { sessions: { sessionId: string }[] }).sessions.map((s) => s.sessionId).sort()).toEqual(
@@ -191,7 +200,7 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
       status: 0,
       stdout: `ended ${sids.length - 2} session(s) of ${user}\n`,
     });
-    for (const sid of sids) expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(sid === sids[1] ? 3 : 0);
+    for (const sid of sids) expect(await sessionKeyCount(client, PREFIX, sid, layout)).toBe(sid === sids[1] ? LIVE : 0);
     expect(await cli(['purge-group', 'cli-group'], env)).toMatchObject({ status: 0, stdout: 'group cli-group: cache generation 1\n' });
     // A Redis URL beside the cluster is ambiguous; --scan finds v1 writers' sessions; the mark cannot be lifted on a cluster.
     expect((await cli(['sessions', user], { ...env, REDIS_URL: 'redis://127.0.0.1:1' })).status).toBe(2);
@@ -219,7 +228,7 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
     expect((await service.revokeIssuedBefore(new Date(at.getTime() - 60_000))).notBefore).toEqual(at);
     for (const { cookie, sid } of before) {
       await http().get('/groups/one/report').set('Cookie', cookie).expect(401);
-      expect(await sessionKeyCount(client, PREFIX, sid, 'cluster')).toBe(0);
+      expect(await sessionKeyCount(client, PREFIX, sid, layout)).toBe(0);
     }
     await http().get('/groups/one/report').set('Cookie', after.cookie).expect(200);
     await http().post('/count').set('Cookie', after.cookie).expect(201);
@@ -229,10 +238,10 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
 
   it('failover: 503 while the primary of a session is down, the session again once its replica is promoted', async () => {
     const { cookie, sid } = await login('joe@example.com', ['one']);
-    const primary = await cluster.primaryOf(Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').data)));
+    const primary = await cluster.primaryOf(Number(await client.cluster('KEYSLOT', mainKey(sid))));
     // Replication is asynchronous: a session written just before its primary
     // dies can be lost with it (its user logs in again). Here the replica has it.
-    await cluster.waitReplicated(primary, sessionKeys(PREFIX, sid, 'cluster').data);
+    await cluster.waitReplicated(primary, mainKey(sid));
     await primary.stop();
     const killedAt = performance.now();
     const seen: Record<number, number> = {};
@@ -252,15 +261,28 @@ describe('SharedSessionModule on Redis Cluster (cluster layout)', () => {
     );
     expect(back).toBeGreaterThan(0);
   }, 30_000);
+});
 
+describe('SharedSessionModule options for Redis Cluster', () => {
   it('refuses Redis Cluster without the cluster layout, and a prefix that would be the hash tag, naming the option', () => {
     expect(() => resolveSharedSessionOptions({ secret: SECRET, redis: { cluster: [{ host: '127.0.0.1', port: 7000 }] } })).toThrow(
-      new SharedSessionOptionsError('keyLayout', "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)"),
+      new SharedSessionOptionsError(
+        'keyLayout',
+        "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)",
+      ),
     );
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'cluster', keyPrefix: '{app}' })).toThrow(/option "keyPrefix"/);
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'cluster', redis: { cluster: [] } })).toThrow(
       /option "redis.cluster"/,
     );
-    expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'compact' as never })).toThrow(/option "keyLayout"/);
+    expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'compakt' as never })).toThrow(/option "keyLayout"/);
+    // Section 15: the compact layout too holds the session id as a hash tag.
+    expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'compact', keyPrefix: 'a{b' })).toThrow(
+      new SharedSessionOptionsError('keyPrefix', "must hold no { or } with keyLayout 'compact' (the session id is the hash tag)"),
+    );
+    expect(
+      resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'compact', redis: { cluster: [{ host: '127.0.0.1', port: 7000 }] } })
+        .keyLayout,
+    ).toBe('compact');
   });
 });
