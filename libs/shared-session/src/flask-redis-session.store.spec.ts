@@ -4,6 +4,7 @@ import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
 import {
   invalidationChannel,
+  KeyLayout,
   newTimedSessionId,
   readSession,
   sessionKeyList,
@@ -298,7 +299,13 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
     expect(quietLogger.log).toHaveBeenCalledWith(expect.stringMatching(/reachable again/));
   });
 
-  describe('concurrent requests of one session (PROTOCOL.md section 8)', () => {
+  // Section 15: the compact layout keeps section 8 on its one key.
+  describe.each<KeyLayout>(['v1', 'compact'])('concurrent requests of one session (PROTOCOL.md section 8), %s layout', (layout) => {
+    let store: FlaskRedisSessionStore;
+    beforeAll(() => {
+      store = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, keyLayout: layout, ttlSeconds: 3600, logger: quietLogger });
+    });
+
     /** What one request holds: the session as express-session loads it (through the store's createSession). */
     function load(sid = SID): Promise<SessionData & Record<string, unknown>> {
       return call((cb) => store.load(sid, cb as never)) as Promise<SessionData & Record<string, unknown>>;
@@ -312,16 +319,16 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       await call((cb) => store.destroy(SID, cb)); // logout by another request
       slow.visits = 1;
       await save(slow);
-      expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+      expect(await admin.exists(...sessionKeyList(PREFIX, SID, layout))).toBe(0);
     });
 
     it('nor after the session was deleted from outside (another process, an operator)', async () => {
       await login({ username: 'joe', groups: ['one'] });
       const slow = await load();
-      await admin.del(...sessionKeyList(PREFIX, SID));
+      await admin.del(...sessionKeyList(PREFIX, SID, layout));
       slow.groups = ['one', 'two']; // even a group change of its own
       await save(slow);
-      expect(await admin.exists(...sessionKeyList(PREFIX, SID))).toBe(0);
+      expect(await admin.exists(...sessionKeyList(PREFIX, SID, layout))).toBe(0);
     });
 
     it('a stale save keeps a group removal made after it read the session, and writes its other changes', async () => {
@@ -332,7 +339,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       await save(other); // the removal, by another request
       slow.visits = 1;
       await save(slow);
-      const stored = await readSession(admin, PREFIX, SID);
+      const stored = await readSession(admin, PREFIX, SID, layout);
       expect(stored.groups).toEqual(['one']);
       expect(stored.data).toEqual({ username: 'joe', groups: ['one'], visits: 1, _permanent: true, _idle: 3600 });
       expect(slow.groups).toEqual(['one']); // the request's session shows the truth
@@ -346,11 +353,11 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
         PREFIX,
         SID,
         { username: 'joe', groups: ['three'] },
-        { signature: signature(SID, SECRET, SALT), publish: true },
+        { signature: signature(SID, SECRET, SALT), publish: true, layout },
       );
       slow.visits = 2;
       await save(slow);
-      const stored = await readSession(admin, PREFIX, SID);
+      const stored = await readSession(admin, PREFIX, SID, layout);
       expect(stored.groups).toEqual(['three']);
       expect(stored.data).toMatchObject({ groups: ['three'], visits: 2 });
     });
@@ -363,7 +370,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       await save(first);
       second.groups = ['two', 'four'];
       await save(second);
-      expect((await readSession(admin, PREFIX, SID)).groups).toEqual(['four', 'two']);
+      expect((await readSession(admin, PREFIX, SID, layout)).groups).toEqual(['four', 'two']);
     });
 
     it('a second save in the same request is an update of what the first wrote', async () => {
@@ -373,7 +380,7 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       await save(req);
       req.visits = 3;
       await save(req);
-      const stored = await readSession(admin, PREFIX, SID);
+      const stored = await readSession(admin, PREFIX, SID, layout);
       expect(stored.groups).toEqual(['one', 'two']);
       expect(stored.data).toMatchObject({ groups: ['one', 'two'], visits: 3 });
     });
@@ -383,18 +390,19 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
         client,
         signer,
         keyPrefix: PREFIX,
+        keyLayout: layout,
         cookie: { persistent: false },
         logger: quietLogger,
       });
       await call((cb) => browserSession.set(SID, session({ username: 'u' }), cb));
-      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false, _idle: 2678400 });
+      expect((await readSession(admin, PREFIX, SID, layout)).data).toEqual({ username: 'u', _permanent: false, _idle: 2678400 });
       await call((cb) => store.set(SID, session({ username: 'u', _permanent: false }), cb));
-      expect((await readSession(admin, PREFIX, SID)).data).toEqual({ username: 'u', _permanent: false, _idle: 3600 });
+      expect((await readSession(admin, PREFIX, SID, layout)).data).toEqual({ username: 'u', _permanent: false, _idle: 3600 });
     });
 
     it('a new session (a fresh id, as after regenerate) is written whole', async () => {
       await save(session({ username: 'sam', groups: ['two'] }), 'a-fresh-session-id-0000');
-      expect((await readSession(admin, PREFIX, 'a-fresh-session-id-0000')).groups).toEqual(['two']);
+      expect((await readSession(admin, PREFIX, 'a-fresh-session-id-0000', layout)).groups).toEqual(['two']);
     });
   });
 });
