@@ -481,7 +481,7 @@ export class FlaskRedisSessionStore extends Store {
     const read = this.readGroups.get(session);
     const mode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
     const owner = userIdOf(data, this.userIdField);
-    // v1: the index is written by the write script itself; cluster (section 14.1): first, in its own slot.
+    // v1: the index is written by the write script itself; cluster and compact (sections 14.1, 15): first, in its own slot.
     const user = this.controlled ? owner : undefined;
     // Section 12: the idle timeout, cut at the deadline; whole seconds (the v1
     // layout's EX), rounded up. A session past its deadline is not written.

@@ -110,9 +110,17 @@ describe('resolveSharedSessionOptions', () => {
     ['a trusted origin without a scheme', { secret: 's', csrf: { trustedOrigins: ['a.example'] } }, /"csrf.trustedOrigins\[0\]"/],
     ['a trusted origin of another scheme', { secret: 's', csrf: { trustedOrigins: ['ftp://a.example'] } }, /"csrf.trustedOrigins\[0\]"/],
     ['the null origin as trusted', { secret: 's', csrf: { trustedOrigins: ['null'] } }, /"csrf.trustedOrigins\[0\]"/],
+    ['an unknown key layout', { secret: 's', keyLayout: 'compakt' }, /"keyLayout" must be 'v1', 'cluster' or 'compact'/],
+    ['a brace in the prefix of the compact layout', { secret: 's', keyLayout: 'compact', keyPrefix: 'app{' }, /"keyPrefix".*'compact'/],
   ];
   it.each(bad)('rejects %s, naming the option', (_what, options, message) => {
     expect(() => resolveSharedSessionOptions(options as SharedSessionModuleOptions)).toThrow(message);
+  });
+
+  it("accepts keyLayout 'compact' (PROTOCOL.md section 15) on one Redis and on a cluster", () => {
+    expect(resolveSharedSessionOptions({ secret: 's', keyLayout: 'compact' }).keyLayout).toBe('compact');
+    const onCluster = { secret: 's', keyLayout: 'compact' as const, redis: { cluster: [{ host: '127.0.0.1', port: 7000 }] } };
+    expect(resolveSharedSessionOptions(onCluster).keyLayout).toBe('compact');
   });
 
   it('accepts prefixes with colons and Redis Cluster hash tags', () => {
