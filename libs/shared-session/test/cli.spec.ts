@@ -1,5 +1,6 @@
 import Redis from 'ioredis';
 import {
+  compactKey,
   groupGenerationKey,
   invalidationChannel,
   newTimedSessionId,
@@ -74,6 +75,41 @@ describe('the operator CLI (npx nest-resty-shared-session) against a real redis-
       stdout: 'no live session for nobody@example.com\n',
       stderr: '',
     });
+  });
+
+  it('--layout compact (SESSION_KEY_LAYOUT): lists, regroups and revokes sessions of the compact layout; the v1-only commands are refused', async () => {
+    const compact = new FlaskRedisSessionStore({
+      client,
+      signer: new SessionCookieSigner({ secret: 'cli-secret' }),
+      keyPrefix: PREFIX,
+      keyLayout: 'compact',
+      logger: { error: jest.fn(), warn: jest.fn(), log: jest.fn() },
+    });
+    const sids = [newTimedSessionId(Date.now() - 1000), newTimedSessionId(Date.now())];
+    for (const sid of sids) {
+      await new Promise<void>((ok, fail) =>
+        compact.set(sid, { cookie: { originalMaxAge: 1000 }, username: 'joe@example.com', groups: ['one'] } as never, (e) =>
+          e ? fail(e) : ok(),
+        ),
+      );
+    }
+    const layoutEnv = { ...env, SESSION_KEY_LAYOUT: 'compact' };
+    const listed = JSON.parse((await cli(['--json', 'sessions', 'joe@example.com'], layoutEnv)).stdout);
+    expect(listed.sessions.map((s: { sessionId: string }) => s.sessionId)).toEqual(sids);
+    expect(await cli(['revoke-session', sids[0]], layoutEnv)).toMatchObject({ status: 0, stdout: `ended session ${sids[0]}\n` });
+    expect(await admin.exists(compactKey(PREFIX, sids[0]))).toBe(0);
+    expect(await cli(['--layout', 'compact', 'revoke-user', 'joe@example.com'], env)).toMatchObject({
+      status: 0,
+      stdout: 'ended 1 session(s) of joe@example.com\n',
+    });
+    expect(await admin.exists(compactKey(PREFIX, sids[1]))).toBe(0);
+    expect(await cli(['sessions', 'joe@example.com', '--scan'], layoutEnv)).toMatchObject({ status: 2 });
+    expect(await cli(['clear-not-before'], layoutEnv)).toMatchObject({ status: 2, stderr: expect.stringContaining('compact layout') });
+    expect(await cli(['--layout', 'compakt', 'sessions', 'x'], env)).toMatchObject({
+      status: 2,
+      stderr: expect.stringContaining('--layout'),
+    });
+    expect(await cli(['--layout', 'compact', '--prefix', 'a{b', 'sessions', 'x'], env)).toMatchObject({ status: 2 });
   });
 
   it('revoke-user ends every session of the user (with --scan, v1 ones too), flags beat the environment', async () => {
