@@ -289,6 +289,34 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
     expect(again.counts).toEqual({ ...zero, unchanged: 3000 });
   }, 60_000);
 
+  it('--to-compact <nodes>: the compact layout on the cluster (PROTOCOL.md section 15), a logout carried over', async () => {
+    await admin.flushall();
+    const [kept, loggedOut] = [await login(['one']), await login(['two'])];
+    const nodes = env.REDIS_CLUSTER_NODES;
+    const run = async (...args: string[]) => {
+      const out = await cli(['--json', 'migrate-layout', '--to-compact', nodes, '--state', join(dir, 'to-compact.json'), ...args], env);
+      expect([out.status, out.stderr]).toEqual([0, '']);
+      return (JSON.parse(out.stdout) as { counts: Record<string, number> }).counts;
+    };
+    expect(await run()).toEqual({ ...zero, copied: 2 });
+    const compactApp = await createTestApp({
+      secret: SECRET,
+      keyPrefix: PREFIX,
+      keyLayout: 'compact',
+      redis: { cluster: cluster.startupNodes },
+    });
+    try {
+      expect((await readSession(target, PREFIX, kept, 'compact')).groups).toEqual(['one']);
+      await request(compactApp.getHttpServer()).get('/groups/one/report').set('Cookie', cookie(kept)).expect(200);
+      await store.end(loggedOut);
+      expect(await run('--finish')).toEqual({ ...zero, deleted: 1, unchanged: 1 });
+      expect(await sessionKeyCount(target, PREFIX, loggedOut, 'compact')).toBe(0);
+      await request(compactApp.getHttpServer()).get('/groups/two/report').set('Cookie', cookie(loggedOut)).expect(401);
+    } finally {
+      await compactApp.close();
+    }
+  }, 30_000);
+
   it('says what is wrong: exit 2 for bad usage, 1 when the cluster cannot be reached', async () => {
     const state = join(dir, 'usage.json');
     const run = (args: string[], extra: Record<string, string> = {}) =>
