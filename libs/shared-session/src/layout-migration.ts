@@ -26,7 +26,7 @@ import { sessionIdExpired } from './session-id';
 export interface MigrationState {
   format: typeof STATE_FORMAT;
   prefix: string;
-  /** The target's startup nodes, as given when the migration began. */
+  /** The target as given when the migration began: startup nodes, a redis:// URL, or `source` (the source Redis itself, section 15). */
   target: string;
   /** The target's layout (absent: `cluster`, the only one before section 15). */
   layout?: TargetLayout;
