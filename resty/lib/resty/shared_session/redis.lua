@@ -478,8 +478,10 @@ end
 -- round trip: the list of replies, or nil and an error.
 local function get_all(red, asking, keys)
     if not asking and #keys == 1 then
+        -- resty.redis: nil and an error when the connection fails, false
+        -- and the message for an error reply (MOVED, ASK, WRONGTYPE...).
         local res, err = red:get(keys[1])
-        if res == nil then
+        if not res then
             return nil, err
         end
         return { res }
