@@ -7,7 +7,8 @@
  * revocation notices from any node. The revocation subscriber (section 14) is
  * SUBSCRIBEd on every primary, live only while all of them are, and follows
  * a manual failover and a killed primary to the new set of primaries. The
- * compact layout (section 15) on the same cluster: checks and refreshes.
+ * compact layout (section 15) on the same cluster: checks (ASK and MOVED
+ * followed too) and refreshes.
  */
 import type { Cluster } from 'ioredis';
 import Redis from 'ioredis';
@@ -167,6 +168,14 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     expect(await client.pttl(index)).toBeGreaterThan(25_000);
     await destroySession(client, PREFIX, written[0], { layout: 'compact' });
     expect(await status(compact, 'g1', written[0])).toBe(403);
+    // A malformed value is no session (403); a key of another type is a Redis error (503), never an allow.
+    const odd = [newTimedSessionId(Date.now()), newTimedSessionId(Date.now() + 1)];
+    await client.set(compactKey(PREFIX, odd[0]), `${signature(odd[0])}["g1"]`);
+    await client.sadd(compactKey(PREFIX, odd[1]), 'g1');
+    expect(await status(compact, 'g1', odd[0])).toBe(403);
+    expect(await status(compact, 'g1', odd[1])).toBe(503);
+    await client.del(compactKey(PREFIX, odd[0]));
+    await client.del(compactKey(PREFIX, odd[1]));
     await client.del(index);
   });
 
@@ -243,6 +252,9 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         const toId = (await toClient.call('CLUSTER', 'MYID')) as string;
         const srcId = (await src.call('CLUSTER', 'MYID')) as string;
         expect(await status(nginx, 'g1', sid)).toBe(200); // the map now says source
+        // The same session in the compact layout: its one key is in the same slot (the sid is the hash tag).
+        await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { signature: signature(sid), layout: 'compact' });
+        expect(await status(compact, 'g1', sid)).toBe(200);
         await toClient.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
         await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId);
         // Half-way: this session's keys have moved, the slot has not: the source answers ASK.
@@ -252,6 +264,10 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         expect(await status(nginx, 'g1', sid)).toBe(200);
         expect(await status(nginx, 'g2', sid)).toBe(403);
         expect(await commandCalls(toClient, 'asking')).toBeGreaterThan(asksBefore);
+        const asksCompact = await commandCalls(toClient, 'asking');
+        expect(await status(compact, 'g1', sid)).toBe(200);
+        expect(await status(compact, 'g2', sid)).toBe(403);
+        expect(await commandCalls(toClient, 'asking')).toBe(asksCompact + 2);
         // Done: every primary is told; the source now answers MOVED.
         for (const n of cluster.nodes.filter((x) => x.pid)) {
           const c = new Redis(n.port, '127.0.0.1');
@@ -264,6 +280,8 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         expect(await status(nginx, 'g1', sid)).toBe(200);
         expect(await status(nginx, 'g2', sid)).toBe(403);
         expect(await status(nginx, 'g1', sid)).toBe(200);
+        expect(await status(compact, 'g1', sid)).toBe(200);
+        expect(await status(compact, 'g2', sid)).toBe(403);
       } finally {
         toClient.disconnect();
       }
