@@ -12,7 +12,18 @@ import { compactKey, destroySession, loadCompactCases, newTimedSessionId, userIn
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { sleep, waitFor } from '../../stack/wait';
-import { assertNoCrash, commandCalls, get, SALT, SECRET, sessionCookie, signature, startRedisAndNginx, stopRedisAndNginx } from './support';
+import {
+  assertNoCrash,
+  commandCalls,
+  get,
+  luaConnectRedis,
+  SALT,
+  SECRET,
+  sessionCookie,
+  signature,
+  startRedisAndNginx,
+  stopRedisAndNginx,
+} from './support';
 
 const PREFIX = 'rss_cp';
 const LAYOUT = { layout: 'compact' as const };
@@ -39,6 +50,24 @@ http {
     location ~ ^/groups/(?<group_id>[^/]+)/ {
       access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
       content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
+    }
+    # The 0.1.x API on the configured layout.
+    location ~ ^/seed/(?<group_id>[^/]+)$ {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local shared_session = require "resty.shared_session"
+        ${luaConnectRedis(redisPort, 'redis_conn')}
+        local session = assert(shared_session:new(redis_conn))
+        local function pack(a, b) return { a == nil and cjson.null or a, b == nil and cjson.null or b } end
+        local out = {
+          verify = pack(session:verify_signature()),
+          member = pack(session:is_group_member(ngx.var.group_id)),
+          groups = pack(session:list_groups()),
+          data = pack(session:get_data()),
+        }
+        redis_conn:set_keepalive()
+        ngx.say(cjson.encode(out))
+      }
     }
   }
 }
@@ -164,6 +193,26 @@ describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {
     await waitFor('the refresh', async () => (await scripts()) > before);
     await sleep(100);
     expect(await client.exists(compactKey(PREFIX, sid))).toBe(0);
+  });
+
+  test('the 0.1.x API reads the one key (stored mode: its signature; groups and data from its JSON)', async () => {
+    const sid = await login({ username: 'ann', groups: ['g2', 'g1'] });
+    const seed = async (group: string, cookie: string) => JSON.parse((await get(stored, `/seed/${group}`, cookie)).body);
+    expect(await seed('g1', sessionCookie(sid))).toEqual({
+      verify: [true, null],
+      member: [true, null],
+      groups: [['g1', 'g2'], null],
+      data: [{ username: 'ann', groups: ['g2', 'g1'] }, null],
+    });
+    expect((await seed('g3', sessionCookie(sid))).member).toEqual([null, 'not a member']);
+    expect((await seed('g1', sessionCookie(sid, 'another-secret'))).verify).toEqual([null, 'bad signature']);
+    await client.set(compactKey(PREFIX, sid), `${signature(sid)}{"groups":["g1"]`);
+    expect(await seed('g1', sessionCookie(sid))).toEqual({
+      verify: [null, 'no stored signature'],
+      member: [null, 'not a member'],
+      groups: [{}, null],
+      data: [null, 'no session data'],
+    });
   });
 
   test('Redis down: 503, never an allow', async () => {
