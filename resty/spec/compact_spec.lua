@@ -84,6 +84,15 @@ describe("resty.shared_session.compact", function()
     it("nor JSON nested deeper than cjson decodes (never raises)", function()
       assert.is_nil(compact.parse(SIG .. '{"a":' .. ("["):rep(2000) .. ("]"):rep(2000) .. "}"))
     end)
+    it("nor numbers that lua-cjson takes by default but JSON does not", function()
+      for _, number in ipairs {
+        "NaN", "Infinity", "-Infinity", "0x10", "01", "+1", "nan", "inf",
+      } do
+        assert.is_nil(compact.parse(SIG .. '{"_idle":' .. number .. "}"), number)
+      end
+      -- Its own instance: the shared cjson.safe keeps its settings.
+      assert.is_table(require("cjson.safe").decode('{"a":NaN}'))
+    end)
     it("an object as groups grants nothing", function()
       local sig, groups = compact.parse(SIG .. '{"groups":{"1":"g1","g2":"g2"}}')
       assert.equal(SIG, sig)

@@ -13,11 +13,19 @@ local rep = string.rep
 
 
 -- lua-cjson (OpenResty ships it; Debian: lua-cjson). Optional for the rock:
--- configure() refuses key_layout = "compact" without it.
+-- configure() refuses key_layout = "compact" without it. An instance of
+-- our own (no setting of anyone else's changes), refusing what is not JSON
+-- but lua-cjson takes by default (NaN, Infinity, hexadecimal numbers).
 local decode
 do
     local ok, cjson = pcall(require, "cjson.safe")
     if ok then
+        if cjson.new then
+            cjson = cjson.new()
+        end
+        if cjson.decode_invalid_numbers then
+            cjson.decode_invalid_numbers(false)
+        end
         decode = cjson.decode
     end
 end
