@@ -38,6 +38,8 @@ build = {
       ["resty.shared_session"] = "resty/lib/resty/shared_session.lua",
       ["resty.shared_session.cluster"] =
          "resty/lib/resty/shared_session/cluster.lua",
+      ["resty.shared_session.compact"] =
+         "resty/lib/resty/shared_session/compact.lua",
       ["resty.shared_session.compat"] =
          "resty/lib/resty/shared_session/compat.lua",
       ["resty.shared_session.config"] =

@@ -230,4 +230,53 @@ describe("resty.shared_session.compat", function()
       end)
     end)
   end)
+
+  describe("with Redis, on the compact layout (PROTOCOL.md section 15)", function()
+    local server, session, conf
+    local KEY = "p:{" .. SID .. "}"
+
+    before_each(function()
+      server = fake_redis.server()
+      stub.var.http_cookie = "session=" .. SID .. "." .. SIG
+      conf = configure { key_layout = "compact" }
+      session = assert(compat.new(conf, mt, server.lib.new(), "session", "p"))
+      server.strings[KEY] = SIG .. '{"username":"ada","groups":["g2","g1",3]}'
+    end)
+
+    it("reads every answer from the session's one key", function()
+      assert.is_true(session:verify_signature(conf))
+      assert.is_true(session:is_group_member("g1"))
+      assert.same({ nil, "not a member" }, { session:is_group_member("g3") })
+      assert.same({ nil, "not a member" }, { session:is_group_member(3) })
+      assert.same({ "g1", "g2" }, session:list_groups())
+      assert.equal("ada", session:get_data().username)
+      for _, call in ipairs(server.calls) do
+        assert.equal("get " .. KEY, call)
+      end
+      assert.equal(6, #server.calls)
+    end)
+
+    it("compares the value's signature (stored mode)", function()
+      server.strings[KEY] = SIG:sub(1, 26) .. "5" .. '{"groups":["g1"]}'
+      assert.same({ nil, "bad signature" }, { session:verify_signature(conf) })
+    end)
+
+    it("finds no session in an absent or malformed value", function()
+      for _, value in ipairs { false, SIG .. "[]", "x" .. SIG .. "{}", SIG .. "{" } do
+        server.strings[KEY] = value or nil
+        assert.same({ nil, "no stored signature" }, { session:verify_signature(conf) })
+        assert.same({ nil, "not a member" }, { session:is_group_member("g1") })
+        assert.same({}, session:list_groups())
+        assert.same({ nil, "no session data" }, { session:get_data() })
+      end
+    end)
+
+    it("is nil and 'redis error: ...' when Redis fails", function()
+      server.errors.get = "ERR boom"
+      assert.same({ nil, "redis error: ERR boom" }, { session:verify_signature(conf) })
+      assert.same({ nil, "redis error: ERR boom" }, { session:is_group_member("g1") })
+      assert.same({ nil, "redis error: ERR boom" }, { session:list_groups() })
+      assert.same({ nil, "redis error: ERR boom" }, { session:get_data() })
+    end)
+  end)
 end)

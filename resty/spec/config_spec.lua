@@ -90,7 +90,8 @@ describe("resty.shared_session.config", function()
       { "redis.ssl", { redis = { ssl = "yes" } } },
       { "redis.ssl_verify", { redis = { ssl = true, ssl_verify = 0 } } },
       { "redis.server_name", { redis = { ssl = true, server_name = "" } } },
-      { "key_layout", { key_layout = "compact" } },
+      { "key_layout", { key_layout = "compacted" } },
+      { "key_layout", { key_layout = true } },
       { "redis.cluster", { key_layout = "cluster", redis = { cluster = {} } } },
       { "redis.cluster", { redis = { cluster = { nodes = { { host = "a", port = 1 } } } } } },
       { "redis.cluster.nodes[1].port",
@@ -98,6 +99,7 @@ describe("resty.shared_session.config", function()
       { "redis.db", { key_layout = "cluster",
                       redis = { db = 1, cluster = { nodes = { { host = "a", port = 1 } } } } } },
       { "key_prefix", { key_layout = "cluster", key_prefix = "{app}" } },
+      { "key_prefix", { key_layout = "compact", key_prefix = "app}" } },
     }
     for _, case in ipairs(bad) do
       local name, opts = case[1], case[2]
@@ -206,6 +208,32 @@ describe("resty.shared_session.config", function()
       assert.is_true(conf.redis.cluster_layout)
       assert.equal(7000, conf.redis.cluster.nodes[1].port)
       assert.is_false(assert(config.new {}).redis.cluster_layout)
+      assert.equal("cluster", conf.redis.key_layout)
+      assert.equal("v1", assert(config.new {}).redis.key_layout)
+    end)
+
+    it("takes the compact layout (section 15), on one Redis and on a cluster", function()
+      local conf = assert(config.new { key_layout = "compact", key_prefix = "app" })
+      assert.equal("compact", conf.redis.key_layout)
+      -- Section 13 as on the cluster layout (section 14.1's index step).
+      assert.is_true(conf.redis.cluster_layout)
+      assert.is_false(conf.redis.cluster)
+      conf = assert(config.new {
+        key_layout = "compact",
+        redis = { cluster = { nodes = { { host = "127.0.0.1", port = 7000 } } } },
+      })
+      assert.equal("compact", conf.redis.key_layout)
+      assert.equal(7000, conf.redis.cluster.nodes[1].port)
+    end)
+
+    it("lists the three layouts when key_layout is wrong", function()
+      assert.matches('option "key_layout" must be "v1", "cluster" or "compact"',
+                     config_error { key_layout = "v2" }, 1, true)
+      assert.matches('needs key_layout = "cluster" or "compact"', config_error {
+        redis = { cluster = { nodes = { { host = "a", port = 1 } } } },
+      }, 1, true)
+      assert.matches('must hold no { or } with key_layout "compact"',
+                     config_error { key_layout = "compact", key_prefix = "{app}" }, 1, true)
     end)
 
     it("verifies TLS against the host's name unless told another", function()

@@ -45,7 +45,7 @@ function _M.server()
       return            -- resty.redis queues the command
     end
     if err then
-      return nil, err
+      return false, err   -- as resty.redis answers an error reply
     end
     return value
   end

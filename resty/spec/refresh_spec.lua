@@ -235,6 +235,27 @@ describe("resty.shared_session.refresh", function()
       assert.equal(1, server.pooled)
     end)
 
+    it("sends the one key on the compact layout (section 15), and asks for the user id"
+       .. " as on the cluster layout (section 14.1)", function()
+      server.replies.evalsha = 60000
+      local c = conf { key_prefix = "p", key_layout = "compact" }
+      maybe(c, TIMED)
+      run_timers()
+      local cl = conf { key_prefix = "p", key_layout = "cluster" }
+      maybe(cl, UUID)
+      run_timers()
+      local sha = commands("evalsha")
+      assert.equal(2, #sha)
+      local now = math.floor(stub.clock.now * 1000)
+      assert.matches((" 1 p:{%s} %d %d username p %s cluster"):format(
+        TIMED, now, 0x018bcfe5a680, TIMED), sha[1], 1, true)
+      assert.is_nil(sha[1]:find("data", 1, true))
+      assert.matches((" 3 p:{%s}:data p:{%s}:signature p:{%s}:groups %d 0 username p %s"
+                      .. " cluster"):format(UUID, UUID, UUID, now, UUID), sha[2], 1, true)
+      -- On one Redis: the configured server.
+      assert.equal(2, server.pooled)
+    end)
+
     it("sends the deadline 0 for an untimed id", function()
       local c = conf {}
       server.replies.evalsha = -1

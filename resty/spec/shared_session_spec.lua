@@ -214,6 +214,49 @@ describe("resty.shared_session", function()
       end)
     end)
 
+    describe("on the compact layout (PROTOCOL.md section 15)", function()
+      local KEY = "p:{" .. SID .. "}"
+
+      before_each(function()
+        stub.var.http_cookie = "session=" .. COOKIE
+        server.strings[KEY] = SIG .. '{"username":"ada","groups":["g1"]}'
+      end)
+
+      it("is 200 for a member, 403 otherwise, after one GET with not-before's", function()
+        configure { secret = V.secret, salt = V.salt, key_layout = "compact" }
+        assert.same({ 200 }, { shared_session.authorize("g1") })
+        assert.same({ "init_pipeline", "get " .. KEY, "get p:not-before", "commit_pipeline" },
+                    { unpack(server.calls, 4, 7) })
+        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)", "g2")
+        assert.equal(0, sismembers())
+      end)
+
+      it("is 403 for a malformed or absent value, 503 when Redis is down", function()
+        configure { secret = V.secret, salt = V.salt, key_layout = "compact" }
+        server.strings[KEY] = SIG .. '["g1"]'
+        local logged = #stub.logs
+        assert.same({ 403, "not a member of the group" }, { shared_session.authorize("g1") })
+        assert.matches("malformed session value", stub.log_lines(logged)[1], 1, true)
+        server.strings[KEY] = nil
+        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g1)", "g1")
+        server.down = "connection refused"
+        refusal(503, stub.ERR, "redis unavailable: connect: connection refused"
+                               .. " (sid 3f1d7c..., group g1)", "g1")
+      end)
+
+      it("compares the value's signature in stored mode", function()
+        configure { key_layout = "compact" }
+        assert.equal(200, shared_session.authorize("g1"))
+        server.strings[KEY] = ("B"):rep(27) .. '{"groups":["g1"]}'
+        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        server.strings[KEY] = SIG .. "{"
+        local logged = #stub.logs
+        assert.same({ 403, "no stored signature (expired or destroyed)" },
+                    { shared_session.authorize("g1") })
+        assert.matches("malformed session value", stub.log_lines(logged)[1], 1, true)
+      end)
+    end)
+
     describe("with the decision cache", function()
       local decisions, dict
 

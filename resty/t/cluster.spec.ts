@@ -6,11 +6,21 @@
  * until the replica is promoted, never an allow for a non-member), and
  * revocation notices from any node. The revocation subscriber (section 14) is
  * SUBSCRIBEd on every primary, live only while all of them are, and follows
- * a manual failover and a killed primary to the new set of primaries.
+ * a manual failover and a killed primary to the new set of primaries. The
+ * compact layout (section 15) on the same cluster: checks (ASK and MOVED
+ * followed too) and refreshes.
  */
 import type { Cluster } from 'ioredis';
 import Redis from 'ioredis';
-import { destroySession, invalidationChannel, newTimedSessionId, sessionKeys, userIndexKey, writeSession } from '../../protocol/testkit';
+import {
+  compactKey,
+  destroySession,
+  invalidationChannel,
+  newTimedSessionId,
+  sessionKeys,
+  userIndexKey,
+  writeSession,
+} from '../../protocol/testkit';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisClusterStack } from '../../stack/redis-cluster';
 import type { RedisServer } from '../../stack/redis-server';
@@ -20,7 +30,7 @@ import { assertNoCrash, get, SALT, SECRET, sessionCookie, signature } from './su
 const PREFIX = 'rss_cl';
 const LAYOUT = { layout: 'cluster' as const };
 
-function confFor(cluster: RedisClusterStack, cache: boolean) {
+function confFor(cluster: RedisClusterStack, cache: boolean, layout: 'cluster' | 'compact' = 'cluster') {
   const nodes = cluster.startupNodes.map((n) => `{ host = "${n.host}", port = ${n.port} }`).join(', ');
   return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
 events { worker_connections 256; }
@@ -29,7 +39,7 @@ http {
   lua_shared_dict decisions 1m;
   init_by_lua_block {
     require("resty.shared_session").configure{
-      secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}", key_layout = "cluster",
+      secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}", key_layout = "${layout}",
       redis = { cluster = { nodes = { ${nodes} } }, connect_timeout = 300, read_timeout = 500 },
       ${cache ? 'decision_cache = { dict = "decisions", ttl = 10, all_writers_publish = true },' : ''}
     }
@@ -62,6 +72,7 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
   let client: Cluster;
   let nginx: NginxServer;
   let cached: NginxServer; // keeps decisions: its subscriber on every primary
+  let compact: NginxServer; // key_layout = "compact" (PROTOCOL.md section 15)
   const sids: string[] = [];
 
   async function login(groups: string[]): Promise<string> {
@@ -75,14 +86,17 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     client = cluster.client();
     nginx = await NginxServer.start({ conf: confFor(cluster, false), errorLogLevel: 'info' });
     cached = await NginxServer.start({ conf: confFor(cluster, true), errorLogLevel: 'notice' });
+    compact = await NginxServer.start({ conf: confFor(cluster, false, 'compact'), errorLogLevel: 'info' });
     for (let i = 0; i < 30; i++) sids.push(await login(['g1']));
   }, 60_000);
 
   afterAll(async () => {
     if (nginx) assertNoCrash(nginx.errorLog());
     if (cached) assertNoCrash(cached.errorLog());
+    if (compact) assertNoCrash(compact.errorLog());
     await nginx?.dispose();
     await cached?.dispose();
+    await compact?.dispose();
     client?.disconnect();
     await cluster?.dispose();
   });
@@ -120,6 +134,49 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     expect(primaries.size).toBe(3);
     await destroySession(client, PREFIX, sids[0], LAYOUT);
     expect(await status(nginx, 'g1', sids[0])).toBe(403);
+  });
+
+  test('the compact layout (section 15): one key per session on every primary, checked and refreshed there, the index on its own', async () => {
+    const user = 'compact@example.com';
+    const index = userIndexKey(PREFIX, user);
+    const primaries = new Set<number>();
+    const written: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const sid = newTimedSessionId(Date.now());
+      await writeSession(
+        client,
+        PREFIX,
+        sid,
+        { groups: ['g1'], username: user, _idle: 30 },
+        { signature: signature(sid), ttl: 5, layout: 'compact' },
+      );
+      primaries.add((await cluster.primaryOf(Number(await client.cluster('KEYSLOT', compactKey(PREFIX, sid))))).port);
+      written.push(sid);
+    }
+    expect(primaries.size).toBeGreaterThan(1);
+    for (const sid of written) {
+      expect(await status(compact, 'g1', sid)).toBe(200);
+      expect(await status(compact, 'g2', sid)).toBe(403);
+      // The cluster layout's keys are not there: nginx in that layout finds no session.
+      expect(await status(nginx, 'g1', sid)).toBe(403);
+    }
+    await waitFor('every refresh', async () => {
+      const ttls = await Promise.all(written.map((sid) => client.pttl(compactKey(PREFIX, sid))));
+      return ttls.every((ttl) => ttl > 25_000);
+    });
+    await waitFor('the index', async () => (await client.zcard(index)) === written.length);
+    expect(await client.pttl(index)).toBeGreaterThan(25_000);
+    await destroySession(client, PREFIX, written[0], { layout: 'compact' });
+    expect(await status(compact, 'g1', written[0])).toBe(403);
+    // A malformed value is no session (403); a key of another type is a Redis error (503), never an allow.
+    const odd = [newTimedSessionId(Date.now()), newTimedSessionId(Date.now() + 1)];
+    await client.set(compactKey(PREFIX, odd[0]), `${signature(odd[0])}["g1"]`);
+    await client.sadd(compactKey(PREFIX, odd[1]), 'g1');
+    expect(await status(compact, 'g1', odd[0])).toBe(403);
+    expect(await status(compact, 'g1', odd[1])).toBe(503);
+    await client.del(compactKey(PREFIX, odd[0]));
+    await client.del(compactKey(PREFIX, odd[1]));
+    await client.del(index);
   });
 
   test("the refresh raises the session's member in its user's index, on the index's own primary (section 14.1)", async () => {
@@ -195,6 +252,9 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         const toId = (await toClient.call('CLUSTER', 'MYID')) as string;
         const srcId = (await src.call('CLUSTER', 'MYID')) as string;
         expect(await status(nginx, 'g1', sid)).toBe(200); // the map now says source
+        // The same session in the compact layout: its one key is in the same slot (the sid is the hash tag).
+        await writeSession(client, PREFIX, sid, { groups: ['g1'] }, { signature: signature(sid), layout: 'compact' });
+        expect(await status(compact, 'g1', sid)).toBe(200);
         await toClient.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
         await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId);
         // Half-way: this session's keys have moved, the slot has not: the source answers ASK.
@@ -204,6 +264,10 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         expect(await status(nginx, 'g1', sid)).toBe(200);
         expect(await status(nginx, 'g2', sid)).toBe(403);
         expect(await commandCalls(toClient, 'asking')).toBeGreaterThan(asksBefore);
+        const asksCompact = await commandCalls(toClient, 'asking');
+        expect(await status(compact, 'g1', sid)).toBe(200);
+        expect(await status(compact, 'g2', sid)).toBe(403);
+        expect(await commandCalls(toClient, 'asking')).toBe(asksCompact + 2);
         // Done: every primary is told; the source now answers MOVED.
         for (const n of cluster.nodes.filter((x) => x.pid)) {
           const c = new Redis(n.port, '127.0.0.1');
@@ -216,6 +280,8 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         expect(await status(nginx, 'g1', sid)).toBe(200);
         expect(await status(nginx, 'g2', sid)).toBe(403);
         expect(await status(nginx, 'g1', sid)).toBe(200);
+        expect(await status(compact, 'g1', sid)).toBe(200);
+        expect(await status(compact, 'g2', sid)).toBe(403);
       } finally {
         toClient.disconnect();
       }

@@ -10,6 +10,7 @@
 local cookie = require "resty.shared_session.cookie"
 local config = require "resty.shared_session.config"
 local redis = require "resty.shared_session.redis"
+local compact = require "resty.shared_session.compact"
 local log = require "resty.shared_session.log"
 
 local ngx = ngx
@@ -24,12 +25,16 @@ local require = require
 local tostring = tostring
 local setmetatable = setmetatable
 local find = string.find
+local sort = table.sort
+local pairs = pairs
 
 local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
 local redis_key = redis.key
+local compact_key = compact.key
+local parse_compact = compact.parse
 local sid_hint = log.sid_hint
 
 local DEFAULT_COOKIE_NAME = config.DEFAULT_COOKIE_NAME
@@ -71,6 +76,9 @@ function _M.new(conf, mt, redis_conn, cookie_name, key_prefix)
         sid, sig = parse_cookie(value)
     end
     return setmetatable({
+        -- PROTOCOL.md section 15: the configured layout is the compact
+        -- one (the v1 names are read otherwise, on the cluster layout too).
+        compact = conf and conf.redis.key_layout == "compact" or nil,
         redis_conn = redis_conn,
         key_prefix = key_prefix,
         cookie = value,
@@ -92,8 +100,31 @@ local function check_session(self)
 end
 
 
+-- The compact layout (PROTOCOL.md section 15): the session's one value,
+-- read by compact.parse: its signature, groups (a set) and data; nil and
+-- "no session" when it is absent or malformed, nil and an error when Redis
+-- fails.
+local function compact_session(self)
+    local raw, err = self.redis_conn:get(compact_key(self.key_prefix,
+                                                     self.sid))
+    if not raw then
+        return nil, "redis error: " .. tostring(err)
+    end
+    local sig, groups, data = parse_compact(raw)
+    if not sig then
+        if raw ~= ngx_null then
+            ngx_log(WARN, "shared_session: malformed session value, treated",
+                    " as no session (sid ", sid_hint(self.sid), ")")
+        end
+        return nil, "no session"
+    end
+    return sig, groups, data
+end
+
+
 -- true, or nil and an error. Local HMAC check when configure() was given a
--- secret, else a comparison with <prefix>:signature:<sid>.
+-- secret, else a comparison with <prefix>:signature:<sid> (compact layout:
+-- the value's first 27 bytes).
 function _M.verify_signature(self, conf)
     if not self.sid then
         return nil, "malformed cookie: " .. tostring(self.malformed)
@@ -112,8 +143,15 @@ function _M.verify_signature(self, conf)
     end
 
     local stored
-    stored, err = self.redis_conn:get(redis_key(self.key_prefix, "signature",
-                                                self.sid))
+    if self.compact then
+        stored, err = compact_session(self)
+        if not stored then
+            return nil, err == "no session" and "no stored signature" or err
+        end
+    else
+        stored, err = self.redis_conn:get(redis_key(self.key_prefix,
+                                                    "signature", self.sid))
+    end
     if not stored then
         return nil, "redis error: " .. tostring(err)
     end
@@ -139,6 +177,17 @@ function _M.is_group_member(self, group_id)
         return nil, "group id must be a string"
     end
 
+    if self.compact then
+        local sig, groups = compact_session(self)
+        if not sig then
+            return nil, groups == "no session" and "not a member" or groups
+        end
+        if groups[tostring(group_id)] then
+            return true
+        end
+        return nil, "not a member"
+    end
+
     local member
     member, err = self.redis_conn:sismember(
         redis_key(self.key_prefix, "groups", self.sid), group_id)
@@ -158,6 +207,22 @@ function _M.list_groups(self)
     local ok, err = check_session(self)
     if not ok then
         return nil, err
+    end
+
+    if self.compact then
+        local sig, set = compact_session(self)
+        if not sig then
+            if set == "no session" then
+                return {}       -- as SMEMBERS answers for no session
+            end
+            return nil, set
+        end
+        local list = {}
+        for g in pairs(set) do
+            list[#list + 1] = g
+        end
+        sort(list)
+        return list
     end
 
     local groups
@@ -188,6 +253,14 @@ function _M.get_data(self)
     local ok, err = check_session(self)
     if not ok then
         return nil, err
+    end
+
+    if self.compact then
+        local sig, why, data = compact_session(self)
+        if not sig then
+            return nil, why == "no session" and "no session data" or why
+        end
+        return data
     end
 
     local raw

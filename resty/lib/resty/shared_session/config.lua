@@ -4,6 +4,7 @@
 -- cache's dict and ids.
 
 local cookie = require "resty.shared_session.cookie"
+local compact = require "resty.shared_session.compact"
 local decisions = require "resty.shared_session.decisions"
 local redis = require "resty.shared_session.redis"
 local refresh = require "resty.shared_session.refresh"
@@ -455,18 +456,31 @@ local function build(opts)
     if key_layout == nil then
         key_layout = "v1"
     end
-    if key_layout ~= "v1" and key_layout ~= "cluster" then
-        option_error("key_layout", 'must be "v1" or "cluster"')
+    if key_layout ~= "v1" and key_layout ~= "cluster"
+       and key_layout ~= "compact"
+    then
+        option_error("key_layout", 'must be "v1", "cluster" or "compact"')
     end
-    if key_layout == "cluster" and find(key_prefix, "[{}]") then
-        option_error("key_prefix", "must hold no { or } with key_layout"
-                     .. ' "cluster" (the session id is the hash tag)')
+    if key_layout ~= "v1" and find(key_prefix, "[{}]") then
+        option_error("key_prefix", "must hold no { or } with key_layout \""
+                     .. key_layout .. '" (the session id is the hash tag)')
     end
-    if r.cluster and key_layout ~= "cluster" then
-        option_error("redis.cluster", 'needs key_layout = "cluster": the v1'
-                     .. " keys of a session are in three slots")
+    if r.cluster and key_layout == "v1" then
+        option_error("redis.cluster", 'needs key_layout = "cluster" or'
+                     .. ' "compact": the v1 keys of a session are in three'
+                     .. " slots")
     end
-    r.cluster_layout = key_layout == "cluster"
+    if key_layout == "compact" and not compact.has_cjson then
+        option_error("key_layout", '"compact" needs lua-cjson (cjson.safe)')
+    end
+    -- "v1" (PROTOCOL.md section 3), "cluster" (section 14) or "compact"
+    -- (section 15): which keys hold a session.
+    r.key_layout = key_layout
+    -- Section 14's rules for section 13 (the cluster layout's, and the
+    -- compact layout's on a cluster and on one Redis alike, section 15):
+    -- the per-user index is in a slot of its own, so a refresh raises the
+    -- session's member in a second step (section 14.1).
+    r.cluster_layout = key_layout ~= "v1"
     local decision_cache = check_decision_cache_options(opts.decision_cache,
                                                         key_prefix, r)
     local refresh_conf = check_refresh_options(opts.refresh, decision_cache)

@@ -5,7 +5,9 @@
 local ngx = ngx
 local ngx_log = ngx.log
 local ngx_now = ngx.now
+local ngx_null = ngx.null
 local INFO = ngx.INFO
+local WARN = ngx.WARN
 
 local type = type
 local ipairs = ipairs
@@ -16,6 +18,7 @@ local tonumber = tonumber
 local rawget = rawget
 local format = string.format
 local pairs = pairs
+local remove = table.remove
 
 
 -- The same library is `resty.redis` on OpenResty and `nginx.redis` on Debian.
@@ -29,6 +32,12 @@ local function require_either(name, debian_name)
 end
 
 local cluster = require "resty.shared_session.cluster"
+local compact = require "resty.shared_session.compact"
+local log = require "resty.shared_session.log"
+
+local compact_key = compact.key
+local parse_compact = compact.parse
+local sid_hint = log.sid_hint
 
 local redis_lib = require_either("resty.redis", "nginx.redis")
 local redis_load_err = not redis_lib
@@ -47,10 +56,11 @@ local _M = {
 
 
 -- <prefix>:<kind>:<sid>, kind being "data", "signature" or "groups"; in
--- the cluster layout (PROTOCOL.md section 14, `cluster_layout` true)
--- <prefix>:{<sid>}:<kind>, so that a session's keys share one slot.
-local function key(prefix, kind, sid, cluster_layout)
-    if cluster_layout then
+-- the cluster layout (PROTOCOL.md section 14, `layout` "cluster")
+-- <prefix>:{<sid>}:<kind>, so that a session's keys share one slot. (The
+-- compact layout's one key is compact.key.)
+local function key(prefix, kind, sid, layout)
+    if layout == "cluster" then
         return prefix .. ":{" .. sid .. "}:" .. kind
     end
     return prefix .. ":" .. kind .. ":" .. sid
@@ -464,6 +474,82 @@ local function on_primary(r, slot_key, query, ...)
 end
 
 
+-- GET of each key of `keys` (after ASKING when following an ASK), in one
+-- round trip: the list of replies, or nil and an error.
+local function get_all(red, asking, keys)
+    if not asking and #keys == 1 then
+        -- resty.redis: nil and an error when the connection fails, false
+        -- and the message for an error reply (MOVED, ASK, WRONGTYPE...).
+        local res, err = red:get(keys[1])
+        if not res then
+            return nil, err
+        end
+        return { res }
+    end
+    red:init_pipeline()
+    if asking then
+        red:asking()
+    end
+    for i = 1, #keys do
+        red:get(keys[i])
+    end
+    local res, err = red:commit_pipeline()
+    if not res then
+        return nil, err
+    end
+    for i = 1, #res do
+        err = pipeline_error(res[i])
+        if err then
+            return nil, err
+        end
+    end
+    if asking then
+        remove(res, 1)
+    end
+    return res
+end
+
+
+-- The compact layout (PROTOCOL.md section 15): one GET of the session's
+-- key, and of the `extra` keys in the same round trip; the value read as
+-- section 15 says (compact.parse). Returns what membership() returns: 1 or
+-- 0 as SISMEMBER would answer, the signature the value holds (with
+-- `with_signature`; ngx.null when there is no session: absent or
+-- malformed), the extra replies.
+local function compact_membership(r, prefix, sid, group_id, with_signature,
+                                  extra)
+    local k = compact_key(prefix, sid)
+    local keys = { k }
+    local n = extra and #extra or 0
+    for i = 1, n do
+        keys[i + 1] = extra[i]
+    end
+    local replies, err = on_primary(r, k, get_all, keys)
+    if not replies then
+        return nil, err
+    end
+    local extra_replies
+    if extra then
+        extra_replies = {}
+        for i = 1, n do
+            extra_replies[i] = replies[i + 1]
+        end
+    end
+    local value = replies[1]
+    local signature, groups = parse_compact(value)
+    if not signature then
+        if value ~= ngx_null then
+            -- No session to a reader (section 15); a writer deletes it.
+            ngx_log(WARN, "shared_session: malformed session value, treated"
+                    .. " as no session (sid ", sid_hint(sid), ")")
+        end
+        return 0, nil, with_signature and ngx_null or nil, extra_replies
+    end
+    return groups[tostring(group_id)] and 1 or 0, nil,
+           with_signature and signature or nil, extra_replies
+end
+
+
 -- The question of the check: SISMEMBER <groups key> group_id, and with
 -- `with_signature` (stored mode) GET <signature key> in the same round trip.
 -- Returns the SISMEMBER reply, or nil and an error ("redis unavailable: ..."
@@ -472,15 +558,20 @@ end
 -- trip (the not-before mark, a group's generation), their replies returned
 -- fourth, as a list in the same order; not on a cluster, where they are in
 -- other slots (nil is returned: see get_at). On a
--- cluster, a MOVED or ASK is followed once (on_primary).
+-- cluster, a MOVED or ASK is followed once (on_primary). The compact layout
+-- answers the same from one GET (compact_membership).
 function _M.membership(r, prefix, sid, group_id, with_signature, extra)
-    local layout = r.cluster_layout
-    local groups_key = key(prefix, "groups", sid, layout)
-    local signature_key = with_signature and key(prefix, "signature", sid,
-                                                  layout) or nil
     if r.cluster then
         extra = nil
     end
+    local layout = r.key_layout
+    if layout == "compact" then
+        return compact_membership(r, prefix, sid, group_id, with_signature,
+                                  extra)
+    end
+    local groups_key = key(prefix, "groups", sid, layout)
+    local signature_key = with_signature and key(prefix, "signature", sid,
+                                                  layout) or nil
     return on_primary(r, groups_key, ask, groups_key, signature_key, group_id,
                       extra)
 end

@@ -2,7 +2,8 @@
 -- (PROTOCOL.md section 12).
 --
 -- A request that authorize() allows sets the time to live of the session's
--- three keys back to the session's idle timeout (`_idle` in its JSON), never
+-- three keys (its one key on the compact layout, section 15) back to the
+-- session's idle timeout (`_idle` in its JSON), never
 -- past the deadline of its timed id, at most once per `interval` per
 -- session. The refresh runs in a timer (ngx.timer.at) on a pooled
 -- connection of its own, after the request has been answered, so it never
@@ -22,6 +23,7 @@
 
 local redis = require "resty.shared_session.redis"
 local resp = require "resty.shared_session.resp"
+local compact = require "resty.shared_session.compact"
 local session_id = require "resty.shared_session.session_id"
 local log = require "resty.shared_session.log"
 
@@ -45,6 +47,7 @@ local floor = math.floor
 local min = math.min
 
 local key = redis.key
+local compact_key = compact.key
 local connect = redis.connect
 local release = redis.release
 local sid_times = session_id.times
@@ -80,23 +83,32 @@ local FLUSH_DELAY = _M.FLUSH_DELAY
 local QUEUE_MAX = _M.QUEUE_MAX
 
 
--- KEYS: data, signature, groups. ARGV: now (ms, nginx's clock, as for the
--- deadline itself), the deadline (ms; 0: none), the session field that
--- names its user ('' : no per-user index), the key prefix, the session id,
--- and on the cluster layout a sixth, "cluster".
+-- KEYS: data, signature, groups; on the compact layout (PROTOCOL.md
+-- section 15) the session's one key, whose value is the signature, then the
+-- JSON (a malformed value is no session: -2). ARGV: now (ms, nginx's clock,
+-- as for the deadline itself), the deadline (ms; 0: none), the session
+-- field that names its user ('' : no per-user index), the key prefix, the
+-- session id, and on the cluster and compact layouts a sixth, "cluster".
 -- The user's index (PROTOCOL.md section 13.1), when the session is in it,
 -- gets the session's new expiry too, and never expires before it: a session
 -- kept alive here stays findable by revokeUser and setUserGroups. On the
--- cluster layout the index is in another slot (section 14.1): the script
--- answers { idle timeout, the session's time to live, user id } instead, and
--- INDEX_SCRIPT raises the member afterwards. Returns the session's idle
--- timeout in ms once its keys are set to min(idle, deadline - now); -2 when
--- the data key is gone (nothing is re-created: PEXPIRE never creates a key),
+-- cluster and compact layouts the index is in another slot (section 14.1):
+-- the script answers { idle timeout, the session's time to live, user id }
+-- instead, and INDEX_SCRIPT raises the member afterwards. Returns the
+-- session's idle timeout in ms once its keys are set to min(idle, deadline -
+-- now); -2 when the data key is gone (nothing is re-created: PEXPIRE never
+-- creates a key),
 -- -1 when the data holds no usable `_idle` (a v1 writer's session: its
 -- lifetime is its writer's business), 0 when the deadline has come.
 _M.SCRIPT = [=[
 local json = redis.call('GET', KEYS[1])
 if not json then return -2 end
+if #KEYS == 1 then
+  if not string.find(json, '^' .. string.rep('[A-Za-z0-9_-]', 27) .. '{') then
+    return -2
+  end
+  json = string.sub(json, 28)
+end
 local ok, data = pcall(cjson.decode, json)
 local idle = ok and type(data) == 'table' and tonumber(data._idle)
 if not idle or idle <= 0 or idle ~= idle then return -1 end
@@ -107,7 +119,7 @@ if deadline > 0 then
   if left < ttl then ttl = left end
 end
 if ttl <= 0 then return 0 end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 local user = ARGV[3] ~= '' and data[ARGV[3]]
 if type(user) == 'string' and user ~= '' then
   if ARGV[6] == 'cluster' then return { math.floor(idle * 1000), ttl, user } end
@@ -232,24 +244,33 @@ end
 -- 27-50 us of worker CPU a command on Debian's nginx. Returns the
 -- replies (an error reply as { false, message }, as commit_pipeline() gives
 -- it), or nil and the socket's error.
-local function pipeline(red, rf, prefix, layout, list, command, script)
+local function pipeline(red, rf, prefix, r, list, command, script)
     local now = floor(ngx_now() * 1000)
     local field = rf.user_id_field
+    local layout = r.key_layout
+    local is_compact = layout == "compact"
     -- What every command of the batch shares, made once. On the cluster
-    -- layout a 9th argument: the script answers the user id too (section
-    -- 14.1), whose index is refreshed on its own primary.
-    local head = (layout and "*12\r\n" or "*11\r\n") .. bulk(command)
-                 .. bulk(script) .. bulk(3)
+    -- and compact layouts a last argument: the script answers the user id
+    -- too (section 14.1), whose index is refreshed on its own primary.
+    local nkeys = is_compact and 1 or 3
+    local head = "*" .. (8 + nkeys + (r.cluster_layout and 1 or 0))
+                 .. "\r\n" .. bulk(command) .. bulk(script) .. bulk(nkeys)
     local middle = bulk(now)
     local tail = bulk(field) .. bulk(prefix)
-    local last = layout and bulk("cluster") or ""
+    local last = r.cluster_layout and bulk("cluster") or ""
     local out = {}
     for i, item in ipairs(list) do
         local sid = item[1]
-        out[i] = head .. bulk(key(prefix, "data", sid, layout))
-                 .. bulk(key(prefix, "signature", sid, layout))
-                 .. bulk(key(prefix, "groups", sid, layout)) .. middle
-                 .. bulk(item[2]) .. tail .. bulk(sid) .. last
+        local keys
+        if is_compact then
+            keys = bulk(compact_key(prefix, sid))
+        else
+            keys = bulk(key(prefix, "data", sid, layout))
+                   .. bulk(key(prefix, "signature", sid, layout))
+                   .. bulk(key(prefix, "groups", sid, layout))
+        end
+        out[i] = head .. keys .. middle .. bulk(item[2]) .. tail .. bulk(sid)
+                 .. last
     end
     local sock = rawget(red, "_sock")
     local ok, err = sock:send(out)
@@ -272,8 +293,8 @@ end
 -- connection: one EVALSHA each, and once more as EVAL for those the server
 -- answered NOSCRIPT (it had not seen the script). Returns the replies, or
 -- nil and the error.
-local function send(red, rf, prefix, layout, batch)
-    local results, err = pipeline(red, rf, prefix, layout, batch, "EVALSHA",
+local function send(red, rf, prefix, r, batch)
+    local results, err = pipeline(red, rf, prefix, r, batch, "EVALSHA",
                                   sha())
     if not results then
         return nil, err
@@ -287,7 +308,7 @@ local function send(red, rf, prefix, layout, batch)
     end
     if #again > 0 then
         local retried
-        retried, err = pipeline(red, rf, prefix, layout, again, "EVAL",
+        retried, err = pipeline(red, rf, prefix, r, again, "EVAL",
                                 _M.SCRIPT)
         if not retried then
             return nil, err
@@ -324,8 +345,8 @@ end
 -- a batch of sessions: on one Redis, the primary of their slot on a cluster
 -- (a batch there holds one session).
 local function refresh_batch(rf, r, prefix, batch)
-    local layout = r.cluster_layout
-    local red, err = connect(r, key(prefix, "data", batch[1][1], layout))
+    -- (Every key of a session is in its slot: the compact key names it.)
+    local red, err = connect(r, compact_key(prefix, batch[1][1]))
     if not red then
         for _, item in ipairs(batch) do
             failed(rf, item[1], "redis unavailable: " .. tostring(err))
@@ -333,7 +354,7 @@ local function refresh_batch(rf, r, prefix, batch)
         return
     end
     local results
-    results, err = send(red, rf, prefix, layout, batch)
+    results, err = send(red, rf, prefix, r, batch)
     if not results then
         red:close()
         -- Redis answered with an error (not a timeout or a closed connection).
@@ -347,7 +368,8 @@ local function refresh_batch(rf, r, prefix, batch)
     for i, item in ipairs(batch) do
         local res, e = results[i], reply_error(results[i])
         if not e and type(res) == "table" then
-            -- The cluster layout: { idle, ttl, user }; the index next.
+            -- The cluster and compact layouts: { idle, ttl, user }; the
+            -- index next.
             index_session(r, prefix, item[1], res[2], res[3])
             res = res[1]
         end
