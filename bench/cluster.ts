@@ -1,8 +1,8 @@
 // `npm run bench:cluster`: resty.shared_session on Redis Cluster (3 primaries,
 // 3 replicas, cluster layout) next to one Redis (v1 layout): the authorized
-// decision-cache hit, the
-// revocation delay with notices published on any node, and Redis memory per
-// session for each layout next to connect-redis's one key. Writes
+// decision-cache hit, the cost of a miss in each layout (the compact one
+// too), the revocation delay with notices published on any node, and Redis
+// memory per session for each layout next to connect-redis's one key. Writes
 // docs/benchmarks-cluster.md. `-- --quick` for a short run.
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -127,16 +127,33 @@ async function main(): Promise<void> {
     nginxes.push(aMiss);
     const bMiss = await NginxServer.start({ conf: conf(`cluster = { nodes = { ${nodes} } }`, 'cluster', false) });
     nginxes.push(bMiss);
+    // The compact layout (PROTOCOL.md section 15): one GET per miss, on one Redis and on the cluster.
+    const cMiss = await NginxServer.start({ conf: conf(`port = ${single.port}`, 'compact', false) });
+    nginxes.push(cMiss);
+    const dMiss = await NginxServer.start({ conf: conf(`cluster = { nodes = { ${nodes} } }`, 'compact', false) });
+    nginxes.push(dMiss);
     const s1 = await login(one, 'v1');
     const s2 = await login(many, 'cluster');
+    const s3 = await login(one, 'compact');
+    const s4 = await login(many, 'compact');
     await new Promise((r) => setTimeout(r, 1000)); // both subscribers up
-    const rows: Record<string, number[]> = { open: [], single: [], cluster: [], missSingle: [], missCluster: [] };
+    const rows: Record<string, number[]> = {
+      open: [],
+      single: [],
+      cluster: [],
+      missSingle: [],
+      missCluster: [],
+      missCompact: [],
+      missCompactCluster: [],
+    };
     for (let round = 0; round < ROUNDS; round++) {
       rows.open.push(await wrk(a.port, '/open/x', s1.cookie));
       rows.single.push(await wrk(a.port, '/hit/one/x', s1.cookie));
       rows.cluster.push(await wrk(b.port, '/hit/one/x', s2.cookie));
       rows.missSingle.push(await wrk(aMiss.port, '/hit/one/x', s1.cookie));
       rows.missCluster.push(await wrk(bMiss.port, '/hit/one/x', s2.cookie));
+      rows.missCompact.push(await wrk(cMiss.port, '/hit/one/x', s3.cookie));
+      rows.missCompactCluster.push(await wrk(dMiss.port, '/hit/one/x', s4.cookie));
     }
     const missRatios = rows.missSingle.map((s, i) => rows.missCluster[i] / s);
     const ratios = rows.single.map((s, i) => rows.cluster[i] / s);
@@ -166,6 +183,14 @@ async function main(): Promise<void> {
       { signature: signature(sid, SECRET, SALT), ttl: TTL, layout: 'cluster' },
     );
     const memCluster = await memory(one, sessionKeyList(PREFIX, sid, 'cluster'));
+    await writeSession(
+      one,
+      PREFIX,
+      sid,
+      { username: `u-${sid.slice(-8)}@example.com`, groups: ['one'], _permanent: true },
+      { signature: signature(sid, SECRET, SALT), ttl: TTL, layout: 'compact' },
+    );
+    const memCompact = await memory(one, sessionKeyList(PREFIX, sid, 'compact'));
     const memPlain = await memory(one, [`sess:${sid}`]);
     const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
     const p = (xs: number[], q: number) => percentile(xs, q).toFixed(2);
@@ -191,6 +216,8 @@ on ${cpus().length} cores). Absolute figures depend on the machine; compare the 
 | authorized, decision-cache hit, Redis Cluster | ${fmt(median(rows.cluster))} | ${rows.cluster.map(fmt).join(', ')} |
 | authorized, every check a miss (no decision cache), one Redis | ${fmt(median(rows.missSingle))} | ${rows.missSingle.map(fmt).join(', ')} |
 | authorized, every check a miss (no decision cache), Redis Cluster | ${fmt(median(rows.missCluster))} | ${rows.missCluster.map(fmt).join(', ')} |
+| the same, compact layout, one Redis | ${fmt(median(rows.missCompact))} | ${rows.missCompact.map(fmt).join(', ')} |
+| the same, compact layout, Redis Cluster | ${fmt(median(rows.missCompactCluster))} | ${rows.missCompactCluster.map(fmt).join(', ')} |
 
 - **Cluster ÷ one Redis, authorized hit: ${median(ratios).toFixed(2)}** (median of the per-round ratios; target ≥ 0.97):
   a hit asks no Redis, so where the sessions live does not show.
@@ -201,15 +228,20 @@ on ${cpus().length} cores). Absolute figures depend on the machine; compare the 
   ${fmt(median(rows.missSingle))} req/s, the cluster ${fmt(median(rows.missCluster))} req/s, **cluster ÷ one Redis
   ${median(missRatios).toFixed(2)}**; a hit runs at ${(median(rows.single) / median(rows.missSingle)).toFixed(1)} times a
   miss on one Redis.
+- **The compact layout's miss** (PROTOCOL.md section 15: one \`GET\` of the session's one key, the signature and the
+  groups read from its value in Lua): one Redis ${fmt(median(rows.missCompact))} req/s (**${(median(rows.missCompact) / median(rows.missSingle)).toFixed(2)}×
+  the v1 layout's miss**), the cluster ${fmt(median(rows.missCompactCluster))} req/s (${(median(rows.missCompactCluster) / median(rows.missCluster)).toFixed(2)}× the
+  cluster layout's).
 - **Revocation** (${TRIALS} trials each: a session allowed and cached, then destroyed and announced by the writer;
   time from the writer's answer to nginx's first refusal): one Redis p50 ${p(revSingle, 50)} ms, p99 ${p(revSingle, 99)} ms
   (${tail(revSingle)});
   **cluster p50 ${p(revCluster, 50)} ms, p99 ${p(revCluster, 99)} ms** (${tail(revCluster)}; target p99 ≤ 10 ms).
   On the cluster the notice is published on the session's primary, and nginx's subscriber, SUBSCRIBEd on every
   primary, reads it from that primary's connection without waiting for the cluster bus (PROTOCOL.md section 14).
-- **Redis memory per session** (\`MEMORY USAGE\` of every key of one session with one group): v1 layout ${memV1} B,
-  cluster layout ${memCluster} B, connect-redis's one key ${memPlain} B (${(memCluster / memPlain).toFixed(2)}× for the cluster layout;
-  the issue's target of 1.3× needs a one-key layout, not built yet).
+- **Redis memory per session** (\`MEMORY USAGE\` of every key of one session with one group, the same username and
+  group in each): v1 layout ${memV1} B, cluster layout ${memCluster} B, **compact layout ${memCompact} B**, connect-redis's
+  one key ${memPlain} B: **${(memCompact / memPlain).toFixed(2)}× connect-redis for the compact layout** (target ≤ 1.3×),
+  ${(memCluster / memPlain).toFixed(2)}× for the cluster layout.
 `;
     writeFileSync(join(REPO_ROOT, 'docs/benchmarks-cluster.md'), md);
     console.log(md);

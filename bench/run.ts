@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 // The test kit's parts that need no vectors file (it is not beside the compiled bench).
 import { PROTOCOL_DEFAULTS, sessionKeyList } from '../protocol/testkit/layout';
-import { writeSession } from '../protocol/testkit/session';
+import { readSession, writeSession } from '../protocol/testkit/session';
 import { newSessionId, sessionIdOf, signature } from '../protocol/testkit/signer';
 import { cookieSetBy, mustLogin } from '../stack/demo-login';
 import { HttpConnection, request, requestBytes } from '../stack/http-client';
@@ -159,7 +159,11 @@ async function everySessionOnce(port: number, path: string, cookies: string[]): 
 }
 
 /** Bytes Redis takes for one session of each kind (MEMORY USAGE of every key it has). */
-async function memoryPerSession(client: Redis, ourCookie: string, plainCookie: string): Promise<{ ours: number; plain: number }> {
+async function memoryPerSession(
+  client: Redis,
+  ourCookie: string,
+  plainCookie: string,
+): Promise<{ ours: number; compact: number; plain: number }> {
   const usage = async (keys: string[]) => {
     let total = 0;
     for (const key of keys) total += Number((await client.call('MEMORY', 'USAGE', key)) ?? 0);
@@ -168,7 +172,17 @@ async function memoryPerSession(client: Redis, ourCookie: string, plainCookie: s
   const ourSid = sessionIdOf(ourCookie.slice('session='.length), SECRET, PROTOCOL_DEFAULTS.salt);
   const plainSid = decodeURIComponent(plainCookie.slice('connect.sid='.length)).slice(2).split('.')[0];
   if (!ourSid) throw new Error('the demo login gave a cookie the protocol does not accept');
-  return { ours: await usage(sessionKeyList(PROTOCOL_DEFAULTS.keyPrefix, ourSid)), plain: await usage([`plain:${plainSid}`]) };
+  // The same session in the compact layout (PROTOCOL.md section 15): its data and signature as one key.
+  const stored = await readSession(client, PROTOCOL_DEFAULTS.keyPrefix, ourSid);
+  const compactSid = `${ourSid.slice(0, -4)}cmpt`; // as long as the real id: the key's name counts too
+  await writeSession(client, PROTOCOL_DEFAULTS.keyPrefix, compactSid, stored.data as Record<string, unknown>, {
+    signature: stored.signature!,
+    ttl: stored.ttl.data,
+    layout: 'compact',
+  });
+  const compact = await usage(sessionKeyList(PROTOCOL_DEFAULTS.keyPrefix, compactSid, 'compact'));
+  await client.del(sessionKeyList(PROTOCOL_DEFAULTS.keyPrefix, compactSid, 'compact'));
+  return { ours: await usage(sessionKeyList(PROTOCOL_DEFAULTS.keyPrefix, ourSid)), compact, plain: await usage([`plain:${plainSid}`]) };
 }
 
 const median = (xs: number[]) => {
@@ -547,7 +561,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
 - (f) is the demo's guarded route; (g) is what a Nest user would write instead: express-session with
   connect-redis 7 on ioredis and a hand-written guard doing the same group check (\`bench/plain-app.ts\`).
 - Redis memory per session (\`MEMORY USAGE\` of every key of one logged-in session): this module's three
-  keys ${memory.ours} bytes, connect-redis's one key ${memory.plain} bytes (${(memory.ours / memory.plain).toFixed(2)}×).
+  keys (the v1 layout, the demo's) ${memory.ours} bytes (${(memory.ours / memory.plain).toFixed(2)}×), the same session in the
+  compact layout's one key (PROTOCOL.md section 15) **${memory.compact} bytes (${(memory.compact / memory.plain).toFixed(2)}×)**,
+  connect-redis's one key ${memory.plain} bytes.
 
 ![chart](benchmarks.svg)
 
@@ -591,7 +607,7 @@ every request.
 `;
     writeFileSync(join(REPO_ROOT, 'docs', 'benchmarks.md'), doc);
     console.log(
-      `\n${table}\n\n${ratioRows}\n\nmemory per session: ours ${memory.ours} B, connect-redis ${memory.plain} B\nrevocation p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} ms, max ${revocation.max.toFixed(2)} ms; stale allows beyond bound: ${staleBeyondBound}`,
+      `\n${table}\n\n${ratioRows}\n\nmemory per session: ours ${memory.ours} B (compact layout ${memory.compact} B), connect-redis ${memory.plain} B\nrevocation p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} ms, max ${revocation.max.toFixed(2)} ms; stale allows beyond bound: ${staleBeyondBound}`,
     );
     console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
   } finally {

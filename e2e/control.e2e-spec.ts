@@ -1,3 +1,5 @@
+import Redis from 'ioredis';
+import { KeyLayout, PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyList } from '../protocol/testkit';
 import { DemoStack } from '../stack/demo-stack';
 import { mustLogin } from '../stack/demo-login';
 import { HttpResponse, request } from '../stack/http-client';
@@ -9,15 +11,22 @@ import { expectPurgeOfOneGroup } from './admin-purge';
  * user from a group, logs a user out everywhere, sets the not-before mark,
  * purges a group's cache; each is a form POST that returns once nginx has
  * acknowledged it, so the very next request, whichever worker takes it,
- * sees the change, cached resource or not.
+ * sees the change, cached resource or not. On one Redis in the v1 layout
+ * (sections 3 and 13) and in the compact layout (section 15, where section
+ * 13 works one session at a time, as on a cluster: section 14.1).
  */
-describe('the admin page through nginx: control from outside the request', () => {
+describe.each<KeyLayout>(['v1', 'compact'])('the admin page through nginx, sessions in the %s layout: control from outside the request', (layout) => {
   let stack: DemoStack;
+  let client: Redis;
 
   beforeAll(async () => {
-    stack = await DemoStack.start({ env: { ...process.env, NGINX_WORKERS: '2', CACHE_SECONDS: '60' } });
+    stack = await DemoStack.start({ env: { ...process.env, NGINX_WORKERS: '2', CACHE_SECONDS: '60', SESSION_KEY_LAYOUT: layout } });
+    client = new Redis(stack.redis.url);
   }, 60_000);
-  afterAll(() => stack?.stop());
+  afterAll(async () => {
+    client?.disconnect();
+    await stack?.stop();
+  });
 
   const get = (path: string, cookie?: string): Promise<HttpResponse> =>
     request(stack.nginx.port, path, { headers: cookie ? { Cookie: `session=${cookie}` } : {} });
@@ -28,6 +37,20 @@ describe('the admin page through nginx: control from outside the request', () =>
     (await Promise.all(Array.from({ length: n }, () => get(path, cookie)))).map((r) => r.status);
   const all = (status: number, n = 10) => Array(n).fill(status);
   const login = (email: string, password: string) => mustLogin(stack.nginx.port, email, password);
+
+  it(`keeps each session in the ${layout} layout's keys, which a logout deletes`, async () => {
+    const joe = await login('joe@example.com', 'itsjoe');
+    const sid = sessionIdOf(joe, stack.env.SESSION_SECRET!, PROTOCOL_DEFAULTS.salt)!;
+    const prefix = PROTOCOL_DEFAULTS.keyPrefix;
+    // Every key that names the session: the layout's own, and no other.
+    expect((await client.keys(`*${sid}*`)).sort()).toEqual(sessionKeyList(prefix, sid, layout).sort());
+    const stored = await readSession(client, prefix, sid, layout);
+    expect(stored).toMatchObject({ signature: joe.split('.')[1], groups: ['one', 'three'], data: { username: 'joe@example.com' } });
+    expect(await statuses('/app/api/v1/group/one/uncacheable/keys', joe)).toEqual(all(200));
+    expect((await request(stack.nginx.port, '/app/logout', { method: 'POST', headers: { Cookie: `session=${joe}` }, body: '' })).status).toBe(303);
+    expect(await client.keys(`*${sid}*`)).toEqual([]);
+    expect(await statuses('/app/api/v1/group/one/uncacheable/keys', joe)).toEqual(all(403));
+  });
 
   it('is for admins only, and refuses a cross-site form post', async () => {
     const joe = await login('joe@example.com', 'itsjoe');

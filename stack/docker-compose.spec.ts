@@ -80,9 +80,11 @@ describe('docker-compose.yml: the default stack and the cluster profile', () => 
     expect(() => demoConfig({ ...dev, REDIS_URL: 'redis://r:6379', REDIS_CLUSTER_NODES: 'a:1' })).toThrow(
       /REDIS_URL .* or REDIS_CLUSTER_NODES/,
     );
-    expect(() => demoConfig({ ...dev, SESSION_KEY_LAYOUT: 'compact' })).toThrow(/SESSION_KEY_LAYOUT must be v1 or cluster/);
+    expect(() => demoConfig({ ...dev, SESSION_KEY_LAYOUT: 'three-keys' })).toThrow(/SESSION_KEY_LAYOUT must be v1, cluster or compact/);
+    expect(demoConfig({ ...dev, SESSION_KEY_LAYOUT: 'compact' }).session).toMatchObject({ keyLayout: 'compact' });
     expect(demoConfig({ ...dev, SESSION_KEY_LAYOUT: 'cluster' }).session).toMatchObject({ keyLayout: 'cluster', redis: undefined });
     expect(() => dockerNginxConf({ REDIS_CLUSTER_NODES: 'a:1,nowhere' })).toThrow(/not host:port: nowhere/);
-    expect(() => dockerNginxConf({ SESSION_KEY_LAYOUT: 'compact' })).toThrow(/SESSION_KEY_LAYOUT/);
+    expect(() => dockerNginxConf({ SESSION_KEY_LAYOUT: 'three-keys' })).toThrow(/SESSION_KEY_LAYOUT/);
+    expect(dockerNginxConf({ SESSION_KEY_LAYOUT: 'compact' })).toContain('key_layout = "compact"');
   });
 });

@@ -106,7 +106,7 @@ export function sessionValuesFromEnv(
     SESSION_COOKIE_NAME: checked('SESSION_COOKIE_NAME', DEFAULT_COOKIE_NAME, COOKIE_NAME_PATTERN),
     SESSION_KEY_PREFIX: checked('SESSION_KEY_PREFIX', DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN),
     // The app's default: the cluster layout with a Redis Cluster, else v1.
-    SESSION_KEY_LAYOUT: checked('SESSION_KEY_LAYOUT', env.REDIS_CLUSTER_NODES ? 'cluster' : 'v1', /^(v1|cluster)$/),
+    SESSION_KEY_LAYOUT: checked('SESSION_KEY_LAYOUT', env.REDIS_CLUSTER_NODES ? 'cluster' : 'v1', /^(v1|cluster|compact)$/),
     // A number for Lua; configure() checks its range and names the option.
     SESSION_REFRESH_INTERVAL: checked('SESSION_REFRESH_INTERVAL', '60', /^\d{1,6}(\.\d{1,3})?$/),
   };

@@ -61,14 +61,15 @@ function whole(name: string, value: string | undefined, fallback: number): numbe
 /**
  * Where sessions live: REDIS_URL (one Redis), or REDIS_CLUSTER_NODES
  * (`host:port,host:port`: a Redis Cluster), and in which layout
- * (SESSION_KEY_LAYOUT: `v1`, or `cluster`, the default on a cluster:
- * PROTOCOL.md section 14).
+ * (SESSION_KEY_LAYOUT: `v1`; `cluster`, the default on a cluster:
+ * PROTOCOL.md section 14; or `compact`, one key per session: section 15).
  */
 function redisSettings(env: NodeJS.ProcessEnv): Pick<SharedSessionModuleOptions, 'redis' | 'keyLayout'> {
   const nodes = list(env.REDIS_CLUSTER_NODES);
   if (nodes.length > 0 && env.REDIS_URL) throw new Error('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both');
   const layout = env.SESSION_KEY_LAYOUT || (nodes.length > 0 ? 'cluster' : 'v1');
-  if (layout !== 'v1' && layout !== 'cluster') throw new Error(`SESSION_KEY_LAYOUT must be v1 or cluster, not "${layout}"`);
+  if (layout !== 'v1' && layout !== 'cluster' && layout !== 'compact')
+    throw new Error(`SESSION_KEY_LAYOUT must be v1, cluster or compact, not "${layout}"`);
   // The library checks the rest (a cluster with the v1 layout, a prefix with braces), naming its option.
   return { redis: nodes.length > 0 ? { cluster: nodes } : env.REDIS_URL || undefined, keyLayout: layout };
 }
