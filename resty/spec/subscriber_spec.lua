@@ -199,6 +199,24 @@ describe("resty.shared_session.subscriber", function()
       assert.equal("set r", events[at["replace s:" .. SID] + 1])
     end)
 
+    it("on one Redis: a notice may lower the mark in the v1 layout, only raise it in the others",
+       function()
+      local function kept(layout)
+        conf = configure { key_layout = layout }
+        dict = conf.decision_cache.dict
+        local marks = notice("!not-before 5") .. notice("!not-before 0")
+        run { fake_socket.new(SUBSCRIBED .. marks .. PONG) }
+        for _, e in ipairs(events) do
+          if e:find("^set m:") then return dict:get(e:sub(5)) end
+        end
+      end
+      assert.equal(0, kept("v1"))          -- section 13.2: an operator lifted it
+      events = {}
+      assert.equal(5, kept("compact"))     -- sections 14.3 and 15: only forward
+      events = {}
+      assert.equal(5, kept("cluster"))
+    end)
+
     it("drops every decision (a new epoch) for a notice that is not a session id", function()
       local epochs = record_epochs()
       local _, _, logs = run { fake_socket.new(SUBSCRIBED .. notice("not a sid") .. PONG) }

@@ -150,7 +150,9 @@ local function apply_reply(dc, sub, res, r)
     -- unknown kind is ignored, not a reason to drop every decision.
     if is_control_notice(sid) then
         if not r.cluster then
-            apply_control_notice(dc, sid, r)
+            -- The cluster and compact layouts (sections 14.2, 14.3 and 15):
+            -- the mark and generations only rise, on one Redis too.
+            apply_control_notice(dc, sid, r, r.cluster_layout)
         elseif last_copy(sub, sid) then
             apply_control_notice(dc, sid, r, true)
         end
