@@ -69,7 +69,8 @@ export async function readSession(client: Redis, prefix: string, sid: string, la
     const [value, ttl] = (await checkExec(await client.multi().get(key).ttl(key).exec())) as [string | null, number];
     const session = decodeCompact(value);
     // A malformed value is no session to a reader; the raw text is there for a test to look at.
-    if (!session) return { data: value === null ? undefined : value, signature: null, groups: [], ttl: { data: ttl, signature: ttl, groups: ttl } };
+    if (!session)
+      return { data: value === null ? undefined : value, signature: null, groups: [], ttl: { data: ttl, signature: ttl, groups: ttl } };
     return { data: session.data, signature: session.signature, groups: session.groups, ttl: { data: ttl, signature: ttl, groups: ttl } };
   }
   const keys = sessionKeys(prefix, sid, layout);
