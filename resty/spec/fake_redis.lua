@@ -5,6 +5,7 @@
 --   local server = fake_redis.server()
 --   server.strings[key] = value; server.sets[key] = { member = true }
 --   server.errors.sismember = "ERR boom"  -- that command fails
+--   server.errors.get = function(conn) ... end -- fails when this says so
 --   server.replies.sismember = "odd"      -- that command answers this
 --   server.down = "connection refused"    -- connect() fails
 --   package.loaded["resty.redis"] = server.lib   -- before loading the rock
@@ -30,6 +31,10 @@ function _M.server()
     pooled = 0,           -- set_keepalive() calls
     closed = 0,           -- close() calls
     master = nil,         -- what the fake sentinel names: { host =, port = }
+    slots = nil,          -- what CLUSTER SLOTS answers
+    -- The replies a connection's socket delivers; those after wait in the
+    -- connection (as unread bytes would) and receive() times out.
+    replies_sent = math.huge,
   }
 
   local conn = {}
@@ -40,6 +45,9 @@ function _M.server()
       value = server.replies[name]
     end
     local err = server.errors[name]
+    if type(err) == "function" then
+      err = err(self)
+    end
     if self.pipeline then
       self.pipeline[#self.pipeline + 1] = err and { false, err } or value
       return            -- resty.redis queues the command
@@ -54,9 +62,9 @@ function _M.server()
     record(server, "set_timeout", ms)
   end
 
-  function conn.connect(_, host, port, options)
-    record(server, "connect", host .. ":" .. port,
-           options and options.pool or "-")
+  function conn.connect(self, host, port, options)
+    self.address = host .. ":" .. port
+    record(server, "connect", self.address, options and options.pool or "-")
     if server.down then
       return nil, server.down
     end
@@ -127,6 +135,16 @@ function _M.server()
     return reply(self, "eval", 0)
   end
 
+  function conn.asking(self)
+    record(server, "asking")
+    return reply(self, "asking", "OK")
+  end
+
+  function conn.cluster(self, sub)
+    record(server, "cluster", sub)
+    return reply(self, "cluster", server.slots)
+  end
+
   function conn.init_pipeline(self)
     record(server, "init_pipeline")
     self.pipeline = {}
@@ -142,8 +160,12 @@ function _M.server()
     return results
   end
 
-  function conn.set_keepalive(_, timeout, size)
+  -- A connection goes back to the pool only with every reply read: else
+  -- the next request on it would read this one's.
+  function conn.set_keepalive(self, timeout, size)
     record(server, "set_keepalive", timeout, size)
+    assert(self._sock.buffer == "" and self._sock.unread == "",
+           "fake redis: a connection pooled with replies unread")
     server.pooled = server.pooled + 1
     return true
   end
@@ -157,7 +179,8 @@ function _M.server()
   -- The connection's cosocket (`_sock`, as resty.redis keeps it), for the
   -- callers that send RESP themselves (refresh.lua): send() parses the
   -- commands and answers each as the methods above would, receive() reads
-  -- the replies. `server.errors.send` makes send() fail.
+  -- the replies. `server.errors.send` makes send() fail;
+  -- `server.replies_sent` holds back the replies after that many.
   local function encode(value)
     if type(value) == "table" and value[1] == false then
       return "-" .. tostring(value[2]) .. "\r\n"
@@ -171,7 +194,7 @@ function _M.server()
   end
 
   local function new_sock(c)
-    local fake = { buffer = "" }
+    local fake = { buffer = "", unread = "", sent = 0 }
     function fake.send(_, data)
       record(server, "send")
       if server.errors.send then
@@ -199,22 +222,28 @@ function _M.server()
         elseif value == nil and err then
           value = { false, err }
         end
-        fake.buffer = fake.buffer .. encode(value)
+        fake.sent = fake.sent + 1
+        if fake.sent > server.replies_sent then
+          fake.unread = fake.unread .. encode(value)
+        else
+          fake.buffer = fake.buffer .. encode(value)
+        end
       end
       return #data
     end
     function fake.receive(_, pattern)
       local buffer = fake.buffer
+      local empty = fake.unread ~= "" and "timeout" or "closed"
       if pattern == nil or pattern == "*l" then
         local at = buffer:find("\r\n", 1, true)
         if not at then
-          return nil, "closed"
+          return nil, empty
         end
         fake.buffer = buffer:sub(at + 2)
         return buffer:sub(1, at - 1)
       end
       if #buffer < pattern then
-        return nil, "closed"
+        return nil, empty
       end
       fake.buffer = buffer:sub(pattern + 1)
       return buffer:sub(1, pattern)

@@ -66,9 +66,9 @@ describe("resty.shared_session.redis", function()
       assert.same({ 0 }, { redis.membership(r, "p", SID, "g2") })
       assert.same({
         "set_timeout 200", "connect 127.0.0.1:6379 shared_session:127.0.0.1:6379:0",
-        "set_timeout 500", "sismember p:groups:" .. SID .. " g1",
+        "set_timeout 500", "send", "sismember p:groups:" .. SID .. " g1",
         "set_keepalive 60000 64",
-      }, { unpack(server.calls, 1, 5) })
+      }, { unpack(server.calls, 1, 6) })
       assert.equal(2, server.pooled)
       assert.equal(0, server.closed)
     end)
@@ -76,9 +76,9 @@ describe("resty.shared_session.redis", function()
     it("also GETs the stored signature, in the same round trip (stored mode)", function()
       assert.same({ 1, nil, "sig" }, { redis.membership(r, "p", SID, "g1", true) })
       assert.same({
-        "init_pipeline", "get p:signature:" .. SID, "sismember p:groups:" .. SID .. " g1",
-        "commit_pipeline", "set_keepalive 60000 64",
-      }, { unpack(server.calls, 4, 8) })
+        "send", "get p:signature:" .. SID, "sismember p:groups:" .. SID .. " g1",
+        "set_keepalive 60000 64",
+      }, { unpack(server.calls, 4, 7) })
       server.strings["p:signature:" .. SID] = nil
       assert.same({ 0, nil, stub.null }, { redis.membership(r, "p", SID, "g2", true) })
     end)
@@ -88,9 +88,9 @@ describe("resty.shared_session.redis", function()
       assert.same({ 1, nil, nil, { "5", stub.null } },
                   { redis.membership(r, "p", SID, "g1", false, { "p:not-before", "p:other" }) })
       assert.same({
-        "init_pipeline", "sismember p:groups:" .. SID .. " g1", "get p:not-before", "get p:other",
-        "commit_pipeline", "set_keepalive 60000 64",
-      }, { unpack(server.calls, 4, 9) })
+        "send", "sismember p:groups:" .. SID .. " g1", "get p:not-before", "get p:other",
+        "set_keepalive 60000 64",
+      }, { unpack(server.calls, 4, 8) })
       assert.same({ 0, nil, "sig", { "5" } },
                   { redis.membership(r, "p", SID, "g2", true, { "p:not-before" }) })
     end)
@@ -129,11 +129,32 @@ describe("resty.shared_session.redis", function()
       server.errors = { get = "WRONGTYPE" }
       assert.same({ nil, "redis error: WRONGTYPE" },
                   { redis.membership(r, "p", SID, "g1", true) })
-      server.errors = { commit_pipeline = "timeout" }
+      server.errors = { send = "timeout" }
       assert.same({ nil, "redis error: timeout" },
                   { redis.membership(r, "p", SID, "g1", true) })
       assert.equal(4, server.closed)
       assert.equal(0, server.pooled)
+    end)
+
+    it("sends the commands as bulk strings, whatever bytes the group id holds", function()
+      server.sets["p:groups:" .. SID] = { ["g 1\r\nFLUSHALL"] = true }
+      assert.same({ 1 }, { redis.membership(r, "p", SID, "g 1\r\nFLUSHALL") })
+      assert.equal("sismember p:groups:" .. SID .. " g 1\r\nFLUSHALL", server.calls[5])
+      assert.equal(1, server.pooled)
+    end)
+
+    it("closes, never pools, a connection whose replies were not all read", function()
+      -- The first reply comes, the second does not (a timeout): the
+      -- connection still owes a reply, which must reach no later request.
+      server.replies_sent = 1
+      assert.same({ nil, "redis error: timeout" },
+                  { redis.membership(r, "p", SID, "g1", true) })
+      server.replies_sent = 0
+      assert.same({ nil, "redis error: timeout" }, { redis.membership(r, "p", SID, "g1") })
+      assert.same({ 2, 0 }, { server.closed, server.pooled })
+      server.replies_sent = math.huge
+      assert.same({ 0, nil, "sig" }, { redis.membership(r, "p", SID, "g2", true) })
+      assert.same({ 2, 1 }, { server.closed, server.pooled })
     end)
 
     it("is nil and an error without a redis library", function()
@@ -147,6 +168,80 @@ describe("resty.shared_session.redis", function()
       assert.same({ nil, "redis unavailable: no redis client library (resty.redis"
                          .. " or nginx.redis)" },
                   { without.membership(r, "p", SID, "g1") })
+    end)
+  end)
+
+  describe("on a cluster", function()
+    local r
+    local NODE, OTHER = "127.0.0.1:7000", "127.0.0.1:7001"
+    local NODES = { nodes = { { host = "127.0.0.1", port = 7000 } } }
+    local WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+    -- `message` (a MOVED or ASK naming OTHER) from NODE, the reply from OTHER.
+    local function redirect(message)
+      return function(conn)
+        if conn.address == NODE then
+          return message
+        end
+      end
+    end
+
+    before_each(function()
+      server.slots = { { 0, 16383, { "127.0.0.1", 7000 } } }
+      server.sets["p:{" .. SID .. "}:groups"] = { g1 = true }
+      server.strings["p:{" .. SID .. "}:signature"] = "sig"
+      server.strings["p:{" .. SID .. "}"] = ("A"):rep(27) .. '{"groups":["g1"]}'
+      server.strings.k = "v"
+      r = assert(config.new { key_layout = "cluster", redis = { cluster = NODES } }).redis
+    end)
+
+    it("follows an ASK: ASKING then the same commands on the node it names", function()
+      server.errors.sismember = redirect("ASK 866 " .. OTHER)
+      assert.same({ 1, nil, "sig" }, { redis.membership(r, "p", SID, "g1", true) })
+      local calls = {}
+      for _, call in ipairs(server.calls) do
+        if not call:find("^set_timeout") then
+          calls[#calls + 1] = call
+        end
+      end
+      assert.same({
+        "connect " .. NODE .. " shared_session:127.0.0.1:7000:0", "cluster slots",
+        "set_keepalive 60000 64",
+        "connect " .. NODE .. " shared_session:127.0.0.1:7000:0",
+        "send", "get p:{" .. SID .. "}:signature", "sismember p:{" .. SID .. "}:groups g1",
+        "set_keepalive 60000 64",
+        "connect " .. OTHER .. " shared_session:127.0.0.1:7001:0",
+        "send", "asking", "get p:{" .. SID .. "}:signature",
+        "sismember p:{" .. SID .. "}:groups g1",
+        "set_keepalive 60000 64",
+      }, calls)
+      assert.same({ 0, 3 }, { server.closed, server.pooled })
+    end)
+
+    it("follows a MOVED, and an ASK for the compact layout's GETs and get_at", function()
+      server.errors.sismember = redirect("MOVED 866 " .. OTHER)
+      assert.same({ 0 }, { redis.membership(r, "p", SID, "g2") })
+      server.errors = { get = redirect("ASK 866 " .. OTHER) }
+      assert.same({ "v" }, { redis.get_at(r, "k") })
+      local compact = assert(config.new {
+        key_layout = "compact", redis = { cluster = NODES },
+      }).redis
+      assert.same({ 1, nil, ("A"):rep(27) }, { redis.membership(compact, "p", SID, "g1", true) })
+      assert.equal("asking", server.calls[#server.calls - 2])
+      assert.same({ 0, 8 }, { server.closed, server.pooled })
+    end)
+
+    it("is nil and 'redis error: ...' on any other error reply, or a second redirection", function()
+      server.errors.sismember = WRONGTYPE
+      assert.same({ nil, "redis error: " .. WRONGTYPE },
+                  { redis.membership(r, "p", SID, "g1", true) })
+      server.errors.sismember = "ASK 866 " .. OTHER
+      assert.same({ nil, "redis error: ASK 866 " .. OTHER },
+                  { redis.membership(r, "p", SID, "g1") })
+      server.errors = { get = "NOAUTH Authentication required." }
+      assert.same({ nil, "redis error: NOAUTH Authentication required." },
+                  { redis.get_at(r, "k") })
+      assert.equal(3, server.closed)
     end)
   end)
 

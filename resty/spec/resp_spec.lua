@@ -108,4 +108,20 @@ describe("resty.shared_session.resp", function()
       assert.same({ nil, "closed" }, { resp.call(fake_socket.new(""), "PING") })
     end)
   end)
+
+  describe("pipeline", function()
+    it("sends the commands in one write, reads their replies (errors: { false, message })",
+       function()
+      local sock = fake_socket.new(":1\r\n-ERR no\r\n$-1\r\n")
+      assert.same({ 1, { false, "ERR no" }, stub.null }, resp.pipeline(sock, "x", 3))
+      assert.same({ "x" }, sock.sent)
+    end)
+
+    it("returns nil and the socket's error when it cannot send or read every reply", function()
+      assert.same({ nil, "closed" }, { resp.pipeline(fake_socket.new(":1\r\n"), "x", 2) })
+      local sock = fake_socket.new(":1\r\n")
+      sock.send_err = "broken pipe"
+      assert.same({ nil, "broken pipe" }, { resp.pipeline(sock, "x", 1) })
+    end)
+  end)
 end)

@@ -132,8 +132,8 @@ describe("resty.shared_session", function()
         stub.var.http_cookie = "session=" .. COOKIE
         assert.same({ 200 }, { shared_session.authorize("g1") })
         assert.equal(1, sismembers())
-        assert.same({ "init_pipeline", "sismember p:groups:" .. SID .. " g1", "get p:not-before",
-                      "commit_pipeline" }, { unpack(server.calls, 4, 7) })
+        assert.same({ "send", "sismember p:groups:" .. SID .. " g1", "get p:not-before",
+                      "set_keepalive 60000 64" }, { unpack(server.calls, 4, 7) })
       end)
 
       it("is 401 without a cookie, 403 for a malformed or forged one, without Redis", function()
@@ -198,9 +198,9 @@ describe("resty.shared_session", function()
 
       it("is 200 when the stored signature matches, in one round trip", function()
         assert.equal(200, shared_session.authorize("g1"))
-        assert.same({ "init_pipeline", "get p:signature:" .. SID,
+        assert.same({ "send", "get p:signature:" .. SID,
                       "sismember p:groups:" .. SID .. " g1", "get p:not-before",
-                      "commit_pipeline" },
+                      "set_keepalive 60000 64" },
                     { unpack(server.calls, 4, 8) })
       end)
 
@@ -225,7 +225,7 @@ describe("resty.shared_session", function()
       it("is 200 for a member, 403 otherwise, after one GET with not-before's", function()
         configure { secret = V.secret, salt = V.salt, key_layout = "compact" }
         assert.same({ 200 }, { shared_session.authorize("g1") })
-        assert.same({ "init_pipeline", "get " .. KEY, "get p:not-before", "commit_pipeline" },
+        assert.same({ "send", "get " .. KEY, "get p:not-before", "set_keepalive 60000 64" },
                     { unpack(server.calls, 4, 7) })
         refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)", "g2")
         assert.equal(0, sismembers())

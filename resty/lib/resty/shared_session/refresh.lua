@@ -53,7 +53,7 @@ local release = redis.release
 local sid_times = session_id.times
 local sid_hint = log.sid_hint
 local bulk = resp.bulk
-local resp_read = resp.read
+local resp_pipeline = resp.pipeline
 
 
 local _M = {
@@ -272,20 +272,7 @@ local function pipeline(red, rf, prefix, r, list, command, script)
         out[i] = head .. keys .. middle .. bulk(item[2]) .. tail .. bulk(sid)
                  .. last
     end
-    local sock = rawget(red, "_sock")
-    local ok, err = sock:send(out)
-    if not ok then
-        return nil, err
-    end
-    local results = {}
-    for i = 1, #list do
-        local res, message = resp_read(sock)
-        if res == nil then
-            return nil, message
-        end
-        results[i] = res == false and { false, message } or res
-    end
-    return results
+    return resp_pipeline(rawget(red, "_sock"), out, #list)
 end
 
 

@@ -90,6 +90,29 @@ end
 _M.read = read
 
 
+-- Sends `commands` (the bytes of n commands: a string, or a table of
+-- strings as send() takes them) on `sock` in one write, then reads their n
+-- replies in order. The list of replies (an error reply as { false,
+-- message }, as resty.redis's commit_pipeline() gives it), or nil and the
+-- socket's error: replies may then be left unread, so the connection must
+-- be closed, never pooled.
+function _M.pipeline(sock, commands, n)
+    local ok, err = sock:send(commands)
+    if not ok then
+        return nil, err
+    end
+    local results = {}
+    for i = 1, n do
+        local res, message = read(sock)
+        if res == nil then
+            return nil, message
+        end
+        results[i] = res == false and { false, message } or res
+    end
+    return results
+end
+
+
 -- Sends one command and reads its reply (only before the subscription): the
 -- reply, or nil and an error (an error reply's message, or the socket's).
 function _M.call(sock, ...)
