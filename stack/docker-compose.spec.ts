@@ -34,6 +34,12 @@ describe('docker-compose.yml: the default stack and the cluster profile', () => 
     expect(conf).toContain('resolver 127.0.0.11 ipv6=off valid=10s;');
   });
 
+  it('puts the default stack in the compact layout at both doors when SESSION_KEY_LAYOUT says so', () => {
+    const compact = composeServices({ SESSION_SECRET: SECRET, SESSION_KEY_LAYOUT: 'compact' });
+    expect(demoConfig(composeEnvironment(compact.demo)).session.keyLayout).toBe('compact');
+    expect(dockerNginxConf(composeEnvironment(compact['nginx-conf']))).toContain('key_layout = "compact"');
+  });
+
   it('runs six Redis 7 nodes with cluster mode on, and makes them one cluster of three primaries with a replica each', () => {
     expect(nodes).toHaveLength(6);
     for (const [, node] of nodes) {
