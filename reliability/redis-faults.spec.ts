@@ -8,10 +8,12 @@
  *    recover at once on SIGCONT.
  * The test Redis persists nothing: after a restart it is empty, so the
  * sessions the load uses are written back (DUMP/RESTORE) right after it is up.
+ * Sessions in the v1 layout (three keys each) and in the compact one (one key,
+ * PROTOCOL.md section 15).
  */
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
-import { cookieValue, PROTOCOL_DEFAULTS, sessionIdOf, sessionKeyList, userIndexKey } from '../protocol/testkit';
+import { cookieValue, KeyLayout, PROTOCOL_DEFAULTS, sessionIdOf, sessionKeyList, userIndexKey } from '../protocol/testkit';
 import { login, loginRequest, mustLogin } from '../stack/demo-login';
 import type { DemoStack } from '../stack/demo-stack';
 import { HttpConnection, HttpResponse, requestBytes, statusCounts } from '../stack/http-client';
@@ -36,7 +38,7 @@ interface Sample extends HttpResponse {
 
 const countMatches = (text: string, re: RegExp) => (text.match(re) ?? []).length;
 
-describe('Redis faults under load', () => {
+describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions in the %s layout', (layout) => {
   let stack: DemoStack;
   let joe: string; // member of "one"
   let sam: string; // not a member of "one"
@@ -48,7 +50,7 @@ describe('Redis faults under load', () => {
     try {
       const out: [string, number, Buffer][] = [];
       for (const cookie of cookies) {
-        for (const key of sessionKeyList(PREFIX, sessionIdOf(cookie, SECRET, SALT)!)) {
+        for (const key of sessionKeyList(PREFIX, sessionIdOf(cookie, SECRET, SALT)!, layout)) {
           const dump = await admin.dumpBuffer(key);
           if (dump) out.push([key, await admin.pttl(key), dump]);
         }
@@ -74,7 +76,7 @@ describe('Redis faults under load', () => {
   const samLogin = () => loginRequest('sam@example.com', 'itssam');
 
   beforeAll(async () => {
-    stack = await startDemoStack();
+    stack = await startDemoStack({ layout });
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');
     // Fill nginx's cache, so that nginx's own answers (not the app's) are what the load sees.
@@ -96,7 +98,7 @@ describe('Redis faults under load', () => {
 
   it('Redis stopped for ~2 s under load: 503s, never a 200 for a non-member, never a 500; one log line; recovery within 2 s', async () => {
     const keys = await snapshot([joe, sam]);
-    expect(keys.length).toBe(6); // data, signature and groups of each
+    expect(keys.length).toBe(layout === 'compact' ? 2 : 6); // data, signature and groups of each; or its one key
     const workersBefore = nginxWorkers(stack.nginx.pid!);
     const logStart = stack.appLog.length;
 
@@ -303,7 +305,7 @@ describe('Redis faults under load', () => {
     expect(logins.map((r) => r.headers['set-cookie'] ?? [])).toEqual(logins.map(() => []));
     const admin = new Redis(stack.redis.url);
     // The login after recovery wrote sam's session and (PROTOCOL.md section 13.1) sam's index.
-    const newKeys = [...sessionKeyList(PREFIX, sessionIdOf(loggedIn, SECRET, SALT)!), userIndexKey(PREFIX, 'sam@example.com')];
+    const newKeys = [...sessionKeyList(PREFIX, sessionIdOf(loggedIn, SECRET, SALT)!, layout), userIndexKey(PREFIX, 'sam@example.com')];
     const keysAfter = (await admin.keys('*')).filter((k) => !newKeys.includes(k)).sort();
     admin.disconnect();
     expect(keysAfter).toEqual(keysBefore);
