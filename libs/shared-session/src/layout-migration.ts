@@ -107,8 +107,62 @@ return {data, redis.call('GET', KEYS[2]), redis.call('SMEMBERS', KEYS[3]),
  * The digest: SHA-1 of the SHA-1s of data and signature and the sorted SHA-1s
  * of the groups (hex digests sort alike in any collation).
  */
+/**
+ * What every target script does once its layout has defined, over KEYS:
+ * digest() (of what the target holds), write() (the source's session),
+ * remove() (the session's keys) and extend() (each key's time to live raised
+ * to the source's, never lowered, never a key re-created; true when one was
+ * raised; nothing written when dry).
+ */
+const TARGET_DISPATCH = `
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if mode == 'create' then
+  if exists then return {'exists', digest()} end
+  if not dry then write() end
+  return {'copied'}
+end
+if not exists then return {'gone'} end
+local held = digest()
+if mode == 'delete' then
+  -- Ended on the source since it was copied: the copy ends too, even when a switched app wrote it since
+  -- (a logout is never undone; an end cannot be told from an expiry, and this is the safe side).
+  if not dry then remove(); redis.call('PUBLISH', channel, sid) end
+  return {'deleted', held}
+end
+if held ~= expected then return {'changed', held} end
+if mode == 'replace' then
+  if not dry then write(); redis.call('PUBLISH', channel, sid) end
+  return {'updated'}
+end
+return {extend() and 'extended' or 'unchanged'}`;
+
+/** Lua: raises key's time to live to `want` ms when it is more than a second longer (a second is the copy's own delay, not a use). */
+const RAISE_LUA = `
+local function raise(key, want)
+  local now = redis.call('PTTL', key)
+  if now > 0 and want > now + 1000 then
+    if not dry then redis.call('PEXPIRE', key, want) end
+    return true
+  end
+  return false
+end`;
+
+/**
+ * One session on the target, in its slot, atomically. KEYS: the three
+ * cluster-layout keys. ARGV: mode, expected digest, dry ('1' or ''), channel,
+ * sid, data, signature, the three PTTLs, then the groups.
+ *  - create: only when the target holds no session under this id;
+ *  - replace / delete / extend: only while the target holds exactly the
+ *    digest the migration copied (`changed` otherwise, `gone` when absent);
+ *    replace and delete publish the id (section 7), so nginx forgets what it
+ *    decided on the copy.
+ * With dry, answers what it would do and writes nothing.
+ * The digest: SHA-1 of the SHA-1s of data and signature and the sorted SHA-1s
+ * of the groups (hex digests sort alike in any collation).
+ */
 const TARGET_APPLY = `
 local mode, expected, dry, channel, sid = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
+${RAISE_LUA}
 local function digest()
   local members = redis.call('SMEMBERS', KEYS[3])
   local hashed = {}
@@ -133,36 +187,17 @@ local function write()
     expire(KEYS[3], tonumber(ARGV[10]))
   end
 end
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-if mode == 'create' then
-  if exists then return {'exists', digest()} end
-  if not dry then write() end
-  return {'copied'}
+local function remove()
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 end
-if not exists then return {'gone'} end
-local held = digest()
-if mode == 'delete' then
-  -- Ended on the source since it was copied: the copy ends too, even when a switched app wrote it since
-  -- (a logout is never undone; an end cannot be told from an expiry, and this is the safe side).
-  if not dry then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]); redis.call('PUBLISH', channel, sid) end
-  return {'deleted', held}
-end
-if held ~= expected then return {'changed', held} end
-if mode == 'replace' then
-  if not dry then write(); redis.call('PUBLISH', channel, sid) end
-  return {'updated'}
-end
--- extend: raise each key's time to live to the source's, never lower it, never re-create a key
--- (a second's difference is the copy's own delay, not a use)
-local raised = false
-for i = 1, 3 do
-  local want, now = tonumber(ARGV[7 + i]), redis.call('PTTL', KEYS[i])
-  if now > 0 and want > now + 1000 then
-    raised = true
-    if not dry then redis.call('PEXPIRE', KEYS[i], want) end
+local function extend()
+  local raised = false
+  for i = 1, 3 do
+    if raise(KEYS[i], tonumber(ARGV[7 + i])) then raised = true end
   end
+  return raised
 end
-return {raised and 'extended' or 'unchanged'}`;
+${TARGET_DISPATCH}`;
 
 /**
  * TARGET_APPLY on the compact layout (section 15): the same modes, answers
@@ -174,6 +209,7 @@ return {raised and 'extended' or 'unchanged'}`;
 const TARGET_APPLY_COMPACT = `
 ${COMPACT_LUA}
 local mode, expected, dry, channel, sid = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
+${RAISE_LUA}
 local function digest()
   local value = redis.call('GET', KEYS[1])
   local session, hashed = compact_session(value), {}
@@ -187,29 +223,13 @@ local function write()
   redis.call('SET', KEYS[1], ARGV[6])
   if tonumber(ARGV[7]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
 end
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-if mode == 'create' then
-  if exists then return {'exists', digest()} end
-  if not dry then write() end
-  return {'copied'}
+local function remove()
+  redis.call('DEL', KEYS[1])
 end
-if not exists then return {'gone'} end
-local held = digest()
-if mode == 'delete' then
-  if not dry then redis.call('DEL', KEYS[1]); redis.call('PUBLISH', channel, sid) end
-  return {'deleted', held}
+local function extend()
+  return raise(KEYS[1], tonumber(ARGV[7]))
 end
-if held ~= expected then return {'changed', held} end
-if mode == 'replace' then
-  if not dry then write(); redis.call('PUBLISH', channel, sid) end
-  return {'updated'}
-end
-local want, now = tonumber(ARGV[7]), redis.call('PTTL', KEYS[1])
-if now > 0 and want > now + 1000 then
-  if not dry then redis.call('PEXPIRE', KEYS[1], want) end
-  return {'extended'}
-end
-return {'unchanged'}`;
+${TARGET_DISPATCH}`;
 
 /** The digest TARGET_APPLY computes, of what the source holds. */
 export function sessionDigest(data: string, signature: string | null, groups: string[]): string {
