@@ -9,7 +9,6 @@ local ngx_null = ngx.null
 local INFO = ngx.INFO
 local WARN = ngx.WARN
 
-local type = type
 local ipairs = ipairs
 local pcall = pcall
 local require = require
@@ -41,6 +40,7 @@ local parse_compact = compact.parse
 local sid_hint = log.sid_hint
 local bulk = resp.bulk
 local resp_pipeline = resp.pipeline
+local reply_error = resp.reply_error
 
 local redis_lib = require_either("resty.redis", "nginx.redis")
 local redis_load_err = not redis_lib
@@ -392,14 +392,6 @@ local function follow(r, red, err)
 end
 
 
--- resp.pipeline() gives a command's error reply as { false, message }.
-local function pipeline_error(res)
-    if type(res) == "table" and res[1] == false then
-        return tostring(res[2])
-    end
-end
-
-
 -- The commands of the checks, made here of resp.lua's bulk strings and sent
 -- on red's socket: resty.redis builds each in Lua, measured at 27-50 us of
 -- worker CPU a command on Debian's nginx (as refresh.lua's pipeline).
@@ -417,7 +409,7 @@ local function run(red, commands, n)
         return nil, err
     end
     for i = 1, n do
-        err = pipeline_error(res[i])
+        err = reply_error(res[i])
         if err then
             return nil, err
         end

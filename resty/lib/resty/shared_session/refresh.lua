@@ -54,6 +54,7 @@ local sid_times = session_id.times
 local sid_hint = log.sid_hint
 local bulk = resp.bulk
 local resp_pipeline = resp.pipeline
+local reply_error = resp.reply_error
 
 
 local _M = {
@@ -226,14 +227,6 @@ local function answered(rf, sid, res, err)
                 " writer (sid ", sid_hint(sid), ")")
     end
     mark(rf, sid, rf.interval)
-end
-
-
--- commit_pipeline() gives a command's error reply as { false, message }.
-local function reply_error(res)
-    if type(res) == "table" and res[1] == false then
-        return tostring(res[2])
-    end
 end
 
 

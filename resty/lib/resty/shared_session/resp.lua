@@ -1,11 +1,13 @@
 -- resty.shared_session.resp: the little of RESP (the Redis protocol) that
--- the revocation subscriber speaks on its bare cosocket. resty.redis cannot
--- send a PING while another light thread waits for a reply, so the subscriber
--- does not use it.
+-- the revocation subscriber speaks on its bare cosocket (resty.redis cannot
+-- send a PING while another light thread waits for a reply), and that the
+-- refresh and the decision-cache miss send on a pooled connection's socket
+-- (cheaper than resty.redis building each command).
 
 local ngx = ngx
 local ngx_null = ngx.null
 
+local type = type
 local tostring = tostring
 local tonumber = tonumber
 local sub = string.sub
@@ -110,6 +112,15 @@ function _M.pipeline(sock, commands, n)
         results[i] = res == false and { false, message } or res
     end
     return results
+end
+
+
+-- The message of an error reply as pipeline() gives it ({ false, message }),
+-- or nil for any other reply.
+function _M.reply_error(res)
+    if type(res) == "table" and res[1] == false then
+        return tostring(res[2])
+    end
 end
 
 
