@@ -137,3 +137,30 @@ async function checkExec(res: ExecReply): Promise<unknown[]> {
   if (failed) throw failed[0];
   return res.map(([, value]) => value);
 }
+
+/**
+ * Every notice published on `<prefix>:invalidate` (section 7) while `run`
+ * runs, in order: heard on a connection of its own (a duplicate of
+ * `client`'s), until a marker that `client` publishes after `run` arrives.
+ */
+export async function noticesDuring(client: RedisClient, prefix: string, run: () => Promise<unknown>): Promise<string[]> {
+  const MARK = 'end-of-test';
+  const subscriber = client.duplicate();
+  const heard: string[] = [];
+  let marked!: () => void;
+  const end = new Promise<void>((resolve) => (marked = resolve));
+  subscriber.on('message', (_channel: string, message: string) => (message === MARK ? marked() : heard.push(message)));
+  await subscriber.subscribe(invalidationChannel(prefix));
+  try {
+    await run();
+    await client.publish(invalidationChannel(prefix), MARK);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      end,
+      new Promise((_resolve, reject) => (timer = setTimeout(() => reject(new Error('the notices never ended')), 5_000))),
+    ]).finally(() => clearTimeout(timer));
+  } finally {
+    subscriber.disconnect();
+  }
+  return heard;
+}

@@ -6,7 +6,7 @@ import {
   compactKey,
   decodeCompact,
   encodeCompact,
-  invalidationChannel,
+  noticesDuring,
   loadCompactCases,
   newTimedSessionId,
   readSession,
@@ -77,20 +77,7 @@ describe('FlaskRedisSessionStore with keyLayout compact (PROTOCOL.md section 15)
   const save = (s: SessionData, sid = SID) => call((cb) => store.set(sid, s, cb));
 
   /** Everything published on the invalidation channel while `run` runs. */
-  async function notices(run: () => Promise<unknown>): Promise<string[]> {
-    const subscriber = new Redis(server.url);
-    const heard: string[] = [];
-    subscriber.on('message', (_c, m: string) => heard.push(m));
-    await subscriber.subscribe(invalidationChannel(PREFIX));
-    try {
-      await run();
-      await admin.publish(invalidationChannel(PREFIX), 'end-of-test');
-      await waitFor('notices', async () => heard.includes('end-of-test'));
-    } finally {
-      subscriber.disconnect();
-    }
-    return heard.filter((m) => m !== 'end-of-test');
-  }
+  const notices = (run: () => Promise<unknown>) => noticesDuring(admin, PREFIX, run);
 
   it("writes one string key, the test kit's encodeCompact(signature, JSON), with the ttl; the test kit reads it", async () => {
     const heard = await notices(() => save(session({ username: 'joe@example.com', groups: ['one', 'three'], theme: 'dark' })));

@@ -10,6 +10,7 @@ import {
   groupGenerationKey,
   KeyLayout,
   invalidationChannel,
+  noticesDuring,
   loadControlCases,
   newTimedSessionId,
   notBeforeKey,
@@ -100,20 +101,7 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
   }
 
   /** Everything published on the invalidation channel while `run` runs. */
-  async function notices(run: () => Promise<unknown>): Promise<string[]> {
-    const subscriber = new Redis(server.url);
-    const heard: string[] = [];
-    subscriber.on('message', (_c, m: string) => heard.push(m));
-    await subscriber.subscribe(invalidationChannel(PREFIX));
-    try {
-      await run();
-      await admin.publish(invalidationChannel(PREFIX), 'end-of-test');
-      await waitFor('notices', async () => heard.includes('end-of-test'));
-    } finally {
-      subscriber.disconnect();
-    }
-    return heard.filter((m) => m !== 'end-of-test');
-  }
+  const notices = (run: () => Promise<unknown>) => noticesDuring(admin, PREFIX, run);
 
   describe('the per-user index (13.1)', () => {
     it('holds each live session with its expiry, in the same script as its keys, and expires with the last', async () => {

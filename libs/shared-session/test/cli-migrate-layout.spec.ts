@@ -37,6 +37,15 @@ const PREFIX = 'mig';
 const SECRET = 'a-secret-of-at-least-32-bytes!!!';
 const USER = 'joe@example.com';
 
+/** A login of USER in `groups`, written by `store` as the app writes it; its session id. */
+async function loginOn(store: FlaskRedisSessionStore, groups: string[]): Promise<string> {
+  const sid = newTimedSessionId(Date.now());
+  await new Promise<void>((ok, fail) =>
+    store.set(sid, { cookie: { originalMaxAge: 1000 }, username: USER, groups } as never, (err) => (err ? fail(err) : ok())),
+  );
+  return sid;
+}
+
 describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout) without logging anyone out', () => {
   let source: RedisServer;
   let cluster: RedisClusterStack;
@@ -52,13 +61,7 @@ describe('migrate-layout: one Redis (v1 layout) to Redis Cluster (cluster layout
   const cookie = (sid: string) => `session=${signer.sign(sid)}`;
 
   /** A login on the source, as the app writes it (v1 layout). */
-  async function login(groups: string[]): Promise<string> {
-    const sid = newTimedSessionId(Date.now());
-    await new Promise<void>((ok, fail) =>
-      store.set(sid, { cookie: { originalMaxAge: 1000 }, username: USER, groups } as never, (err) => (err ? fail(err) : ok())),
-    );
-    return sid;
-  }
+  const login = (groups: string[]) => loginOn(store, groups);
 
   /** What the JSON summary counted. */
   async function migrate(...args: string[]): Promise<Record<string, unknown> & { counts: Record<string, number> }> {
@@ -357,13 +360,7 @@ describe('migrate-layout --to-compact: the v1 layout to the compact layout on th
     expect([out.status, out.stderr]).toEqual([0, '']);
     return JSON.parse(out.stdout) as { counts: Record<string, number> };
   };
-  async function login(groups: string[]): Promise<string> {
-    const sid = newTimedSessionId(Date.now());
-    await new Promise<void>((ok, fail) =>
-      store.set(sid, { cookie: { originalMaxAge: 1000 }, username: USER, groups } as never, (err) => (err ? fail(err) : ok())),
-    );
-    return sid;
-  }
+  const login = (groups: string[]) => loginOn(store, groups);
 
   beforeAll(async () => {
     server = await RedisServer.start();
