@@ -195,6 +195,25 @@ describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {
     expect(await client.exists(compactKey(PREFIX, sid))).toBe(0);
   });
 
+  test('the refresh extends no malformed value (section 15): a bad signature part, or no JSON object after it', async () => {
+    for (const malformed of [`${'+'.repeat(27)}{"groups":["g1"],"_idle":60}`, `${'A'.repeat(27)}{"groups":["g1"],"_idle":60`]) {
+      const sid = await login({ groups: ['g1'], _idle: 60 }, 10);
+      const key = compactKey(PREFIX, sid);
+      expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);
+      await waitFor('the first refresh', async () => (await client.pttl(key)) > 50_000);
+      // Replaced without a notice: the cached decision still allows, and starts a refresh.
+      await client.set(key, malformed, 'PX', 10_000);
+      await sleep(INTERVAL * 1000 + 100);
+      const scripts = async () => (await commandCalls(client, 'evalsha')) + (await commandCalls(client, 'eval'));
+      const before = await scripts();
+      expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);
+      await waitFor('the refresh', async () => (await scripts()) > before);
+      await sleep(100);
+      expect(await client.pttl(key)).toBeLessThanOrEqual(10_000);
+      expect(await client.get(key)).toBe(malformed);
+    }
+  });
+
   test('the 0.1.x API reads the one key (stored mode: its signature; groups and data from its JSON)', async () => {
     const sid = await login({ username: 'ann', groups: ['g2', 'g1'] });
     const seed = async (group: string, cookie: string) => JSON.parse((await get(stored, `/seed/${group}`, cookie)).body);
