@@ -13,5 +13,7 @@ files[".luacheckrc"] = { std = "luacheckrc" }
 -- Redis scripts (EVAL bodies), one file each: Redis's Lua 5.1 sandbox.
 files["lib/resty/shared_session/scripts"] = {
    std = "lua51",
-   read_globals = { "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct" },
+   read_globals = {
+      "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct",
+   },
 }
