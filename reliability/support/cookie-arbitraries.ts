@@ -155,6 +155,18 @@ export function hostileString(): fc.Arbitrary<string> {
 const ows = (): fc.Arbitrary<string> =>
   fc.oneof({ weight: 6, arbitrary: fc.constant('') }, { weight: 3, arbitrary: fc.constantFrom(' ', '\t', ' \t', '  ', '\t ') });
 
+/**
+ * Around names and values now and then: bytes 0x80-0xFF, among them the
+ * latin1 whitespace that PROTOCOL.md section 10 does not trim but
+ * JavaScript's trim() does (U+00A0), and U+0085 (NEL).
+ */
+const edge = (): fc.Arbitrary<string> =>
+  fc.oneof(
+    { weight: 30, arbitrary: ows() },
+    { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u0085', '\u00a0 ', ' \u00a0', '\t\u00a0', '\u0080', '\u00ff', '\u00e9') },
+    { weight: 1, arbitrary: fc.integer({ min: 0x80, max: 0xff }).map((b) => String.fromCharCode(b)) },
+  );
+
 /** Control bytes HTTP forbids in a field value (NUL too: nginx and Node answer 400 to it). */
 const CONTROL_BYTES = ['\u0001', '\u0008', '\u000b', '\u000c', '\u001f', '\u007f', '\u0000'];
 
@@ -211,9 +223,9 @@ function cookiePiece(name: string, values: fc.Arbitrary<string>): fc.Arbitrary<s
     { weight: 1, arbitrary: fc.tuple(values, fc.constantFrom(',x=1', ' x', '=', ',')).map(([v, tail]) => v + tail) },
     { weight: 1, arbitrary: fc.constant('') },
   );
-  const ours = fc.tuple(ows(), ourName, ows(), ows(), ourValue, ows()).map(([a, n, b, c, v, d]) => `${a}${n}${b}=${c}${v}${d}`);
+  const ours = fc.tuple(edge(), ourName, ows(), ows(), ourValue, edge()).map(([a, n, b, c, v, d]) => `${a}${n}${b}=${c}${v}${d}`);
   const otherName = fc.oneof(fc.stringMatching(/^[a-z_]{1,8}$/), fc.constantFrom('', '$Version', 'x,y', '"q"', `${name}-x`));
-  const other = fc.tuple(ows(), otherName, otherValue(name), ows()).map(([a, n, v, b]) => `${a}${n}=${v}${b}`);
+  const other = fc.tuple(edge(), otherName, otherValue(name), edge()).map(([a, n, v, b]) => `${a}${n}=${v}${b}`);
   const behindComma = fc
     .tuple(otherName, otherValue(name), ows(), ows(), values)
     .map(([n, v, a, b, ours]) => `${n}=${v},${a}${name}${b}=${ours}`);

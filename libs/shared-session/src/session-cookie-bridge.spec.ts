@@ -123,6 +123,20 @@ describe('toExpressSessionCookieHeader', () => {
     expect(translate(`session=${VALID} x`).verified).toBeNull();
   });
 
+  it('trims only SP and HTAB, as the grammar does: a name behind other whitespace is not ours, at nginx or here', () => {
+    // JavaScript's trim() also strips U+00A0 (NBSP), U+FEFF and others: a cookie that is not ours to the grammar
+    // (nginx passes over it) must not become ours to express-session's parser, which takes the first of a name.
+    for (const lead of ['\u00a0', '\u0085', '\u00a0 ', '\ufeff', '\u2028', '\u3000']) {
+      const { header, verified } = translate(`${lead}session=zzz; session=${VALID}`);
+      expect(verified?.sid).toBe(SID);
+      expect(seenByExpressSession(header)).toBe(SID);
+      const alone = translate(`${lead}session=${VALID}`);
+      expect(alone.verified).toBeNull();
+      expect(seenByExpressSession(alone.header)).toBeUndefined();
+    }
+    expect(translate(`a=1\u00a0; session=${VALID}`).header).toMatch(/^a=1\u00a0; session=s%3A/);
+  });
+
   it('hands on a header without a cookie of our name as it is, and no header as none', () => {
     for (const header of [undefined, '', 'a=1', ' a=1 ;b ', 'sessionx=1; xsession=2; sessio=3', 'session', `Session=${VALID}`]) {
       expect(translate(header)).toEqual({ header, verified: null });

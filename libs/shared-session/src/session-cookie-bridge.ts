@@ -12,6 +12,9 @@ import type { SharedSessionCookieOptions } from './shared-session.options';
  * response's Set-Cookie on the way out. Pure: no request, no response.
  */
 
+/** SP and HTAB at either end of a string: what PROTOCOL.md section 10 trims, and nothing else. */
+const OWS_AT_ENDS = /^[ \t]+|[ \t]+$/g;
+
 /** What the request's Cookie header becomes for express-session. */
 export interface ExpressSessionCookieHeader {
   /** The header to hand express-session; undefined: none. */
@@ -69,7 +72,8 @@ export function toExpressSessionCookieHeader(
   // express-session's parser (`cookie`) cuts at ';' and trims SP/HTAB around names, as the grammar does: it finds none of ours left.
   const kept = header.split(';').filter((piece) => !isCookieNamed(piece, name));
   if (ours) kept.push(` ${ours}`);
-  const rebuilt = kept.join(';').trim();
+  // Only SP and HTAB, as the grammar: trim() would also strip U+00A0 and make a name that is not ours one.
+  const rebuilt = kept.join(';').replace(OWS_AT_ENDS, '');
   return { header: rebuilt.length > 0 ? rebuilt : undefined, verified };
 }
 
