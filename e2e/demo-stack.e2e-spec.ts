@@ -320,6 +320,25 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
       expect((await get('/app/api/v1/myself', joe)).status).toBe(401);
       expect((await get('/app/api/v1/group/one/cacheable/csrf', joe)).status).toBe(403);
     });
+
+    it("no page of the app can be framed by another site (frame-ancestors 'none', X-Frame-Options: DENY), cached ones included", async () => {
+      const joe = await login('joe@example.com', 'itsjoe');
+      const pages = [
+        await get('/app/login'),
+        await get('/app', joe),
+        await get('/app/logout', joe),
+        await get('/app/group/one/uncacheable/frames', joe),
+        await get('/app/group/one/cacheable/frames', joe),
+        await get('/app/group/one/cacheable/frames', joe),
+        await get('/app/api/v1/group/one/cacheable/frames', joe),
+      ];
+      expect(pages[5].headers['x-cache-status']).toEqual(['HIT']);
+      for (const page of pages) {
+        expect(page.status).toBe(200);
+        expect(page.headers['content-security-policy']).toEqual(["frame-ancestors 'none'"]);
+        expect(page.headers['x-frame-options']).toEqual(['DENY']);
+      }
+    });
   });
 
   describe('group resources never leave nginx browser-cacheable, whichever location served them (issue 12, finding 5)', () => {

@@ -14,6 +14,12 @@ async function bootstrap(): Promise<void> {
     );
   const app = await NestFactory.create<NestExpressApplication>(DemoModule);
   app.disable('x-powered-by');
+  // No page of the demo may be framed by another site (clickjacking): the login form and the admin page's buttons.
+  app.use((_req: unknown, res: { setHeader(name: string, value: string): void }, next: () => void) => {
+    res.setHeader('Content-Security-Policy', "frame-ancestors 'none'");
+    res.setHeader('X-Frame-Options', 'DENY');
+    next();
+  });
   app.enableShutdownHooks();
   // nginx keeps idle upstream connections open for 60 s (keepalive_timeout in
   // the template's upstream block). Node closes an idle one after 5 s by
