@@ -52,6 +52,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
       expect(sessionIdOf(cookie, SECRET, SALT)).not.toBeNull();
       const home = await get('/app', cookie);
       expect(home.body).toContain("Logged in as 'joe@example.com'");
+      expect(home.body).toContain('<p id="groups">Your groups: <code>one</code>, <code>three</code></p>');
       expect(json(await get('/app/api/v1/myself', cookie))).toEqual({ email: 'joe@example.com' });
     });
 

@@ -42,7 +42,7 @@ export class DemoController {
   @Header('Cache-Control', 'no-store')
   @AllowUnavailableSession()
   home(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
-    return this.unavailablePage(req, res) ?? homePage(req.session?.username);
+    return this.unavailablePage(req, res) ?? homePage(req.session?.username, req.session?.groups);
   }
 
   @Get('login')

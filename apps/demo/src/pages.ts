@@ -10,8 +10,11 @@ code{background:#f2f2f2;padding:0 .2em}.refused{color:#a00}</style></head>
 <body><h1>${escape(title)}</h1>${body}</body></html>`;
 }
 
-export function homePage(email: string | undefined): string {
+export function homePage(email: string | undefined, groups: readonly string[] = []): string {
   const status = email ? `Logged in as '${escape(email)}'` : 'You are not logged in!';
+  const member = email
+    ? `<p id="groups">${groups.length ? `Your groups: ${groups.map((g) => `<code>${escape(g)}</code>`).join(', ')}` : 'You are in no group.'}</p>`
+    : '';
   const actions = email
     ? `<form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
     : `<p><a href="/app/login">Log in</a></p>`;
@@ -21,7 +24,7 @@ export function homePage(email: string | undefined): string {
         `<li>group ${g}: <a href="/app/group/${g}/cacheable/summary">cacheable summary</a>, <a href="/app/group/${g}/uncacheable/activity">uncacheable activity</a></li>`,
     )
     .join('');
-  return page('Shared session demo', `<p id="status">${status}</p>${actions}<ul>${links}</ul>`);
+  return page('Shared session demo', `<p id="status">${status}</p>${member}${actions}<ul>${links}</ul>`);
 }
 
 /** Shown instead of a page that depends on the session while Redis is down: "try again", never "log in". */
