@@ -50,7 +50,7 @@ describe('freePort and listensOn', () => {
     );
     expect(error).toBeInstanceOf(ServerStartError);
     expect((error as ServerStartError).portTaken).toBe(true);
-    expect((error as Error).message).toMatch(/exited \(1\) while starting\n[\s\S]*EADDRINUSE/);
+    expect((error as Error).message).toMatch(/exited \(1\):\n[\s\S]*EADDRINUSE/);
   });
 
   it('a redis-server whose port another process answers PING on fails, with its own words', async () => {

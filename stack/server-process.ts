@@ -23,7 +23,7 @@ export class ServerStartError extends Error {
     message: string,
     readonly output: string,
   ) {
-    super(`${message}\n${output || '(no output)'}`);
+    super(`${message}:\n${output || '(no output)'}`);
     this.name = 'ServerStartError';
   }
 
@@ -90,7 +90,7 @@ export class ServerProcess {
     if (exit !== undefined) {
       await proc.stop();
       await Promise.race([closed, sleep(1_000)]); // its last words may come after the exit
-      throw new ServerStartError(`${what} exited (${exit}) while starting`, proc.output);
+      throw new ServerStartError(`${what} exited (${exit})`, proc.output);
     }
     return proc;
   }
