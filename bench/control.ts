@@ -4,15 +4,23 @@
 // to the first refusal at nginx (several workers), how many requests sent at
 // once right after the call returned were still allowed, with and without
 // synchronous revocation (`wait: true`), and what waiting adds to the call.
-// Then the per-user index over 10,000 logins with expiries, and what login
-// metadata costs. Prints the figures; docs/control.md quotes them.
-// `-- --quick` runs fewer trials.
+// Then a logout through a Nest app with and without the module's
+// `revocation.wait`: what it adds to the logout, and how many requests sent
+// at once right after the logout answered nginx still allowed. Then the
+// per-user index over 10,000 logins with expiries, and what login metadata
+// costs. Prints the figures; docs/control.md quotes them.
+// `-- --quick` runs fewer trials; `-- --only=logout` the logout alone.
+import { Controller, HttpCode, Inject, INestApplication, Module, Post, Req, Res } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { Request, Response } from 'express';
 import Redis from 'ioredis';
+import { SharedSessionModule, SharedSessionService } from '../libs/shared-session/src';
 import { FlaskRedisSessionStore } from '../libs/shared-session/src/flask-redis-session.store';
 import { REDIS_CLIENT_DEFAULTS, whenReady } from '../libs/shared-session/src/redis-client';
 import { SessionControl } from '../libs/shared-session/src/session-control';
 import { SessionCookieSigner } from '../libs/shared-session/src/session-cookie-signer';
 import { newSessionId } from '../libs/shared-session/src/session-id';
+import { cookieSetBy } from '../stack/demo-login';
 import { HttpConnection, requestBytes } from '../stack/http-client';
 import { NginxServer } from '../stack/nginx-server';
 import { percentile } from '../stack/percentile';
@@ -20,6 +28,7 @@ import { RedisServer } from '../stack/redis-server';
 import { sleep } from '../stack/wait';
 
 const QUICK = process.argv.includes('--quick');
+const LOGOUT_ONLY = process.argv.includes('--only=logout');
 const TRIALS = QUICK ? 60 : 300;
 const WORKERS = 2;
 const SESSIONS = 50;
@@ -136,94 +145,142 @@ async function main(): Promise<void> {
     // The modes alternate trial by trial, so that a busy moment of the machine falls on both alike.
     const trials: Record<string, Trial[]> = {};
     const record = (name: string, t: Trial) => (trials[name] ??= []).push(t);
-    const removalCookie = await fiftySessions();
-    for (let i = 0; i < TRIALS; i++) {
-      for (const wait of [false, true]) {
-        await control.addUserToGroup(USER, 'one');
-        await allowedEverywhere(removalCookie);
-        record(
-          `removeUserFromGroup, wait ${wait}`,
-          await trial(removalCookie, () => control.removeUserFromGroup(USER, 'one', { wait, timeoutMs: 1000 })),
+    if (!LOGOUT_ONLY) await controlCalls();
+    async function controlCalls(): Promise<void> {
+      const removalCookie = await fiftySessions();
+      for (let i = 0; i < TRIALS; i++) {
+        for (const wait of [false, true]) {
+          await control.addUserToGroup(USER, 'one');
+          await allowedEverywhere(removalCookie);
+          record(
+            `removeUserFromGroup, wait ${wait}`,
+            await trial(removalCookie, () => control.removeUserFromGroup(USER, 'one', { wait, timeoutMs: 1000 })),
+          );
+        }
+      }
+      await control.revokeUser(USER);
+      for (let i = 0; i < TRIALS; i++) {
+        for (const wait of [false, true]) {
+          const c = await fiftySessions();
+          await allowedEverywhere(c);
+          record(`revokeUser, wait ${wait}`, await trial(c, () => control.revokeUser(USER, { wait, timeoutMs: 1000 })));
+        }
+      }
+      const results = Object.fromEntries(
+        ['removeUserFromGroup, wait false', 'removeUserFromGroup, wait true', 'revokeUser, wait false', 'revokeUser, wait true'].map(
+          (name) => [name, summary(trials[name])],
+        ),
+      );
+
+      console.log(
+        `\nControl from outside the request: a user with ${SESSIONS} sessions, nginx with ${WORKERS} workers, ${TRIALS} trials each;`,
+      );
+      console.log(
+        `after each call returned, ${CONNECTIONS} requests at once on ${CONNECTIONS} keep-alive connections, then until refused.\n`,
+      );
+      console.log('| call | first refusal after return: p50 / p99 / max (ms) | allowed after return | call: p50 / p99 (ms) |');
+      console.log('|---|---:|---:|---:|');
+      for (const [name, s] of Object.entries(results)) {
+        console.log(
+          `| ${name} | ${s.refusedP50.toFixed(2)} / ${s.refusedP99.toFixed(2)} / ${s.refusedMax.toFixed(2)} | ${s.allows} of ${s.probes} | ${s.callP50.toFixed(2)} / ${s.callP99.toFixed(2)} |`,
         );
       }
+      for (const call of ['removeUserFromGroup', 'revokeUser']) {
+        const a = results[`${call}, wait false`];
+        const b = results[`${call}, wait true`];
+        console.log(
+          `${call}: waiting adds ${(b.callP50 - a.callP50).toFixed(2)} ms at p50, ${(b.callP99 - a.callP99).toFixed(2)} ms at p99`,
+        );
+      }
+
+      // The index over 10,000 logins of one user, each session living 1 s.
+      const shortStore = new FlaskRedisSessionStore({ client, signer, keyPrefix: `${PREFIX}_idx`, ttlSeconds: 1, logger: quiet });
+      const index = `${PREFIX}_idx:user:${USER}`;
+      let maxMembers = 0;
+      let maxBytes = 0;
+      const t0 = performance.now();
+      for (let i = 0; i < 10_000; i++) {
+        await new Promise<void>((ok, fail) =>
+          shortStore.set(newSessionId(), { cookie: {}, username: USER, groups: ['one'] } as never, (e) => (e ? fail(e) : ok())),
+        );
+        if (i % 250 === 249) {
+          maxMembers = Math.max(maxMembers, await admin.zcard(index));
+          maxBytes = Math.max(maxBytes, Number(await admin.memory('USAGE', index)));
+        }
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const atEnd = await admin.zcard(index);
+      await sleep(1100);
+      const afterwards = await admin.exists(index);
+      console.log(
+        `\nIndex: 10,000 logins of one user over ${seconds.toFixed(1)} s, each session living 1 s: at most ${maxMembers} members` +
+          ` (${maxBytes} bytes) in the index, ${atEnd} at the end, and the key ${afterwards ? 'still there' : 'gone'} 1.1 s after the last login.`,
+      );
+
+      // Login metadata: in the session's JSON (what the module does) or a hash beside the index.
+      const plain = JSON.stringify({ username: USER, groups: ['one', 'three'], _permanent: true });
+      const withMeta = JSON.stringify({
+        username: USER,
+        groups: ['one', 'three'],
+        _permanent: true,
+        _login: {
+          ip: '203.0.113.7',
+          userAgent: 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36',
+        },
+      });
+      await admin.set('m:plain', plain, 'EX', 3600);
+      await admin.set('m:json', withMeta, 'EX', 3600);
+      await admin.hset('m:hash', 'ip', '203.0.113.7', 'userAgent', JSON.parse(withMeta)._login.userAgent);
+      await admin.expire('m:hash', 3600);
+      const [p, j, h] = await Promise.all(['m:plain', 'm:json', 'm:hash'].map(async (k) => Number(await admin.memory('USAGE', k))));
+      console.log(
+        `Login metadata (IP + a 105-byte User-Agent): +${j - p} bytes in the session's JSON, or a hash of ${h} bytes beside it (one more key, one more TTL to keep).`,
+      );
     }
-    await control.revokeUser(USER);
-    for (let i = 0; i < TRIALS; i++) {
-      for (const wait of [false, true]) {
-        const c = await fiftySessions();
-        await allowedEverywhere(c);
-        record(`revokeUser, wait ${wait}`, await trial(c, () => control.revokeUser(USER, { wait, timeoutMs: 1000 })));
+
+    // A logout through a Nest app (SharedSessionService.logout), with and without `revocation.wait`.
+    const apps = await Promise.all([false, true].map((wait) => logoutApp(redis.url, wait)));
+    try {
+      for (let i = 0; i < TRIALS; i++) {
+        for (const [n, wait] of [false, true].entries()) {
+          const app = apps[n];
+          const login = await app.conn.request(requestBytes('/login', { method: 'POST', body: '' }));
+          const cookie = cookieSetBy(login);
+          if (login.status !== 204 || !cookie) throw new Error(`login at the app: ${login.status}`);
+          await allowedEverywhere(`session=${cookie}`);
+          record(
+            `logout, revocation.wait ${wait}`,
+            await trial(`session=${cookie}`, async () => {
+              const out = await app.conn.request(
+                requestBytes('/logout', { method: 'POST', headers: { Cookie: `session=${cookie}` }, body: '' }),
+              );
+              if (out.status !== 204) throw new Error(`logout at the app: ${out.status}`);
+            }),
+          );
+        }
+      }
+    } finally {
+      for (const app of apps) {
+        app.conn.close();
+        await app.app.close();
       }
     }
-    const results = Object.fromEntries(
-      ['removeUserFromGroup, wait false', 'removeUserFromGroup, wait true', 'revokeUser, wait false', 'revokeUser, wait true'].map(
-        (name) => [name, summary(trials[name])],
-      ),
+    const logouts = [false, true].map((wait) => summary(trials[`logout, revocation.wait ${wait}`]));
+    console.log(
+      `\nLogout through a Nest app (SharedSessionService.logout, HTTP on loopback), nginx with ${WORKERS} workers, ${TRIALS} trials each;`,
+    );
+    console.log(`after each logout answered, ${CONNECTIONS} requests at once with its cookie, then until refused.\n`);
+    console.log('| logout | allowed after the answer | first refusal after the answer: p50 / p99 (ms) | logout: p50 / p99 (ms) |');
+    console.log('|---|---:|---:|---:|');
+    for (const [n, l] of logouts.entries()) {
+      console.log(
+        `| revocation.wait ${n === 1} | ${l.allows} of ${l.probes} | ${l.refusedP50.toFixed(2)} / ${l.refusedP99.toFixed(2)} | ${l.callP50.toFixed(2)} / ${l.callP99.toFixed(2)} |`,
+      );
+    }
+    console.log(
+      `revocation.wait adds ${(logouts[1].callP50 - logouts[0].callP50).toFixed(2)} ms to a logout at p50, ${(logouts[1].callP99 - logouts[0].callP99).toFixed(2)} ms at p99`,
     );
     for (const c of conns) c.close();
-
-    console.log(
-      `\nControl from outside the request: a user with ${SESSIONS} sessions, nginx with ${WORKERS} workers, ${TRIALS} trials each;`,
-    );
-    console.log(
-      `after each call returned, ${CONNECTIONS} requests at once on ${CONNECTIONS} keep-alive connections, then until refused.\n`,
-    );
-    console.log('| call | first refusal after return: p50 / p99 / max (ms) | allowed after return | call: p50 / p99 (ms) |');
-    console.log('|---|---:|---:|---:|');
-    for (const [name, s] of Object.entries(results)) {
-      console.log(
-        `| ${name} | ${s.refusedP50.toFixed(2)} / ${s.refusedP99.toFixed(2)} / ${s.refusedMax.toFixed(2)} | ${s.allows} of ${s.probes} | ${s.callP50.toFixed(2)} / ${s.callP99.toFixed(2)} |`,
-      );
-    }
-    for (const call of ['removeUserFromGroup', 'revokeUser']) {
-      const a = results[`${call}, wait false`];
-      const b = results[`${call}, wait true`];
-      console.log(`${call}: waiting adds ${(b.callP50 - a.callP50).toFixed(2)} ms at p50, ${(b.callP99 - a.callP99).toFixed(2)} ms at p99`);
-    }
-
-    // The index over 10,000 logins of one user, each session living 1 s.
-    const shortStore = new FlaskRedisSessionStore({ client, signer, keyPrefix: `${PREFIX}_idx`, ttlSeconds: 1, logger: quiet });
-    const index = `${PREFIX}_idx:user:${USER}`;
-    let maxMembers = 0;
-    let maxBytes = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < 10_000; i++) {
-      await new Promise<void>((ok, fail) =>
-        shortStore.set(newSessionId(), { cookie: {}, username: USER, groups: ['one'] } as never, (e) => (e ? fail(e) : ok())),
-      );
-      if (i % 250 === 249) {
-        maxMembers = Math.max(maxMembers, await admin.zcard(index));
-        maxBytes = Math.max(maxBytes, Number(await admin.memory('USAGE', index)));
-      }
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const atEnd = await admin.zcard(index);
-    await sleep(1100);
-    const afterwards = await admin.exists(index);
-    console.log(
-      `\nIndex: 10,000 logins of one user over ${seconds.toFixed(1)} s, each session living 1 s: at most ${maxMembers} members` +
-        ` (${maxBytes} bytes) in the index, ${atEnd} at the end, and the key ${afterwards ? 'still there' : 'gone'} 1.1 s after the last login.`,
-    );
-
-    // Login metadata: in the session's JSON (what the module does) or a hash beside the index.
-    const plain = JSON.stringify({ username: USER, groups: ['one', 'three'], _permanent: true });
-    const withMeta = JSON.stringify({
-      username: USER,
-      groups: ['one', 'three'],
-      _permanent: true,
-      _login: {
-        ip: '203.0.113.7',
-        userAgent: 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36',
-      },
-    });
-    await admin.set('m:plain', plain, 'EX', 3600);
-    await admin.set('m:json', withMeta, 'EX', 3600);
-    await admin.hset('m:hash', 'ip', '203.0.113.7', 'userAgent', JSON.parse(withMeta)._login.userAgent);
-    await admin.expire('m:hash', 3600);
-    const [p, j, h] = await Promise.all(['m:plain', 'm:json', 'm:hash'].map(async (k) => Number(await admin.memory('USAGE', k))));
-    console.log(
-      `Login metadata (IP + a 105-byte User-Agent): +${j - p} bytes in the session's JSON, or a hash of ${h} bytes beside it (one more key, one more TTL to keep).`,
-    );
     await control.close();
   } finally {
     await nginx?.dispose();
@@ -231,6 +288,36 @@ async function main(): Promise<void> {
     admin.disconnect();
     await redis.dispose();
   }
+}
+
+@Controller()
+class LogoutController {
+  constructor(@Inject(SharedSessionService) private readonly sessions: SharedSessionService) {}
+
+  @Post('login')
+  @HttpCode(204)
+  async login(@Req() req: Request): Promise<void> {
+    await this.sessions.login(req, { username: USER, groups: ['one'] });
+  }
+
+  @Post('logout')
+  @HttpCode(204)
+  async logout(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<void> {
+    await this.sessions.logout(req, res);
+  }
+}
+
+/** A Nest app with the module (the bench's prefix and secret, `revocation.wait` as given) on a free port, and a keep-alive connection to it. */
+async function logoutApp(redisUrl: string, wait: boolean): Promise<{ app: INestApplication; conn: HttpConnection }> {
+  @Module({
+    imports: [SharedSessionModule.forRoot({ secret: SECRET, keyPrefix: PREFIX, redis: redisUrl, revocation: { wait, timeoutMs: 1000 } })],
+    controllers: [LogoutController],
+  })
+  class LogoutModule {}
+  const app = await NestFactory.create(LogoutModule, { logger: false });
+  await app.listen(0, '127.0.0.1');
+  const address = app.getHttpServer().address() as { port: number };
+  return { app, conn: new HttpConnection(address.port) };
 }
 
 main().catch((err) => {

@@ -86,10 +86,12 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
             const res = await call('POST', '/app/logout', cookie, '');
             if (res.status !== 303) violations.push(`logout: ${res.status}`);
             counts.logouts++;
-            // nginx refuses the old cookie once it has applied the logout's notice (PROTOCOL.md section 7),
-            // which the app publishes before it answers; a request that overtakes the notice is passed on
-            // and refused by the app (401), or answered from nginx's cache. Never a 200 from the app, and
-            // nginx's 403 within REFUSAL_BOUND_MS.
+            // nginx refuses the old cookie once it has applied the logout's notice (PROTOCOL.md section 7).
+            // The demo sets `revocation.wait`: the logout answers once nginx has acknowledged the notice
+            // (section 13.4), so the very next request is nginx's 403. Without it, a request could
+            // overtake the notice and be passed on (the app's 401) or answered from nginx's cache: such
+            // requests are counted (and must be none), never a 200 from the app, and the 403 comes
+            // within REFUSAL_BOUND_MS.
             const loggedOutAt = performance.now();
             for (;;) {
               const after = await call('GET', '/app/api/v1/group/one/cacheable/soak', cookie);
@@ -145,6 +147,8 @@ describe(`soak: ${USERS} users for ${SECONDS} s through nginx`, () => {
       );
       expect(violations.slice(0, 20)).toEqual([]);
       expect(counts.requests).toBeGreaterThan(USERS * 10);
+      // With `revocation.wait`, no request overtakes a logout's notice.
+      expect(counts.overtaken).toBe(0);
       // Bounded caches only: no growth beyond a generous margin over the run. In the app that is
       // warm-up (compiled code, pools); keeping a few hundred bytes of each request that reaches it
       // (tens of thousands in a run) would not pass.

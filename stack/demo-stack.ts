@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { NginxServer } from './nginx-server';
-import { ServerProcess } from './server-process';
+import { ServerProcess, ServerStartError } from './server-process';
 import { freePort } from './ports';
 import type { RedisClusterStack } from './redis-cluster';
 import { RedisServer } from './redis-server';
@@ -73,13 +73,23 @@ export class DemoStack {
       ...(cluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(',') } : {}),
     };
     const session = sessionValuesFromEnv(env);
-    const appPort = options.appPort ?? (await freePort());
     const redis = cluster ? undefined : await RedisServer.start({ port: options.redisPort });
     let app: ServerProcess | undefined;
     try {
-      const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), ...(redis ? { REDIS_URL: redis.url } : {}) };
       const main = join(REPO_ROOT, 'apps/demo/dist/main.js');
-      app = await ServerProcess.node(main, appEnv, { port: appPort, path: '/app' }, options.appOutput, { heapProbe: options.heapProbe });
+      // On a free port, again on another when some other process took it before the app could (three tries).
+      let appPort = 0;
+      for (let attempt = 1; !app; attempt++) {
+        appPort = options.appPort ?? (await freePort());
+        const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), ...(redis ? { REDIS_URL: redis.url } : {}) };
+        try {
+          app = await ServerProcess.node(main, appEnv, { port: appPort, path: '/app' }, options.appOutput, {
+            heapProbe: options.heapProbe,
+          });
+        } catch (error) {
+          if (options.appPort !== undefined || attempt === 3 || !(error instanceof ServerStartError && error.portTaken)) throw error;
+        }
+      }
 
       const nginx = await NginxServer.start({
         port: options.nginxPort,

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { debianLuaPackagePath, debianPlatformLines, REPO_ROOT } from './nginx-platform';
-import { freePort } from './ports';
+import { freePort, listensOn, PORT_TAKEN } from './ports';
 import { waitFor } from './wait';
 
 /** What a configuration template gets to build nginx.conf. */
@@ -101,7 +101,22 @@ export class NginxServer {
     return `http://127.0.0.1:${this.port}${path}`;
   }
 
+  /**
+   * Starts nginx; on free ports (those not given), again on others when
+   * another process takes one of them before nginx binds it (three tries).
+   */
   static async start(options: NginxStartOptions): Promise<NginxServer> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await NginxServer.startOnce(options);
+      } catch (error) {
+        const portsGiven = options.port !== undefined && !options.extraPorts;
+        if (portsGiven || attempt === 3 || !(error instanceof NginxStartError) || !PORT_TAKEN.test(error.output)) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(options: NginxStartOptions): Promise<NginxServer> {
     const runDir = mkdtempSync(join(tmpdir(), 'rss-nginx-'));
     for (const sub of ['logs', 'tmp', 'tmp/body', 'tmp/proxy', 'tmp/fastcgi', 'tmp/uwsgi', 'tmp/scgi']) {
       mkdirSync(join(runDir, sub), { recursive: true });
@@ -205,10 +220,13 @@ export class NginxServer {
       });
     });
     try {
-      // Either the port answers, or nginx dies (bad config, init_by_lua error).
-      // One poll that ends on either: a race against the exit would leave the
-      // poll's timers running until timeoutMs after a failed start.
-      await waitFor(`nginx on port ${this.port}`, async () => exited || (await portAnswers(this.port)), timeoutMs);
+      // Either the port answers and nginx holds it, or nginx dies (bad config,
+      // init_by_lua error, a port another process took: nginx tries to bind
+      // it for 2.5 s, while that process answers). One poll that ends on
+      // either: a race against the exit would leave the poll's timers running
+      // until timeoutMs after a failed start.
+      const ready = async () => (await portAnswers(this.port)) && listensOn(child.pid, this.port) !== false;
+      await waitFor(`nginx on port ${this.port}`, async () => exited || (await ready()), timeoutMs);
       if (exited) throw new Error('nginx exited while starting');
     } catch (error) {
       await this.stop();

@@ -5,8 +5,8 @@ import { connect as tlsConnect } from 'node:tls';
 import type { TestCertificates } from './redis-tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports';
-import { waitFor } from './wait';
+import { freePort, listensOn, PORT_TAKEN } from './ports';
+import { sleep, waitFor } from './wait';
 
 /**
  * A real redis-server on 127.0.0.1, on a free high port, in a temporary
@@ -36,10 +36,21 @@ export class RedisServer {
     return this.child?.pid;
   }
 
+  /**
+   * On `port`, or on a free one: then, when another process takes that port
+   * before redis-server binds it, again on another (three tries).
+   */
   static async start(options: { port?: number; args?: string[]; tls?: TestCertificates } = {}): Promise<RedisServer> {
-    const server = new RedisServer(options.port ?? (await freePort()), options.args ?? [], options.tls);
-    await server.resume();
-    return server;
+    for (let attempt = 1; ; attempt++) {
+      const server = new RedisServer(options.port ?? (await freePort()), options.args ?? [], options.tls);
+      try {
+        await server.resume();
+        return server;
+      } catch (error) {
+        await server.dispose();
+        if (options.port !== undefined || attempt === 3 || !PORT_TAKEN.test((error as Error).message)) throw error;
+      }
+    }
   }
 
   /** Starts the process (again, after stop(), on the same port). */
@@ -80,13 +91,39 @@ export class RedisServer {
         this.dir,
         ...this.extraArgs,
       ],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
+    // What it says while starting, for the error when it does not start (a taken port, a bad argument).
+    let output = '';
+    const collect = (d: Buffer) => (output = (output + d.toString()).slice(-8192));
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    let exited = false;
     child.on('exit', () => {
+      exited = true;
       if (this.child === child) this.child = undefined;
     });
-    await waitFor(`redis-server on port ${this.port}`, () => this.ping());
+    try {
+      // Ready once it answers PING on a port it holds itself: another
+      // process's Redis there would answer too, while this one exits.
+      await waitFor(
+        `redis-server on port ${this.port}`,
+        async () => exited || ((await this.ping()) && listensOn(child.pid, this.port) !== false),
+      );
+      if (exited) throw new Error(`redis-server on port ${this.port} exited while starting`);
+    } catch (error) {
+      await this.stop();
+      await Promise.race([closed, sleep(1_000)]); // its last words may come after the exit
+      throw new Error(`${(error as Error).message}\n${output || '(no output)'}`, { cause: error });
+    } finally {
+      // Once it runs, its log is not needed: stop reading it (the pipe is drained, never full).
+      child.stdout!.off('data', collect);
+      child.stderr!.off('data', collect);
+      child.stdout!.resume();
+      child.stderr!.resume();
+    }
   }
 
   /** Stops the process by PID and waits until the port refuses connections. */

@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from './http-client';
 import { REPO_ROOT } from './nginx-platform';
-import { waitFor } from './wait';
+import { listensOn, PORT_TAKEN } from './ports';
+import { sleep, waitFor } from './wait';
 
 type Output = 'inherit' | 'ignore' | 'pipe';
 
@@ -14,6 +15,22 @@ const HEAP_PROBE = join(REPO_ROOT, 'stack', 'dist', 'stack', 'heap-probe.js');
 export interface ReadyCheck {
   port: number;
   path: string;
+}
+
+/** Raised when a program exits while starting or does not answer in time; the message ends with what it printed. */
+export class ServerStartError extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(`${message}:\n${output || '(no output)'}`);
+    this.name = 'ServerStartError';
+  }
+
+  /** It could not bind its port: another process took it after freePort() picked it. */
+  get portTaken(): boolean {
+    return PORT_TAKEN.test(this.output);
+  }
 }
 
 /** A server program run as a child process (the demo app, the Flask app), ready once its `ready` check answers 2xx; stopped by PID. */
@@ -54,17 +71,26 @@ export class ServerProcess {
     let exit: number | null | undefined;
     proc.child.once('exit', (code) => (exit = code));
     proc.child.once('error', () => (exit = null)); // no such program
+    const closed = new Promise((resolve) => proc.child.once('close', resolve));
+    // Ready once the port answers and is held by this program: a server that
+    // took the port after freePort() picked it would answer too, while ours
+    // fails to bind and exits.
     const answers = async () => {
       const status = (await request(ready.port, ready.path, { timeoutMs: 2_000 }).catch(() => undefined))?.status ?? 0;
-      return status >= 200 && status < 300;
+      return status >= 200 && status < 300 && listensOn(proc.child.pid, ready.port) !== false;
     };
+    const what = `${command} ${args.join(' ')} (port ${ready.port})`;
     try {
       // Stops polling as soon as the program exits, instead of waiting out the timeout.
-      await waitFor(`${command} ${args.join(' ')}`, async () => exit !== undefined || (await answers()), 20_000);
-      if (exit !== undefined) throw new Error(`${command} ${args.join(' ')} exited (${exit}):\n${proc.output}`);
+      await waitFor(what, async () => exit !== undefined || (await answers()), 20_000);
     } catch (error) {
       await proc.stop();
-      throw error;
+      throw new ServerStartError((error as Error).message, proc.output);
+    }
+    if (exit !== undefined) {
+      await proc.stop();
+      await Promise.race([closed, sleep(1_000)]); // its last words may come after the exit
+      throw new ServerStartError(`${what} exited (${exit})`, proc.output);
     }
     return proc;
   }

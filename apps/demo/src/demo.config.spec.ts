@@ -41,6 +41,8 @@ describe('demoConfig: session timeouts from the environment (PROTOCOL.md section
       touchAfterSeconds: undefined,
     });
     expect(config.rememberMe).toEqual({ idleTimeoutSeconds: 30 * 86400, absoluteTimeoutSeconds: 365 * 86400 });
+    // A logout or a group change answers once nginx has applied it.
+    expect(config.session.revocation).toEqual({ wait: true });
   });
 
   it('takes short timeouts for trying them out, and refreshes at least once per half the idle timeout', () => {

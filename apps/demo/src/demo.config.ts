@@ -106,6 +106,9 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       touchAfterSeconds: idle === undefined ? undefined : Math.min(60, Math.floor(idle / 2)),
       // Shown on the admin page: the address and browser each session logged in from.
       loginMetadata: { ip: true, userAgent: true },
+      // A logout or a group change answers once nginx has applied it (or after 500 ms, with a warning):
+      // the browser's next request, whichever nginx worker takes it, sees the change.
+      revocation: { wait: true },
     },
     rememberMe: { idleTimeoutSeconds: rememberIdle, absoluteTimeoutSeconds: rememberAbsolute },
   };

@@ -297,6 +297,11 @@ export class SessionControl {
     return { ...(await this.result(0, options)), generation: n };
   }
 
+  /** Section 13.4's barrier after a change made elsewhere (a logout, one session's groups), with the module's `revocation` defaults. */
+  async confirmRevocation(): Promise<RevocationConfirmation | undefined> {
+    return (await this.result(0, {})).confirmation;
+  }
+
   /** Opens the acknowledgement channel now (a synchronous call then does not pay for it). */
   prepareSynchronousRevocation(): Promise<void> {
     return this.acks.ready();

@@ -115,7 +115,7 @@ export interface SharedSessionModuleOptions {
   maxSessionsPerUser?: number;
   /** What `login` records for `listSessions` (each off by default: personal data, see the README). */
   loginMetadata?: SharedSessionLoginMetadataOptions;
-  /** Synchronous revocation by default for the control methods (`revokeUser`, `setUserGroups`...). */
+  /** Synchronous revocation: for `logout` and `setGroups`, and by default for the control methods (`revokeUser`, `setUserGroups`...). */
   revocation?: SharedSessionRevocationOptions;
 }
 
@@ -127,7 +127,11 @@ export interface SharedSessionLoginMetadataOptions {
 }
 
 export interface SharedSessionRevocationOptions {
-  /** Wait until every subscribed nginx has acknowledged a change (PROTOCOL.md section 13.4). Default false. */
+  /**
+   * Wait until every subscribed nginx has acknowledged a change (PROTOCOL.md
+   * section 13.4) before `logout`, `setGroups` and the control methods return
+   * (those take `{ wait }` per call). Default false.
+   */
   wait?: boolean;
   /** The longest wait, in milliseconds. Default 500. */
   timeoutMs?: number;

@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
@@ -52,6 +52,8 @@ export interface SessionLoginOptions {
  */
 @Injectable()
 export class SharedSessionService implements OnApplicationShutdown {
+  private readonly logger = new Logger('SharedSession');
+
   constructor(
     @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
     private readonly store: FlaskRedisSessionStore,
@@ -81,21 +83,51 @@ export class SharedSessionService implements OnApplicationShutdown {
     await settle(req, (done) => req.session.save(done));
   }
 
-  /** Deletes the session's three keys and clears the cookie. 503 when Redis is down. */
+  /**
+   * Deletes the session's three keys and clears the cookie. 503 when Redis is
+   * down. With the module's `revocation.wait`, returns once every subscribed
+   * nginx has applied the logout (or after `revocation.timeoutMs`).
+   */
   async logout(req: Request, res: Response): Promise<void> {
     const session = requireSession(req);
     await this.endCarriedSession(req);
     await settle(req, (done) => session.destroy(done));
+    await this.awaitReaders('logout');
     const cleared = serializeSessionCookie(this.config.cookieName, '', this.config.cookie, { maxAge: 0, expires: new Date(0) });
     res.setHeader('Set-Cookie', [...setCookieLines(res.getHeader('Set-Cookie')), cleared]);
   }
 
-  /** Replaces the session's groups; nginx sees the change on its next request. */
+  /**
+   * Replaces the session's groups; nginx sees the change as soon as the
+   * notice arrives. With the module's `revocation.wait`, returns once every
+   * subscribed nginx has applied it (or after `revocation.timeoutMs`).
+   */
   async setGroups(req: Request, groups: string[]): Promise<void> {
     checkGroups(groups);
     const session = requireSession(req);
     session.groups = [...groups];
     await settle(req, (done) => session.save(done));
+    await this.awaitReaders('group change');
+  }
+
+  /**
+   * With the module's `revocation.wait`: the barrier of PROTOCOL.md section
+   * 13.4 after the change's own notices, and the wait for every subscribed
+   * reader. The change is made either way: past the timeout (or with Redis
+   * gone since) the answer leaves with a warning, which names neither the
+   * session nor the user.
+   */
+  private async awaitReaders(change: 'logout' | 'group change'): Promise<void> {
+    if (!this.config.revocation.wait) return;
+    const confirmation = await this.control.confirmRevocation();
+    if (!confirmation?.timedOut) return;
+    const { acknowledged, expected } = confirmation;
+    const heard =
+      expected > 0 ? `${acknowledged} of ${expected} subscribed readers (nginx) acknowledged it` : 'the acknowledgement channel failed';
+    this.logger.warn(
+      `${change}: ${heard} within revocation.timeoutMs (${this.config.revocation.timeoutMs} ms); answered anyway, ` +
+        'so a reader may pass the next requests of the session until it applies the notice',
+    );
   }
 
   /**

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, INestApplication, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, INestApplication, LoggerService, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Request, Response } from 'express';
 import {
@@ -163,11 +163,12 @@ class ClassGuardedController {
   }
 }
 
-export async function createTestApp(options: SharedSessionModuleOptions): Promise<INestApplication> {
+/** `logger`: where the app's log lines go (default: nowhere). */
+export async function createTestApp(options: SharedSessionModuleOptions, logger: LoggerService | false = false): Promise<INestApplication> {
   @Module({ imports: [SharedSessionModule.forRoot(options)], controllers: [TestController, ClassGuardedController] })
   class AppModule {}
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = moduleRef.createNestApplication({ logger: false });
+  const app = moduleRef.createNestApplication({ logger });
   app.enableShutdownHooks();
   await app.init();
   return app;
