@@ -100,6 +100,9 @@ describe("resty.shared_session.compat", function()
     it("keeps the 0.1.x fields", function()
       stub.var.http_cookie = "session=" .. SID .. "." .. SIG
       local session = assert(compat.new(nil, mt, "conn", "session", "p"))
+      -- And the key layout that reads them (v1 without configure()).
+      assert.equal("p:groups:" .. SID, session.keyspace:groups_key(SID))
+      session.keyspace = nil
       assert.same({ redis_conn = "conn", key_prefix = "p", cookie = SID .. "." .. SIG,
                     sid = SID, signature = SIG }, setmetatable(session, nil))
     end)
