@@ -219,6 +219,9 @@ local CHECK = {
 }
 
 
+-- layout-boundary: the one choice (spec/layout_boundary_spec.lua lets
+-- only these two functions read which layout and topology are asked for).
+
 -- The topology these options describe: the one choice of it.
 local function new_topology(r)
     local topology = single
@@ -232,8 +235,9 @@ end
 
 
 -- The keyspace (layout instance) of `prefix` on the topology `r`, for the
--- option key_layout: the one choice of the layout.
-local function new_keyspace(key_layout, prefix, r)
+-- option key_layout of `opts`: the one choice of the layout.
+local function new_keyspace(opts, prefix, r)
+    local key_layout = opts.key_layout
     if key_layout == nil then
         key_layout = "v1"
     end
@@ -244,11 +248,13 @@ local function new_keyspace(key_layout, prefix, r)
     return layout.new(prefix, r, CHECK)
 end
 
+-- layout-boundary: end of the one choice.
+
 
 -- The 0.1.x API's keyspace when configure() was not called: the v1 layout
 -- under the default prefix on one Redis (only its key names serve there).
 function _M.default_keyspace()
-    return new_keyspace(nil, DEFAULT_KEY_PREFIX,
+    return new_keyspace({}, DEFAULT_KEY_PREFIX,
                         new_topology(check_redis_options(nil)))
 end
 
@@ -451,7 +457,7 @@ local function build(opts)
     end
 
     local r = new_topology(check_redis_options(opts.redis))
-    local keyspace = new_keyspace(opts.key_layout, key_prefix, r)
+    local keyspace = new_keyspace(opts, key_prefix, r)
     local decision_cache = check_decision_cache_options(opts.decision_cache,
                                                         key_prefix, r)
     if decision_cache then
