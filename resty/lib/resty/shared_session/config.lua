@@ -263,7 +263,7 @@ local config_seq = 0   -- counts configurations built, for config_id
 
 -- The decision cache: nil when the option is absent. The dict must exist
 -- already (configure runs in init_by_lua, after lua_shared_dict is parsed).
-local function check_decision_cache_options(opts, key_prefix, r)
+local function check_decision_cache_options(opts, keyspace, r)
     if opts == nil then
         return nil
     end
@@ -335,9 +335,9 @@ local function check_decision_cache_options(opts, key_prefix, r)
         -- even though the dict outlives the reload.
         config_id = format("%x.%x.%x", worker_pid(), floor(ngx_now() * 1000),
                            config_seq),
-        channel = key_prefix .. ":invalidate",
+        channel = keyspace:channel(),
         -- PROTOCOL.md section 13.4: where `!ack <id>` notices are answered.
-        ack_channel = key_prefix .. ":ack",
+        ack_channel = keyspace:ack_channel(),
         -- Its own pool name, never handed back: the subscriber's connection
         -- is never a pooled one, and never taken from a pool either.
         subscriber_connect_options = {
@@ -459,7 +459,7 @@ local function build(opts)
     local r = new_topology(check_redis_options(opts.redis))
     local keyspace = new_keyspace(opts, key_prefix, r)
     local decision_cache = check_decision_cache_options(opts.decision_cache,
-                                                        key_prefix, r)
+                                                        keyspace, r)
     if decision_cache then
         -- Whether a notice of section 13.4 only ever raises a kept value.
         decision_cache.controls_only_rise = keyspace.CONTROLS_ONLY_RISE

@@ -50,6 +50,18 @@ function _M:mark_key()
 end
 
 
+-- PROTOCOL.md section 7: the revocation notices' channel.
+function _M:channel()
+    return self.prefix .. ":invalidate"
+end
+
+
+-- Section 13.4: where `!ack <id>` notices are answered.
+function _M:ack_channel()
+    return self.prefix .. ":ack"
+end
+
+
 -- Section 13.3: a group's cache generation.
 function _M:generation_key(group_id)
     return self.prefix .. ":group-generation:" .. group_id
