@@ -66,9 +66,13 @@ _M.open_failed = _M.forget_master
 local function ask_sentinels(r)
     local last_err = "no sentinel answered"
     for _, sentinel in ipairs(r.sentinels) do
-        local red = redis.new_client()
+        local red, err = redis.new_client()
+        if not red then
+            return nil, err
+        end
         red:set_timeout(r.connect_timeout)
-        local ok, err = red:connect(sentinel.host, sentinel.port)
+        local ok
+        ok, err = red:connect(sentinel.host, sentinel.port)
         if ok then
             red:set_timeout(r.read_timeout)
             local master
