@@ -50,6 +50,14 @@ build = {
          "resty/lib/resty/shared_session/cookie.lua",
       ["resty.shared_session.decisions"] =
          "resty/lib/resty/shared_session/decisions.lua",
+      ["resty.shared_session.layout.base"] =
+         "resty/lib/resty/shared_session/layout/base.lua",
+      ["resty.shared_session.layout.v1"] =
+         "resty/lib/resty/shared_session/layout/v1.lua",
+      ["resty.shared_session.layout.cluster"] =
+         "resty/lib/resty/shared_session/layout/cluster.lua",
+      ["resty.shared_session.layout.compact"] =
+         "resty/lib/resty/shared_session/layout/compact.lua",
       ["resty.shared_session.log"] =
          "resty/lib/resty/shared_session/log.lua",
       ["resty.shared_session.refresh"] =
@@ -62,5 +70,17 @@ build = {
          "resty/lib/resty/shared_session/session_id.lua",
       ["resty.shared_session.subscriber"] =
          "resty/lib/resty/shared_session/subscriber.lua",
+      ["resty.shared_session.topology.single"] =
+         "resty/lib/resty/shared_session/topology/single.lua",
+      ["resty.shared_session.topology.sentinel"] =
+         "resty/lib/resty/shared_session/topology/sentinel.lua",
+      ["resty.shared_session.topology.cluster"] =
+         "resty/lib/resty/shared_session/topology/cluster.lua",
+      -- Redis scripts, not modules of the rock: refresh.lua reads them once,
+      -- when it loads, from where package.path finds these names.
+      ["resty.shared_session.scripts.refresh"] =
+         "resty/lib/resty/shared_session/scripts/refresh.lua",
+      ["resty.shared_session.scripts.index"] =
+         "resty/lib/resty/shared_session/scripts/index.lua",
    },
 }

@@ -122,8 +122,8 @@ describe("key_layout = \"compact\" without lua-cjson", function()
   end)
 end)
 
-describe("resty.shared_session.redis membership on the compact layout", function()
-  local stub, restore, server, config, redis, r
+describe("resty.shared_session.layout.compact membership", function()
+  local stub, restore, server, config, r
 
   setup(function()
     stub = require "ngx_stub"
@@ -136,8 +136,7 @@ describe("resty.shared_session.redis membership on the compact layout", function
       ["resty.redis.sentinel"] = false, ["nginx.redis.sentinel"] = false,
     }
     config = require "resty.shared_session.config"
-    redis = require "resty.shared_session.redis"
-    r = assert(config.new { key_layout = "compact" }).redis
+    r = assert(config.new { key_layout = "compact", key_prefix = "p" }).keyspace
     server.strings["p:{" .. SID .. "}"] = SIG .. '{"username":"a","groups":["g1","g2",7]}'
   end)
 
@@ -146,9 +145,9 @@ describe("resty.shared_session.redis membership on the compact layout", function
   end)
 
   it("is one GET of the one key, answered as SISMEMBER would be (local mode)", function()
-    assert.same({ 1 }, { redis.membership(r, "p", SID, "g1") })
-    assert.same({ 0 }, { redis.membership(r, "p", SID, "g3") })
-    assert.same({ 0 }, { redis.membership(r, "p", SID, 7) })     -- not a string member
+    assert.same({ 1 }, { r:membership(SID, "g1") })
+    assert.same({ 0 }, { r:membership(SID, "g3") })
+    assert.same({ 0 }, { r:membership(SID, 7) })     -- not a string member
     assert.same({
       "set_timeout 200", "connect 127.0.0.1:6379 shared_session:127.0.0.1:6379:0",
       "set_timeout 500", "send", "get p:{" .. SID .. "}", "set_keepalive 60000 64",
@@ -157,14 +156,14 @@ describe("resty.shared_session.redis membership on the compact layout", function
   end)
 
   it("answers the value's signature in stored mode", function()
-    assert.same({ 1, nil, SIG }, { redis.membership(r, "p", SID, "g2", true) })
-    assert.same({ 0, nil, SIG }, { redis.membership(r, "p", SID, "g9", true) })
+    assert.same({ 1, nil, SIG }, { r:membership(SID, "g2", true) })
+    assert.same({ 0, nil, SIG }, { r:membership(SID, "g9", true) })
   end)
 
   it("GETs the extra keys (section 13) in the same round trip, replies last", function()
     server.strings["p:not-before"] = "5"
     assert.same({ 1, nil, SIG, { "5", stub.null } },
-                { redis.membership(r, "p", SID, "g1", true, { "p:not-before", "p:other" }) })
+                { r:membership(SID, "g1", true, { "p:not-before", "p:other" }) })
     assert.same({
       "send", "get p:{" .. SID .. "}", "get p:not-before", "get p:other",
       "set_keepalive 60000 64",
@@ -174,13 +173,13 @@ describe("resty.shared_session.redis membership on the compact layout", function
   it("is no session (0, and no signature) when the key is absent or its value malformed", function()
     server.strings["p:{" .. SID .. "}"] = nil
     assert.same({ 0, nil, stub.null, { stub.null } },
-                { redis.membership(r, "p", SID, "g1", true, { "p:not-before" }) })
-    assert.same({ 0 }, { redis.membership(r, "p", SID, "g1") })
+                { r:membership(SID, "g1", true, { "p:not-before" }) })
+    assert.same({ 0 }, { r:membership(SID, "g1") })
     local logged = #stub.log_lines()
     for _, case in ipairs(cases.malformed) do
       server.strings["p:{" .. SID .. "}"] = case.value
-      assert.same({ 0, nil, stub.null }, { redis.membership(r, "p", SID, "g1", true) })
-      assert.same({ 0 }, { redis.membership(r, "p", SID, "g1") })
+      assert.same({ 0, nil, stub.null }, { r:membership(SID, "g1", true) })
+      assert.same({ 0 }, { r:membership(SID, "g1") })
     end
     local lines = stub.log_lines(logged)
     assert.equal(2 * #cases.malformed, #lines)
@@ -191,16 +190,16 @@ describe("resty.shared_session.redis membership on the compact layout", function
   it("is nil and 'redis error: ...' on an error reply, and closes the connection", function()
     server.errors.get = "WRONGTYPE Operation against a key holding the wrong kind of value"
     assert.same({ nil, "redis error: WRONGTYPE Operation against a key holding the wrong"
-                       .. " kind of value" }, { redis.membership(r, "p", SID, "g1") })
+                       .. " kind of value" }, { r:membership(SID, "g1") })
     assert.same({ nil, "redis error: WRONGTYPE Operation against a key holding the wrong"
                        .. " kind of value" },
-                { redis.membership(r, "p", SID, "g1", false, { "p:not-before" }) })
+                { r:membership(SID, "g1", false, { "p:not-before" }) })
     assert.equal(2, server.closed)
   end)
 
   it("is nil and 'redis unavailable: ...' when Redis cannot be reached", function()
     server.down = "connection refused"
     assert.same({ nil, "redis unavailable: connect: connection refused" },
-                { redis.membership(r, "p", SID, "g1", true) })
+                { r:membership(SID, "g1", true) })
   end)
 end)

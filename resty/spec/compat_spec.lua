@@ -100,6 +100,9 @@ describe("resty.shared_session.compat", function()
     it("keeps the 0.1.x fields", function()
       stub.var.http_cookie = "session=" .. SID .. "." .. SIG
       local session = assert(compat.new(nil, mt, "conn", "session", "p"))
+      -- And the key layout that reads them (v1 without configure()).
+      assert.equal("p:groups:" .. SID, session.keyspace:groups_key(SID))
+      session.keyspace = nil
       assert.same({ redis_conn = "conn", key_prefix = "p", cookie = SID .. "." .. SIG,
                     sid = SID, signature = SIG }, setmetatable(session, nil))
     end)
@@ -277,6 +280,48 @@ describe("resty.shared_session.compat", function()
       assert.same({ nil, "redis error: ERR boom" }, { session:is_group_member("g1") })
       assert.same({ nil, "redis error: ERR boom" }, { session:list_groups() })
       assert.same({ nil, "redis error: ERR boom" }, { session:get_data() })
+    end)
+  end)
+
+  -- Before the layouts were objects, the 0.1.x API read the v1 names here
+  -- and so refused every session on the cluster layout.
+  describe("with Redis, on the cluster layout (PROTOCOL.md section 14)", function()
+    local server, session, conf
+    local TAG = "p:{" .. SID .. "}:"
+
+    before_each(function()
+      server = fake_redis.server()
+      stub.var.http_cookie = "session=" .. SID .. "." .. SIG
+      conf = configure { key_layout = "cluster" }
+      session = assert(compat.new(conf, mt, server.lib.new(), "session", "p"))
+      server.strings[TAG .. "signature"] = SIG
+      server.sets[TAG .. "groups"] = { g1 = true, g2 = true }
+      server.strings[TAG .. "data"] = '{"username":"ada"}'
+      -- The v1 names of the same session: never read on this layout.
+      server.strings["p:signature:" .. SID] = "x"
+      server.sets["p:groups:" .. SID] = { g9 = true }
+    end)
+
+    it("reads the session's keys under its hash tag", function()
+      assert.is_true(session:verify_signature(conf))
+      assert.is_true(session:is_group_member("g1"))
+      assert.same({ nil, "not a member" }, { session:is_group_member("g9") })
+      assert.same({ "g1", "g2" }, session:list_groups())
+      assert.equal("ada", session:get_data().username)
+      assert.same({
+        "get " .. TAG .. "signature", "sismember " .. TAG .. "groups g1",
+        "sismember " .. TAG .. "groups g9", "smembers " .. TAG .. "groups",
+        "get " .. TAG .. "data",
+      }, server.calls)
+    end)
+
+    it("finds no session when its keys are gone", function()
+      server.strings = {}
+      server.sets = {}
+      assert.same({ nil, "no stored signature" }, { session:verify_signature(conf) })
+      assert.same({ nil, "not a member" }, { session:is_group_member("g1") })
+      assert.same({}, session:list_groups())
+      assert.same({ nil, "no session data" }, { session:get_data() })
     end)
   end)
 end)

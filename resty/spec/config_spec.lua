@@ -200,29 +200,50 @@ describe("resty.shared_session.config", function()
                    conf.redis.connect_options.pool)
     end)
 
+    local function layout(name)
+      return require("resty.shared_session.layout." .. name)
+    end
+    local function topology(name)
+      return require("resty.shared_session.topology." .. name)
+    end
+
     it("takes a cluster with the cluster layout", function()
       local conf = assert(config.new {
         key_layout = "cluster",
         redis = { cluster = { nodes = { { host = "127.0.0.1", port = "7000" } } } },
       })
-      assert.is_true(conf.redis.cluster_layout)
       assert.equal(7000, conf.redis.cluster.nodes[1].port)
-      assert.is_false(assert(config.new {}).redis.cluster_layout)
-      assert.equal("cluster", conf.redis.key_layout)
-      assert.equal("v1", assert(config.new {}).redis.key_layout)
+      assert.equal(layout("cluster").mt, getmetatable(conf.keyspace))
+      assert.equal(topology("cluster"), getmetatable(conf.redis).__index)
+      assert.is_true(conf.keyspace.CONTROLS_ONLY_RISE)
+      local default = assert(config.new {})
+      assert.equal(layout("v1").mt, getmetatable(default.keyspace))
+      assert.equal(topology("single"), getmetatable(default.redis).__index)
+      assert.is_false(default.keyspace.CONTROLS_ONLY_RISE)
+      assert.equal(default.redis, default.keyspace.redis)
+      assert.equal("resty_shared_session", default.keyspace.prefix)
+    end)
+
+    it("takes sentinels as the Sentinel topology, which needs its library", function()
+      -- (No resty.redis.sentinel here; redis_spec has it.)
+      local _, err = config.new {
+        redis = { sentinels = { { host = "127.0.0.1", port = 26379 } } },
+      }
+      assert.matches("need lua-resty-redis-connector", err, 1, true)
     end)
 
     it("takes the compact layout (section 15), on one Redis and on a cluster", function()
       local conf = assert(config.new { key_layout = "compact", key_prefix = "app" })
-      assert.equal("compact", conf.redis.key_layout)
+      assert.equal(layout("compact").mt, getmetatable(conf.keyspace))
       -- Section 13 as on the cluster layout (section 14.1's index step).
-      assert.is_true(conf.redis.cluster_layout)
-      assert.is_false(conf.redis.cluster)
+      assert.is_true(conf.keyspace.CONTROLS_ONLY_RISE)
+      assert.equal(topology("single"), getmetatable(conf.redis).__index)
       conf = assert(config.new {
         key_layout = "compact",
         redis = { cluster = { nodes = { { host = "127.0.0.1", port = 7000 } } } },
       })
-      assert.equal("compact", conf.redis.key_layout)
+      assert.equal(layout("compact").mt, getmetatable(conf.keyspace))
+      assert.equal(topology("cluster"), getmetatable(conf.redis).__index)
       assert.equal(7000, conf.redis.cluster.nodes[1].port)
     end)
 

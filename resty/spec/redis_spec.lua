@@ -28,20 +28,38 @@ describe("resty.shared_session.redis", function()
     restore()
   end)
 
+  -- The keyspace (prefix "p") of a configuration with these redis options;
+  -- its topology is .redis.
   local function redis_options(opts)
-    return assert(config.new { redis = opts }).redis
+    return assert(config.new { key_prefix = "p", redis = opts }).keyspace
   end
 
   describe("key", function()
-    it("is <prefix>:<kind>:<sid>", function()
+    local function keyspace(layout, prefix)
+      return assert(config.new { key_layout = layout, key_prefix = prefix }).keyspace
+    end
+
+    it("is <prefix>:<kind>:<sid> on the v1 layout", function()
       assert.equal("resty_shared_session:groups:" .. SID,
-                   redis.key("resty_shared_session", "groups", SID))
-      assert.equal("{app}:signature:" .. SID, redis.key("{app}", "signature", SID))
-      assert.equal("p:data:" .. SID, redis.key("p", "data", SID))
-      assert.equal("p:data:" .. SID, redis.key("p", "data", SID, "v1"))
+                   assert(config.new {}).keyspace:groups_key(SID))
+      assert.equal("{app}:signature:" .. SID, keyspace("v1", "{app}"):signature_key(SID))
+      assert.equal("p:data:" .. SID, keyspace(nil, "p"):data_key(SID))
+      assert.equal("p:data:" .. SID, keyspace("v1", "p"):data_key(SID))
     end)
     it("is <prefix>:{<sid>}:<kind> on the cluster layout", function()
-      assert.equal("p:{" .. SID .. "}:groups", redis.key("p", "groups", SID, "cluster"))
+      local ks = keyspace("cluster", "p")
+      assert.equal("p:{" .. SID .. "}:groups", ks:groups_key(SID))
+      assert.equal("p:{" .. SID .. "}:signature", ks:signature_key(SID))
+      assert.equal("p:{" .. SID .. "}:data", ks:data_key(SID))
+    end)
+    it("is <prefix>:{<sid>} on the compact layout, and the same control keys on each", function()
+      assert.equal("p:{" .. SID .. "}", keyspace("compact", "p"):session_key(SID))
+      for _, layout in ipairs { "v1", "cluster", "compact" } do
+        local ks = keyspace(layout, "p")
+        assert.equal("p:not-before", ks:mark_key())
+        assert.equal("p:group-generation:g1", ks:generation_key("g1"))
+        assert.equal("p:user:alice", ks:index_key("alice"))
+      end
     end)
   end)
 
@@ -62,8 +80,8 @@ describe("resty.shared_session.redis", function()
     end)
 
     it("asks SISMEMBER on a pooled connection (local mode)", function()
-      assert.same({ 1 }, { redis.membership(r, "p", SID, "g1") })
-      assert.same({ 0 }, { redis.membership(r, "p", SID, "g2") })
+      assert.same({ 1 }, { r:membership(SID, "g1") })
+      assert.same({ 0 }, { r:membership(SID, "g2") })
       assert.same({
         "set_timeout 200", "connect 127.0.0.1:6379 shared_session:127.0.0.1:6379:0",
         "set_timeout 500", "send", "sismember p:groups:" .. SID .. " g1",
@@ -74,35 +92,35 @@ describe("resty.shared_session.redis", function()
     end)
 
     it("also GETs the stored signature, in the same round trip (stored mode)", function()
-      assert.same({ 1, nil, "sig" }, { redis.membership(r, "p", SID, "g1", true) })
+      assert.same({ 1, nil, "sig" }, { r:membership(SID, "g1", true) })
       assert.same({
         "send", "get p:signature:" .. SID, "sismember p:groups:" .. SID .. " g1",
         "set_keepalive 60000 64",
       }, { unpack(server.calls, 4, 7) })
       server.strings["p:signature:" .. SID] = nil
-      assert.same({ 0, nil, stub.null }, { redis.membership(r, "p", SID, "g2", true) })
+      assert.same({ 0, nil, stub.null }, { r:membership(SID, "g2", true) })
     end)
 
     it("GETs the extra keys (section 13) in the same round trip, replies last", function()
       server.strings["p:not-before"] = "5"
       assert.same({ 1, nil, nil, { "5", stub.null } },
-                  { redis.membership(r, "p", SID, "g1", false, { "p:not-before", "p:other" }) })
+                  { r:membership(SID, "g1", false, { "p:not-before", "p:other" }) })
       assert.same({
         "send", "sismember p:groups:" .. SID .. " g1", "get p:not-before", "get p:other",
         "set_keepalive 60000 64",
       }, { unpack(server.calls, 4, 8) })
       assert.same({ 0, nil, "sig", { "5" } },
-                  { redis.membership(r, "p", SID, "g2", true, { "p:not-before" }) })
+                  { r:membership(SID, "g2", true, { "p:not-before" }) })
     end)
 
     it("sends AUTH and SELECT on new connections only", function()
       server.password = "pw"
       r = redis_options { password = "pw", db = 3 }
-      assert.equal(1, redis.membership(r, "p", SID, "g1"))
+      assert.equal(1, r:membership(SID, "g1"))
       assert.same({ "auth pw", "select 3" }, { server.calls[4], server.calls[5] })
       server.calls = {}
       server.reused = 1
-      assert.equal(1, redis.membership(r, "p", SID, "g1"))
+      assert.equal(1, r:membership(SID, "g1"))
       for _, call in ipairs(server.calls) do
         assert.is_nil(call:find("^auth") or call:find("^select"))
       end
@@ -111,34 +129,34 @@ describe("resty.shared_session.redis", function()
     it("is nil and 'redis unavailable: ...' when it cannot connect", function()
       server.down = "connection refused"
       assert.same({ nil, "redis unavailable: connect: connection refused" },
-                  { redis.membership(r, "p", SID, "g1") })
+                  { r:membership(SID, "g1") })
       server.down = nil
       server.password = "other"
       r = redis_options { password = "pw" }
       assert.same({ nil, "redis unavailable: auth: WRONGPASS invalid username-password pair" },
-                  { redis.membership(r, "p", SID, "g1") })
+                  { r:membership(SID, "g1") })
       assert.equal(1, server.closed)
       assert.equal(0, server.pooled)
     end)
 
     it("is nil and 'redis error: ...' on an error, and closes the connection", function()
       server.errors.sismember = "ERR boom"
-      assert.same({ nil, "redis error: ERR boom" }, { redis.membership(r, "p", SID, "g1") })
+      assert.same({ nil, "redis error: ERR boom" }, { r:membership(SID, "g1") })
       assert.same({ nil, "redis error: ERR boom" },
-                  { redis.membership(r, "p", SID, "g1", true) })
+                  { r:membership(SID, "g1", true) })
       server.errors = { get = "WRONGTYPE" }
       assert.same({ nil, "redis error: WRONGTYPE" },
-                  { redis.membership(r, "p", SID, "g1", true) })
+                  { r:membership(SID, "g1", true) })
       server.errors = { send = "timeout" }
       assert.same({ nil, "redis error: timeout" },
-                  { redis.membership(r, "p", SID, "g1", true) })
+                  { r:membership(SID, "g1", true) })
       assert.equal(4, server.closed)
       assert.equal(0, server.pooled)
     end)
 
     it("sends the commands as bulk strings, whatever bytes the group id holds", function()
       server.sets["p:groups:" .. SID] = { ["g 1\r\nFLUSHALL"] = true }
-      assert.same({ 1 }, { redis.membership(r, "p", SID, "g 1\r\nFLUSHALL") })
+      assert.same({ 1 }, { r:membership(SID, "g 1\r\nFLUSHALL") })
       assert.equal("sismember p:groups:" .. SID .. " g 1\r\nFLUSHALL", server.calls[5])
       assert.equal(1, server.pooled)
     end)
@@ -148,12 +166,12 @@ describe("resty.shared_session.redis", function()
       -- connection still owes a reply, which must reach no later request.
       server.replies_sent = 1
       assert.same({ nil, "redis error: timeout" },
-                  { redis.membership(r, "p", SID, "g1", true) })
+                  { r:membership(SID, "g1", true) })
       server.replies_sent = 0
-      assert.same({ nil, "redis error: timeout" }, { redis.membership(r, "p", SID, "g1") })
+      assert.same({ nil, "redis error: timeout" }, { r:membership(SID, "g1") })
       assert.same({ 2, 0 }, { server.closed, server.pooled })
       server.replies_sent = math.huge
-      assert.same({ 0, nil, "sig" }, { redis.membership(r, "p", SID, "g2", true) })
+      assert.same({ 0, nil, "sig" }, { r:membership(SID, "g2", true) })
       assert.same({ 2, 1 }, { server.closed, server.pooled })
     end)
 
@@ -165,9 +183,10 @@ describe("resty.shared_session.redis", function()
       }
       local without = require "resty.shared_session.redis"
       assert.is_false(without.has_sentinel)
+      r = assert(require("resty.shared_session.config").new { key_prefix = "p" }).keyspace
       assert.same({ nil, "redis unavailable: no redis client library (resty.redis"
                          .. " or nginx.redis)" },
-                  { without.membership(r, "p", SID, "g1") })
+                  { r:membership(SID, "g1") })
     end)
   end)
 
@@ -192,12 +211,14 @@ describe("resty.shared_session.redis", function()
       server.strings["p:{" .. SID .. "}:signature"] = "sig"
       server.strings["p:{" .. SID .. "}"] = ("A"):rep(27) .. '{"groups":["g1"]}'
       server.strings.k = "v"
-      r = assert(config.new { key_layout = "cluster", redis = { cluster = NODES } }).redis
+      r = assert(config.new {
+        key_layout = "cluster", key_prefix = "p", redis = { cluster = NODES },
+      }).keyspace
     end)
 
     it("follows an ASK: ASKING then the same commands on the node it names", function()
       server.errors.sismember = redirect("ASK 866 " .. OTHER)
-      assert.same({ 1, nil, "sig" }, { redis.membership(r, "p", SID, "g1", true) })
+      assert.same({ 1, nil, "sig" }, { r:membership(SID, "g1", true) })
       local calls = {}
       for _, call in ipairs(server.calls) do
         if not call:find("^set_timeout") then
@@ -220,13 +241,13 @@ describe("resty.shared_session.redis", function()
 
     it("follows a MOVED, and an ASK for the compact layout's GETs and get_at", function()
       server.errors.sismember = redirect("MOVED 866 " .. OTHER)
-      assert.same({ 0 }, { redis.membership(r, "p", SID, "g2") })
+      assert.same({ 0 }, { r:membership(SID, "g2") })
       server.errors = { get = redirect("ASK 866 " .. OTHER) }
-      assert.same({ "v" }, { redis.get_at(r, "k") })
+      assert.same({ "v" }, { redis.get_at(r.redis, "k") })
       local compact = assert(config.new {
-        key_layout = "compact", redis = { cluster = NODES },
-      }).redis
-      assert.same({ 1, nil, ("A"):rep(27) }, { redis.membership(compact, "p", SID, "g1", true) })
+        key_layout = "compact", key_prefix = "p", redis = { cluster = NODES },
+      }).keyspace
+      assert.same({ 1, nil, ("A"):rep(27) }, { compact:membership(SID, "g1", true) })
       assert.equal("asking", server.calls[#server.calls - 2])
       assert.same({ 0, 8 }, { server.closed, server.pooled })
     end)
@@ -234,13 +255,13 @@ describe("resty.shared_session.redis", function()
     it("is nil and 'redis error: ...' on any other error reply, or a second redirection", function()
       server.errors.sismember = WRONGTYPE
       assert.same({ nil, "redis error: " .. WRONGTYPE },
-                  { redis.membership(r, "p", SID, "g1", true) })
+                  { r:membership(SID, "g1", true) })
       server.errors.sismember = "ASK 866 " .. OTHER
       assert.same({ nil, "redis error: ASK 866 " .. OTHER },
-                  { redis.membership(r, "p", SID, "g1") })
+                  { r:membership(SID, "g1") })
       server.errors = { get = "NOAUTH Authentication required." }
       assert.same({ nil, "redis error: NOAUTH Authentication required." },
-                  { redis.get_at(r, "k") })
+                  { redis.get_at(r.redis, "k") })
       assert.equal(3, server.closed)
     end)
   end)
@@ -248,7 +269,7 @@ describe("resty.shared_session.redis", function()
   describe("address", function()
     it("is the configured server without sentinels", function()
       local r = redis_options { host = "10.0.0.1", port = 6380 }
-      assert.same({ "10.0.0.1", 6380, r.connect_options }, { redis.address(r) })
+      assert.same({ "10.0.0.1", 6380, r.redis.connect_options }, { r.redis:address() })
       assert.same({}, server.calls)
     end)
 
@@ -263,34 +284,39 @@ describe("resty.shared_session.redis", function()
         server.master = { host = "10.0.0.2", port = 6390 }
       end)
 
+      it("is the Sentinel topology", function()
+        assert.equal(require "resty.shared_session.topology.sentinel",
+                     getmetatable(r.redis).__index)
+      end)
+
       it("is the primary the sentinels name, kept 1 s by the worker", function()
         local pool = { pool = "shared_session:10.0.0.2:6390:1", pool_size = 64 }
-        assert.same({ "10.0.0.2", 6390, pool }, { redis.address(r) })
+        assert.same({ "10.0.0.2", 6390, pool }, { r.redis:address() })
         assert.same({ "set_timeout 200", "connect 10.0.0.9:26379 -", "set_timeout 500",
                       "get_master m", "set_keepalive 60000 64" }, server.calls)
         server.calls = {}
         stub.sleep(0.9)
-        assert.same({ "10.0.0.2", 6390, pool }, { redis.address(r) })
+        assert.same({ "10.0.0.2", 6390, pool }, { r.redis:address() })
         assert.same({}, server.calls)
         stub.sleep(0.2)
         server.master = { host = "10.0.0.3", port = 6391 }
-        assert.equal("10.0.0.3", (redis.address(r)))
+        assert.equal("10.0.0.3", (r.redis:address()))
       end)
 
       it("is asked again as soon as the primary cannot be reached", function()
-        assert.equal("10.0.0.2", (redis.address(r)))
+        assert.equal("10.0.0.2", (r.redis:address()))
         server.master = { host = "10.0.0.3", port = 6391 }
         server.down = "connection refused"
-        assert.is_nil(redis.membership(r, "p", SID, "g1"))
+        assert.is_nil(r:membership(SID, "g1"))
         server.down = nil
-        assert.equal("10.0.0.3", (redis.address(r)))
+        assert.equal("10.0.0.3", (r.redis:address()))
       end)
 
       it("is forgotten by forget_master", function()
-        assert.equal("10.0.0.2", (redis.address(r)))
+        assert.equal("10.0.0.2", (r.redis:address()))
         server.master = { host = "10.0.0.3", port = 6391 }
-        redis.forget_master()
-        assert.equal("10.0.0.3", (redis.address(r)))
+        r.redis.forget_master()
+        assert.equal("10.0.0.3", (r.redis:address()))
       end)
 
       it("is nil and the last sentinel's error when none names a primary", function()
@@ -298,11 +324,11 @@ describe("resty.shared_session.redis", function()
           sentinels = { { host = "10.0.0.8", port = 26379 }, { host = "10.0.0.9", port = 26380 } },
         }
         server.master = nil
-        assert.same({ nil, "sentinel 10.0.0.9:26380: no master" }, { redis.address(r) })
+        assert.same({ nil, "sentinel 10.0.0.9:26380: no master" }, { r.redis:address() })
         server.down = "timeout"
-        assert.same({ nil, "sentinel 10.0.0.9:26380: timeout" }, { redis.address(r) })
+        assert.same({ nil, "sentinel 10.0.0.9:26380: timeout" }, { r.redis:address() })
         assert.same({ nil, "redis unavailable: sentinel 10.0.0.9:26380: timeout" },
-                    { redis.membership(r, "p", SID, "g1") })
+                    { r:membership(SID, "g1") })
       end)
     end)
   end)

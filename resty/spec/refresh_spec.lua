@@ -45,7 +45,7 @@ describe("resty.shared_session.refresh", function()
   end
 
   local function maybe(c, sid)
-    refresh.maybe(c.refresh, c.redis, c.key_prefix, sid)
+    refresh.maybe(c.refresh, c.keyspace, sid)
   end
 
   -- Runs the timers started so far, as nginx would after the request.
@@ -117,11 +117,11 @@ describe("resty.shared_session.refresh", function()
       package.loaded["resty.shared_session.refresh"] = nil
       local other = require "resty.shared_session.refresh"
       for _ = 1, 10 do
-        other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
+        other.maybe(c.refresh, c.keyspace, UUID)
       end
       assert.equal(1, #timers)
       stub.sleep(30.1)
-      other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
+      other.maybe(c.refresh, c.keyspace, UUID)
       assert.equal(2, #timers)
     end)
 
@@ -133,7 +133,7 @@ describe("resty.shared_session.refresh", function()
       package.loaded["resty.shared_session.refresh"] = nil
       local other = require "resty.shared_session.refresh"
       local function other_maybe()
-        other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
+        other.maybe(c.refresh, c.keyspace, UUID)
       end
       -- Under way: the other worker looks again after RETRY, not after the
       -- interval (its requests may be all the session has).
@@ -166,7 +166,7 @@ describe("resty.shared_session.refresh", function()
         return add(...)
       end
       for _ = 1, 20 do
-        other.maybe(c.refresh, c.redis, c.key_prefix, UUID)
+        other.maybe(c.refresh, c.keyspace, UUID)
         stub.sleep(1)
       end
       dict.add = add
@@ -178,17 +178,17 @@ describe("resty.shared_session.refresh", function()
        .. " a refresh is under way, in this worker or another", function()
       local c = conf { refresh = { interval = 60 } }
       server.replies.evalsha = 4000     -- _idle: 4 s
-      assert.equal(0, refresh.maybe(c.refresh, c.redis, c.key_prefix, UUID))
-      assert.equal(0, refresh.maybe(c.refresh, c.redis, c.key_prefix, UUID))
+      assert.equal(0, refresh.maybe(c.refresh, c.keyspace, UUID))
+      assert.equal(0, refresh.maybe(c.refresh, c.keyspace, UUID))
       package.loaded["resty.shared_session.refresh"] = nil
       local other = require "resty.shared_session.refresh"
-      assert.equal(0, other.maybe(c.refresh, c.redis, c.key_prefix, UUID))
+      assert.equal(0, other.maybe(c.refresh, c.keyspace, UUID))
       run_timers()
       -- Answered: half the idle timeout, not the interval.
       local now = stub.clock.now
-      assert.near(now + 2, refresh.maybe(c.refresh, c.redis, c.key_prefix, UUID), 0.01)
+      assert.near(now + 2, refresh.maybe(c.refresh, c.keyspace, UUID), 0.01)
       stub.sleep(refresh.RETRY + 0.01)
-      assert.near(now + 2, other.maybe(c.refresh, c.redis, c.key_prefix, UUID), 0.02)
+      assert.near(now + 2, other.maybe(c.refresh, c.keyspace, UUID), 0.02)
       assert.equal(0, #timers)
     end)
 

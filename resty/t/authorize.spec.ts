@@ -15,6 +15,7 @@ import {
   cookieFor,
   get,
   luaConnectRedis,
+  nginxConf,
   OTHER_SID,
   redisClient,
   SALT,
@@ -30,22 +31,10 @@ const PREFIX = 'rss_t';
 
 /** The locations every test nginx has. `configureLua` runs in init_by_lua. */
 function confFor(redisPort: number, configureLua: string | null) {
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  client_body_buffer_size 16k;
-  ${
-    configureLua === null
-      ? ''
-      : `init_by_lua_block {
-    require("resty.shared_session").configure(${configureLua})
-  }`
-  }
-  server {
-    listen 127.0.0.1:${ctx.port};
-    default_type text/plain;
-
+  return nginxConf({
+    configure: configureLua === null ? null : `(${configureLua})`,
+    http: 'client_body_buffer_size 16k;',
+    locations: `
     # The one-line form, as an operator writes it.
     location ~ ^/groups/(?<group_id>[^/]+)/ {
       access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
@@ -97,9 +86,8 @@ http {
         ngx.say(cjson.encode({ ok = ok, err = ok and cjson.null or err }))
       }
     }
-  }
-}
-`;
+`,
+  });
 }
 
 function localConfigure(redisPort: number, extra = ''): string {

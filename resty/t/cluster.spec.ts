@@ -25,28 +25,23 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisClusterStack } from '../../stack/redis-cluster';
 import type { RedisServer } from '../../stack/redis-server';
 import { sleep, waitFor } from '../../stack/wait';
-import { assertNoCrash, get, SALT, SECRET, sessionCookie, signature } from './support';
+import { assertNoCrash, get, nginxConf, SALT, SECRET, sessionCookie, signature } from './support';
 
 const PREFIX = 'rss_cl';
 const LAYOUT = { layout: 'cluster' as const };
 
 function confFor(cluster: RedisClusterStack, cache: boolean, layout: 'cluster' | 'compact' = 'cluster') {
   const nodes = cluster.startupNodes.map((n) => `{ host = "${n.host}", port = ${n.port} }`).join(', ');
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  lua_shared_dict decisions 1m;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    dict: '1m',
+    configure: `{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}", key_layout = "${layout}",
       redis = { cluster = { nodes = { ${nodes} } }, connect_timeout = 300, read_timeout = 500 },
       ${cache ? 'decision_cache = { dict = "decisions", ttl = 10, all_writers_publish = true },' : ''}
-    }
-  }
-  ${cache ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
-  server {
-    listen 127.0.0.1:${ctx.port};
+    }`,
+    subscriber: cache,
+    plainText: false,
+    locations: `
     location ~ ^/groups/(?<group_id>[^/]+)/ {
       access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
       content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
@@ -59,9 +54,29 @@ http {
     location = /slot {
       content_by_lua_block { ngx.say(require("resty.shared_session.cluster").slot(ngx.unescape_uri(ngx.var.arg_key))) }
     }
-  }
-}
-`;
+    # The 0.1.x API, on the caller's connection to the primary of the session's slot (?port=).
+    location ~ ^/compat/(?<group_id>[^/]+)$ {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local ok_lib, redis = pcall(require, "resty.redis")
+        if not ok_lib then redis = require "nginx.redis" end
+        local red = redis:new()
+        red:set_timeout(1000)
+        assert(red:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        local session = assert(require("resty.shared_session"):new(red))
+        local function pack(a, b) return { a == nil and cjson.null or a, b == nil and cjson.null or b } end
+        local out = {
+          verify = pack(session:verify_signature()),
+          member = pack(session:is_group_member(ngx.var.group_id)),
+          groups = pack(session:list_groups()),
+          data = pack(session:get_data()),
+        }
+        red:set_keepalive()
+        ngx.say(cjson.encode(out))
+      }
+    }
+`,
+  });
 }
 
 const status = async (nginx: NginxServer, group: string, sid: string) =>
@@ -134,6 +149,29 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
     expect(primaries.size).toBe(3);
     await destroySession(client, PREFIX, sids[0], LAYOUT);
     expect(await status(nginx, 'g1', sids[0])).toBe(403);
+  });
+
+  test("the 0.1.x API reads the cluster layout's keys (it read the v1 names, and refused every session here)", async () => {
+    const sid = await login(['g1', 'g2']);
+    const slot = Number(await client.cluster('KEYSLOT', sessionKeys(PREFIX, sid, 'cluster').groups));
+    const { port } = await cluster.primaryOf(slot);
+    const compat = async (group: string) => {
+      const res = await get(nginx, `/compat/${group}?port=${port}`, sessionCookie(sid));
+      expect(res.status).toBe(200);
+      return JSON.parse(res.body);
+    };
+    const member = await compat('g1');
+    expect(member.verify).toEqual([true, null]);
+    expect(member.member).toEqual([true, null]);
+    expect([...member.groups[0]].sort()).toEqual(['g1', 'g2']);
+    expect(member.data[0].groups).toEqual(['g1', 'g2']);
+    expect((await compat('g9')).member).toEqual([null, 'not a member']);
+    await destroySession(client, PREFIX, sid, LAYOUT);
+    const gone = await compat('g1');
+    expect(gone.member).toEqual([null, 'not a member']);
+    expect(gone.groups[1]).toBeNull(); // and no group: cjson writes the empty list as {}
+    expect(Object.keys(gone.groups[0])).toEqual([]);
+    expect(gone.data).toEqual([null, 'no session data']);
   });
 
   test('the compact layout (section 15): one key per session on every primary, checked and refreshed there, the index on its own', async () => {

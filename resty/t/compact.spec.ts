@@ -13,10 +13,12 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { sleep, waitFor } from '../../stack/wait';
 import {
+  ACCESS_LOCATION,
   assertNoCrash,
   commandCalls,
   get,
   luaConnectRedis,
+  nginxConf,
   SALT,
   SECRET,
   sessionCookie,
@@ -30,27 +32,16 @@ const LAYOUT = { layout: 'compact' as const };
 const INTERVAL = 1; // refresh.interval, seconds
 
 function confFor(redisPort: number, stored: boolean) {
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  lua_shared_dict decisions 1m;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    dict: '1m',
+    configure: `{
       ${stored ? '' : `secret = "${SECRET}", salt = "${SALT}",`}
       key_prefix = "${PREFIX}", key_layout = "compact",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300 },
       ${stored ? 'refresh = false,' : `decision_cache = { dict = "decisions", ttl = 10, all_writers_publish = true }, refresh = { interval = ${INTERVAL} },`}
-    }
-  }
-  ${stored ? '' : 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }'}
-  server {
-    listen 127.0.0.1:${ctx.port};
-    default_type text/plain;
-    location ~ ^/groups/(?<group_id>[^/]+)/ {
-      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
-      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
-    }
+    }`,
+    subscriber: !stored,
+    locations: `${ACCESS_LOCATION}
     # The 0.1.x API on the configured layout.
     location ~ ^/seed/(?<group_id>[^/]+)$ {
       content_by_lua_block {
@@ -69,9 +60,8 @@ http {
         ngx.say(cjson.encode(out))
       }
     }
-  }
-}
-`;
+`,
+  });
 }
 
 describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {

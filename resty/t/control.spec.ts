@@ -16,10 +16,11 @@ import {
   assertNoCrash,
   commandCalls,
   get,
+  nginxConf,
   SALT,
   SECRET,
-  SID,
   sessionCookie,
+  SID,
   signature,
   startRedisAndNginx,
   stopRedisAndNginx,
@@ -29,22 +30,15 @@ const PREFIX = 'rss_ctl';
 const CHANNEL = invalidationChannel(PREFIX);
 
 function confFor(redisPort: number, cache = true) {
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  lua_shared_dict decisions 1m;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    dict: '1m',
+    configure: `{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300 },
       ${cache ? 'decision_cache = { dict = "decisions", ttl = 10 },' : ''}
-    }
-  }
-  init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
-  server {
-    listen 127.0.0.1:${ctx.port};
-    default_type text/plain;
+    }`,
+    subscriber: true,
+    locations: `
     location ~ ^/groups/(?<group_id>[^/]+)/ {
       set $shared_session_generation "";
       access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id, "shared_session_generation") }
@@ -57,9 +51,8 @@ http {
     location = /epoch {
       content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
     }
-  }
-}
-`;
+`,
+  });
 }
 
 describe('section 13 at nginx: the not-before mark, group generations, acknowledgements', () => {

@@ -19,7 +19,7 @@ import {
 import { request } from '../../stack/http-client';
 import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
-import { assertNoCrash, cookieFor, SALT, SECRET, SID, signature, startRedisAndNginx, stopRedisAndNginx } from './support';
+import { assertNoCrash, cookieFor, nginxConf, SALT, SECRET, SID, signature, startRedisAndNginx, stopRedisAndNginx } from './support';
 
 const PREFIX = 'grammar';
 /** The member's cookie stands for each case's value "A", so that authorize() can let it in. */
@@ -31,18 +31,13 @@ let nginx: NginxServer;
 
 beforeAll(async () => {
   ({ redis, client, nginx } = await startRedisAndNginx((port) => ({
-    conf: (ctx) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  large_client_header_buffers 4 8k;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+    conf: nginxConf({
+      http: 'large_client_header_buffers 4 8k;',
+      configure: `{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}", redis = { port = ${port} },
-    }
-  }
-  server {
-    listen 127.0.0.1:${ctx.port};
+    }`,
+      plainText: false,
+      locations: `
     location = /cookie {
       content_by_lua_block {
         local cjson = require "cjson"
@@ -56,9 +51,8 @@ http {
         ngx.say((require("resty.shared_session").authorize("g1")))
       }
     }
-  }
-}
 `,
+    }),
   })));
   await writeSession(client, PREFIX, SID, { username: 'ann', groups: ['g1'] }, { signature: signature(SID) });
 });

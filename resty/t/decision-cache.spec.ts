@@ -13,15 +13,18 @@ import { percentile } from '../../stack/percentile';
 import { sleep, waitFor } from '../../stack/wait';
 import { RedisServer } from '../../stack/redis-server';
 import {
+  ACCESS_LOCATION,
   assertNoCrash,
   commandCalls,
+  EPOCH_LOCATION,
   get,
+  nginxConf,
   OTHER_SID,
   redisClient,
   SALT,
   SECRET,
-  SID,
   sessionCookie,
+  SID,
   signature,
   startRedis,
   startRedisAndNginx,
@@ -49,41 +52,24 @@ interface ConfOptions {
 
 function confFor(redisPort: number, o: ConfOptions = {}) {
   const cache = o.cache ?? true;
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  lua_shared_dict decisions ${o.dictSize ?? '1m'};
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    dict: o.dictSize ?? '1m',
+    configure: `{
       ${(o.secret ?? true) ? `secret = "${SECRET}", salt = "${SALT}",` : ''}
       key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300, ${o.redisExtra ?? ''} },
       ${cache ? `decision_cache = { dict = "decisions", ${o.allPublish ? 'all_writers_publish = true' : `ttl = ${o.ttl ?? TTL}`} },` : ''}
       ${o.refresh === false ? 'refresh = false,' : ''}
-    }
-  }
-  ${(o.subscriber ?? true) ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
-  server {
-    listen 127.0.0.1:${ctx.port};
-    default_type text/plain;
-
-    location ~ ^/groups/(?<group_id>[^/]+)/ {
-      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
-      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
-    }
-
-    # Test-only window into the dict: is the epoch (the subscriber's heartbeat) there?
-    location = /epoch {
-      content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
-    }
+    }`,
+    subscriber: o.subscriber ?? true,
+    locations: `${ACCESS_LOCATION}
+${EPOCH_LOCATION}
 
     location = /worker {
       content_by_lua_block { ngx.say(ngx.worker.id(), " ", ngx.worker.pid()) }
     }
-  }
-}
-`;
+`,
+  });
 }
 
 async function status(nginx: NginxServer, group: string, cookie?: string): Promise<number> {

@@ -10,7 +10,7 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { leastPrivilegeUsers, NGINX_COMMANDS, TestCertificates } from '../../stack/redis-tls';
 import { waitFor } from '../../stack/wait';
-import { assertNoCrash, get, SALT, SECRET, SID, sessionCookie, signature } from './support';
+import { ACCESS_LOCATION, assertNoCrash, get, nginxConf, SALT, SECRET, sessionCookie, SID, signature } from './support';
 
 const PREFIX = 'rss_tls';
 const PASSWORDS = { app: 'app-password', nginx: 'nginx-password' };
@@ -22,30 +22,19 @@ interface Conf {
 }
 
 function confFor(o: Conf) {
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  ${o.ca ? `lua_ssl_trusted_certificate ${o.ca};\n  lua_ssl_verify_depth 2;` : ''}
-  lua_shared_dict decisions 1m;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    http: o.ca ? `lua_ssl_trusted_certificate ${o.ca};\n  lua_ssl_verify_depth 2;` : '',
+    dict: '1m',
+    configure: `{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { connect_timeout = 500, read_timeout = 500, ${o.redis} },
       refresh = false, -- nginx read-only, as the ACL user below (docs/topology.md)
       ${o.cache ? 'decision_cache = { dict = "decisions", ttl = 10 },' : ''}
-    }
-  }
-  ${o.cache ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
-  server {
-    listen 127.0.0.1:${ctx.port};
-    location ~ ^/groups/(?<group_id>[^/]+)/ {
-      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
-      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
-    }
-  }
-}
-`;
+    }`,
+    subscriber: o.cache,
+    plainText: false,
+    locations: ACCESS_LOCATION,
+  });
 }
 
 const status = async (nginx: NginxServer, group: string) => (await get(nginx, `/groups/${group}/x`, sessionCookie(SID))).status;

@@ -13,12 +13,14 @@ import { NginxServer, NginxStartError } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { sleep, waitFor } from '../../stack/wait';
 import {
+  ACCESS_LOCATION,
   assertNoCrash,
   commandCalls,
   get,
+  nginxConf,
   redisClient,
-  SID,
   sessionCookie,
+  SID,
   signature,
   startRedis,
   startRedisAndNginx,
@@ -29,31 +31,18 @@ const PREFIX = 'rss_rf';
 const INTERVAL = 2; // refresh.interval, seconds
 
 function confFor(redisPort: number, refresh: string) {
-  return (ctx: { preamble: string; httpPreamble: string; port: number }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  lua_shared_dict decisions 1m;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    dict: '1m',
+    configure: `{
       secret = "current-secret",
       key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300 },
       decision_cache = { dict = "decisions", ttl = 1 },
       ${refresh}
-    }
-  }
-  init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
-  server {
-    listen 127.0.0.1:${ctx.port};
-    default_type text/plain;
-    location ~ ^/groups/(?<group_id>[^/]+)/ {
-      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
-      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
-    }
-  }
-}
-`;
+    }`,
+    subscriber: true,
+    locations: ACCESS_LOCATION,
+  });
 }
 
 async function status(nginx: NginxServer, sid: string, group = 'g1'): Promise<number> {

@@ -94,3 +94,58 @@ export function luaConnectRedis(port: number, varName = 'red'): string {
       ${varName}:set_timeout(1000)
       assert(${varName}:connect("127.0.0.1", ${port}))`;
 }
+
+/** What NginxServer.start gives a `conf` function: the main- and http-context lines of the platform, and the port. */
+export interface NginxConfContext {
+  preamble: string;
+  httpPreamble: string;
+  port: number;
+}
+
+/** The parts in which the nginx.conf of one spec differs from another's; `nginxConf` writes the rest. */
+export interface TestNginxConf {
+  /** The options of configure() (a Lua table constructor, `{ ... }`) run in init_by_lua; null: configure() is not called. */
+  configure: string | null;
+  /** The size of `lua_shared_dict decisions` (the decision cache's dict); omitted: no dict. */
+  dict?: string;
+  /** init_worker_by_lua starts the revocation subscriber. */
+  subscriber?: boolean;
+  /** More http-context lines (buffers, lua_ssl_*), before init_by_lua. */
+  http?: string;
+  /** `default_type text/plain;` in the server (the default); false: nginx's own. */
+  plainText?: boolean;
+  /** The server's locations (more than ACCESS_LOCATION when it is wanted: it is not added). */
+  locations: string;
+}
+
+/** The one-line form, as an operator writes it: 200 "allowed <group>" for a member of the group in the path. */
+export const ACCESS_LOCATION = `
+    location ~ ^/groups/(?<group_id>[^/]+)/ {
+      access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }
+      content_by_lua_block { ngx.say("allowed ", ngx.var.group_id) }
+    }`;
+
+/** Test-only window into the dict: is the epoch (the subscriber's heartbeat) there? */
+export const EPOCH_LOCATION = `
+    location = /epoch {
+      content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
+    }`;
+
+/** The nginx.conf of every resty/t spec: one worker's events, the platform's lines, configure(), one server. */
+export function nginxConf(o: TestNginxConf): (ctx: NginxConfContext) => string {
+  return (ctx) => `${ctx.preamble}
+events { worker_connections 256; }
+http {
+  ${ctx.httpPreamble}
+  ${o.http ?? ''}
+  ${o.dict ? `lua_shared_dict decisions ${o.dict};` : ''}
+  ${o.configure === null ? '' : `init_by_lua_block {\n    require("resty.shared_session").configure${o.configure}\n  }`}
+  ${o.subscriber ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
+  server {
+    listen 127.0.0.1:${ctx.port};
+    ${(o.plainText ?? true) ? 'default_type text/plain;' : ''}
+${o.locations}
+  }
+}
+`;
+}

@@ -10,7 +10,7 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { postJson } from '../../stack/http-client';
 import { signature, vectors, writeSession } from '../../protocol/testkit';
-import { luaConnectRedis, stopRedisAndNginx } from './support';
+import { luaConnectRedis, nginxConf, stopRedisAndNginx } from './support';
 
 const PREFIX = 'vec';
 const GROUP = 'group-vec';
@@ -64,14 +64,11 @@ beforeAll(async () => {
   client = new Redis(redis.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
   await client.connect();
   nginx = await NginxServer.start({
-    conf: (ctx) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  client_body_buffer_size 64k;
-  client_max_body_size 64k;
-  server {
-    listen 127.0.0.1:${ctx.port};
+    conf: nginxConf({
+      http: 'client_body_buffer_size 64k;\n  client_max_body_size 64k;',
+      configure: null,
+      plainText: false,
+      locations: `
     location = /vector {
       content_by_lua_block {
         local cjson = require "cjson.safe"
@@ -98,9 +95,8 @@ http {
         ngx.say(cjson.encode(result))
       }
     }
-  }
-}
 `,
+    }),
   });
 });
 

@@ -9,14 +9,15 @@
 -- This file is the public face; the work is done in resty/shared_session/:
 -- cookie (format, signature), session_id (timed ids), refresh (activity
 -- at nginx keeps a session alive), config (options),
--- redis (connections, Sentinel), decisions (the decision cache),
+-- layout/ (the key layouts: key names and the queries on them), topology/
+-- (one Redis, Sentinel, Cluster: how a connection is had), redis (the
+-- Redis operations, the same on each), decisions (the decision cache),
 -- subscriber and resp (revocation notices), control (the not-before mark and
 -- group cache generations), compat (the 0.1.x session API), log (what a log
 -- line may say).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
-local redis = require "resty.shared_session.redis"
 local control = require "resty.shared_session.control"
 local decisions = require "resty.shared_session.decisions"
 local session_id = require "resty.shared_session.session_id"
@@ -43,11 +44,7 @@ local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
 local new_config = config_lib.new
-local redis_membership = redis.membership
 local control_known = control.known
-local control_query_keys = control.query_keys
-local control_values = control.values
-local control_cluster_values = control.cluster_values
 local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
@@ -112,7 +109,7 @@ local function allow(conf, sid, group_id, generation_var, generation, entry)
     end
     local rf = conf.refresh
     if rf and not (entry and entry.fresh > ngx_now()) then
-        local fresh = refresh_maybe(rf, conf.redis, conf.key_prefix, sid)
+        local fresh = refresh_maybe(rf, conf.keyspace, sid)
         if entry then
             entry.fresh = fresh
         end
@@ -216,21 +213,13 @@ function _M.authorize(group_id, generation_var)
     end
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
-    -- mark and the generation, all in the same round trip (on a cluster,
-    -- where they are in other slots, those not kept under the epoch each
-    -- with a GET on its own primary: PROTOCOL.md sections 14.2 and 14.3).
-    local with_generation = generation_var ~= nil
-    local member, err, stored, extra = redis_membership(conf.redis,
-        conf.key_prefix, sid, group_id, not keys,
-        control_query_keys(conf.key_prefix, group_id, with_generation))
-    if not err then
-        if extra then
-            mark, generation, err = control_values(extra, with_generation)
-        else
-            mark, generation, err = control_cluster_values(conf.redis,
-                conf.key_prefix, group_id, with_generation, mark, generation)
-        end
-    end
+    -- mark and the generation, all in the same round trip where the
+    -- topology allows (on a cluster, where they are in other slots, those
+    -- not kept under the epoch each with a GET on its own primary:
+    -- PROTOCOL.md sections 14.2 and 14.3): the layout's lookup.
+    local member, err, stored
+    member, err, stored, mark, generation = conf.keyspace:lookup(sid,
+        group_id, not keys, generation_var ~= nil, mark, generation)
     if err then
         return refuse(503, ERR, err, sid, group_id)
     end

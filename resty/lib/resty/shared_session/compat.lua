@@ -9,46 +9,32 @@
 
 local cookie = require "resty.shared_session.cookie"
 local config = require "resty.shared_session.config"
-local redis = require "resty.shared_session.redis"
-local compact = require "resty.shared_session.compact"
-local log = require "resty.shared_session.log"
 
 local ngx = ngx
 local ngx_var = ngx.var
-local ngx_log = ngx.log
 local ngx_null = ngx.null
-local WARN = ngx.WARN
 
 local type = type
 local pcall = pcall
 local require = require
 local tostring = tostring
 local setmetatable = setmetatable
-local find = string.find
-local sort = table.sort
-local pairs = pairs
 
 local cookie_from_header = cookie.from_header
 local parse_cookie = cookie.parse
 local verify_locally = cookie.verify
 local equals_constant_time = cookie.equals_constant_time
-local redis_key = redis.key
-local compact_key = compact.key
-local parse_compact = compact.parse
-local sid_hint = log.sid_hint
 
 local DEFAULT_COOKIE_NAME = config.DEFAULT_COOKIE_NAME
 local DEFAULT_KEY_PREFIX = config.DEFAULT_KEY_PREFIX
+-- Without configure(): the v1 layout (PROTOCOL.md section 3) on one Redis,
+-- as 0.1.x read it (only the key names serve: the caller's connection
+-- is used).
+local DEFAULT_KEYSPACE = config.default_keyspace()
 
 
 -- Optional: only get_data() needs it.
-local cjson
-do
-    local ok, mod = pcall(require, "cjson.safe")
-    if ok then
-        cjson = mod
-    end
-end
+local has_cjson = (pcall(require, "cjson.safe"))
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -76,9 +62,10 @@ function _M.new(conf, mt, redis_conn, cookie_name, key_prefix)
         sid, sig = parse_cookie(value)
     end
     return setmetatable({
-        -- PROTOCOL.md section 15: the configured layout is the compact
-        -- one (the v1 names are read otherwise, on the cluster layout too).
-        compact = conf and conf.redis.key_layout == "compact" or nil,
+        -- The configured key layout (v1, cluster or compact) under this
+        -- prefix: it names the keys and reads them.
+        keyspace = (conf and conf.keyspace or DEFAULT_KEYSPACE)
+                   :with_prefix(key_prefix),
         redis_conn = redis_conn,
         key_prefix = key_prefix,
         cookie = value,
@@ -100,31 +87,9 @@ local function check_session(self)
 end
 
 
--- The compact layout (PROTOCOL.md section 15): the session's one value,
--- read by compact.parse: its signature, groups (a set) and data; nil and
--- "no session" when it is absent or malformed, nil and an error when Redis
--- fails.
-local function compact_session(self)
-    local raw, err = self.redis_conn:get(compact_key(self.key_prefix,
-                                                     self.sid))
-    if not raw then
-        return nil, "redis error: " .. tostring(err)
-    end
-    local sig, groups, data = parse_compact(raw)
-    if not sig then
-        if raw ~= ngx_null then
-            ngx_log(WARN, "shared_session: malformed session value, treated",
-                    " as no session (sid ", sid_hint(self.sid), ")")
-        end
-        return nil, "no session"
-    end
-    return sig, groups, data
-end
-
-
 -- true, or nil and an error. Local HMAC check when configure() was given a
--- secret, else a comparison with <prefix>:signature:<sid> (compact layout:
--- the value's first 27 bytes).
+-- secret, else a comparison with the signature the layout stores
+-- (<prefix>:signature:<sid>; compact layout: the value's first 27 bytes).
 function _M.verify_signature(self, conf)
     if not self.sid then
         return nil, "malformed cookie: " .. tostring(self.malformed)
@@ -143,17 +108,9 @@ function _M.verify_signature(self, conf)
     end
 
     local stored
-    if self.compact then
-        stored, err = compact_session(self)
-        if not stored then
-            return nil, err == "no session" and "no stored signature" or err
-        end
-    else
-        stored, err = self.redis_conn:get(redis_key(self.key_prefix,
-                                                    "signature", self.sid))
-    end
+    stored, err = self.keyspace:stored_signature(self.redis_conn, self.sid)
     if not stored then
-        return nil, "redis error: " .. tostring(err)
+        return nil, err
     end
     if stored == ngx_null then
         return nil, "no stored signature"
@@ -177,24 +134,12 @@ function _M.is_group_member(self, group_id)
         return nil, "group id must be a string"
     end
 
-    if self.compact then
-        local sig, groups = compact_session(self)
-        if not sig then
-            return nil, groups == "no session" and "not a member" or groups
-        end
-        if groups[tostring(group_id)] then
-            return true
-        end
-        return nil, "not a member"
-    end
-
     local member
-    member, err = self.redis_conn:sismember(
-        redis_key(self.key_prefix, "groups", self.sid), group_id)
-    if not member then
-        return nil, "redis error: " .. tostring(err)
+    member, err = self.keyspace:is_member(self.redis_conn, self.sid, group_id)
+    if member == nil then
+        return nil, err
     end
-    if member == 1 then
+    if member then
         return true
     end
     return nil, "not a member"
@@ -209,29 +154,7 @@ function _M.list_groups(self)
         return nil, err
     end
 
-    if self.compact then
-        local sig, set = compact_session(self)
-        if not sig then
-            if set == "no session" then
-                return {}       -- as SMEMBERS answers for no session
-            end
-            return nil, set
-        end
-        local list = {}
-        for g in pairs(set) do
-            list[#list + 1] = g
-        end
-        sort(list)
-        return list
-    end
-
-    local groups
-    groups, err = self.redis_conn:smembers(
-        redis_key(self.key_prefix, "groups", self.sid))
-    if not groups then
-        return nil, "redis error: " .. tostring(err)
-    end
-    return groups
+    return self.keyspace:group_list(self.redis_conn, self.sid)
 end
 
 
@@ -246,7 +169,7 @@ end
 -- The session data as a Lua table. Data that is not a JSON object counts as an
 -- empty session (PROTOCOL.md section 3): logged, never raised.
 function _M.get_data(self)
-    if not cjson then
+    if not has_cjson then
         return nil, "get_data needs lua-cjson"
     end
 
@@ -254,32 +177,7 @@ function _M.get_data(self)
     if not ok then
         return nil, err
     end
-
-    if self.compact then
-        local sig, why, data = compact_session(self)
-        if not sig then
-            return nil, why == "no session" and "no session data" or why
-        end
-        return data
-    end
-
-    local raw
-    raw, err = self.redis_conn:get(redis_key(self.key_prefix, "data", self.sid))
-    if not raw then
-        return nil, "redis error: " .. tostring(err)
-    end
-    if raw == ngx_null then
-        return nil, "no session data"
-    end
-
-    local data = type(raw) == "string" and find(raw, "^%s*{")
-                 and cjson.decode(raw)
-    if type(data) ~= "table" then
-        ngx_log(WARN, "shared_session: session data is not a JSON object,",
-                " treated as empty (sid ", sid_hint(self.sid), ")")
-        return {}
-    end
-    return data
+    return self.keyspace:session_data(self.redis_conn, self.sid)
 end
 
 

@@ -4,11 +4,20 @@
 -- cache's dict and ids.
 
 local cookie = require "resty.shared_session.cookie"
-local compact = require "resty.shared_session.compact"
 local decisions = require "resty.shared_session.decisions"
-local redis = require "resty.shared_session.redis"
 local refresh = require "resty.shared_session.refresh"
 local log = require "resty.shared_session.log"
+
+-- The two axes, each an object chosen once here (build): which keys hold
+-- a session, and how a connection to Redis is had.
+local LAYOUTS = {
+    v1 = require "resty.shared_session.layout.v1",         -- PROTOCOL.md 3
+    cluster = require "resty.shared_session.layout.cluster", -- section 14
+    compact = require "resty.shared_session.layout.compact", -- section 15
+}
+local single = require "resty.shared_session.topology.single"
+local sentinel = require "resty.shared_session.topology.sentinel"
+local cluster = require "resty.shared_session.topology.cluster"
 
 local ngx = ngx
 local ngx_now = ngx.now
@@ -27,7 +36,6 @@ local format = string.format
 local floor = math.floor
 
 local derive_key = cookie.derive_key
-local connect_options = redis.connect_options
 local group_hint = log.group_hint
 
 
@@ -198,59 +206,56 @@ local function check_redis_options(opts)
     r.keepalive_timeout = check_number("redis.keepalive_timeout",
                                        r.keepalive_timeout, 1)
 
-    if r.sentinels ~= false then
-        if type(r.sentinels) ~= "table" or #r.sentinels == 0 then
-            option_error("redis.sentinels", "must be a list of { host, port }")
-        end
-        for i, sentinel in ipairs(r.sentinels) do
-            local name = "redis.sentinels[" .. i .. "]"
-            if type(sentinel) ~= "table" then
-                option_error(name, "must be a table { host =, port = }")
-            end
-            check_non_empty_string(name .. ".host", sentinel.host)
-            sentinel.port = check_number(name .. ".port", sentinel.port, 1,
-                                         true)
-        end
-        check_non_empty_string("redis.master_name", r.master_name)
-        if r.socket then
-            option_error("redis.socket", "cannot be used with redis.sentinels")
-        end
-        if not redis.has_sentinel then
-            option_error("redis.sentinels", "need lua-resty-redis-connector"
-                         .. " (resty.redis.sentinel)")
-        end
-    end
-
-    if r.cluster ~= false then
-        local nodes = type(r.cluster) == "table" and r.cluster.nodes
-        if type(nodes) ~= "table" or #nodes == 0 then
-            option_error("redis.cluster", "must be { nodes = { { host =, port"
-                         .. " = }, ... } }")
-        end
-        for i, n in ipairs(nodes) do
-            local name = "redis.cluster.nodes[" .. i .. "]"
-            if type(n) ~= "table" then
-                option_error(name, "must be a table { host =, port = }")
-            end
-            check_non_empty_string(name .. ".host", n.host)
-            n.port = check_number(name .. ".port", n.port, 1, true)
-        end
-        if r.sentinels or r.socket then
-            option_error("redis.cluster", "cannot be used with redis."
-                         .. (r.sentinels and "sentinels" or "socket"))
-        end
-        if r.db ~= 0 then
-            option_error("redis.db", "must be 0 with redis.cluster")
-        end
-        -- Per worker after the fork: the slot map (redis.lua).
-        r.cluster_state = {}
-    end
-    if r.socket then
-        -- ngx.socket.tcp's form for a Unix domain socket; no port.
-        r.host, r.port = "unix:" .. r.socket, false
-    end
-    r.connect_options = connect_options(r.host, r.port, r.db, r.pool_size, r)
     return r
+end
+
+
+-- How option checks raise, for the layouts and topologies that check their
+-- own options.
+local CHECK = {
+    error = option_error,
+    string = check_non_empty_string,
+    number = check_number,
+}
+
+
+-- layout-boundary: the one choice (spec/layout_boundary_spec.lua lets
+-- only these two functions read which layout and topology are asked for).
+
+-- The topology these options describe: the one choice of it.
+local function new_topology(r)
+    local topology = single
+    if r.cluster ~= false then
+        topology = cluster
+    elseif r.sentinels ~= false then
+        topology = sentinel
+    end
+    return topology.new(r, CHECK)
+end
+
+
+-- The keyspace (layout instance) of `prefix` on the topology `r`, for the
+-- option key_layout of `opts`: the one choice of the layout.
+local function new_keyspace(opts, prefix, r)
+    local key_layout = opts.key_layout
+    if key_layout == nil then
+        key_layout = "v1"
+    end
+    local layout = LAYOUTS[key_layout]
+    if type(key_layout) ~= "string" or not layout then
+        option_error("key_layout", 'must be "v1", "cluster" or "compact"')
+    end
+    return layout.new(prefix, r, CHECK)
+end
+
+-- layout-boundary: end of the one choice.
+
+
+-- The 0.1.x API's keyspace when configure() was not called: the v1 layout
+-- under the default prefix on one Redis (only its key names serve there).
+function _M.default_keyspace()
+    return new_keyspace({}, DEFAULT_KEY_PREFIX,
+                        new_topology(check_redis_options(nil)))
 end
 
 
@@ -258,7 +263,7 @@ local config_seq = 0   -- counts configurations built, for config_id
 
 -- The decision cache: nil when the option is absent. The dict must exist
 -- already (configure runs in init_by_lua, after lua_shared_dict is parsed).
-local function check_decision_cache_options(opts, key_prefix, r)
+local function check_decision_cache_options(opts, keyspace, r)
     if opts == nil then
         return nil
     end
@@ -330,9 +335,9 @@ local function check_decision_cache_options(opts, key_prefix, r)
         -- even though the dict outlives the reload.
         config_id = format("%x.%x.%x", worker_pid(), floor(ngx_now() * 1000),
                            config_seq),
-        channel = key_prefix .. ":invalidate",
+        channel = keyspace:channel(),
         -- PROTOCOL.md section 13.4: where `!ack <id>` notices are answered.
-        ack_channel = key_prefix .. ":ack",
+        ack_channel = keyspace:ack_channel(),
         -- Its own pool name, never handed back: the subscriber's connection
         -- is never a pooled one, and never taken from a pool either.
         subscriber_connect_options = {
@@ -451,38 +456,14 @@ local function build(opts)
         end
     end
 
-    local r = check_redis_options(opts.redis)
-    local key_layout = opts.key_layout
-    if key_layout == nil then
-        key_layout = "v1"
-    end
-    if key_layout ~= "v1" and key_layout ~= "cluster"
-       and key_layout ~= "compact"
-    then
-        option_error("key_layout", 'must be "v1", "cluster" or "compact"')
-    end
-    if key_layout ~= "v1" and find(key_prefix, "[{}]") then
-        option_error("key_prefix", "must hold no { or } with key_layout \""
-                     .. key_layout .. '" (the session id is the hash tag)')
-    end
-    if r.cluster and key_layout == "v1" then
-        option_error("redis.cluster", 'needs key_layout = "cluster" or'
-                     .. ' "compact": the v1 keys of a session are in three'
-                     .. " slots")
-    end
-    if key_layout == "compact" and not compact.has_cjson then
-        option_error("key_layout", '"compact" needs lua-cjson (cjson.safe)')
-    end
-    -- "v1" (PROTOCOL.md section 3), "cluster" (section 14) or "compact"
-    -- (section 15): which keys hold a session.
-    r.key_layout = key_layout
-    -- Section 14's rules for section 13 (the cluster layout's, and the
-    -- compact layout's on a cluster and on one Redis alike, section 15):
-    -- the per-user index is in a slot of its own, so a refresh raises the
-    -- session's member in a second step (section 14.1).
-    r.cluster_layout = key_layout ~= "v1"
+    local r = new_topology(check_redis_options(opts.redis))
+    local keyspace = new_keyspace(opts, key_prefix, r)
     local decision_cache = check_decision_cache_options(opts.decision_cache,
-                                                        key_prefix, r)
+                                                        keyspace, r)
+    if decision_cache then
+        -- Whether a notice of section 13.4 only ever raises a kept value.
+        decision_cache.controls_only_rise = keyspace.CONTROLS_ONLY_RISE
+    end
     local refresh_conf = check_refresh_options(opts.refresh, decision_cache)
 
     if keys then
@@ -495,7 +476,8 @@ local function build(opts)
         keys = keys,            -- derived keys, current first; nil: stored mode
         cookie_name = cookie_name,
         key_prefix = key_prefix,
-        redis = r,
+        keyspace = keyspace,    -- the key layout of key_prefix, on redis
+        redis = r,              -- the topology, with the redis options
         decision_cache = decision_cache,    -- nil: every check asks Redis
         refresh = refresh_conf,             -- nil: nginx writes nothing
     }

@@ -19,8 +19,9 @@
 --
 -- On Redis Cluster (PROTOCOL.md sections 14.2 and 14.3) each of those keys
 -- is in a slot of its own: a miss reads the one it does not keep with a GET
--- on its primary, and a notice (which comes once per primary, in any order
--- between them) only ever raises the kept value: both only grow there.
+-- on its primary (the layout's lookup), and a notice (which comes once per
+-- primary, in any order between them) only ever raises the kept value:
+-- both only grow there. The keys' names are the layout's.
 
 local redis = require "resty.shared_session.redis"
 local session_id = require "resty.shared_session.session_id"
@@ -45,7 +46,6 @@ local sub = string.sub
 local sid_times = session_id.times
 local current_epoch = decisions.current_epoch
 local redis_connect = redis.connect
-local redis_get_at = redis.get_at
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -54,17 +54,6 @@ local _M = { _VERSION = "0.1.0" }
 -- behind nginx's back (a DEL without a notice); notices apply at once.
 local ENTRY_TTL = 60
 local BANG = byte("!")
-
-
-local function generation_key(prefix, group_id)
-    return prefix .. ":group-generation:" .. group_id
-end
-_M.generation_key = generation_key
-
-local function mark_key(prefix)
-    return prefix .. ":not-before"
-end
-_M.mark_key = mark_key
 
 
 -- true when a mark (ms; 0: none) ends the session: a timed id issued before
@@ -122,6 +111,7 @@ local function decimal(s)
     end
     return tonumber(s)
 end
+_M.decimal = decimal
 
 
 local function set_variable(name, value)
@@ -137,17 +127,6 @@ function _M.set_generation(variable, generation)
         return true
     end
     return (pcall(set_variable, variable, generation))
-end
-
-
--- The keys the miss path GETs with its membership query (PROTOCOL.md
--- section 13), in one round trip: the not-before mark, and the group's
--- generation when asked for.
-function _M.query_keys(prefix, group_id, with_generation)
-    if with_generation then
-        return { mark_key(prefix), generation_key(prefix, group_id) }
-    end
-    return { mark_key(prefix) }
 end
 
 
@@ -173,47 +152,8 @@ function _M.values(replies, with_generation)
 end
 
 
--- A decimal value read with a GET on the key's own primary (absent: 0),
--- or nil and an error.
-local function read_decimal(r, k, what)
-    local raw, err = redis_get_at(r, k)
-    if err then
-        return nil, err
-    end
-    local n = raw == ngx_null and 0 or decimal(raw)
-    if not n then
-        return nil, "redis error: " .. what .. " is not a decimal"
-    end
-    return n
-end
-
-
--- Redis Cluster (sections 14.2 and 14.3): the mark and, when asked for, the
--- group's generation for the miss path: those kept under the live epoch
--- (`mark`, `generation`; nil: not kept) as they are, the others read each
--- on its own primary. Or nil, nil and an error.
-function _M.cluster_values(r, prefix, group_id, with_generation, mark,
-                           generation)
-    local err
-    if not mark then
-        mark, err = read_decimal(r, mark_key(prefix), "the not-before mark")
-        if not mark then
-            return nil, nil, err
-        end
-    end
-    if with_generation and not generation then
-        generation, err = read_decimal(r, generation_key(prefix, group_id),
-                                       "a group generation")
-        if not generation then
-            return nil, nil, err
-        end
-    end
-    return mark, with_generation and generation or nil
-end
-
-
 -- Publishes an acknowledgement (from a timer: the subscriber's own
--- connection is in subscribe mode).
+-- connection is in subscribe mode), on any node of the topology `r`.
 local function send_ack(premature, r, channel, id)
     if premature then
         return
@@ -273,8 +213,8 @@ _M.parse = parse
 
 
 -- Applies one section 13.4 notice in the subscriber (every earlier notice
--- has been applied already: they are read in order). `r`: the Redis
--- options, for the acknowledgement. `greatest` (Redis Cluster, sections
+-- has been applied already: they are read in order). `r`: the topology,
+-- for the acknowledgement. `greatest` (Redis Cluster, sections
 -- 14.2 and 14.3: copies in any order): a value only raises the kept one.
 function _M.apply(dc, payload, r, greatest)
     local kind, a, b = parse(payload)

@@ -1,22 +1,20 @@
--- resty.shared_session.redis: the Redis side of the check (PROTOCOL.md
--- sections 3 and 5): the key layout, pooled connections for the checks, and
--- the primary named by Redis Sentinel.
+-- resty.shared_session.redis: the Redis operations of the rock, the same
+-- on every topology: a connection made ready (TLS, AUTH, SELECT), pooled
+-- connections, the commands of the checks sent in one round trip, and a
+-- query run on the primary of a key, once more where a redirection points.
+-- How a connection is had (one server, Sentinel, Cluster) is the
+-- topology's (topology/*.lua), whose instance is the `r` every function
+-- here takes; key names are the layout's (layout/*.lua).
 
 local ngx = ngx
 local ngx_log = ngx.log
-local ngx_now = ngx.now
-local ngx_null = ngx.null
 local INFO = ngx.INFO
-local WARN = ngx.WARN
 
-local ipairs = ipairs
 local pcall = pcall
 local require = require
 local tostring = tostring
-local tonumber = tonumber
 local rawget = rawget
 local format = string.format
-local pairs = pairs
 local remove = table.remove
 
 
@@ -30,14 +28,8 @@ local function require_either(name, debian_name)
     return ok and mod or nil
 end
 
-local cluster = require "resty.shared_session.cluster"
-local compact = require "resty.shared_session.compact"
-local log = require "resty.shared_session.log"
 local resp = require "resty.shared_session.resp"
 
-local compact_key = compact.key
-local parse_compact = compact.parse
-local sid_hint = log.sid_hint
 local bulk = resp.bulk
 local resp_pipeline = resp.pipeline
 local reply_error = resp.reply_error
@@ -56,19 +48,6 @@ local _M = {
     -- configure() refuses redis.sentinels without it.
     has_sentinel = sentinel_lib ~= nil,
 }
-
-
--- <prefix>:<kind>:<sid>, kind being "data", "signature" or "groups"; in
--- the cluster layout (PROTOCOL.md section 14, `layout` "cluster")
--- <prefix>:{<sid>}:<kind>, so that a session's keys share one slot. (The
--- compact layout's one key is compact.key.)
-local function key(prefix, kind, sid, layout)
-    if layout == "cluster" then
-        return prefix .. ":{" .. sid .. "}:" .. kind
-    end
-    return prefix .. ":" .. kind .. ":" .. sid
-end
-_M.key = key
 
 
 -- One pool per server, database, transport and user, so that a pooled
@@ -127,174 +106,24 @@ end
 _M.auth_args = auth_args
 
 
--- With Sentinel: the primary the sentinels name, remembered by this worker
--- for MASTER_TTL seconds (and forgotten at once when it cannot be reached), so
--- that a check costs one round trip, not three. Not request state: every
--- request of the worker may share it.
-local MASTER_TTL = 1
-local known_master      -- { host =, port =, connect_options =, at = }
-
-local function forget_master()
-    known_master = nil
-end
-_M.forget_master = forget_master
-
-
-local function ask_sentinels(r)
-    local last_err = "no sentinel answered"
-    for _, sentinel in ipairs(r.sentinels) do
-        local red = redis_lib:new()
-        red:set_timeout(r.connect_timeout)
-        local ok, err = red:connect(sentinel.host, sentinel.port)
-        if ok then
-            red:set_timeout(r.read_timeout)
-            local master
-            master, err = sentinel_lib.get_master(red, r.master_name)
-            if master then
-                red:set_keepalive(r.keepalive_timeout, r.pool_size)
-                local port = tonumber(master.port)
-                return {
-                    host = master.host, port = port, at = ngx_now(),
-                    connect_options = connect_options(master.host, port, r.db,
-                                                      r.pool_size, r),
-                }
-            end
-            red:close()
-        end
-        last_err = format("sentinel %s:%d: %s", sentinel.host, sentinel.port,
-                          tostring(err or "no master known"))
+-- A new client object (resty.redis), or nil and an error.
+function _M.new_client()
+    if not redis_lib then
+        return nil, redis_load_err
     end
-    return nil, last_err
+    return redis_lib:new()
 end
 
 
--- Redis Cluster: the slot map of this configuration (r.cluster_state, per
--- worker after the fork), fetched from any node that answers CLUSTER SLOTS:
--- the nodes of the last map first, then the configured ones.
-local open_node     -- defined below: a connection to one host and port
-
-local function cluster_node(r)
-    return function(host, port)
-        return { host = host, port = port,
-                 connect_options = connect_options(host, port, 0, r.pool_size,
-                                                   r) }
-    end
+-- lua-resty-redis-connector's get_master (topology/sentinel.lua).
+function _M.get_master(red, master_name)
+    return sentinel_lib.get_master(red, master_name)
 end
-
-local function refresh_slots(r)
-    local state = r.cluster_state
-    local candidates = {}
-    if state.map then
-        for _, n in pairs(state.map.nodes) do
-            candidates[#candidates + 1] = n
-        end
-    end
-    local make_node = cluster_node(r)
-    for _, seed in ipairs(r.cluster.nodes) do
-        candidates[#candidates + 1] = make_node(seed.host, seed.port)
-    end
-    local last_err = "no cluster node answered"
-    state.refreshing = true
-    for _, n in ipairs(candidates) do
-        local red, err = open_node(r, n.host, n.port, n.connect_options)
-        if red then
-            local reply
-            reply, err = red:cluster("slots")
-            if reply then
-                local map
-                map, err = cluster.map_from_slots(reply, make_node)
-                if map then
-                    red:set_keepalive(r.keepalive_timeout, r.pool_size)
-                    state.map = map
-                    state.refreshing = false
-                    return map
-                end
-            end
-            red:close()
-        end
-        last_err = format("cluster node %s:%d: %s", n.host, n.port,
-                          tostring(err))
-    end
-    state.refreshing = false
-    return nil, last_err
-end
-_M.refresh_slots = refresh_slots
-
-
--- A full refresh in the background, at most once per
--- cluster.REFRESH_INTERVAL per worker (after a MOVED, or a node that does
--- not answer: a failover or a resharding).
-local function refresh_soon(r)
-    if cluster.refresh_due(r.cluster_state) then
-        ngx.timer.at(0, function(premature)
-            if not premature then
-                local ok, err = refresh_slots(r)
-                if not ok then
-                    ngx_log(INFO, "shared_session: cluster slots: ", err)
-                end
-            end
-        end)
-    end
-end
-
-
--- The primary serving `slot_key`'s slot: host, port and connect options,
--- or nil and an error.
-local function cluster_address(r, slot_key)
-    local map = r.cluster_state.map
-    if not map then
-        local err
-        map, err = refresh_slots(r)
-        if not map then
-            return nil, err
-        end
-    end
-    local n = cluster.node_for(map, cluster.slot(slot_key))
-    if not n then
-        refresh_soon(r)
-        return nil, "no primary known for the slot"
-    end
-    return n.host, n.port, n.connect_options
-end
-
-
--- Where the sessions are: the configured server, or the primary that the
--- sentinels name, or (cluster) the primary of `slot_key`'s slot. host, port
--- and connect options, or nil and an error.
-local function address(r, slot_key)
-    if r.cluster then
-        if slot_key then
-            return cluster_address(r, slot_key)
-        end
-        -- No key (an acknowledgement to publish): the configured nodes in
-        -- turn; a PUBLISH on any node of a cluster reaches the subscribers
-        -- of every node.
-        local state, seeds = r.cluster_state, r.cluster.nodes
-        state.next_seed = (state.next_seed or 0) % #seeds + 1
-        local seed = seeds[state.next_seed]
-        return seed.host, seed.port, cluster_node(r)(seed.host, seed.port)
-                                         .connect_options
-    end
-    if not r.sentinels then
-        return r.host, r.port, r.connect_options
-    end
-    local master = known_master
-    if not master or ngx_now() - master.at > MASTER_TTL then
-        local err
-        master, err = ask_sentinels(r)
-        if not master then
-            return nil, err
-        end
-        known_master = master
-    end
-    return master.host, master.port, master.connect_options
-end
-_M.address = address
 
 
 -- A connection to host and port, ready for commands (TLS, AUTH and SELECT
 -- done on a new one): a resty.redis object, or nil and an error.
-function open_node(r, host, port, options)
+local function open_node(r, host, port, options)
     if not redis_lib then
         return nil, redis_load_err
     end
@@ -308,10 +137,7 @@ function open_node(r, host, port, options)
     local ok
     ok, err = connect_to(red, host, port, options)
     if not ok then
-        forget_master()
-        if r.cluster then
-            refresh_soon(r)     -- a failover, perhaps
-        end
+        r:open_failed()     -- a failover, perhaps
         return nil, "connect: " .. tostring(err)
     end
     red:set_timeout(r.read_timeout)
@@ -323,7 +149,7 @@ function open_node(r, host, port, options)
             -- the handshake is done on its cosocket.
             ok, err = start_tls(rawget(red, "_sock"), r)
             if not ok then
-                forget_master()
+                r:open_failed()
                 return nil, err
             end
         end
@@ -345,12 +171,13 @@ function open_node(r, host, port, options)
 
     return red
 end
+_M.open_node = open_node
 
 
 -- The one place that opens a connection for the checks: to the configured
 -- server, the Sentinel primary, or (cluster) the primary of `slot_key`.
 local function connect(r, slot_key)
-    local host, port, options = address(r, slot_key)
+    local host, port, options = r:address(slot_key)
     if not host then
         return nil, port
     end
@@ -366,30 +193,6 @@ local function release(red, r)
     end
 end
 _M.release = release
-
-
--- A MOVED or ASK error reply on red (read whole: red goes back to the pool)
--- on a cluster: its kind and a connection to the node it names (a MOVED
--- also updates the slot map and asks for a refresh soon); the kind, nil and
--- an error when that node cannot be reached; nil, nil and err unchanged
--- when err is no redirection.
-local function follow(r, red, err)
-    local kind, slot, host, port = cluster.redirection(err)
-    if not kind then
-        return nil, nil, err
-    end
-    release(red, r)
-    local n = cluster_node(r)(host, port)
-    if kind == "MOVED" then
-        cluster.moved(r.cluster_state.map, slot, host, port, cluster_node(r))
-        refresh_soon(r)
-    end
-    local to, open_err = open_node(r, host, port, n.connect_options)
-    if not to then
-        return kind, nil, "redis unavailable: " .. open_err
-    end
-    return kind, to
-end
 
 
 -- The commands of the checks, made here of resp.lua's bulk strings and sent
@@ -447,6 +250,7 @@ local function ask(red, asking, groups_key, signature_key, group_id, extra)
     end
     return res[at], nil, signature_key and res[at - 1] or nil, extra_replies
 end
+_M.ask = ask
 
 
 -- query(red, asking, ...) on the connection for slot_key (on a cluster, the
@@ -464,8 +268,8 @@ local function on_primary(r, slot_key, query, ...)
     local res, more, rest
     res, err, more, rest = query(red, false, ...)
     local kind, to
-    if err and r.cluster then
-        kind, to, err = follow(r, red, err)
+    if err then
+        kind, to, err = r:follow(red, err)
     end
     if kind then
         if not to then
@@ -481,6 +285,7 @@ local function on_primary(r, slot_key, query, ...)
     release(red, r)
     return res, nil, more, rest
 end
+_M.on_primary = on_primary
 
 
 -- GET of each key of `keys` (after ASKING when following an ASK), in one
@@ -499,73 +304,7 @@ local function get_all(red, asking, keys)
     end
     return res
 end
-
-
--- The compact layout (PROTOCOL.md section 15): one GET of the session's
--- key, and of the `extra` keys in the same round trip; the value read as
--- section 15 says (compact.parse). Returns what membership() returns: 1 or
--- 0 as SISMEMBER would answer, the signature the value holds (with
--- `with_signature`; ngx.null when there is no session: absent or
--- malformed), the extra replies.
-local function compact_membership(r, prefix, sid, group_id, with_signature,
-                                  extra)
-    local k = compact_key(prefix, sid)
-    local keys = { k }
-    local n = extra and #extra or 0
-    for i = 1, n do
-        keys[i + 1] = extra[i]
-    end
-    local replies, err = on_primary(r, k, get_all, keys)
-    if not replies then
-        return nil, err
-    end
-    local extra_replies
-    if extra then
-        extra_replies = {}
-        for i = 1, n do
-            extra_replies[i] = replies[i + 1]
-        end
-    end
-    local value = replies[1]
-    local signature, groups = parse_compact(value)
-    if not signature then
-        if value ~= ngx_null then
-            -- No session to a reader (section 15); a writer deletes it.
-            ngx_log(WARN, "shared_session: malformed session value, treated"
-                    .. " as no session (sid ", sid_hint(sid), ")")
-        end
-        return 0, nil, with_signature and ngx_null or nil, extra_replies
-    end
-    return groups[tostring(group_id)] and 1 or 0, nil,
-           with_signature and signature or nil, extra_replies
-end
-
-
--- The question of the check: SISMEMBER <groups key> group_id, and with
--- `with_signature` (stored mode) GET <signature key> in the same round trip.
--- Returns the SISMEMBER reply, or nil and an error ("redis unavailable: ..."
--- or "redis error: ..."); then, in stored mode, the GET reply. `extra`
--- (PROTOCOL.md section 13): a list of more keys to GET in the same round
--- trip (the not-before mark, a group's generation), their replies returned
--- fourth, as a list in the same order; not on a cluster, where they are in
--- other slots (nil is returned: see get_at). On a
--- cluster, a MOVED or ASK is followed once (on_primary). The compact layout
--- answers the same from one GET (compact_membership).
-function _M.membership(r, prefix, sid, group_id, with_signature, extra)
-    if r.cluster then
-        extra = nil
-    end
-    local layout = r.key_layout
-    if layout == "compact" then
-        return compact_membership(r, prefix, sid, group_id, with_signature,
-                                  extra)
-    end
-    local groups_key = key(prefix, "groups", sid, layout)
-    local signature_key = with_signature and key(prefix, "signature", sid,
-                                                  layout) or nil
-    return on_primary(r, groups_key, ask, groups_key, signature_key, group_id,
-                      extra)
-end
+_M.get_all = get_all
 
 
 -- GET k, after ASKING when following an ASK: the reply, or nil and an error.
@@ -578,8 +317,8 @@ local function get(red, asking, k)
 end
 
 
--- Redis Cluster (PROTOCOL.md section 14.2): GET `k` on the primary of its
--- own slot, a MOVED or ASK followed once. The reply (ngx.null: no key), or
+-- GET `k` on the primary of its own slot (on a cluster, PROTOCOL.md section
+-- 14.2), a MOVED or ASK followed once. The reply (ngx.null: no key), or
 -- nil and an error ("redis unavailable: ..." or "redis error: ...").
 function _M.get_at(r, k)
     return on_primary(r, k, get, k)

@@ -23,7 +23,6 @@
 
 local redis = require "resty.shared_session.redis"
 local resp = require "resty.shared_session.resp"
-local compact = require "resty.shared_session.compact"
 local session_id = require "resty.shared_session.session_id"
 local log = require "resty.shared_session.log"
 
@@ -36,7 +35,10 @@ local WARN = ngx.WARN
 local INFO = ngx.INFO
 
 local type = type
+local error = error
 local ipairs = ipairs
+local io_open = io.open
+local searchpath = package.searchpath
 local rawget = rawget
 local tostring = tostring
 local byte = string.byte
@@ -46,8 +48,6 @@ local concat = table.concat
 local floor = math.floor
 local min = math.min
 
-local key = redis.key
-local compact_key = compact.key
 local connect = redis.connect
 local release = redis.release
 local sid_times = session_id.times
@@ -84,69 +84,48 @@ local FLUSH_DELAY = _M.FLUSH_DELAY
 local QUEUE_MAX = _M.QUEUE_MAX
 
 
--- KEYS: data, signature, groups; on the compact layout (PROTOCOL.md
--- section 15) the session's one key, whose value is the signature, then the
--- JSON (a malformed value is no session: -2). ARGV: now (ms, nginx's clock,
--- as for the deadline itself), the deadline (ms; 0: none), the session
--- field that names its user ('' : no per-user index), the key prefix, the
--- session id, and on the cluster and compact layouts a sixth, "cluster".
--- The user's index (PROTOCOL.md section 13.1), when the session is in it,
--- gets the session's new expiry too, and never expires before it: a session
--- kept alive here stays findable by revokeUser and setUserGroups. On the
--- cluster and compact layouts the index is in another slot (section 14.1):
--- the script answers { idle timeout, the session's time to live, user id }
--- instead, and INDEX_SCRIPT raises the member afterwards. Returns the
--- session's idle timeout in ms once its keys are set to min(idle, deadline -
--- now); -2 when the data key is gone (nothing is re-created: PEXPIRE never
--- creates a key),
--- -1 when the data holds no usable `_idle` (a v1 writer's session: its
--- lifetime is its writer's business), 0 when the deadline has come.
-_M.SCRIPT = [=[
-local json = redis.call('GET', KEYS[1])
-if not json then return -2 end
-if #KEYS == 1 then
-  if not string.find(json, '^' .. string.rep('[A-Za-z0-9_-]', 27) .. '{') then
-    return -2
-  end
-  json = string.sub(json, 28)
+-- The text of the Redis script resty.shared_session.scripts.<name>, read
+-- once, when this module loads (init_by_lua): from the .lua file the rock
+-- ships beside its modules, found on package.path as a module would be.
+local function load_script(name)
+    local module = "resty.shared_session.scripts." .. name
+    local path, err = searchpath(module, package.path)
+    local f = path and io_open(path, "rb")
+    if not f then
+        error("shared_session: Redis script " .. module .. " not found on"
+              .. " package.path: " .. tostring(err), 0)
+    end
+    local text = f:read("*a")
+    f:close()
+    return text
 end
-local ok, data = pcall(cjson.decode, json)
-local idle = ok and type(data) == 'table' and tonumber(data._idle)
-if not idle or idle <= 0 or idle ~= idle then return -1 end
-local ttl = math.floor(idle * 1000)
-local deadline = tonumber(ARGV[2])
-if deadline > 0 then
-  local left = deadline - tonumber(ARGV[1])
-  if left < ttl then ttl = left end
-end
-if ttl <= 0 then return 0 end
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-local user = ARGV[3] ~= '' and data[ARGV[3]]
-if type(user) == 'string' and user ~= '' then
-  if ARGV[6] == 'cluster' then return { math.floor(idle * 1000), ttl, user } end
-  local index = ARGV[4] .. ':user:' .. user
-  local at = tonumber(ARGV[1]) + ttl
-  if redis.call('ZADD', index, 'XX', 'GT', 'CH', at, ARGV[5]) == 1 then
-    local left = redis.call('PTTL', index)
-    if left >= 0 and left < ttl then redis.call('PEXPIRE', index, ttl) end
-  end
-end
-return math.floor(idle * 1000)
-]=]
 
--- PROTOCOL.md section 14.1: the session's member in its user's index, in
--- the index's slot, after the session's keys. KEYS[1]: the index. ARGV: now
--- (ms), the session's expiry (ms), sid. Prunes what has expired, raises (or
--- adds) the member, raises the index's own expiry; never lowers either.
-_M.INDEX_SCRIPT = [=[
-local now, at = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], 'GT', at, ARGV[3])
-if redis.call('PTTL', KEYS[1]) < at - now then
-  redis.call('PEXPIRE', KEYS[1], at - now)
-end
-return redis.call('ZCARD', KEYS[1])
-]=]
+
+-- scripts/refresh.lua. KEYS: data, signature, groups; on the compact
+-- layout (PROTOCOL.md section 15) the session's one key, whose value is the
+-- signature, then the JSON (a malformed value is no session: -2). ARGV: now
+-- (ms, nginx's clock, as for the deadline itself), the deadline (ms; 0:
+-- none), the session field that names its user ('' : no per-user index),
+-- the key prefix, the session id, and on the cluster and compact layouts a
+-- sixth, "cluster" (the layout's refresh_shape). The user's index
+-- (PROTOCOL.md section 13.1), when the session is in it, gets the session's
+-- new expiry too, and never expires before it: a session kept alive here
+-- stays findable by revokeUser and setUserGroups. On the cluster and
+-- compact layouts the index is in another slot (section 14.1): the script
+-- answers { idle timeout, the session's time to live, user id } instead,
+-- and INDEX_SCRIPT raises the member afterwards. Returns the session's idle
+-- timeout in ms once its keys are set to min(idle, deadline - now); -2 when
+-- the data key is gone (nothing is re-created: PEXPIRE never creates a
+-- key), -1 when the data holds no usable `_idle` (a v1 writer's session:
+-- its lifetime is its writer's business), 0 when the deadline has come.
+_M.SCRIPT = load_script("refresh")
+
+-- scripts/index.lua. PROTOCOL.md section 14.1: the session's member in its
+-- user's index, in the index's slot, after the session's keys. KEYS[1]: the
+-- index. ARGV: now (ms), the session's expiry (ms), sid. Prunes what has
+-- expired, raises (or adds) the member, raises the index's own expiry;
+-- never lowers either.
+_M.INDEX_SCRIPT = load_script("index")
 
 local script_sha    -- hex SHA1 of SCRIPT, made on first use
 
@@ -237,33 +216,23 @@ end
 -- 27-50 us of worker CPU a command on Debian's nginx. Returns the
 -- replies (an error reply as { false, message }, as commit_pipeline() gives
 -- it), or nil and the socket's error.
-local function pipeline(red, rf, prefix, r, list, command, script)
+local function pipeline(red, rf, ks, list, command, script)
     local now = floor(ngx_now() * 1000)
     local field = rf.user_id_field
-    local layout = r.key_layout
-    local is_compact = layout == "compact"
-    -- What every command of the batch shares, made once. On the cluster
-    -- and compact layouts a last argument: the script answers the user id
-    -- too (section 14.1), whose index is refreshed on its own primary.
-    local nkeys = is_compact and 1 or 3
-    local head = "*" .. (8 + nkeys + (r.cluster_layout and 1 or 0))
-                 .. "\r\n" .. bulk(command) .. bulk(script) .. bulk(nkeys)
+    -- What every command of the batch shares, made once. The layout says
+    -- how many keys, and what comes after the session id (on the cluster
+    -- and compact layouts "cluster": the script answers the user id too,
+    -- section 14.1, whose index is refreshed on its own primary).
+    local nkeys, last, nlast = ks:refresh_shape()
+    local head = "*" .. (8 + nkeys + nlast) .. "\r\n" .. bulk(command)
+                 .. bulk(script) .. bulk(nkeys)
     local middle = bulk(now)
-    local tail = bulk(field) .. bulk(prefix)
-    local last = r.cluster_layout and bulk("cluster") or ""
+    local tail = bulk(field) .. bulk(ks.prefix)
     local out = {}
     for i, item in ipairs(list) do
         local sid = item[1]
-        local keys
-        if is_compact then
-            keys = bulk(compact_key(prefix, sid))
-        else
-            keys = bulk(key(prefix, "data", sid, layout))
-                   .. bulk(key(prefix, "signature", sid, layout))
-                   .. bulk(key(prefix, "groups", sid, layout))
-        end
-        out[i] = head .. keys .. middle .. bulk(item[2]) .. tail .. bulk(sid)
-                 .. last
+        out[i] = head .. ks:refresh_keys(sid) .. middle .. bulk(item[2])
+                 .. tail .. bulk(sid) .. last
     end
     return resp_pipeline(rawget(red, "_sock"), out, #list)
 end
@@ -273,9 +242,8 @@ end
 -- connection: one EVALSHA each, and once more as EVAL for those the server
 -- answered NOSCRIPT (it had not seen the script). Returns the replies, or
 -- nil and the error.
-local function send(red, rf, prefix, r, batch)
-    local results, err = pipeline(red, rf, prefix, r, batch, "EVALSHA",
-                                  sha())
+local function send(red, rf, ks, batch)
+    local results, err = pipeline(red, rf, ks, batch, "EVALSHA", sha())
     if not results then
         return nil, err
     end
@@ -288,8 +256,7 @@ local function send(red, rf, prefix, r, batch)
     end
     if #again > 0 then
         local retried
-        retried, err = pipeline(red, rf, prefix, r, again, "EVAL",
-                                _M.SCRIPT)
+        retried, err = pipeline(red, rf, ks, again, "EVAL", _M.SCRIPT)
         if not retried then
             return nil, err
         end
@@ -304,8 +271,9 @@ end
 -- PROTOCOL.md section 14.1: after the session's refresh, its member in its
 -- user's index, on the index's own primary. A failure leaves the member's
 -- old score (logged; the session's own refresh stands).
-local function index_session(r, prefix, sid, ttl, user)
-    local index = prefix .. ":user:" .. user
+local function index_session(ks, sid, ttl, user)
+    local r = ks.redis
+    local index = ks:index_key(user)
     local red, err = connect(r, index)
     if red then
         local now = floor(ngx_now() * 1000)
@@ -324,9 +292,9 @@ end
 -- One connection, one round trip (two when the server lacks the script) for
 -- a batch of sessions: on one Redis, the primary of their slot on a cluster
 -- (a batch there holds one session).
-local function refresh_batch(rf, r, prefix, batch)
-    -- (Every key of a session is in its slot: the compact key names it.)
-    local red, err = connect(r, compact_key(prefix, batch[1][1]))
+local function refresh_batch(rf, ks, batch)
+    local r = ks.redis
+    local red, err = connect(r, ks:slot_key(batch[1][1]))
     if not red then
         for _, item in ipairs(batch) do
             failed(rf, item[1], "redis unavailable: " .. tostring(err))
@@ -334,7 +302,7 @@ local function refresh_batch(rf, r, prefix, batch)
         return
     end
     local results
-    results, err = send(red, rf, prefix, r, batch)
+    results, err = send(red, rf, ks, batch)
     if not results then
         red:close()
         -- Redis answered with an error (not a timeout or a closed connection).
@@ -350,7 +318,7 @@ local function refresh_batch(rf, r, prefix, batch)
         if not e and type(res) == "table" then
             -- The cluster and compact layouts: { idle, ttl, user }; the
             -- index next.
-            index_session(r, prefix, item[1], res[2], res[3])
+            index_session(ks, item[1], res[2], res[3])
             res = res[1]
         end
         answered(rf, item[1], not e and res, e)
@@ -365,25 +333,25 @@ local queue, queue_n, flush_started = {}, 0, false
 
 
 -- The timer: every waiting refresh, BATCH at a time.
-local function flush(premature, rf, r, prefix)
+local function flush(premature, rf, ks)
     local batch, n = queue, queue_n
     queue, queue_n, flush_started = {}, 0, false
     if premature then
         return
     end
-    local size = r.cluster and 1 or BATCH
+    local size = ks.redis:batch_size(BATCH)
     for first = 1, n, size do
         local part = {}
         for i = first, min(n, first + size - 1) do
             part[#part + 1] = batch[i]
         end
-        refresh_batch(rf, r, prefix, part)
+        refresh_batch(rf, ks, part)
     end
 end
 
 
 -- A refresh of sid is due in this worker: ask the others, queue it.
-local function maybe_start(rf, r, prefix, sid)
+local function maybe_start(rf, ks, sid)
     local dict = rf.dict
     if dict then
         -- Until the refresh has answered, the others look again soon (the
@@ -417,7 +385,7 @@ local function maybe_start(rf, r, prefix, sid)
     if flush_started then
         return
     end
-    local ok, err = timer_at(FLUSH_DELAY, flush, rf, r, prefix)
+    local ok, err = timer_at(FLUSH_DELAY, flush, rf, ks)
     if not ok then
         -- Nothing sent: these are tried again after RETRY.
         for i = 1, queue_n do
@@ -435,7 +403,9 @@ end
 -- never waits for Redis. Returns the time (ngx.now()) until which this
 -- worker need not call it again for sid; 0 while a refresh is under way
 -- (its answer may bring that time closer: half a short idle timeout).
-function _M.maybe(rf, r, prefix, sid)
+-- `ks`: the keyspace (configure()'s layout of the key prefix, on its
+-- topology).
+function _M.maybe(rf, ks, sid)
     local now = ngx_now()
     local wait_until = memo[sid]
     if wait_until then
@@ -445,7 +415,7 @@ function _M.maybe(rf, r, prefix, sid)
             return 0
         end
     end
-    maybe_start(rf, r, prefix, sid)
+    maybe_start(rf, ks, sid)
     wait_until = memo[sid] or 0
     return wait_until > 0 and wait_until or 0
 end

@@ -57,18 +57,14 @@ local format = string.format
 local is_sid = cookie.is_sid
 local is_control_notice = control.is_notice
 local apply_control_notice = control.apply
-local parse_control_notice = control.parse
 local forget_session = decisions.forget
 local forget_all = decisions.forget_all
 local open_epoch = decisions.open
 local renew_epoch = decisions.heartbeat
 local close_epoch = decisions.close
-local forget_master = redis.forget_master
-local redis_address = redis.address
 local connect_to = redis.connect_to
 local start_tls = redis.start_tls
 local redis_auth_args = redis.auth_args
-local refresh_slots = redis.refresh_slots
 local primaries = cluster.primaries
 local refresh_due = cluster.refresh_due
 local resp_command = resp.command
@@ -108,33 +104,10 @@ local function subscriber_state(state, dc, up, why, where)
 end
 
 
--- A section 13.4 notice on a cluster (PROTOCOL.md section 14): it comes
--- once per primary. true when it is to be applied now: `!ack` at its last
--- copy (every earlier notice has come by then, on every connection);
--- `!generation` and `!not-before` at every copy (sections 14.2 and 14.3:
--- they only ever raise the kept value); an unknown kind never.
-local function last_copy(sub, payload)
-    local kind = parse_control_notice(payload)
-    if kind == "generation" or kind == "not-before" then
-        return true
-    end
-    if kind ~= "ack" then
-        return false
-    end
-    local copies = sub.copies
-    local seen = (copies[payload] or 0) + 1
-    if seen < #sub.socks then
-        copies[payload] = seen
-        return false
-    end
-    copies[payload] = nil
-    return true
-end
-
-
 -- Applies one reply (a notice, or a PONG) to the cache. A notice of a kind
 -- it does not know drops every decision; section 13's "!" notices are
--- control.lua's. `r`: the Redis options (for acknowledgements).
+-- control.lua's. `r`: the topology (for acknowledgements, and whether a
+-- notice comes once or once per primary).
 local function apply_reply(dc, sub, res, r)
     if type(res) ~= "table" or res[1] ~= "message" then
         return          -- a PONG
@@ -149,12 +122,12 @@ local function apply_reply(dc, sub, res, r)
     -- PROTOCOL.md section 13.4: "!<kind> ..." (mark, generation, ack); an
     -- unknown kind is ignored, not a reason to drop every decision.
     if is_control_notice(sid) then
-        if not r.cluster then
-            -- The cluster and compact layouts (sections 14.2, 14.3 and 15):
-            -- the mark and generations only rise, on one Redis too.
-            apply_control_notice(dc, sid, r, r.cluster_layout)
-        elseif last_copy(sub, sid) then
-            apply_control_notice(dc, sid, r, true)
+        -- The topology says when a copy is to be applied and whether it
+        -- may only raise the kept value; the layout too (the cluster and
+        -- compact layouts, sections 14.2, 14.3 and 15: on one Redis too).
+        local now, greatest = r:notice_copy(sub, sid)
+        if now then
+            apply_control_notice(dc, sid, r, greatest or dc.controls_only_rise)
         end
         return
     end
@@ -239,6 +212,7 @@ end
 -- removed). The map is read again every PRIMARIES_CHECK s, and looked at
 -- whenever this worker's requests have refreshed it (after a MOVED).
 local function watch(dc, r, sub)
+    local refresh_slots = r.refresh_slots
     local cs = r.cluster_state
     local checked = ngx_now()
     while not sub.ended and not worker_exiting() do
@@ -264,33 +238,7 @@ end
 -- refresh is due). A list of { host, port, options }, and on a cluster the
 -- map and the string naming its primaries; or nil and an error.
 local function targets(dc, r)
-    if not r.cluster then
-        forget_master()
-        local host, port = redis_address(r)
-        if not host then
-            return nil, port
-        end
-        return { { host = host, port = port,
-                   options = dc.subscriber_connect_options } }
-    end
-    local cs = r.cluster_state
-    if not cs.map or refresh_due(cs) then
-        local map, err = refresh_slots(r)
-        if not map then
-            return nil, "cluster slots: " .. tostring(err)
-        end
-    end
-    local list, key = primaries(cs.map)
-    if #list == 0 then
-        return nil, "no primary in the cluster's slot map"
-    end
-    local nodes = {}
-    for i, n in ipairs(list) do
-        nodes[i] = { host = n.host, port = n.port, options = {
-            pool = format("shared_session:subscriber:%s:%d", n.host, n.port),
-        } }
-    end
-    return nodes, cs.map, key
+    return r:subscribe_targets(dc)
 end
 
 
@@ -342,7 +290,7 @@ local function subscription(dc, r, state)
     if not nodes then
         return map
     end
-    local socks, names = {}, r.cluster and {} or nil
+    local socks, names = {}, r:node_names()
     for i, node in ipairs(nodes) do
         local sock, err = subscribe(dc, r, node)
         if names then
@@ -366,9 +314,7 @@ local function subscription(dc, r, state)
                              SUBSCRIBER_READ_TIMEOUT)
     end
     local threads = { thread_spawn(ping, socks) }
-    if r.cluster then
-        threads[2] = thread_spawn(watch, dc, r, sub)
-    end
+    threads[#threads + 1] = r:spawn_watch(thread_spawn, watch, dc, r, sub)
     for i = 2, #socks do
         threads[#threads + 1] = thread_spawn(read, dc, r, sub, i)
     end
