@@ -8,17 +8,17 @@
  * 1 failed (Redis unreachable or erroring), 2 bad usage or argument, 3 done
  * but not every nginx acknowledged in time (`--wait`).
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import Redis, { Cluster } from 'ioredis';
-import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { sessionRepository } from './flask-redis-session.store';
+import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
+import type { KeyLayout } from './layouts/session-layout';
 import { ENDED, LayoutMigration, MigrationCounts, MigrationResult, MigrationState, STATE_FORMAT, TargetLayout } from './layout-migration';
 import { REDIS_CLIENT_DEFAULTS, SharedSessionRedis, whenReady } from './redis-client';
 import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
 import { userIdOf } from './session-control.keys';
-import { SessionCookieSigner } from './session-cookie-signer';
-import type { KeyLayout } from './shared-session.options';
+import type { SessionRepository } from './session-repository';
 import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_REDIS_URL,
@@ -68,35 +68,35 @@ async function openRedis(options: GlobalOptions): Promise<Redis> {
 
 async function connect(
   options: GlobalOptions,
-): Promise<{ client: SharedSessionRedis; control: SessionControl; store: FlaskRedisSessionStore }> {
+): Promise<{ client: SharedSessionRedis; control: SessionControl; sessions: SessionRepository }> {
   const ttlSeconds = Number(options.ttl);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
   const layout = keyLayout(options);
-  if (layout !== 'v1' && /[{}]/.test(options.prefix))
-    throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (the session id is the hash tag)`);
   const client = options.cluster !== undefined ? await openCluster(clusterNodes(options.cluster, '--cluster')) : await openRedis(options);
   const quiet = { error: () => undefined, warn: () => undefined, log: () => undefined };
-  // The tool writes no session, so it never signs: a throwaway key, not the app's secret.
-  const signer = new SessionCookieSigner({ secret: randomBytes(32).toString('base64url') });
-  const store = new FlaskRedisSessionStore({
+  const sessions = sessionRepository({
     client,
-    signer,
     keyPrefix: options.prefix,
     keyLayout: layout,
-    ttlSeconds,
     logger: quiet,
     userIdField: options.userField,
   });
-  return { client, store, control: new SessionControl({ store, client, ttlSeconds }) };
+  return { client, sessions, control: new SessionControl({ sessions, client, ttlSeconds }) };
 }
 
-/** `--layout`, checked: by default the cluster layout on --cluster, v1 on --redis; never v1 on a cluster. */
+/** `--layout`, checked: by default the cluster layout on --cluster, v1 on --redis; never one the layout refuses. */
 function keyLayout(options: GlobalOptions): KeyLayout {
   const layout = options.layout ?? (options.cluster !== undefined ? 'cluster' : 'v1');
-  if (layout !== 'v1' && layout !== 'cluster' && layout !== 'compact') throw new UsageError('--layout must be v1, cluster or compact');
-  if (layout === 'v1' && options.cluster !== undefined)
-    throw new UsageError('--layout v1 is not for a Redis Cluster (a session in three slots)');
+  if (!isKeyLayout(layout)) throw new UsageError('--layout must be v1, cluster or compact');
+  checkLayout(layout, options.cluster !== undefined, options.prefix);
   return layout;
+}
+
+/** What the layout itself refuses: a Redis Cluster (v1), a prefix that would be the hash tag (the others). */
+function checkLayout(layout: KeyLayout, cluster: boolean, prefix: string): void {
+  const problem = layoutOptionProblem(layout, { cluster, prefix });
+  if (problem?.option === 'layout') throw new UsageError(`--layout ${layout} is not for a Redis Cluster (${problem.reason})`);
+  if (problem) throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (${problem.reason})`);
 }
 
 /** Runs `action` with a connection, closes it, and turns the outcome into output and an exit code. */
@@ -143,28 +143,22 @@ function printSessions(options: GlobalOptions, userId: string, sessions: UserSes
   return 0;
 }
 
-/** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session's data. */
-async function scanUntracked(client: SharedSessionRedis, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
-  if (keyLayout(options) !== 'v1') throw new UsageError('--scan finds the sessions of v1 writers, which only the v1 layout holds');
+/** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session (where the layout can). */
+async function scanUntracked(sessions: SessionRepository, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
   const found: string[] = [];
-  const dataPrefix = `${options.prefix}:data:`;
-  let cursor = '0';
-  do {
-    const [next, keys] = await (client as Redis).scan(cursor, 'MATCH', `${dataPrefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length === 0) continue;
-    const values = await client.mget(...keys);
-    keys.forEach((key, i) => {
-      const sid = key.slice(dataPrefix.length);
-      if (tracked.has(sid) || values[i] === null) return;
+  await sessions.scanSessionIds(async (sids) => {
+    const read = await Promise.all(sids.filter((sid) => !tracked.has(sid)).map((sid) => sessions.readJson(sid)));
+    for (const session of read) {
+      if (session === null) continue;
       try {
-        const data: unknown = JSON.parse(values[i]!);
-        if (data && typeof data === 'object' && userIdOf(data as Record<string, unknown>, options.userField) === userId) found.push(sid);
+        const data: unknown = JSON.parse(session.json);
+        if (data && typeof data === 'object' && userIdOf(data as Record<string, unknown>, options.userField) === userId)
+          found.push(session.sid);
       } catch {
         // not a session of anyone's
       }
-    });
-  } while (cursor !== '0');
+    }
+  });
   return found;
 }
 
@@ -227,14 +221,14 @@ interface MigrateFlags {
 }
 
 /** Where a migration writes: the layout, and the target as given (`source`: the source Redis itself). */
-function migrationTarget(flags: MigrateFlags, toClusterFromCli: boolean): { layout: TargetLayout; target: string } {
+function migrationTarget(flags: MigrateFlags, toClusterFromCli: boolean): { layout: TargetLayout; target: string; flag: string } {
   if (flags.toCompact === undefined) {
     if (flags.toCluster === undefined) throw new UsageError('give --to-cluster <nodes> or --to-compact [target]');
-    return { layout: 'cluster', target: flags.toCluster };
+    return { layout: 'cluster', target: flags.toCluster, flag: '--to-cluster' };
   }
   // REDIS_CLUSTER_NODES may be there for --cluster or --to-cluster: only --to-cluster itself is a contradiction.
   if (toClusterFromCli) throw new UsageError('give --to-cluster or --to-compact, not both');
-  return { layout: 'compact', target: flags.toCompact === true ? 'source' : flags.toCompact };
+  return { layout: 'compact', target: flags.toCompact === true ? 'source' : flags.toCompact, flag: '--to-compact' };
 }
 
 /** The state file: none before the first run, the first run's after it (`--finish`), and for the same prefix and layout. */
@@ -242,7 +236,7 @@ function loadState(flags: MigrateFlags, prefix: string, layout: TargetLayout, ta
   const exists = existsSync(flags.state);
   if (!flags.finish) {
     if (exists) throw new UsageError(`${flags.state} exists: a later run takes --finish (or give another --state for a new migration)`);
-    return { format: STATE_FORMAT, prefix, target, ...(layout === 'compact' ? { layout } : {}), sessions: {} };
+    return { format: STATE_FORMAT, prefix, target, layout, sessions: {} };
   }
   if (!exists) throw new UsageError(`--finish: no state file ${flags.state} (the first run, without --finish, makes it)`);
   let state: MigrationState;
@@ -355,10 +349,10 @@ export function buildProgram(): Command {
     .argument('<userId>', 'the user id (e.g. the username)')
     .option('--scan', 'also find sessions no index knows (v1 writers such as Flask): SCAN over every session')
     .action((userId: string, o: { scan?: boolean }) =>
-      run(program, async ({ control, client }, options) => {
-        const sessions = await control.listSessions(userId);
-        const untracked = o.scan ? await scanUntracked(client, options, userId, new Set(sessions.map((s) => s.sessionId))) : [];
-        return printSessions(options, userId, sessions, untracked);
+      run(program, async ({ control, sessions }, options) => {
+        const listed = await control.listSessions(userId);
+        const untracked = o.scan ? await scanUntracked(sessions, options, userId, new Set(listed.map((s) => s.sessionId))) : [];
+        return printSessions(options, userId, listed, untracked);
       }),
     );
 
@@ -370,14 +364,14 @@ export function buildProgram(): Command {
       .option('--except <sessionId...>', 'sessions to keep')
       .option('--scan', 'also end sessions no index knows (v1 writers): SCAN over every session'),
   ).action((userId: string, o: { except?: string[]; scan?: boolean; wait?: boolean; timeout?: string }) =>
-    run(program, async ({ control, client, store }, options) => {
+    run(program, async ({ control, sessions }, options) => {
       const wait = waitOptions(o);
       const result = await control.revokeUser(userId, { ...wait, except: o.except });
-      let sessions = result.sessions;
+      let ended = result.sessions;
       if (o.scan) {
-        for (const sid of await scanUntracked(client, options, userId, new Set(o.except ?? []))) if (await store.end(sid)) sessions += 1;
+        for (const sid of await scanUntracked(sessions, options, userId, new Set(o.except ?? []))) if (await sessions.end(sid)) ended += 1;
       }
-      return printResult(options, `ended ${sessions} session(s) of ${userId}`, { ...result, sessions });
+      return printResult(options, `ended ${ended} session(s) of ${userId}`, { ...result, sessions: ended });
     }),
   );
 
@@ -405,13 +399,9 @@ export function buildProgram(): Command {
     .command('clear-not-before')
     .description('lift the not-before mark (v1 sessions work again)')
     .action(() =>
-      run(program, async ({ client, store }, options) => {
-        if (keyLayout(options) !== 'v1') {
-          throw new UsageError(
-            `on the ${keyLayout(options)} layout the not-before mark only moves forward (PROTOCOL.md sections 14.3 and 15): it cannot be lifted`,
-          );
-        }
-        await client.multi().del(store.notBeforeKey).publish(store.invalidationChannel, '!not-before 0').exec();
+      run(program, async ({ sessions }, options) => {
+        // Section 13.2 on v1; on the other layouts the mark only moves forward (sections 14.3 and 15): the layout says so.
+        await sessions.liftNotBefore();
         return printResult(options, 'not-before mark lifted', { sessions: 0 });
       }),
     );
@@ -444,12 +434,11 @@ export function buildProgram(): Command {
     .option('--dry-run', 'say what would be done; write nothing')
     .action(async (flags: MigrateFlags, command: Command) => {
       const options = program.opts<GlobalOptions>();
-      const { layout, target: named } = migrationTarget(flags, command.getOptionValueSource('toCluster') === 'cli');
-      if (/[{}]/.test(options.prefix))
-        throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (the session id is the hash tag)`);
+      const { layout, target: named, flag } = migrationTarget(flags, command.getOptionValueSource('toCluster') === 'cli');
+      checkLayout(layout, false, options.prefix);
       const sameRedis = named === 'source';
       const url = /^rediss?:\/\//.test(named) ? named : undefined;
-      const nodes = sameRedis || url ? undefined : clusterNodes(named, layout === 'compact' ? '--to-compact' : '--to-cluster');
+      const nodes = sameRedis || url ? undefined : clusterNodes(named, flag);
       const state = loadState(flags, options.prefix, layout, named);
       const source = await openRedis(options);
       let target: Redis | Cluster | undefined;

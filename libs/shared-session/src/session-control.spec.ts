@@ -21,7 +21,7 @@ import {
   userIndexKey,
   writeSession,
 } from '../../../protocol/testkit';
-import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { FlaskRedisSessionStore, sessionRepository } from './flask-redis-session.store';
 import { REDIS_CLIENT_DEFAULTS } from './redis-client';
 import { SessionControl } from './session-control';
 import { refusedByNotBefore } from './session-control.keys';
@@ -63,16 +63,10 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
     server = await RedisServer.start();
     client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
     admin = new Redis(server.url);
-    store = new FlaskRedisSessionStore({
-      client,
-      signer,
-      keyPrefix: PREFIX,
-      keyLayout: layout,
-      ttlSeconds: TTL,
-      logger: quietLogger,
-      maxSessionsPerUser: 4,
-    });
-    control = new SessionControl({ store, client, ttlSeconds: TTL });
+    const options = { client, signer, keyPrefix: PREFIX, keyLayout: layout, ttlSeconds: TTL, logger: quietLogger, maxSessionsPerUser: 4 };
+    const sessions = sessionRepository(options);
+    store = new FlaskRedisSessionStore(options, sessions);
+    control = new SessionControl({ sessions, client, ttlSeconds: TTL });
     await waitFor('client ready', async () => client.status === 'ready');
   });
   afterAll(async () => {
@@ -373,7 +367,11 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
         logger: quietLogger,
       });
       const config = resolveSharedSessionOptions({ secret: 'control-secret', keyPrefix: PREFIX });
-      const downControl = new SessionControl({ store: downStore, client: downClient, ttlSeconds: TTL });
+      const downControl = new SessionControl({
+        sessions: sessionRepository({ client: downClient, keyPrefix: PREFIX, keyLayout: layout, logger: quietLogger }),
+        client: downClient,
+        ttlSeconds: TTL,
+      });
       const service = new SharedSessionService(config, downStore, downControl);
       try {
         const calls: (() => Promise<unknown>)[] = [

@@ -12,7 +12,9 @@ import {
   KEY_PREFIX_PATTERN,
   MIN_SECRET_BYTES,
 } from './shared-session.constants';
-import { serializedOrigin } from './cross-site-request.guard';
+import { serializedOrigin } from './serialized-origin';
+import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
+import type { KeyLayout } from './layouts/session-layout';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -133,7 +135,7 @@ export interface SharedSessionRevocationOptions {
   timeoutMs?: number;
 }
 
-export type KeyLayout = 'v1' | 'cluster' | 'compact';
+export type { KeyLayout };
 
 /** Redis Cluster: the startup nodes and ioredis' cluster options. */
 export interface SharedSessionClusterOption {
@@ -263,9 +265,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('redis', 'must be an ioredis instance, a redis:// URL or ioredis options');
   }
   const keyLayout = options.keyLayout ?? 'v1';
-  if (keyLayout !== 'v1' && keyLayout !== 'cluster' && keyLayout !== 'compact') {
-    throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
-  }
+  if (!isKeyLayout(keyLayout)) throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
   // An ioredis client has a cluster() command: only options are looked into; a client says what it is.
   const client = typeof redis === 'object' && typeof (redis as { multi?: unknown }).multi === 'function';
   const clusterOptions = typeof redis === 'object' && !client && 'cluster' in redis;
@@ -273,14 +273,12 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (clusterOptions && (!Array.isArray(redis.cluster) || redis.cluster.length === 0)) {
     throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
   }
-  if (cluster && keyLayout === 'v1') {
-    throw new SharedSessionOptionsError(
-      'keyLayout',
-      "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)",
-    );
+  const problem = layoutOptionProblem(keyLayout, { cluster: !!cluster, prefix: keyPrefix });
+  if (problem?.option === 'layout') {
+    throw new SharedSessionOptionsError('keyLayout', `must be 'cluster' or 'compact' with Redis Cluster (${problem.reason})`);
   }
-  if (keyLayout !== 'v1' && /[{}]/.test(keyPrefix)) {
-    throw new SharedSessionOptionsError('keyPrefix', `must hold no { or } with keyLayout '${keyLayout}' (the session id is the hash tag)`);
+  if (problem) {
+    throw new SharedSessionOptionsError('keyPrefix', `must hold no { or } with keyLayout '${keyLayout}' (${problem.reason})`);
   }
 
   const cookie = options.cookie ?? {};
