@@ -1,8 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import Redis, { Cluster, RedisOptions } from 'ioredis';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
-import type { SharedSessionConfig } from './shared-session.options';
-import type { SharedSessionRedis } from './redis-connection';
+import type { SharedSessionRedis, SharedSessionRedisOption } from './redis-connection';
 import { SessionRepository } from './session-repository';
 
 /**
@@ -28,8 +27,18 @@ export function isRedisClient(value: unknown): value is SharedSessionRedis {
   return !!value && typeof value === 'object' && typeof (value as Redis).multi === 'function' && typeof (value as Redis).on === 'function';
 }
 
+/**
+ * The topology the `redis` option names: true for a Redis Cluster (its
+ * options, or an ioredis Cluster; an ioredis client has a cluster() command,
+ * so a client is asked what it is, and only options are looked into).
+ */
+export function namesRedisCluster(redis: SharedSessionRedisOption): boolean {
+  if (isRedisClient(redis)) return (redis as { isCluster?: boolean }).isCluster === true;
+  return typeof redis === 'object' && redis !== null && 'cluster' in redis;
+}
+
 /** The client of the `redis` option: the user's own, or one created with the fail-fast defaults. */
-export function createRedisClient(redis: SharedSessionConfig['redis']): SharedSessionRedis {
+export function createRedisClient(redis: SharedSessionRedisOption): SharedSessionRedis {
   if (isRedisClient(redis)) return redis;
   if (typeof redis === 'string') return new Redis(redis, REDIS_CLIENT_DEFAULTS);
   if ('cluster' in redis) {
@@ -70,7 +79,7 @@ export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown
 
   constructor(
     @Inject(SHARED_SESSION_REDIS) private readonly client: SharedSessionRedis,
-    @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
+    @Inject(SHARED_SESSION_CONFIG) private readonly config: { redis: SharedSessionRedisOption },
     private readonly sessions: SessionRepository,
   ) {}
 

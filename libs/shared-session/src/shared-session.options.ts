@@ -1,4 +1,3 @@
-import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import {
   COOKIE_NAME_PATTERN,
   DEFAULT_COOKIE_NAME,
@@ -15,6 +14,8 @@ import {
 import { serializedOrigin } from './serialized-origin';
 import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
 import type { KeyLayout } from './layouts/session-layout';
+import { isRedisClient, namesRedisCluster } from './redis-client';
+import type { SharedSessionClusterOption, SharedSessionRedisOption } from './redis-connection';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -137,13 +138,7 @@ export interface SharedSessionRevocationOptions {
 
 export type { KeyLayout };
 
-/** Redis Cluster: the startup nodes and ioredis' cluster options. */
-export interface SharedSessionClusterOption {
-  cluster: ClusterNode[];
-  options?: ClusterOptions;
-}
-
-export type SharedSessionRedisOption = Redis | Cluster | string | RedisOptions | SharedSessionClusterOption;
+export type { SharedSessionClusterOption, SharedSessionRedisOption };
 
 /** The options after validation, every default filled in. */
 export interface SharedSessionConfig {
@@ -266,14 +261,12 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   }
   const keyLayout = options.keyLayout ?? 'v1';
   if (!isKeyLayout(keyLayout)) throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
-  // An ioredis client has a cluster() command: only options are looked into; a client says what it is.
-  const client = typeof redis === 'object' && typeof (redis as { multi?: unknown }).multi === 'function';
-  const clusterOptions = typeof redis === 'object' && !client && 'cluster' in redis;
-  const cluster = clusterOptions || (client && (redis as { isCluster?: boolean }).isCluster === true);
-  if (clusterOptions && (!Array.isArray(redis.cluster) || redis.cluster.length === 0)) {
+  const cluster = namesRedisCluster(redis);
+  const nodes = cluster && !isRedisClient(redis) ? (redis as SharedSessionClusterOption).cluster : undefined;
+  if (nodes !== undefined && (!Array.isArray(nodes) || nodes.length === 0)) {
     throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
   }
-  const problem = layoutOptionProblem(keyLayout, { cluster: !!cluster, prefix: keyPrefix });
+  const problem = layoutOptionProblem(keyLayout, { cluster, prefix: keyPrefix });
   if (problem?.option === 'layout') {
     throw new SharedSessionOptionsError('keyLayout', `must be 'cluster' or 'compact' with Redis Cluster (${problem.reason})`);
   }
