@@ -29,19 +29,11 @@ import { SessionCookieSigner } from './session-cookie-signer';
 import { newSessionId } from './session-id';
 import { SharedSessionService } from './shared-session.service';
 import { resolveSharedSessionOptions } from './shared-session.options';
+import { call, quietLogger, session } from '../test/support';
 
 const PREFIX = 'ctl';
 const TTL = 3600;
 const JOE = 'joe@example.com';
-const quietLogger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
-
-function call<T>(fn: (cb: (err?: unknown, value?: T) => void) => void): Promise<T | undefined> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
-}
-
-function session(data: Record<string, unknown>): SessionData {
-  return { cookie: { originalMaxAge: 1000, path: '/' }, ...data } as unknown as SessionData;
-}
 
 describe('PROTOCOL.md section 13 cases (control.json)', () => {
   it.each(loadControlCases().mark)('the mark: $why', ({ sid, mark_ms, refused }) => {
