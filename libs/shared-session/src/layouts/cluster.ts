@@ -1,6 +1,6 @@
 import { sessionDigest, Script } from './layout-base';
 import { OwnSlotLayout } from './own-slot-layout';
-import type { CopiedSession, CopyMode, LayoutContext, SessionKeys, SessionWrite, WriteReply } from './session-layout';
+import type { CopiedSession, CopyMode, LayoutContext, SessionKeys, SessionRead, SessionWrite, WriteReply } from './session-layout';
 
 /**
  * PROTOCOL.md section 14's layout: section 3's three keys, named
@@ -43,10 +43,10 @@ export class ClusterLayout extends OwnSlotLayout {
     return value;
   }
 
-  protected async readSession(sid: string): Promise<[string | null, number, number]> {
+  /** The v1 read script without the mark's key: its answer has the mark's slot, empty. */
+  protected readSession(sid: string): Promise<SessionRead> {
     const k = this.keys(sid);
-    const [json, pttl, leftovers] = (await this.readScript(k.data, k.signature, k.groups)) as [string | null, number, number];
-    return [json, pttl, leftovers];
+    return this.readScript(k.data, k.signature, k.groups) as Promise<SessionRead>;
   }
 
   protected writeSession(w: SessionWrite): Promise<WriteReply> {

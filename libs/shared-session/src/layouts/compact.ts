@@ -2,7 +2,7 @@ import { compactValue, parseCompactValue } from '../compact-value';
 import { userIdOf } from '../session-control.keys';
 import { sessionDigest, Script } from './layout-base';
 import { OwnSlotLayout } from './own-slot-layout';
-import type { CopiedSession, CopyMode, LayoutContext, SessionKeys, SessionWrite, WriteReply } from './session-layout';
+import type { CopiedSession, CopyMode, LayoutContext, SessionKeys, SessionRead, SessionWrite, WriteReply } from './session-layout';
 
 /**
  * PROTOCOL.md section 15's layout: a session is one string key
@@ -45,11 +45,11 @@ export class CompactLayout extends OwnSlotLayout {
   }
 
   /** A malformed value is no session, but a leftover to delete (as section 9's). */
-  protected async readSession(sid: string): Promise<[string | null, number, number]> {
+  protected async readSession(sid: string): Promise<SessionRead> {
     const [value, pttl] = (await this.readScript(this.dataKey(sid))) as [string | null, number];
     const session = parseCompactValue(value);
     if (value !== null && !session) this.ctx.logger.warn(`session ${sid.slice(0, 8)}…: malformed value; treated as no session`);
-    return [session ? session.json : null, pttl, value !== null && !session ? 1 : 0];
+    return [session ? session.json : null, pttl, value !== null && !session ? 1 : 0, null];
   }
 
   protected writeSession(w: SessionWrite): Promise<WriteReply> {

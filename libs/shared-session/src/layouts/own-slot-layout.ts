@@ -11,8 +11,8 @@ import type { GroupChange, IndexedSession, SessionRead, SessionWrite, WriteReply
  * change to a user's sessions is one script per session.
  */
 export abstract class OwnSlotLayout extends LayoutBase {
-  /** The session's own keys, read atomically: JSON, PTTL, leftovers (the mark is read beside). */
-  protected abstract readSession(sid: string): Promise<[json: string | null, pttl: number, leftovers: number]>;
+  /** The session's own keys, read atomically: JSON, PTTL, leftovers, and a slot for the mark (read beside). */
+  protected abstract readSession(sid: string): Promise<SessionRead>;
   /** Section 8 on the session's own keys; the index and the mark are done before it. */
   protected abstract writeSession(write: SessionWrite): Promise<WriteReply>;
   /** Ends the session's keys (with the notice); undefined when there were none, else its user, if any. */
@@ -21,9 +21,11 @@ export abstract class OwnSlotLayout extends LayoutBase {
   protected abstract setSessionGroups(sid: string, read: string, json: string, groups: string[]): Promise<unknown>;
 
   /** Section 14.3: the mark is in a slot of its own, read beside the session. */
-  async read(sid: string): Promise<SessionRead> {
-    const [[json, pttl, leftovers], mark] = await Promise.all([this.readSession(sid), this.ctx.client.get(this.notBeforeKey)]);
-    return [json, pttl, leftovers, mark];
+  read(sid: string): Promise<SessionRead> {
+    return Promise.all([this.readSession(sid), this.ctx.client.get(this.notBeforeKey)]).then(([read, mark]) => {
+      read[3] = mark;
+      return read;
+    });
   }
 
   /**
