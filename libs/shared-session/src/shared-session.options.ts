@@ -263,7 +263,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   if (!isKeyLayout(keyLayout)) throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
   const cluster = namesRedisCluster(redis);
   const nodes = cluster && !isRedisClient(redis) ? (redis as SharedSessionClusterOption).cluster : undefined;
-  if (nodes !== undefined && (!Array.isArray(nodes) || nodes.length === 0)) {
+  if (cluster && !isRedisClient(redis) && (!Array.isArray(nodes) || nodes.length === 0)) {
     throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
   }
   const problem = layoutOptionProblem(keyLayout, { cluster, prefix: keyPrefix });
