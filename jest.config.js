@@ -22,6 +22,8 @@ const common = {
 
 module.exports = {
   testTimeout: 30000,
+  // The library's Redis scripts, from their .lua files, for the specs that run its src/ directly.
+  globalSetup: '<rootDir>/libs/shared-session/scripts/write-redis-scripts.js',
   projects: [
     {
       ...common,

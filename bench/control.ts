@@ -15,7 +15,7 @@ import { NestFactory } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import Redis from 'ioredis';
 import { SharedSessionModule, SharedSessionService } from '../libs/shared-session/src';
-import { FlaskRedisSessionStore } from '../libs/shared-session/src/flask-redis-session.store';
+import { FlaskRedisSessionStore, sessionRepository } from '../libs/shared-session/src/flask-redis-session.store';
 import { REDIS_CLIENT_DEFAULTS, whenReady } from '../libs/shared-session/src/redis-client';
 import { SessionControl } from '../libs/shared-session/src/session-control';
 import { SessionCookieSigner } from '../libs/shared-session/src/session-cookie-signer';
@@ -95,8 +95,9 @@ async function main(): Promise<void> {
     nginx = await NginxServer.start({ conf: conf(redis.port), workers: WORKERS });
     if (!(await whenReady(client, 3000))) throw new Error('Redis not ready');
     const signer = new SessionCookieSigner({ secret: SECRET });
-    const store = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, logger: quiet });
-    const control = new SessionControl({ store, client, ttlSeconds: 3600 });
+    const sessions = sessionRepository({ client, keyPrefix: PREFIX, logger: quiet });
+    const store = new FlaskRedisSessionStore({ client, signer, keyPrefix: PREFIX, logger: quiet }, sessions);
+    const control = new SessionControl({ sessions, client, ttlSeconds: 3600 });
     await control.prepareSynchronousRevocation();
     const conns = Array.from({ length: CONNECTIONS }, () => new HttpConnection(nginx!.port));
     const save = (sid: string, data: object) =>

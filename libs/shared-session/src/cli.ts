@@ -8,17 +8,18 @@
  * 1 failed (Redis unreachable or erroring), 2 bad usage or argument, 3 done
  * but not every nginx acknowledged in time (`--wait`).
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import Redis, { Cluster } from 'ioredis';
-import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { ENDED, LayoutMigration, MigrationCounts, MigrationResult, MigrationState, STATE_FORMAT, TargetLayout } from './layout-migration';
+import { sessionRepository } from './flask-redis-session.store';
+import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
+import type { KeyLayout } from './layouts/session-layout';
+import { ENDED, LayoutMigration } from './layout-migration';
+import { GlobalOptions, UsageError } from './cli-usage';
+import { loadState, MigrateFlags, migrationTarget, printMigration, saveState } from './cli-migration';
 import { REDIS_CLIENT_DEFAULTS, SharedSessionRedis, whenReady } from './redis-client';
 import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
 import { userIdOf } from './session-control.keys';
-import { SessionCookieSigner } from './session-cookie-signer';
-import type { KeyLayout } from './shared-session.options';
+import type { SessionRepository } from './session-repository';
 import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_REDIS_URL,
@@ -26,20 +27,6 @@ import {
   DEFAULT_USER_ID_FIELD,
   KEY_PREFIX_PATTERN,
 } from './shared-session.constants';
-
-interface GlobalOptions {
-  redis: string;
-  /** `host:port,...`: a Redis Cluster (in the cluster layout, PROTOCOL.md section 14.1, unless `layout` says compact) instead of `redis`. */
-  cluster?: string;
-  /** The key layout: `v1` (default on --redis), `cluster` (default on --cluster) or `compact` (section 15). */
-  layout?: string;
-  prefix: string;
-  userField: string;
-  ttl: string;
-  json?: boolean;
-}
-
-class UsageError extends Error {}
 
 /** The URL without its password, for messages. */
 function shown(url: string): string {
@@ -68,35 +55,35 @@ async function openRedis(options: GlobalOptions): Promise<Redis> {
 
 async function connect(
   options: GlobalOptions,
-): Promise<{ client: SharedSessionRedis; control: SessionControl; store: FlaskRedisSessionStore }> {
+): Promise<{ client: SharedSessionRedis; control: SessionControl; sessions: SessionRepository }> {
   const ttlSeconds = Number(options.ttl);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError('--ttl must be a positive whole number of seconds');
   const layout = keyLayout(options);
-  if (layout !== 'v1' && /[{}]/.test(options.prefix))
-    throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (the session id is the hash tag)`);
   const client = options.cluster !== undefined ? await openCluster(clusterNodes(options.cluster, '--cluster')) : await openRedis(options);
   const quiet = { error: () => undefined, warn: () => undefined, log: () => undefined };
-  // The tool writes no session, so it never signs: a throwaway key, not the app's secret.
-  const signer = new SessionCookieSigner({ secret: randomBytes(32).toString('base64url') });
-  const store = new FlaskRedisSessionStore({
+  const sessions = sessionRepository({
     client,
-    signer,
     keyPrefix: options.prefix,
     keyLayout: layout,
-    ttlSeconds,
     logger: quiet,
     userIdField: options.userField,
   });
-  return { client, store, control: new SessionControl({ store, client, ttlSeconds }) };
+  return { client, sessions, control: new SessionControl({ sessions, client, ttlSeconds }) };
 }
 
-/** `--layout`, checked: by default the cluster layout on --cluster, v1 on --redis; never v1 on a cluster. */
+/** `--layout`, checked: by default the cluster layout on --cluster, v1 on --redis; never one the layout refuses. */
 function keyLayout(options: GlobalOptions): KeyLayout {
   const layout = options.layout ?? (options.cluster !== undefined ? 'cluster' : 'v1');
-  if (layout !== 'v1' && layout !== 'cluster' && layout !== 'compact') throw new UsageError('--layout must be v1, cluster or compact');
-  if (layout === 'v1' && options.cluster !== undefined)
-    throw new UsageError('--layout v1 is not for a Redis Cluster (a session in three slots)');
+  if (!isKeyLayout(layout)) throw new UsageError('--layout must be v1, cluster or compact');
+  checkLayout(layout, options.cluster !== undefined, options.prefix);
   return layout;
+}
+
+/** What the layout itself refuses: a Redis Cluster (v1), a prefix that would be the hash tag (the others). */
+function checkLayout(layout: KeyLayout, cluster: boolean, prefix: string): void {
+  const problem = layoutOptionProblem(layout, { cluster, prefix });
+  if (problem?.option === 'layout') throw new UsageError(`--layout ${layout} is not for a Redis Cluster (${problem.reason})`);
+  if (problem) throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (${problem.reason})`);
 }
 
 /** Runs `action` with a connection, closes it, and turns the outcome into output and an exit code. */
@@ -143,28 +130,22 @@ function printSessions(options: GlobalOptions, userId: string, sessions: UserSes
   return 0;
 }
 
-/** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session's data. */
-async function scanUntracked(client: SharedSessionRedis, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
-  if (keyLayout(options) !== 'v1') throw new UsageError('--scan finds the sessions of v1 writers, which only the v1 layout holds');
+/** PROTOCOL.md section 13.6: sessions no index knows (v1 writers), by SCAN over every session (where the layout can). */
+async function scanUntracked(sessions: SessionRepository, options: GlobalOptions, userId: string, tracked: Set<string>): Promise<string[]> {
   const found: string[] = [];
-  const dataPrefix = `${options.prefix}:data:`;
-  let cursor = '0';
-  do {
-    const [next, keys] = await (client as Redis).scan(cursor, 'MATCH', `${dataPrefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length === 0) continue;
-    const values = await client.mget(...keys);
-    keys.forEach((key, i) => {
-      const sid = key.slice(dataPrefix.length);
-      if (tracked.has(sid) || values[i] === null) return;
+  await sessions.scanSessionIds(async (sids) => {
+    const read = await Promise.all(sids.filter((sid) => !tracked.has(sid)).map((sid) => sessions.readJson(sid)));
+    for (const session of read) {
+      if (session === null) continue;
       try {
-        const data: unknown = JSON.parse(values[i]!);
-        if (data && typeof data === 'object' && userIdOf(data as Record<string, unknown>, options.userField) === userId) found.push(sid);
+        const data: unknown = JSON.parse(session.json);
+        if (data && typeof data === 'object' && userIdOf(data as Record<string, unknown>, options.userField) === userId)
+          found.push(session.sid);
       } catch {
         // not a session of anyone's
       }
-    });
-  } while (cursor !== '0');
+    }
+  });
   return found;
 }
 
@@ -217,104 +198,6 @@ async function openCluster(nodes: { host: string; port: number }[]): Promise<Clu
   return cluster;
 }
 
-interface MigrateFlags {
-  toCluster?: string;
-  /** Section 15: true (the source Redis itself), a redis:// URL, or a Redis Cluster's host:port,... */
-  toCompact?: string | true;
-  state: string;
-  finish?: boolean;
-  dryRun?: boolean;
-}
-
-/** Where a migration writes: the layout, and the target as given (`source`: the source Redis itself). */
-function migrationTarget(flags: MigrateFlags, toClusterFromCli: boolean): { layout: TargetLayout; target: string } {
-  if (flags.toCompact === undefined) {
-    if (flags.toCluster === undefined) throw new UsageError('give --to-cluster <nodes> or --to-compact [target]');
-    return { layout: 'cluster', target: flags.toCluster };
-  }
-  // REDIS_CLUSTER_NODES may be there for --cluster or --to-cluster: only --to-cluster itself is a contradiction.
-  if (toClusterFromCli) throw new UsageError('give --to-cluster or --to-compact, not both');
-  return { layout: 'compact', target: flags.toCompact === true ? 'source' : flags.toCompact };
-}
-
-/** The state file: none before the first run, the first run's after it (`--finish`), and for the same prefix and layout. */
-function loadState(flags: MigrateFlags, prefix: string, layout: TargetLayout, target: string): MigrationState {
-  const exists = existsSync(flags.state);
-  if (!flags.finish) {
-    if (exists) throw new UsageError(`${flags.state} exists: a later run takes --finish (or give another --state for a new migration)`);
-    return { format: STATE_FORMAT, prefix, target, ...(layout === 'compact' ? { layout } : {}), sessions: {} };
-  }
-  if (!exists) throw new UsageError(`--finish: no state file ${flags.state} (the first run, without --finish, makes it)`);
-  let state: MigrationState;
-  try {
-    state = JSON.parse(readFileSync(flags.state, 'utf8')) as MigrationState;
-  } catch (err) {
-    throw new UsageError(`${flags.state}: not a state file of migrate-layout (${(err as Error).message})`);
-  }
-  if (state?.format !== STATE_FORMAT || typeof state.sessions !== 'object') {
-    throw new UsageError(`${flags.state}: not a state file of migrate-layout`);
-  }
-  if (state.prefix !== prefix) throw new UsageError(`${flags.state} is the state of prefix ${state.prefix}, not ${prefix}`);
-  // The digests of one layout mean nothing to the other.
-  if ((state.layout ?? 'cluster') !== layout)
-    throw new UsageError(`${flags.state} is the state of a migration to the ${state.layout ?? 'cluster'} layout, not ${layout}`);
-  return state;
-}
-
-/** Written whole, then renamed: a crash leaves the old state or the new one, never half of one. */
-function saveState(file: string, state: MigrationState): void {
-  writeFileSync(`${file}.tmp`, JSON.stringify(state));
-  renameSync(`${file}.tmp`, file);
-}
-
-const COUNT_NAMES: [keyof MigrationCounts, string][] = [
-  ['copied', 'copied'],
-  ['unchanged', 'unchanged'],
-  ['updated', 'updated'],
-  ['deleted', 'deleted'],
-  ['extended', 'time to live extended'],
-  ['skippedExisting', 'skipped (another session on the target)'],
-  ['changedOnTarget', 'kept (written on the target since)'],
-  ['goneOnTarget', 'not re-created (ended on the target)'],
-  ['expired', 'expired meanwhile'],
-  ['endedByNotBefore', 'ended by the not-before mark'],
-];
-
-function printMigration(options: GlobalOptions, flags: MigrateFlags, result: MigrationResult, kept: number, sameRedis: boolean): void {
-  if (options.json) {
-    console.log(JSON.stringify({ dryRun: !!flags.dryRun, ...result, stateSessions: kept }));
-    return;
-  }
-  const verb = flags.dryRun ? 'would be ' : '';
-  console.log(`${flags.dryRun ? 'dry run: ' : ''}${COUNT_NAMES.map(([k, name]) => `${verb}${name} ${result.counts[k]}`).join(', ')}`);
-  if (result.notBefore > 0 && sameRedis) {
-    console.log(
-      `note: the not-before mark (${new Date(result.notBefore).toISOString()}) is the target's too (the same Redis), and the sessions it ends were not copied (PROTOCOL.md section 15)`,
-    );
-  } else if (result.notBefore > 0) {
-    console.log(
-      `note: the source's not-before mark (${new Date(result.notBefore).toISOString()}) was not copied, and neither were the sessions it ends (PROTOCOL.md section 14)`,
-    );
-  }
-  // On the same Redis the group generations are the target's too: nothing starts again.
-  if (result.generations > 0 && !sameRedis) {
-    console.log(
-      `note: ${result.generations} group cache generation(s) on the source are not copied: on the target they start again from 0 (PROTOCOL.md section 14.2); clear nginx's proxy cache at the switch, or copies cached before a purge may be served again`,
-    );
-  }
-  if (result.changedOnBothSides.length > 0) {
-    console.log(
-      `note: changed on the source and written on the target since the last run, left as the target holds them: ${result.changedOnBothSides.join(' ')}`,
-    );
-  }
-  if (result.endedOnSourceOnly.length > 0) {
-    console.log(
-      `note: ended on the source since the last run (a logout, a revocation or an expiry) and written on the target since, deleted there all the same (a logout is never undone): ${result.endedOnSourceOnly.join(' ')}`,
-    );
-  }
-  if (!flags.dryRun) console.log(`state: ${flags.state} (${kept} session(s) copied)`);
-}
-
 export function buildProgram(): Command {
   const program = new Command('nest-resty-shared-session')
     .description(
@@ -355,10 +238,10 @@ export function buildProgram(): Command {
     .argument('<userId>', 'the user id (e.g. the username)')
     .option('--scan', 'also find sessions no index knows (v1 writers such as Flask): SCAN over every session')
     .action((userId: string, o: { scan?: boolean }) =>
-      run(program, async ({ control, client }, options) => {
-        const sessions = await control.listSessions(userId);
-        const untracked = o.scan ? await scanUntracked(client, options, userId, new Set(sessions.map((s) => s.sessionId))) : [];
-        return printSessions(options, userId, sessions, untracked);
+      run(program, async ({ control, sessions }, options) => {
+        const listed = await control.listSessions(userId);
+        const untracked = o.scan ? await scanUntracked(sessions, options, userId, new Set(listed.map((s) => s.sessionId))) : [];
+        return printSessions(options, userId, listed, untracked);
       }),
     );
 
@@ -370,14 +253,14 @@ export function buildProgram(): Command {
       .option('--except <sessionId...>', 'sessions to keep')
       .option('--scan', 'also end sessions no index knows (v1 writers): SCAN over every session'),
   ).action((userId: string, o: { except?: string[]; scan?: boolean; wait?: boolean; timeout?: string }) =>
-    run(program, async ({ control, client, store }, options) => {
+    run(program, async ({ control, sessions }, options) => {
       const wait = waitOptions(o);
       const result = await control.revokeUser(userId, { ...wait, except: o.except });
-      let sessions = result.sessions;
+      let ended = result.sessions;
       if (o.scan) {
-        for (const sid of await scanUntracked(client, options, userId, new Set(o.except ?? []))) if (await store.end(sid)) sessions += 1;
+        for (const sid of await scanUntracked(sessions, options, userId, new Set(o.except ?? []))) if (await sessions.end(sid)) ended += 1;
       }
-      return printResult(options, `ended ${sessions} session(s) of ${userId}`, { ...result, sessions });
+      return printResult(options, `ended ${ended} session(s) of ${userId}`, { ...result, sessions: ended });
     }),
   );
 
@@ -405,13 +288,9 @@ export function buildProgram(): Command {
     .command('clear-not-before')
     .description('lift the not-before mark (v1 sessions work again)')
     .action(() =>
-      run(program, async ({ client, store }, options) => {
-        if (keyLayout(options) !== 'v1') {
-          throw new UsageError(
-            `on the ${keyLayout(options)} layout the not-before mark only moves forward (PROTOCOL.md sections 14.3 and 15): it cannot be lifted`,
-          );
-        }
-        await client.multi().del(store.notBeforeKey).publish(store.invalidationChannel, '!not-before 0').exec();
+      run(program, async ({ sessions }, options) => {
+        // Section 13.2 on v1; on the other layouts the mark only moves forward (sections 14.3 and 15): the layout says so.
+        await sessions.liftNotBefore();
         return printResult(options, 'not-before mark lifted', { sessions: 0 });
       }),
     );
@@ -444,12 +323,11 @@ export function buildProgram(): Command {
     .option('--dry-run', 'say what would be done; write nothing')
     .action(async (flags: MigrateFlags, command: Command) => {
       const options = program.opts<GlobalOptions>();
-      const { layout, target: named } = migrationTarget(flags, command.getOptionValueSource('toCluster') === 'cli');
-      if (/[{}]/.test(options.prefix))
-        throw new UsageError(`--prefix must hold no { or } for the ${layout} layout (the session id is the hash tag)`);
+      const { layout, target: named, flag } = migrationTarget(flags, command.getOptionValueSource('toCluster') === 'cli');
+      checkLayout(layout, false, options.prefix);
       const sameRedis = named === 'source';
       const url = /^rediss?:\/\//.test(named) ? named : undefined;
-      const nodes = sameRedis || url ? undefined : clusterNodes(named, layout === 'compact' ? '--to-compact' : '--to-cluster');
+      const nodes = sameRedis || url ? undefined : clusterNodes(named, flag);
       const state = loadState(flags, options.prefix, layout, named);
       const source = await openRedis(options);
       let target: Redis | Cluster | undefined;

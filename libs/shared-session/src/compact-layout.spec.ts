@@ -19,6 +19,7 @@ import { parseCompactValue } from './compact-value';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { REDIS_CLIENT_DEFAULTS } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
+import { call, quietLogger, session } from '../test/support';
 
 const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
 const SECRET = 'fishes';
@@ -27,15 +28,6 @@ const PREFIX = 'app_session_prefix';
 const KEY = compactKey(PREFIX, SID);
 const SIG = signature(SID, SECRET, SALT);
 const CASES = loadCompactCases();
-const quietLogger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
-
-function call<T>(fn: (cb: (err?: unknown, value?: T) => void) => void): Promise<T | undefined> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
-}
-
-function session(data: Record<string, unknown>): SessionData {
-  return { cookie: { originalMaxAge: 1000, path: '/' }, ...data } as unknown as SessionData;
-}
 
 describe('PROTOCOL.md section 15 cases (compact.json)', () => {
   it.each(CASES.valid)('reads a valid value: $why', ({ value, signature: sig, groups }) => {

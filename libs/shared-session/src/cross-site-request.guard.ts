@@ -3,6 +3,9 @@ import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { SHARED_SESSION_CONFIG, SKIP_CSRF_CHECK_METADATA } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
+import { serializedOrigin } from './serialized-origin';
+
+export { serializedOrigin };
 
 /** Methods a browser may send cross-site without consequence: they must not change state. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -12,20 +15,6 @@ const OWN_SITE = new Set(['same-origin', 'none']);
 
 /** `Sec-Fetch-Site` values named in a refusal; anything else a client writes is not echoed. */
 const FOREIGN_SITE = new Set(['cross-site', 'same-site']);
-
-/**
- * The serialized origin of an `Origin` header or of `<scheme>://<host>`, as a
- * browser writes it (lower-case host, default port left out); undefined for
- * `null` and anything else that is not an http(s) origin.
- */
-export function serializedOrigin(value: string): string | undefined {
-  try {
-    const url = new URL(value);
-    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function header(req: Request, name: string): string | undefined {
   const value = req.headers[name];

@@ -16,21 +16,13 @@ import {
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { REDIS_CLIENT_DEFAULTS } from './redis-client';
+import { call, quietLogger, session } from '../test/support';
 
 const SID = '3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f';
 const SECRET = 'fishes';
 const SALT = 'app_session_salt';
 const PREFIX = 'app_session_prefix';
 const KEYS = sessionKeys(PREFIX, SID);
-const quietLogger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
-
-function call<T>(fn: (cb: (err?: unknown, value?: T) => void) => void): Promise<T | undefined> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
-}
-
-function session(data: Record<string, unknown>): SessionData {
-  return { cookie: { originalMaxAge: 1000, path: '/' }, ...data } as unknown as SessionData;
-}
 
 describe('FlaskRedisSessionStore on a real redis-server', () => {
   let server: RedisServer;

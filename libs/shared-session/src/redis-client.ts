@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import Redis, { Cluster, RedisOptions } from 'ioredis';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
-import type { SharedSessionConfig } from './shared-session.options';
+import type { SharedSessionRedis, SharedSessionRedisOption } from './redis-connection';
+import { SessionRepository } from './session-repository';
 
 /**
  * Defaults for a client this module creates: fail fast instead of queueing
@@ -19,16 +20,25 @@ export const REDIS_CLIENT_DEFAULTS: RedisOptions = {
 /** How long start-up waits for Redis before the app starts anyway (and answers 503 until Redis is up). */
 const READY_TIMEOUT_MS = 3000;
 
-/** The module's Redis client: one server (or Sentinel), or a Redis Cluster. */
-export type SharedSessionRedis = Redis | Cluster;
+export type { SharedSessionRedis };
 
 /** True for an ioredis client or cluster (or anything that quacks like one) rather than options. */
 export function isRedisClient(value: unknown): value is SharedSessionRedis {
   return !!value && typeof value === 'object' && typeof (value as Redis).multi === 'function' && typeof (value as Redis).on === 'function';
 }
 
+/**
+ * The topology the `redis` option names: true for a Redis Cluster (its
+ * options, or an ioredis Cluster; an ioredis client has a cluster() command,
+ * so a client is asked what it is, and only options are looked into).
+ */
+export function namesRedisCluster(redis: SharedSessionRedisOption): boolean {
+  if (isRedisClient(redis)) return (redis as { isCluster?: boolean }).isCluster === true;
+  return typeof redis === 'object' && redis !== null && 'cluster' in redis;
+}
+
 /** The client of the `redis` option: the user's own, or one created with the fail-fast defaults. */
-export function createRedisClient(redis: SharedSessionConfig['redis']): SharedSessionRedis {
+export function createRedisClient(redis: SharedSessionRedisOption): SharedSessionRedis {
   if (isRedisClient(redis)) return redis;
   if (typeof redis === 'string') return new Redis(redis, REDIS_CLIENT_DEFAULTS);
   if ('cluster' in redis) {
@@ -69,7 +79,8 @@ export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown
 
   constructor(
     @Inject(SHARED_SESSION_REDIS) private readonly client: SharedSessionRedis,
-    @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
+    @Inject(SHARED_SESSION_CONFIG) private readonly config: { redis: SharedSessionRedisOption },
+    private readonly sessions: SessionRepository,
   ) {}
 
   async onModuleInit(): Promise<void> {
@@ -77,8 +88,8 @@ export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown
       this.logger.error('Redis is not reachable yet: logins and guarded routes answer 503 until it is');
       return;
     }
-    // Section 15: on the compact layout a session is one key, evicted whole: no half-deleted session to warn of.
-    const eviction = this.config.keyLayout === 'compact' ? undefined : await evictionRisk(this.client);
+    // Section 9: what eviction may do to a session depends on the layout (section 15's one key goes whole).
+    const eviction = await this.sessions.evictionRisk();
     if (eviction) this.logger.warn(eviction);
   }
 
@@ -86,24 +97,4 @@ export class RedisClientLifecycle implements OnModuleInit, OnApplicationShutdown
     if (isRedisClient(this.config.redis)) return;
     await this.client.quit().catch(() => this.client.disconnect());
   }
-}
-
-/**
- * PROTOCOL.md section 9: a Redis that may evict session keys one by one can
- * leave a half-deleted session that nginx still allows. Says so when Redis has
- * a memory limit and a policy other than noeviction (every session key has a
- * ttl, so volatile-* policies evict them too). Managed services that refuse
- * CONFIG GET are not asked twice: nothing is said.
- */
-export async function evictionRisk(client: SharedSessionRedis): Promise<string | undefined> {
-  try {
-    const [, maxmemory] = (await client.config('GET', 'maxmemory')) as string[];
-    const [, policy] = (await client.config('GET', 'maxmemory-policy')) as string[];
-    if (Number(maxmemory) > 0 && policy && policy !== 'noeviction') {
-      return `Redis may evict session keys one by one (maxmemory ${maxmemory}, maxmemory-policy ${policy}): a half-evicted session stays open at nginx until the app reads it; use maxmemory-policy noeviction`;
-    }
-  } catch {
-    // CONFIG is often disabled on managed Redis: nothing to say.
-  }
-  return undefined;
 }

@@ -21,7 +21,7 @@ import {
   userIndexKey,
   writeSession,
 } from '../../../protocol/testkit';
-import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { FlaskRedisSessionStore, sessionRepository } from './flask-redis-session.store';
 import { REDIS_CLIENT_DEFAULTS } from './redis-client';
 import { SessionControl } from './session-control';
 import { refusedByNotBefore } from './session-control.keys';
@@ -29,19 +29,11 @@ import { SessionCookieSigner } from './session-cookie-signer';
 import { newSessionId } from './session-id';
 import { SharedSessionService } from './shared-session.service';
 import { resolveSharedSessionOptions } from './shared-session.options';
+import { call, quietLogger, session } from '../test/support';
 
 const PREFIX = 'ctl';
 const TTL = 3600;
 const JOE = 'joe@example.com';
-const quietLogger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
-
-function call<T>(fn: (cb: (err?: unknown, value?: T) => void) => void): Promise<T | undefined> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
-}
-
-function session(data: Record<string, unknown>): SessionData {
-  return { cookie: { originalMaxAge: 1000, path: '/' }, ...data } as unknown as SessionData;
-}
 
 describe('PROTOCOL.md section 13 cases (control.json)', () => {
   it.each(loadControlCases().mark)('the mark: $why', ({ sid, mark_ms, refused }) => {
@@ -63,16 +55,10 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
     server = await RedisServer.start();
     client = new Redis(server.url, REDIS_CLIENT_DEFAULTS);
     admin = new Redis(server.url);
-    store = new FlaskRedisSessionStore({
-      client,
-      signer,
-      keyPrefix: PREFIX,
-      keyLayout: layout,
-      ttlSeconds: TTL,
-      logger: quietLogger,
-      maxSessionsPerUser: 4,
-    });
-    control = new SessionControl({ store, client, ttlSeconds: TTL });
+    const options = { client, signer, keyPrefix: PREFIX, keyLayout: layout, ttlSeconds: TTL, logger: quietLogger, maxSessionsPerUser: 4 };
+    const sessions = sessionRepository(options);
+    store = new FlaskRedisSessionStore(options, sessions);
+    control = new SessionControl({ sessions, client, ttlSeconds: TTL });
     await waitFor('client ready', async () => client.status === 'ready');
   });
   afterAll(async () => {
@@ -373,7 +359,11 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
         logger: quietLogger,
       });
       const config = resolveSharedSessionOptions({ secret: 'control-secret', keyPrefix: PREFIX });
-      const downControl = new SessionControl({ store: downStore, client: downClient, ttlSeconds: TTL });
+      const downControl = new SessionControl({
+        sessions: sessionRepository({ client: downClient, keyPrefix: PREFIX, keyLayout: layout, logger: quietLogger }),
+        client: downClient,
+        ttlSeconds: TTL,
+      });
       const service = new SharedSessionService(config, downStore, downControl);
       try {
         const calls: (() => Promise<unknown>)[] = [

@@ -1,4 +1,3 @@
-import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import {
   COOKIE_NAME_PATTERN,
   DEFAULT_COOKIE_NAME,
@@ -12,7 +11,11 @@ import {
   KEY_PREFIX_PATTERN,
   MIN_SECRET_BYTES,
 } from './shared-session.constants';
-import { serializedOrigin } from './cross-site-request.guard';
+import { serializedOrigin } from './serialized-origin';
+import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
+import type { KeyLayout } from './layouts/session-layout';
+import { isRedisClient, namesRedisCluster } from './redis-client';
+import type { SharedSessionClusterOption, SharedSessionRedisOption } from './redis-connection';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -137,15 +140,9 @@ export interface SharedSessionRevocationOptions {
   timeoutMs?: number;
 }
 
-export type KeyLayout = 'v1' | 'cluster' | 'compact';
+export type { KeyLayout };
 
-/** Redis Cluster: the startup nodes and ioredis' cluster options. */
-export interface SharedSessionClusterOption {
-  cluster: ClusterNode[];
-  options?: ClusterOptions;
-}
-
-export type SharedSessionRedisOption = Redis | Cluster | string | RedisOptions | SharedSessionClusterOption;
+export type { SharedSessionClusterOption, SharedSessionRedisOption };
 
 /** The options after validation, every default filled in. */
 export interface SharedSessionConfig {
@@ -267,24 +264,18 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('redis', 'must be an ioredis instance, a redis:// URL or ioredis options');
   }
   const keyLayout = options.keyLayout ?? 'v1';
-  if (keyLayout !== 'v1' && keyLayout !== 'cluster' && keyLayout !== 'compact') {
-    throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
-  }
-  // An ioredis client has a cluster() command: only options are looked into; a client says what it is.
-  const client = typeof redis === 'object' && typeof (redis as { multi?: unknown }).multi === 'function';
-  const clusterOptions = typeof redis === 'object' && !client && 'cluster' in redis;
-  const cluster = clusterOptions || (client && (redis as { isCluster?: boolean }).isCluster === true);
-  if (clusterOptions && (!Array.isArray(redis.cluster) || redis.cluster.length === 0)) {
+  if (!isKeyLayout(keyLayout)) throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
+  const cluster = namesRedisCluster(redis);
+  const nodes = cluster && !isRedisClient(redis) ? (redis as SharedSessionClusterOption).cluster : undefined;
+  if (cluster && !isRedisClient(redis) && (!Array.isArray(nodes) || nodes.length === 0)) {
     throw new SharedSessionOptionsError('redis.cluster', 'must be a non-empty array of startup nodes ({ host, port } or "host:port")');
   }
-  if (cluster && keyLayout === 'v1') {
-    throw new SharedSessionOptionsError(
-      'keyLayout',
-      "must be 'cluster' or 'compact' with Redis Cluster (the v1 keys of a session are in three slots)",
-    );
+  const problem = layoutOptionProblem(keyLayout, { cluster, prefix: keyPrefix });
+  if (problem?.option === 'layout') {
+    throw new SharedSessionOptionsError('keyLayout', `must be 'cluster' or 'compact' with Redis Cluster (${problem.reason})`);
   }
-  if (keyLayout !== 'v1' && /[{}]/.test(keyPrefix)) {
-    throw new SharedSessionOptionsError('keyPrefix', `must hold no { or } with keyLayout '${keyLayout}' (the session id is the hash tag)`);
+  if (problem) {
+    throw new SharedSessionOptionsError('keyPrefix', `must hold no { or } with keyLayout '${keyLayout}' (${problem.reason})`);
   }
 
   const cookie = options.cookie ?? {};

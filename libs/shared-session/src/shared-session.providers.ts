@@ -1,8 +1,9 @@
 import { Logger, Provider } from '@nestjs/common';
-import { FlaskRedisSessionStore } from './flask-redis-session.store';
+import { FlaskRedisSessionStore, sessionRepository } from './flask-redis-session.store';
 import { createRedisClient, RedisClientLifecycle, SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SessionControl } from './session-control';
+import { SessionRepository } from './session-repository';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
 import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
@@ -31,27 +32,44 @@ export const sharedSessionProviders: Provider[] = [
     inject: [SHARED_SESSION_CONFIG],
   },
   {
-    provide: FlaskRedisSessionStore,
-    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, signer: SessionCookieSigner) =>
-      new FlaskRedisSessionStore({
+    // The key layout, chosen once: the store and the control work on the same one.
+    provide: SessionRepository,
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis) =>
+      sessionRepository({
         client,
-        signer,
         keyPrefix: config.keyPrefix,
         keyLayout: config.keyLayout,
-        idleTimeoutSeconds: config.idleTimeoutSeconds,
-        touch: config.touch,
-        touchAfterSeconds: config.touchAfterSeconds,
-        cookie: config.cookie,
-        logger: new Logger('SharedSession'),
         userIdField: config.userIdField,
         maxSessionsPerUser: config.maxSessionsPerUser,
+        logger: new Logger('SharedSession'),
       }),
-    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner],
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS],
+  },
+  {
+    provide: FlaskRedisSessionStore,
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, signer: SessionCookieSigner, sessions: SessionRepository) =>
+      new FlaskRedisSessionStore(
+        {
+          client,
+          signer,
+          keyPrefix: config.keyPrefix,
+          keyLayout: config.keyLayout,
+          idleTimeoutSeconds: config.idleTimeoutSeconds,
+          touch: config.touch,
+          touchAfterSeconds: config.touchAfterSeconds,
+          cookie: config.cookie,
+          logger: new Logger('SharedSession'),
+          userIdField: config.userIdField,
+          maxSessionsPerUser: config.maxSessionsPerUser,
+        },
+        sessions,
+      ),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, SessionRepository],
   },
   {
     provide: SessionControl,
-    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, store: FlaskRedisSessionStore) =>
-      new SessionControl({ store, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation }),
-    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, FlaskRedisSessionStore],
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, sessions: SessionRepository) =>
+      new SessionControl({ sessions, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation }),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionRepository],
   },
 ];

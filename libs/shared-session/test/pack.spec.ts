@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { request } from '../../../stack/http-client';
 import { nodeBinaries } from '../../../stack/node-binaries';
 import { freePort } from '../../../stack/ports';
@@ -121,9 +121,9 @@ const NODES = nodeBinaries();
 
 /** What the tarball must hold: package.json, README, LICENSE, and for each source module its JavaScript, map and declarations, plus the ESM entry. */
 function expectedFiles(): string[] {
-  const modules = readdirSync(join(LIBRARY, 'src'))
+  const modules = (readdirSync(join(LIBRARY, 'src'), { recursive: true }) as string[])
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'))
-    .map((f) => f.slice(0, -'.ts'.length));
+    .map((f) => f.slice(0, -'.ts'.length).split(sep).join('/'));
   const dist = modules.flatMap((m) => [`${m}.js`, `${m}.js.map`, `${m}.d.ts`]).concat('index.mjs', 'index.d.mts');
   return ['LICENSE', 'README.md', 'package.json', ...dist.map((f) => `dist/${f}`)].map((f) => `package/${f}`).sort();
 }
@@ -166,6 +166,25 @@ describe('the npm package, as a user installs it', () => {
       .sort();
     expect(listing).toEqual(expectedFiles());
     expect(readFileSync(join(unpacked, 'package/LICENSE'), 'utf8')).toBe(readFileSync(join(ROOT, 'LICENSE'), 'utf8'));
+  });
+
+  it('carries every Redis script inline, built from its .lua file, and reads no file to find one', () => {
+    const dist = join(unpacked, 'package/dist');
+    const folder = join(ROOT, 'resty/lib/resty/shared_session/scripts');
+    const scripts = readdirSync(folder).filter((f) => f.endsWith('.lua') && !f.startsWith('lib-'));
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { REDIS_SCRIPTS } = require(join(dist, 'redis-scripts.generated.js')) as { REDIS_SCRIPTS: Record<string, string> };
+    expect(Object.keys(REDIS_SCRIPTS).sort()).toEqual(scripts.map((f) => f.slice(0, -'.lua'.length)).sort());
+    for (const file of scripts) {
+      // Each line of code of the file is in its script (the snippets it includes come in between; comments stay out).
+      const lines = readFileSync(join(folder, file), 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.trimStart().startsWith('--'));
+      for (const line of lines) expect([file, REDIS_SCRIPTS[file.slice(0, -'.lua'.length)].includes(line)]).toEqual([file, true]);
+    }
+    for (const js of (readdirSync(dist, { recursive: true }) as string[]).filter((f) => f.endsWith('.js'))) {
+      expect([js, /__dirname|\.lua['"`]/.test(readFileSync(join(dist, js), 'utf8'))]).toEqual([js, false]);
+    }
   });
 
   it('maps carry the TypeScript they map to (no src/ shipped, nothing to look up)', () => {

@@ -275,6 +275,9 @@ describe('SharedSessionModule options for Redis Cluster', () => {
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'cluster', redis: { cluster: [] } })).toThrow(
       /option "redis.cluster"/,
     );
+    expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'cluster', redis: { cluster: undefined as never } })).toThrow(
+      /option "redis.cluster"/,
+    );
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'compakt' as never })).toThrow(/option "keyLayout"/);
     // Section 15: the compact layout too holds the session id as a hash tag.
     expect(() => resolveSharedSessionOptions({ secret: SECRET, keyLayout: 'compact', keyPrefix: 'a{b' })).toThrow(
