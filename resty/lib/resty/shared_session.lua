@@ -24,9 +24,9 @@ local refresh = require "resty.shared_session.refresh"
 local subscriber = require "resty.shared_session.subscriber"
 local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
+local var = require "resty.shared_session.var"
 
 local ngx = ngx
-local ngx_var = ngx.var
 local ngx_log = ngx.log
 local ngx_exit = ngx.exit
 local ngx_null = ngx.null
@@ -60,6 +60,8 @@ local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
 local sid_hint = log.sid_hint
 local group_hint = log.group_hint
+local var_reader = var.reader
+local read_cookie_header = var_reader("http_cookie")
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -127,10 +129,26 @@ end
 -- not-before mark, or destroyed) or 503 (Redis unreachable or failing), and
 -- a short reason. With `generation_var` (a variable's name), sets it to the
 -- group's cache generation (section 13.3) for the operator's cache key.
+--
+-- Also `authorize{ group = <id> | group_var = <name>, generation_var =
+-- <name> }`: `group_var` names the variable that holds the group id (read
+-- here, through a reader LuaJIT compiles: var.lua).
 function _M.authorize(group_id, generation_var)
     local conf = config
     if not conf then
         return refuse(503, ERR, "configure() was not called")
+    end
+    if type(group_id) == "table" then
+        local opts = group_id
+        generation_var = opts.generation_var
+        local name = opts.group_var
+        if name == nil then
+            group_id = opts.group
+        elseif type(name) == "string" and name ~= "" then
+            group_id = var_reader(name)()
+        else
+            return refuse(503, ERR, "group_var must be a variable's name")
+        end
     end
     if (type(group_id) ~= "string" and type(group_id) ~= "number")
        or group_id == ""
@@ -140,7 +158,7 @@ function _M.authorize(group_id, generation_var)
 
     -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
     -- exactly as the application reads it (not $cookie_<name>).
-    local cookie_value, refused = cookie_from_header(ngx_var.http_cookie,
+    local cookie_value, refused = cookie_from_header(read_cookie_header(),
                                                      conf.cookie_name)
     if cookie_value == nil then
         if refused then
@@ -268,6 +286,7 @@ end
 
 
 -- For access_by_lua: ends the request with the status unless it is 200.
+-- Takes what authorize takes (the table form too).
 function _M.access(group_id, generation_var)
     local status = _M.authorize(group_id, generation_var)
     if status ~= 200 then
