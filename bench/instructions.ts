@@ -141,7 +141,9 @@ exec valgrind --tool=callgrind -q --instr-atstart=no --callgrind-out-file=${dir}
     return Math.round(totals[totals.length - 1] / counts.measured);
   } finally {
     await nginx.dispose();
-    rmSync(dir, { recursive: true, force: true });
+    // CALLGRIND_KEEP=1 keeps the dumps, for callgrind_annotate.
+    if (process.env.CALLGRIND_KEEP) console.log(`callgrind dumps kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

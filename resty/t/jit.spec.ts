@@ -1,0 +1,121 @@
+/**
+ * The authorized cache hit compiled by LuaJIT: a real nginx worker with
+ * `jit.v` writing every trace event to a file, a few thousand hits, and no
+ * trace aborted or blacklisted in the rock's files or in the variable reads
+ * (lua-resty-core's var.lua, whose `return ffi_str(...)` LuaJIT cannot
+ * compile, is what the rock's own getter avoids). A hit that runs in the
+ * interpreter costs about twice the instructions (docs/benchmarks.md).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeSession } from '../../protocol/testkit';
+import { HttpConnection, requestBytes } from '../../stack/http-client';
+import { NginxServer } from '../../stack/nginx-server';
+import { RedisServer } from '../../stack/redis-server';
+import { waitFor } from '../../stack/wait';
+import Redis from 'ioredis';
+import { assertNoCrash, get, SALT, SECRET, SID, sessionCookie, signature, startRedisAndNginx, stopRedisAndNginx } from './support';
+
+const PREFIX = 'rss_jit';
+const HITS = 3000;
+
+/** Where jit.v and jit.vmdef are: in OpenResty's default path; on Debian, beside luajit2. */
+function jitLibraryDir(): string | undefined {
+  const share = '/usr/share';
+  const dir = readdirSync(share).find((d) => d.startsWith('luajit-2.1') && existsSync(join(share, d, 'jit', 'v.lua')));
+  return dir && join(share, dir);
+}
+
+function conf(redisPort: number) {
+  const jitDir = jitLibraryDir();
+  return (ctx: { preamble: string; httpPreamble: string; port: number; runDir: string }) => `${ctx.preamble}
+events { worker_connections 256; }
+http {
+  ${ctx.httpPreamble}
+  lua_shared_dict decisions 1m;
+  init_by_lua_block {
+    require("resty.shared_session").configure{
+      secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
+      redis = { port = ${redisPort} },
+      decision_cache = { dict = "decisions", all_writers_publish = true },
+    }
+  }
+  init_worker_by_lua_block {
+    ${jitDir ? `package.path = package.path .. ";${jitDir}/?.lua"` : ''}
+    require("jit.v").on("${join(ctx.runDir, 'logs', 'jit-first.log')}")
+    require("resty.shared_session").start_subscriber()
+  }
+  server {
+    listen 127.0.0.1:${ctx.port};
+    default_type text/plain;
+    location ~ ^/groups/(?<group_id>[^/]+)/ {
+      set $shared_session_generation "";
+      access_by_lua_block {
+        require("resty.shared_session").access{ group_var = "group_id",
+          generation_var = "shared_session_generation" }
+      }
+      content_by_lua_block { ngx.print("allowed") }
+    }
+    # Test-only: jit.v's output goes to another file from now on (jit.v
+    # buffers: the file it leaves is complete), or stops.
+    location = /jit {
+      content_by_lua_block {
+        local v = require "jit.v"
+        v.off()
+        if ngx.var.arg_to then v.on("${join(ctx.runDir, 'logs')}/" .. ngx.var.arg_to) end
+      }
+    }
+    location = /epoch {
+      content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
+    }
+  }
+}
+`;
+}
+
+/** jit.v's lines about an aborted trace ("[TRACE --- ...]") or a blacklisted function, in the hit path's code. */
+export function abortsInHitPath(log: string): string[] {
+  return log
+    .split('\n')
+    .filter((line) => /TRACE ---|blacklist/.test(line))
+    .filter((line) => /shared_session|resty\/core\/var\.lua|\bvar\.lua/.test(line));
+}
+
+describe('the authorized cache hit under LuaJIT', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: conf(port) })));
+  });
+
+  afterAll(async () => {
+    await stopRedisAndNginx({ redis, client, nginx }, (log) => assertNoCrash(log));
+  });
+
+  it('is compiled: no trace aborted or blacklisted in the rock or in its variable reads', async () => {
+    await writeSession(client, PREFIX, SID, { username: 'ada', groups: ['g1'] }, { signature: signature(SID) });
+    await waitFor('the subscriber', async () => (await get(nginx, '/epoch')).body.trim() === 'up');
+    const conn = new HttpConnection(nginx.port);
+    const bytes = requestBytes('/groups/g1/x', { headers: { Cookie: sessionCookie(SID) } });
+    try {
+      // The first check asks Redis (its code runs a few times only, too few to be traced); then only hits.
+      expect((await conn.request(bytes)).status).toBe(200);
+      expect((await conn.request(requestBytes('/jit?to=jit-hits.log'))).status).toBe(200);
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < HITS; i++) {
+        const { status } = await conn.request(bytes);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      }
+      expect(Object.fromEntries(statuses)).toEqual({ 200: HITS });
+      expect((await conn.request(requestBytes('/jit'))).status).toBe(200);
+      const log = readFileSync(join(nginx.runDir, 'logs', 'jit-hits.log'), 'utf8');
+      // The hit path was traced at all (jit.v is on and LuaJIT compiled something of the rock's).
+      expect(log).toMatch(/TRACE\s+\d+ .*shared_session/);
+      expect(abortsInHitPath(log)).toEqual([]);
+    } finally {
+      conn.close();
+    }
+  });
+});
