@@ -51,7 +51,7 @@ local control_cluster_values = control.cluster_values
 local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
-local known_decision = decisions.lookup
+local known_decision = decisions.known
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
@@ -175,20 +175,16 @@ function _M.authorize(group_id, generation_var)
         return refuse(403, INFO, "session past its deadline", nil, group_id)
     end
 
-    -- Section 13: the not-before mark and the group's generation as the
-    -- subscriber keeps them (mark nil when not known under its live epoch:
-    -- then they come with the Redis query below, and no cached decision is
-    -- used).
-    local dc = conf.decision_cache
-    local epoch, mark, generation
-    if dc then
-        epoch, mark, generation = control_known(dc, group_id, generation_var)
-    end
-
     -- This worker's decisions first (keyed by the exact cookie, so by the
-    -- signature verified when they were made): no parsing, no HMAC.
-    if mark then
-        local known, entry = known_decision(dc, cookie_value, group_id)
+    -- signature verified when they were made): no parsing, no HMAC, and
+    -- one dict read (decisions.known: the entry carries the epoch and the
+    -- not-before mark it was made under, which the revocation count
+    -- covers; the group's generation is a second read when asked for).
+    local dc = conf.decision_cache
+    local with_generation = generation_var ~= nil
+    if dc then
+        local known, entry, mark, generation = known_decision(dc,
+            cookie_value, group_id, with_generation)
         if known ~= nil then
             local sid = entry.sid
             if mark ~= 0 and refused_by_mark(sid, mark) then
@@ -204,6 +200,15 @@ function _M.authorize(group_id, generation_var)
         end
     end
 
+    -- Section 13: the not-before mark and the group's generation as the
+    -- subscriber keeps them (mark nil when not known under its live epoch:
+    -- then they come with the Redis query below, and no cached decision is
+    -- used).
+    local epoch, mark, generation
+    if dc then
+        epoch, mark, generation = control_known(dc, group_id, generation_var)
+    end
+
     local sid, sig = parse_cookie(cookie_value)
     if not sid then
         return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
@@ -215,7 +220,7 @@ function _M.authorize(group_id, generation_var)
 
     -- The shared dict: a decision bound to the exact signature verified when
     -- it was made (by HMAC, or against Redis in stored mode): no HMAC.
-    if mark and decision_hit(dc, cookie_value, sid, sig, group_id) then
+    if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark) then
         return allow(conf, sid, group_id, generation_var, generation)
     end
 
@@ -227,7 +232,8 @@ function _M.authorize(group_id, generation_var)
     local ticket    -- what the answer is stored under; nil: store nothing
     if dc then
         local hit
-        hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id)
+        hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id,
+                                      mark)
         if hit and mark then
             return allow(conf, sid, group_id, generation_var, generation)
         end
@@ -237,7 +243,6 @@ function _M.authorize(group_id, generation_var)
     -- mark and the generation, all in the same round trip (on a cluster,
     -- where they are in other slots, those not kept under the epoch each
     -- with a GET on its own primary: PROTOCOL.md sections 14.2 and 14.3).
-    local with_generation = generation_var ~= nil
     local member, err, stored, extra = redis_membership(conf.redis,
         conf.key_prefix, sid, group_id, not keys,
         control_query_keys(conf.key_prefix, group_id, with_generation))
@@ -272,7 +277,7 @@ function _M.authorize(group_id, generation_var)
     end
 
     if ticket and (member == 1 or member == 0) then
-        store_decision(dc, ticket, member == 1)
+        store_decision(dc, ticket, member == 1, mark)
     end
     if member == 1 then
         return allow(conf, sid, group_id, generation_var, generation)
