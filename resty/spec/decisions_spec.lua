@@ -250,6 +250,23 @@ describe("resty.shared_session.decisions", function()
       assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
     end)
 
+    it("that are refusals replace an allow kept in the dict, for every worker", function()
+      dc.ttl = 300
+      local _, ticket = ask()
+      remember(ticket)
+      -- Another worker (no entry of its own) asks Redis, which now refuses.
+      local other = { dict = dc.dict, ttl = 300, config_id = "c1",
+                      worker = decisions.new_worker_cache(100) }
+      assert.is_true((decisions.cached(other, value_of(SID, SIG), SID, SIG, "g1")))
+      local _, refused = decisions.cached(other, value_of(SID, SIG), SID, SIG, "g2")
+      refused.group_id = "g1"     -- (a query for g1 that missed, e.g. with no mark kept)
+      decisions.store(other, refused, false)
+      assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
+      local third = { dict = dc.dict, ttl = 300, config_id = "c1",
+                      worker = decisions.new_worker_cache(100) }
+      assert.is_false(decisions.hit(third, value_of(SID, SIG), SID, SIG, "g1"))
+    end)
+
     describe("at the worker level with what they were made under (known)", function()
       local function fast(group, with_generation)
         return decisions.known(dc, value_of(SID, SIG), group or "g1", with_generation)

@@ -262,6 +262,9 @@ function _M.authorize(group_id, generation_var)
     end
     if not keys then
         if stored == ngx_null then
+            if ticket then
+                store_decision(dc, ticket, false, mark)
+            end
             return refuse(403, INFO, "no stored signature (expired or"
                                      .. " destroyed)", sid, group_id)
         end

@@ -352,11 +352,18 @@ function _M.store(dc, ticket, allowed, mark)
     end
     local ttl = expires - ngx_now()
     if ttl < TTL_MIN then
+        if not allowed then
+            dc.dict:delete(key(ticket.sid, ticket.group_id))
+        end
         return      -- (and 0 would mean "never expires" to the dict)
     end
     remember(dc, ticket.value, ticket.sid, ticket.group_id, allowed,
              ticket.count, expires, ticket.epoch, mark)
     if not allowed then
+        -- A fresh refusal replaces an allow kept in the dict (PROTOCOL.md
+        -- section 12), which other workers would still use. Deleting can
+        -- only cause misses.
+        dc.dict:delete(key(ticket.sid, ticket.group_id))
         return
     end
     local ok, err = dc.dict:set(key(ticket.sid, ticket.group_id),
