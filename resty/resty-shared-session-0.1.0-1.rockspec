@@ -62,5 +62,7 @@ build = {
          "resty/lib/resty/shared_session/session_id.lua",
       ["resty.shared_session.subscriber"] =
          "resty/lib/resty/shared_session/subscriber.lua",
+      ["resty.shared_session.var"] =
+         "resty/lib/resty/shared_session/var.lua",
    },
 }

@@ -12,7 +12,7 @@
 -- redis (connections, Sentinel), decisions (the decision cache),
 -- subscriber and resp (revocation notices), control (the not-before mark and
 -- group cache generations), compat (the 0.1.x session API), log (what a log
--- line may say).
+-- line may say), var (reads of nginx variables that LuaJIT compiles).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
