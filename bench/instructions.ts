@@ -31,9 +31,13 @@ export const DECISION_CACHES: Record<string, string> = {
   all_writers_publish: '{ dict = "shared_session", all_writers_publish = true }',
 };
 
-/** What a request does at nginx: (a) nothing, (v) reads the two inputs through ngx.var, (b) the rock. */
+/**
+ * What a request does at nginx: (a) nothing, (n) enters Lua and does nothing, (v) reads the two inputs through
+ * ngx.var, (b) the rock. Only (b) depends on the decision cache's configuration.
+ */
 export const ACCESS: Record<string, string> = {
   a: '',
+  n: 'access_by_lua_block { }',
   v: 'access_by_lua_block { local group, cookie = ngx.var.group_id, ngx.var.http_cookie }',
   b: 'access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }',
 };
@@ -148,11 +152,11 @@ exec valgrind --tool=callgrind -q --instr-atstart=no --callgrind-out-file=${dir}
 }
 
 export interface InstructionCounts {
-  /** Per decision-cache configuration, per scenario (a, v, b): instructions per request. */
+  /** Per decision-cache configuration, per scenario (a, n, v, b): instructions per request. */
   [config: string]: Record<string, number>;
 }
 
-/** Instructions per request of (a), (v) and (b) under both decision-cache configurations. */
+/** Instructions per request of (a), (n), (v) (once) and (b) under both decision-cache configurations. */
 export async function instructionCounts(options: { quick?: boolean; oldForm?: boolean } = {}): Promise<InstructionCounts> {
   const counts = options.quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
   const redis = await RedisServer.start();
@@ -168,14 +172,16 @@ export async function instructionCounts(options: { quick?: boolean; oldForm?: bo
       { signature: sig, ttl: 86400 },
     );
     const cookie = `session=${sid}.${sig}`;
+    const shared: Record<string, number> = {};
+    for (const id of ['a', 'n', 'v']) {
+      shared[id] = await perRequest(redis.port, DECISION_CACHES['ttl = 1'], ACCESS[id], cookie, counts);
+      console.log(`instructions per request, (${id}): ${shared[id]}`);
+    }
     const result: InstructionCounts = {};
     for (const [name, dc] of Object.entries(DECISION_CACHES)) {
-      result[name] = {};
-      for (const [id, access] of Object.entries(ACCESS)) {
-        const block = id === 'b' && options.oldForm ? ACCESS_OLD_FORM : access;
-        result[name][id] = await perRequest(redis.port, dc, block, cookie, counts);
-        console.log(`instructions per request, ${name}, (${id}): ${result[name][id]}`);
-      }
+      const b = await perRequest(redis.port, dc, options.oldForm ? ACCESS_OLD_FORM : ACCESS.b, cookie, counts);
+      console.log(`instructions per request, ${name}, (b): ${b}`);
+      result[name] = { ...shared, b };
     }
     return result;
   } finally {
@@ -184,11 +190,43 @@ export async function instructionCounts(options: { quick?: boolean; oldForm?: bo
   }
 }
 
-if (require.main === module) {
+/** `--access='access_by_lua_block { ... }'`: that one location alone (under all_writers_publish), for looking into a cost. */
+async function oneBlock(block: string, quick: boolean): Promise<void> {
+  const redis = await RedisServer.start();
+  const client = new Redis(redis.url);
+  try {
+    const sid = newSessionId();
+    const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
+    await writeSession(
+      client,
+      PROTOCOL_DEFAULTS.keyPrefix,
+      sid,
+      { username: 'joe@example.com', groups: [GROUP] },
+      { signature: sig, ttl: 86400 },
+    );
+    const counts = quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
+    const n = await perRequest(redis.port, DECISION_CACHES.all_writers_publish, block, `session=${sid}.${sig}`, counts);
+    console.log(`instructions per request: ${n}`);
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+}
+
+const ACCESS_ARG = process.argv.find((a) => a.startsWith('--access='))?.slice('--access='.length);
+
+if (require.main === module && ACCESS_ARG !== undefined) {
+  oneBlock(ACCESS_ARG, process.argv.includes('--quick')).catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+} else if (require.main === module) {
   instructionCounts({ quick: process.argv.includes('--quick'), oldForm: process.argv.includes('--old-form') }).then(
     (r) => {
       for (const [name, c] of Object.entries(r)) {
-        console.log(`${name}: a ${c.a}, v ${c.v} (v/a ${(c.a / c.v).toFixed(3)}), b ${c.b} (b/a ${(c.a / c.b).toFixed(3)})`);
+        console.log(
+          `${name}: a ${c.a}, n ${c.n} (n/a ${(c.a / c.n).toFixed(3)}), v ${c.v} (v/a ${(c.a / c.v).toFixed(3)}), b ${c.b} (b/a ${(c.a / c.b).toFixed(3)})`,
+        );
       }
     },
     (error) => {

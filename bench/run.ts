@@ -577,7 +577,7 @@ async function main(): Promise<void> {
     const instructionRows = Object.entries(instructions)
       .map(
         ([name, c]) =>
-          `| \`${name}\` | ${c.a.toLocaleString('en')} | ${c.v.toLocaleString('en')} | ${c.b.toLocaleString('en')} | ${(c.a / c.v).toFixed(3)} | ${(c.a / c.b).toFixed(3)} |`,
+          `| \`${name}\` | ${c.a.toLocaleString('en')} | ${c.n.toLocaleString('en')} | ${c.v.toLocaleString('en')} | ${c.b.toLocaleString('en')} | ${(c.a / c.n).toFixed(3)} | ${(c.a / c.v).toFixed(3)} | ${(c.a / c.b).toFixed(3)} |`,
       )
       .join('\n');
 
@@ -669,8 +669,8 @@ one after the other, \`callgrind_control -d\` (dump): the dump's total Ir divide
 nothing subtracted (the kernel's work is not counted). The ratios are a/x: the rate ratio if the CPU per
 instruction were the same.
 
-| decision cache | (a) no check | (v) reads via ngx.var | (b) the rock | v/a | b/a |
-|---|---:|---:|---:|---:|---:|
+| decision cache | (a) no check | (n) an empty access_by_lua_block | (v) reads via ngx.var | (b) the rock | n/a | v/a | b/a |
+|---|---:|---:|---:|---:|---:|---:|---:|
 ${instructionRows}
 
 Before #20/#21 (the rock reading \`ngx.var.http_cookie\` and \`ngx.var.group_id\`, 3–4 shared-dict reads per hit; the
