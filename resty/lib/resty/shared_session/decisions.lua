@@ -43,8 +43,9 @@
 -- { dict = <the lua_shared_dict>, ttl = <seconds>, config_id = <string>,
 --   worker = <a resty.lrucache or nil> }.
 --
--- Requests call lookup (worker level, before the cookie is even parsed),
--- hit (shared level, read-only, before the HMAC), cached (after the HMAC:
+-- Requests call known (worker level, before the cookie is even parsed;
+-- lookup is the same without what the entry was made under), hit (shared
+-- level, read-only, before the HMAC), cached (after the HMAC:
 -- a hit, or the ticket of the Redis query about to be sent) and store (the
 -- answer). The subscriber calls open, heartbeat, forget, forget_all, close.
 
