@@ -56,6 +56,23 @@ http {
       }
       content_by_lua_block { ngx.print("allowed") }
     }
+    # The same check, printing the generation it set (read through ngx.var: not while jit.v is on).
+    location ~ ^/generation/(?<group_id>[^/]+)/ {
+      set $shared_session_generation "";
+      access_by_lua_block {
+        require("resty.shared_session").access{ group_var = "group_id",
+          generation_var = "shared_session_generation" }
+      }
+      content_by_lua_block { ngx.print("generation ", ngx.var.shared_session_generation) }
+    }
+    location = /constant {
+      access_by_lua_block { require("resty.shared_session").access{ group = "g1" } }
+      content_by_lua_block { ngx.print("allowed") }
+    }
+    location = /no-variable {
+      access_by_lua_block { require("resty.shared_session").access{ group_var = "not_declared_anywhere" } }
+      content_by_lua_block { ngx.print("allowed") }
+    }
     # Test-only: jit.v's output goes to another file from now on (jit.v
     # buffers: the file it leaves is complete), or stops.
     location = /jit {
@@ -117,5 +134,18 @@ describe('the authorized cache hit under LuaJIT', () => {
     } finally {
       conn.close();
     }
+  });
+
+  it('answers in the table form as in the positional one', async () => {
+    await client.set(`${PREFIX}:group-generation:g1`, '7');
+    await client.publish(`${PREFIX}:invalidate`, '!generation 7 g1');
+    const cookie = sessionCookie(SID);
+    const generation = await get(nginx, '/generation/g1/x', cookie);
+    expect([generation.status, generation.body]).toEqual([200, 'generation 7']);
+    expect((await get(nginx, '/generation/g2/x', cookie)).status).toBe(403);
+    expect((await get(nginx, '/generation/g1/x')).status).toBe(401);
+    expect((await get(nginx, '/constant', cookie)).status).toBe(200);
+    // A variable that no location sets: no group, refused.
+    expect((await get(nginx, '/no-variable', cookie)).status).toBe(403);
   });
 });
