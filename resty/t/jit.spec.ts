@@ -91,7 +91,7 @@ http {
 }
 
 /** jit.v's lines about an aborted trace ("[TRACE --- ...]") or a blacklisted function, in the hit path's code. */
-export function abortsInHitPath(log: string): string[] {
+function abortsInHitPath(log: string): string[] {
   return log
     .split('\n')
     .filter((line) => /TRACE ---|blacklist/.test(line))
