@@ -326,6 +326,15 @@ describe("resty.shared_session.decisions", function()
         assert.is_nil(fast("g2"))
       end)
 
+      it("answer again once a shared hit has read the mark anew", function()
+        dc.ttl = 300
+        store_with_mark(0)
+        stub.sleep(60.1)
+        assert.is_nil(fast())
+        assert.is_true(decisions.hit(dc, value_of(SID, SIG), SID, SIG, "g1", 0))
+        assert.is_true(fast())
+      end)
+
       it("stop as soon as the subscriber has seen the kept mark change", function()
         store_with_mark(0)
         decisions.heartbeat(dc, live)

@@ -175,10 +175,14 @@ local function remember(dc, value, sid, group_id, allowed, count, expires,
     if not entry or entry.count ~= count or entry.epoch ~= epoch
        or entry.mark ~= mark or entry.n >= GROUPS_PER_ENTRY
     then
-        entry = { count = count, epoch = epoch, mark = mark,
-                  mark_until = ngx_now() + MARK_TTL, n = 0, sid = sid,
-                  fresh = 0, decided = {}, generation_keys = {} }
+        entry = { count = count, epoch = epoch, mark = mark, mark_until = 0,
+                  n = 0, sid = sid, fresh = 0, decided = {},
+                  generation_keys = {} }
         worker:set(value, entry)
+    end
+    if mark ~= nil then
+        -- The mark was read just now (from the dict, or with the query).
+        entry.mark_until = ngx_now() + MARK_TTL
     end
     entry.n = entry.n + 1
     entry.decided[group_id] = allowed and expires or -expires
