@@ -1,6 +1,8 @@
 // `npm run bench`: how fast an authorized group resource is served, against
 // the limit (an unauthorized cache hit) and the alternatives; and how fast a
-// logout reaches nginx. Writes docs/benchmarks.md. `-- --quick` runs in under a minute.
+// logout reaches nginx; and instructions per request under callgrind
+// (bench/instructions.ts). Writes docs/benchmarks.md. `-- --quick` runs in
+// about two minutes.
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { cpus, totalmem } from 'node:os';
