@@ -82,5 +82,7 @@ build = {
          "resty/lib/resty/shared_session/scripts/refresh.lua",
       ["resty.shared_session.scripts.index"] =
          "resty/lib/resty/shared_session/scripts/index.lua",
+      ["resty.shared_session.var"] =
+         "resty/lib/resty/shared_session/var.lua",
    },
 }

@@ -10,11 +10,12 @@ ROOT=$PWD
 log() { printf '[install] %s\n' "$*"; }
 
 # Debian packages. Never "luajit": it replaces luajit2 and removes the Lua module.
+# valgrind: the benchmark counts instructions per request with callgrind.
 # The python3 ones run the Flask app of the interop tests under /usr/bin/python3.
 APT_PACKAGES=(
   nginx libnginx-mod-http-ndk libnginx-mod-http-lua libnginx-mod-http-headers-more-filter
   lua-resty-core lua-resty-lrucache lua-cjson luajit2 lua-busted lua-check
-  redis-server redis-sentinel wrk docker-compose chromium luarocks
+  redis-server redis-sentinel wrk valgrind docker-compose chromium luarocks
   python3-flask python3-redis python3-itsdangerous
 )
 # Packages whose files we unpack instead of installing (they depend on nginx-extras).

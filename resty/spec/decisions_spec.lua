@@ -222,6 +222,144 @@ describe("resty.shared_session.decisions", function()
       assert.are.equal(0, dc.worker:count())
     end)
 
+    it("never outlive the session's expiry that the ticket carries", function()
+      dc.ttl = 300
+      local _, ticket = ask()
+      ticket.expires_at = stub.now() + 2      -- the session's PTTL: 2 s
+      remember(ticket)
+      assert.is_true(known())
+      assert.is_true(ask())
+      assert.is_true(dc.dict:ttl("d:" .. SID .. ":g1") <= 2)
+      stub.sleep(1.99)
+      assert.is_true(known())
+      stub.sleep(0.02)
+      assert.is_nil(known())
+      assert.is_nil(ask())
+    end)
+
+    it("end at ttl when the session lives longer, and are not stored past its expiry", function()
+      local _, ticket = ask()
+      ticket.expires_at = stub.now() + 3600
+      remember(ticket)
+      stub.sleep(1.01)
+      assert.is_nil(known())
+      _, ticket = ask()
+      ticket.expires_at = stub.now() - 0.5    -- expired while the query was in flight
+      remember(ticket)
+      assert.is_nil(known())
+      assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
+    end)
+
+    it("that are refusals replace an allow kept in the dict, for every worker", function()
+      dc.ttl = 300
+      local _, ticket = ask()
+      remember(ticket)
+      -- Another worker (no entry of its own) asks Redis, which now refuses.
+      local other = { dict = dc.dict, ttl = 300, config_id = "c1",
+                      worker = decisions.new_worker_cache(100) }
+      assert.is_true((decisions.cached(other, value_of(SID, SIG), SID, SIG, "g1")))
+      local _, refused = decisions.cached(other, value_of(SID, SIG), SID, SIG, "g2")
+      refused.group_id = "g1"     -- (a query for g1 that missed, e.g. with no mark kept)
+      decisions.store(other, refused, false)
+      assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
+      local third = { dict = dc.dict, ttl = 300, config_id = "c1",
+                      worker = decisions.new_worker_cache(100) }
+      assert.is_false(decisions.hit(third, value_of(SID, SIG), SID, SIG, "g1"))
+    end)
+
+    describe("at the worker level with what they were made under (known)", function()
+      local function fast(group, with_generation)
+        return decisions.known(dc, value_of(SID, SIG), group or "g1", with_generation)
+      end
+
+      local function store_with_mark(mark, group, allowed)
+        -- (A decision still in the dict is a shared hit: remembered as it is.)
+        local hit, ticket = decisions.cached(dc, value_of(SID, SIG), SID, SIG, group or "g1", mark)
+        if not hit then
+          decisions.store(dc, ticket, allowed ~= false, mark)
+        end
+      end
+
+      it("answer with the mark, in one dict read, and the generation in a second", function()
+        store_with_mark(0)
+        local reads = 0
+        local get = dc.dict.get
+        dc.dict.get = function(self, k)
+          reads = reads + 1
+          return get(self, k)
+        end
+        local allowed, entry, mark = fast()
+        assert.is_true(allowed)
+        assert.are.equal(SID, entry.sid)
+        assert.are.equal(0, mark)
+        assert.are.equal(1, reads)
+        -- No generation kept: the worker level cannot answer alone.
+        assert.is_nil(fast("g1", true))
+        dc.dict:set("g:" .. decisions.current_epoch(dc) .. ":g1", 7)
+        reads = 0
+        assert.same({ true, 0, 7 }, { (fast("g1", true)), select(3, fast("g1", true)) })
+        assert.are.equal(4, reads)
+        dc.dict.get = get
+      end)
+
+      it("do not answer for a decision made without a known mark", function()
+        store_with_mark(nil)
+        assert.is_true(known())
+        assert.is_nil(fast())
+      end)
+
+      it("stop at a revocation, a new epoch, and the mark's lifetime", function()
+        store_with_mark(0)
+        assert.is_true(fast())
+        decisions.forget(dc, SID, live)
+        assert.is_nil(fast())
+        store_with_mark(0)
+        assert.is_true(fast())
+        decisions.forget_all(dc, live)
+        assert.is_nil(fast())
+        store_with_mark(0, "g1")
+        dc.ttl = 300
+        store_with_mark(0, "g2")
+        stub.sleep(59.9)
+        assert.is_true(fast("g2"))
+        stub.sleep(0.2)
+        assert.is_nil(fast("g2"))
+      end)
+
+      it("answer again once a shared hit has read the mark anew", function()
+        dc.ttl = 300
+        store_with_mark(0)
+        stub.sleep(60.1)
+        assert.is_nil(fast())
+        assert.is_true(decisions.hit(dc, value_of(SID, SIG), SID, SIG, "g1", 0))
+        assert.is_true(fast())
+      end)
+
+      it("stop as soon as the subscriber has seen the kept mark change", function()
+        store_with_mark(0)
+        decisions.heartbeat(dc, live)
+        assert.is_true(fast())
+        -- control.lua applies `!not-before`, then the subscriber renews the epoch.
+        dc.dict:set("m:" .. decisions.current_epoch(dc), 12345)
+        assert.is_true(fast())
+        decisions.heartbeat(dc, live)
+        assert.is_nil(fast())
+        -- The same mark again: the count stays.
+        store_with_mark(12345)
+        decisions.heartbeat(dc, live)
+        assert.is_true(fast())
+        -- The kept mark expired (read again from Redis by the next miss).
+        dc.dict:delete("m:" .. decisions.current_epoch(dc))
+        decisions.heartbeat(dc, live)
+        assert.is_nil(fast())
+      end)
+
+      it("keep refusals too", function()
+        store_with_mark(0, "g2", false)
+        assert.is_false((fast("g2")))
+      end)
+    end)
+
     it("are not stored when the answer came after ttl", function()
       local _, ticket = ask()
       stub.sleep(1.2)

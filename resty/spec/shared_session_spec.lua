@@ -136,6 +136,23 @@ describe("resty.shared_session", function()
                       "set_keepalive 60000 64" }, { unpack(server.calls, 4, 7) })
       end)
 
+      it("takes a table: the group's variable, or the group itself", function()
+        stub.var.http_cookie = "session=" .. COOKIE
+        stub.var.group_id = "g1"
+        assert.same({ 200 }, { shared_session.authorize{ group_var = "group_id" } })
+        assert.same({ 200 }, { shared_session.authorize{ group = "g1" } })
+        stub.var.group_id = "g2"
+        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)",
+                { group_var = "group_id" })
+        stub.var.group_id = nil
+        refusal(403, stub.WARN, "no group id given (sid -, group nil)", { group_var = "group_id" })
+        refusal(503, stub.ERR, "group_var must be a variable's name (sid -, group nil)",
+                { group_var = 42 })
+        refusal(503, stub.ERR, "group_var must be a variable's name (sid -, group nil)",
+                { group_var = "" })
+        assert.equal(3, sismembers())
+      end)
+
       it("is 401 without a cookie, 403 for a malformed or forged one, without Redis", function()
         refusal(401, stub.INFO, "no session cookie (sid -, group g1)", "g1")
         stub.var.http_cookie = "session=" .. "not-a-cookie"

@@ -14,7 +14,7 @@
 -- Redis operations, the same on each), decisions (the decision cache),
 -- subscriber and resp (revocation notices), control (the not-before mark and
 -- group cache generations), compat (the 0.1.x session API), log (what a log
--- line may say).
+-- line may say), var (reads of nginx variables that LuaJIT compiles).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
@@ -25,9 +25,9 @@ local refresh = require "resty.shared_session.refresh"
 local subscriber = require "resty.shared_session.subscriber"
 local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
+local var = require "resty.shared_session.var"
 
 local ngx = ngx
-local ngx_var = ngx.var
 local ngx_log = ngx.log
 local ngx_exit = ngx.exit
 local ngx_null = ngx.null
@@ -48,7 +48,7 @@ local control_known = control.known
 local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
-local known_decision = decisions.lookup
+local known_decision = decisions.known
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
@@ -57,6 +57,8 @@ local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
 local sid_hint = log.sid_hint
 local group_hint = log.group_hint
+local var_reader = var.reader
+local read_cookie_header = var_reader("http_cookie")
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -124,10 +126,26 @@ end
 -- not-before mark, or destroyed) or 503 (Redis unreachable or failing), and
 -- a short reason. With `generation_var` (a variable's name), sets it to the
 -- group's cache generation (section 13.3) for the operator's cache key.
+--
+-- Also `authorize{ group = <id> | group_var = <name>, generation_var =
+-- <name> }`: `group_var` names the variable that holds the group id (read
+-- here, through a reader LuaJIT compiles: var.lua).
 function _M.authorize(group_id, generation_var)
     local conf = config
     if not conf then
         return refuse(503, ERR, "configure() was not called")
+    end
+    if type(group_id) == "table" then
+        local opts = group_id
+        generation_var = opts.generation_var
+        local name = opts.group_var
+        if name == nil then
+            group_id = opts.group
+        elseif type(name) == "string" and name ~= "" then
+            group_id = var_reader(name)()
+        else
+            return refuse(503, ERR, "group_var must be a variable's name")
+        end
     end
     if (type(group_id) ~= "string" and type(group_id) ~= "number")
        or group_id == ""
@@ -137,7 +155,7 @@ function _M.authorize(group_id, generation_var)
 
     -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
     -- exactly as the application reads it (not $cookie_<name>).
-    local cookie_value, refused = cookie_from_header(ngx_var.http_cookie,
+    local cookie_value, refused = cookie_from_header(read_cookie_header(),
                                                      conf.cookie_name)
     if cookie_value == nil then
         if refused then
@@ -154,20 +172,16 @@ function _M.authorize(group_id, generation_var)
         return refuse(403, INFO, "session past its deadline", nil, group_id)
     end
 
-    -- Section 13: the not-before mark and the group's generation as the
-    -- subscriber keeps them (mark nil when not known under its live epoch:
-    -- then they come with the Redis query below, and no cached decision is
-    -- used).
-    local dc = conf.decision_cache
-    local epoch, mark, generation
-    if dc then
-        epoch, mark, generation = control_known(dc, group_id, generation_var)
-    end
-
     -- This worker's decisions first (keyed by the exact cookie, so by the
-    -- signature verified when they were made): no parsing, no HMAC.
-    if mark then
-        local known, entry = known_decision(dc, cookie_value, group_id)
+    -- signature verified when they were made): no parsing, no HMAC, and
+    -- one dict read (decisions.known: the entry carries the epoch and the
+    -- not-before mark it was made under, which the revocation count
+    -- covers; the group's generation is a second read when asked for).
+    local dc = conf.decision_cache
+    local with_generation = generation_var ~= nil
+    if dc then
+        local known, entry, mark, generation = known_decision(dc,
+            cookie_value, group_id, with_generation)
         if known ~= nil then
             local sid = entry.sid
             if mark ~= 0 and refused_by_mark(sid, mark) then
@@ -183,6 +197,15 @@ function _M.authorize(group_id, generation_var)
         end
     end
 
+    -- Section 13: the not-before mark and the group's generation as the
+    -- subscriber keeps them (mark nil when not known under its live epoch:
+    -- then they come with the Redis query below, and no cached decision is
+    -- used).
+    local epoch, mark, generation
+    if dc then
+        epoch, mark, generation = control_known(dc, group_id, generation_var)
+    end
+
     local sid, sig = parse_cookie(cookie_value)
     if not sid then
         return refuse(403, WARN, "malformed cookie: " .. sig, nil, group_id)
@@ -194,7 +217,7 @@ function _M.authorize(group_id, generation_var)
 
     -- The shared dict: a decision bound to the exact signature verified when
     -- it was made (by HMAC, or against Redis in stored mode): no HMAC.
-    if mark and decision_hit(dc, cookie_value, sid, sig, group_id) then
+    if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark) then
         return allow(conf, sid, group_id, generation_var, generation)
     end
 
@@ -206,7 +229,8 @@ function _M.authorize(group_id, generation_var)
     local ticket    -- what the answer is stored under; nil: store nothing
     if dc then
         local hit
-        hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id)
+        hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id,
+                                      mark)
         if hit and mark then
             return allow(conf, sid, group_id, generation_var, generation)
         end
@@ -219,7 +243,7 @@ function _M.authorize(group_id, generation_var)
     -- PROTOCOL.md sections 14.2 and 14.3): the layout's lookup.
     local member, err, stored
     member, err, stored, mark, generation = conf.keyspace:lookup(sid,
-        group_id, not keys, generation_var ~= nil, mark, generation)
+        group_id, not keys, with_generation, mark, generation)
     if err then
         return refuse(503, ERR, err, sid, group_id)
     end
@@ -228,6 +252,9 @@ function _M.authorize(group_id, generation_var)
     end
     if not keys then
         if stored == ngx_null then
+            if ticket then
+                store_decision(dc, ticket, false, mark)
+            end
             return refuse(403, INFO, "no stored signature (expired or"
                                      .. " destroyed)", sid, group_id)
         end
@@ -243,7 +270,7 @@ function _M.authorize(group_id, generation_var)
     end
 
     if ticket and (member == 1 or member == 0) then
-        store_decision(dc, ticket, member == 1)
+        store_decision(dc, ticket, member == 1, mark)
     end
     if member == 1 then
         return allow(conf, sid, group_id, generation_var, generation)
@@ -257,6 +284,7 @@ end
 
 
 -- For access_by_lua: ends the request with the status unless it is 200.
+-- Takes what authorize takes (the table form too).
 function _M.access(group_id, generation_var)
     local status = _M.authorize(group_id, generation_var)
     if status ~= 200 then

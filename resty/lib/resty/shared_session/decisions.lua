@@ -8,8 +8,12 @@
 --   counts only while the shared revocation count (key "r") still holds the
 --   value read before its decisions were made: the subscriber changes it at
 --   every notice and every subscription, and it exists only while the
---   subscription is live. A hit costs that one dict read. Positive and
---   negative decisions (a group added publishes a notice as well).
+--   subscription is live. An entry also carries the epoch and the
+--   not-before mark it was made under (control.lua), which the count
+--   covers as well: heartbeat() gives a new count whenever the mark kept in
+--   the dict changed. A hit costs that one dict read (and the group's
+--   generation when one is asked for). Positive and negative decisions (a
+--   group added publishes a notice as well).
 -- * In the lua_shared_dict, for the other workers and for when the count
 --   moved on: positive decisions per (sid, group), each under a per-session
 --   token that a notice replaces.
@@ -22,8 +26,8 @@
 --                      subscriber is subscribed (it expires `heartbeat_ttl`
 --                      after Redis last answered); a new one at every SUBSCRIBE
 --   "r"                the revocation count: a number, a new one at every
---                      notice and every SUBSCRIBE, never reused; set and
---                      expiring with the epoch
+--                      notice, every SUBSCRIBE and every change of the kept
+--                      mark, never reused; set and expiring with the epoch
 --   "s:<sid>"          the session's token; a revocation notice replaces it
 --   "d:<sid>:<group>"  a decision: "<epoch> <session token> <signature>"
 --
@@ -39,8 +43,9 @@
 -- { dict = <the lua_shared_dict>, ttl = <seconds>, config_id = <string>,
 --   worker = <a resty.lrucache or nil> }.
 --
--- Requests call lookup (worker level, before the cookie is even parsed),
--- hit (shared level, read-only, before the HMAC), cached (after the HMAC:
+-- Requests call known (worker level, before the cookie is even parsed;
+-- lookup is the same without what the entry was made under), hit (shared
+-- level, read-only, before the HMAC), cached (after the HMAC:
 -- a hit, or the ticket of the Redis query about to be sent) and store (the
 -- answer). The subscriber calls open, heartbeat, forget, forget_all, close.
 
@@ -79,6 +84,14 @@ local _M = {
 
 local TTL_MIN = _M.TTL_MIN
 local GROUPS_PER_ENTRY = _M.GROUPS_PER_ENTRY
+
+-- control.lua's keys under an epoch: the not-before mark, a group's
+-- generation (read here for the worker level's hits).
+local MARK_KEY = "m:"
+local GENERATION_KEY = "g:"
+-- s: how long control.lua keeps the mark in the dict (a bound on a change
+-- made behind nginx's back); a worker entry uses its mark no longer.
+local MARK_TTL = 60
 
 
 -- The per-worker level, for configure(): nil when `entries` is 0.
@@ -144,21 +157,32 @@ _M.current_epoch = current_epoch
 -- The worker level --------------------------------------------------------
 
 -- Keeps a decision in this worker until `expires`, under `count` (the
--- revocation count read before it was made). An entry's decisions all share
--- one count: a decision under another count starts the entry afresh. An
--- entry also holds the session id (so that a hit builds no string) and,
--- for refresh.lua, until when the session needs no refresh (`fresh`).
--- `decided[group]` is the expiry of an allowed decision, or minus the
--- expiry of a refused one.
-local function remember(dc, value, sid, group_id, allowed, count, expires)
+-- revocation count read before it was made), `epoch` and `mark` (the
+-- not-before mark it was checked against; nil: not known, and then only
+-- lookup() uses the entry, not known()). An entry's decisions all share one
+-- count, epoch and mark: a decision under others starts the entry afresh.
+-- An entry also holds the session id (so that a hit builds no string), the
+-- generation keys of its groups (built once) and, for refresh.lua, until
+-- when the session needs no refresh (`fresh`). `decided[group]` is the
+-- expiry of an allowed decision, or minus the expiry of a refused one.
+local function remember(dc, value, sid, group_id, allowed, count, expires,
+                        epoch, mark)
     local worker = dc.worker
     if not worker or not count then
         return
     end
     local entry = worker:get(value)
-    if not entry or entry.count ~= count or entry.n >= GROUPS_PER_ENTRY then
-        entry = { count = count, n = 0, sid = sid, fresh = 0, decided = {} }
+    if not entry or entry.count ~= count or entry.epoch ~= epoch
+       or entry.mark ~= mark or entry.n >= GROUPS_PER_ENTRY
+    then
+        entry = { count = count, epoch = epoch, mark = mark, mark_until = 0,
+                  n = 0, sid = sid, fresh = 0, decided = {},
+                  generation_keys = {} }
         worker:set(value, entry)
+    end
+    if mark ~= nil then
+        -- The mark was read just now (from the dict, or with the query).
+        entry.mark_until = ngx_now() + MARK_TTL
     end
     entry.n = entry.n + 1
     entry.decided[group_id] = allowed and expires or -expires
@@ -191,12 +215,62 @@ function _M.lookup(dc, value, group_id)
 end
 
 
+-- The same for the hit path, with what the entry was made under: true or
+-- false (as lookup), the entry, the not-before mark, and the group's
+-- generation when `with_generation` (read from the dict under the entry's
+-- epoch); nil when the worker level cannot answer alone (then the caller
+-- asks control.lua and the shared level). One dict read, two with a
+-- generation; no string built once the entry knows the group.
+function _M.known(dc, value, group_id, with_generation)
+    local worker = dc.worker
+    local entry = worker and worker:get(value)
+    if not entry or entry.mark == nil then
+        return nil
+    end
+    local expires = entry.decided[group_id]
+    if not expires then
+        return nil
+    end
+    local dict = dc.dict
+    if entry.count ~= dict:get(COUNT_KEY) then
+        return nil
+    end
+    local now = ngx_now()
+    if now >= entry.mark_until then
+        return nil
+    end
+    local allowed
+    if expires > now then
+        allowed = true
+    elseif -expires > now then
+        allowed = false
+    else
+        return nil
+    end
+    local generation
+    if with_generation then
+        local keys = entry.generation_keys
+        local k = keys[group_id]
+        if not k then
+            k = GENERATION_KEY .. entry.epoch .. ":" .. group_id
+            keys[group_id] = k
+        end
+        generation = dict:get(k)
+        if generation == nil then
+            return nil
+        end
+    end
+    return allowed, entry, entry.mark, generation
+end
+
+
 -- The shared level ----------------------------------------------------------
 
 -- true when the dict holds a valid decision for (sid, sig, group_id) under
 -- epoch and token; then also remembered in this worker until it expires
--- (`count` was read before the token).
-local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token)
+-- (`count` was read before the token), with `mark`.
+local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token,
+                          mark)
     local dict = dc.dict
     local k = key(sid, group_id)
     local found = dict:get(k)
@@ -205,7 +279,8 @@ local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token)
     end
     local ttl = dict:ttl(k)
     if ttl and ttl > 0 then
-        remember(dc, value, sid, group_id, true, count, ngx_now() + ttl)
+        remember(dc, value, sid, group_id, true, count, ngx_now() + ttl, epoch,
+                 mark)
     end
     return true
 end
@@ -215,13 +290,15 @@ end
 -- Reads only the dict: it runs before the cookie's HMAC is checked, so a
 -- forged cookie writes nothing to it. A decision holds the exact signature it
 -- was made for, which was verified then, under this configuration's secrets.
-function _M.hit(dc, value, sid, sig, group_id)
+-- `mark`: the not-before mark the caller checks the session against (nil:
+-- not known), kept with the decision in this worker.
+function _M.hit(dc, value, sid, sig, group_id, mark)
     local dict = dc.dict
     local count = dict:get(COUNT_KEY)
     local epoch = current_epoch(dc)
     local token = epoch and dict:get("s:" .. sid)
     return token and shared_hit(dc, value, sid, sig, group_id, count, epoch,
-                                token) or false
+                                token, mark) or false
 end
 
 
@@ -229,8 +306,11 @@ end
 -- to store the answer of the Redis query about to be sent (nil: the cache is
 -- not to be trusted now, store nothing). Must run right before the query is
 -- sent: that is what makes a revocation processed while the query is in
--- flight invalidate its answer.
-function _M.cached(dc, value, sid, sig, group_id)
+-- flight invalidate its answer. `mark` as for hit().
+--
+-- The ticket may be given `expires_at` (the session's absolute expiry, in
+-- seconds as ngx.now(), as read with the query) before store().
+function _M.cached(dc, value, sid, sig, group_id, mark)
     local dict = dc.dict
     local count = dict:get(COUNT_KEY)
     local epoch = current_epoch(dc)
@@ -251,28 +331,44 @@ function _M.cached(dc, value, sid, sig, group_id)
         end
     end
 
-    if shared_hit(dc, value, sid, sig, group_id, count, epoch, token) then
+    if shared_hit(dc, value, sid, sig, group_id, count, epoch, token, mark)
+    then
         return true
     end
     return nil, {
         value = value, sid = sid, sig = sig, group_id = group_id,
-        tag = epoch .. " " .. token, count = count, started = ngx_now(),
+        epoch = epoch, tag = epoch .. " " .. token, count = count,
+        started = ngx_now(), expires_at = nil,
     }
 end
 
 
 -- Keeps the answer to a ticket's query, `allowed` or not, until `ttl` after
 -- the query was sent, so that no decision lives longer than ttl, even
--- counting the round trip. Negative decisions are kept in the worker only.
-function _M.store(dc, ticket, allowed)
+-- counting the round trip; and never past the session's own expiry when
+-- the ticket carries it (`expires_at`: PROTOCOL.md section 7). Negative
+-- decisions are kept in the worker only. `mark`: the not-before mark the
+-- answer was checked against (kept with it in this worker).
+function _M.store(dc, ticket, allowed, mark)
     local expires = ticket.started + dc.ttl
+    local expires_at = ticket.expires_at
+    if expires_at and expires_at < expires then
+        expires = expires_at
+    end
     local ttl = expires - ngx_now()
     if ttl < TTL_MIN then
+        if not allowed then
+            dc.dict:delete(key(ticket.sid, ticket.group_id))
+        end
         return      -- (and 0 would mean "never expires" to the dict)
     end
     remember(dc, ticket.value, ticket.sid, ticket.group_id, allowed,
-             ticket.count, expires)
+             ticket.count, expires, ticket.epoch, mark)
     if not allowed then
+        -- A fresh refusal replaces an allow kept in the dict (PROTOCOL.md
+        -- section 12), which other workers would still use. Deleting can
+        -- only cause misses.
+        dc.dict:delete(key(ticket.sid, ticket.group_id))
         return
     end
     local ok, err = dc.dict:set(key(ticket.sid, ticket.group_id),
@@ -320,8 +416,22 @@ function _M.open(dc, heartbeat_ttl)
 end
 
 
--- Redis answered: the subscription holds for heartbeat_ttl more.
+-- Redis answered: the subscription holds for heartbeat_ttl more. The
+-- subscriber calls this after every reply, so right after a `!not-before`
+-- notice was applied (control.lua): when the mark kept under the epoch is
+-- not the one seen last (a notice, a miss that added it, its expiry), a
+-- new count, so that no worker's entry is used with the old mark.
 function _M.heartbeat(dc, live)
+    local epoch = dc.config_id .. "/" .. live.epoch
+    if live.mark_key_epoch ~= epoch then
+        live.mark_key_epoch = epoch
+        live.mark_key = MARK_KEY .. epoch
+    end
+    local mark = dc.dict:get(live.mark_key)
+    if mark ~= live.mark then
+        live.mark = mark
+        live.count = next_count()
+    end
     publish(dc, live)
 end
 

@@ -1,0 +1,237 @@
+// Instructions per request, counted by callgrind (Debian's valgrind): a second
+// measure beside wrk's rates, which the other load on a machine does not move.
+// nginx (one worker) runs under `valgrind --tool=callgrind` with
+// instrumentation off; after a warm-up (the JIT's traces, the pools, the
+// caches) it is turned on, the counters zeroed, N requests sent one after the
+// other on one keep-alive connection, and the counters dumped: the worker's
+// total Ir divided by N, nothing subtracted. Each scenario has an nginx of its
+// own, so that one (v's reads through ngx.var) cannot blacklist what another
+// (the rock) calls. `node bench/dist/bench/instructions.js [--quick]` prints
+// the figures alone.
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Redis from 'ioredis';
+import { PROTOCOL_DEFAULTS } from '../protocol/testkit/layout';
+import { writeSession } from '../protocol/testkit/session';
+import { newSessionId, signature } from '../protocol/testkit/signer';
+import { HttpConnection, requestBytes } from '../stack/http-client';
+import { NginxConfContext, NginxServer } from '../stack/nginx-server';
+import { RedisServer } from '../stack/redis-server';
+
+const run = promisify(execFile);
+const SECRET = 'bench-secret';
+const GROUP = 'one';
+
+/** The two decision-cache configurations of the benchmark. */
+export const DECISION_CACHES: Record<string, string> = {
+  'ttl = 1': '{ dict = "shared_session", ttl = 1 }',
+  all_writers_publish: '{ dict = "shared_session", all_writers_publish = true }',
+};
+
+/**
+ * What a request does at nginx: (a) nothing, (n) enters Lua and does nothing, (v) reads the two inputs through
+ * ngx.var, (b) the rock. Only (b) depends on the decision cache's configuration.
+ */
+export const ACCESS: Record<string, string> = {
+  a: '',
+  n: 'access_by_lua_block { }',
+  v: 'access_by_lua_block { local group, cookie = ngx.var.group_id, ngx.var.http_cookie }',
+  b: 'access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }',
+};
+
+/** The rock's access call before the table form (to measure a commit that predates it). */
+const ACCESS_OLD_FORM = 'access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }';
+
+const PATH = `/app/api/v1/group/${GROUP}/cacheable/bench`;
+
+function conf(redisPort: number, decisionCache: string, access: string) {
+  // One process (no master): the one callgrind_control reaches, its init_worker_by_lua run as worker 0's.
+  return (ctx: NginxConfContext) => `${ctx.preamble.replace('master_process on;', 'master_process off;')}
+env SESSION_SECRET;
+events { worker_connections 256; }
+http {
+  ${ctx.httpPreamble}
+  lua_shared_dict shared_session 8m;
+  init_by_lua_block {
+    require("resty.shared_session").configure{
+      secret = os.getenv("SESSION_SECRET"),
+      redis = { host = "127.0.0.1", port = ${redisPort} },
+      decision_cache = ${decisionCache},
+    }
+  }
+  init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
+  proxy_cache_path ${join(ctx.runDir, 'cache')} levels=1:2 keys_zone=bench:1m max_size=8m inactive=60m use_temp_path=off;
+  upstream app { server 127.0.0.1:${ctx.extraPorts[0]}; keepalive 8; }
+  server {
+    listen 127.0.0.1:${ctx.extraPorts[0]};
+    location / { return 200 "resource\\n"; }
+  }
+  server {
+    listen 127.0.0.1:${ctx.port};
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    location ~ "^/app/api/v1/group/(?<group_id>[A-Za-z0-9_-]{1,64})/cacheable/(?<resource_id>[A-Za-z0-9_-]{1,128})$" {
+      ${access}
+      proxy_cache bench;
+      proxy_cache_key "$group_id:/app/api/v1/group/$group_id/cacheable/$resource_id";
+      proxy_cache_valid 200 1h;
+      proxy_pass http://app/app/api/v1/group/$group_id/cacheable/$resource_id;
+    }
+  }
+}
+`;
+}
+
+async function send(port: number, cookie: string, n: number): Promise<void> {
+  const conn = new HttpConnection(port, 60_000);
+  const bytes = requestBytes(PATH, { headers: { Cookie: cookie }, keepAlive: true });
+  try {
+    for (let i = 0; i < n; i++) {
+      const res = await conn.request(bytes);
+      if (res.status !== 200) throw new Error(`request ${i}: ${res.status} ${res.body?.toString() ?? ''}`);
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+async function callgrindControl(option: string, pid: number): Promise<void> {
+  await run('callgrind_control', [option, String(pid)], { timeout: 120_000 });
+}
+
+/** The counted instructions per request of one scenario in an nginx of its own. */
+async function perRequest(
+  redisPort: number,
+  decisionCache: string,
+  access: string,
+  cookie: string,
+  counts: { warm: number; measured: number },
+): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'rss-callgrind-'));
+  const wrapper = join(dir, 'nginx-under-callgrind');
+  // `nginx -t` runs plain; the server itself under callgrind, instrumentation off until the warm-up is over.
+  writeFileSync(
+    wrapper,
+    `#!/bin/sh
+case " $* " in *" -t "*) exec nginx "$@";; esac
+exec valgrind --tool=callgrind -q --instr-atstart=no --callgrind-out-file=${dir}/cg.%p nginx "$@"
+`,
+  );
+  chmodSync(wrapper, 0o755);
+  const nginx = await NginxServer.start({
+    conf: conf(redisPort, decisionCache, access),
+    env: { SESSION_SECRET: SECRET },
+    extraPorts: 1,
+    nginxBin: wrapper,
+    startTimeoutMs: 120_000,
+  });
+  try {
+    const worker = nginx.pid!;
+    await send(nginx.port, cookie, counts.warm);
+    await callgrindControl('--instr=on', worker);
+    await send(nginx.port, cookie, 50);
+    await callgrindControl('-z', worker);
+    await send(nginx.port, cookie, counts.measured);
+    await callgrindControl('-d', worker);
+    const dumps = readdirSync(dir).filter((f) => f.startsWith(`cg.${worker}.`));
+    const totals = dumps
+      .map((f) => /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(dir, f), 'utf8')))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]));
+    if (!totals.length) throw new Error(`callgrind wrote no dump for worker ${worker} in ${dir}: ${readdirSync(dir).join(' ')}`);
+    return Math.round(totals[totals.length - 1] / counts.measured);
+  } finally {
+    await nginx.dispose();
+    // CALLGRIND_KEEP=1 keeps the dumps, for callgrind_annotate.
+    if (process.env.CALLGRIND_KEEP) console.log(`callgrind dumps kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface InstructionCounts {
+  /** Per decision-cache configuration, per scenario (a, n, v, b): instructions per request. */
+  [config: string]: Record<string, number>;
+}
+
+/** Instructions per request of (a), (n), (v) (once) and (b) under both decision-cache configurations. */
+export async function instructionCounts(options: { quick?: boolean; oldForm?: boolean } = {}): Promise<InstructionCounts> {
+  const counts = options.quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
+  const redis = await RedisServer.start();
+  const client = new Redis(redis.url);
+  try {
+    const sid = newSessionId();
+    const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
+    await writeSession(
+      client,
+      PROTOCOL_DEFAULTS.keyPrefix,
+      sid,
+      { username: 'joe@example.com', groups: [GROUP] },
+      { signature: sig, ttl: 86400 },
+    );
+    const cookie = `session=${sid}.${sig}`;
+    const shared: Record<string, number> = {};
+    for (const id of ['a', 'n', 'v']) {
+      shared[id] = await perRequest(redis.port, DECISION_CACHES['ttl = 1'], ACCESS[id], cookie, counts);
+      console.log(`instructions per request, (${id}): ${shared[id]}`);
+    }
+    const result: InstructionCounts = {};
+    for (const [name, dc] of Object.entries(DECISION_CACHES)) {
+      const b = await perRequest(redis.port, dc, options.oldForm ? ACCESS_OLD_FORM : ACCESS.b, cookie, counts);
+      console.log(`instructions per request, ${name}, (b): ${b}`);
+      result[name] = { ...shared, b };
+    }
+    return result;
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+}
+
+/** `--access='access_by_lua_block { ... }'`: that one location alone (under all_writers_publish), for looking into a cost. */
+async function oneBlock(block: string, quick: boolean): Promise<void> {
+  const redis = await RedisServer.start();
+  const client = new Redis(redis.url);
+  try {
+    const sid = newSessionId();
+    const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
+    await writeSession(
+      client,
+      PROTOCOL_DEFAULTS.keyPrefix,
+      sid,
+      { username: 'joe@example.com', groups: [GROUP] },
+      { signature: sig, ttl: 86400 },
+    );
+    const counts = quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
+    const n = await perRequest(redis.port, DECISION_CACHES.all_writers_publish, block, `session=${sid}.${sig}`, counts);
+    console.log(`instructions per request: ${n}`);
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+}
+
+const ACCESS_ARG = process.argv.find((a) => a.startsWith('--access='))?.slice('--access='.length);
+
+if (require.main === module && ACCESS_ARG !== undefined) {
+  oneBlock(ACCESS_ARG, process.argv.includes('--quick')).catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+} else if (require.main === module) {
+  instructionCounts({ quick: process.argv.includes('--quick'), oldForm: process.argv.includes('--old-form') }).then(
+    (r) => {
+      for (const [name, c] of Object.entries(r)) {
+        console.log(
+          `${name}: a ${c.a}, n ${c.n} (n/a ${(c.a / c.n).toFixed(3)}), v ${c.v} (v/a ${(c.a / c.v).toFixed(3)}), b ${c.b} (b/a ${(c.a / c.b).toFixed(3)})`,
+        );
+      }
+    },
+    (error) => {
+      console.error(error);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,103 @@
+-- resty.shared_session.var: reads of nginx variables that LuaJIT compiles.
+--
+-- lua-resty-core's ngx.var.<name> ends in `return ffi_str(...)`, a tail call
+-- inside the __index metamethod: LuaJIT cannot record it ("NYI: return to
+-- lower frame"), blacklists the getter after a few tries, and from then on
+-- every trace that reaches it aborts, so the check around it runs in the
+-- interpreter. A reader made here calls the same C function,
+-- ngx_http_lua_ffi_var_get, with the name and its lower-case buffer made
+-- once per distinct name, and keeps the string in a local before returning.
+-- ngx.var is left as it is for every other piece of code.
+--
+-- Where the FFI function is not there (plain Lua, the specs' stub of ngx),
+-- a reader reads ngx.var.
+
+local ngx = ngx
+local ngx_var = ngx.var
+
+local error = error
+local pcall = pcall
+
+
+local _M = { _VERSION = "0.1.0" }
+
+
+local NGX_OK = 0
+local NGX_ERROR = -1
+
+-- The C function, the request getter and the shared out-parameters; nil
+-- when not running in nginx's http subsystem with lua-resty-core.
+local var_get, get_request, get_size_ptr, value_ptr, errmsg, ffi_new, ffi_str
+
+local function load_ffi()
+    local config = ngx.config
+    if not (config and config.subsystem == "http") then
+        return false
+    end
+    local ffi = require "ffi"
+    local base = require "resty.core.base"
+    require "resty.core.var"    -- declares ngx_http_lua_ffi_var_get
+    var_get = ffi.C.ngx_http_lua_ffi_var_get
+    get_request = base.get_request
+    get_size_ptr = base.get_size_ptr
+    errmsg = base.get_errmsg_ptr()
+    value_ptr = ffi.new("unsigned char *[1]")
+    ffi_new = ffi.new
+    ffi_str = ffi.string
+    return true
+end
+
+local with_ffi = pcall(load_ffi) and var_get ~= nil
+_M.compiled = with_ffi
+
+
+local function ffi_reader(name)
+    local len = #name
+    local lowcase = ffi_new("char[?]", len)
+    return function()
+        local r = get_request()
+        if not r then
+            error("no request found", 2)
+        end
+        local value_len = get_size_ptr()
+        local rc = var_get(r, name, len, lowcase, 0, value_ptr, value_len,
+                           errmsg)
+        if rc == NGX_OK then
+            -- A local, not `return ffi_str(...)`: the tail call is what
+            -- LuaJIT cannot compile.
+            local value = ffi_str(value_ptr[0], value_len[0])
+            return value
+        end
+        if rc == NGX_ERROR then
+            error(ffi_str(errmsg[0]), 2)
+        end
+        return nil      -- NGX_DECLINED: not found, or no value
+    end
+end
+
+
+local function lua_reader(name)
+    return function()
+        return ngx_var[name]
+    end
+end
+
+
+-- Readers already made, by variable name: one per distinct name for the
+-- life of the worker (the names come from nginx.conf, a bounded set).
+local readers = {}
+
+
+-- A function that returns the variable's value in the current request
+-- (a string, or nil when the variable is not found or has no value).
+function _M.reader(name)
+    local read = readers[name]
+    if not read then
+        read = with_ffi and ffi_reader(name) or lua_reader(name)
+        readers[name] = read
+    end
+    return read
+end
+
+
+return _M
