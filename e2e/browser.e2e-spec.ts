@@ -129,4 +129,44 @@ describe('a real browser through nginx', () => {
     await joeContext.close();
     await adminContext.close();
   }, 60_000);
+
+  it('login throttling: a stranger’s wrong passwords ban the stranger (429 page), not esteban; the admin lifts the ban', async () => {
+    const loginAs = async (p: Page, email: string, password: string) => {
+      await p.goto(`${stack.url}/app/login`);
+      await p.fill('input[name=email]', email);
+      await p.fill('input[name=password]', password);
+      const [answer] = await Promise.all([p.waitForResponse(`${stack.url}/app/login`), p.click('input[type=submit]')]);
+      return answer;
+    };
+    // The stranger's browser, at another address (nginx's X-Forwarded-For, which the demo trusts from loopback).
+    const strangerContext = await browser.newContext({ extraHTTPHeaders: { 'X-Forwarded-For': '203.0.113.99' } });
+    const stranger = await strangerContext.newPage();
+    for (let i = 0; i < 3; i++) expect((await loginAs(stranger, 'esteban@example.com', 'guess' + i)).status()).toBe(403);
+    const banned = await loginAs(stranger, 'esteban@example.com', 'itsesteban');
+    expect(banned.status()).toBe(429);
+    expect(Number(banned.headers()['retry-after'])).toBeGreaterThan(0);
+    expect(await stranger.textContent('#error')).toMatch(/^Too many failed logins\. Try again in \d+ seconds\.$/);
+    await stranger.screenshot({ path: join(SCREENSHOTS, '10-login-throttled.png'), fullPage: true });
+
+    const estebanContext = await browser.newContext();
+    const esteban = await estebanContext.newPage();
+    await loginAs(esteban, 'esteban@example.com', 'itsesteban');
+    expect(await esteban.textContent('#status')).toBe("Logged in as 'esteban@example.com'");
+
+    const adminContext = await browser.newContext();
+    const admin = await adminContext.newPage();
+    await loginAs(admin, 'admin@example.com', 'itsadmin');
+    await admin.goto(`${stack.url}/app/admin`);
+    expect(await admin.textContent('#bans .ban')).toContain('esteban@example.com at 203.0.113.99 until ');
+    await admin.screenshot({ path: join(SCREENSHOTS, '11-admin-login-bans.png'), fullPage: true });
+    await Promise.all([admin.waitForURL(/\/app\/admin\?done=/), admin.click('#lift-ban-0')]);
+    expect(await admin.textContent('#done')).toBe('lifted 1 login ban(s) of esteban@example.com');
+    expect(await admin.textContent('#bans')).toBe('none');
+
+    expect((await loginAs(stranger, 'esteban@example.com', 'itsesteban')).status()).toBe(303);
+    expect(await stranger.textContent('#status')).toBe("Logged in as 'esteban@example.com'");
+    await strangerContext.close();
+    await estebanContext.close();
+    await adminContext.close();
+  }, 60_000);
 });

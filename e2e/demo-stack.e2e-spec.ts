@@ -382,6 +382,32 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     });
   });
 
+  describe('login throttling (issue 23, item 6): the demo turns it on; the client address is nginx’s X-Forwarded-For', () => {
+    const from = (address: string) => ({ 'X-Forwarded-For': address });
+
+    it('3 wrong passwords of sam from one address ban sam there (429, Retry-After); sam elsewhere logs in; the admin lifts the ban', async () => {
+      for (let i = 0; i < 3; i++)
+        expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'wrong', from('203.0.113.66'))).status).toBe(403);
+      const refused = await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam', from('203.0.113.66'));
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers['retry-after']?.[0])).toBeGreaterThan(290);
+      expect(refused.body).toMatch(/Too many failed logins\. Try again in \d+ seconds\./);
+      expect(refused.cookie).toBeUndefined();
+      // The stranger at 203.0.113.66 has not locked sam out: from another address, or straight from the host, sam logs in.
+      expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam', from('198.51.100.7'))).status).toBe(303);
+      expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam')).status).toBe(303);
+
+      const adminCookie = await login('admin@example.com', 'itsadmin');
+      const page = await get('/app/admin', adminCookie);
+      expect(page.body).toMatch(/<li class="ban">sam@example\.com at 203\.0\.113\.66 until /);
+      const lift = await post(`/app/admin/bans/${encodeURIComponent('sam@example.com')}/lift`, adminCookie, '');
+      expect(lift.status).toBe(303);
+      expect(decodeURIComponent(lift.headers.location![0])).toBe('/app/admin?done=lifted 1 login ban(s) of sam@example.com');
+      expect((await get('/app/admin', adminCookie)).body).toContain('<ul id="bans"><li>none</li></ul>');
+      expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam', from('203.0.113.66'))).status).toBe(303);
+    });
+  });
+
   it('Redis stopped: a logged-in visitor is told to try again, never that they are logged out (issue 12, finding 4)', async () => {
     const joe = await login('joe@example.com', 'itsjoe');
     await stack.redis.stop();

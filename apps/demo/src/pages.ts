@@ -1,4 +1,4 @@
-import type { UserSession } from 'nest-resty-shared-session';
+import type { LoginBan, UserSession } from 'nest-resty-shared-session';
 /** The demo's few HTML pages: plain, no template engine. */
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -82,7 +82,7 @@ const post = (action: string, label: string, id: string) =>
   `<form method="post" action="${escape(action)}" style="display:inline"><button type="submit" id="${escape(id)}">${escape(label)}</button></form>`;
 
 /** The administrator's page (/app/admin): users, their sessions, and the control buttons. */
-export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string): string {
+export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string, bans: LoginBan[] = []): string {
   const rows = users
     .map((u) => {
       const slug = u.email.replace(/[^a-z0-9]/gi, '-');
@@ -103,9 +103,17 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
     })
     .join('');
   const purges = groups.map((g) => post(`/app/admin/groups/${encodeURIComponent(g)}/purge-cache`, `Purge ${g}`, `purge-${g}`)).join(' ');
+  const banRows = bans
+    .map((b, i) => {
+      const subject = b.user ?? b.address;
+      const who = b.user === undefined ? `address ${b.address} (every user)` : `${b.user} at ${b.address}`;
+      return `<li class="ban">${escape(who)} until ${b.until.toISOString()} ${post(`/app/admin/bans/${encodeURIComponent(subject)}/lift`, 'Lift', `lift-ban-${i}`)}</li>`;
+    })
+    .join('');
+  const banList = `<h2>Login bans</h2><ul id="bans">${banRows || '<li>none</li>'}</ul>`;
   return page(
     'Administration',
-    `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>
+    `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>${banList}
 <p>Purge a group's cache at nginx: ${purges}</p>
 <p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
   );

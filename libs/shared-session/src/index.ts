@@ -24,3 +24,7 @@ export { FlaskRedisSessionStore } from './flask-redis-session.store';
 export type { FlaskRedisSessionStoreOptions, SessionKeys } from './flask-redis-session.store';
 export type { UserSession, ControlOptions, ControlResult } from './session-control';
 export type { RevocationConfirmation } from './revocation-acknowledgements';
+export { LoginThrottle, LoginThrottledException } from './login-throttle';
+export { LOGIN_THROTTLE_STORAGE, RedisLoginThrottleStorage } from './login-throttle.storage';
+export type { LoginBan, LoginThrottleStorage, ThrottleLimit } from './login-throttle.storage';
+export type { LoginThrottleOptions } from './login-throttle.options';
