@@ -169,4 +169,51 @@ describe('a real browser through nginx', () => {
     await estebanContext.close();
     await adminContext.close();
   }, 60_000);
+
+  it('your sessions: joe signs out his phone, then every other session, from the page; nginx refuses them at once', async () => {
+    const loginAs = async (p: Page) => {
+      await p.goto(`${stack.url}/app/login`);
+      await p.fill('input[name=email]', 'joe@example.com');
+      await p.fill('input[name=password]', 'itsjoe');
+      await Promise.all([p.waitForURL(`${stack.url}/app`), p.click('input[type=submit]')]);
+    };
+    const device = async (agent: string) => {
+      const context = await browser.newContext({ userAgent: agent });
+      const p = await context.newPage();
+      await loginAs(p);
+      return { context, page: p };
+    };
+    const laptop = await device('Laptop Chromium');
+    const phone = await device('Phone Chromium');
+    const tablet = await device('Tablet Chromium');
+    // Each device has a cached group page: nginx must refuse an ended session even there.
+    for (const d of [phone, tablet]) {
+      expect((await d.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
+    }
+
+    await Promise.all([laptop.page.waitForURL(`${stack.url}/app/sessions`), laptop.page.click('#your-sessions')]);
+    expect(await laptop.page.textContent('#count')).toBe('3');
+    const items = await laptop.page.$$eval('#sessions li', (lis) => lis.map((li) => li.textContent ?? ''));
+    expect(items[0]).toMatch(/from 127\.0\.0\.1, Laptop Chromium; last seen .* this session$/);
+    expect(items[1]).toContain('Phone Chromium');
+    expect(items[2]).toContain('Tablet Chromium');
+    await laptop.page.screenshot({ path: join(SCREENSHOTS, '12-your-sessions.png'), fullPage: true });
+
+    // Sign out the phone (the second in the list); the page comes back once nginx has applied it.
+    await Promise.all([laptop.page.waitForURL(/\/app\/sessions\?done=/), laptop.page.click('#sign-out-1')]);
+    expect(await laptop.page.textContent('#done')).toBe('signed out 1 session');
+    expect(await laptop.page.textContent('#count')).toBe('2');
+    expect((await phone.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(403);
+    expect((await tablet.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
+
+    await Promise.all([laptop.page.waitForURL(/\/app\/sessions\?done=/), laptop.page.click('#sign-out-others')]);
+    expect(await laptop.page.textContent('#done')).toBe('signed out 1 other session(s)');
+    expect(await laptop.page.textContent('#count')).toBe('1');
+    await laptop.page.screenshot({ path: join(SCREENSHOTS, '13-your-sessions-others-signed-out.png'), fullPage: true });
+    expect((await tablet.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(403);
+    await tablet.page.goto(`${stack.url}/app`);
+    expect(await tablet.page.textContent('#status')).toBe('You are not logged in!');
+    expect((await laptop.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
+    for (const d of [laptop, phone, tablet]) await d.context.close();
+  }, 60_000);
 });

@@ -408,6 +408,34 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     });
   });
 
+  it('your sessions (issue 23, item 7): a user signs out another of their sessions, nginx refuses it at once; another user’s id ends nothing', async () => {
+    const laptop = await login('esteban@example.com', 'itsesteban');
+    // Earlier cases left sessions of esteban: "sign out all other sessions" first.
+    expect((await post('/app/sessions/others/revoke', laptop, '')).status).toBe(303);
+    const phone = await login('esteban@example.com', 'itsesteban');
+    const sam = await login('sam@example.com', 'itssam');
+    const page = await get('/app/sessions', laptop);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('<span id="count">2</span>');
+    expect(page.body).toContain('<strong class="current">this session</strong>');
+    const phoneId = sessionIdOf(phone, SECRET, SALT)!;
+    const samId = sessionIdOf(sam, SECRET, SALT)!;
+    expect(page.body).toContain(`/app/sessions/${phoneId}/revoke`);
+    expect(page.body).not.toContain(samId);
+
+    const refused = await post(`/app/sessions/${samId}/revoke`, laptop, '');
+    expect(decodeURIComponent(refused.headers.location![0])).toBe('/app/sessions?done=no such session of yours');
+    expect((await get('/app/api/v1/myself', sam)).status).toBe(200);
+
+    expect((await get('/app/group/one/cacheable/your-sessions', phone)).status).toBe(200);
+    const ended = await post(`/app/sessions/${phoneId}/revoke`, laptop, '');
+    expect(decodeURIComponent(ended.headers.location![0])).toBe('/app/sessions?done=signed out 1 session');
+    expect((await get('/app/group/one/cacheable/your-sessions', phone)).status).toBe(403);
+    expect((await get('/app/api/v1/myself', phone)).status).toBe(401);
+    expect((await get('/app/api/v1/myself', laptop)).status).toBe(200);
+    expect((await get('/app/sessions')).status).toBe(401);
+  });
+
   it('Redis stopped: a logged-in visitor is told to try again, never that they are logged out (issue 12, finding 4)', async () => {
     const joe = await login('joe@example.com', 'itsjoe');
     await stack.redis.stop();

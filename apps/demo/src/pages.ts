@@ -1,4 +1,4 @@
-import type { LoginBan, UserSession } from 'nest-resty-shared-session';
+import type { LoginBan, OwnSession, UserSession } from 'nest-resty-shared-session';
 /** The demo's few HTML pages: plain, no template engine. */
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -16,7 +16,7 @@ export function homePage(email: string | undefined, groups: readonly string[] = 
     ? `<p id="groups">${groups.length ? `Your groups: ${groups.map((g) => `<code>${escape(g)}</code>`).join(', ')}` : 'You are in no group.'}</p>`
     : '';
   const actions = email
-    ? `<form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
+    ? `<p><a href="/app/sessions" id="your-sessions">Your sessions</a></p><form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
     : `<p><a href="/app/login">Log in</a></p>`;
   const links = ['one', 'two', 'three', 'four']
     .map(
@@ -116,5 +116,24 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
     `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>${banList}
 <p>Purge a group's cache at nginx: ${purges}</p>
 <p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
+  );
+}
+
+/** "Your sessions" (/app/sessions): the user's own sessions, this one marked, each other one with a button to sign it out. */
+export function ownSessionsPage(sessions: OwnSession[], done?: string): string {
+  const items = sessions
+    .map((s, i) => {
+      const from = [s.ip, s.userAgent].filter(Boolean).join(', ') || 'not recorded';
+      const created = s.createdAt ? s.createdAt.toISOString() : 'unknown';
+      const action = s.current
+        ? '<strong class="current">this session</strong>'
+        : post(`/app/sessions/${encodeURIComponent(s.sessionId)}/revoke`, 'Sign out', `sign-out-${i}`);
+      return `<li class="own-session">logged in ${created} from ${escape(from)}; last seen ${s.lastSeenAt.toISOString()} ${action}</li>`;
+    })
+    .join('');
+  return page(
+    'Your sessions',
+    `${done ? `<p id="done">${escape(done)}</p>` : ''}<p><span id="count">${sessions.length}</span> session(s)</p><ul id="sessions">${items}</ul>
+<p>${post('/app/sessions/others/revoke', 'Sign out all other sessions', 'sign-out-others')}</p><p><a href="/app">home</a></p>`,
   );
 }

@@ -16,7 +16,7 @@ export { GroupGuard } from './group.guard';
 export { SkipCsrfCheck } from './skip-csrf-check.decorator';
 export { AllowUnavailableSession } from './allow-unavailable-session.decorator';
 export { SharedSessionService } from './shared-session.service';
-export type { SessionLogin, SessionLoginOptions } from './shared-session.service';
+export type { OwnSession, SessionLogin, SessionLoginOptions } from './shared-session.service';
 export type { SessionState } from './session-request';
 export { SessionCookieSigner } from './session-cookie-signer';
 export type { SessionCookieSignerOptions, VerifiedSessionCookie } from './session-cookie-signer';
