@@ -144,6 +144,11 @@ describe('LoginThrottle on a real redis-server', () => {
     await attempt('carol', PASSWORD, '10.3.3.3').expect(429);
   });
 
+  it('a user id that is not well-formed Unicode is counted like any other (a 403, never a 500 or 503)', async () => {
+    for (let i = 0; i < 3; i++) await attempt('x\ud800', 'wrong', '10.5.5.5').expect(403);
+    await attempt('x\ud800', 'wrong', '10.5.5.5').expect(429);
+  });
+
   it('Redis down: the throttle answers 503, as login does', async () => {
     await server.stop();
     try {

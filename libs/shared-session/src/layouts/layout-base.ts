@@ -69,8 +69,7 @@ export abstract class LayoutBase implements SessionLayout {
    * a name, whatever the user id holds.
    */
   throttleKeys(address: string, user?: string): ThrottleKeys {
-    const subject =
-      user === undefined ? `address:${encodeURIComponent(address)}` : `pair:${encodeURIComponent(user)}:${encodeURIComponent(address)}`;
+    const subject = user === undefined ? `address:${keyPart(address)}` : `pair:${keyPart(user)}:${keyPart(address)}`;
     const base = `${this.ctx.prefix}:throttle:{${subject}}`;
     return { failures: `${base}:failures`, ban: `${base}:ban` };
   }
@@ -144,6 +143,11 @@ export abstract class LayoutBase implements SessionLayout {
     if (typeof client[command] !== 'function') defineScript(this.ctx.client, command, name, numberOfKeys);
     return client[command].bind(client);
   }
+}
+
+/** A user id or an address in a key: URI-encoded, a lone surrogate (which encodeURIComponent refuses) as U+FFFD. */
+function keyPart(text: string): string {
+  return encodeURIComponent(text.replace(/\p{Cs}/gu, '\ufffd'));
 }
 
 /**
