@@ -234,6 +234,9 @@ describe('loginThrottle options and keys', () => {
       expect(hashedPart(keys.ban)).not.toBe(keys.ban);
     }
     expect(layout.throttleKeys('10.0.0.1', 'a').ban).not.toBe(layout.throttleKeys('10.0.0.1').ban);
+    const huge = layout.throttleKeys('10.0.0.1', 'u'.repeat(100_000));
+    expect(huge.ban.length).toBeLessThan(400);
+    expect(huge.ban).not.toBe(layout.throttleKeys('10.0.0.1', 'u'.repeat(100_001)).ban);
     expect(layout.throttleKeys('1', 'a:2').ban).not.toBe(layout.throttleKeys('2', 'a:1').ban);
   });
 });

@@ -145,9 +145,14 @@ export abstract class LayoutBase implements SessionLayout {
   }
 }
 
-/** A user id or an address in a key: URI-encoded, a lone surrogate (which encodeURIComponent refuses) as U+FFFD. */
+/**
+ * A user id or an address in a key: URI-encoded, a lone surrogate (which
+ * encodeURIComponent refuses) as U+FFFD; past 256 characters, its SHA-256,
+ * so that a login form posted with a huge user name makes no huge key.
+ */
 function keyPart(text: string): string {
-  return encodeURIComponent(text.replace(/\p{Cs}/gu, '\ufffd'));
+  const encoded = encodeURIComponent(text.replace(/\p{Cs}/gu, '\ufffd'));
+  return encoded.length <= 256 ? encoded : `sha256.${createHash('sha256').update(encoded).digest('hex')}`;
 }
 
 /**
