@@ -129,4 +129,91 @@ describe('a real browser through nginx', () => {
     await joeContext.close();
     await adminContext.close();
   }, 60_000);
+
+  it('login throttling: a stranger’s wrong passwords ban the stranger (429 page), not esteban; the admin lifts the ban', async () => {
+    const loginAs = async (p: Page, email: string, password: string) => {
+      await p.goto(`${stack.url}/app/login`);
+      await p.fill('input[name=email]', email);
+      await p.fill('input[name=password]', password);
+      const [answer] = await Promise.all([p.waitForResponse(`${stack.url}/app/login`), p.click('input[type=submit]')]);
+      return answer;
+    };
+    // The stranger's browser, at another address (nginx's X-Forwarded-For, which the demo trusts from loopback).
+    const strangerContext = await browser.newContext({ extraHTTPHeaders: { 'X-Forwarded-For': '203.0.113.99' } });
+    const stranger = await strangerContext.newPage();
+    for (let i = 0; i < 3; i++) expect((await loginAs(stranger, 'esteban@example.com', 'guess' + i)).status()).toBe(403);
+    const banned = await loginAs(stranger, 'esteban@example.com', 'itsesteban');
+    expect(banned.status()).toBe(429);
+    expect(Number(banned.headers()['retry-after'])).toBeGreaterThan(0);
+    expect(await stranger.textContent('#error')).toMatch(/^Too many failed logins\. Try again in \d+ seconds\.$/);
+    await stranger.screenshot({ path: join(SCREENSHOTS, '10-login-throttled.png'), fullPage: true });
+
+    const estebanContext = await browser.newContext();
+    const esteban = await estebanContext.newPage();
+    await loginAs(esteban, 'esteban@example.com', 'itsesteban');
+    expect(await esteban.textContent('#status')).toBe("Logged in as 'esteban@example.com'");
+
+    const adminContext = await browser.newContext();
+    const admin = await adminContext.newPage();
+    await loginAs(admin, 'admin@example.com', 'itsadmin');
+    await admin.goto(`${stack.url}/app/admin`);
+    expect(await admin.textContent('#bans .ban')).toContain('esteban@example.com at 203.0.113.99 until ');
+    await admin.screenshot({ path: join(SCREENSHOTS, '11-admin-login-bans.png'), fullPage: true });
+    await Promise.all([admin.waitForURL(/\/app\/admin\?done=/), admin.click('#lift-ban-0')]);
+    expect(await admin.textContent('#done')).toBe('lifted 1 login ban(s) of esteban@example.com');
+    expect(await admin.textContent('#bans')).toBe('none');
+
+    expect((await loginAs(stranger, 'esteban@example.com', 'itsesteban')).status()).toBe(303);
+    expect(await stranger.textContent('#status')).toBe("Logged in as 'esteban@example.com'");
+    await strangerContext.close();
+    await estebanContext.close();
+    await adminContext.close();
+  }, 60_000);
+
+  it('your sessions: joe signs out his phone, then every other session, from the page; nginx refuses them at once', async () => {
+    const loginAs = async (p: Page) => {
+      await p.goto(`${stack.url}/app/login`);
+      await p.fill('input[name=email]', 'joe@example.com');
+      await p.fill('input[name=password]', 'itsjoe');
+      await Promise.all([p.waitForURL(`${stack.url}/app`), p.click('input[type=submit]')]);
+    };
+    const device = async (agent: string) => {
+      const context = await browser.newContext({ userAgent: agent });
+      const p = await context.newPage();
+      await loginAs(p);
+      return { context, page: p };
+    };
+    const laptop = await device('Laptop Chromium');
+    const phone = await device('Phone Chromium');
+    const tablet = await device('Tablet Chromium');
+    // Each device has a cached group page: nginx must refuse an ended session even there.
+    for (const d of [phone, tablet]) {
+      expect((await d.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
+    }
+
+    await Promise.all([laptop.page.waitForURL(`${stack.url}/app/sessions`), laptop.page.click('#your-sessions')]);
+    expect(await laptop.page.textContent('#count')).toBe('3');
+    const items = await laptop.page.$$eval('#sessions li', (lis) => lis.map((li) => li.textContent ?? ''));
+    expect(items[0]).toMatch(/from 127\.0\.0\.1, Laptop Chromium; last seen .* this session$/);
+    expect(items[1]).toContain('Phone Chromium');
+    expect(items[2]).toContain('Tablet Chromium');
+    await laptop.page.screenshot({ path: join(SCREENSHOTS, '12-your-sessions.png'), fullPage: true });
+
+    // Sign out the phone (the second in the list); the page comes back once nginx has applied it.
+    await Promise.all([laptop.page.waitForURL(/\/app\/sessions\?done=/), laptop.page.click('#sign-out-1')]);
+    expect(await laptop.page.textContent('#done')).toBe('signed out 1 session');
+    expect(await laptop.page.textContent('#count')).toBe('2');
+    expect((await phone.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(403);
+    expect((await tablet.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
+
+    await Promise.all([laptop.page.waitForURL(/\/app\/sessions\?done=/), laptop.page.click('#sign-out-others')]);
+    expect(await laptop.page.textContent('#done')).toBe('signed out 1 other session(s)');
+    expect(await laptop.page.textContent('#count')).toBe('1');
+    await laptop.page.screenshot({ path: join(SCREENSHOTS, '13-your-sessions-others-signed-out.png'), fullPage: true });
+    expect((await tablet.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(403);
+    await tablet.page.goto(`${stack.url}/app`);
+    expect(await tablet.page.textContent('#status')).toBe('You are not logged in!');
+    expect((await laptop.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
+    for (const d of [laptop, phone, tablet]) await d.context.close();
+  }, 60_000);
 });

@@ -382,6 +382,60 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
     });
   });
 
+  describe('login throttling (issue 23, item 6): the demo turns it on; the client address is nginx’s X-Forwarded-For', () => {
+    const from = (address: string) => ({ 'X-Forwarded-For': address });
+
+    it('3 wrong passwords of sam from one address ban sam there (429, Retry-After); sam elsewhere logs in; the admin lifts the ban', async () => {
+      for (let i = 0; i < 3; i++)
+        expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'wrong', from('203.0.113.66'))).status).toBe(403);
+      const refused = await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam', from('203.0.113.66'));
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers['retry-after']?.[0])).toBeGreaterThan(290);
+      expect(refused.body).toMatch(/Too many failed logins\. Try again in \d+ seconds\./);
+      expect(refused.cookie).toBeUndefined();
+      // The stranger at 203.0.113.66 has not locked sam out: from another address, or straight from the host, sam logs in.
+      expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam', from('198.51.100.7'))).status).toBe(303);
+      expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam')).status).toBe(303);
+
+      const adminCookie = await login('admin@example.com', 'itsadmin');
+      const page = await get('/app/admin', adminCookie);
+      expect(page.body).toMatch(/<li class="ban">sam@example\.com at 203\.0\.113\.66 until /);
+      const lift = await post(`/app/admin/bans/${encodeURIComponent('sam@example.com')}/lift`, adminCookie, '');
+      expect(lift.status).toBe(303);
+      expect(decodeURIComponent(lift.headers.location![0])).toBe('/app/admin?done=lifted 1 login ban(s) of sam@example.com');
+      expect((await get('/app/admin', adminCookie)).body).toContain('<ul id="bans"><li>none</li></ul>');
+      expect((await demoLogin(stack.nginx.port, 'sam@example.com', 'itssam', from('203.0.113.66'))).status).toBe(303);
+    });
+  });
+
+  it('your sessions (issue 23, item 7): a user signs out another of their sessions, nginx refuses it at once; another user’s id ends nothing', async () => {
+    const laptop = await login('esteban@example.com', 'itsesteban');
+    // Earlier cases left sessions of esteban: "sign out all other sessions" first.
+    expect((await post('/app/sessions/others/revoke', laptop, '')).status).toBe(303);
+    const phone = await login('esteban@example.com', 'itsesteban');
+    const sam = await login('sam@example.com', 'itssam');
+    const page = await get('/app/sessions', laptop);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('<span id="count">2</span>');
+    expect(page.body).toContain('<strong class="current">this session</strong>');
+    const phoneId = sessionIdOf(phone, SECRET, SALT)!;
+    const samId = sessionIdOf(sam, SECRET, SALT)!;
+    expect(page.body).toContain(`/app/sessions/${phoneId}/revoke`);
+    expect(page.body).not.toContain(samId);
+
+    const refused = await post(`/app/sessions/${samId}/revoke`, laptop, '');
+    expect(decodeURIComponent(refused.headers.location![0])).toBe('/app/sessions?done=no such session of yours');
+    expect((await get('/app/api/v1/myself', sam)).status).toBe(200);
+
+    expect((await get('/app/group/one/cacheable/your-sessions', phone)).status).toBe(200);
+    const ended = await post(`/app/sessions/${phoneId}/revoke`, laptop, '');
+    expect(decodeURIComponent(ended.headers.location![0])).toBe('/app/sessions?done=signed out 1 session');
+    expect((await get('/app/group/one/cacheable/your-sessions', phone)).status).toBe(403);
+    expect((await get('/app/api/v1/myself', phone)).status).toBe(401);
+    expect((await get('/app/api/v1/myself', laptop)).status).toBe(200);
+    expect((await get('/app/sessions')).status).toBe(401);
+  });
+
   it('Redis stopped: a logged-in visitor is told to try again, never that they are logged out (issue 12, finding 4)', async () => {
     const joe = await login('joe@example.com', 'itsjoe');
     await stack.redis.stop();

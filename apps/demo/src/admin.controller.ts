@@ -1,6 +1,6 @@
 import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
+import { GroupGuard, Groups, LoginThrottle, SharedSessionService } from 'nest-resty-shared-session';
 import { adminPage, AdminUserView } from './pages';
 import { FIXTURE_USERS } from './users';
 
@@ -22,7 +22,10 @@ const GROUPS = [...new Set(FIXTURE_USERS.flatMap((u) => u.groups))].sort();
 @UseGuards(GroupGuard)
 @Groups('admins')
 export class AdminController {
-  constructor(private readonly sessions: SharedSessionService) {}
+  constructor(
+    private readonly sessions: SharedSessionService,
+    private readonly throttle: LoginThrottle,
+  ) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')
@@ -31,7 +34,15 @@ export class AdminController {
     for (const user of FIXTURE_USERS) {
       users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
     }
-    return adminPage(users, GROUPS, req.sessionID, typeof req.query.done === 'string' ? req.query.done : undefined);
+    const bans = await this.throttle.bans();
+    return adminPage(users, GROUPS, req.sessionID, typeof req.query.done === 'string' ? req.query.done : undefined, bans);
+  }
+
+  /** Login throttling: lifts the bans of a user (at every address) or of a client address. */
+  @Post('bans/:subject/lift')
+  async liftBan(@Param('subject') subject: string, @Res() res: Response): Promise<void> {
+    const lifted = await this.throttle.liftBans(subject);
+    this.done(res, `lifted ${lifted.length} login ban(s) of ${subject}`);
   }
 
   @Post('users/:email/groups/:group/remove')

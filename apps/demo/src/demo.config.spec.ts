@@ -70,3 +70,15 @@ describe('demoConfig: session timeouts from the environment (PROTOCOL.md section
     );
   });
 });
+
+describe('demoConfig: login throttling and trust proxy (issue 23, item 6)', () => {
+  const dev = { DEMO_DEV_MODE: '1' };
+
+  it('turns login throttling on, unless LOGIN_THROTTLE=off; trusts nginx on loopback unless TRUST_PROXY says otherwise', () => {
+    expect(demoConfig(dev)).toMatchObject({ trustProxy: 'loopback', session: { loginThrottle: true } });
+    expect(demoConfig({ ...dev, LOGIN_THROTTLE: 'off', TRUST_PROXY: '10.0.0.0/8' })).toMatchObject({
+      trustProxy: '10.0.0.0/8',
+      session: { loginThrottle: false },
+    });
+  });
+});

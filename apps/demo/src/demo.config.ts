@@ -5,6 +5,12 @@ export interface DemoConfig {
   host: string;
   port: number;
   cacheSeconds: number;
+  /**
+   * Express's `trust proxy` (TRUST_PROXY; default `loopback`: nginx on the
+   * same host): `req.ip`, the address that login throttling and the session
+   * list see, is then the client's, from nginx's X-Forwarded-For.
+   */
+  trustProxy: string;
   session: SharedSessionModuleOptions;
   /** The timeouts of a "keep me signed in" login (PROTOCOL.md section 12). */
   rememberMe: Required<SessionLoginOptions>;
@@ -93,6 +99,7 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
     host: env.APP_HOST || '127.0.0.1',
     port: whole('APP_PORT', env.APP_PORT, 5017),
     cacheSeconds: whole('CACHE_SECONDS', env.CACHE_SECONDS, 60),
+    trustProxy: env.TRUST_PROXY || 'loopback',
     session: {
       secret: sessionSecret(env),
       secretFallbacks: list(env.SESSION_SECRET_FALLBACKS),
@@ -109,6 +116,10 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       // A logout or a group change answers once nginx has applied it (or after 500 ms, with a warning):
       // the browser's next request, whichever nginx worker takes it, sees the change.
       revocation: { wait: true },
+      // Failed logins counted in Redis (LOGIN_THROTTLE=off to turn it off): the library's defaults,
+      // after Authelia's: 3 failures of one user from one address in 2 minutes ban that pair for
+      // 5 minutes; 20 from one address, whatever the users, ban the address.
+      loginThrottle: env.LOGIN_THROTTLE !== 'off',
     },
     rememberMe: { idleTimeoutSeconds: rememberIdle, absoluteTimeoutSeconds: rememberAbsolute },
   };

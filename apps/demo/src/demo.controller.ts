@@ -16,7 +16,14 @@ import {
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
-import { AllowUnavailableSession, GroupGuard, Groups, SharedSessionService } from 'nest-resty-shared-session';
+import {
+  AllowUnavailableSession,
+  GroupGuard,
+  Groups,
+  LoginThrottle,
+  LoginThrottledException,
+  SharedSessionService,
+} from 'nest-resty-shared-session';
 import { DEMO_CONFIG } from './demo.tokens';
 import type { DemoConfig } from './demo.config';
 import { groupPage, homePage, loginPage, logoutPage, unavailablePage } from './pages';
@@ -31,6 +38,7 @@ function resource(groupId: string, resourceId: string) {
 export class DemoController {
   constructor(
     private readonly sessions: SharedSessionService,
+    private readonly throttle: LoginThrottle,
     @Inject(DEMO_CONFIG) private readonly config: DemoConfig,
   ) {}
 
@@ -58,11 +66,25 @@ export class DemoController {
     @Res() res: Response,
     @Body() body: { email?: unknown; password?: unknown; remember?: unknown },
   ): Promise<void> {
+    const email = typeof body?.email === 'string' ? body.email.trim().toLowerCase() : '';
+    // Before the password is looked at: a banned (user, address) or address gets a 429 and Retry-After.
+    try {
+      await this.throttle.check(req, email);
+    } catch (err) {
+      if (!(err instanceof LoginThrottledException)) throw err;
+      res
+        .status(429)
+        .type('html')
+        .send(loginPage(`Too many failed logins. Try again in ${err.retryAfterSeconds} seconds.`));
+      return;
+    }
     const user = checkPassword(body?.email, body?.password);
     if (!user) {
+      await this.throttle.failed(req, email);
       res.status(403).type('html').send(loginPage('Wrong email or password.'));
       return;
     }
+    await this.throttle.succeeded(req, user.email);
     // "Keep me signed in": this session gets the longer timeouts of its own.
     const rememberMe = body?.remember === '1' ? this.config.rememberMe : {};
     await this.sessions.login(req, { username: user.email, groups: user.groups }, rememberMe);

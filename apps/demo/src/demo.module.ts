@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { SharedSessionModule } from 'nest-resty-shared-session';
 import { AdminController } from './admin.controller';
 import { DemoController } from './demo.controller';
+import { OwnSessionsController } from './own-sessions.controller';
 import { demoConfig, DemoConfig } from './demo.config';
 import { DEMO_CONFIG } from './demo.tokens';
 
@@ -20,6 +21,6 @@ export class DemoConfigModule {}
     }),
     DemoConfigModule,
   ],
-  controllers: [DemoController, AdminController],
+  controllers: [DemoController, AdminController, OwnSessionsController],
 })
 export class DemoModule {}

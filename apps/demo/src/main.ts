@@ -14,6 +14,8 @@ async function bootstrap(): Promise<void> {
     );
   const app = await NestFactory.create<NestExpressApplication>(DemoModule);
   app.disable('x-powered-by');
+  // req.ip is the client's address behind nginx (login throttling, the session list), never nginx's.
+  app.set('trust proxy', trustProxyValue(config.trustProxy));
   // No page of the demo may be framed by another site (clickjacking): the login form and the admin page's buttons.
   app.use((_req: unknown, res: { setHeader(name: string, value: string): void }, next: () => void) => {
     res.setHeader('Content-Security-Policy', "frame-ancestors 'none'");
@@ -30,6 +32,12 @@ async function bootstrap(): Promise<void> {
   server.headersTimeout = 66_000;
   await app.listen(config.port, config.host);
   logger.log(`listening on http://${config.host}:${config.port}/app`);
+}
+
+/** TRUST_PROXY as Express takes it: true/false, a number of hops, or addresses and names (`loopback`, `10.0.0.0/8`...). */
+function trustProxyValue(text: string): boolean | number | string {
+  if (text === 'true' || text === 'false') return text === 'true';
+  return /^\d+$/.test(text) ? Number(text) : text;
 }
 
 bootstrap().catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import type { UserSession } from 'nest-resty-shared-session';
+import type { LoginBan, OwnSession, UserSession } from 'nest-resty-shared-session';
 /** The demo's few HTML pages: plain, no template engine. */
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -16,7 +16,7 @@ export function homePage(email: string | undefined, groups: readonly string[] = 
     ? `<p id="groups">${groups.length ? `Your groups: ${groups.map((g) => `<code>${escape(g)}</code>`).join(', ')}` : 'You are in no group.'}</p>`
     : '';
   const actions = email
-    ? `<form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
+    ? `<p><a href="/app/sessions" id="your-sessions">Your sessions</a></p><form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
     : `<p><a href="/app/login">Log in</a></p>`;
   const links = ['one', 'two', 'three', 'four']
     .map(
@@ -82,7 +82,7 @@ const post = (action: string, label: string, id: string) =>
   `<form method="post" action="${escape(action)}" style="display:inline"><button type="submit" id="${escape(id)}">${escape(label)}</button></form>`;
 
 /** The administrator's page (/app/admin): users, their sessions, and the control buttons. */
-export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string): string {
+export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string, bans: LoginBan[] = []): string {
   const rows = users
     .map((u) => {
       const slug = u.email.replace(/[^a-z0-9]/gi, '-');
@@ -103,10 +103,37 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
     })
     .join('');
   const purges = groups.map((g) => post(`/app/admin/groups/${encodeURIComponent(g)}/purge-cache`, `Purge ${g}`, `purge-${g}`)).join(' ');
+  const banRows = bans
+    .map((b, i) => {
+      const subject = b.user ?? b.address;
+      const who = b.user === undefined ? `address ${b.address} (every user)` : `${b.user} at ${b.address}`;
+      return `<li class="ban">${escape(who)} until ${b.until.toISOString()} ${post(`/app/admin/bans/${encodeURIComponent(subject)}/lift`, 'Lift', `lift-ban-${i}`)}</li>`;
+    })
+    .join('');
+  const banList = `<h2>Login bans</h2><ul id="bans">${banRows || '<li>none</li>'}</ul>`;
   return page(
     'Administration',
-    `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>
+    `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>${banList}
 <p>Purge a group's cache at nginx: ${purges}</p>
 <p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
+  );
+}
+
+/** "Your sessions" (/app/sessions): the user's own sessions, this one marked, each other one with a button to sign it out. */
+export function ownSessionsPage(sessions: OwnSession[], done?: string): string {
+  const items = sessions
+    .map((s, i) => {
+      const from = [s.ip, s.userAgent].filter(Boolean).join(', ') || 'not recorded';
+      const created = s.createdAt ? s.createdAt.toISOString() : 'unknown';
+      const action = s.current
+        ? '<strong class="current">this session</strong>'
+        : post(`/app/sessions/${encodeURIComponent(s.sessionId)}/revoke`, 'Sign out', `sign-out-${i}`);
+      return `<li class="own-session">logged in ${created} from ${escape(from)}; last seen ${s.lastSeenAt.toISOString()} ${action}</li>`;
+    })
+    .join('');
+  return page(
+    'Your sessions',
+    `${done ? `<p id="done">${escape(done)}</p>` : ''}<p><span id="count">${sessions.length}</span> session(s)</p><ul id="sessions">${items}</ul>
+<p>${post('/app/sessions/others/revoke', 'Sign out all other sessions', 'sign-out-others')}</p><p><a href="/app">home</a></p>`,
   );
 }

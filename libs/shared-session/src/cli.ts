@@ -15,6 +15,7 @@ import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layou
 import type { KeyLayout } from './layouts/session-layout';
 import { ENDED, LayoutMigration } from './layout-migration';
 import { GlobalOptions, UsageError } from './cli-usage';
+import { addThrottleCommands } from './cli-throttle';
 import { loadState, MigrateFlags, migrationTarget, printMigration, saveState } from './cli-migration';
 import { REDIS_CLIENT_DEFAULTS, SharedSessionRedis, whenReady } from './redis-client';
 import { ControlOptions, ControlResult, SessionControl, UserSession } from './session-control';
@@ -201,7 +202,7 @@ async function openCluster(nodes: { host: string; port: number }[]): Promise<Clu
 export function buildProgram(): Command {
   const program = new Command('nest-resty-shared-session')
     .description(
-      'Operate on shared sessions in Redis (PROTOCOL.md section 13): list, revoke, purge a group cache at nginx; move them to a Redis Cluster (section 14)',
+      'Operate on shared sessions in Redis (PROTOCOL.md section 13): list, revoke, purge a group cache at nginx, list and lift login bans; move them to a Redis Cluster (section 14)',
     )
     .addOption(new Option('--redis <url>', 'Redis URL').env('REDIS_URL').default(DEFAULT_REDIS_URL))
     .addOption(
@@ -306,6 +307,7 @@ export function buildProgram(): Command {
       return printResult(options, `group ${group}: cache generation ${result.generation}`, { ...result });
     }),
   );
+  addThrottleCommands(program, run);
   program
     .command('migrate-layout')
     .description(

@@ -1,6 +1,14 @@
 import type { SharedSessionRedis } from './redis-connection';
 import { defineScript } from './redis-scripts';
-import type { GroupChange, IndexedSession, SessionKeys, SessionLayout, SessionRead, WriteMode } from './layouts/session-layout';
+import type {
+  GroupChange,
+  IndexedSession,
+  SessionKeys,
+  SessionLayout,
+  SessionRead,
+  ThrottleKeys,
+  WriteMode,
+} from './layouts/session-layout';
 
 /** How many times a write adopts groups changed under it before it gives up (each retry means another change landed). */
 const WRITE_ATTEMPTS = 5;
@@ -43,6 +51,16 @@ export class SessionRepository {
   /** The three keys of a session (section 3 or 14); throws on the compact layout (section 15: one key). */
   keys(sid: string): SessionKeys {
     return this.layout.keys(sid);
+  }
+
+  /** Login throttling: a subject's keys (a user at an address, or an address alone), named by the layout. */
+  throttleKeys(address: string, user?: string): ThrottleKeys {
+    return this.layout.throttleKeys(address, user);
+  }
+
+  /** Login throttling: the index of the bans that run. */
+  get throttleBansKey(): string {
+    return this.layout.throttleBansKey;
   }
 
   /** A session for a request: JSON (null: none), PTTL, leftovers, the not-before mark. */

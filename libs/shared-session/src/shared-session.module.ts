@@ -10,6 +10,8 @@ import { ConfigurableSharedSessionModule } from './shared-session.module-definit
 import { sharedSessionProviders } from './shared-session.providers';
 import { SessionAvailabilityGuard } from './session-availability.guard';
 import { SharedSessionService } from './shared-session.service';
+import { LoginThrottle } from './login-throttle';
+import { LOGIN_THROTTLE_STORAGE } from './login-throttle.storage';
 
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
@@ -23,11 +25,21 @@ import { SharedSessionService } from './shared-session.service';
     ...sharedSessionProviders,
     SharedSessionMiddleware,
     SharedSessionService,
+    LoginThrottle,
     GroupGuard,
     { provide: APP_GUARD, useClass: CrossSiteRequestGuard },
     { provide: APP_GUARD, useClass: SessionAvailabilityGuard },
   ],
-  exports: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, FlaskRedisSessionStore, SharedSessionService, GroupGuard],
+  exports: [
+    SHARED_SESSION_CONFIG,
+    SHARED_SESSION_REDIS,
+    SessionCookieSigner,
+    FlaskRedisSessionStore,
+    SharedSessionService,
+    GroupGuard,
+    LoginThrottle,
+    LOGIN_THROTTLE_STORAGE,
+  ],
 })
 export class SharedSessionModule extends ConfigurableSharedSessionModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -40,6 +40,7 @@ describe('resolveSharedSessionOptions', () => {
       maxSessionsPerUser: 0,
       loginMetadata: { ip: false, userAgent: false },
       revocation: { wait: false, timeoutMs: 500 },
+      loginThrottle: null,
     });
   });
 

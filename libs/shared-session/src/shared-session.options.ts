@@ -16,6 +16,7 @@ import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layou
 import type { KeyLayout } from './layouts/session-layout';
 import { isRedisClient, namesRedisCluster } from './redis-client';
 import type { SharedSessionClusterOption, SharedSessionRedisOption } from './redis-connection';
+import { LoginThrottleConfig, LoginThrottleOptions, resolveLoginThrottleOptions } from './login-throttle.options';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -120,6 +121,8 @@ export interface SharedSessionModuleOptions {
   loginMetadata?: SharedSessionLoginMetadataOptions;
   /** Synchronous revocation: for `logout` and `setGroups`, and by default for the control methods (`revokeUser`, `setUserGroups`...). */
   revocation?: SharedSessionRevocationOptions;
+  /** Login throttling for LoginThrottle: true (the defaults) or its limits. Default: off. */
+  loginThrottle?: boolean | LoginThrottleOptions;
 }
 
 export interface SharedSessionLoginMetadataOptions {
@@ -168,6 +171,8 @@ export interface SharedSessionConfig {
   maxSessionsPerUser: number;
   loginMetadata: Required<SharedSessionLoginMetadataOptions>;
   revocation: Required<SharedSessionRevocationOptions>;
+  /** null: off. */
+  loginThrottle: LoginThrottleConfig | null;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -217,6 +222,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'maxSessionsPerUser',
     'loginMetadata',
     'revocation',
+    'loginThrottle',
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
@@ -353,6 +359,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
       userAgent: optionalBoolean('loginMetadata.userAgent', loginMetadata.userAgent, false),
     },
     revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs },
+    loginThrottle: resolveLoginThrottleOptions(options.loginThrottle, (option, problem) => new SharedSessionOptionsError(option, problem)),
   };
 }
 

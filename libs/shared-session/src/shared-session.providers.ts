@@ -3,6 +3,7 @@ import { FlaskRedisSessionStore, sessionRepository } from './flask-redis-session
 import { createRedisClient, RedisClientLifecycle, SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SessionControl } from './session-control';
+import { LOGIN_THROTTLE_STORAGE, RedisLoginThrottleStorage } from './login-throttle.storage';
 import { SessionRepository } from './session-repository';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
@@ -71,5 +72,11 @@ export const sharedSessionProviders: Provider[] = [
     useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, sessions: SessionRepository) =>
       new SessionControl({ sessions, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation }),
     inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionRepository],
+  },
+  {
+    // Login throttling's counters and bans: in Redis, on the layout's key names.
+    provide: LOGIN_THROTTLE_STORAGE,
+    useFactory: (client: SharedSessionRedis, sessions: SessionRepository) => new RedisLoginThrottleStorage(client, sessions),
+    inject: [SHARED_SESSION_REDIS, SessionRepository],
   },
 ];

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, UnauthorizedException } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
@@ -16,6 +16,7 @@ import {
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import { checkTimeouts, SharedSessionConfig } from './shared-session.options';
 import { ControlOptions, ControlResult, LOGIN_METADATA_FIELD, SessionControl, UserSession } from './session-control';
+import { userIdOf } from './session-control.keys';
 
 declare module 'express-session' {
   interface SessionData {
@@ -31,6 +32,12 @@ export interface SessionLogin {
   groups?: string[];
   /** Anything else to keep in the session (JSON). */
   [key: string]: unknown;
+}
+
+/** One of the request's user's own sessions, as `listOwnSessions` gives it. */
+export interface OwnSession extends UserSession {
+  /** True for the session of the request that asked. */
+  current: boolean;
 }
 
 /**
@@ -199,6 +206,40 @@ export class SharedSessionService implements OnApplicationShutdown {
   /** A new cache generation for the group: nginx stops serving what it cached for it (PROTOCOL.md section 13.3). */
   invalidateGroupCache(group: string, options?: ControlOptions): Promise<ControlResult & { generation: number }> {
     return unavailableOnFailure(() => this.control.invalidateGroupCache(group, options));
+  }
+
+  // The request's user's own sessions ("your sessions"): the control methods
+  // above, limited to the user the request's session names (userIdField).
+  // 401 without a logged-in session; 503 when Redis is down.
+
+  /** The request's user's live sessions, oldest first; `current` marks the request's own. */
+  async listOwnSessions(req: Request): Promise<OwnSession[]> {
+    const user = this.ownUser(req);
+    const sessions = await this.listSessions(user);
+    return sessions.map((s) => ({ ...s, current: s.sessionId === req.sessionID }));
+  }
+
+  /**
+   * Ends one of the request's user's sessions: a session id that is not one
+   * of theirs (another user's, or none) ends nothing (`sessions: 0`), and
+   * says no more.
+   */
+  async revokeOwnSession(req: Request, sessionId: string, options?: ControlOptions): Promise<ControlResult> {
+    const user = this.ownUser(req);
+    const own = (await this.listSessions(user)).some((s) => s.sessionId === sessionId);
+    return own ? this.revokeSession(sessionId, options) : { sessions: 0 };
+  }
+
+  /** Ends every live session of the request's user but the request's own ("sign out everywhere else"). */
+  revokeOtherSessions(req: Request, options?: ControlOptions): Promise<ControlResult> {
+    return this.revokeUser(this.ownUser(req), { ...options, except: req.sessionID });
+  }
+
+  /** The user the request's session names, or a 401. */
+  private ownUser(req: Request): string {
+    const user = userIdOf(requireSession(req) as unknown as Record<string, unknown>, this.config.userIdField);
+    if (user === undefined) throw new UnauthorizedException('not logged in');
+    return user;
   }
 
   async onApplicationShutdown(): Promise<void> {

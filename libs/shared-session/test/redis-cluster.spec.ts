@@ -4,8 +4,9 @@ import request from 'supertest';
 import { compactKey, KeyLayout, readSession, sessionKeyCount, sessionKeys, userIndexKey } from '../../../protocol/testkit';
 import { RedisClusterStack } from '../../../stack/redis-cluster';
 import { sleep } from '../../../stack/wait';
-import { SharedSessionService } from '../src';
+import { LOGIN_THROTTLE_STORAGE, LoginThrottleStorage, SharedSessionService } from '../src';
 import { resolveSharedSessionOptions, SharedSessionOptionsError } from '../src/shared-session.options';
+import { SessionRepository } from '../src/session-repository';
 import { cli } from './cli-runner';
 import { createTestApp } from './test-app';
 
@@ -46,6 +47,31 @@ describe.each<KeyLayout>(['cluster', 'compact'])('SharedSessionModule on Redis C
     await app?.close();
     client?.disconnect();
     await cluster?.dispose();
+  });
+
+  it('login throttling’s storage: bans counted, listed and lifted with each subject’s keys in one slot, on every primary (issue 23, item 6)', async () => {
+    const storage = app.get<LoginThrottleStorage>(LOGIN_THROTTLE_STORAGE);
+    const sessions = app.get(SessionRepository, { strict: false });
+    const limit = { max: 2, windowMs: 60_000, banMs: 60_000 };
+    const primaries = new Set<number>();
+    for (let i = 0; i < 12; i++) {
+      const [address, user] = [`10.0.0.${i}`, i % 2 ? `user${i}@example.com` : undefined];
+      expect(await storage.failed(address, user, limit)).toBe(0);
+      expect(await storage.failed(address, user, limit)).toBe(60_000);
+      expect(await storage.banned(address, user)).toBeGreaterThan(59_000);
+      const ban = sessions.throttleKeys(address, user).ban;
+      expect(await client.exists(ban)).toBe(1);
+      primaries.add((await cluster.primaryOf(Number(await client.cluster('KEYSLOT', ban)))).port);
+    }
+    expect(primaries.size).toBeGreaterThan(1);
+    expect(await storage.bans()).toHaveLength(12);
+    expect(await storage.liftBans('user3@example.com')).toEqual([
+      { user: 'user3@example.com', address: '10.0.0.3', until: expect.any(Date) },
+    ]);
+    expect(await storage.banned('10.0.0.3', 'user3@example.com')).toBe(0);
+    expect(await storage.bans()).toHaveLength(11);
+    for (const b of await storage.bans()) await storage.liftBans(b.address);
+    expect(await storage.bans()).toEqual([]);
   });
 
   it('logs in, guards, changes groups and logs out, each session in its own slot on one of the three primaries', async () => {

@@ -11,6 +11,7 @@ import type {
   SessionLayout,
   SessionRead,
   SessionWrite,
+  ThrottleKeys,
   WriteReply,
 } from './session-layout';
 
@@ -29,12 +30,14 @@ export abstract class LayoutBase implements SessionLayout {
   readonly channel: string;
   readonly ackChannel: string;
   readonly notBeforeKey: string;
+  readonly throttleBansKey: string;
   private readonly indexScript: Script;
 
   constructor(protected readonly ctx: LayoutContext) {
     this.channel = `${ctx.prefix}:invalidate`;
     this.ackChannel = `${ctx.prefix}:ack`;
     this.notBeforeKey = `${ctx.prefix}:not-before`;
+    this.throttleBansKey = `${ctx.prefix}:throttle-bans`;
     this.indexScript = this.script('index', 1);
   }
 
@@ -58,6 +61,17 @@ export abstract class LayoutBase implements SessionLayout {
 
   generationKey(group: string): string {
     return `${this.ctx.prefix}:group-generation:${group}`;
+  }
+
+  /**
+   * The user and the address are URI-encoded, so the tag holds no brace and
+   * no `:` of theirs: a (user, address) pair and an address alone never share
+   * a name, whatever the user id holds.
+   */
+  throttleKeys(address: string, user?: string): ThrottleKeys {
+    const subject = user === undefined ? `address:${keyPart(address)}` : `pair:${keyPart(user)}:${keyPart(address)}`;
+    const base = `${this.ctx.prefix}:throttle:{${subject}}`;
+    return { failures: `${base}:failures`, ban: `${base}:ban` };
   }
 
   async readJson(sid: string): Promise<IndexedSession | null> {
@@ -129,6 +143,16 @@ export abstract class LayoutBase implements SessionLayout {
     if (typeof client[command] !== 'function') defineScript(this.ctx.client, command, name, numberOfKeys);
     return client[command].bind(client);
   }
+}
+
+/**
+ * A user id or an address in a key: URI-encoded, a lone surrogate (which
+ * encodeURIComponent refuses) as U+FFFD; past 256 characters, its SHA-256,
+ * so that a login form posted with a huge user name makes no huge key.
+ */
+function keyPart(text: string): string {
+  const encoded = encodeURIComponent(text.replace(/\p{Cs}/gu, '\ufffd'));
+  return encoded.length <= 256 ? encoded : `sha256.${createHash('sha256').update(encoded).digest('hex')}`;
 }
 
 /**

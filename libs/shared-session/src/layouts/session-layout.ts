@@ -56,6 +56,14 @@ export interface SessionWrite {
 /** 'ok'; 'gone' (ended after it was read: dropped); or the stored groups, changed since the read (update). */
 export type WriteReply = 'ok' | 'gone' | string[];
 
+/** Login throttling: the keys of one subject (a user at a client address, or an address alone), in one slot. */
+export interface ThrottleKeys {
+  /** The subject's failures in the window (a sorted set scored by time). */
+  failures: string;
+  /** The subject's ban, while it runs. */
+  ban: string;
+}
+
 /** Section 13.5: a session's new JSON and groups, computed from its JSON as read. */
 export type GroupChange = (json: string) => { json: string; groups: string[] };
 
@@ -98,6 +106,10 @@ export interface SessionLayout {
   userIndexKey(userId: string): string;
   /** Section 13.3: a group's cache generation (`*`: the SCAN pattern of them all). */
   generationKey(group: string): string;
+  /** Login throttling: a subject's failures and ban, sharing a hash tag (one slot on a Redis Cluster). */
+  throttleKeys(address: string, user?: string): ThrottleKeys;
+  /** Login throttling: the bans that run, scored by when they end (a key of its own slot). */
+  readonly throttleBansKey: string;
 
   /** A session for a request (section 9's leftovers, section 13.2's mark), in as few round trips as the layout allows. */
   read(sid: string): Promise<SessionRead>;
