@@ -1,5 +1,6 @@
 import type { SharedSessionRedis } from './redis-connection';
 import { defineScript } from './redis-scripts';
+import { sessionJsonBoundsProblem } from './session-json';
 import type { GroupChange, IndexedSession, SessionKeys, SessionLayout, SessionRead, WriteMode } from './layouts/session-layout';
 
 /** How many times a write adopts groups changed under it before it gives up (each retry means another change landed). */
@@ -63,17 +64,24 @@ export class SessionRepository {
     signature: string,
     ttl: number,
     user: string | undefined,
+    /** The user the session named when this writer read it (section 14.1: a change of user leaves that index). */
+    previousUser?: string,
   ): Promise<SaveOutcome> {
     for (let attempts = WRITE_ATTEMPTS; ; attempts--) {
       const mode: WriteMode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
+      const json = JSON.stringify(data);
+      // Section 15.1: what every reader would refuse is never stored.
+      const beyond = sessionJsonBoundsProblem(json);
+      if (beyond !== undefined) throw new Error(`session data ${beyond} (PROTOCOL.md section 15.1): not saved`);
       const reply = await this.layout.write({
         sid,
         mode,
-        json: JSON.stringify(data),
+        json,
         signature,
         ttl,
         now: Date.now(),
         user,
+        previousUser,
         groups: mode === 'update' ? read! : groups,
       });
       // 'gone': ended after this request read it; the write is dropped, the session stays ended.
@@ -104,6 +112,7 @@ export class SessionRepository {
     return this.layout.liveSessions(userId);
   }
 
+  /** Ends those of `sids` whose data names the user (section 13.1); answers how many it ended. */
   endUserSessions(userId: string, sids: string[]): Promise<number> {
     return this.layout.endUserSessions(userId, sids);
   }

@@ -58,8 +58,10 @@ export class CompactLayout extends OwnSlotLayout {
     return this.writeScript(this.dataKey(w.sid), w.mode, value, w.ttl, this.channel, w.sid, ...read) as Promise<WriteReply>;
   }
 
-  protected async destroySession(sid: string): Promise<{ user: string | undefined } | undefined> {
-    const user = (await this.destroyScript(this.dataKey(sid), this.channel, sid, this.ctx.userIdField)) as string | null;
+  /** With `owner`, a session whose data names another user is left alone (the script answers -1). */
+  protected async destroySession(sid: string, owner?: string): Promise<{ user: string | undefined } | undefined> {
+    const args = [this.channel, sid, this.ctx.userIdField, ...(owner === undefined ? [] : [owner])];
+    const user = (await this.destroyScript(this.dataKey(sid), ...args)) as string | number | null;
     return typeof user === 'string' ? { user: userIdOf({ user }, 'user') } : undefined;
   }
 
