@@ -92,6 +92,19 @@ describe.each<KeyLayout>(['v1', 'cluster', 'compact'])('on the %s layout', (layo
     expect(await service.listSessions('a\ufffd')).toHaveLength(1);
   });
 
+  it('finding 4: a session saved with a lone surrogate is refused on the compact layout (nginx could not read it), kept elsewhere', async () => {
+    const value = await login('alice', ['staff']);
+    const res = await request(app.getHttpServer()).post('/rename').set('Cookie', cookie(value)).send({ username: 'b\ud800' });
+    const me = await request(app.getHttpServer()).get('/me').set('Cookie', cookie(value)).expect(200);
+    if (layout === 'compact') {
+      expect(me.body.username).toBe('alice'); // the save failed: nothing stored that nginx would refuse
+    } else {
+      expect(res.status).toBe(204);
+      expect(me.body.username).toBe('b\ud800');
+      expect(await admin.keys(userIndexKey(prefix, 'b*'))).toEqual([]); // an ill-formed user id is in no index
+    }
+  });
+
   /** A session written by another writer, its JSON as given; what the app reads of it (its username, or null: no session). */
   async function readBack(json: string): Promise<string | null> {
     const sid = newTimedSessionId(Date.now());

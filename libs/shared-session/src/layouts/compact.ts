@@ -54,6 +54,10 @@ export class CompactLayout extends OwnSlotLayout {
 
   protected writeSession(w: SessionWrite): Promise<WriteReply> {
     const value = compactValue(w.signature, w.json);
+    // Section 15.1: a value every reader would refuse (a lone surrogate in a string) is never stored.
+    if (parseCompactValue(value) === null) {
+      return Promise.reject(new Error('session data holds a string that is not well-formed Unicode (PROTOCOL.md section 15.1): not saved'));
+    }
     const read = w.mode === 'update' ? w.groups : [];
     return this.writeScript(this.dataKey(w.sid), w.mode, value, w.ttl, this.channel, w.sid, ...read) as Promise<WriteReply>;
   }
