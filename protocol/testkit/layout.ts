@@ -66,9 +66,16 @@ export function decodeCompact(value: string | Buffer | null | undefined): Compac
   if (value === null || value === undefined) return null;
   const text = typeof value === 'string' ? value : value.toString('utf8');
   if (text.length < 29 || !/^[A-Za-z0-9_-]{27}\{/.test(text)) return null;
+  const json = text.slice(27);
+  // Section 15.1: at most 65536 bytes and 1000 levels of nesting; every string and key well-formed.
+  if (Buffer.byteLength(json, 'utf8') > 65_536 || nestingDepth(json) > 1000) return null;
+  const wellFormed = (s: string) => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
   let data: unknown;
   try {
-    data = JSON.parse(text.slice(27));
+    data = JSON.parse(json, (key, v: unknown) => {
+      if (!wellFormed(key) || (typeof v === 'string' && !wellFormed(v))) throw new SyntaxError('lone surrogate');
+      return v;
+    });
   } catch {
     return null;
   }
@@ -76,6 +83,17 @@ export function decodeCompact(value: string | Buffer | null | undefined): Compac
   const listed = (data as { groups?: unknown }).groups;
   const groups = Array.isArray(listed) ? [...new Set(listed.filter((g): g is string => typeof g === 'string'))] : [];
   return { signature: text.slice(0, 27), data: data as Record<string, unknown>, groups: groups.sort(byCodePoint) };
+}
+
+/** The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count). */
+function nestingDepth(json: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (const token of json.matchAll(/"(?:[^"\\]|\\.)*"|[[{]|[\]}]/g)) {
+    if (token[0] === '[' || token[0] === '{') deepest = Math.max(deepest, ++depth);
+    else if (token[0] === ']' || token[0] === '}') depth--;
+  }
+  return deepest;
 }
 
 /** Sorts strings by code point (not by UTF-16 unit, which `sort()` does). */

@@ -170,6 +170,17 @@ describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {
     await client.del(index);
   });
 
+  test('the refresh raises the member only in the index of the user the data names (section 13.1), not a stale one', async () => {
+    const sid = await login({ groups: ['g1'], username: 'bob', _idle: 30 }, 5);
+    const [alice, bob] = [userIndexKey(PREFIX, 'alice'), userIndexKey(PREFIX, 'bob')];
+    const stale = Date.now() + 5000;
+    await client.zadd(alice, stale, sid); // left behind by a writer that did not move it
+    expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);
+    await waitFor('the index', async () => Number(await client.zscore(bob, sid)) > Date.now() + 25_000);
+    expect(Number(await client.zscore(alice, sid))).toBe(stale);
+    await client.del(alice, bob);
+  });
+
   test('the refresh never re-creates a key that is gone', async () => {
     const sid = await login({ groups: ['g1'], _idle: 60 }, 10);
     expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);
@@ -185,8 +196,14 @@ describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {
     expect(await client.exists(compactKey(PREFIX, sid))).toBe(0);
   });
 
-  test('the refresh extends no malformed value (section 15): a bad signature part, or no JSON object after it', async () => {
-    for (const malformed of [`${'+'.repeat(27)}{"groups":["g1"],"_idle":60}`, `${'A'.repeat(27)}{"groups":["g1"],"_idle":60`]) {
+  test('the refresh extends no malformed value (sections 15 and 15.1): a bad signature part, no JSON object, more than 64 KiB of JSON', async () => {
+    const oversized = `{"groups":["g1"],"_idle":60,"pad":"${'x'.repeat(65_537 - 37)}"}`;
+    expect(oversized.length).toBe(65_537);
+    for (const malformed of [
+      `${'+'.repeat(27)}{"groups":["g1"],"_idle":60}`,
+      `${'A'.repeat(27)}{"groups":["g1"],"_idle":60`,
+      `${'A'.repeat(27)}${oversized}`,
+    ]) {
       const sid = await login({ groups: ['g1'], _idle: 60 }, 10);
       const key = compactKey(PREFIX, sid);
       expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);

@@ -5,6 +5,8 @@
  * (the Redis scripts read it with lib-compact-value.lua, their one copy).
  */
 
+import { isWellFormed, sessionJsonBoundsProblem } from './session-json';
+
 /** The length of the cookie's `<sig>` (section 2): the value's first 27 bytes. */
 export const SIGNATURE_LENGTH = 27;
 
@@ -26,14 +28,18 @@ export function compactValue(signature: string, json: string): string {
 /**
  * Section 15: a value is well-formed when it holds at least 29 bytes, its
  * first 27 are `[A-Za-z0-9_-]`, byte 28 is `{` and the rest parses as one
- * JSON object. Anything else (null included) is no session: null.
+ * JSON object, within section 15.1's bounds, every string and key of which
+ * is well-formed Unicode (lua-cjson, nginx's parser, refuses a lone
+ * surrogate's escape, which JSON.parse takes). Anything else (null
+ * included) is no session: null.
  */
 export function parseCompactValue(value: string | null | undefined): CompactValue | null {
   if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{27}\{/.test(value)) return null;
   const json = value.slice(SIGNATURE_LENGTH);
+  if (sessionJsonBoundsProblem(json) !== undefined) return null;
   let data: unknown;
   try {
-    data = JSON.parse(json);
+    data = JSON.parse(json, refuseLoneSurrogates);
   } catch {
     return null;
   }
@@ -45,4 +51,12 @@ export function parseCompactValue(value: string | null | undefined): CompactValu
 export function groupsOfData(data: object): string[] {
   const listed = (data as { groups?: unknown }).groups;
   return Array.isArray(listed) ? [...new Set(listed.filter((g): g is string => typeof g === 'string'))] : [];
+}
+
+/** A JSON.parse reviver: every key and string value well-formed, or the parse throws. */
+function refuseLoneSurrogates(this: unknown, key: string, value: unknown): unknown {
+  if (!isWellFormed(key) || (typeof value === 'string' && !isWellFormed(value))) {
+    throw new SyntaxError('a lone surrogate in the JSON');
+  }
+  return value;
 }

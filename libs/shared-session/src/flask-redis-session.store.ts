@@ -8,6 +8,7 @@ import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
 import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
 import { refusedByNotBefore, userIdOf } from './session-control.keys';
+import { isWellFormed, parseSessionJson, sessionJsonBoundsProblem } from './session-json';
 import { SessionRepository } from './session-repository';
 import type { SharedSessionCookieOptions } from './shared-session.options';
 import {
@@ -82,6 +83,8 @@ export class FlaskRedisSessionStore extends Store {
    * here is new (a fresh id): its first write is a plain section 3 write.
    */
   private readonly readGroups = new WeakMap<object, string[]>();
+  /** The user each loaded session named when it was read (section 14.1: a write that changes it takes it out of that user's index). */
+  private readonly readUsers = new WeakMap<object, string | undefined>();
   private healthy = true;
   /**
    * express-session's optional store method, absent with `touch: false`:
@@ -168,6 +171,7 @@ export class FlaskRedisSessionStore extends Store {
   override createSession(req: Parameters<Store['createSession']>[0], session: SessionData): ReturnType<Store['createSession']> {
     const made = super.createSession(req, session);
     this.readGroups.set(made, groupsOf(session));
+    this.readUsers.set(made, userIdOf(session as unknown as Record<string, unknown>, this.userIdField));
     return made;
   }
 
@@ -212,7 +216,9 @@ export class FlaskRedisSessionStore extends Store {
     if (ttlMs <= 0) return;
     const read = this.readGroups.get(session);
     const user = userIdOf(data, this.userIdField);
-    const outcome = await this.sessions.save(sid, data, groups, read, this.signer.signature(sid), Math.ceil(ttlMs / 1000), user);
+    const previous = read === undefined ? undefined : this.readUsers.get(session);
+    const outcome = await this.sessions.save(sid, data, groups, read, this.signer.signature(sid), Math.ceil(ttlMs / 1000), user, previous);
+    if (outcome.written) this.readUsers.set(session, user);
     // The groups changed after the read: the session object shows the stored ones.
     if (outcome.groups !== groups) (session as { groups?: string[] }).groups = outcome.groups;
     if (outcome.written || outcome.groups !== groups) this.readGroups.set(session, outcome.groups);
@@ -272,8 +278,8 @@ export class FlaskRedisSessionStore extends Store {
     const { cookie: _cookie, ...data } = session as SessionData & Record<string, unknown>;
     const groups = (data as { groups?: unknown }).groups;
     if (groups === undefined || groups === null) return { data, groups: [] };
-    if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g.length === 0)) {
-      throw new TypeError('session.groups must be an array of non-empty strings');
+    if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g.length === 0 || !isWellFormed(g))) {
+      throw new TypeError('session.groups must be an array of non-empty, well-formed strings (no lone surrogate)');
     }
     return { data, groups: [...new Set(groups as string[])] };
   }
@@ -286,14 +292,12 @@ export class FlaskRedisSessionStore extends Store {
     this.expiries.set(sid, Date.now() + pttl);
   }
 
+  /** Section 15.1: beyond the bounds (too deep, too large) or not a JSON object, the session is malformed. */
   private parse(sid: string, json: string): Record<string, unknown> | null {
-    try {
-      const value: unknown = JSON.parse(json);
-      if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
-    } catch {
-      // fall through: logged below
-    }
-    this.logger.warn(`session ${sid.slice(0, 8)}…: data is not a JSON object; treated as no session`);
+    const beyond = sessionJsonBoundsProblem(json);
+    const data = beyond === undefined ? parseSessionJson(json) : null;
+    if (data) return data;
+    this.logger.warn(`session ${sid.slice(0, 8)}…: data ${beyond ?? 'is not a JSON object'}; treated as no session`);
     return null;
   }
 

@@ -1,4 +1,5 @@
 import { sessionIdTimes } from './session-id';
+import { isWellFormed } from './session-json';
 
 /**
  * PROTOCOL.md section 13, the small pure parts: whose session it is, which
@@ -17,8 +18,14 @@ export function userIdOf(data: Record<string, unknown>, field: string): string |
   return typeof value === 'string' && value.length > 0 && isUserId(value) ? value : undefined;
 }
 
+/** Section 13.1: at most 256 bytes, no control character, well-formed (a lone surrogate's UTF-8 is U+FFFD's: ids would share an index). */
 function isUserId(value: string): boolean {
-  return Buffer.byteLength(value, 'utf8') <= MAX_USER_ID_BYTES && !CONTROL_CHARACTER.test(value);
+  return Buffer.byteLength(value, 'utf8') <= MAX_USER_ID_BYTES && !CONTROL_CHARACTER.test(value) && isWellFormed(value);
+}
+
+/** A group id: non-empty, no control character, well-formed Unicode. */
+export function isGroupId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && !CONTROL_CHARACTER.test(value) && isWellFormed(value);
 }
 
 /** Section 13.2: true when the mark (ms, as Redis holds it; null/0: none) ends the session `sid`. */
@@ -32,17 +39,19 @@ export function refusedByNotBefore(sid: string, mark: string | number | null | u
 /** Section 13.4: the barrier each reader acknowledges on `<prefix>:ack`. */
 export const ackNotice = (id: string): string => `!ack ${id}`;
 
-/** A user id argument: a non-empty string, at most 256 bytes, no control character. */
-export function checkUserId(method: string, userId: unknown): asserts userId is string {
+/** A user id argument: a non-empty, well-formed string, at most 256 bytes, no control character. */
+export function checkUserId(method: string, userId: unknown, argument = 'userId'): asserts userId is string {
   if (typeof userId !== 'string' || userId.length === 0 || !isUserId(userId)) {
-    throw new TypeError(`${method}: userId must be a non-empty string of at most ${MAX_USER_ID_BYTES} bytes without control characters`);
+    throw new TypeError(
+      `${method}: ${argument} must be a non-empty, well-formed string (no lone surrogate) of at most ${MAX_USER_ID_BYTES} bytes without control characters`,
+    );
   }
 }
 
-/** A group id argument: a non-empty string without control characters. */
+/** A group id argument: a non-empty, well-formed string without control characters. */
 export function checkGroupId(method: string, group: unknown, argument = 'group'): asserts group is string {
-  if (typeof group !== 'string' || group.length === 0 || CONTROL_CHARACTER.test(group)) {
-    throw new TypeError(`${method}: ${argument} must be a non-empty string without control characters`);
+  if (!isGroupId(group)) {
+    throw new TypeError(`${method}: ${argument} must be a non-empty, well-formed string (no lone surrogate) without control characters`);
   }
 }
 

@@ -2,6 +2,7 @@ import type { SharedSessionRedis as Redis } from './redis-client';
 import type { GroupChange } from './layouts/session-layout';
 import { RevocationAcknowledgements, RevocationConfirmation } from './revocation-acknowledgements';
 import { sessionIdTimes } from './session-id';
+import { parseSessionJson } from './session-json';
 import { checkGroupId, checkSessionId, checkUserId } from './session-control.keys';
 import type { SessionRepository } from './session-repository';
 
@@ -214,12 +215,7 @@ export class SessionControl {
   }
 }
 
+/** Not a JSON object within section 15.1's bounds: as section 3 says, an empty session. */
 function parseObject(json: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(json);
-    if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // not a JSON object: as section 3 says, an empty session
-  }
-  return {};
+  return parseSessionJson(json) ?? {};
 }

@@ -9,6 +9,7 @@ import type {
   ThrottleKeys,
   WriteMode,
 } from './layouts/session-layout';
+import { sessionJsonBoundsProblem } from './session-json';
 
 /** How many times a write adopts groups changed under it before it gives up (each retry means another change landed). */
 const WRITE_ATTEMPTS = 5;
@@ -81,17 +82,24 @@ export class SessionRepository {
     signature: string,
     ttl: number,
     user: string | undefined,
+    /** The user the session named when this writer read it (section 14.1: a change of user leaves that index). */
+    previousUser?: string,
   ): Promise<SaveOutcome> {
     for (let attempts = WRITE_ATTEMPTS; ; attempts--) {
       const mode: WriteMode = read === undefined ? 'create' : sameMembers(read, groups) ? 'update' : 'update-groups';
+      const json = JSON.stringify(data);
+      // Section 15.1: what every reader would refuse is never stored.
+      const beyond = sessionJsonBoundsProblem(json);
+      if (beyond !== undefined) throw new Error(`session data ${beyond} (PROTOCOL.md section 15.1): not saved`);
       const reply = await this.layout.write({
         sid,
         mode,
-        json: JSON.stringify(data),
+        json,
         signature,
         ttl,
         now: Date.now(),
         user,
+        previousUser,
         groups: mode === 'update' ? read! : groups,
       });
       // 'gone': ended after this request read it; the write is dropped, the session stays ended.
@@ -122,6 +130,7 @@ export class SessionRepository {
     return this.layout.liveSessions(userId);
   }
 
+  /** Ends those of `sids` whose data names the user (section 13.1); answers how many it ended. */
   endUserSessions(userId: string, sids: string[]): Promise<number> {
     return this.layout.endUserSessions(userId, sids);
   }

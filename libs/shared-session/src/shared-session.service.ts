@@ -4,6 +4,7 @@ import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
 import { IDLE_KEY } from './session-lifetime';
+import { isWellFormed } from './session-json';
 import {
   carriedSessionId,
   requireSession,
@@ -75,7 +76,9 @@ export class SharedSessionService implements OnApplicationShutdown {
    */
   async login(req: Request, login: SessionLogin, options: SessionLoginOptions = {}): Promise<void> {
     const { username, groups = [], ...data } = login;
-    if (typeof username !== 'string' || username.length === 0) throw new TypeError('login: username must be a non-empty string');
+    if (typeof username !== 'string' || username.length === 0 || !isWellFormed(username)) {
+      throw new TypeError('login: username must be a non-empty, well-formed string (no lone surrogate)');
+    }
     checkGroups(groups);
     const timeouts = checkTimeouts(options ?? {}, {
       idle: this.config.idleTimeoutSeconds,
@@ -273,8 +276,8 @@ async function unavailableOnFailure<T>(call: () => Promise<T>): Promise<T> {
 }
 
 function checkGroups(groups: unknown): asserts groups is string[] {
-  if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g.length === 0)) {
-    throw new TypeError('groups must be an array of non-empty strings');
+  if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g.length === 0 || !isWellFormed(g))) {
+    throw new TypeError('groups must be an array of non-empty, well-formed strings (no lone surrogate)');
   }
 }
 

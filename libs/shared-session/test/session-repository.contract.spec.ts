@@ -239,6 +239,24 @@ describe.each(TARGETS)('SessionRepository on the $layout layout, $topology', ({ 
     expect(await sessionKeyCount(client, prefix, ids[0], layout)).toBe(0);
   });
 
+  it('moves a session whose user changed to the new user’s index; a user’s operations skip a session that names another', async () => {
+    const id = sid(Date.now() - 2000);
+    await create(id, { username: JOE, groups: ['a'] });
+    await sessions.save(id, { username: 'ann', groups: ['a'] }, ['a'], ['a'], sig(id), 3600, 'ann', JOE);
+    expect(await indexed(JOE)).toEqual([]);
+    expect(await indexed('ann')).toEqual([id]);
+    // A member left behind (a writer that does not move it): no operation on JOE acts on ann's session.
+    await client.zadd(userIndexKey(prefix, JOE), Date.now() + 3_600_000, id);
+    expect(await sessions.liveSessions(JOE)).toEqual([]);
+    expect(await sessions.changeGroups(JOE, () => ({ json: '{"username":"joe@example.com","groups":["z"]}', groups: ['z'] }))).toBe(0);
+    expect(await sessions.revokeUser(JOE, [])).toBe(0);
+    expect(await sessions.endUserSessions(JOE, [id])).toBe(0);
+    const limited = repository({ max: 1 });
+    await create(sid(), { username: JOE }, limited);
+    expect(await stored(id)).toMatchObject({ data: { username: 'ann', groups: ['a'] }, groups: ['a'] });
+    expect((await sessions.liveSessions('ann')).map((s) => s.sid)).toEqual([id]);
+  });
+
   it('moves the not-before mark forward only: an older session is read with it and cannot be saved', async () => {
     const old = sid(Date.now() - 60_000);
     await create(old, { username: JOE });

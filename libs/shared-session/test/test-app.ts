@@ -139,6 +139,13 @@ class TestController {
     return { count: s.count };
   }
 
+  /** App code that changes whose session it is (PROTOCOL.md section 13.1: the session moves to the new user's index). */
+  @Post('rename')
+  @HttpCode(204)
+  rename(@Req() req: Request, @Body() body: { username: string }) {
+    req.session.username = body.username;
+  }
+
   @Post('count')
   count(@Req() req: Request) {
     const s = req.session as unknown as { count?: number };

@@ -51,7 +51,7 @@ export class ClusterLayout extends OwnSlotLayout {
 
   protected writeSession(w: SessionWrite): Promise<WriteReply> {
     const k = this.keys(w.sid);
-    // No mark and no index among the keys: the script leaves section 13 alone (ARGV 7 to 11 are the index's).
+    // No mark and no index among the keys: the script leaves section 13 alone (ARGV 7 to 13 are the index's).
     return this.writeScript(
       k.data,
       k.signature,
@@ -67,14 +67,17 @@ export class ClusterLayout extends OwnSlotLayout {
       '',
       '',
       '',
+      '',
+      '',
       ...w.groups,
     ) as Promise<WriteReply>;
   }
 
   /** The index member is left to expire with its score (section 14.1: pruned by the next write to the index). */
-  protected async destroySession(sid: string): Promise<{ user: undefined } | undefined> {
+  protected async destroySession(sid: string, owner?: string): Promise<{ user: undefined } | undefined> {
     const k = this.keys(sid);
-    const existed = await this.destroyScript(k.data, k.signature, k.groups, this.channel, sid, '', '');
+    const args = owner === undefined ? ['', ''] : [this.ctx.userIdField, '', owner];
+    const existed = await this.destroyScript(k.data, k.signature, k.groups, this.channel, sid, ...args);
     return existed === 1 ? { user: undefined } : undefined;
   }
 

@@ -54,12 +54,18 @@ export class CompactLayout extends OwnSlotLayout {
 
   protected writeSession(w: SessionWrite): Promise<WriteReply> {
     const value = compactValue(w.signature, w.json);
+    // Section 15.1: a value every reader would refuse (a lone surrogate in a string) is never stored.
+    if (parseCompactValue(value) === null) {
+      return Promise.reject(new Error('session data holds a string that is not well-formed Unicode (PROTOCOL.md section 15.1): not saved'));
+    }
     const read = w.mode === 'update' ? w.groups : [];
     return this.writeScript(this.dataKey(w.sid), w.mode, value, w.ttl, this.channel, w.sid, ...read) as Promise<WriteReply>;
   }
 
-  protected async destroySession(sid: string): Promise<{ user: string | undefined } | undefined> {
-    const user = (await this.destroyScript(this.dataKey(sid), this.channel, sid, this.ctx.userIdField)) as string | null;
+  /** With `owner`, a session whose data names another user is left alone (the script answers -1). */
+  protected async destroySession(sid: string, owner?: string): Promise<{ user: string | undefined } | undefined> {
+    const args = [this.channel, sid, this.ctx.userIdField, ...(owner === undefined ? [] : [owner])];
+    const user = (await this.destroyScript(this.dataKey(sid), ...args)) as string | number | null;
     return typeof user === 'string' ? { user: userIdOf({ user }, 'user') } : undefined;
   }
 

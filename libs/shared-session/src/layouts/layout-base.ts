@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { evictionRisk } from '../redis-eviction';
 import { defineScript, RedisScriptName } from '../redis-scripts';
+import { sessionUserOf } from '../session-json';
 import type {
   CopiedSession,
   CopyMode,
@@ -46,7 +47,7 @@ export abstract class LayoutBase implements SessionLayout {
   abstract read(sid: string): Promise<SessionRead>;
   abstract write(write: SessionWrite): Promise<WriteReply>;
   abstract refresh(sid: string, user: string | undefined, now: number, ttlMs: number): Promise<unknown>;
-  abstract destroy(sid: string): Promise<boolean>;
+  abstract destroy(sid: string, owner?: string): Promise<boolean>;
   abstract liveSessions(userId: string): Promise<IndexedSession[]>;
   abstract revokeUser(userId: string, except: string[]): Promise<number>;
   abstract changeGroups(userId: string, change: GroupChange): Promise<number>;
@@ -83,16 +84,25 @@ export abstract class LayoutBase implements SessionLayout {
     return json === null ? null : { sid, json, pttl: Number(result[1][1]) };
   }
 
-  /** Section 14.1: the user's indexed sessions that exist, each read in its own slot (the index first). */
+  /**
+   * Section 14.1: the user's indexed sessions that exist and name the user
+   * (section 13.1), each read in its own slot (the index first). What acts on
+   * one of them checks it again in its own script (the JSON as read, or the
+   * owner).
+   */
   protected async indexedSessions(userId: string): Promise<IndexedSession[]> {
     const members = await this.ctx.client.zrange(this.userIndexKey(userId), 0, -1);
     const read = await Promise.all(members.map((sid) => this.readJson(sid)));
-    return read.filter((s): s is IndexedSession => s !== null);
+    return read.filter((s): s is IndexedSession => s !== null && sessionUserOf(s.json, this.ctx.userIdField) === userId);
   }
 
-  /** Each session in its own slot, the index after; a member whose session is not there yet (a login racing this) stays. */
+  /**
+   * Each session in its own slot, ended only when its data names the user,
+   * the index after; a member whose session is not there yet (a login racing
+   * this) or names another user (a move racing this) stays.
+   */
   async endUserSessions(userId: string, sids: string[]): Promise<number> {
-    const existed = await Promise.all(sids.map((sid) => this.destroy(sid)));
+    const existed = await Promise.all(sids.map((sid) => this.destroy(sid, userId)));
     const ended = sids.filter((_, i) => existed[i]);
     if (ended.length > 0) await this.ctx.client.zrem(this.userIndexKey(userId), ...ended);
     return ended.length;

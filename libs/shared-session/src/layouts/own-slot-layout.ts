@@ -15,8 +15,8 @@ export abstract class OwnSlotLayout extends LayoutBase {
   protected abstract readSession(sid: string): Promise<SessionRead>;
   /** Section 8 on the session's own keys; the index and the mark are done before it. */
   protected abstract writeSession(write: SessionWrite): Promise<WriteReply>;
-  /** Ends the session's keys (with the notice); undefined when there were none, else its user, if any. */
-  protected abstract destroySession(sid: string): Promise<{ user: string | undefined } | undefined>;
+  /** Ends the session's keys (with the notice); undefined when there were none (or, with `owner`, it names another user), else its user, if any. */
+  protected abstract destroySession(sid: string, owner?: string): Promise<{ user: string | undefined } | undefined>;
   /** Section 13.5 on one session: 'conflict' when its JSON is no longer `read`, else how many changed (0 or 1). */
   protected abstract setSessionGroups(sid: string, read: string, json: string, groups: string[]): Promise<unknown>;
 
@@ -31,8 +31,9 @@ export abstract class OwnSlotLayout extends LayoutBase {
   /**
    * Section 14.1: the index first, in its slot (a failure after it leaves a
    * member whose session is not there, which readers skip); section 14.3: the
-   * mark checked before an update. After a create that took the user above
-   * the limit, the oldest sessions end, in steps of their own.
+   * mark checked before an update; a change of user leaves the old index
+   * after the write. After a create that took the user above the limit, the
+   * oldest sessions end, in steps of their own.
    */
   async write(w: SessionWrite): Promise<WriteReply> {
     const [indexed, mark] = await Promise.all([
@@ -41,6 +42,12 @@ export abstract class OwnSlotLayout extends LayoutBase {
     ]);
     if (refusedByNotBefore(w.sid, mark)) return 'gone'; // ended by the mark: the update is dropped
     const reply = await this.writeSession(w);
+    if (reply === 'ok' && w.previousUser !== undefined && w.previousUser !== w.user) {
+      // Section 14.1: a change of user leaves the old index last; a failure leaves a member the operations skip.
+      await this.ctx.client
+        .zrem(this.userIndexKey(w.previousUser), w.sid)
+        .catch((err: Error) => this.ctx.logger.warn(`a session that changed user is still in the old user's index (${err.message})`));
+    }
     const max = this.ctx.maxSessionsPerUser;
     if (reply === 'ok' && w.mode === 'create' && max > 0 && indexed > max) {
       // A failure leaves the user above the limit until the next login.
@@ -65,8 +72,8 @@ export abstract class OwnSlotLayout extends LayoutBase {
   }
 
   /** The session's keys and the notice; its user's member after it, in the index's slot. */
-  async destroy(sid: string): Promise<boolean> {
-    const ended = await this.destroySession(sid);
+  async destroy(sid: string, owner?: string): Promise<boolean> {
+    const ended = await this.destroySession(sid, owner);
     if (ended?.user !== undefined) await this.ctx.client.zrem(this.userIndexKey(ended.user), sid);
     return ended !== undefined;
   }

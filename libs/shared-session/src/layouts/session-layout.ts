@@ -49,6 +49,8 @@ export interface SessionWrite {
   now: number;
   /** The session's user (section 13.1), if it has one. */
   user: string | undefined;
+  /** The user its data named when the writer read it (an update); the write moves it out of that index when it is another (section 14.1). */
+  previousUser?: string;
   /** The groups to write (create, update-groups), or as read (update). */
   groups: string[];
 }
@@ -117,14 +119,18 @@ export interface SessionLayout {
   write(write: SessionWrite): Promise<WriteReply>;
   /** Every key's ttl set to `ttlMs` (section 12), and the user's index member raised; the MULTI's reply. */
   refresh(sid: string, user: string | undefined, now: number, ttlMs: number): Promise<unknown>;
-  /** Ends a session: its keys, its index member, the notice (section 7). True when it existed. */
-  destroy(sid: string): Promise<boolean>;
+  /**
+   * Ends a session: its keys, its index member, the notice (section 7). True
+   * when it existed. With `owner`, only when its data names that user (or is
+   * no JSON object of anyone), checked in the script that ends it (section 13.1).
+   */
+  destroy(sid: string, owner?: string): Promise<boolean>;
 
   /** One session's JSON and PTTL, in its slot; null when it is no session. */
   readJson(sid: string): Promise<IndexedSession | null>;
-  /** Section 13.1: the user's live sessions. */
+  /** Section 13.1: the user's live sessions: those whose data names the user. */
   liveSessions(userId: string): Promise<IndexedSession[]>;
-  /** Ends sessions of a user and takes those that existed out of the index. Answers how many existed. */
+  /** Ends those sessions of a user whose data names the user and takes them out of the index. Answers how many it ended. */
   endUserSessions(userId: string, sids: string[]): Promise<number>;
   /** Ends every live session of the user but `except`. Answers how many existed. */
   revokeUser(userId: string, except: string[]): Promise<number>;

@@ -58,7 +58,7 @@ export class V1Layout extends LayoutBase {
     return this.readScript(k.data, k.signature, k.groups, this.notBeforeKey) as Promise<SessionRead>;
   }
 
-  /** One script: the keys, the mark checked, the index and the limit of sessions per user (section 13.1). */
+  /** One script: the keys, the mark checked, the index (a change of user moves it) and the limit of sessions per user (section 13.1). */
   write(w: SessionWrite): Promise<WriteReply> {
     const k = this.keys(w.sid);
     const keys = [k.data, k.signature, k.groups, this.notBeforeKey];
@@ -77,6 +77,8 @@ export class V1Layout extends LayoutBase {
       this.named.data,
       this.named.signature,
       this.named.groups,
+      this.ctx.userIdField,
+      this.userIndexKey(''),
       ...w.groups,
     ) as Promise<WriteReply>;
   }
@@ -92,15 +94,16 @@ export class V1Layout extends LayoutBase {
     return multi.exec();
   }
 
-  async destroy(sid: string): Promise<boolean> {
+  async destroy(sid: string, owner?: string): Promise<boolean> {
     const k = this.keys(sid);
-    const existed = await this.destroyScript(k.data, k.signature, k.groups, this.channel, sid, this.ctx.userIdField, this.userIndexKey(''));
+    const args = [this.channel, sid, this.ctx.userIdField, this.userIndexKey(''), ...(owner === undefined ? [] : [owner])];
+    const existed = await this.destroyScript(k.data, k.signature, k.groups, ...args);
     return existed === 1;
   }
 
-  /** One script: every indexed session whose data exists. */
+  /** One script: every indexed session whose data exists and names the user. */
   async liveSessions(userId: string): Promise<IndexedSession[]> {
-    const flat = (await this.listScript(this.userIndexKey(userId), this.named.data)) as (string | number)[];
+    const flat = (await this.listScript(this.userIndexKey(userId), this.named.data, this.ctx.userIdField, userId)) as (string | number)[];
     const sessions: IndexedSession[] = [];
     for (let i = 0; i < flat.length; i += 3) sessions.push({ sid: String(flat[i]), json: String(flat[i + 1]), pttl: Number(flat[i + 2]) });
     return sessions;
@@ -113,6 +116,8 @@ export class V1Layout extends LayoutBase {
       this.named.data,
       this.named.signature,
       this.named.groups,
+      this.ctx.userIdField,
+      userId,
       ...except,
     );
     return n as number;

@@ -12,6 +12,15 @@ local sub = string.sub
 local rep = string.rep
 
 
+-- Section 15.1: a session's JSON is at most 65536 bytes, and at most 1000
+-- arrays and objects deep, which is lua-cjson's own decode_max_depth (its
+-- default; deeper JSON fails to decode). lua-cjson also refuses the escape
+-- of a lone surrogate (`"\ud800"`), which section 15.1 makes malformed for
+-- every reader.
+local MAX_JSON_BYTES = 65536
+local MAX_DEPTH = 1000
+
+
 -- lua-cjson (OpenResty ships it; Debian: lua-cjson). Optional for the rock:
 -- configure() refuses key_layout = "compact" without it. An instance of
 -- our own (no setting of anyone else's changes), refusing what is not JSON
@@ -25,6 +34,9 @@ do
         end
         if cjson.decode_invalid_numbers then
             cjson.decode_invalid_numbers(false)
+        end
+        if cjson.decode_max_depth then
+            cjson.decode_max_depth(MAX_DEPTH)
         end
         decode = cjson.decode
     end
@@ -51,10 +63,11 @@ end
 -- data's top-level `groups` array) and the data (a table); or nil when the
 -- value is absent (ngx.null), not a string, or malformed (shorter than 29
 -- bytes, a signature that is not 27 characters of [A-Za-z0-9_-], byte 28
--- not `{`, or the rest not one JSON object). Never raises.
+-- not `{`, or the rest not one JSON object within section 15.1's bounds).
+-- Never raises.
 function _M.parse(value)
     if type(value) ~= "string" or #value < 29 or not find(value, HEAD)
-       or not decode
+       or #value - 27 > MAX_JSON_BYTES or not decode
     then
         return nil
     end

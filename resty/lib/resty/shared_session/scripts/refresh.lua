@@ -5,6 +5,8 @@ if #KEYS == 1 then
     return -2
   end
   json = string.sub(json, 28)
+  -- PROTOCOL.md section 15.1: beyond the size bound, a malformed value.
+  if #json > 65536 then return -2 end
 end
 local ok, data = pcall(cjson.decode, json)
 local idle = ok and type(data) == 'table' and tonumber(data._idle)

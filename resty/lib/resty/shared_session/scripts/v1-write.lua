@@ -5,18 +5,25 @@
 -- (section 13.1) when the session has a user.
 -- ARGV: mode, data JSON, signature, ttl (s), channel, sid, now (ms), max
 -- sessions per user (0: none), the data, signature and groups key names
--- without the session id (for the sessions the limit ends), then the groups
--- (to write for "create" and "update-groups"; as read, for "update").
+-- without the session id (for the sessions the limit ends), the user id
+-- field and the index key name without the user id ('' both when the index
+-- is not this script's), then the groups (to write for "create" and
+-- "update-groups"; as read, for "update").
 --  - create: a new session id, written as section 3 says;
 --  - update / update-groups: only while the data key exists (never
 --    re-creates a session deleted after it was read);
 --  - update: leaves the groups set alone, and only when it still holds the
 --    groups this writer read; otherwise answers the stored groups, for the
 --    writer to adopt them and try again.
+-- A write whose data names another user than the stored data moves the
+-- session from the old user's index to the new one's (section 13.1); the
+-- limit of sessions per user counts only the sessions that name the user.
 -- #include lib-issued.lua
--- luacheck: read globals issued
+-- #include lib-session-user.lua
+-- luacheck: read globals issued session_user
 local mode, ttl, sid = ARGV[1], ARGV[4], ARGV[6]
-local G = 12 -- the first group's ARGV index
+local field, users = ARGV[12], ARGV[13]
+local G = 14 -- the first group's ARGV index
 if mode ~= 'create' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 'gone'
 end
@@ -38,6 +45,16 @@ if mode == 'update' then
   end
   if not same then return stored end
 end
+-- Section 13.1: a session whose user changed leaves the old user's index.
+local user = ''
+if field ~= '' then
+  user = session_user(ARGV[2], field) or ''
+  local old = mode ~= 'create'
+    and session_user(redis.call('GET', KEYS[1]), field)
+  if old and old ~= '' and old ~= user then
+    redis.call('ZREM', users .. old, sid)
+  end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl)
 if mode == 'update' then
@@ -56,6 +73,15 @@ if index then
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   redis.call('ZADD', index, now + tonumber(ttl) * 1000, sid)
   local max = tonumber(ARGV[8])
+  if mode == 'create' and max > 0 and redis.call('ZCARD', index) > max then
+    -- Members whose data names another user are not this user's: out.
+    for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+      local named = session_user(redis.call('GET', ARGV[9] .. m), field)
+      if m ~= sid and named and named ~= user then
+        redis.call('ZREM', index, m)
+      end
+    end
+  end
   if mode == 'create' and max > 0 and redis.call('ZCARD', index) > max then
     -- Over the limit: the oldest sessions (by issue time) end.
     local members = redis.call('ZRANGE', index, 0, -1)
