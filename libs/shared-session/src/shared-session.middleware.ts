@@ -69,7 +69,14 @@ export class SharedSessionMiddleware implements NestMiddleware {
 
   use(req: Request, res: Response, next: NextFunction): void {
     const original = req.headers.cookie;
-    const { header, verified } = this.translateRequestCookie(original);
+    const { header, verified, conflict } = this.translateRequestCookie(original);
+    if (conflict) {
+      // Never the values: one could be the victim's session.
+      this.logger.warn(
+        `a request sent two different ${this.name} cookies (one may have been set by a sibling domain: cookie tossing); ` +
+          'treated as no session until the user logs out or clears the site cookies',
+      );
+    }
     const resignSid = verified?.signedWithFallback ? verified.sid : undefined;
     if (verified) markCarriedSessionId(req, verified.sid);
 
