@@ -146,10 +146,10 @@ export class SharedSessionMiddleware implements NestMiddleware {
     if (rewritten) {
       // express-session wrote it (a new or modified session): with our expiry, unless it only renews a cookie on a storable response.
       const renewalOnly = sid === carried;
-      const prefix = `${this.name}=`;
-      rewritten = rewritten.flatMap((line) =>
-        line.startsWith(prefix) ? (renewalOnly && storable ? [] : [ours(this.signer.sign(sid))]) : [line],
-      );
+      const value = this.signer.sign(sid);
+      // Only express-session's own line: a login's clearing lines (session-cookie-clearing.ts) stay as they are.
+      const isOwn = (line: string) => line === `${this.name}=${value}` || line.startsWith(`${this.name}=${value};`);
+      rewritten = rewritten.flatMap((line) => (isOwn(line) ? (renewalOnly && storable ? [] : [ours(value)]) : [line]));
     } else if (req.session && sid === carried && (sid === resignSid || renew) && (!storable || sid === resignSid)) {
       rewritten = [...lines, ours(this.signer.sign(sid))];
     } else if (
