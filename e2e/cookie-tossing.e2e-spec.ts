@@ -123,3 +123,33 @@ describe('cookie tossing: two signed session cookies in one request', () => {
     expect((await send('/app', [fresh])).body).toContain("Logged in as 'joe@example.com'");
   });
 });
+
+describe('the __Host- prefix (the recommended name: a sibling subdomain cannot set such a cookie)', () => {
+  let stack: DemoStack;
+  const NAME = '__Host-session';
+
+  beforeAll(async () => {
+    // TLS ends before the app (as at a real proxy): the app trusts X-Forwarded-Proto, and its cookie is Secure.
+    stack = await DemoStack.start({
+      env: { ...process.env, SESSION_SECRET: SECRET, SESSION_COOKIE_NAME: NAME, SESSION_COOKIE_SECURE: '1' },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('logs in with cookieName \'__Host-session\' (Secure, Path=/, no Domain) and nginx authorizes it with cookie_name = "__Host-session"', async () => {
+    const res = await login(stack.appPort, 'joe@example.com', 'itsjoe', { 'X-Forwarded-Proto': 'https' });
+    expect(res.status).toBe(303);
+    const line = res.headers['set-cookie']!.find((l) => l.startsWith(`${NAME}=`))!;
+    expect(line).toMatch(/; Path=\/;/);
+    expect(line).toMatch(/; Secure/);
+    expect(line).not.toMatch(/Domain=/i);
+    const value = line.split(';')[0].slice(NAME.length + 1);
+    const at = (cookie: string) => request(stack.nginx.port, '/app/api/v1/group/one/uncacheable/live', { headers: { Cookie: cookie } });
+    expect((await at(`${NAME}=${value}`)).status).toBe(200);
+    expect((await at(`${NAME}=${value}`)).body).toContain('"group_id":"one"');
+    // Under the plain name the same value is no session at nginx.
+    expect((await at(`session=${value}`)).status).toBe(401);
+  });
+});
