@@ -122,9 +122,11 @@ export class SharedSessionService implements OnApplicationShutdown {
   /** Ends every session that a validly signed cookie of the name in the request names, but the request's own. True when the header held more than one value. */
   private async endTossedSessions(req: Request): Promise<boolean> {
     const values = readSessionCookieValues(req.headers.cookie, this.config.cookieName);
+    // The request's own session and the id its cookie carried are ended by the caller.
+    const handled = new Set([req.sessionID, carriedSessionId(req)]);
     for (const value of values) {
       const sid = this.signer.verify(value)?.sid;
-      if (sid && sid !== req.sessionID) await settle(req, (done) => this.store.destroy(sid, done));
+      if (sid && !handled.has(sid)) await settle(req, (done) => this.store.destroy(sid, done));
     }
     return values.length > 1;
   }
