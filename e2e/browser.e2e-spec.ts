@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
 import { DemoStack } from '../stack/demo-stack';
+import { waitFor } from '../stack/wait';
 
 const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'screenshots');
 
@@ -26,6 +27,8 @@ describe('a real browser through nginx', () => {
         '--disable-background-networking',
         '--disable-component-update',
         '--disable-sync',
+        // *.demo.test is this nginx: a site with a parent domain, for cookie tossing.
+        '--host-resolver-rules=MAP *.demo.test 127.0.0.1',
       ],
     });
     page = await (await browser.newContext()).newPage();
@@ -215,5 +218,101 @@ describe('a real browser through nginx', () => {
     expect(await tablet.page.textContent('#status')).toBe('You are not logged in!');
     expect((await laptop.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(200);
     for (const d of [laptop, phone, tablet]) await d.context.close();
+  }, 60_000);
+
+  it("nginx's refusals explain themselves: not logged in (with a link to log in), not a member, session ended, sessions unavailable", async () => {
+    const context = await browser.newContext();
+    const p = await context.newPage();
+    const reason = async () => ({
+      door: await p.textContent('#door'),
+      reason: await p.getAttribute('#reason', 'data-reason'),
+      text: await p.textContent('#reason'),
+    });
+
+    const anonymous = await p.goto(`${stack.url}/app/group/one/cacheable/summary`);
+    expect(anonymous!.status()).toBe(401);
+    expect(await reason()).toEqual({ door: expect.stringContaining('nginx'), reason: 'no_session', text: 'You are not logged in.' });
+    await p.screenshot({ path: join(SCREENSHOTS, '14-refused-not-logged-in.png'), fullPage: true });
+    await Promise.all([p.waitForURL(`${stack.url}/app/login`), p.click('a[href="/app/login"]')]);
+    await p.fill('input[name=email]', 'joe@example.com');
+    await p.fill('input[name=password]', 'itsjoe');
+    await Promise.all([p.waitForURL(`${stack.url}/app`), p.click('input[type=submit]')]);
+
+    const other = await p.goto(`${stack.url}/app/group/two/uncacheable/activity`);
+    expect(other!.status()).toBe(403);
+    expect(await reason()).toMatchObject({ reason: 'not_member', text: expect.stringContaining("group 'two'") });
+    await p.screenshot({ path: join(SCREENSHOTS, '15-refused-not-a-member.png'), fullPage: true });
+    // JSON for a client that asks for it.
+    const api = await p.request.get(`${stack.url}/app/api/v1/group/two/uncacheable/x`, { headers: { Accept: 'application/json' } });
+    expect(api.status()).toBe(403);
+    expect(await api.json()).toMatchObject({ statusCode: 403, door: 'nginx', reason: 'not_member' });
+
+    await stack.redis.stop();
+    try {
+      const down = await p.goto(`${stack.url}/app/group/one/uncacheable/activity`);
+      expect(down!.status()).toBe(503);
+      expect(await reason()).toMatchObject({ reason: 'unavailable', text: expect.stringContaining('try again') });
+      await p.screenshot({ path: join(SCREENSHOTS, '16-refused-unavailable.png'), fullPage: true });
+    } finally {
+      await stack.redis.resume();
+    }
+    // The restarted Redis is empty: a fresh login, then every session issued before now ends (the admin's not-before).
+    await waitFor('the app back', async () => (await p.request.get(`${stack.url}/app/login`)).status() === 200, 10_000);
+    const logIn = async (page: Page, email: string, password: string) => {
+      await page.goto(`${stack.url}/app/login`);
+      await page.fill('input[name=email]', email);
+      await page.fill('input[name=password]', password);
+      await Promise.all([page.waitForURL(`${stack.url}/app`), page.click('input[type=submit]')]);
+    };
+    await logIn(p, 'joe@example.com', 'itsjoe');
+    const adminContext = await browser.newContext();
+    const admin = await adminContext.newPage();
+    await logIn(admin, 'admin@example.com', 'itsadmin');
+    await admin.goto(`${stack.url}/app/admin`);
+    await Promise.all([admin.waitForURL(`${stack.url}/app/login`), admin.click('#not-before')]);
+    await adminContext.close();
+    const ended = await p.goto(`${stack.url}/app/group/one/uncacheable/activity`);
+    expect(ended!.status()).toBe(403);
+    expect(await reason()).toMatchObject({ reason: 'session_ended', text: expect.stringContaining('Your session has ended') });
+    await p.screenshot({ path: join(SCREENSHOTS, '17-refused-session-ended.png'), fullPage: true });
+    await context.close();
+  }, 60_000);
+
+  it('cookie tossing: a sibling site sets a second session cookie for the parent domain; the pages say so, and logging out clears it', async () => {
+    const port = stack.nginx.port;
+    const site = `http://app.demo.test:${port}`;
+    const context = await browser.newContext();
+    const p = await context.newPage();
+    await p.goto(`${site}/app/login`);
+    await p.fill('input[name=email]', 'joe@example.com');
+    await p.fill('input[name=password]', 'itsjoe');
+    await Promise.all([p.waitForURL(`${site}/app`), p.click('input[type=submit]')]);
+    // evil.demo.test logs in as sam and sets its own signed cookie for Domain=demo.test (as it may, for its parent domain).
+    const evil = await context.newPage();
+    await evil.goto(`http://evil.demo.test:${port}/app/login`);
+    await evil.fill('input[name=email]', 'sam@example.com');
+    await evil.fill('input[name=password]', 'itssam');
+    await Promise.all([evil.waitForURL(/\/app$/), evil.click('input[type=submit]')]);
+    const sams = (await context.cookies(`http://evil.demo.test:${port}`)).find((c) => c.name === 'session')!;
+    await context.addCookies([{ name: 'session', value: sams.value, domain: '.demo.test', path: '/', httpOnly: true }]);
+    await evil.close();
+
+    const refused = await p.goto(`${site}/app/group/one/uncacheable/activity`);
+    expect(refused!.status()).toBe(403);
+    expect(await p.getAttribute('#reason', 'data-reason')).toBe('two_sessions');
+    await p.screenshot({ path: join(SCREENSHOTS, '18-refused-two-sessions.png'), fullPage: true });
+    await p.goto(`${site}/app`);
+    expect(await p.textContent('#status')).toContain('two different session cookies');
+    expect(await p.textContent('body')).not.toContain('sam@example.com');
+    await Promise.all([p.waitForURL(`${site}/app`), p.click('form[action="/app/logout"] button')]);
+    expect(await p.textContent('#status')).toBe('You are not logged in!');
+    expect((await context.cookies(site)).filter((c) => c.name === 'session')).toEqual([]);
+    await p.goto(`${site}/app/login`);
+    await p.fill('input[name=email]', 'joe@example.com');
+    await p.fill('input[name=password]', 'itsjoe');
+    await Promise.all([p.waitForURL(`${site}/app`), p.click('input[type=submit]')]);
+    expect(await p.textContent('#status')).toBe("Logged in as 'joe@example.com'");
+    expect((await p.goto(`${site}/app/group/one/uncacheable/activity`))!.status()).toBe(200);
+    await context.close();
   }, 60_000);
 });

@@ -60,6 +60,8 @@ build = {
          "resty/lib/resty/shared_session/layout/compact.lua",
       ["resty.shared_session.log"] =
          "resty/lib/resty/shared_session/log.lua",
+      ["resty.shared_session.reasons"] =
+         "resty/lib/resty/shared_session/reasons.lua",
       ["resty.shared_session.refresh"] =
          "resty/lib/resty/shared_session/refresh.lua",
       ["resty.shared_session.redis"] =

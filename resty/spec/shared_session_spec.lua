@@ -375,6 +375,23 @@ describe("resty.shared_session", function()
       stub.var.http_cookie = "session=" .. COOKIE
       assert.has_error(function() shared_session.access("g1") end, "ngx.exit(503)")
     end)
+
+    it("sets reason_var to the refusal's word (reasons.lua), and leaves it alone on 200", function()
+      configure { secret = V.secret, salt = V.salt }
+      local function word(cookie_header, group)
+        stub.var.http_cookie = cookie_header
+        stub.var.why = nil
+        pcall(shared_session.access, { group = group, reason_var = "why" })
+        return stub.var.why
+      end
+      assert.is_nil(word("session=" .. COOKIE, "g1"))
+      assert.equal("not_member", word("session=" .. COOKIE, "g2"))
+      assert.equal("no_session", word(nil, "g1"))
+      assert.equal("two_sessions", word("session=" .. COOKIE .. "; session=x" .. COOKIE, "g1"))
+      assert.equal("no_session", word("session=x" .. COOKIE, "g1"))
+      server.down = "timeout"
+      assert.equal("unavailable", word("session=" .. COOKIE, "g1"))
+    end)
   end)
 
   describe("start_subscriber", function()

@@ -82,3 +82,13 @@ describe('demoConfig: login throttling and trust proxy (issue 23, item 6)', () =
     });
   });
 });
+
+describe('demoConfig: the cookie behind TLS (issue 23, finding 2: the __Host- prefix)', () => {
+  it('SESSION_COOKIE_SECURE=1 makes the cookie Secure and trusts the proxy; unset, neither', () => {
+    const secure = demoConfig({ DEMO_DEV_MODE: '1', SESSION_COOKIE_NAME: '__Host-session', SESSION_COOKIE_SECURE: '1' });
+    expect(secure.session).toMatchObject({ cookieName: '__Host-session', cookie: { secure: true }, proxy: true });
+    const plain = demoConfig({ DEMO_DEV_MODE: '1' }).session;
+    expect(plain).not.toHaveProperty('cookie');
+    expect(plain).not.toHaveProperty('proxy');
+  });
+});

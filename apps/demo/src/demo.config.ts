@@ -106,6 +106,8 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       salt: env.SESSION_SALT || undefined,
       keyPrefix: env.SESSION_KEY_PREFIX || undefined,
       cookieName: env.SESSION_COOKIE_NAME || undefined,
+      // Behind TLS: a Secure cookie, and X-Forwarded-Proto from the proxy trusted (a __Host- name needs it).
+      ...(env.SESSION_COOKIE_SECURE === '1' ? { cookie: { secure: true }, proxy: true } : {}),
       ...redisSettings(env),
       idleTimeoutSeconds: idle,
       absoluteTimeoutSeconds: absolute,

@@ -26,7 +26,7 @@ import {
 } from 'nest-resty-shared-session';
 import { DEMO_CONFIG } from './demo.tokens';
 import type { DemoConfig } from './demo.config';
-import { groupPage, homePage, loginPage, logoutPage, unavailablePage } from './pages';
+import { groupPage, homePage, loginPage, logoutPage, TWO_SESSIONS_SENT, unavailablePage } from './pages';
 import { checkPassword, groupsOf } from './users';
 
 /** A group resource as the origin makes it: every response has a fresh id, so a cached copy is recognisable. */
@@ -50,7 +50,7 @@ export class DemoController {
   @Header('Cache-Control', 'no-store')
   @AllowUnavailableSession()
   home(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
-    return this.unavailablePage(req, res) ?? homePage(req.session?.username, req.session?.groups);
+    return this.unavailablePage(req, res) ?? homePage(req.session?.username, req.session?.groups, this.sessions.sessionCookieConflict(req));
   }
 
   @Get('login')
@@ -109,7 +109,7 @@ export class DemoController {
   @Header('Cache-Control', 'no-store')
   myself(@Req() req: Request) {
     const email = req.session?.username;
-    if (!email) throw new UnauthorizedException('not logged in');
+    if (!email) throw new UnauthorizedException(this.sessions.sessionCookieConflict(req) ? TWO_SESSIONS_SENT : 'not logged in');
     return { email };
   }
 

@@ -10,14 +10,27 @@ code{background:#f2f2f2;padding:0 .2em}.refused{color:#a00}</style></head>
 <body><h1>${escape(title)}</h1>${body}</body></html>`;
 }
 
-export function homePage(email: string | undefined, groups: readonly string[] = []): string {
-  const status = email ? `Logged in as '${escape(email)}'` : 'You are not logged in!';
+/**
+ * What the demo says to a request that sent two different session cookies
+ * (cookie tossing): nginx's refusal page says the same (resty/conf/nginx.conf.template).
+ */
+export const TWO_SESSIONS_SENT =
+  'Your browser sent two different session cookies (another site on a parent domain may have set one), so neither counts. ' +
+  "Log out, or clear this site's cookies, then log in again.";
+
+export function homePage(email: string | undefined, groups: readonly string[] = [], twoSessions = false): string {
+  const status = email
+    ? `Logged in as '${escape(email)}'`
+    : twoSessions
+      ? `<span class="refused" id="two-sessions">${escape(TWO_SESSIONS_SENT)}</span>`
+      : 'You are not logged in!';
   const member = email
     ? `<p id="groups">${groups.length ? `Your groups: ${groups.map((g) => `<code>${escape(g)}</code>`).join(', ')}` : 'You are in no group.'}</p>`
     : '';
-  const actions = email
-    ? `<p><a href="/app/sessions" id="your-sessions">Your sessions</a></p><form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
-    : `<p><a href="/app/login">Log in</a></p>`;
+  const actions =
+    email || twoSessions
+      ? `${email ? '<p><a href="/app/sessions" id="your-sessions">Your sessions</a></p>' : ''}<form method="post" action="/app/logout"><button type="submit">Log out</button></form>`
+      : `<p><a href="/app/login">Log in</a></p>`;
   const links = ['one', 'two', 'three', 'four']
     .map(
       (g) =>

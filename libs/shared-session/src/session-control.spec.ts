@@ -364,7 +364,7 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
         client: downClient,
         ttlSeconds: TTL,
       });
-      const service = new SharedSessionService(config, downStore, downControl);
+      const service = new SharedSessionService(config, downStore, downControl, signer);
       try {
         const calls: (() => Promise<unknown>)[] = [
           () => service.listSessions(JOE),

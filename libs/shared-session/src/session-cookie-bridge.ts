@@ -21,6 +21,8 @@ export interface ExpressSessionCookieHeader {
   header: string | undefined;
   /** Our cookie, found by the protocol's grammar and verified; null when there is none, the header is refused, or its signature is not valid. */
   verified: VerifiedSessionCookie | null;
+  /** The header was refused for holding cookies of our name with different values (two sessions sent: cookie tossing). */
+  conflict?: true;
 }
 
 /**
@@ -65,16 +67,17 @@ export function toExpressSessionCookieHeader(
 ): ExpressSessionCookieHeader {
   const reading = readSessionCookie(header, name);
   if (!header || reading.found === 'absent') return { header, verified: null };
+  const conflict = reading.found === 'refused' && reading.conflict ? { conflict: true as const } : {};
   const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
   const ours = verified ? `${name}=${expressSession.valueFor(verified.sid)}` : undefined;
   // The usual header holds our cookie alone: nothing else to keep.
-  if (isCookieNamed(header, name) && header.indexOf(';') < 0) return { header: ours, verified };
+  if (isCookieNamed(header, name) && header.indexOf(';') < 0) return { header: ours, verified, ...conflict };
   // express-session's parser (`cookie`) cuts at ';' and trims SP/HTAB around names, as the grammar does: it finds none of ours left.
   const kept = header.split(';').filter((piece) => !isCookieNamed(piece, name));
   if (ours) kept.push(` ${ours}`);
   // Only SP and HTAB, as the grammar: trim() would also strip U+00A0 and make a name that is not ours one.
   const rebuilt = kept.join(';').replace(OWS_AT_ENDS, '');
-  return { header: rebuilt.length > 0 ? rebuilt : undefined, verified };
+  return { header: rebuilt.length > 0 ? rebuilt : undefined, verified, ...conflict };
 }
 
 /**

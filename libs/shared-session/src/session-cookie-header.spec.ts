@@ -1,5 +1,11 @@
 import { caseHeaderLines, caseOutcome, cookieGrammar, type CookieOutcome } from '../../../protocol/testkit';
-import { isCookieNamed, MAX_COOKIE_HEADER_BYTES, readSessionCookie, type SessionCookieReading } from './session-cookie-header';
+import {
+  isCookieNamed,
+  MAX_COOKIE_HEADER_BYTES,
+  readSessionCookie,
+  readSessionCookieValues,
+  type SessionCookieReading,
+} from './session-cookie-header';
 
 /** The reading in the form of cookie-grammar.json's outcomes. */
 function outcome(reading: SessionCookieReading): CookieOutcome {
@@ -32,7 +38,34 @@ describe('readSessionCookie', () => {
     expect(readSessionCookie('session=A; session=B', 'session')).toEqual({
       found: 'refused',
       reason: 'cookies of that name with different values',
+      conflict: true,
     });
+  });
+});
+
+describe('readSessionCookie: two sessions sent', () => {
+  it('marks a header with two different values of the name as a conflict, and no other refusal', () => {
+    expect(readSessionCookie('session=a.b; session=c.d', 'session')).toEqual({
+      found: 'refused',
+      reason: 'cookies of that name with different values',
+      conflict: true,
+    });
+    expect(readSessionCookie('session=a\x01', 'session')).not.toHaveProperty('conflict');
+    expect(readSessionCookie('session=a.b; session=a.b', 'session')).toEqual({ found: 'value', value: 'a.b' });
+  });
+});
+
+describe('readSessionCookieValues', () => {
+  it('lists every value of the name, in order, each once, trimmed of SP and HTAB only', () => {
+    expect(readSessionCookieValues('session=a.b; other=x;\tsession = c.d ; session=a.b', 'session')).toEqual(['a.b', 'c.d']);
+    expect(readSessionCookieValues(['session=a.b', 'session=c.d'], 'session')).toEqual(['a.b', 'c.d']);
+    expect(readSessionCookieValues('Session=a.b; \u00a0session=c.d', 'session')).toEqual([]);
+    expect(readSessionCookieValues(undefined, 'session')).toEqual([]);
+  });
+
+  it('holds none in a header that the grammar refuses before any name (a control byte, over the cap)', () => {
+    expect(readSessionCookieValues('session=a.b; session=c\x01', 'session')).toEqual([]);
+    expect(readSessionCookieValues(`session=a.b; x=${'y'.repeat(MAX_COOKIE_HEADER_BYTES)}`, 'session')).toEqual([]);
   });
 });
 

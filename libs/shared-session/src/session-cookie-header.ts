@@ -17,8 +17,12 @@ export type SessionCookieReading =
   | { found: 'value'; value: string }
   /** No cookie of that name. */
   | { found: 'absent' }
-  /** A header both doors could not read alike: no session. */
-  | { found: 'refused'; reason: string };
+  /**
+   * A header both doors could not read alike: no session. `conflict`: it
+   * held cookies of the name with different values (two sessions sent, as a
+   * cookie set on a sibling or parent domain adds one: cookie tossing).
+   */
+  | { found: 'refused'; reason: string; conflict?: true };
 
 const ABSENT: SessionCookieReading = { found: 'absent' };
 const refused = (reason: string): SessionCookieReading => ({ found: 'refused', reason });
@@ -81,11 +85,38 @@ export function readSessionCookie(header: string | readonly string[] | undefined
     if (at >= 0) {
       const v = trimmed(s, at, end);
       if (value === undefined) value = v;
-      else if (v !== value) return refused('cookies of that name with different values');
+      else if (v !== value) return { found: 'refused', reason: 'cookies of that name with different values', conflict: true };
     }
     start = end + 1;
   }
   return value === undefined ? ABSENT : { found: 'value', value };
+}
+
+/**
+ * Every value the header holds under `name`, in order, each once: every
+ * `;`-separated piece named `name` (rule 4 of section 10), trimmed of SP and
+ * HTAB. Not a reading of the session (that is readSessionCookie, which
+ * refuses a header holding two different values): what logout and login use
+ * to end every session such a header names, each value verified by the
+ * signer first. A header over the size cap or with a control byte holds none.
+ */
+export function readSessionCookieValues(header: string | readonly string[] | undefined, name: string): string[] {
+  if (header === undefined) return [];
+  const s = typeof header === 'string' ? header : header.join('; ');
+  if (s.length > MAX_COOKIE_HEADER_BYTES && withoutOwsLength(s) > MAX_COOKIE_HEADER_BYTES) return [];
+  for (let i = 0; i < s.length; i++) if (isControl(s.charCodeAt(i))) return [];
+  const values: string[] = [];
+  for (let start = 0; start < s.length;) {
+    const semicolon = s.indexOf(';', start);
+    const end = semicolon < 0 ? s.length : semicolon;
+    const at = afterName(s, start, end, name);
+    if (at >= 0) {
+      const v = trimmed(s, at, end);
+      if (!values.includes(v)) values.push(v);
+    }
+    start = end + 1;
+  }
+  return values;
 }
 
 /** Whether one `;`-separated piece of a Cookie header is a cookie named `name` (rule 4 of section 10). */

@@ -69,7 +69,14 @@ export class SharedSessionMiddleware implements NestMiddleware {
 
   use(req: Request, res: Response, next: NextFunction): void {
     const original = req.headers.cookie;
-    const { header, verified } = this.translateRequestCookie(original);
+    const { header, verified, conflict } = this.translateRequestCookie(original);
+    if (conflict) {
+      // Never the values: one could be the victim's session.
+      this.logger.warn(
+        `a request sent two different ${this.name} cookies (one may have been set by a sibling domain: cookie tossing); ` +
+          'treated as no session until the user logs out or clears the site cookies',
+      );
+    }
     const resignSid = verified?.signedWithFallback ? verified.sid : undefined;
     if (verified) markCarriedSessionId(req, verified.sid);
 
@@ -139,10 +146,10 @@ export class SharedSessionMiddleware implements NestMiddleware {
     if (rewritten) {
       // express-session wrote it (a new or modified session): with our expiry, unless it only renews a cookie on a storable response.
       const renewalOnly = sid === carried;
-      const prefix = `${this.name}=`;
-      rewritten = rewritten.flatMap((line) =>
-        line.startsWith(prefix) ? (renewalOnly && storable ? [] : [ours(this.signer.sign(sid))]) : [line],
-      );
+      const value = this.signer.sign(sid);
+      // Only express-session's own line: a login's clearing lines (session-cookie-clearing.ts) stay as they are.
+      const isOwn = (line: string) => line === `${this.name}=${value}` || line.startsWith(`${this.name}=${value};`);
+      rewritten = rewritten.flatMap((line) => (isOwn(line) ? (renewalOnly && storable ? [] : [ours(value)]) : [line]));
     } else if (req.session && sid === carried && (sid === resignSid || renew) && (!storable || sid === resignSid)) {
       rewritten = [...lines, ours(this.signer.sign(sid))];
     } else if (

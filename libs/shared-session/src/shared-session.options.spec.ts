@@ -76,6 +76,18 @@ describe('resolveSharedSessionOptions', () => {
     ['a prefix with a newline', { secret: 's', keyPrefix: 'p\r\nFLUSHALL' }, /"keyPrefix"/],
     ['a prefix that is too long', { secret: 's', keyPrefix: 'p'.repeat(65) }, /"keyPrefix"/],
     ['a cookie name with a separator', { secret: 's', cookieName: 'my;session' }, /"cookieName"/],
+    ['a __Host- name without Secure', { secret: 's', cookieName: '__Host-session' }, /"cookieName" '__Host-' names need/],
+    [
+      'a __Host- name with a Domain',
+      { secret: 's', cookieName: '__Host-session', cookie: { secure: true, domain: 'example.com' } },
+      /"cookieName" '__Host-' names need/,
+    ],
+    [
+      'a __Host- name with another Path',
+      { secret: 's', cookieName: '__Host-session', cookie: { secure: true, path: '/app' } },
+      /"cookieName" '__Host-' names need/,
+    ],
+    ['a __Secure- name without Secure', { secret: 's', cookieName: '__Secure-session' }, /"cookieName" '__Secure-' names need/],
     ['a redis URL of another scheme', { secret: 's', redis: 'http://127.0.0.1:6379' }, /"redis"/],
     ['a cookie path without a slash', { secret: 's', cookie: { path: 'app' } }, /"cookie.path"/],
     ['SameSite=None without Secure', { secret: 's', cookie: { sameSite: 'none' } }, /"cookie.sameSite"/],

@@ -298,6 +298,14 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('cookie.sameSite', "'none' needs cookie.secure true (browsers drop it otherwise)");
   }
 
+  // Browsers store a __Host- cookie only with Secure, Path=/ and no Domain (a sibling domain cannot set one), a __Secure- one only with Secure.
+  if (cookieName.startsWith('__Host-') && (!secure || path !== '/' || cookie.domain !== undefined)) {
+    throw new SharedSessionOptionsError('cookieName', "'__Host-' names need cookie.secure true, cookie.path '/' and no cookie.domain");
+  }
+  if (cookieName.startsWith('__Secure-') && !secure) {
+    throw new SharedSessionOptionsError('cookieName', "'__Secure-' names need cookie.secure true");
+  }
+
   const csrf = options.csrf ?? {};
   if (!csrf || typeof csrf !== 'object') throw new SharedSessionOptionsError('csrf', 'must be an object');
   for (const key of Object.keys(csrf)) {

@@ -2,7 +2,10 @@ import { Inject, Injectable, Logger, OnApplicationShutdown, UnauthorizedExceptio
 import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
+import { setCookieLines } from './session-cookie-bridge';
+import { clearingSessionCookies } from './session-cookie-clearing';
+import { readSessionCookie, readSessionCookieValues } from './session-cookie-header';
+import { SessionCookieSigner } from './session-cookie-signer';
 import { IDLE_KEY } from './session-lifetime';
 import { isWellFormed } from './session-json';
 import {
@@ -66,6 +69,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     @Inject(SHARED_SESSION_CONFIG) private readonly config: SharedSessionConfig,
     private readonly store: FlaskRedisSessionStore,
     private readonly control: SessionControl,
+    private readonly signer: SessionCookieSigner,
   ) {}
 
   /**
@@ -86,25 +90,67 @@ export class SharedSessionService implements OnApplicationShutdown {
     });
     const session = requireSession(req);
     await this.endCarriedSession(req);
+    // Two sessions sent (cookie tossing): end both and clear every copy, or the browser stays locked out after this login.
+    const tossed = this.sessionCookieConflict(req) ? await this.endTossedSessions(req) : false;
     // The new id's deadline is this login's absolute timeout (the middleware's genid reads it).
     setNewSessionTimeouts(req, timeouts);
     await settle(req, (done) => session.regenerate(done));
     Object.assign(req.session, data, { username, groups: [...groups], [IDLE_KEY]: timeouts.idleTimeoutSeconds }, this.loginMetadata(req));
     await settle(req, (done) => req.session.save(done));
+    if (tossed) this.clearCookies(req, req.res, true);
   }
 
   /**
-   * Deletes the session's three keys and clears the cookie. 503 when Redis is
-   * down. With the module's `revocation.wait`, returns once every subscribed
-   * nginx has applied the logout (or after `revocation.timeoutMs`).
+   * Deletes the session's keys, and those of every other session that a
+   * validly signed cookie of the name in the request names (two sessions
+   * sent: cookie tossing), and clears the cookie for the host, the
+   * configured Domain and each parent domain of the request's host, at the
+   * configured Path and at `/`. 503 when Redis is down. With the module's
+   * `revocation.wait`, returns once every subscribed nginx has applied the
+   * logout (or after `revocation.timeoutMs`).
    */
   async logout(req: Request, res: Response): Promise<void> {
     const session = requireSession(req);
     await this.endCarriedSession(req);
+    await this.endTossedSessions(req);
     await settle(req, (done) => session.destroy(done));
     await this.awaitReaders('logout');
-    const cleared = serializeSessionCookie(this.config.cookieName, '', this.config.cookie, { maxAge: 0, expires: new Date(0) });
-    res.setHeader('Set-Cookie', [...setCookieLines(res.getHeader('Set-Cookie')), cleared]);
+    this.clearCookies(req, res);
+  }
+
+  /**
+   * True when the request carried cookies of the session's name with
+   * different values (two sessions sent, as cookie tossing does): both doors
+   * refuse such a header (PROTOCOL.md section 10), so the request has no
+   * session. Logging out, or clearing the site's cookies, ends it.
+   */
+  sessionCookieConflict(req: Request): boolean {
+    const reading = readSessionCookie(req.headers.cookie, this.config.cookieName);
+    return reading.found === 'refused' && reading.conflict === true;
+  }
+
+  /** Ends every session that a validly signed cookie of the name in the request names, but the request's own. True when the header held more than one value. */
+  private async endTossedSessions(req: Request): Promise<boolean> {
+    const values = readSessionCookieValues(req.headers.cookie, this.config.cookieName);
+    // The request's own session and the id its cookie carried are ended by the caller.
+    const handled = new Set([req.sessionID, carriedSessionId(req)]);
+    for (const value of values) {
+      const sid = this.signer.verify(value)?.sid;
+      if (sid && !handled.has(sid)) await settle(req, (done) => this.store.destroy(sid, done));
+    }
+    return values.length > 1;
+  }
+
+  /**
+   * The Set-Cookie lines that clear our cookie wherever the browser may hold
+   * one (session-cookie-clearing.ts), after those already set. After a login
+   * (`keepOwn`), the new cookie's own place is left to express-session's
+   * line, which is written after these.
+   */
+  private clearCookies(req: Request, res: Response | undefined, keepOwn = false): void {
+    if (!res) return;
+    const cleared = clearingSessionCookies(this.config.cookieName, this.config.cookie, req.hostname, keepOwn);
+    res.setHeader('Set-Cookie', [...setCookieLines(res.getHeader('Set-Cookie')), ...cleared]);
   }
 
   /**

@@ -14,7 +14,8 @@
 -- Redis operations, the same on each), decisions (the decision cache),
 -- subscriber and resp (revocation notices), control (the not-before mark and
 -- group cache generations), compat (the 0.1.x session API), log (what a log
--- line may say), var (reads of nginx variables that LuaJIT compiles).
+-- line may say), var (reads of nginx variables that LuaJIT compiles),
+-- reasons (a refusal's reason in one word, for the person refused).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
@@ -26,12 +27,15 @@ local subscriber = require "resty.shared_session.subscriber"
 local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
 local var = require "resty.shared_session.var"
+local reasons = require "resty.shared_session.reasons"
 
 local ngx = ngx
 local ngx_log = ngx.log
 local ngx_exit = ngx.exit
 local ngx_null = ngx.null
 local ngx_now = ngx.now
+local ngx_var = ngx.var
+local pcall = pcall
 local ERR = ngx.ERR
 local WARN = ngx.WARN
 local INFO = ngx.INFO
@@ -283,11 +287,30 @@ function _M.authorize(group_id, generation_var)
 end
 
 
+-- Sets the variable `name` to the refusal's word (reasons.lua), for the
+-- operator's error page; off the allowed path.
+local function set_reason(name, status, reason)
+    local ok, err = pcall(function()
+        ngx_var[name] = reasons.of(status, reason)
+    end)
+    if not ok then
+        ngx_log(ERR, "shared_session: reason_var $", name, " not set (set $",
+                name, " \"\"; in the location): ", err)
+    end
+end
+
+
 -- For access_by_lua: ends the request with the status unless it is 200.
--- Takes what authorize takes (the table form too).
+-- Takes what authorize takes (the table form too), and in the table form
+-- `reason_var`: a variable set, on a refusal, to its reason in one word
+-- (reasons.lua), which an error_page location can show.
 function _M.access(group_id, generation_var)
-    local status = _M.authorize(group_id, generation_var)
+    local status, reason = _M.authorize(group_id, generation_var)
     if status ~= 200 then
+        local name = type(group_id) == "table" and group_id.reason_var
+        if name then
+            set_reason(name, status, reason)
+        end
         return ngx_exit(status)
     end
     return status
