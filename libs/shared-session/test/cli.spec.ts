@@ -148,6 +148,20 @@ describe('the operator CLI (npx nest-resty-shared-session) against a real redis-
     }
   });
 
+  it('clear-not-before brings back the untimed sessions nobody used under the mark; those read meanwhile were ended (docs/control.md)', async () => {
+    const [used, unused] = ['3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f', '7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d'];
+    for (const sid of [used, unused]) {
+      await writeSession(admin, PREFIX, sid, { username: 'flask-user', groups: ['one'] }, { signature: 'x'.repeat(27) });
+    }
+    const read = (sid: string) => new Promise((ok, fail) => store.get(sid, (err, s) => (err ? fail(err) : ok(s))));
+    expect((await cli(['revoke-before', 'now'], env)).status).toBe(0);
+    expect(await read(used)).toBeNull();
+    expect(await admin.exists(sessionKeys(PREFIX, used).data)).toBe(0);
+    expect((await cli(['clear-not-before'], env)).status).toBe(0);
+    expect(await read(unused)).toMatchObject({ username: 'flask-user' });
+    expect(await read(used)).toBeNull();
+  });
+
   it('--wait reports the acknowledgements, and exits 3 when a subscribed reader does not answer in time', async () => {
     expect((await cli(['purge-group', 'one', '--wait'], env)).stdout).toContain('acknowledged by 0 of 0 nginx subscriber(s)\n');
     const silent = new Redis(server.url);
