@@ -241,11 +241,17 @@ function _M.authorize(group_id, generation_var)
     -- topology allows (on a cluster, where they are in other slots, those
     -- not kept under the epoch each with a GET on its own primary:
     -- PROTOCOL.md sections 14.2 and 14.3): the layout's lookup.
-    local member, err, stored
-    member, err, stored, mark, generation = conf.keyspace:lookup(sid,
+    local member, err, stored, left
+    member, err, stored, mark, generation, left = conf.keyspace:lookup(sid,
         group_id, not keys, with_generation, mark, generation)
     if err then
         return refuse(503, ERR, err, sid, group_id)
+    end
+    if ticket and left then
+        -- PROTOCOL.md section 12: no decision outlives the session's keys as
+        -- read with it, counted from when the query was sent (never later
+        -- than Redis read them). nil: no expiry, no bound from the session.
+        ticket.expires_at = ticket.started + left / 1000
     end
     if epoch then
         control_remember(dc, epoch, group_id, mark, generation)

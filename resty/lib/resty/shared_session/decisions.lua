@@ -358,6 +358,13 @@ function _M.store(dc, ticket, allowed, mark)
     local ttl = expires - ngx_now()
     if ttl < TTL_MIN then
         if not allowed then
+            -- Too short to keep, but it still replaces an allow kept in
+            -- this worker or in the dict.
+            local worker = dc.worker
+            local entry = worker and worker:get(ticket.value)
+            if entry then
+                entry.decided[ticket.group_id] = nil
+            end
             dc.dict:delete(key(ticket.sid, ticket.group_id))
         end
         return      -- (and 0 would mean "never expires" to the dict)
