@@ -97,13 +97,15 @@ end
 
 -- An allowed request: 200, after setting the generation variable when one
 -- is named (section 13.3), and 503 when it cannot be set (not declared in
--- the location); and the session kept alive (PROTOCOL.md section 12: at most
--- one refresh per session per interval, in a timer, so it neither delays
--- nor changes the answer).
+-- the location); and the session kept alive (PROTOCOL.md section 12: a
+-- refresh when one is due, in a timer, so it neither delays nor changes the
+-- answer).
 -- `entry`: this worker's decision entry for the cookie, when the answer
 -- came from it; it remembers until when the session needs no refresh, so
--- that a hit asks refresh.lua nothing.
-local function allow(conf, sid, group_id, generation_var, generation, entry)
+-- that a hit asks refresh.lua nothing. `expires_at`: the session's expiry
+-- when Redis was just asked (nil otherwise).
+local function allow(conf, sid, group_id, generation_var, generation, entry,
+                     expires_at)
     if not set_generation(generation_var, generation) then
         return refuse(503, ERR, "variable $" .. generation_var
                       .. " not declared (set $" .. generation_var
@@ -111,7 +113,7 @@ local function allow(conf, sid, group_id, generation_var, generation, entry)
     end
     local rf = conf.refresh
     if rf and not (entry and entry.fresh > ngx_now()) then
-        local fresh = refresh_maybe(rf, conf.keyspace, sid)
+        local fresh = refresh_maybe(rf, conf.keyspace, sid, expires_at)
         if entry then
             entry.fresh = fresh
         end
@@ -247,11 +249,15 @@ function _M.authorize(group_id, generation_var)
     if err then
         return refuse(503, ERR, err, sid, group_id)
     end
-    if ticket and left then
+    local expires_at
+    if left then
         -- PROTOCOL.md section 12: no decision outlives the session's keys as
         -- read with it, counted from when the query was sent (never later
         -- than Redis read them). nil: no expiry, no bound from the session.
-        ticket.expires_at = ticket.started + left / 1000
+        expires_at = (ticket and ticket.started or ngx_now()) + left / 1000
+        if ticket then
+            ticket.expires_at = expires_at
+        end
     end
     if epoch then
         control_remember(dc, epoch, group_id, mark, generation)
@@ -279,7 +285,8 @@ function _M.authorize(group_id, generation_var)
         store_decision(dc, ticket, member == 1, mark)
     end
     if member == 1 then
-        return allow(conf, sid, group_id, generation_var, generation)
+        return allow(conf, sid, group_id, generation_var, generation, nil,
+                     expires_at)
     end
     if member == 0 then
         return refuse(403, INFO, "not a member of the group", sid, group_id)
