@@ -176,9 +176,9 @@ function _M.authorize(group_id, generation_var)
 
     -- This worker's decisions first (keyed by the exact cookie, so by the
     -- signature verified when they were made): no parsing, no HMAC, and
-    -- one dict read (decisions.known: the entry carries the epoch and the
-    -- not-before mark it was made under, which the revocation count
-    -- covers; the group's generation is a second read when asked for).
+    -- one dict read (decisions.known: the entry carries the epoch, the
+    -- not-before mark and the group's generation it was made under, which
+    -- the revocation count covers).
     local dc = conf.decision_cache
     local with_generation = generation_var ~= nil
     if dc then
@@ -203,9 +203,10 @@ function _M.authorize(group_id, generation_var)
     -- subscriber keeps them (mark nil when not known under its live epoch:
     -- then they come with the Redis query below, and no cached decision is
     -- used).
-    local epoch, mark, generation
+    local epoch, mark, generation, count
     if dc then
-        epoch, mark, generation = control_known(dc, group_id, generation_var)
+        epoch, mark, generation, count = control_known(dc, group_id,
+                                                       generation_var)
     end
 
     local sid, sig = parse_cookie(cookie_value)
@@ -219,7 +220,9 @@ function _M.authorize(group_id, generation_var)
 
     -- The shared dict: a decision bound to the exact signature verified when
     -- it was made (by HMAC, or against Redis in stored mode): no HMAC.
-    if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark) then
+    if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark,
+                             generation, count)
+    then
         return allow(conf, sid, group_id, generation_var, generation)
     end
 
@@ -232,7 +235,7 @@ function _M.authorize(group_id, generation_var)
     if dc then
         local hit
         hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id,
-                                      mark)
+                                      mark, generation, count)
         if hit and mark then
             return allow(conf, sid, group_id, generation_var, generation)
         end
@@ -265,7 +268,7 @@ function _M.authorize(group_id, generation_var)
     if not keys then
         if stored == ngx_null then
             if ticket then
-                store_decision(dc, ticket, false, mark)
+                store_decision(dc, ticket, false, mark, generation)
             end
             return refuse(403, INFO, "no stored signature (expired or"
                                      .. " destroyed)", sid, group_id)
@@ -282,7 +285,7 @@ function _M.authorize(group_id, generation_var)
     end
 
     if ticket and (member == 1 or member == 0) then
-        store_decision(dc, ticket, member == 1, mark)
+        store_decision(dc, ticket, member == 1, mark, generation)
     end
     if member == 1 then
         return allow(conf, sid, group_id, generation_var, generation, nil,
