@@ -65,6 +65,10 @@ interface WrkResult {
   rps: number;
   p50: number;
   p99: number;
+  /** Requests wrk completed. */
+  requests: number;
+  /** Scripts Redis ran during the run (EVALSHA and EVAL, INFO commandstats): nginx's refreshes, in the 20k scenarios. */
+  scripts?: number;
 }
 
 /** wrk's latency figure (`612.00us`, `2.51ms`, `1.02s`) in ms. */
@@ -87,12 +91,13 @@ async function wrk(port: number, path: string, cookie: string, seconds: number, 
     { encoding: 'utf8', maxBuffer: 1 << 20 },
   );
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  const requests = /(\d+) requests in/.exec(out);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
   const p50 = /^\s+50%\s+(\S+)/m.exec(out);
   const p99 = /^\s+99%\s+(\S+)/m.exec(out);
   if (!rps || !p50 || !p99) throw new Error(`wrk printed no rate or latency:\n${out}`);
   if (non2xx) throw new Error(`wrk got ${non2xx[1]} error responses from ${path}: the scenario is broken`);
-  return { rps: Number(rps[1]), p50: ms(p50[1]), p99: ms(p99[1]) };
+  return { rps: Number(rps[1]), p50: ms(p50[1]), p99: ms(p99[1]), requests: Number(requests?.[1] ?? 0) };
 }
 
 /** A wrk script that sends one of `cookies` (Cookie header values) at random with each request. */
@@ -452,11 +457,32 @@ async function main(): Promise<void> {
         cookie: () => plainCookie,
       },
     ];
-    const measure = (s: Scenario, seconds: number) => wrk(s.port(), s.path, s.cookie(), seconds, s.cookies?.());
+    // Around each run of many sessions, the scripts Redis ran: nginx's refreshes (PROTOCOL.md section 12; the
+    // app is idle then), which must stay at most 1% of the requests.
+    const stats = new Redis(redis.url);
+    const scriptCalls = async () => {
+      const info = String(await stats.info('commandstats'));
+      const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+      return calls('evalsha') + calls('eval');
+    };
+    const measure = async (s: Scenario, seconds: number): Promise<WrkResult> => {
+      if (!s.cookies) return wrk(s.port(), s.path, s.cookie(), seconds);
+      const before = await scriptCalls();
+      const r = await wrk(s.port(), s.path, s.cookie(), seconds, s.cookies());
+      await new Promise((wake) => setTimeout(wake, 100)); // the last refreshes' timers (50 ms)
+      return { ...r, scripts: (await scriptCalls()) - before };
+    };
+    const refreshShare = (r: WrkResult) =>
+      r.scripts === undefined
+        ? ''
+        : `, ${r.scripts} refresh scripts in ${r.requests} requests (${((100 * r.scripts) / Math.max(1, r.requests)).toFixed(2)}%)`;
     // Warm up: each of the many sessions asks once, as on a site that has been up a while (their first checks,
     // which miss, are measured on their own); then every scenario fills the cache, the pools and the JIT.
     const cold = await everySessionOnce(proxy.port, RESOURCE, manyCookies);
     console.log(`first check of each of ${MANY_SESSIONS} sessions: ${Math.round(cold)} req/s`);
+    // The same in the ttl = 1 nginx, which has seen them too on such a site: its first refresh of each session (which
+    // tells it the idle timeout) is not counted in (b1_20k)'s rounds.
+    await everySessionOnce(proxyTtl1.port, RESOURCE, manyCookies);
     if (ONLY) {
       // Also the nginx worker's CPU time per request, which other load on the machine disturbs less than the rate.
       const workers = spawnSync('pgrep', ['-f', 'nginx: worker process', '-P', String(proxy.pid)], { encoding: 'utf8' })
@@ -476,13 +502,11 @@ async function main(): Promise<void> {
           const before = cpuTicks();
           const r = await measure(s, SECONDS);
           const us = ((cpuTicks() - before) * 10_000) / (r.rps * SECONDS); // 100 ticks a second
-          rates.push(`(${s.id}) ${Math.round(r.rps)} req/s ${us.toFixed(1)} µs`);
+          rates.push(`(${s.id}) ${Math.round(r.rps)} req/s ${us.toFixed(1)} µs${refreshShare(r)}`);
         }
         console.log(`round ${round}/${ROUNDS}: ${rates.join(', ')}`);
         console.log('  dict:', (await request(proxy.port, '/_dict')).body.trim());
-        const stats = new Redis(redis.url);
         const info = String(await stats.info('commandstats'));
-        stats.disconnect();
         console.log(
           '  redis:',
           info
@@ -502,6 +526,7 @@ async function main(): Promise<void> {
             .join('\n'),
         );
       rmSync(scriptDir, { recursive: true, force: true });
+      stats.disconnect();
       return;
     }
     for (const s of scenarios) await measure(s, 1);
@@ -510,10 +535,12 @@ async function main(): Promise<void> {
     for (let round = 1; round <= ROUNDS; round++) {
       for (const s of scenarios) {
         (results[s.id] ??= []).push(await measure(s, SECONDS));
-        console.log(`round ${round}/${ROUNDS} (${s.id}) ${Math.round(results[s.id].at(-1)!.rps)} req/s`);
+        const r = results[s.id].at(-1)!;
+        console.log(`round ${round}/${ROUNDS} (${s.id}) ${Math.round(r.rps)} req/s${refreshShare(r)}`);
       }
     }
     rmSync(scriptDir, { recursive: true, force: true });
+    stats.disconnect();
     const rates = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.map((r) => r.rps)]));
     const med = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, median(v)]));
     const latency = (id: string, key: 'p50' | 'p99') => median(results[id].map((r) => r[key]));
@@ -633,8 +660,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
   signature, and forgotten at once on a revocation notice; a miss costs an HMAC check and one pooled
   \`SISMEMBER\`. (a20k) and (b20k) send a random one of ${MANY_SESSIONS.toLocaleString('en')} sessions with
   each request (a wrk script), sessions as the demo app writes them (31-day idle timeout, which nginx's
-  refresh extends once a minute per session, batched). Before the rounds each of them asks once, as on a site
-  that has been up a while: those first checks miss (an HMAC and a Redis round trip each) and ran at
+  refresh extends when due: once not extended for a tenth of it, about 3 days, at the default
+  \`refresh.interval\`; the rounds print how many refresh scripts Redis ran). Before the rounds each of them asks once, as on a site
+  that has been up a while (at both nginx): those first checks miss (an HMAC and a Redis round trip each) and ran at
   ${Math.round(cold).toLocaleString('en')} req/s (16 connections); in the rounds, a decision is made again when its
   ${DECISION_TTL} s run out. The dict is \`lua_shared_dict shared_session 32m\` (about 0.5 KB a session:
   resty/README.md). (b0) is the old constant-group location. (v) and (v20k) are (a) and (a20k) with an

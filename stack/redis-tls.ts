@@ -122,7 +122,7 @@ export const APP_COMMANDS = [
 ];
 
 /** What nginx runs with `refresh = false`: reads and the subscription (and, by nginxAckSelector, acknowledgements); no write to a key. */
-export const NGINX_COMMANDS = ['+ping', '+get', '+sismember', '+smembers', '+subscribe', '+unsubscribe'];
+export const NGINX_COMMANDS = ['+ping', '+get', '+sismember', '+smembers', '+pttl', '+subscribe', '+unsubscribe'];
 
 /** A selector (Redis 7): PUBLISH on the acknowledgement channel only, never on the revocation channel. */
 export function nginxAckSelector(prefix: string): string {
@@ -130,4 +130,4 @@ export function nginxAckSelector(prefix: string): string {
 }
 
 /** What nginx's refresh (on by default, PROTOCOL.md section 12) adds: its script, which only shortens or extends the keys' time to live. */
-export const NGINX_REFRESH_COMMANDS = ['+evalsha', '+eval', '+pexpire', '+zadd', '+pttl'];
+export const NGINX_REFRESH_COMMANDS = ['+evalsha', '+eval', '+pexpire', '+zadd'];

@@ -145,41 +145,43 @@ describe("resty.shared_session.layout.compact membership", function()
   end)
 
   it("is one GET of the one key, answered as SISMEMBER would be (local mode)", function()
-    assert.same({ 1 }, { r:membership(SID, "g1") })
-    assert.same({ 0 }, { r:membership(SID, "g3") })
-    assert.same({ 0 }, { r:membership(SID, 7) })     -- not a string member
+    server.ttls["p:{" .. SID .. "}"] = 1500
+    assert.same({ 1, nil, nil, nil, 1500 }, { r:membership(SID, "g1") })
+    assert.same({ 0, nil, nil, nil, 1500 }, { r:membership(SID, "g3") })
+    assert.same({ 0, nil, nil, nil, 1500 }, { r:membership(SID, 7) })     -- not a string member
     assert.same({
       "set_timeout 200", "connect 127.0.0.1:6379 shared_session:127.0.0.1:6379:0",
-      "set_timeout 500", "send", "get p:{" .. SID .. "}", "set_keepalive 60000 64",
-    }, { unpack(server.calls, 1, 6) })
+      "set_timeout 500", "send", "get p:{" .. SID .. "}", "pttl p:{" .. SID .. "}",
+      "set_keepalive 60000 64",
+    }, { unpack(server.calls, 1, 7) })
     assert.equal(3, server.pooled)
   end)
 
   it("answers the value's signature in stored mode", function()
-    assert.same({ 1, nil, SIG }, { r:membership(SID, "g2", true) })
-    assert.same({ 0, nil, SIG }, { r:membership(SID, "g9", true) })
+    assert.same({ 1, nil, SIG, nil, -1 }, { r:membership(SID, "g2", true) })
+    assert.same({ 0, nil, SIG, nil, -1 }, { r:membership(SID, "g9", true) })
   end)
 
   it("GETs the extra keys (section 13) in the same round trip, replies last", function()
     server.strings["p:not-before"] = "5"
-    assert.same({ 1, nil, SIG, { "5", stub.null } },
+    assert.same({ 1, nil, SIG, { "5", stub.null }, -1 },
                 { r:membership(SID, "g1", true, { "p:not-before", "p:other" }) })
     assert.same({
       "send", "get p:{" .. SID .. "}", "get p:not-before", "get p:other",
-      "set_keepalive 60000 64",
-    }, { unpack(server.calls, 4, 8) })
+      "pttl p:{" .. SID .. "}", "set_keepalive 60000 64",
+    }, { unpack(server.calls, 4, 9) })
   end)
 
   it("is no session (0, and no signature) when the key is absent or its value malformed", function()
     server.strings["p:{" .. SID .. "}"] = nil
-    assert.same({ 0, nil, stub.null, { stub.null } },
+    assert.same({ 0, nil, stub.null, { stub.null }, -2 },
                 { r:membership(SID, "g1", true, { "p:not-before" }) })
-    assert.same({ 0 }, { r:membership(SID, "g1") })
+    assert.same({ 0, nil, nil, nil, -2 }, { r:membership(SID, "g1") })
     local logged = #stub.log_lines()
     for _, case in ipairs(cases.malformed) do
       server.strings["p:{" .. SID .. "}"] = case.value
-      assert.same({ 0, nil, stub.null }, { r:membership(SID, "g1", true) })
-      assert.same({ 0 }, { r:membership(SID, "g1") })
+      assert.same({ 0, nil, stub.null, nil, -1 }, { r:membership(SID, "g1", true) })
+      assert.same({ 0, nil, nil, nil, -1 }, { r:membership(SID, "g1") })
     end
     local lines = stub.log_lines(logged)
     assert.equal(2 * #cases.malformed, #lines)

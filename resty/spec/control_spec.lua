@@ -104,5 +104,17 @@ describe("resty.shared_session.control", function()
       control.apply(dc, "!purge everything")     -- unknown: ignored
       assert.same({ epoch, 0, 9 }, { control.known(dc, "g", true) })
     end)
+
+    it("says when a notice changed a kept generation (workers' entries carry it), and"
+       .. " reads the revocation count before the values", function()
+      dc.dict:set(decisions.EPOCH_KEY, "e1")
+      dc.dict:set(decisions.COUNT_KEY, 41)
+      assert.is_true(control.apply(dc, "!generation 9 g"))
+      assert.is_falsy((control.apply(dc, "!generation 9 g")))     -- the same value
+      assert.is_falsy((control.apply(dc, "!not-before 5")))       -- heartbeat's
+      assert.is_falsy((control.apply(dc, "!generation 8 g", nil, true)))  -- never lowered
+      assert.is_true(control.apply(dc, "!generation 10 g", nil, true))
+      assert.same({ 10, 41 }, { select(3, control.known(dc, "g", true)) })
+    end)
   end)
 end)

@@ -272,15 +272,16 @@ describe("resty.shared_session.decisions", function()
         return decisions.known(dc, value_of(SID, SIG), group or "g1", with_generation)
       end
 
-      local function store_with_mark(mark, group, allowed)
+      local function store_with_mark(mark, group, allowed, generation)
         -- (A decision still in the dict is a shared hit: remembered as it is.)
-        local hit, ticket = decisions.cached(dc, value_of(SID, SIG), SID, SIG, group or "g1", mark)
+        local hit, ticket = decisions.cached(dc, value_of(SID, SIG), SID, SIG, group or "g1", mark,
+                                             generation)
         if not hit then
-          decisions.store(dc, ticket, allowed ~= false, mark)
+          decisions.store(dc, ticket, allowed ~= false, mark, generation)
         end
       end
 
-      it("answer with the mark, in one dict read, and the generation in a second", function()
+      it("answer with the mark and the generation they were made with, in one dict read", function()
         store_with_mark(0)
         local reads = 0
         local get = dc.dict.get
@@ -293,13 +294,26 @@ describe("resty.shared_session.decisions", function()
         assert.are.equal(SID, entry.sid)
         assert.are.equal(0, mark)
         assert.are.equal(1, reads)
-        -- No generation kept: the worker level cannot answer alone.
+        -- No generation kept with it: the worker level cannot answer alone.
         assert.is_nil(fast("g1", true))
-        dc.dict:set("g:" .. decisions.current_epoch(dc) .. ":g1", 7)
+        dc.dict.get = get
+        store_with_mark(0, "g1", true, 7)
+        dc.dict.get = function(self, k)
+          reads = reads + 1
+          return get(self, k)
+        end
         reads = 0
         assert.same({ true, 0, 7 }, { (fast("g1", true)), select(3, fast("g1", true)) })
-        assert.are.equal(4, reads)
+        assert.are.equal(2, reads)      -- one per call: the count
         dc.dict.get = get
+        -- Used no longer than the dict keeps a generation (a change made
+        -- behind nginx's back), and not after a changed one (the count).
+        stub.sleep(60.1)
+        assert.is_nil(fast("g1", true))
+        store_with_mark(0, "g1", true, 7)
+        assert.is_true((fast("g1", true)))
+        decisions.generation_changed(dc, live)
+        assert.is_nil(fast("g1", true))
       end)
 
       it("do not answer for a decision made without a known mark", function()

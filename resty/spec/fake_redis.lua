@@ -22,6 +22,7 @@ function _M.server()
   local server = {
     strings = {},
     sets = {},
+    ttls = {},            -- key -> what PTTL answers (default: -1 for a key, -2 for none)
     errors = {},          -- command name -> error message
     replies = {},         -- command name -> reply, instead of the real one
     calls = {},
@@ -95,6 +96,15 @@ function _M.server()
       value = stub.null
     end
     return reply(self, "get", value)
+  end
+
+  function conn.pttl(self, key)
+    record(server, "pttl", key)
+    local ttl = server.ttls[key]
+    if ttl == nil then
+      ttl = (server.strings[key] ~= nil or server.sets[key] ~= nil) and -1 or -2
+    end
+    return reply(self, "pttl", ttl)
   end
 
   function conn.sismember(self, key, member)

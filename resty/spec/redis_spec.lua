@@ -80,37 +80,49 @@ describe("resty.shared_session.redis", function()
     end)
 
     it("asks SISMEMBER on a pooled connection (local mode)", function()
-      assert.same({ 1 }, { r:membership(SID, "g1") })
-      assert.same({ 0 }, { r:membership(SID, "g2") })
+      server.ttls["p:groups:" .. SID] = 2000
+      assert.same({ 1, nil, nil, nil, 2000 }, { r:membership(SID, "g1") })
+      assert.same({ 0, nil, nil, nil, 2000 }, { r:membership(SID, "g2") })
       assert.same({
         "set_timeout 200", "connect 127.0.0.1:6379 shared_session:127.0.0.1:6379:0",
         "set_timeout 500", "send", "sismember p:groups:" .. SID .. " g1",
-        "set_keepalive 60000 64",
-      }, { unpack(server.calls, 1, 6) })
+        "pttl p:groups:" .. SID, "set_keepalive 60000 64",
+      }, { unpack(server.calls, 1, 7) })
       assert.equal(2, server.pooled)
       assert.equal(0, server.closed)
     end)
 
     it("also GETs the stored signature, in the same round trip (stored mode)", function()
-      assert.same({ 1, nil, "sig" }, { r:membership(SID, "g1", true) })
+      assert.same({ 1, nil, "sig", nil, -1 }, { r:membership(SID, "g1", true) })
       assert.same({
         "send", "get p:signature:" .. SID, "sismember p:groups:" .. SID .. " g1",
-        "set_keepalive 60000 64",
-      }, { unpack(server.calls, 4, 7) })
+        "pttl p:groups:" .. SID, "set_keepalive 60000 64",
+      }, { unpack(server.calls, 4, 8) })
       server.strings["p:signature:" .. SID] = nil
-      assert.same({ 0, nil, stub.null }, { r:membership(SID, "g2", true) })
+      assert.same({ 0, nil, stub.null, nil, -1 }, { r:membership(SID, "g2", true) })
     end)
 
     it("GETs the extra keys (section 13) in the same round trip, replies last", function()
       server.strings["p:not-before"] = "5"
-      assert.same({ 1, nil, nil, { "5", stub.null } },
+      assert.same({ 1, nil, nil, { "5", stub.null }, -1 },
                   { r:membership(SID, "g1", false, { "p:not-before", "p:other" }) })
       assert.same({
         "send", "sismember p:groups:" .. SID .. " g1", "get p:not-before", "get p:other",
-        "set_keepalive 60000 64",
-      }, { unpack(server.calls, 4, 8) })
-      assert.same({ 0, nil, "sig", { "5" } },
+        "pttl p:groups:" .. SID, "set_keepalive 60000 64",
+      }, { unpack(server.calls, 4, 9) })
+      assert.same({ 0, nil, "sig", { "5" }, -1 },
                   { r:membership(SID, "g2", true, { "p:not-before" }) })
+    end)
+
+    it("lookup: the life left from PTTL; nil with no expiry; gone: no session", function()
+      server.ttls["p:groups:" .. SID] = 1500
+      assert.same({ 1, nil, "sig", 0, nil, 1500 }, { r:lookup(SID, "g1", true) })
+      server.ttls["p:groups:" .. SID] = -1
+      assert.same({ 1, nil, "sig", 0 }, { r:lookup(SID, "g1", true) })
+      -- Gone between the reads of the round trip: refused, as no session.
+      server.ttls["p:groups:" .. SID] = -2
+      assert.same({ 0, nil, stub.null, 0 }, { r:lookup(SID, "g1", true) })
+      assert.same({ 0, nil, nil, 0 }, { r:lookup(SID, "g1") })
     end)
 
     it("sends AUTH and SELECT on new connections only", function()
@@ -156,7 +168,7 @@ describe("resty.shared_session.redis", function()
 
     it("sends the commands as bulk strings, whatever bytes the group id holds", function()
       server.sets["p:groups:" .. SID] = { ["g 1\r\nFLUSHALL"] = true }
-      assert.same({ 1 }, { r:membership(SID, "g 1\r\nFLUSHALL") })
+      assert.same({ 1, nil, nil, nil, -1 }, { r:membership(SID, "g 1\r\nFLUSHALL") })
       assert.equal("sismember p:groups:" .. SID .. " g 1\r\nFLUSHALL", server.calls[5])
       assert.equal(1, server.pooled)
     end)
@@ -171,7 +183,7 @@ describe("resty.shared_session.redis", function()
       assert.same({ nil, "redis error: timeout" }, { r:membership(SID, "g1") })
       assert.same({ 2, 0 }, { server.closed, server.pooled })
       server.replies_sent = math.huge
-      assert.same({ 0, nil, "sig" }, { r:membership(SID, "g2", true) })
+      assert.same({ 0, nil, "sig", nil, -1 }, { r:membership(SID, "g2", true) })
       assert.same({ 2, 1 }, { server.closed, server.pooled })
     end)
 
@@ -218,7 +230,7 @@ describe("resty.shared_session.redis", function()
 
     it("follows an ASK: ASKING then the same commands on the node it names", function()
       server.errors.sismember = redirect("ASK 866 " .. OTHER)
-      assert.same({ 1, nil, "sig" }, { r:membership(SID, "g1", true) })
+      assert.same({ 1, nil, "sig", nil, -1 }, { r:membership(SID, "g1", true) })
       local calls = {}
       for _, call in ipairs(server.calls) do
         if not call:find("^set_timeout") then
@@ -230,10 +242,11 @@ describe("resty.shared_session.redis", function()
         "set_keepalive 60000 64",
         "connect " .. NODE .. " shared_session:127.0.0.1:7000:0",
         "send", "get p:{" .. SID .. "}:signature", "sismember p:{" .. SID .. "}:groups g1",
-        "set_keepalive 60000 64",
+        "pttl p:{" .. SID .. "}:groups", "set_keepalive 60000 64",
         "connect " .. OTHER .. " shared_session:127.0.0.1:7001:0",
         "send", "asking", "get p:{" .. SID .. "}:signature",
-        "sismember p:{" .. SID .. "}:groups g1",
+        "asking", "sismember p:{" .. SID .. "}:groups g1",
+        "asking", "pttl p:{" .. SID .. "}:groups",
         "set_keepalive 60000 64",
       }, calls)
       assert.same({ 0, 3 }, { server.closed, server.pooled })
@@ -241,14 +254,15 @@ describe("resty.shared_session.redis", function()
 
     it("follows a MOVED, and an ASK for the compact layout's GETs and get_at", function()
       server.errors.sismember = redirect("MOVED 866 " .. OTHER)
-      assert.same({ 0 }, { r:membership(SID, "g2") })
+      assert.same({ 0, nil, nil, nil, -1 }, { r:membership(SID, "g2") })
       server.errors = { get = redirect("ASK 866 " .. OTHER) }
       assert.same({ "v" }, { redis.get_at(r.redis, "k") })
       local compact = assert(config.new {
         key_layout = "compact", key_prefix = "p", redis = { cluster = NODES },
       }).keyspace
-      assert.same({ 1, nil, ("A"):rep(27) }, { compact:membership(SID, "g1", true) })
-      assert.equal("asking", server.calls[#server.calls - 2])
+      assert.same({ 1, nil, ("A"):rep(27), nil, -1 }, { compact:membership(SID, "g1", true) })
+      assert.same({ "asking", "get p:{" .. SID .. "}", "asking", "pttl p:{" .. SID .. "}" },
+                  { unpack(server.calls, #server.calls - 4, #server.calls - 1) })
       assert.same({ 0, 8 }, { server.closed, server.pooled })
     end)
 

@@ -192,6 +192,42 @@ describe("resty.shared_session.refresh", function()
       assert.equal(0, #timers)
     end)
 
+    it("is due once the session has not been extended for the interval, which follows its"
+       .. " idle timeout when unset (31 days: about 3 days, not a minute)", function()
+      local c = conf {}
+      server.replies.evalsha = 31 * 86400 * 1000
+      local now = stub.clock.now
+      assert.equal(0, refresh.maybe(c.refresh, c.keyspace, UUID))
+      run_timers()
+      assert.equal(1, #commands("evalsha"))
+      -- Answered: the keys end in 31 days; not due until they are closer than
+      -- idle - interval, i.e. interval (267,840 s) from now.
+      assert.near(now + 267840, refresh.maybe(c.refresh, c.keyspace, UUID), 0.1)
+      stub.sleep(86400)
+      maybe(c, UUID)
+      assert.equal(0, #timers)
+      stub.sleep(267840 - 86400 + 1)
+      maybe(c, UUID)
+      assert.equal(1, #timers)
+    end)
+
+    it("learns from the expiry read with a decision: once the idle timeout is known, a"
+       .. " session another party extended is not refreshed", function()
+      local c = conf { refresh = { interval = 60 } }
+      server.replies.evalsha = 600000  -- _idle: 10 min
+      maybe(c, UUID)
+      run_timers()
+      stub.sleep(61)    -- due, by the expiry this refresh set
+      -- The application touched it 1 s ago: the miss read 599 s left.
+      local left = stub.clock.now + 599
+      assert.near(left - 600 + 60, refresh.maybe(c.refresh, c.keyspace, UUID, left), 0.01)
+      assert.equal(0, #timers)
+      -- Without that reading, or with an older expiry, it is due.
+      stub.sleep(60)
+      refresh.maybe(c.refresh, c.keyspace, UUID, stub.clock.now + 500)
+      assert.equal(1, #timers)
+    end)
+
     it("without a dict, counts per worker", function()
       local c = conf { decision_cache = false, refresh = { interval = 30 } }
       assert.is_nil(c.refresh.dict)
@@ -359,9 +395,19 @@ describe("resty.shared_session.refresh", function()
   end)
 
   describe("options", function()
-    it("is on by default, with an interval of 60 s and the decision cache's dict", function()
+    it("is on by default, with an interval that follows the idle timeout and the decision"
+       .. " cache's dict", function()
       local c = conf {}
-      assert.equal(60, c.refresh.interval)
+      assert.is_nil(c.refresh.interval)
+      -- PROTOCOL.md section 12: min(idle / 2, max(60, idle / 10)).
+      assert.equal(1, refresh.interval_for(c.refresh, 2))
+      assert.equal(60, refresh.interval_for(c.refresh, 600))
+      assert.equal(180, refresh.interval_for(c.refresh, 1800))
+      assert.equal(267840, refresh.interval_for(c.refresh, 31 * 86400))
+      -- An explicit interval keeps its meaning, at most half the idle timeout.
+      local explicit = conf { refresh = { interval = 60 } }
+      assert.equal(60, refresh.interval_for(explicit.refresh, 31 * 86400))
+      assert.equal(1, refresh.interval_for(explicit.refresh, 2))
       assert.equal(dict, c.refresh.dict)
     end)
 

@@ -133,7 +133,8 @@ describe("resty.shared_session", function()
         assert.same({ 200 }, { shared_session.authorize("g1") })
         assert.equal(1, sismembers())
         assert.same({ "send", "sismember p:groups:" .. SID .. " g1", "get p:not-before",
-                      "set_keepalive 60000 64" }, { unpack(server.calls, 4, 7) })
+                      "pttl p:groups:" .. SID, "set_keepalive 60000 64" },
+                    { unpack(server.calls, 4, 8) })
       end)
 
       it("takes a table: the group's variable, or the group itself", function()
@@ -217,8 +218,8 @@ describe("resty.shared_session", function()
         assert.equal(200, shared_session.authorize("g1"))
         assert.same({ "send", "get p:signature:" .. SID,
                       "sismember p:groups:" .. SID .. " g1", "get p:not-before",
-                      "set_keepalive 60000 64" },
-                    { unpack(server.calls, 4, 8) })
+                      "pttl p:groups:" .. SID, "set_keepalive 60000 64" },
+                    { unpack(server.calls, 4, 9) })
       end)
 
       it("is 403 when nothing is stored, or something else", function()
@@ -242,8 +243,8 @@ describe("resty.shared_session", function()
       it("is 200 for a member, 403 otherwise, after one GET with not-before's", function()
         configure { secret = V.secret, salt = V.salt, key_layout = "compact" }
         assert.same({ 200 }, { shared_session.authorize("g1") })
-        assert.same({ "send", "get " .. KEY, "get p:not-before", "set_keepalive 60000 64" },
-                    { unpack(server.calls, 4, 7) })
+        assert.same({ "send", "get " .. KEY, "get p:not-before", "pttl " .. KEY,
+                      "set_keepalive 60000 64" }, { unpack(server.calls, 4, 8) })
         refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)", "g2")
         assert.equal(0, sismembers())
       end)

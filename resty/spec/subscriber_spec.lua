@@ -199,6 +199,23 @@ describe("resty.shared_session.subscriber", function()
       assert.equal("set r", events[at["replace s:" .. SID] + 1])
     end)
 
+    it("a new count when a !generation notice changes a kept generation (workers' entries"
+       .. " carry it), not when it repeats it", function()
+      local counts = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.COUNT_KEY and counts[#counts] ~= value then
+          counts[#counts + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
+      run { fake_socket.new(SUBSCRIBED .. notice("!generation 4 g1") .. PONG
+                            .. notice("!generation 4 g1") .. PONG) }
+      -- The subscription's count, then one for the changed generation only.
+      assert.equal(2, #counts)
+      assert.is_true(counts[2] > counts[1])
+    end)
+
     it("on one Redis: a notice may lower the mark in the v1 layout, only raise it in the others",
        function()
       local function kept(layout)

@@ -305,7 +305,8 @@ describe('resty.shared_session on Redis Cluster (cluster layout)', () => {
         const asksCompact = await commandCalls(toClient, 'asking');
         expect(await status(compact, 'g1', sid)).toBe(200);
         expect(await status(compact, 'g2', sid)).toBe(403);
-        expect(await commandCalls(toClient, 'asking')).toBe(asksCompact + 2);
+        // Two checks, each a GET and a PTTL (PROTOCOL.md section 12), each command after an ASKING of its own.
+        expect(await commandCalls(toClient, 'asking')).toBe(asksCompact + 4);
         // Done: every primary is told; the source now answers MOVED.
         for (const n of cluster.nodes.filter((x) => x.pid)) {
           const c = new Redis(n.port, '127.0.0.1');

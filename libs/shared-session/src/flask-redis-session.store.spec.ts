@@ -257,6 +257,20 @@ describe('FlaskRedisSessionStore on a real redis-server', () => {
       expect(store.refreshDue(SID, { _idle: 4 })).toBe(false);
       expect(store.refreshDue(SID, { _idle: 4 }, Date.now() + 2_100)).toBe(true);
     });
+
+    it('without touchAfterSeconds, is due once the session has not been extended for a tenth of its own idle timeout (section 12)', async () => {
+      const day = 86_400_000;
+      await call((cb) => store.set(SID, session({ username: 'u', _idle: 30 * 86_400 }), cb));
+      await call((cb) => store.get(SID, cb));
+      // 30 days: about 3 days, not a minute.
+      expect(store.refreshDue(SID, { _idle: 30 * 86_400 }, Date.now() + 2 * day)).toBe(false);
+      expect(store.refreshDue(SID, { _idle: 30 * 86_400 }, Date.now() + 3.1 * day)).toBe(true);
+      // 30 minutes: 3 minutes.
+      await call((cb) => store.set(SID, session({ username: 'u', _idle: 1800 }), cb));
+      await call((cb) => store.get(SID, cb));
+      expect(store.refreshDue(SID, { _idle: 1800 }, Date.now() + 170_000)).toBe(false);
+      expect(store.refreshDue(SID, { _idle: 1800 }, Date.now() + 190_000)).toBe(true);
+    });
   });
 
   it('with touch: false has no touch method, so express-session never refreshes the keys', () => {

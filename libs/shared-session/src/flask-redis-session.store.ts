@@ -6,7 +6,7 @@ import { createSessionLayout } from './layouts/create-session-layout';
 import type { KeyLayout, SessionKeys } from './layouts/session-layout';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
-import { cookieExpiry, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
+import { cookieExpiry, defaultRefreshIntervalSeconds, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
 import { refusedByNotBefore, userIdOf } from './session-control.keys';
 import { isWellFormed, parseSessionJson, sessionJsonBoundsProblem } from './session-json';
 import { SessionRepository } from './session-repository';
@@ -15,7 +15,6 @@ import {
   DEFAULT_COOKIE_OPTIONS,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_KEY_PREFIX,
-  DEFAULT_TOUCH_AFTER_SECONDS,
   DEFAULT_USER_ID_FIELD,
 } from './shared-session.constants';
 
@@ -41,8 +40,10 @@ export interface FlaskRedisSessionStoreOptions {
    */
   touch?: boolean;
   /**
-   * With `touch`: refresh a session at most once per this many seconds (default
-   * 60, 0: always), and at least once per half of its idle timeout.
+   * With `touch`: refresh a session once it has not been extended for this
+   * many seconds (0: always), and at least once per half of its idle
+   * timeout. Default: follows each session's idle timeout (PROTOCOL.md
+   * section 12: `min(idle / 2, max(60, idle / 10))`).
    */
   touchAfterSeconds?: number;
   /** Attributes of the cookie rebuilt on `get` (the data in Redis holds none). */
@@ -70,7 +71,8 @@ export class FlaskRedisSessionStore extends Store {
   private readonly signer: SessionCookieSigner;
   /** The idle timeout of sessions whose JSON holds none. */
   private readonly idleSeconds: number;
-  private readonly touchAfterSeconds: number;
+  /** undefined: the default, which follows each session's idle timeout. */
+  private readonly touchAfterSeconds: number | undefined;
   /** sid → when its keys expire, as last read or refreshed: lets `touch` skip a write that changes nothing much. */
   private readonly expiries = new Map<string, number>();
   private readonly cookie: SharedSessionCookieOptions;
@@ -98,7 +100,7 @@ export class FlaskRedisSessionStore extends Store {
     this.client = options.client;
     this.signer = options.signer;
     this.idleSeconds = options.idleTimeoutSeconds ?? options.ttlSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS;
-    this.touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
+    this.touchAfterSeconds = options.touchAfterSeconds;
     this.cookie = options.cookie ?? {};
     this.logger = options.logger ?? new Logger('SharedSession');
     this.userIdField = options.userIdField ?? DEFAULT_USER_ID_FIELD;
@@ -225,9 +227,12 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /**
-   * True when `touch` would refresh this session now: at most once per
-   * `touchAfterSeconds` (and at least once per half its idle timeout), never
-   * once its deadline has come. The middleware renews the cookie of a session
+   * True when `touch` would refresh this session now (PROTOCOL.md section
+   * 12): when its known expiry is closer than what a refresh would give
+   * minus the interval (`touchAfterSeconds`, or the default that follows
+   * its idle timeout), i.e. once it has not been extended for the interval;
+   * at least once per half its idle timeout; never once its deadline has
+   * come. The middleware renews the cookie of a session
    * without a deadline on the same occasions.
    */
   refreshDue(sid: string, session: object, now = Date.now()): boolean {
@@ -235,8 +240,9 @@ export class FlaskRedisSessionStore extends Store {
     const ttlMs = keyTtlMs(sid, idleSeconds, now);
     if (ttlMs <= 0) return false;
     const expiry = this.expiries.get(sid);
-    // At most once per touchAfterSeconds, at least once per half what a refresh would give (short idle, near the deadline).
-    const slack = Math.min(this.touchAfterSeconds * 1000, ttlMs / 2);
+    // Not extended for the interval; at least once per half what a refresh would give (short idle, near the deadline).
+    const intervalSeconds = this.touchAfterSeconds ?? defaultRefreshIntervalSeconds(idleSeconds);
+    const slack = Math.min(intervalSeconds * 1000, ttlMs / 2);
     return expiry === undefined || expiry < now + ttlMs - slack;
   }
 

@@ -18,6 +18,19 @@ export const IDLE_KEY = '_idle';
  */
 export const COOKIE_HORIZON_SECONDS = 400 * 24 * 3600;
 
+/**
+ * How long a session may go without being extended, when nothing else is
+ * configured (PROTOCOL.md section 12, the same at nginx): a refresh is due
+ * once the session's expiry is closer than `idle − interval`, so a session
+ * never ends earlier than `idle − interval` after its last use. A tenth of
+ * the idle timeout (a 30-minute session every 3 minutes, a 31-day one about
+ * every 3 days), at least a minute so that a busy site does not write per
+ * request, at most half of it (a 2-second session every second).
+ */
+export function defaultRefreshIntervalSeconds(idleSeconds: number): number {
+  return Math.min(idleSeconds / 2, Math.max(60, idleSeconds / 10));
+}
+
 /** What the session's JSON says its idle timeout is, or `fallback` when it says nothing usable. */
 export function idleSecondsOf(session: object, fallback: number): number {
   const idle = (session as Record<string, unknown>)[IDLE_KEY];

@@ -7,8 +7,6 @@ export const DEFAULT_TTL_SECONDS = 31 * 24 * 60 * 60;
 /** The default idle timeout (PROTOCOL.md section 12): Flask's lifetime, sliding as before. No absolute timeout by default. */
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = DEFAULT_TTL_SECONDS;
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-/** express-session's touch refreshes a session's keys at most once per this many seconds. */
-export const DEFAULT_TOUCH_AFTER_SECONDS = 60;
 /** Cookie attributes (PROTOCOL.md section 2: `Path=/; HttpOnly; SameSite=Lax`), and a cookie that outlives the browser session. */
 export const DEFAULT_COOKIE_OPTIONS = { path: '/', secure: false, httpOnly: true, sameSite: 'lax', persistent: true } as const;
 

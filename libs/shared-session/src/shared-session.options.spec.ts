@@ -19,6 +19,21 @@ describe('resolveSharedSessionOptions', () => {
     });
   });
 
+  it('makes the default touchAfterSeconds follow the idle timeout (PROTOCOL.md section 12), so a short idle timeout alone starts', () => {
+    const touchAfter = (idleTimeoutSeconds: number) => resolveSharedSessionOptions({ secret: 's', idleTimeoutSeconds }).touchAfterSeconds;
+    expect(touchAfter(2)).toBe(1); // half of it
+    expect(touchAfter(30)).toBe(15);
+    expect(touchAfter(60)).toBe(30);
+    expect(touchAfter(1800)).toBe(180); // a tenth, at least a minute
+    expect(touchAfter(31 * 86400)).toBe(31 * 8640); // about 3 days
+    expect(resolveSharedSessionOptions({ secret: 's', ttlSeconds: 2 }).touchAfterSeconds).toBe(1);
+    // An explicit value is kept, and an explicit bad one is still an error that names it.
+    expect(resolveSharedSessionOptions({ secret: 's', idleTimeoutSeconds: 2, touchAfterSeconds: 0 }).touchAfterSeconds).toBe(0);
+    expect(() => resolveSharedSessionOptions({ secret: 's', idleTimeoutSeconds: 2, touchAfterSeconds: 60 })).toThrow(
+      /"touchAfterSeconds" must be .* less than idleTimeoutSeconds/,
+    );
+  });
+
   it('fills in the documented defaults', () => {
     expect(resolveSharedSessionOptions({ secret: 's' })).toEqual({
       secret: 's',
@@ -33,7 +48,7 @@ describe('resolveSharedSessionOptions', () => {
       keyLayout: 'v1',
       cookie: { path: '/', domain: undefined, secure: false, httpOnly: true, sameSite: 'lax', persistent: true },
       touch: true,
-      touchAfterSeconds: 60,
+      touchAfterSeconds: 31 * 8640, // follows the idle timeout (31 days): a tenth of it
       proxy: undefined,
       csrf: { enabled: true, trustedOrigins: [] },
       userIdField: 'username',

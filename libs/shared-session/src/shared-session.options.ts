@@ -6,12 +6,12 @@ import {
   DEFAULT_REDIS_URL,
   DEFAULT_SALT,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
-  DEFAULT_TOUCH_AFTER_SECONDS,
   DEFAULT_USER_ID_FIELD,
   KEY_PREFIX_PATTERN,
   MIN_SECRET_BYTES,
 } from './shared-session.constants';
 import { serializedOrigin } from './serialized-origin';
+import { defaultRefreshIntervalSeconds } from './session-lifetime';
 import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
 import type { KeyLayout } from './layouts/session-layout';
 import { isRedisClient, namesRedisCluster } from './redis-client';
@@ -100,9 +100,13 @@ export interface SharedSessionModuleOptions {
    */
   touch?: boolean;
   /**
-   * With `touch`, refresh at most once per this many seconds per session (a
-   * write on every read would double the Redis round trips). 0: on every
-   * request. Default 60.
+   * With `touch`, refresh a session once it has not been extended for this
+   * many seconds (PROTOCOL.md section 12: when its expiry is closer than
+   * the idle timeout minus this; a write on every read would double the
+   * Redis round trips), and at least once per half its idle timeout. 0: on
+   * every request. Default: follows `idleTimeoutSeconds`, `min(idle / 2,
+   * max(60, idle / 10))` (30 minutes: 3 minutes; 31 days: about 3 days; 2
+   * s: 1 s).
    */
   touchAfterSeconds?: number;
   /**
@@ -253,12 +257,14 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   );
   const ttlSeconds = idleTimeoutSeconds;
 
-  const touchAfterSeconds = options.touchAfterSeconds ?? DEFAULT_TOUCH_AFTER_SECONDS;
+  // Unset: follows the idle timeout (PROTOCOL.md section 12's default interval), so a short idle timeout alone is valid.
+  const touchAfterSeconds = options.touchAfterSeconds ?? defaultRefreshIntervalSeconds(ttlSeconds);
   if (
-    typeof touchAfterSeconds !== 'number' ||
-    !Number.isInteger(touchAfterSeconds) ||
-    touchAfterSeconds < 0 ||
-    touchAfterSeconds >= ttlSeconds
+    options.touchAfterSeconds !== undefined &&
+    (typeof touchAfterSeconds !== 'number' ||
+      !Number.isInteger(touchAfterSeconds) ||
+      touchAfterSeconds < 0 ||
+      touchAfterSeconds >= ttlSeconds)
   ) {
     throw new SharedSessionOptionsError('touchAfterSeconds', `must be a whole number of seconds from 0 to less than ${idleName}`);
   }

@@ -101,13 +101,15 @@ end
 
 -- An allowed request: 200, after setting the generation variable when one
 -- is named (section 13.3), and 503 when it cannot be set (not declared in
--- the location); and the session kept alive (PROTOCOL.md section 12: at most
--- one refresh per session per interval, in a timer, so it neither delays
--- nor changes the answer).
+-- the location); and the session kept alive (PROTOCOL.md section 12: a
+-- refresh when one is due, in a timer, so it neither delays nor changes the
+-- answer).
 -- `entry`: this worker's decision entry for the cookie, when the answer
 -- came from it; it remembers until when the session needs no refresh, so
--- that a hit asks refresh.lua nothing.
-local function allow(conf, sid, group_id, generation_var, generation, entry)
+-- that a hit asks refresh.lua nothing. `expires_at`: the session's expiry
+-- when Redis was just asked (nil otherwise).
+local function allow(conf, sid, group_id, generation_var, generation, entry,
+                     expires_at)
     if not set_generation(generation_var, generation) then
         return refuse(503, ERR, "variable $" .. generation_var
                       .. " not declared (set $" .. generation_var
@@ -115,7 +117,7 @@ local function allow(conf, sid, group_id, generation_var, generation, entry)
     end
     local rf = conf.refresh
     if rf and not (entry and entry.fresh > ngx_now()) then
-        local fresh = refresh_maybe(rf, conf.keyspace, sid)
+        local fresh = refresh_maybe(rf, conf.keyspace, sid, expires_at)
         if entry then
             entry.fresh = fresh
         end
@@ -178,9 +180,9 @@ function _M.authorize(group_id, generation_var)
 
     -- This worker's decisions first (keyed by the exact cookie, so by the
     -- signature verified when they were made): no parsing, no HMAC, and
-    -- one dict read (decisions.known: the entry carries the epoch and the
-    -- not-before mark it was made under, which the revocation count
-    -- covers; the group's generation is a second read when asked for).
+    -- one dict read (decisions.known: the entry carries the epoch, the
+    -- not-before mark and the group's generation it was made under, which
+    -- the revocation count covers).
     local dc = conf.decision_cache
     local with_generation = generation_var ~= nil
     if dc then
@@ -205,9 +207,10 @@ function _M.authorize(group_id, generation_var)
     -- subscriber keeps them (mark nil when not known under its live epoch:
     -- then they come with the Redis query below, and no cached decision is
     -- used).
-    local epoch, mark, generation
+    local epoch, mark, generation, count
     if dc then
-        epoch, mark, generation = control_known(dc, group_id, generation_var)
+        epoch, mark, generation, count = control_known(dc, group_id,
+                                                       generation_var)
     end
 
     local sid, sig = parse_cookie(cookie_value)
@@ -221,7 +224,9 @@ function _M.authorize(group_id, generation_var)
 
     -- The shared dict: a decision bound to the exact signature verified when
     -- it was made (by HMAC, or against Redis in stored mode): no HMAC.
-    if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark) then
+    if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark,
+                             generation, count)
+    then
         return allow(conf, sid, group_id, generation_var, generation)
     end
 
@@ -234,7 +239,7 @@ function _M.authorize(group_id, generation_var)
     if dc then
         local hit
         hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id,
-                                      mark)
+                                      mark, generation, count)
         if hit and mark then
             return allow(conf, sid, group_id, generation_var, generation)
         end
@@ -245,11 +250,21 @@ function _M.authorize(group_id, generation_var)
     -- topology allows (on a cluster, where they are in other slots, those
     -- not kept under the epoch each with a GET on its own primary:
     -- PROTOCOL.md sections 14.2 and 14.3): the layout's lookup.
-    local member, err, stored
-    member, err, stored, mark, generation = conf.keyspace:lookup(sid,
+    local member, err, stored, left
+    member, err, stored, mark, generation, left = conf.keyspace:lookup(sid,
         group_id, not keys, with_generation, mark, generation)
     if err then
         return refuse(503, ERR, err, sid, group_id)
+    end
+    local expires_at
+    if left then
+        -- PROTOCOL.md section 12: no decision outlives the session's keys as
+        -- read with it, counted from when the query was sent (never later
+        -- than Redis read them). nil: no expiry, no bound from the session.
+        expires_at = (ticket and ticket.started or ngx_now()) + left / 1000
+        if ticket then
+            ticket.expires_at = expires_at
+        end
     end
     if epoch then
         control_remember(dc, epoch, group_id, mark, generation)
@@ -257,7 +272,7 @@ function _M.authorize(group_id, generation_var)
     if not keys then
         if stored == ngx_null then
             if ticket then
-                store_decision(dc, ticket, false, mark)
+                store_decision(dc, ticket, false, mark, generation)
             end
             return refuse(403, INFO, "no stored signature (expired or"
                                      .. " destroyed)", sid, group_id)
@@ -274,10 +289,11 @@ function _M.authorize(group_id, generation_var)
     end
 
     if ticket and (member == 1 or member == 0) then
-        store_decision(dc, ticket, member == 1, mark)
+        store_decision(dc, ticket, member == 1, mark, generation)
     end
     if member == 1 then
-        return allow(conf, sid, group_id, generation_var, generation)
+        return allow(conf, sid, group_id, generation_var, generation, nil,
+                     expires_at)
     end
     if member == 0 then
         return refuse(403, INFO, "not a member of the group", sid, group_id)

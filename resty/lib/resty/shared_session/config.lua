@@ -5,7 +5,6 @@
 
 local cookie = require "resty.shared_session.cookie"
 local decisions = require "resty.shared_session.decisions"
-local refresh = require "resty.shared_session.refresh"
 local log = require "resty.shared_session.log"
 
 -- The two axes, each an object chosen once here (build): which keys hold
@@ -79,7 +78,9 @@ local TOP_LEVEL_OPTIONS = {
 }
 
 local REFRESH_DEFAULTS = {
-    interval = refresh.DEFAULT_INTERVAL,    -- s between two refreshes, at most
+    -- s a session may go without being extended before a refresh is due;
+    -- unset (false), it follows the session's idle timeout (refresh.lua)
+    interval = false,
     dict = false,           -- a lua_shared_dict; default: decision_cache's
     user_id_field = "username", -- the session field naming its user, as
                                 -- the app's userIdField (section 13.1)
@@ -367,13 +368,12 @@ local function check_refresh_options(opts, decision_cache)
     end
 
     local interval = opts.interval
-    if interval == nil then
-        interval = REFRESH_DEFAULTS.interval
-    elseif type(interval) == "string" then
+    if type(interval) == "string" then
         interval = tonumber(interval)
     end
-    if type(interval) ~= "number" or interval ~= interval
-       or interval < DECISION_TTL_MIN or interval > REFRESH_INTERVAL_MAX
+    if opts.interval ~= nil and (type(interval) ~= "number"
+       or interval ~= interval
+       or interval < DECISION_TTL_MIN or interval > REFRESH_INTERVAL_MAX)
     then
         option_error("refresh.interval", "must be a number of seconds from "
                      .. DECISION_TTL_MIN .. " to " .. REFRESH_INTERVAL_MAX)
@@ -400,7 +400,7 @@ local function check_refresh_options(opts, decision_cache)
     check_non_empty_string("refresh.user_id_field", field)
 
     -- Without a dict, each worker refreshes on its own (once per interval
-    -- per worker).
+    -- per worker). interval nil: it follows each session's idle timeout.
     return { interval = interval, dict = dict or nil, user_id_field = field }
 end
 

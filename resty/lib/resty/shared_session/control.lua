@@ -45,6 +45,7 @@ local sub = string.sub
 
 local sid_times = session_id.times
 local current_epoch = decisions.current_epoch
+local COUNT_KEY = decisions.COUNT_KEY
 local redis_connect = redis.connect
 
 
@@ -70,25 +71,29 @@ _M.refuses = refuses
 
 -- On the hit path: the epoch (nil: no live subscriber), and the mark and
 -- the group's generation as kept under it (mark nil: not known, or the
--- generation is wanted and not known; then the request must ask Redis).
+-- generation is wanted and not known; then the request must ask Redis);
+-- last, the revocation count, read before them (decisions.lua: what a
+-- worker entry made with them is kept under, so that a notice that changes
+-- either, which moves the count on afterwards, is never missed).
 function _M.known(dc, group_id, with_generation)
+    local dict = dc.dict
+    local count = dict:get(COUNT_KEY)
     local epoch = current_epoch(dc)
     if not epoch then
         return nil
     end
-    local dict = dc.dict
     local mark = dict:get("m:" .. epoch)
     if mark == nil then
-        return epoch
+        return epoch, nil, nil, count
     end
     local generation
     if with_generation then
         generation = dict:get("g:" .. epoch .. ":" .. group_id)
         if generation == nil then
-            return epoch
+            return epoch, nil, nil, count
         end
     end
-    return epoch, mark, generation
+    return epoch, mark, generation, count
 end
 
 
@@ -216,6 +221,10 @@ _M.parse = parse
 -- has been applied already: they are read in order). `r`: the topology,
 -- for the acknowledgement. `greatest` (Redis Cluster, sections
 -- 14.2 and 14.3: copies in any order): a value only raises the kept one.
+-- Returns true when it changed a kept generation: the caller then moves
+-- the revocation count on (decisions.generation_changed), as workers'
+-- entries carry the generation they were made with. (A changed mark is
+-- seen by decisions.heartbeat.)
 function _M.apply(dc, payload, r, greatest)
     local kind, a, b = parse(payload)
     if kind == nil then
@@ -236,13 +245,12 @@ function _M.apply(dc, payload, r, greatest)
     end
     local k = kind == "not-before" and "m:" .. epoch
               or "g:" .. epoch .. ":" .. b
-    if greatest then
-        local kept = dc.dict:get(k)
-        if kept and kept >= a then
-            return
-        end
+    local kept = dc.dict:get(k)
+    if greatest and kept and kept >= a then
+        return
     end
     dc.dict:set(k, a, ENTRY_TTL)
+    return kind == "generation" and kept ~= a
 end
 
 

@@ -8,12 +8,14 @@
 --   counts only while the shared revocation count (key "r") still holds the
 --   value read before its decisions were made: the subscriber changes it at
 --   every notice and every subscription, and it exists only while the
---   subscription is live. An entry also carries the epoch and the
---   not-before mark it was made under (control.lua), which the count
---   covers as well: heartbeat() gives a new count whenever the mark kept in
---   the dict changed. A hit costs that one dict read (and the group's
---   generation when one is asked for). Positive and negative decisions (a
---   group added publishes a notice as well).
+--   subscription is live. An entry also carries the epoch, the
+--   not-before mark and the groups' generations it was made under
+--   (control.lua), which the count covers as well: heartbeat() gives a new
+--   count whenever the mark kept in the dict changed, and
+--   generation_changed() whenever a `!generation` notice changed a kept
+--   generation. A hit costs that one dict read, with a generation variable
+--   too. Positive and negative decisions (a group added publishes a notice
+--   as well).
 -- * In the lua_shared_dict, for the other workers and for when the count
 --   moved on: positive decisions per (sid, group), each under a per-session
 --   token that a notice replaces.
@@ -85,12 +87,12 @@ local _M = {
 local TTL_MIN = _M.TTL_MIN
 local GROUPS_PER_ENTRY = _M.GROUPS_PER_ENTRY
 
--- control.lua's keys under an epoch: the not-before mark, a group's
--- generation (read here for the worker level's hits).
+-- control.lua's key under an epoch for the not-before mark (read here by
+-- heartbeat()).
 local MARK_KEY = "m:"
-local GENERATION_KEY = "g:"
--- s: how long control.lua keeps the mark in the dict (a bound on a change
--- made behind nginx's back); a worker entry uses its mark no longer.
+-- s: how long control.lua keeps the mark and a generation in the dict (a
+-- bound on a change made behind nginx's back); a worker entry uses its mark
+-- and its generations no longer.
 local MARK_TTL = 60
 
 
@@ -157,16 +159,18 @@ _M.current_epoch = current_epoch
 -- The worker level --------------------------------------------------------
 
 -- Keeps a decision in this worker until `expires`, under `count` (the
--- revocation count read before it was made), `epoch` and `mark` (the
--- not-before mark it was checked against; nil: not known, and then only
--- lookup() uses the entry, not known()). An entry's decisions all share one
--- count, epoch and mark: a decision under others starts the entry afresh.
--- An entry also holds the session id (so that a hit builds no string), the
--- generation keys of its groups (built once) and, for refresh.lua, until
--- when the session needs no refresh (`fresh`). `decided[group]` is the
--- expiry of an allowed decision, or minus the expiry of a refused one.
+-- revocation count read before it was made, and before the mark and the
+-- generation were read), `epoch` and `mark` (the not-before mark it was
+-- checked against; nil: not known, and then only lookup() uses the entry,
+-- not known()), with the group's `generation` (nil: not known). An entry's
+-- decisions all share one count, epoch and mark: a decision under others
+-- starts the entry afresh. An entry also holds the session id (so that a
+-- hit builds no string), its groups' generations (`generations[group]`,
+-- used until `generation_until[group]`) and, for refresh.lua, until when
+-- the session needs no refresh (`fresh`). `decided[group]` is the expiry of
+-- an allowed decision, or minus the expiry of a refused one.
 local function remember(dc, value, sid, group_id, allowed, count, expires,
-                        epoch, mark)
+                        epoch, mark, generation)
     local worker = dc.worker
     if not worker or not count then
         return
@@ -177,12 +181,16 @@ local function remember(dc, value, sid, group_id, allowed, count, expires,
     then
         entry = { count = count, epoch = epoch, mark = mark, mark_until = 0,
                   n = 0, sid = sid, fresh = 0, decided = {},
-                  generation_keys = {} }
+                  generations = {}, generation_until = {} }
         worker:set(value, entry)
     end
     if mark ~= nil then
         -- The mark was read just now (from the dict, or with the query).
         entry.mark_until = ngx_now() + MARK_TTL
+    end
+    if generation ~= nil then
+        entry.generations[group_id] = generation
+        entry.generation_until[group_id] = ngx_now() + MARK_TTL
     end
     entry.n = entry.n + 1
     entry.decided[group_id] = allowed and expires or -expires
@@ -217,10 +225,10 @@ end
 
 -- The same for the hit path, with what the entry was made under: true or
 -- false (as lookup), the entry, the not-before mark, and the group's
--- generation when `with_generation` (read from the dict under the entry's
--- epoch); nil when the worker level cannot answer alone (then the caller
--- asks control.lua and the shared level). One dict read, two with a
--- generation; no string built once the entry knows the group.
+-- generation when `with_generation` (the one the entry was made with);
+-- nil when the worker level cannot answer alone (then the caller asks
+-- control.lua and the shared level). One dict read, with a generation too;
+-- no string built.
 function _M.known(dc, value, group_id, with_generation)
     local worker = dc.worker
     local entry = worker and worker:get(value)
@@ -249,14 +257,8 @@ function _M.known(dc, value, group_id, with_generation)
     end
     local generation
     if with_generation then
-        local keys = entry.generation_keys
-        local k = keys[group_id]
-        if not k then
-            k = GENERATION_KEY .. entry.epoch .. ":" .. group_id
-            keys[group_id] = k
-        end
-        generation = dict:get(k)
-        if generation == nil then
+        generation = entry.generations[group_id]
+        if generation == nil or now >= entry.generation_until[group_id] then
             return nil
         end
     end
@@ -268,9 +270,9 @@ end
 
 -- true when the dict holds a valid decision for (sid, sig, group_id) under
 -- epoch and token; then also remembered in this worker until it expires
--- (`count` was read before the token), with `mark`.
+-- (`count` was read before the token), with `mark` and `generation`.
 local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token,
-                          mark)
+                          mark, generation)
     local dict = dc.dict
     local k = key(sid, group_id)
     local found = dict:get(k)
@@ -280,7 +282,7 @@ local function shared_hit(dc, value, sid, sig, group_id, count, epoch, token,
     local ttl = dict:ttl(k)
     if ttl and ttl > 0 then
         remember(dc, value, sid, group_id, true, count, ngx_now() + ttl, epoch,
-                 mark)
+                 mark, generation)
     end
     return true
 end
@@ -291,14 +293,19 @@ end
 -- forged cookie writes nothing to it. A decision holds the exact signature it
 -- was made for, which was verified then, under this configuration's secrets.
 -- `mark`: the not-before mark the caller checks the session against (nil:
--- not known), kept with the decision in this worker.
-function _M.hit(dc, value, sid, sig, group_id, mark)
+-- not known), kept with the decision in this worker, as `generation` (the
+-- group's, nil when not asked for). `count`: the revocation count, when
+-- the caller read it before the mark and generation (control.known); else
+-- read here.
+function _M.hit(dc, value, sid, sig, group_id, mark, generation, count)
     local dict = dc.dict
-    local count = dict:get(COUNT_KEY)
+    if count == nil then
+        count = dict:get(COUNT_KEY)
+    end
     local epoch = current_epoch(dc)
     local token = epoch and dict:get("s:" .. sid)
     return token and shared_hit(dc, value, sid, sig, group_id, count, epoch,
-                                token, mark) or false
+                                token, mark, generation) or false
 end
 
 
@@ -306,13 +313,16 @@ end
 -- to store the answer of the Redis query about to be sent (nil: the cache is
 -- not to be trusted now, store nothing). Must run right before the query is
 -- sent: that is what makes a revocation processed while the query is in
--- flight invalidate its answer. `mark` as for hit().
+-- flight invalidate its answer. `mark`, `generation` and `count` as for
+-- hit().
 --
 -- The ticket may be given `expires_at` (the session's absolute expiry, in
 -- seconds as ngx.now(), as read with the query) before store().
-function _M.cached(dc, value, sid, sig, group_id, mark)
+function _M.cached(dc, value, sid, sig, group_id, mark, generation, count)
     local dict = dc.dict
-    local count = dict:get(COUNT_KEY)
+    if count == nil then
+        count = dict:get(COUNT_KEY)
+    end
     local epoch = current_epoch(dc)
     if not epoch then
         return nil      -- no subscriber, or it lost Redis: bypass
@@ -331,7 +341,8 @@ function _M.cached(dc, value, sid, sig, group_id, mark)
         end
     end
 
-    if shared_hit(dc, value, sid, sig, group_id, count, epoch, token, mark)
+    if shared_hit(dc, value, sid, sig, group_id, count, epoch, token, mark,
+                  generation)
     then
         return true
     end
@@ -348,8 +359,9 @@ end
 -- counting the round trip; and never past the session's own expiry when
 -- the ticket carries it (`expires_at`: PROTOCOL.md section 7). Negative
 -- decisions are kept in the worker only. `mark`: the not-before mark the
--- answer was checked against (kept with it in this worker).
-function _M.store(dc, ticket, allowed, mark)
+-- answer was checked against (kept with it in this worker), as the
+-- group's `generation` (nil when not asked for).
+function _M.store(dc, ticket, allowed, mark, generation)
     local expires = ticket.started + dc.ttl
     local expires_at = ticket.expires_at
     if expires_at and expires_at < expires then
@@ -358,12 +370,19 @@ function _M.store(dc, ticket, allowed, mark)
     local ttl = expires - ngx_now()
     if ttl < TTL_MIN then
         if not allowed then
+            -- Too short to keep, but it still replaces an allow kept in
+            -- this worker or in the dict.
+            local worker = dc.worker
+            local entry = worker and worker:get(ticket.value)
+            if entry then
+                entry.decided[ticket.group_id] = nil
+            end
             dc.dict:delete(key(ticket.sid, ticket.group_id))
         end
         return      -- (and 0 would mean "never expires" to the dict)
     end
     remember(dc, ticket.value, ticket.sid, ticket.group_id, allowed,
-             ticket.count, expires, ticket.epoch, mark)
+             ticket.count, expires, ticket.epoch, mark, generation)
     if not allowed then
         -- A fresh refusal replaces an allow kept in the dict (PROTOCOL.md
         -- section 12), which other workers would still use. Deleting can
@@ -433,6 +452,14 @@ function _M.heartbeat(dc, live)
         live.count = next_count()
     end
     publish(dc, live)
+end
+
+
+-- A `!generation` notice changed a kept generation (control.apply): a new
+-- count, so that no worker's entry serves the old one.
+function _M.generation_changed(dc, live)
+    live.count = next_count()
+    dc.dict:set(COUNT_KEY, live.count, live.heartbeat_ttl)
 end
 
 

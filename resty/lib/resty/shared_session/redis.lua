@@ -15,7 +15,6 @@ local require = require
 local tostring = tostring
 local rawget = rawget
 local format = string.format
-local remove = table.remove
 
 
 -- The same library is `resty.redis` on OpenResty and `nginx.redis` on Debian.
@@ -200,6 +199,7 @@ _M.release = release
 -- worker CPU a command on Debian's nginx (as refresh.lua's pipeline).
 local ASKING = "*1\r\n$6\r\nASKING\r\n"
 local GET = "*2\r\n$3\r\nGET\r\n"
+local PTTL = "*2\r\n$4\r\nPTTL\r\n"
 local SISMEMBER = "*3\r\n$9\r\nSISMEMBER\r\n"
 
 
@@ -221,34 +221,45 @@ local function run(red, commands, n)
 end
 
 
--- Sends the check's commands on `red`: ASKING when following an ASK, GET
--- signature_key when there is one (stored mode), SISMEMBER groups_key
--- group_id, then a GET of each `extra` key; one round trip. The SISMEMBER
--- reply, or nil and an error; then the signature's GET reply, then the
--- extra replies (a list, in order).
+-- Sends the check's commands on `red`: GET signature_key when there is one
+-- (stored mode), SISMEMBER groups_key group_id, then a GET of each `extra`
+-- key, then PTTL groups_key (the session's remaining life: PROTOCOL.md
+-- section 12, in the same slot as the key SISMEMBER reads); one round
+-- trip. When following an ASK, each command comes after an ASKING of its
+-- own (the flag holds for one command). The SISMEMBER reply, or nil and
+-- an error; then the signature's GET reply, the extra replies (a list, in
+-- order) and the PTTL reply (ms; -1: no expiry, -2: no key).
 local function ask(red, asking, groups_key, signature_key, group_id, extra)
-    local out = asking and ASKING or ""
+    local before = asking and ASKING or ""
+    local out = ""
     if signature_key then
-        out = out .. GET .. bulk(signature_key)
+        out = before .. GET .. bulk(signature_key)
     end
-    out = out .. SISMEMBER .. bulk(groups_key) .. bulk(group_id)
+    local groups = bulk(groups_key)
+    out = out .. before .. SISMEMBER .. groups .. bulk(group_id)
     local n = extra and #extra or 0
     for i = 1, n do
-        out = out .. GET .. bulk(extra[i])
+        out = out .. before .. GET .. bulk(extra[i])
     end
-    local at = (asking and 1 or 0) + (signature_key and 1 or 0) + 1
-    local res, err = run(red, out, at + n)
+    out = out .. before .. PTTL .. groups
+    local step = asking and 2 or 1     -- replies per command
+    local first = signature_key and 1 or 0
+    local res, err = run(red, out, (first + n + 2) * step)
     if not res then
         return nil, err
+    end
+    local function reply(i)     -- the reply of the i-th command (1-based)
+        return res[i * step]
     end
     local extra_replies
     if extra then
         extra_replies = {}
         for i = 1, n do
-            extra_replies[i] = res[at + i]
+            extra_replies[i] = reply(first + 1 + i)
         end
     end
-    return res[at], nil, signature_key and res[at - 1] or nil, extra_replies
+    return reply(first + 1), nil, signature_key and reply(1) or nil,
+           extra_replies, reply(first + n + 2)
 end
 _M.ask = ask
 
@@ -256,7 +267,7 @@ _M.ask = ask
 -- query(red, asking, ...) on the connection for slot_key (on a cluster, the
 -- primary of its slot), and once more on the node a MOVED or ASK names
 -- (asking: true after an ASK). The query returns its reply, or nil and an
--- error, then up to two more values, passed on. Returns the same, its error
+-- error, then up to three more values, passed on. Returns the same, its error
 -- as "redis unavailable: ..." or "redis error: ...". The connection goes
 -- back to the pool, or is closed on error so that a half-read reply never
 -- reaches the next request.
@@ -265,8 +276,8 @@ local function on_primary(r, slot_key, query, ...)
     if not red then
         return nil, "redis unavailable: " .. err
     end
-    local res, more, rest
-    res, err, more, rest = query(red, false, ...)
+    local res, more, rest, last
+    res, err, more, rest, last = query(red, false, ...)
     local kind, to
     if err then
         kind, to, err = r:follow(red, err)
@@ -276,31 +287,42 @@ local function on_primary(r, slot_key, query, ...)
             return nil, err
         end
         red = to
-        res, err, more, rest = query(red, kind == "ASK", ...)
+        res, err, more, rest, last = query(red, kind == "ASK", ...)
     end
     if err then
         red:close()
         return nil, "redis error: " .. tostring(err)
     end
     release(red, r)
-    return res, nil, more, rest
+    return res, nil, more, rest, last
 end
 _M.on_primary = on_primary
 
 
--- GET of each key of `keys` (after ASKING when following an ASK), in one
--- round trip: the list of replies, or nil and an error.
-local function get_all(red, asking, keys)
-    local out = asking and ASKING or ""
+-- GET of each key of `keys`, and PTTL of `pttl_key` when given (its reply
+-- last), in one round trip; when following an ASK, each after an ASKING of
+-- its own. The list of replies, or nil and an error.
+local function get_all(red, asking, keys, pttl_key)
+    local before = asking and ASKING or ""
+    local out = ""
     for i = 1, #keys do
-        out = out .. GET .. bulk(keys[i])
+        out = out .. before .. GET .. bulk(keys[i])
     end
-    local res, err = run(red, out, #keys + (asking and 1 or 0))
+    local n = #keys
+    if pttl_key then
+        out = out .. before .. PTTL .. bulk(pttl_key)
+        n = n + 1
+    end
+    local res, err = run(red, out, asking and 2 * n or n)
     if not res then
         return nil, err
     end
     if asking then
-        remove(res, 1)
+        local replies = {}
+        for i = 1, n do
+            replies[i] = res[2 * i]
+        end
+        return replies
     end
     return res
 end

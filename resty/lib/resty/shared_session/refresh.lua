@@ -3,23 +3,29 @@
 --
 -- A request that authorize() allows sets the time to live of the session's
 -- three keys (its one key on the compact layout, section 15) back to the
--- session's idle timeout (`_idle` in its JSON), never
--- past the deadline of its timed id, at most once per `interval` per
--- session. The refresh runs in a timer (ngx.timer.at) on a pooled
--- connection of its own, after the request has been answered, so it never
--- delays a request and its failure never changes an answer; a failure
--- extends nothing. The refreshes a worker starts while its timer is pending
--- (FLUSH_DELAY) go with it: one timer and one pipelined round trip for many
--- sessions.
+-- session's idle timeout (`_idle` in its JSON), never past the deadline of
+-- its timed id, when a refresh is due: when the session's expiry, as last
+-- learned (from this refresh's answer, or read with a decision), is closer
+-- than `idle - interval`, i.e. once the session has not been extended for
+-- `interval`. The interval is `refresh.interval` (at most half the idle
+-- timeout) or, unset, follows the idle timeout: min(idle / 2, max(60,
+-- idle / 10)). Until a refresh has told it the session's `_idle`, a worker
+-- refreshes at the first allowed request. The refresh runs in a timer
+-- (ngx.timer.at) on a pooled connection of its own, after the request has
+-- been answered, so it never delays a request and its failure never
+-- changes an answer; a failure extends nothing. The refreshes a worker
+-- starts while its timer is pending (FLUSH_DELAY) go with it: one timer and
+-- one pipelined round trip for many sessions.
 --
--- At most once per interval: each worker remembers until when it need not
--- ask (a table, bounded, dropped whole when full: no shared memory on the
--- hot path); across workers, the first to `add` "r:<sid>" to the shared dict
--- refreshes, the others see the key and wait until it expires. While the
--- refresh is under way the mark lasts RETRY; once Redis has answered, until
--- the next refresh is due: min(interval, half the session's idle timeout),
--- so that a session with a short idle timeout is refreshed in time, on
--- whichever worker its requests arrive.
+-- Each worker remembers until when it need not ask (a table, bounded,
+-- dropped whole when full: no shared memory on the hot path), and the
+-- session's idle timeout once a refresh told it; across workers, the first
+-- to `add` "r:<sid>" to the shared dict refreshes, the others see the key
+-- and wait until it expires. While the refresh is under way the mark lasts
+-- RETRY; once Redis has answered, until the next refresh is due: the
+-- expiry it set minus idle plus the interval (the interval itself, when
+-- the deadline did not cut the expiry), so that a session with a short idle
+-- timeout is refreshed in time, on whichever worker its requests arrive.
 
 local redis = require "resty.shared_session.redis"
 local resp = require "resty.shared_session.resp"
@@ -47,6 +53,7 @@ local format = string.format
 local concat = table.concat
 local floor = math.floor
 local min = math.min
+local max = math.max
 
 local connect = redis.connect
 local release = redis.release
@@ -59,7 +66,10 @@ local reply_error = resp.reply_error
 
 local _M = {
     _VERSION = "0.1.0",
-    DEFAULT_INTERVAL = 60,  -- s
+    -- s: the interval while a session's idle timeout is not known (or it
+    -- has none: a v1 writer's session), when refresh.interval is unset;
+    -- and the least the default interval that follows it can be.
+    DEFAULT_INTERVAL = 60,
     RETRY = 1,              -- s before a failed refresh is tried again
     LOG_EVERY = 10,         -- s between two log lines about failed refreshes
     -- Sessions a worker remembers before starting over: above the decision
@@ -77,6 +87,7 @@ local _M = {
 }
 
 local RETRY = _M.RETRY
+local DEFAULT_INTERVAL = _M.DEFAULT_INTERVAL
 local LOG_EVERY = _M.LOG_EVERY
 local MEMO_SIZE = _M.MEMO_SIZE
 local BATCH = _M.BATCH
@@ -142,15 +153,37 @@ local function sha()
 end
 
 
+-- The interval (s) for a session whose idle timeout is `idle` seconds
+-- (PROTOCOL.md section 12): refresh.interval, but never more than half the
+-- idle timeout; unset, a tenth of the idle timeout, at least DEFAULT_INTERVAL
+-- and at most half of it (31 days: about 3 days; 30 minutes: 3 minutes;
+-- 2 s: 1 s). The same text as the application's touch.
+local function interval_for(rf, idle)
+    local configured = rf.interval
+    if configured then
+        return min(configured, idle / 2)
+    end
+    return min(idle / 2, max(DEFAULT_INTERVAL, idle / 10))
+end
+_M.interval_for = interval_for
+
+
+-- The interval while the idle timeout is not known.
+local function plain_interval(rf)
+    return rf.interval or DEFAULT_INTERVAL
+end
+
+
 -- Per worker: sid -> the time (ngx.now()) before which this worker does not
--- ask again. Not request state: a cache that every request may share.
-local memo, memo_n = {}, 0
+-- ask again; and sid -> the session's idle timeout (s), once a refresh told
+-- it. Not request state: caches that every request may share.
+local memo, memo_n, idles = {}, 0, {}
 
 -- A refresh under way is remembered as minus the time: this worker waits
 -- for it, but says so to no caller that would keep the time (see maybe).
 local function remember(sid, seconds, under_way)
     if memo_n >= MEMO_SIZE then
-        memo, memo_n = {}, 0
+        memo, memo_n, idles = {}, 0, {}
     end
     if not memo[sid] then
         memo_n = memo_n + 1
@@ -178,7 +211,8 @@ local logged_at, unlogged = nil, 0
 -- an error (NOPERM from a read-only ACL would answer the same every time).
 -- One log line per LOG_EVERY seconds per worker, not one per session.
 local function failed(rf, sid, err, answered)
-    mark(rf, sid, answered and rf.interval or min(rf.interval, RETRY))
+    local interval = plain_interval(rf)
+    mark(rf, sid, answered and interval or min(interval, RETRY))
     local now = ngx_now()
     if logged_at and now - logged_at < LOG_EVERY then
         unlogged = unlogged + 1
@@ -192,20 +226,38 @@ local function failed(rf, sid, err, answered)
 end
 
 
--- Redis answered one session's refresh (res, or the error reply err).
-local function answered(rf, sid, res, err)
+-- Redis answered one session's refresh (res, or the error reply err);
+-- `ttl`: the time to live (ms) it set, when known (the cluster and compact
+-- layouts' answer), else min(idle, deadline - now) as the script computes.
+local function answered(rf, sid, res, err, deadline, ttl)
     if err then
         return failed(rf, sid, "redis error: " .. err, true)
     end
     if type(res) == "number" and res > 0 then
-        -- Its idle timeout is known now: never wait more than half of it.
-        return mark(rf, sid, min(rf.interval, res / 2000))
+        -- The idle timeout and the new expiry are known: the next refresh is
+        -- due once the expiry is closer than idle - interval.
+        local idle = res / 1000
+        if not ttl then
+            ttl = res
+            if deadline and deadline > 0 then
+                ttl = min(ttl, deadline - floor(ngx_now() * 1000))
+            end
+        end
+        ttl = ttl / 1000
+        if memo[sid] then     -- (idles holds no sid that memo does not)
+            idles[sid] = idle
+        end
+        if ttl < idle then
+            -- Cut at the deadline: no refresh can extend it further.
+            return mark(rf, sid, max(ttl, RETRY))
+        end
+        return mark(rf, sid, interval_for(rf, idle))
     end
     if res == -1 then
         ngx_log(INFO, "shared_session: session has no _idle, left to its",
                 " writer (sid ", sid_hint(sid), ")")
     end
-    mark(rf, sid, rf.interval)
+    mark(rf, sid, plain_interval(rf))
 end
 
 
@@ -315,13 +367,14 @@ local function refresh_batch(rf, ks, batch)
     release(red, r)
     for i, item in ipairs(batch) do
         local res, e = results[i], reply_error(results[i])
+        local ttl
         if not e and type(res) == "table" then
             -- The cluster and compact layouts: { idle, ttl, user }; the
             -- index next.
             index_session(ks, item[1], res[2], res[3])
-            res = res[1]
+            res, ttl = res[1], res[2]
         end
-        answered(rf, item[1], not e and res, e)
+        answered(rf, item[1], not e and res, e, item[2], ttl)
     end
 end
 
@@ -358,7 +411,8 @@ local function maybe_start(rf, ks, sid)
         -- mark is false then): then the mark (true) lasts until the next
         -- refresh is due (see mark).
         local mark_key = "r:" .. sid
-        local ok, err = dict:add(mark_key, false, min(rf.interval, RETRY))
+        local interval = plain_interval(rf)
+        local ok, err = dict:add(mark_key, false, min(interval, RETRY))
         if not ok then
             if err == "exists" then
                 -- Refreshed lately (by another worker, or by this one before
@@ -366,7 +420,7 @@ local function maybe_start(rf, ks, sid)
                 -- when that mark ends.
                 local left = dict:ttl(mark_key)
                 remember(sid, left and left > 0 and left
-                              or min(rf.interval, RETRY),
+                              or min(interval, RETRY),
                          dict:get(mark_key) == false)
             end
             return
@@ -374,7 +428,7 @@ local function maybe_start(rf, ks, sid)
     end
     -- Until the answer says when the next one is due (mark), look again in
     -- RETRY at the most.
-    remember(sid, min(rf.interval, RETRY), true)
+    remember(sid, min(plain_interval(rf), RETRY), true)
 
     if queue_n >= QUEUE_MAX then
         return failed(rf, sid, "too many refreshes waiting")
@@ -398,14 +452,16 @@ local function maybe_start(rf, ks, sid)
 end
 
 
--- From authorize(), for a request it allows: starts a refresh of sid unless
--- one was started less than an interval ago (by any worker). Never raises,
--- never waits for Redis. Returns the time (ngx.now()) until which this
--- worker need not call it again for sid; 0 while a refresh is under way
--- (its answer may bring that time closer: half a short idle timeout).
--- `ks`: the keyspace (configure()'s layout of the key prefix, on its
--- topology).
-function _M.maybe(rf, ks, sid)
+-- From authorize(), for a request it allows: starts a refresh of sid when
+-- one is due (by any worker). Never raises, never waits for Redis. Returns
+-- the time (ngx.now()) until which this worker need not call it again for
+-- sid; 0 while a refresh is under way (its answer may bring that time
+-- closer: half a short idle timeout). `ks`: the keyspace (configure()'s
+-- layout of the key prefix, on its topology). `expires_at`: the session's
+-- expiry as read with the decision just made (ngx.now() seconds; nil: not
+-- read): once this worker knows the idle timeout, an expiry that another
+-- party moved later (the application's touch) makes a refresh not due.
+function _M.maybe(rf, ks, sid, expires_at)
     local now = ngx_now()
     local wait_until = memo[sid]
     if wait_until then
@@ -413,6 +469,14 @@ function _M.maybe(rf, ks, sid)
             return wait_until
         elseif -wait_until > now then
             return 0
+        end
+        local idle = idles[sid]
+        if idle and expires_at then
+            local due = expires_at - idle + interval_for(rf, idle)
+            if due > now then
+                memo[sid] = due
+                return due
+            end
         end
     end
     maybe_start(rf, ks, sid)

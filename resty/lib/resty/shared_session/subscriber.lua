@@ -61,6 +61,7 @@ local forget_session = decisions.forget
 local forget_all = decisions.forget_all
 local open_epoch = decisions.open
 local renew_epoch = decisions.heartbeat
+local generation_changed = decisions.generation_changed
 local close_epoch = decisions.close
 local connect_to = redis.connect_to
 local start_tls = redis.start_tls
@@ -126,8 +127,10 @@ local function apply_reply(dc, sub, res, r)
         -- may only raise the kept value; the layout too (the cluster and
         -- compact layouts, sections 14.2, 14.3 and 15: on one Redis too).
         local now, greatest = r:notice_copy(sub, sid)
-        if now then
-            apply_control_notice(dc, sid, r, greatest or dc.controls_only_rise)
+        if now and apply_control_notice(dc, sid, r,
+                                        greatest or dc.controls_only_rise)
+        then
+            generation_changed(dc, live)
         end
         return
     end

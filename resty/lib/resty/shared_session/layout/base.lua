@@ -11,6 +11,7 @@ local control = require "resty.shared_session.control"
 local ngx = ngx
 local ngx_null = ngx.null
 
+local type = type
 local setmetatable = setmetatable
 local getmetatable = getmetatable
 
@@ -96,15 +97,31 @@ local function read_decimal(r, k, what)
 end
 
 
--- The miss path's question (PROTOCOL.md sections 5 and 13): the session's
--- membership of group_id, and with `with_signature` (stored mode) its
--- stored signature, the not-before mark and, with `with_generation`, the
--- group's generation, in one round trip where the topology holds them
--- together; elsewhere (a cluster, sections 14.2 and 14.3) those not kept
--- already (`mark`, `generation`: nil when not) each with a GET on its own
--- primary. Returns the membership (1 or 0 as SISMEMBER answers), nil, the
+-- What the PTTL read with the membership says (PROTOCOL.md section 12):
+-- the session's remaining life in ms (>= 0), nil when its keys carry no
+-- expiry (-1: no bound from the session), false when they are gone (-2).
+local function life(pttl)
+    if pttl == -2 then
+        return false
+    end
+    if type(pttl) == "number" and pttl >= 0 then
+        return pttl
+    end
+    return nil
+end
+
+
+-- The miss path's question (PROTOCOL.md sections 5, 12 and 13): the
+-- session's membership of group_id, its remaining time to live, and with
+-- `with_signature` (stored mode) its stored signature, the not-before mark
+-- and, with `with_generation`, the group's generation, in one round trip
+-- where the topology holds them together; elsewhere (a cluster, sections
+-- 14.2 and 14.3) those not kept already (`mark`, `generation`: nil when
+-- not) each with a GET on its own primary. Returns the membership (1 or 0
+-- as SISMEMBER answers; 0 when the session's keys are gone), nil, the
 -- stored signature (ngx.null: none; nil unless asked for), the mark (0:
--- none) and the generation (nil unless asked for); or nil and an error.
+-- none), the generation (nil unless asked for) and the session's remaining
+-- life in ms (nil: its keys carry no expiry); or nil and an error.
 function _M:lookup(sid, group_id, with_signature, with_generation, mark,
                    generation)
     local keys
@@ -113,17 +130,25 @@ function _M:lookup(sid, group_id, with_signature, with_generation, mark,
     else
         keys = { self.mark }
     end
-    local member, err, stored, extra = self:membership(sid, group_id,
+    local member, err, stored, extra, pttl = self:membership(sid, group_id,
         with_signature, self.redis:same_trip(keys))
     if err then
         return nil, err
+    end
+    local left = life(pttl)
+    if left == false then
+        -- Gone between the reads of one round trip, or never there.
+        member, left = 0, nil
+        if with_signature then
+            stored = ngx_null
+        end
     end
     if extra then
         mark, generation, err = control_values(extra, with_generation)
         if err then
             return nil, err
         end
-        return member, nil, stored, mark, generation
+        return member, nil, stored, mark, generation, left
     end
     if not mark then
         mark, err = read_decimal(self.redis, self.mark, "the not-before mark")
@@ -139,7 +164,8 @@ function _M:lookup(sid, group_id, with_signature, with_generation, mark,
             return nil, err
         end
     end
-    return member, nil, stored, mark, with_generation and generation or nil
+    return member, nil, stored, mark, with_generation and generation or nil,
+           left
 end
 
 

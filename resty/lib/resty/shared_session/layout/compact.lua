@@ -69,10 +69,11 @@ local function read(value, sid)
 end
 
 
--- One GET of the session's key, and of the `extra` keys in the same round
--- trip. Returns what v1's membership returns: 1 or 0 as SISMEMBER would
--- answer, nil, the signature the value holds (with `with_signature`;
--- ngx.null when there is no session), the extra replies.
+-- One GET of the session's key, and of the `extra` keys, and its PTTL, in
+-- the same round trip. Returns what v1's membership returns: 1 or 0 as
+-- SISMEMBER would answer, nil, the signature the value holds (with
+-- `with_signature`; ngx.null when there is no session), the extra replies,
+-- the PTTL reply.
 function _M:membership(sid, group_id, with_signature, extra)
     local k = self:session_key(sid)
     local keys = { k }
@@ -80,7 +81,7 @@ function _M:membership(sid, group_id, with_signature, extra)
     for i = 1, n do
         keys[i + 1] = extra[i]
     end
-    local replies, err = on_primary(self.redis, k, get_all, keys)
+    local replies, err = on_primary(self.redis, k, get_all, keys, k)
     if not replies then
         return nil, err
     end
@@ -91,12 +92,14 @@ function _M:membership(sid, group_id, with_signature, extra)
             extra_replies[i] = replies[i + 1]
         end
     end
+    local pttl = replies[n + 2]
     local signature, groups = read(replies[1], sid)
     if not signature then
-        return 0, nil, with_signature and ngx_null or nil, extra_replies
+        return 0, nil, with_signature and ngx_null or nil, extra_replies,
+               pttl
     end
     return groups[tostring(group_id)] and 1 or 0, nil,
-           with_signature and signature or nil, extra_replies
+           with_signature and signature or nil, extra_replies, pttl
 end
 
 

@@ -78,11 +78,13 @@ end
 
 
 -- SISMEMBER <groups key> group_id, and with `with_signature` (stored mode)
--- GET <signature key>, then a GET of each `extra` key, in one round trip.
--- Returns the SISMEMBER reply, or nil and an error ("redis unavailable:
--- ..." or "redis error: ..."); then the GET of the signature (nil unless
--- asked for), then the extra replies (a list, in order; nil without
--- extra). On a cluster a MOVED or ASK is followed once.
+-- GET <signature key>, then a GET of each `extra` key, then PTTL <groups
+-- key> (the session's remaining life, PROTOCOL.md section 12), in one
+-- round trip. Returns the SISMEMBER reply, or nil and an error ("redis
+-- unavailable: ..." or "redis error: ..."); then the GET of the signature
+-- (nil unless asked for), then the extra replies (a list, in order; nil
+-- without extra), then the PTTL reply. On a cluster a MOVED or ASK is
+-- followed once.
 function _M:membership(sid, group_id, with_signature, extra)
     local groups_key = self:groups_key(sid)
     local signature_key = with_signature and self:signature_key(sid) or nil
