@@ -84,6 +84,8 @@ build = {
          "resty/lib/resty/shared_session/scripts/refresh.lua",
       ["resty.shared_session.scripts.index"] =
          "resty/lib/resty/shared_session/scripts/index.lua",
+      ["resty.shared_session.scripts.lib-compact-value"] =
+         "resty/lib/resty/shared_session/scripts/lib-compact-value.lua",
       ["resty.shared_session.var"] =
          "resty/lib/resty/shared_session/var.lua",
    },

@@ -448,3 +448,36 @@ describe("resty.shared_session.refresh", function()
     end
   end)
 end)
+
+describe("the Redis scripts the rock loads", function()
+  local function read(path)
+    local f = assert(io.open(path, "rb"))
+    local text = f:read("*a")
+    f:close()
+    return text
+  end
+
+  it("come whole, their `-- #include` snippets expanded, and the rockspec "
+     .. "ships each file they are made of", function()
+    local stub = require "ngx_stub"
+    local restore = stub.install {}
+    local refresh = require "resty.shared_session.refresh"
+    restore()
+    local rockspec = read(assert(io.popen("ls resty-shared-session-*.rockspec"))
+                          :read("*l"))
+    for _, name in ipairs { "refresh", "index" } do
+      local text = read("lib/resty/shared_session/scripts/" .. name .. ".lua")
+      assert.truthy(rockspec:find('["resty.shared_session.scripts.' .. name
+                                  .. '"]', 1, true))
+      for lib in text:gmatch("%-%- #include (lib%-[a-z0-9%-]+)%.lua") do
+        assert.truthy(rockspec:find('["resty.shared_session.scripts.' .. lib
+                                    .. '"]', 1, true), lib)
+      end
+    end
+    assert.is_nil(("\n" .. refresh.SCRIPT):find("\n%-%- #include "))
+    assert.truthy(refresh.SCRIPT:find("local function compact_session", 1,
+                                      true))
+    assert.equal(read("lib/resty/shared_session/scripts/index.lua"),
+                 refresh.INDEX_SCRIPT)
+  end)
+end)

@@ -45,6 +45,7 @@ local error = error
 local ipairs = ipairs
 local io_open = io.open
 local searchpath = package.searchpath
+local gsub = string.gsub
 local rawget = rawget
 local tostring = tostring
 local byte = string.byte
@@ -97,7 +98,10 @@ local QUEUE_MAX = _M.QUEUE_MAX
 
 -- The text of the Redis script resty.shared_session.scripts.<name>, read
 -- once, when this module loads (init_by_lua): from the .lua file the rock
--- ships beside its modules, found on package.path as a module would be.
+-- ships beside its modules, found on package.path as a module would be. A
+-- line `-- #include lib-<name>.lua` is replaced by that snippet, as the Nest
+-- library's build does (one copy of the compact value's reading for every
+-- Redis script).
 local function load_script(name)
     local module = "resty.shared_session.scripts." .. name
     local path, err = searchpath(module, package.path)
@@ -108,7 +112,8 @@ local function load_script(name)
     end
     local text = f:read("*a")
     f:close()
-    return text
+    return (gsub(text, "%-%- #include (lib%-[a-z0-9%-]+)%.lua\n",
+                 function(lib) return load_script(lib) end))
 end
 
 

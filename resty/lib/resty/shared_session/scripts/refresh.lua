@@ -1,15 +1,18 @@
-local json = redis.call('GET', KEYS[1])
-if not json then return -2 end
+-- #include lib-compact-value.lua
+-- luacheck: read globals compact_session
+local value = redis.call('GET', KEYS[1])
+if not value then return -2 end
+local data
 if #KEYS == 1 then
-  if not string.find(json, '^' .. string.rep('[A-Za-z0-9_-]', 27) .. '{') then
-    return -2
-  end
-  json = string.sub(json, 28)
-  -- PROTOCOL.md section 15.1: beyond the size bound, a malformed value.
-  if #json > 65536 then return -2 end
+  -- The compact layout's one key (PROTOCOL.md sections 15, 15.1): a
+  -- malformed value is no session, and nothing is extended.
+  data = compact_session(value)
+  if not data then return -2 end
+else
+  local ok, decoded = pcall(cjson.decode, value)
+  data = ok and type(decoded) == 'table' and decoded
 end
-local ok, data = pcall(cjson.decode, json)
-local idle = ok and type(data) == 'table' and tonumber(data._idle)
+local idle = data and tonumber(data._idle)
 if not idle or idle <= 0 or idle ~= idle then return -1 end
 local ttl = math.floor(idle * 1000)
 local deadline = tonumber(ARGV[2])
