@@ -14,7 +14,18 @@ import { NginxServer } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 import { waitFor } from '../../stack/wait';
 import Redis from 'ioredis';
-import { assertNoCrash, get, SALT, SECRET, SID, sessionCookie, signature, startRedisAndNginx, stopRedisAndNginx } from './support';
+import {
+  assertNoCrash,
+  get,
+  nginxConf,
+  SALT,
+  SECRET,
+  SID,
+  sessionCookie,
+  signature,
+  startRedisAndNginx,
+  stopRedisAndNginx,
+} from './support';
 
 const PREFIX = 'rss_jit';
 const HITS = 3000;
@@ -28,26 +39,17 @@ function jitLibraryDir(): string | undefined {
 
 function conf(redisPort: number) {
   const jitDir = jitLibraryDir();
-  return (ctx: { preamble: string; httpPreamble: string; port: number; runDir: string }) => `${ctx.preamble}
-events { worker_connections 256; }
-http {
-  ${ctx.httpPreamble}
-  lua_shared_dict decisions 1m;
-  init_by_lua_block {
-    require("resty.shared_session").configure{
+  return nginxConf({
+    dict: '1m',
+    configure: `{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { port = ${redisPort} },
       decision_cache = { dict = "decisions", all_writers_publish = true },
-    }
-  }
-  init_worker_by_lua_block {
-    ${jitDir ? `package.path = package.path .. ";${jitDir}/?.lua"` : ''}
-    require("jit.v").on("${join(ctx.runDir, 'logs', 'jit-first.log')}")
-    require("resty.shared_session").start_subscriber()
-  }
-  server {
-    listen 127.0.0.1:${ctx.port};
-    default_type text/plain;
+    }`,
+    initWorker: (ctx) => `${jitDir ? `package.path = package.path .. ";${jitDir}/?.lua"` : ''}
+    require("jit.v").on("${join(ctx.runDir, 'logs', 'jit-first.log')}")`,
+    subscriber: true,
+    locations: (ctx) => `
     location ~ ^/groups/(?<group_id>[^/]+)/ {
       set $shared_session_generation "";
       access_by_lua_block {
@@ -84,10 +86,8 @@ http {
     }
     location = /epoch {
       content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
-    }
-  }
-}
-`;
+    }`,
+  });
 }
 
 /** The rock's Lua files by base name (jit.v names a function's file without its folder), and var.lua. */

@@ -8,7 +8,7 @@
 import Redis, { RedisOptions } from 'ioredis';
 import { cookieValue, PROTOCOL_DEFAULTS, signature as protocolSignature } from '../../protocol/testkit';
 import { HttpResponse, request } from '../../stack/http-client';
-import { NginxServer, NginxStartOptions } from '../../stack/nginx-server';
+import { NginxConfContext, NginxServer, NginxStartOptions } from '../../stack/nginx-server';
 import { RedisServer } from '../../stack/redis-server';
 
 export const SECRET = 'current-secret';
@@ -95,13 +95,6 @@ export function luaConnectRedis(port: number, varName = 'red'): string {
       assert(${varName}:connect("127.0.0.1", ${port}))`;
 }
 
-/** What NginxServer.start gives a `conf` function: the main- and http-context lines of the platform, and the port. */
-export interface NginxConfContext {
-  preamble: string;
-  httpPreamble: string;
-  port: number;
-}
-
 /** The parts in which the nginx.conf of one spec differs from another's; `nginxConf` writes the rest. */
 export interface TestNginxConf {
   /** The options of configure() (a Lua table constructor, `{ ... }`) run in init_by_lua; null: configure() is not called. */
@@ -110,12 +103,14 @@ export interface TestNginxConf {
   dict?: string;
   /** init_worker_by_lua starts the revocation subscriber. */
   subscriber?: boolean;
+  /** Lua run first in init_worker_by_lua (before the subscriber starts). */
+  initWorker?: string | ((ctx: NginxConfContext) => string);
   /** More http-context lines (buffers, lua_ssl_*), before init_by_lua. */
   http?: string;
   /** `default_type text/plain;` in the server (the default); false: nginx's own. */
   plainText?: boolean;
   /** The server's locations (more than ACCESS_LOCATION when it is wanted: it is not added). */
-  locations: string;
+  locations: string | ((ctx: NginxConfContext) => string);
 }
 
 /** The one-line form, as an operator writes it: 200 "allowed <group>" for a member of the group in the path. */
@@ -131,6 +126,13 @@ export const EPOCH_LOCATION = `
       content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
     }`;
 
+/** The init_worker_by_lua block: the spec's own Lua, then the subscriber; none when neither is asked for. */
+function initWorker(o: TestNginxConf, ctx: NginxConfContext): string {
+  const own = typeof o.initWorker === 'function' ? o.initWorker(ctx) : (o.initWorker ?? '');
+  const subscriber = o.subscriber ? 'require("resty.shared_session").start_subscriber()' : '';
+  return own || subscriber ? `init_worker_by_lua_block {\n    ${own}\n    ${subscriber}\n  }` : '';
+}
+
 /** The nginx.conf of every resty/t spec: one worker's events, the platform's lines, configure(), one server. */
 export function nginxConf(o: TestNginxConf): (ctx: NginxConfContext) => string {
   return (ctx) => `${ctx.preamble}
@@ -140,11 +142,11 @@ http {
   ${o.http ?? ''}
   ${o.dict ? `lua_shared_dict decisions ${o.dict};` : ''}
   ${o.configure === null ? '' : `init_by_lua_block {\n    require("resty.shared_session").configure${o.configure}\n  }`}
-  ${o.subscriber ? 'init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }' : ''}
+  ${initWorker(o, ctx)}
   server {
     listen 127.0.0.1:${ctx.port};
     ${(o.plainText ?? true) ? 'default_type text/plain;' : ''}
-${o.locations}
+${typeof o.locations === 'function' ? o.locations(ctx) : o.locations}
   }
 }
 `;
