@@ -28,3 +28,11 @@ export { LoginThrottle, LoginThrottledException } from './login-throttle';
 export { LOGIN_THROTTLE_STORAGE, RedisLoginThrottleStorage } from './login-throttle.storage';
 export type { LoginBan, LoginThrottleStorage, ThrottleLimit } from './login-throttle.storage';
 export type { LoginThrottleOptions } from './login-throttle.options';
+export { SHARED_SESSION_EVENTS, sessionEventId } from './shared-session.events';
+export type {
+  SharedSessionEvent,
+  SharedSessionEventListener,
+  SharedSessionEventName,
+  SharedSessionEventsOptions,
+  SharedSessionRefusalReason,
+} from './shared-session.events';

@@ -27,6 +27,7 @@ import { SessionControl } from './session-control';
 import { refusedByNotBefore } from './session-control.keys';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { newSessionId } from './session-id';
+import { SessionEvents } from './shared-session.events';
 import { SharedSessionService } from './shared-session.service';
 import { resolveSharedSessionOptions } from './shared-session.options';
 import { call, quietLogger, session } from '../test/support';
@@ -364,7 +365,7 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
         client: downClient,
         ttlSeconds: TTL,
       });
-      const service = new SharedSessionService(config, downStore, downControl, signer);
+      const service = new SharedSessionService(config, downStore, downControl, signer, new SessionEvents(config.secret, config.events));
       try {
         const calls: (() => Promise<unknown>)[] = [
           () => service.listSessions(JOE),

@@ -5,6 +5,7 @@ import { sessionIdTimes } from './session-id';
 import { parseSessionJson } from './session-json';
 import { checkGroupId, checkSessionId, checkUserId } from './session-control.keys';
 import type { SessionRepository } from './session-repository';
+import type { EventFacts, SessionEvents, SharedSessionEventName } from './shared-session.events';
 
 /**
  * PROTOCOL.md section 13: acting on users and groups from outside a request.
@@ -63,6 +64,8 @@ export interface SessionControlOptions {
   ttlSeconds: number;
   /** Defaults for synchronous revocation. */
   revocation?: { wait: boolean; timeoutMs: number };
+  /** Where each change reports itself (PROTOCOL.md section 16). Default: nowhere. */
+  events?: SessionEvents;
 }
 
 export class SessionControl {
@@ -71,12 +74,14 @@ export class SessionControl {
   private readonly ttlMs: number;
   private readonly revocation: { wait: boolean; timeoutMs: number };
   private readonly acks: RevocationAcknowledgements;
+  private readonly events?: SessionEvents;
 
   constructor(options: SessionControlOptions) {
     this.sessions = options.sessions;
     this.client = options.client;
     this.ttlMs = options.ttlSeconds * 1000;
     this.revocation = options.revocation ?? { wait: false, timeoutMs: 500 };
+    this.events = options.events;
     this.acks = new RevocationAcknowledgements(this.client, this.sessions.channel, this.sessions.ackChannel);
   }
 
@@ -105,21 +110,25 @@ export class SessionControl {
   }
 
   /** Ends one session (whoever's it is). `sessions`: 1 when it existed. */
-  async revokeSession(sessionId: string, options: ControlOptions = {}): Promise<ControlResult> {
+  async revokeSession(sessionId: string, options: ControlOptions = {}, op = 'revokeSession'): Promise<ControlResult> {
     checkSessionId('revokeSession', sessionId);
     await this.prepare(options);
     const existed = await this.sessions.end(sessionId);
-    return this.result(existed ? 1 : 0, options);
+    return this.reported('revocation', op, { sessionId }, await this.result(existed ? 1 : 0, options));
   }
 
   /** Ends every live session of the user, but those in `except`. */
-  async revokeUser(userId: string, options: ControlOptions & { except?: string | string[] } = {}): Promise<ControlResult> {
+  async revokeUser(
+    userId: string,
+    options: ControlOptions & { except?: string | string[] } = {},
+    op = 'revokeUser',
+  ): Promise<ControlResult> {
     checkUserId('revokeUser', userId);
     const except = options.except === undefined ? [] : Array.isArray(options.except) ? options.except : [options.except];
     except.forEach((sid, i) => checkSessionId('revokeUser', sid, `except[${i}]`));
     await this.prepare(options);
     const n = await this.sessions.revokeUser(userId, except);
-    return this.result(n, options);
+    return this.reported('revocation', op, { user: userId }, await this.result(n, options));
   }
 
   /** Sets the not-before mark: every session issued before `date` has ended, at nginx too. */
@@ -130,7 +139,7 @@ export class SessionControl {
     }
     await this.prepare(options);
     const stored = await this.sessions.moveNotBefore(ms);
-    return { ...(await this.result(0, options)), notBefore: new Date(stored) };
+    return { ...this.reported('not_before', 'revokeIssuedBefore', {}, await this.result(0, options)), notBefore: new Date(stored) };
   }
 
   /** Replaces the groups of every live session of the user. */
@@ -139,21 +148,21 @@ export class SessionControl {
     if (!Array.isArray(groups)) throw new TypeError('setUserGroups: groups must be an array of group ids');
     groups.forEach((g, i) => checkGroupId('setUserGroups', g, `groups[${i}]`));
     const wanted = [...new Set(groups)];
-    return this.changeGroups(userId, () => [...wanted], options);
+    return this.changeGroups('setUserGroups', userId, () => [...wanted], options);
   }
 
   /** Adds `group` to every live session of the user. */
   addUserToGroup(userId: string, group: string, options: ControlOptions = {}): Promise<ControlResult> {
     checkUserId('addUserToGroup', userId);
     checkGroupId('addUserToGroup', group);
-    return this.changeGroups(userId, (current) => (current.includes(group) ? current : [...current, group]), options);
+    return this.changeGroups('addUserToGroup', userId, (current) => (current.includes(group) ? current : [...current, group]), options);
   }
 
   /** Removes `group` from every live session of the user. */
   removeUserFromGroup(userId: string, group: string, options: ControlOptions = {}): Promise<ControlResult> {
     checkUserId('removeUserFromGroup', userId);
     checkGroupId('removeUserFromGroup', group);
-    return this.changeGroups(userId, (current) => current.filter((g) => g !== group), options);
+    return this.changeGroups('removeUserFromGroup', userId, (current) => current.filter((g) => g !== group), options);
   }
 
   /** A new cache generation for the group: nginx's cached copies for it are no longer served. `sessions`: 0. */
@@ -161,7 +170,7 @@ export class SessionControl {
     checkGroupId('invalidateGroupCache', group);
     await this.prepare(options);
     const n = await this.sessions.newGeneration(group);
-    return { ...(await this.result(0, options)), generation: n };
+    return { ...this.reported('purge', 'invalidateGroupCache', {}, await this.result(0, options)), generation: n };
   }
 
   /** Section 13.4's barrier after a change made elsewhere (a logout, one session's groups), with the module's `revocation` defaults. */
@@ -183,7 +192,12 @@ export class SessionControl {
    * between. All or none across the user's sessions on the v1 layout, per
    * session on the others (section 14.1).
    */
-  private async changeGroups(userId: string, change: (current: string[]) => string[], options: ControlOptions): Promise<ControlResult> {
+  private async changeGroups(
+    op: string,
+    userId: string,
+    change: (current: string[]) => string[],
+    options: ControlOptions,
+  ): Promise<ControlResult> {
     await this.prepare(options);
     const changeSession: GroupChange = (read) => {
       const data = parseObject(read);
@@ -191,7 +205,14 @@ export class SessionControl {
       const groups = change(current);
       return { json: JSON.stringify({ ...data, groups }), groups };
     };
-    return this.result(await this.sessions.changeGroups(userId, changeSession), options);
+    const n = await this.sessions.changeGroups(userId, changeSession);
+    return this.reported('group_change', op, { user: userId }, await this.result(n, options));
+  }
+
+  /** The change's event (and a `wait_timeout` one when its wait timed out); the result unchanged. */
+  private reported<R extends ControlResult>(event: SharedSessionEventName, op: string, facts: EventFacts, result: R): R {
+    this.events?.report(event, op, { ...facts, sessions: result.sessions, confirmation: result.confirmation });
+    return result;
   }
 
   private wants(options: ControlOptions): boolean {

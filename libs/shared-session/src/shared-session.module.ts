@@ -12,6 +12,7 @@ import { SessionAvailabilityGuard } from './session-availability.guard';
 import { SharedSessionService } from './shared-session.service';
 import { LoginThrottle } from './login-throttle';
 import { LOGIN_THROTTLE_STORAGE } from './login-throttle.storage';
+import { SHARED_SESSION_EVENTS } from './shared-session.events';
 
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
@@ -39,6 +40,7 @@ import { LOGIN_THROTTLE_STORAGE } from './login-throttle.storage';
     GroupGuard,
     LoginThrottle,
     LOGIN_THROTTLE_STORAGE,
+    SHARED_SESSION_EVENTS,
   ],
 })
 export class SharedSessionModule extends ConfigurableSharedSessionModule implements NestModule {

@@ -17,6 +17,7 @@ import type { KeyLayout } from './layouts/session-layout';
 import { isRedisClient, namesRedisCluster } from './redis-client';
 import type { SharedSessionClusterOption, SharedSessionRedisOption } from './redis-connection';
 import { LoginThrottleConfig, LoginThrottleOptions, resolveLoginThrottleOptions } from './login-throttle.options';
+import { resolveEventsOptions, SharedSessionEventsConfig, SharedSessionEventsOptions } from './shared-session.events';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -127,6 +128,8 @@ export interface SharedSessionModuleOptions {
   revocation?: SharedSessionRevocationOptions;
   /** Login throttling for LoginThrottle: true (the defaults) or its limits. Default: off. */
   loginThrottle?: boolean | LoginThrottleOptions;
+  /** Structured events (PROTOCOL.md section 16): logged, and given to a listener. Default: neither. */
+  events?: SharedSessionEventsOptions;
 }
 
 export interface SharedSessionLoginMetadataOptions {
@@ -177,6 +180,7 @@ export interface SharedSessionConfig {
   revocation: Required<SharedSessionRevocationOptions>;
   /** null: off. */
   loginThrottle: LoginThrottleConfig | null;
+  events: SharedSessionEventsConfig;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -227,6 +231,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'loginMetadata',
     'revocation',
     'loginThrottle',
+    'events',
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
@@ -374,6 +379,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     },
     revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs },
     loginThrottle: resolveLoginThrottleOptions(options.loginThrottle, (option, problem) => new SharedSessionOptionsError(option, problem)),
+    events: resolveEventsOptions(options.events, (option, problem) => new SharedSessionOptionsError(option, problem)),
   };
 }
 

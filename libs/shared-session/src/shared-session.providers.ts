@@ -3,6 +3,7 @@ import { FlaskRedisSessionStore, sessionRepository } from './flask-redis-session
 import { createRedisClient, RedisClientLifecycle, SharedSessionRedis } from './redis-client';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { SessionControl } from './session-control';
+import { NO_EVENT_LISTENER, SessionEvents, SHARED_SESSION_EVENTS, SharedSessionEventListener } from './shared-session.events';
 import { LOGIN_THROTTLE_STORAGE, RedisLoginThrottleStorage } from './login-throttle.storage';
 import { SessionRepository } from './session-repository';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
@@ -68,10 +69,22 @@ export const sharedSessionProviders: Provider[] = [
     inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, SessionRepository],
   },
   {
+    // The events' listener: the `events.listener` option, else one that drops them.
+    provide: SHARED_SESSION_EVENTS,
+    useFactory: (config: SharedSessionConfig) => config.events.listener ?? NO_EVENT_LISTENER,
+    inject: [SHARED_SESSION_CONFIG],
+  },
+  {
+    provide: SessionEvents,
+    useFactory: (config: SharedSessionConfig, listener: SharedSessionEventListener) =>
+      new SessionEvents(config.secret, config.events, listener),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_EVENTS],
+  },
+  {
     provide: SessionControl,
-    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, sessions: SessionRepository) =>
-      new SessionControl({ sessions, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation }),
-    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionRepository],
+    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, sessions: SessionRepository, events: SessionEvents) =>
+      new SessionControl({ sessions, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation, events }),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionRepository, SessionEvents],
   },
   {
     // Login throttling's counters and bans: in Redis, on the layout's key names.

@@ -21,6 +21,8 @@ import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import { checkTimeouts, SharedSessionConfig } from './shared-session.options';
 import { ControlOptions, ControlResult, LOGIN_METADATA_FIELD, SessionControl, UserSession } from './session-control';
 import { userIdOf } from './session-control.keys';
+import type { RevocationConfirmation } from './revocation-acknowledgements';
+import { SessionEvents } from './shared-session.events';
 
 declare module 'express-session' {
   interface SessionData {
@@ -70,6 +72,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     private readonly store: FlaskRedisSessionStore,
     private readonly control: SessionControl,
     private readonly signer: SessionCookieSigner,
+    private readonly events: SessionEvents,
   ) {}
 
   /**
@@ -98,6 +101,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     Object.assign(req.session, data, { username, groups: [...groups], [IDLE_KEY]: timeouts.idleTimeoutSeconds }, this.loginMetadata(req));
     await settle(req, (done) => req.session.save(done));
     if (tossed) this.clearCookies(req, req.res, true);
+    this.events.report('login', 'login', { sessionId: req.sessionID, user: this.userOf(req) });
   }
 
   /**
@@ -111,11 +115,13 @@ export class SharedSessionService implements OnApplicationShutdown {
    */
   async logout(req: Request, res: Response): Promise<void> {
     const session = requireSession(req);
+    const ended = { sessionId: req.sessionID, user: this.userOf(req) };
     await this.endCarriedSession(req);
     await this.endTossedSessions(req);
     await settle(req, (done) => session.destroy(done));
-    await this.awaitReaders('logout');
+    const confirmation = await this.awaitReaders('logout');
     this.clearCookies(req, res);
+    this.events.report('logout', 'logout', { ...ended, confirmation });
   }
 
   /**
@@ -163,7 +169,13 @@ export class SharedSessionService implements OnApplicationShutdown {
     const session = requireSession(req);
     session.groups = [...groups];
     await settle(req, (done) => session.save(done));
-    await this.awaitReaders('group change');
+    const confirmation = await this.awaitReaders('group change');
+    this.events.report('group_change', 'setGroups', { sessionId: req.sessionID, user: this.userOf(req), sessions: 1, confirmation });
+  }
+
+  /** The user id the request's session names (for events), if any. */
+  private userOf(req: Request): string | undefined {
+    return req.session ? userIdOf(req.session as unknown as Record<string, unknown>, this.config.userIdField) : undefined;
   }
 
   /**
@@ -173,10 +185,10 @@ export class SharedSessionService implements OnApplicationShutdown {
    * gone since) the answer leaves with a warning, which names neither the
    * session nor the user.
    */
-  private async awaitReaders(change: 'logout' | 'group change'): Promise<void> {
-    if (!this.config.revocation.wait) return;
+  private async awaitReaders(change: 'logout' | 'group change'): Promise<RevocationConfirmation | undefined> {
+    if (!this.config.revocation.wait) return undefined;
     const confirmation = await this.control.confirmRevocation();
-    if (!confirmation?.timedOut) return;
+    if (!confirmation?.timedOut) return confirmation;
     const { acknowledged, expected } = confirmation;
     const heard =
       expected > 0 ? `${acknowledged} of ${expected} subscribed readers (nginx) acknowledged it` : 'the acknowledgement channel failed';
@@ -184,6 +196,7 @@ export class SharedSessionService implements OnApplicationShutdown {
       `${change}: ${heard} within revocation.timeoutMs (${this.config.revocation.timeoutMs} ms); answered anyway, ` +
         'so a reader may pass the next requests of the session until it applies the notice',
     );
+    return confirmation;
   }
 
   /**
@@ -276,12 +289,13 @@ export class SharedSessionService implements OnApplicationShutdown {
   async revokeOwnSession(req: Request, sessionId: string, options?: ControlOptions): Promise<ControlResult> {
     const user = this.ownUser(req);
     const own = (await this.listSessions(user)).some((s) => s.sessionId === sessionId);
-    return own ? this.revokeSession(sessionId, options) : { sessions: 0 };
+    return own ? unavailableOnFailure(() => this.control.revokeSession(sessionId, options, 'revokeOwnSession')) : { sessions: 0 };
   }
 
   /** Ends every live session of the request's user but the request's own ("sign out everywhere else"). */
   revokeOtherSessions(req: Request, options?: ControlOptions): Promise<ControlResult> {
-    return this.revokeUser(this.ownUser(req), { ...options, except: req.sessionID });
+    const user = this.ownUser(req);
+    return unavailableOnFailure(() => this.control.revokeUser(user, { ...options, except: req.sessionID }, 'revokeOtherSessions'));
   }
 
   /** The user the request's session names, or a 401. */

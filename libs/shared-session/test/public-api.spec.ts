@@ -14,12 +14,14 @@ describe('the public API (index.ts)', () => {
       'LoginThrottledException',
       'RedisLoginThrottleStorage',
       'SHARED_SESSION_CONFIG',
+      'SHARED_SESSION_EVENTS',
       'SHARED_SESSION_REDIS',
       'SessionCookieSigner',
       'SharedSessionModule',
       'SharedSessionOptionsError',
       'SharedSessionService',
       'SkipCsrfCheck',
+      'sessionEventId',
     ]);
   });
 });

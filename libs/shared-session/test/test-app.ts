@@ -76,6 +76,18 @@ class TestController {
     await this.sessions.setGroups(req, body.groups);
   }
 
+  @Post('own/others/revoke')
+  @HttpCode(200)
+  revokeOthers(@Req() req: Request) {
+    return this.sessions.revokeOtherSessions(req);
+  }
+
+  @Post('own/:sid/revoke')
+  @HttpCode(200)
+  revokeOwn(@Req() req: Request, @Param('sid') sid: string) {
+    return this.sessions.revokeOwnSession(req, sid);
+  }
+
   @Get('public')
   public(@Req() req: Request) {
     return { username: req.session?.username ?? null, sessionID: req.sessionID ?? null };
