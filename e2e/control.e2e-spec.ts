@@ -1,5 +1,5 @@
 import Redis from 'ioredis';
-import { KeyLayout, PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyList } from '../protocol/testkit';
+import { invalidationChannel, KeyLayout, PROTOCOL_DEFAULTS, readSession, sessionIdOf, sessionKeyList } from '../protocol/testkit';
 import { DemoStack } from '../stack/demo-stack';
 import { mustLogin } from '../stack/demo-login';
 import { HttpResponse, request } from '../stack/http-client';
@@ -119,6 +119,36 @@ describe.each<KeyLayout>(['v1', 'compact'])(
       await expectPurgeOfOneGroup({ get, post: adminPost, login });
       const admin = await login('admin@example.com', 'itsadmin');
       expect((await adminPost('/app/admin/groups/nope/purge-cache', admin)).status).toBe(400);
+    });
+
+    it('an acknowledgement that does not come: the admin page shows the partial result as a warning, not as done', async () => {
+      const admin = await login('admin@example.com', 'itsadmin');
+      // A subscribed reader that never acknowledges (a stuck nginx): the wait times out.
+      const silent = new Redis(stack.redis.url);
+      try {
+        await silent.subscribe(invalidationChannel(PROTOCOL_DEFAULTS.keyPrefix));
+        const purged = await adminPost('/app/admin/groups/one/purge-cache', admin);
+        expect(purged.status).toBe(303);
+        const location = purged.headers.location[0];
+        expect(location).toContain('warning=');
+        const page = (await get(location, admin)).body;
+        expect(page).not.toContain('id="done"');
+        const warning =
+          /<p id="warning" role="alert"><strong>Warning:<\/strong> group one: cache generation \d+, but NOT confirmed: only (\d+) of (\d+) subscribed nginx acknowledged it/.exec(
+            page,
+          );
+        expect(warning).not.toBeNull();
+        // Both workers of nginx acknowledged; the silent reader did not.
+        expect(Number(warning![2]) - Number(warning![1])).toBe(1);
+      } finally {
+        silent.disconnect();
+      }
+      // With every reader acknowledging again, the same action is done, without a warning.
+      const again = await adminPost('/app/admin/groups/one/purge-cache', admin);
+      expect(again.headers.location[0]).toContain('done=');
+      const page = (await get(again.headers.location[0], admin)).body;
+      expect(page).toMatch(/<p id="done">group one: cache generation \d+<\/p>/);
+      expect(page).not.toContain('id="warning"');
     });
 
     it('the not-before mark: every session issued before it is refused at once, at nginx and at the app; new logins work', async () => {

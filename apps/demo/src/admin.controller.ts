@@ -1,6 +1,6 @@
 import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { GroupGuard, Groups, LoginThrottle, SharedSessionService } from 'nest-resty-shared-session';
+import { GroupGuard, Groups, LoginThrottle, RevocationConfirmation, SharedSessionService } from 'nest-resty-shared-session';
 import { adminPage, AdminUserView } from './pages';
 import { FIXTURE_USERS } from './users';
 
@@ -14,7 +14,9 @@ const GROUPS = [...new Set(FIXTURE_USERS.flatMap((u) => u.groups))].sort();
  * group's cache at nginx. Members of `admins` only; the forms POST, so the
  * module's cross-site request guard covers them. Each change waits until
  * nginx has acknowledged it (`wait: true`): when the page comes back, nginx
- * already refuses what was revoked. On the cluster layout the same calls
+ * already refuses what was revoked; when some nginx did not acknowledge in
+ * time, the page says so as a warning (the change is made, but not yet
+ * everywhere), never as a success. On the cluster layout the same calls
  * work in the form of PROTOCOL.md sections 14.1 to 14.3 (a user's sessions
  * are changed one session at a time).
  */
@@ -35,7 +37,8 @@ export class AdminController {
       users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
     }
     const bans = await this.throttle.bans();
-    return adminPage(users, GROUPS, req.sessionID, typeof req.query.done === 'string' ? req.query.done : undefined, bans);
+    const text = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
+    return adminPage(users, GROUPS, req.sessionID, text('done'), bans, text('warning'));
   }
 
   /** Login throttling: lifts the bans of a user (at every address) or of a client address. */
@@ -48,21 +51,21 @@ export class AdminController {
   @Post('users/:email/groups/:group/remove')
   async removeFromGroup(@Param('email') email: string, @Param('group') group: string, @Res() res: Response): Promise<void> {
     const result = await this.sessions.removeUserFromGroup(this.user(email), group, { wait: true });
-    this.done(res, `removed ${email} from ${group} in ${result.sessions} session(s)`);
+    this.done(res, `removed ${email} from ${group} in ${result.sessions} session(s)`, result.confirmation);
   }
 
   @Post('users/:email/logout-everywhere')
   async logoutEverywhere(@Req() req: Request, @Param('email') email: string, @Res() res: Response): Promise<void> {
     // The administrator's own session survives logging themselves out elsewhere.
     const result = await this.sessions.revokeUser(this.user(email), { except: req.sessionID, wait: true });
-    this.done(res, `logged ${email} out of ${result.sessions} session(s)`);
+    this.done(res, `logged ${email} out of ${result.sessions} session(s)`, result.confirmation);
   }
 
   @Post('groups/:group/purge-cache')
   async purgeCache(@Param('group') group: string, @Res() res: Response): Promise<void> {
     if (!GROUPS.includes(group)) throw new BadRequestException(`unknown group: ${group}`);
     const result = await this.sessions.invalidateGroupCache(group, { wait: true });
-    this.done(res, `group ${group}: cache generation ${result.generation}`);
+    this.done(res, `group ${group}: cache generation ${result.generation}`, result.confirmation);
   }
 
   /** The not-before mark: every session issued before now ends, this one too (log in again). */
@@ -77,7 +80,13 @@ export class AdminController {
     return email;
   }
 
-  private done(res: Response, what: string): void {
-    res.redirect(303, `/app/admin?done=${encodeURIComponent(what)}`);
+  /** Back to the page, saying what was done; a wait that timed out is a warning (some nginx may still allow what was revoked). */
+  private done(res: Response, what: string, confirmation?: RevocationConfirmation): void {
+    if (!confirmation?.timedOut) return res.redirect(303, `/app/admin?done=${encodeURIComponent(what)}`);
+    const { acknowledged, expected } = confirmation;
+    const heard =
+      expected > 0 ? `only ${acknowledged} of ${expected} subscribed nginx acknowledged it` : 'the acknowledgement channel failed';
+    const warning = `${what}, but NOT confirmed: ${heard} before the timeout; until the others apply it they may still allow what it revoked`;
+    res.redirect(303, `/app/admin?warning=${encodeURIComponent(warning)}`);
   }
 }

@@ -95,7 +95,14 @@ const post = (action: string, label: string, id: string) =>
   `<form method="post" action="${escape(action)}" style="display:inline"><button type="submit" id="${escape(id)}">${escape(label)}</button></form>`;
 
 /** The administrator's page (/app/admin): users, their sessions, and the control buttons. */
-export function adminPage(users: AdminUserView[], groups: string[], ownSessionId: string, done?: string, bans: LoginBan[] = []): string {
+export function adminPage(
+  users: AdminUserView[],
+  groups: string[],
+  ownSessionId: string,
+  done?: string,
+  bans: LoginBan[] = [],
+  warning?: string,
+): string {
   const rows = users
     .map((u) => {
       const slug = u.email.replace(/[^a-z0-9]/gi, '-');
@@ -126,7 +133,7 @@ export function adminPage(users: AdminUserView[], groups: string[], ownSessionId
   const banList = `<h2>Login bans</h2><ul id="bans">${banRows || '<li>none</li>'}</ul>`;
   return page(
     'Administration',
-    `${done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>${banList}
+    `${warning ? `<p id="warning" role="alert"><strong>Warning:</strong> ${escape(warning)}</p>` : done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>${banList}
 <p>Purge a group's cache at nginx: ${purges}</p>
 <p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
   );
