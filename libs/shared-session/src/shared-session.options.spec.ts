@@ -56,6 +56,7 @@ describe('resolveSharedSessionOptions', () => {
       loginMetadata: { ip: false, userAgent: false },
       revocation: { wait: false, timeoutMs: 500 },
       loginThrottle: null,
+      events: { log: false, includeUser: false, listener: null },
     });
   });
 
