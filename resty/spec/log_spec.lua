@@ -25,6 +25,34 @@ describe("resty.shared_session.log", function()
     end)
   end)
 
+  describe("event_id (PROTOCOL.md section 16.1, protocol/events.json)", function()
+    local cjson = require "cjson"
+    local f = assert(io.open("../protocol/events.json", "rb"))
+    local cases = cjson.decode(f:read("*a")).vectors
+    f:close()
+
+    it("has the vectors", function()
+      assert.is_true(#cases >= 4)
+    end)
+
+    for _, case in ipairs(cases) do
+      it(case.session_id .. " under its secret", function()
+        local key = assert(log.event_id_key(case.secret))
+        assert.equal(case.event_id, log.event_id(key, case.session_id))
+      end)
+    end
+
+    it("differs with the secret", function()
+      local sid = cases[1].session_id
+      assert.are_not.equal(log.event_id(log.event_id_key("one"), sid),
+                           log.event_id(log.event_id_key("two"), sid))
+    end)
+
+    it("is '-' without a session id", function()
+      assert.equal("-", log.event_id(log.event_id_key("s"), nil))
+    end)
+  end)
+
   describe("group_hint", function()
     it("keeps the characters of ordinary names", function()
       assert.equal("g1", log.group_hint("g1"))

@@ -1,10 +1,29 @@
 -- resty.shared_session.log: what a log line may say about a session or a
 -- group. Never a whole session id, a signature, a cookie or a secret.
 
+local ffi = require "ffi"
+
 local type = type
 local tostring = tostring
+local pcall = pcall
 local sub = string.sub
 local gsub = string.gsub
+local byte = string.byte
+local format = string.format
+local ffi_new = ffi.new
+local ffi_string = ffi.string
+
+-- One declaration at a time: another module (or a spec's stub) may have
+-- declared some of them already, which is no error here.
+for _, declaration in ipairs {
+    "typedef struct evp_md_st EVP_MD;",
+    "const EVP_MD *EVP_sha256(void);",
+    [[unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
+                          const unsigned char *d, size_t n, unsigned char *md,
+                          unsigned int *md_len);]],
+} do
+    pcall(ffi.cdef, declaration)
+end
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -19,6 +38,73 @@ function _M.sid_hint(sid)
         return "-"
     end
     return sub(sid, 1, LOG_SID_CHARS) .. "..."
+end
+
+
+-- libcrypto: nginx's own (it links it for TLS), else the system's.
+local crypto
+local function libcrypto()
+    if crypto == nil then
+        crypto = false
+        if pcall(function() return ffi.C.HMAC and ffi.C.EVP_sha256 end) then
+            crypto = ffi.C
+        else
+            for _, name in ipairs { "crypto", "libcrypto.so.3",
+                                    "libcrypto.so.1.1" } do
+                local ok, lib = pcall(ffi.load, name)
+                if ok then
+                    crypto = lib
+                    break
+                end
+            end
+        end
+    end
+    return crypto or nil
+end
+
+
+local function hmac_sha256(key, msg)
+    local lib = libcrypto()
+    if not lib then
+        return nil, "no libcrypto for HMAC-SHA256"
+    end
+    local out = ffi_new("unsigned char[32]")
+    local len = ffi_new("unsigned int[1]")
+    if lib.HMAC(lib.EVP_sha256(), key, #key, msg, #msg, out, len) == nil then
+        return nil, "HMAC-SHA256 failed"
+    end
+    return ffi_string(out, len[0])
+end
+
+
+local function hex(bytes)
+    return (gsub(bytes, ".", function(c) return format("%02x", byte(c)) end))
+end
+
+
+local EVENT_ID_LABEL = "shared-session event id"
+
+
+-- PROTOCOL.md section 16.1: the key of the event ids, from the current
+-- secret. Computed once per secret by the caller (at init).
+function _M.event_id_key(secret)
+    return hmac_sha256(secret, EVENT_ID_LABEL)
+end
+
+
+-- PROTOCOL.md section 16.1: the session's event id (32 hex characters), the
+-- same as the application's for the same secret, so that the two doors'
+-- logs can be joined; without the secret it tells nothing about the id.
+-- `key` from event_id_key(). "-" without a session id.
+function _M.event_id(key, sid)
+    if not sid then
+        return "-"
+    end
+    local mac, err = hmac_sha256(key, sid)
+    if not mac then
+        return nil, err
+    end
+    return sub(hex(mac), 1, 32)
 end
 
 
