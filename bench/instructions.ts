@@ -7,7 +7,7 @@
 // total Ir divided by N, nothing subtracted. Each scenario has an nginx of its
 // own, so that one (v's reads through ngx.var) cannot blacklist what another
 // (the rock) calls. `node bench/dist/bench/instructions.js [--quick]` prints
-// the figures alone.
+// the figures alone; `--cookies=N` the same with N sessions' cookies in turn.
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,12 +85,15 @@ http {
 `;
 }
 
-async function send(port: number, cookie: string, n: number): Promise<void> {
+/** n requests on one keep-alive connection, the cookies taken in turn (round-robin). */
+async function send(port: number, cookies: string | string[], n: number): Promise<void> {
   const conn = new HttpConnection(port, 60_000);
-  const bytes = requestBytes(PATH, { headers: { Cookie: cookie }, keepAlive: true });
+  const all = (Array.isArray(cookies) ? cookies : [cookies]).map((cookie) =>
+    requestBytes(PATH, { headers: { Cookie: cookie }, keepAlive: true }),
+  );
   try {
     for (let i = 0; i < n; i++) {
-      const res = await conn.request(bytes);
+      const res = await conn.request(all[i % all.length]);
       if (res.status !== 200) throw new Error(`request ${i}: ${res.status} ${res.body?.toString() ?? ''}`);
     }
   } finally {
@@ -107,7 +110,7 @@ async function perRequest(
   redisPort: number,
   decisionCache: string,
   access: string,
-  cookie: string,
+  cookie: string | string[],
   counts: { warm: number; measured: number },
 ): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'rss-callgrind-'));
@@ -117,7 +120,7 @@ async function perRequest(
     wrapper,
     `#!/bin/sh
 case " $* " in *" -t "*) exec nginx "$@";; esac
-exec valgrind --tool=callgrind -q --instr-atstart=no --callgrind-out-file=${dir}/cg.%p nginx "$@"
+exec valgrind --tool=callgrind -q --instr-atstart=no ${process.env.CALLGRIND_OPTS ?? ''} --callgrind-out-file=${dir}/cg.%p nginx "$@"
 `,
   );
   chmodSync(wrapper, 0o755);
@@ -145,7 +148,7 @@ exec valgrind --tool=callgrind -q --instr-atstart=no --callgrind-out-file=${dir}
     return Math.round(totals[totals.length - 1] / counts.measured);
   } finally {
     await nginx.dispose();
-    // CALLGRIND_KEEP=1 keeps the dumps, for callgrind_annotate.
+    // CALLGRIND_KEEP=1 keeps the dumps, for callgrind_annotate; CALLGRIND_OPTS adds options (--cache-sim=yes).
     if (process.env.CALLGRIND_KEEP) console.log(`callgrind dumps kept in ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }
@@ -213,9 +216,67 @@ async function oneBlock(block: string, quick: boolean): Promise<void> {
   }
 }
 
+/**
+ * `--cookies=N`: (a), (v) and (b) (under all_writers_publish) with N sessions, their cookies sent in turn, against (b)
+ * with one: what the rock pays per request for many sessions. The warm-up sends each cookie twice (its first check
+ * misses and asks Redis; the second is the hit every later one is).
+ */
+export async function manyCookieCounts(n: number, quick: boolean): Promise<Record<string, number>> {
+  const redis = await RedisServer.start();
+  const client = new Redis(redis.url);
+  try {
+    const cookies: string[] = [];
+    for (let i = 0; i < n; i += 500) {
+      const batch = [];
+      for (let j = i; j < Math.min(n, i + 500); j++) {
+        const sid = newSessionId();
+        const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
+        cookies.push(`session=${sid}.${sig}`);
+        batch.push(
+          writeSession(
+            client,
+            PROTOCOL_DEFAULTS.keyPrefix,
+            sid,
+            { username: `user${j}@example.com`, groups: [GROUP] },
+            { signature: sig, ttl: 86400 * 31 },
+          ),
+        );
+      }
+      await Promise.all(batch);
+    }
+    const measured = quick ? Math.max(500, n) : Math.max(2000, 2 * n);
+    const counts = { warm: Math.max(quick ? 2000 : 4000, 2 * n), measured };
+    const dc = DECISION_CACHES.all_writers_publish;
+    const result: Record<string, number> = {};
+    result.b1 = await perRequest(redis.port, dc, ACCESS.b, cookies[0], counts);
+    console.log(`instructions per request, (b), one cookie: ${result.b1}`);
+    for (const id of ['a', 'v', 'b']) {
+      result[id] = await perRequest(redis.port, dc, ACCESS[id], cookies, counts);
+      console.log(`instructions per request, (${id}), ${n} cookies: ${result[id]}`);
+    }
+    return result;
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+}
+
 const ACCESS_ARG = process.argv.find((a) => a.startsWith('--access='))?.slice('--access='.length);
 
-if (require.main === module && ACCESS_ARG !== undefined) {
+const COOKIES_ARG = process.argv.find((a) => a.startsWith('--cookies='))?.slice('--cookies='.length);
+
+if (require.main === module && COOKIES_ARG !== undefined) {
+  manyCookieCounts(Number(COOKIES_ARG), process.argv.includes('--quick')).then(
+    (c) =>
+      console.log(
+        `${COOKIES_ARG} cookies: a ${c.a}, v ${c.v} (v/a ${(c.a / c.v).toFixed(3)}), b ${c.b} (b/a ${(c.a / c.b).toFixed(3)}); one cookie: b ${c.b1}`,
+      ),
+    (error) => {
+      console.error(error);
+      process.exitCode = 1;
+    },
+  );
+} else if (require.main === module && ACCESS_ARG !== undefined) {
   oneBlock(ACCESS_ARG, process.argv.includes('--quick')).catch((error) => {
     console.error(error);
     process.exitCode = 1;

@@ -655,7 +655,7 @@ machine and on what else runs on it; the ratios from one run are what to compare
   check. (b1) is (b) in a second nginx configured as the demo template is for writers that do not publish,
   \`decision_cache = ${DECISION_CACHE_TTL1}\`: a decision lives 1 s, so (b1_20k) mostly asks Redis. The decision cache is
   \`decision_cache = ${DECISION_CACHE}\`: every writer (the demo app) publishes its changes, so a decision
-  is kept up to ${DECISION_TTL} s while nginx is subscribed, in the worker (an LRU keyed by the cookie, checked
+  is kept up to ${DECISION_TTL} s while nginx is subscribed, in the worker (a table keyed by the cookie, checked
   against one shared revocation count) and in a \`lua_shared_dict\`, bound to the cookie's verified
   signature, and forgotten at once on a revocation notice; a miss costs an HMAC check and one pooled
   \`SISMEMBER\`. (a20k) and (b20k) send a random one of ${MANY_SESSIONS.toLocaleString('en')} sessions with

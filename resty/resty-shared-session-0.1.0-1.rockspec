@@ -50,6 +50,8 @@ build = {
          "resty/lib/resty/shared_session/cookie.lua",
       ["resty.shared_session.decisions"] =
          "resty/lib/resty/shared_session/decisions.lua",
+      ["resty.shared_session.worker_cache"] =
+         "resty/lib/resty/shared_session/worker_cache.lua",
       ["resty.shared_session.layout.base"] =
          "resty/lib/resty/shared_session/layout/base.lua",
       ["resty.shared_session.layout.v1"] =

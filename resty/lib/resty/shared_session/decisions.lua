@@ -3,12 +3,12 @@
 -- Decisions ("session S may see group G", or may not) kept at two levels,
 -- both dropped at once by a revocation notice:
 --
--- * In each worker, an LRU (lua-resty-lrucache) keyed by the cookie value
---   "<sid>.<sig>", so bound to the signature it was verified for. An entry
---   counts only while the shared revocation count (key "r") still holds the
---   value read before its decisions were made: the subscriber changes it at
---   every notice and every subscription, and it exists only while the
---   subscription is live. An entry also carries the epoch, the
+-- * In each worker, a bounded table (worker_cache.lua) keyed by the cookie
+--   value "<sid>.<sig>", so bound to the signature it was verified for. An
+--   entry counts only while the shared revocation count (key "r") still
+--   holds the value read before its decisions were made: the subscriber
+--   changes it at every notice and every subscription, and it exists only
+--   while the subscription is live. An entry also carries the epoch, the
 --   not-before mark and the groups' generations it was made under
 --   (control.lua), which the count covers as well: heartbeat() gives a new
 --   count whenever the mark kept in the dict changed, and
@@ -43,7 +43,7 @@
 --
 -- Every function takes `dc`, the decision_cache part of the configuration:
 -- { dict = <the lua_shared_dict>, ttl = <seconds>, config_id = <string>,
---   worker = <a resty.lrucache or nil> }.
+--   worker = <a worker_cache or nil> }.
 --
 -- Requests call known (worker level, before the cookie is even parsed;
 -- lookup is the same without what the entry was made under), hit (shared
@@ -52,7 +52,7 @@
 -- answer). The subscriber calls open, heartbeat, forget, forget_all, close.
 
 local bit = require "bit"
-local lrucache = require "resty.lrucache"
+local worker_cache = require "resty.shared_session.worker_cache"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -101,7 +101,7 @@ function _M.new_worker_cache(entries)
     if entries == 0 then
         return nil
     end
-    return lrucache.new(entries)
+    return worker_cache.new(entries)
 end
 
 
