@@ -561,9 +561,12 @@ describe('decision cache with two workers', () => {
       },
       5000,
     );
+    const logFrom = nginx.errorLog().length;
     await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID) });
     // No notice here: a notice read after the next request's decision would drop it, and this checks the cache, not revocation.
-    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    // (Seen once under a loaded machine: a 403 here. Should it come back, the error log says which worker refused and why.)
+    const again = await status(nginx, 'g1', cookie);
+    if (again !== 200) throw new Error(`a 200 expected after the re-write, got ${again}; nginx said:\n${nginx.errorLog().slice(logFrom)}`);
     const b2 = await sismembers(client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await sismembers(client)).toBe(b2);
