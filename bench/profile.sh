@@ -5,7 +5,8 @@
 # load with one logged-in session, then the top self-time functions of the
 # steady state (the first 2.5 s, start-up included, left out). Needs a build
 # (`npm run build && npx tsc -p bench/tsconfig.json`).
-# Usage: bash bench/profile.sh [output folder]
+# Usage: bash bench/profile.sh [output folder]; PROFILE_APP=plain profiles
+# (g)'s app instead (bench/plain-app.ts: express-session + connect-redis 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-.run/profile}
@@ -16,12 +17,12 @@ AP=$(free_port)
 taskset -c 0 redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
 RPID=$!
 SESSION_SECRET=bench-secret CACHE_SECONDS=3600 NODE_ENV=production APP_PORT=$AP REDIS_URL=redis://127.0.0.1:$RP \
-  taskset -c 0 node --cpu-prof --cpu-prof-dir="$OUT" bench/dist/bench/nest-app.js >"$OUT/app.log" 2>&1 &
+  taskset -c 0 node --cpu-prof --cpu-prof-dir="$OUT" "bench/dist/bench/${PROFILE_APP:-nest}-app.js" >"$OUT/app.log" 2>&1 &
 APID=$!
 trap 'kill "$APID" "$RPID" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$AP/app/healthz" && break; sleep 0.1; done
 COOKIE=$(curl -s -i -X POST "http://127.0.0.1:$AP/app/login" |
-  tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(session=[^;]*\).*/\1/p')
+  tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(\(session\|connect\.sid\)=[^;]*\).*/\1/p')
 taskset -c 1 wrk -t1 -c32 -d8s -H "Cookie: $COOKIE" "http://127.0.0.1:$AP/app/api/v1/group/one/cacheable/bench" |
   grep -E 'Requests/sec|Non-2xx'
 kill -INT "$APID" && wait "$APID" || true

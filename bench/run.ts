@@ -812,35 +812,41 @@ refusal: p50 ${revocation.p50.toFixed(2)} ms, p99 ${revocation.p99.toFixed(2)} m
 
 Not part of this run: \`bash bench/profile.sh\` profiles the guarded route of (f)'s minimal app (\`bench/nest-app.ts\`,
 the package README's example) with \`node --cpu-prof\` (8 s of \`wrk -t1 -c32\`, one session, Redis and the app on
-CPU 0; the figures below are from one such run on this machine after the v1 read became a pipeline, self time as
-a share of the app's busy time, start-up left out; it also sums self time by package). A request of (f) is spread
-thin over Nest, Express and Node; the largest items:
+CPU 0; self time as a share of the app's busy time, start-up left out; it also sums self time by package);
+\`PROFILE_APP=plain bash bench/profile.sh\` profiles (g)'s app the same way. The figures below are from single runs
+on this machine (issue #24). A request of (f) is spread thin over Nest, Express and Node; the largest items:
 
 | self time | what | per request |
 |---:|---|---|
-| 20.5% | garbage collector: allocation across Express, express-session, ioredis and Nest | |
-| 10.7% | \`writeUtf8String\` under ioredis: the socket write of the read's pipeline (one write for its three commands; the write syscall, with Redis on the same CPU) | 1 round trip (connect-redis: a \`GET\`, then an \`EXPIRE\` for its touch) |
-| 6.1% | \`writev\`: the HTTP response | |
-| 5.0% | Express's router and application (\`next\`, \`handle\`), \`parseurl\` 1.1% | |
-| 2.2% | express-session's middleware (\`session\`) | |
-| 4.4% | express-session's \`hash\` (3.9% inclusive: \`JSON.stringify\` of the session then SHA-1, at load and again at the end, to see whether it changed) with node's \`Hash\`/\`update\` | 2 SHA-1 |
-| 1.9% | \`Hmac\`: our check of the cookie (2.1% inclusive with the bridge's translation, 2.7%) and express-session's unsign of the translated cookie (\`getcookie\` 2.9% inclusive) | 2 HMACs |
-| 1.2% | ioredis' \`Pipeline\` | |
-| ≤ 0.6% each | this module's own code, 6.6% in all: the middleware, \`markSessionRequest\`, the store's \`createSession\` and \`get\`, the v1 \`read\`, the session id's times, the session JSON's bounds check, the guard's \`resolveGroups\` (0.3%) | |
+| 16.7% | \`writev\`: the socket writes, the HTTP response's and the read's three Redis commands (one write: the socket is corked around them) | 1 round trip to Redis (connect-redis: a \`GET\`, then an \`EXPIRE\` for its touch) |
+| 17.4% | garbage collector: allocation across Express, express-session, ioredis and Nest | |
+| 6.2% | Express's router and application (\`next\`, \`handle\`); \`parseurl\` 2.0% | |
+| 2.5% | express-session's middleware (\`session\`) | |
+| 4.0% | express-session's \`hash\` (4.5% inclusive: \`JSON.stringify\` of the session then SHA-1, at load and again at the end, to see whether it changed) with node's \`Hash\` | 2 or more SHA-1 |
+| 2.0% | \`Hmac\`: our check of the cookie (\`verify\` 2.2% inclusive, the bridge's whole translation 2.7%) and express-session's unsign of the translated cookie (\`getcookie\` 2.8% inclusive) | 2 HMACs |
+| 2.4% | ioredis (it was 4.5% with a pipeline: an ioredis pipeline copies every script the client defines onto itself, on every read) | |
+| ≤ 0.7% each | this module's own code, 6.6% in all: the store's \`get\` callback, the session id's times, the request marks, the middleware, \`createSession\`, the session JSON's bounds check, the guards (\`canActivate\` 0.5% and 0.2% inclusive) | |
 
-By package (self time): native code and the GC 40.7%, Node's internals 9.5%, express-session 7.5%, this module
-6.6%, Express's router 5.7%, ioredis 4.5%, Node's HTTP 7.8%, Express 3.9%, Nest's core 1.8%.
+By package (self time): native code and the GC 37.1%, Node's internals 11.0%, express-session 8.4%, Node's HTTP
+9.0%, this module 6.6%, Express's router 6.1%, Express 4.8%, ioredis 2.4%, Nest's core 2.2%.
 
-What changed (issue #24): on the v1 layout the read is a pipeline of \`GET\`, \`PTTL\` and \`GET\` of the mark instead of
-an \`EVALSHA\`, so Redis spends about 0.8 µs per request on it instead of about 6 (see the Redis work above), as
-much as connect-redis's \`GET\` + \`EXPIRE\`; the touch adds no round trip when it is not due (section 12), as
-before. Not cut: express-session's two hashes and its unsign HMAC are inside express-session, and \`req.session\`
-stays express-session's (regenerate, destroy, save, reload, touch), so changing them would mean patching it;
-express-session could read \`req.signedCookies[name]\` (no unsign HMAC), but only with a \`depd\` deprecation warning
-on the application's stderr, and it would clash with an application's own cookie-parser; our own HMAC check of
-the Flask cookie stays on every request (constant time). Earlier (the demo's route): the bridge remembers
-express-session's signed value of the last 10,000 verified ids (one HMAC less per request), and a Cookie header
-that holds our cookie alone is translated without being split.
+Against (g)'s app under the same profiler (one run each, 7.5 s of steady state): (f) served 4,004 req/s with 5.84 s
+of the app's CPU, (g) 3,668 req/s with 4.72 s, 1.3 s of which it waited (Redis, on the same CPU, works longer for
+connect-redis's two round trips: about 21 µs of its CPU per request against 13 µs for ours, \`npm run bench\`'s
+"server CPU"). Per request the app's own CPU is about 13% higher in (f) than in (g): this module's code, our HMAC
+check, and the bridge between our cookie and express-session's.
+
+What changed (issue #24): on the v1 layout the read is \`GET\` and \`PTTL\` of the data and \`GET\` of the mark, in one write
+on a corked socket, instead of an \`EVALSHA\`: Redis spends under 1 µs per request on it instead of about 6
+(see the Redis work above), as much as connect-redis's \`GET\` + \`EXPIRE\`, and the app less CPU per request than with
+an ioredis pipeline (4,004 req/s under the profiler against 3,699, same CPU time); the touch adds no round trip when it is
+not due (section 12), as before. Not cut: express-session's hashes and its unsign HMAC are inside express-session,
+and \`req.session\` stays express-session's (regenerate, destroy, save, reload, touch), so changing them would mean
+patching it; express-session could read \`req.signedCookies[name]\` (no unsign HMAC), but only with a \`depd\`
+deprecation warning on the application's stderr, and it would clash with an application's own cookie-parser; our
+own HMAC check of the Flask cookie stays on every request (constant time). Earlier (the demo's route): the bridge
+remembers express-session's signed value of the last 10,000 verified ids (one HMAC less per request), and a Cookie
+header that holds our cookie alone is translated without being split.
 `;
     writeFileSync(join(REPO_ROOT, 'docs', 'benchmarks.md'), doc);
     console.log(

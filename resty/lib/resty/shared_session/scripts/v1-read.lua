@@ -1,5 +1,5 @@
 -- A session of section 3's three keys in the cluster layout (the v1 layout
--- reads the same with plain commands, one pipeline), read atomically: its
+-- reads the same with plain commands, in one write), read atomically: its
 -- JSON and remaining time to live (ms); when the data is missing, how many
 -- of its sibling keys are left over (PROTOCOL.md section 9: a half-deleted
 -- session); and the not-before mark when the layout keeps it in the
