@@ -64,6 +64,8 @@ class PlainModule {}
 
 async function main(): Promise<void> {
   const app = await NestFactory.create(PlainModule, { logger: ['error'] });
+  // Stopped by a signal (PROFILE_APP=plain bash bench/profile.sh): `node --cpu-prof` writes its profile.
+  app.enableShutdownHooks();
   const client = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   const store = new RedisStore({ client, prefix: 'plain:' });
   app.use(session({ secret: 'plain-bench-secret', store, resave: false, saveUninitialized: false }));

@@ -1,0 +1,53 @@
+// Scenario (f) of the Nest-side comparison: a minimal app built from the
+// package README's example (the built library, `forRootAsync`, a route with
+// `@UseGuards(GroupGuard)` and `@Groups({ param: 'tenant' })`), with the same
+// route as the rival (bench/plain-app.ts, scenario g). The demo's own route
+// is the extra row (f_demo).
+import 'reflect-metadata';
+import { Controller, Get, HttpCode, Module, Param, Post, Req, UseGuards } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
+import type { Request } from 'express';
+import { GroupGuard, Groups, SharedSessionModule, SharedSessionService } from 'nest-resty-shared-session';
+
+@Controller('app')
+class TenantController {
+  constructor(private readonly sessions: SharedSessionService) {}
+
+  @Post('login')
+  @HttpCode(204)
+  async login(@Req() req: Request): Promise<void> {
+    await this.sessions.login(req, { username: 'joe@example.com', groups: ['one', 'three'] });
+  }
+
+  @Get('healthz')
+  healthz(): string {
+    return 'ok';
+  }
+
+  @Get('api/v1/group/:tenant/cacheable/:resourceId')
+  @UseGuards(GroupGuard)
+  @Groups({ param: 'tenant' })
+  resource(@Param('tenant') tenant: string, @Param('resourceId') resourceId: string) {
+    return { group_id: tenant, resource_id: resourceId, response_id: randomUUID(), origin_timestamp: Date.now() };
+  }
+}
+
+@Module({
+  imports: [
+    SharedSessionModule.forRootAsync({
+      useFactory: () => ({ secret: process.env.SESSION_SECRET!, redis: process.env.REDIS_URL }),
+    }),
+  ],
+  controllers: [TenantController],
+})
+class TenantModule {}
+
+async function main(): Promise<void> {
+  const app = await NestFactory.create(TenantModule, { logger: ['error'] });
+  // Stopped by a signal (bench/profile.sh): Nest closes the module, and `node --cpu-prof` writes its profile.
+  app.enableShutdownHooks();
+  await app.listen(Number(process.env.APP_PORT), '127.0.0.1');
+}
+
+void main();
