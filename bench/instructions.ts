@@ -154,6 +154,14 @@ exec valgrind --tool=callgrind -q --instr-atstart=no ${process.env.CALLGRIND_OPT
   }
 }
 
+/** A session of the group, written as the protocol says; its Cookie header value. */
+async function seedSession(client: Redis, user = 'joe@example.com', ttl = 86400): Promise<string> {
+  const sid = newSessionId();
+  const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
+  await writeSession(client, PROTOCOL_DEFAULTS.keyPrefix, sid, { username: user, groups: [GROUP] }, { signature: sig, ttl });
+  return `session=${sid}.${sig}`;
+}
+
 export interface InstructionCounts {
   /** Per decision-cache configuration, per scenario (a, n, v, b): instructions per request. */
   [config: string]: Record<string, number>;
@@ -165,16 +173,7 @@ export async function instructionCounts(options: { quick?: boolean; oldForm?: bo
   const redis = await RedisServer.start();
   const client = new Redis(redis.url);
   try {
-    const sid = newSessionId();
-    const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
-    await writeSession(
-      client,
-      PROTOCOL_DEFAULTS.keyPrefix,
-      sid,
-      { username: 'joe@example.com', groups: [GROUP] },
-      { signature: sig, ttl: 86400 },
-    );
-    const cookie = `session=${sid}.${sig}`;
+    const cookie = await seedSession(client);
     const shared: Record<string, number> = {};
     for (const id of ['a', 'n', 'v']) {
       shared[id] = await perRequest(redis.port, DECISION_CACHES['ttl = 1'], ACCESS[id], cookie, counts);
@@ -198,17 +197,9 @@ async function oneBlock(block: string, quick: boolean): Promise<void> {
   const redis = await RedisServer.start();
   const client = new Redis(redis.url);
   try {
-    const sid = newSessionId();
-    const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
-    await writeSession(
-      client,
-      PROTOCOL_DEFAULTS.keyPrefix,
-      sid,
-      { username: 'joe@example.com', groups: [GROUP] },
-      { signature: sig, ttl: 86400 },
-    );
+    const cookie = await seedSession(client);
     const counts = quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
-    const n = await perRequest(redis.port, DECISION_CACHES.all_writers_publish, block, `session=${sid}.${sig}`, counts);
+    const n = await perRequest(redis.port, DECISION_CACHES.all_writers_publish, block, cookie, counts);
     console.log(`instructions per request: ${n}`);
   } finally {
     client.disconnect();
@@ -228,21 +219,8 @@ export async function manyCookieCounts(n: number, quick: boolean): Promise<Recor
     const cookies: string[] = [];
     for (let i = 0; i < n; i += 500) {
       const batch = [];
-      for (let j = i; j < Math.min(n, i + 500); j++) {
-        const sid = newSessionId();
-        const sig = signature(sid, SECRET, PROTOCOL_DEFAULTS.salt);
-        cookies.push(`session=${sid}.${sig}`);
-        batch.push(
-          writeSession(
-            client,
-            PROTOCOL_DEFAULTS.keyPrefix,
-            sid,
-            { username: `user${j}@example.com`, groups: [GROUP] },
-            { signature: sig, ttl: 86400 * 31 },
-          ),
-        );
-      }
-      await Promise.all(batch);
+      for (let j = i; j < Math.min(n, i + 500); j++) batch.push(seedSession(client, `user${j}@example.com`, 86400 * 31));
+      cookies.push(...(await Promise.all(batch)));
     }
     const measured = quick ? Math.max(500, n) : Math.max(2000, 2 * n);
     const counts = { warm: Math.max(quick ? 2000 : 4000, 2 * n), measured };
