@@ -68,6 +68,30 @@ ${EPOCH_LOCATION}
       allow 127.0.0.1; deny all;
       content_by_lua_block { require("resty.shared_session").health() }
     }
+    # Test-only: n made-up series in the metrics dict (n=0: removed again), and how long the work of
+    # serve_metrics() (figures, then the text) takes over what is there, in ms.
+    location = /series {
+      content_by_lua_block {
+        local dict = ngx.shared.shared_session_metrics
+        local n = tonumber(ngx.var.arg_n)
+        for i = 1, 100000 do
+          local k = 'shared_session_subscriber_connected{primary="10.0.' .. i .. ':6379"}'
+          if i > n then
+            if not dict:get(k) then break end
+            dict:delete(k)
+          else
+            assert(dict:set(k, 1))
+          end
+        end
+        local metrics = require "resty.shared_session.metrics"
+        local shared_session = require "resty.shared_session"
+        local t0 = metrics.clock()
+        local text = metrics.text(assert(shared_session.figures()))
+        local ms = (metrics.clock() - t0) * 1000
+        local _, lines = text:gsub("%c[^#]", "")
+        ngx.say(lines, " ", ms)
+      }
+    }
     location = /figures {
       content_by_lua_block {
         local cjson = require "cjson"
@@ -234,6 +258,19 @@ describe('metrics, health and audit at nginx', () => {
       perSecond.set(Math.floor((l.at as number) / 1000), (perSecond.get(Math.floor((l.at as number) / 1000)) ?? 0) + 1);
     expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(AUDIT_MAX);
     expect(lines.every((l) => l.reason === 'no_session' && l.session === VECTOR.event_id)).toBe(true);
+  });
+
+  test('serve_metrics() with 2,000 series: the time it takes is printed, not asserted', async () => {
+    const [series, ms] = (await get(nginx, '/series?n=2000')).body.trim().split(' ').map(Number);
+    expect(series).toBeGreaterThanOrEqual(2000);
+    const scrapeT0 = performance.now();
+    const scraped = await scrape(nginx);
+    const scrapeMs = performance.now() - scrapeT0;
+    expect(scraped.size).toBe(series);
+    console.log(
+      `serve_metrics() with ${series} series: ${ms.toFixed(2)} ms in the worker (figures and text), ${scrapeMs.toFixed(1)} ms for the whole scrape over HTTP`,
+    );
+    expect((await get(nginx, '/series?n=0')).status).toBe(200);
   });
 
   test('a Redis outage: 503s counted as unavailable, health 503 within 5 s, 200 within 5 s of Redis back', async () => {
