@@ -45,7 +45,8 @@ const SID = VECTOR.session_id;
 const WARM_SID = '11111111-2f0d-4b7a-9c53-1f1e2d3c4b5a';
 const AUDIT_MAX = 5; // audit.max_lines_per_second
 
-function conf(redisPort: number) {
+/** `refresh`: the option's Lua (off by default here, so that the counts of the checks stand alone). */
+function conf(redisPort: number, refresh = 'refresh = false,') {
   return nginxConf({
     dict: '1m',
     http: 'lua_shared_dict shared_session_metrics 1m;',
@@ -53,7 +54,7 @@ function conf(redisPort: number) {
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300 },
       decision_cache = { dict = "decisions", all_writers_publish = true },
-      refresh = false,
+      ${refresh}
       metrics = { dict = "shared_session_metrics", interval = ${FLUSH_MS / 1000} },
       audit = { max_lines_per_second = ${AUDIT_MAX} },
     }`,
@@ -318,5 +319,36 @@ describe('metrics, health and audit at nginx', () => {
     expect(back.get('shared_session_subscriber_reconnects_total')).toBeGreaterThanOrEqual(1);
     // (The session outlived the outage only if Redis kept it: nothing is persisted, so it is gone.)
     await destroySession(client, PREFIX, SID).catch(() => undefined);
+  });
+});
+
+describe('metrics of the refresh at nginx', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: conf(port, 'refresh = { interval = 1 },') })));
+    await waitFor('the subscriber', async () => (await get(nginx, '/epoch')).body.trim() === 'up', 5000);
+  });
+
+  afterAll(async () => {
+    await stopRedisAndNginx({ redis, client, nginx }, (log) => assertNoCrash(log));
+  });
+
+  test('a refresh sent is counted once, with its round trip', async () => {
+    // Its keys expire in 5 s, its idle timeout is 30 s: a refresh is due at the first allowed request, and one
+    // refresh serves the interval however many requests come.
+    await writeSession(client, PREFIX, SID, { username: 'ada', groups: ['g1'], _idle: 30 }, { signature: signature(SID, SECRET), ttl: 5 });
+    await flushed();
+    const before = await scrape(nginx);
+    for (let i = 0; i < 5; i++) expect(await status(nginx, 'g1', `session=${cookieFor(SID, SECRET)}`)).toBe(200);
+    await waitFor('the refresh', async () => (await client.pttl(`${PREFIX}:data:${SID}`)) > 10_000, 3000);
+    await flushed();
+    const after = await scrape(nginx);
+    expect(deltas(before, after, /^shared_session_refreshes_total|_count\{op="refresh"\}/)).toEqual({
+      'shared_session_refreshes_total{result="sent"}': 1,
+      'shared_session_redis_seconds_count{op="refresh"}': 1,
+    });
   });
 });
