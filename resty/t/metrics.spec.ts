@@ -261,6 +261,18 @@ describe('metrics, health and audit at nginx', () => {
     expect(lines.every((l) => l.reason === 'no_session' && l.session === VECTOR.event_id)).toBe(true);
   });
 
+  test('scraping while requests are answered costs no request a 5xx', async () => {
+    const cookie = `session=${cookieFor(SID, SECRET)}`;
+    // Ten rounds of 60 requests and 4 scrapes at once (nginxConf's worker_connections is 256).
+    for (let round = 0; round < 10; round++) {
+      const answers = await Promise.all([
+        ...Array.from({ length: 60 }, () => status(nginx, 'g1', cookie)),
+        ...Array.from({ length: 4 }, async () => (await get(nginx, '/metrics')).status),
+      ]);
+      expect(answers).toEqual(Array(64).fill(200));
+    }
+  });
+
   test('serve_metrics() with 2,000 series: the time it takes is printed, not asserted', async () => {
     const [series, ms] = (await get(nginx, '/series?n=2000')).body.trim().split(' ').map(Number);
     expect(series).toBeGreaterThanOrEqual(2000);
