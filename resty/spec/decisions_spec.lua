@@ -291,7 +291,7 @@ describe("resty.shared_session.decisions", function()
         end
         local allowed, entry, mark = fast()
         assert.is_true(allowed)
-        assert.are.equal(SID, entry.sid)
+        assert.are.equal(SID, decisions.entry_sid(entry))
         assert.are.equal(0, mark)
         assert.are.equal(1, reads)
         -- No generation kept with it: the worker level cannot answer alone.

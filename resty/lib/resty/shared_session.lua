@@ -56,6 +56,9 @@ local known_decision = decisions.known
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
+local entry_sid = decisions.entry_sid
+local entry_fresh = decisions.entry_fresh
+local set_entry_fresh = decisions.set_entry_fresh
 local sid_ended = session_id.ended
 local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
@@ -116,10 +119,10 @@ local function allow(conf, sid, group_id, generation_var, generation, entry,
                       .. " \"\"; in the location)", sid, group_id)
     end
     local rf = conf.refresh
-    if rf and not (entry and entry.fresh > ngx_now()) then
+    if rf and not (entry and entry_fresh(entry) > ngx_now()) then
         local fresh = refresh_maybe(rf, conf.keyspace, sid, expires_at)
         if entry then
-            entry.fresh = fresh
+            set_entry_fresh(entry, fresh)
         end
     end
     return 200
@@ -189,7 +192,7 @@ function _M.authorize(group_id, generation_var)
         local known, entry, mark, generation = known_decision(dc,
             cookie_value, group_id, with_generation)
         if known ~= nil then
-            local sid = entry.sid
+            local sid = entry_sid(entry)
             if mark ~= 0 and refused_by_mark(sid, mark) then
                 return refuse(403, INFO, "session issued before the"
                               .. " not-before mark", sid, group_id)
