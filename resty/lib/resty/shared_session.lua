@@ -53,6 +53,7 @@ local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
 local known_decision = decisions.known
+local known_by_header = decisions.known_header
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
@@ -66,6 +67,7 @@ local sid_hint = log.sid_hint
 local group_hint = log.group_hint
 local var_reader = var.reader
 local read_cookie_header = var_reader("http_cookie")
+local read_cookie_bytes = var.bytes_reader("http_cookie")
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -129,6 +131,22 @@ local function allow(conf, sid, group_id, generation_var, generation, entry,
 end
 
 
+-- The answer of this worker's decision entry (decisions.known): `known`
+-- true (allowed) or false (not a member), under the not-before `mark`.
+local function answer_from_entry(conf, known, entry, mark, group_id,
+                                 generation_var, generation)
+    local sid = entry_sid(entry)
+    if mark ~= 0 and refused_by_mark(sid, mark) then
+        return refuse(403, INFO, "session issued before the not-before mark",
+                      sid, group_id)
+    end
+    if known then
+        return allow(conf, sid, group_id, generation_var, generation, entry)
+    end
+    return refuse(403, INFO, "not a member of the group", sid, group_id)
+end
+
+
 -- The one-call check (PROTOCOL.md section 5). Returns 200 when the request's
 -- session is a member of group_id, else 401 (no cookie), 403 (malformed,
 -- forged, not a member, expired, past its deadline, issued before the
@@ -162,10 +180,29 @@ function _M.authorize(group_id, generation_var)
         return refuse(403, WARN, "no group id given")
     end
 
+    -- This worker's decisions first, by the Cookie header's bytes when they
+    -- are those the entry was last found under (decisions.known_header: no
+    -- string made, nothing parsed; equal bytes hold the same cookie).
+    local dc = conf.decision_cache
+    local with_generation = generation_var ~= nil
+    local header_hash
+    if dc and read_cookie_bytes then
+        local p, len = read_cookie_bytes()
+        if p then
+            local known, found, mark, generation = known_by_header(dc, p, len,
+                group_id, with_generation)
+            if known ~= nil then
+                return answer_from_entry(conf, known, found, mark, group_id,
+                                         generation_var, generation)
+            end
+            header_hash = found
+        end
+    end
+
     -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
     -- exactly as the application reads it (not $cookie_<name>).
-    local cookie_value, refused = cookie_from_header(read_cookie_header(),
-                                                     conf.cookie_name)
+    local header = read_cookie_header()
+    local cookie_value, refused = cookie_from_header(header, conf.cookie_name)
     if cookie_value == nil then
         if refused then
             return refuse(403, WARN, "malformed cookie: " .. refused, nil,
@@ -186,23 +223,12 @@ function _M.authorize(group_id, generation_var)
     -- one dict read (decisions.known: the entry carries the epoch, the
     -- not-before mark and the group's generation it was made under, which
     -- the revocation count covers).
-    local dc = conf.decision_cache
-    local with_generation = generation_var ~= nil
     if dc then
         local known, entry, mark, generation = known_decision(dc,
-            cookie_value, group_id, with_generation)
+            cookie_value, group_id, with_generation, header, header_hash)
         if known ~= nil then
-            local sid = entry_sid(entry)
-            if mark ~= 0 and refused_by_mark(sid, mark) then
-                return refuse(403, INFO, "session issued before the"
-                              .. " not-before mark", sid, group_id)
-            end
-            if known then
-                return allow(conf, sid, group_id, generation_var, generation,
-                             entry)
-            end
-            return refuse(403, INFO, "not a member of the group", sid,
-                          group_id)
+            return answer_from_entry(conf, known, entry, mark, group_id,
+                                     generation_var, generation)
         end
     end
 

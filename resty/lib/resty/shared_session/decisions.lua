@@ -53,12 +53,14 @@
 
 local bit = require "bit"
 local worker_cache = require "resty.shared_session.worker_cache"
+local session_id = require "resty.shared_session.session_id"
 
 local ngx = ngx
 local ngx_log = ngx.log
 local ngx_now = ngx.now
 local worker_pid = ngx.worker.pid
 local INFO = ngx.INFO
+local sid_times = session_id.times
 
 local byte = string.byte
 local format = string.format
@@ -171,21 +173,24 @@ _M.current_epoch = current_epoch
 -- fall in a hash part three times as large, each in a line of its own. The
 -- first group's decision sits in the entry itself (most sessions ask for
 -- one group), the others in a table made when a second group comes.
+-- (worker_cache.lua's slots: 0, the header, first, for what a hit reads is
+-- then in the lines right after the table's header; and 14 and 15.)
 local E_COUNT = 1       -- the revocation count it was made under
-local E_EPOCH = 2
-local E_MARK = 3        -- the not-before mark (nil: not known)
-local E_MARK_UNTIL = 4  -- until when the mark may be used
-local E_N = 5           -- decisions remembered in it
-local E_SID = 6         -- the session id (a hit builds no string)
-local E_FRESH = 7       -- until when the session needs no refresh
-local E_GROUP = 8       -- the first group's id,
-local E_DECIDED = 9     -- its decision: the expiry of an allow, or minus
-                        -- the expiry of a refusal (nil: none),
-local E_GENERATION = 10 -- its generation (nil: not known),
-local E_GENERATION_UNTIL = 11   -- used until then
-local E_MORE = 12       -- the other groups: { [group] = { decided,
+local E_MARK = 2        -- the not-before mark (nil: not known)
+local E_MARK_UNTIL = 3  -- until when the mark may be used
+local E_DEADLINE = 4    -- ms: the timed id's deadline, or false
+local E_GROUP = 5       -- the first group's id,
+local E_DECIDED = 6     -- its decision: the expiry of an allow, or minus the
+                        -- expiry of a refusal (nil: none),
+local E_SID = 7         -- the session id (a hit builds no string)
+local E_FRESH = 8       -- until when the session needs no refresh
+local E_GENERATION = 9  -- the first group's generation (nil: not known),
+local E_GENERATION_UNTIL = 10   -- used until then
+local E_EPOCH = 11
+local E_N = 12          -- decisions remembered in it
+local E_MORE = 13       -- the other groups: { [group] = { decided,
                         -- generation, generation_until } }, or nil
-local ENTRY_SLOTS = 12
+local ENTRY_SLOTS = worker_cache.LAST_SLOT
 
 
 -- The decision, generation and its limit kept in entry for group_id.
@@ -243,6 +248,8 @@ local function remember(dc, value, sid, group_id, allowed, count, expires,
         entry[E_N] = 0
         entry[E_SID] = sid
         entry[E_FRESH] = 0
+        local _, deadline = sid_times(sid)
+        entry[E_DEADLINE] = deadline and deadline ~= 0 and deadline or false
         worker:set(value, entry)
     end
     local now = ngx_now()
@@ -320,18 +327,8 @@ function _M.lookup(dc, value, group_id)
 end
 
 
--- The same for the hit path, with what the entry was made under: true or
--- false (as lookup), the entry, the not-before mark, and the group's
--- generation when `with_generation` (the one the entry was made with);
--- nil when the worker level cannot answer alone (then the caller asks
--- control.lua and the shared level). One dict read, with a generation too;
--- no string built.
-function _M.known(dc, value, group_id, with_generation)
-    local worker = dc.worker
-    local entry = worker and worker:get(value)
-    if not entry then
-        return nil
-    end
+-- What entry says for group_id now, as known() returns it.
+local function answer(dc, entry, group_id, with_generation)
     local mark = entry[E_MARK]
     if mark == nil then
         return nil
@@ -362,6 +359,52 @@ function _M.known(dc, value, group_id, with_generation)
         return nil
     end
     return allowed, entry, mark, generation
+end
+
+
+-- The same for the hit path, with what the entry was made under: true or
+-- false (as lookup), the entry, the not-before mark, and the group's
+-- generation when `with_generation` (the one the entry was made with);
+-- nil when the worker level cannot answer alone (then the caller asks
+-- control.lua and the shared level). One dict read, with a generation too;
+-- no string built. With `header` (the Cookie header `value` was read from)
+-- and `header_hash` (from known_header()), an entry that answers is found
+-- by that header from now on.
+function _M.known(dc, value, group_id, with_generation, header, header_hash)
+    local worker = dc.worker
+    local entry = worker and worker:get(value)
+    if not entry then
+        return nil
+    end
+    local allowed, _, mark, generation = answer(dc, entry, group_id,
+                                                with_generation)
+    if allowed ~= nil and header_hash then
+        worker:index(entry, header, header_hash)
+    end
+    return allowed, entry, mark, generation
+end
+
+
+-- known() before the Cookie header is read as a string: `p` points to its
+-- `len` bytes (a pointer to bytes); the entry is the one last found under
+-- exactly these bytes (so for the same cookie). When it cannot answer:
+-- nil, and second the hash to give known() (nil: not to be indexed).
+-- A timed id past its deadline is not answered for here (the caller's
+-- check of the cookie refuses it).
+function _M.known_header(dc, p, len, group_id, with_generation)
+    local worker = dc.worker
+    if not worker then
+        return nil
+    end
+    local entry, header_hash = worker:find_header(p, len)
+    if not entry then
+        return nil, header_hash
+    end
+    local deadline = entry[E_DEADLINE]
+    if deadline and ngx_now() * 1000 >= deadline then
+        return nil
+    end
+    return answer(dc, entry, group_id, with_generation)
 end
 
 
