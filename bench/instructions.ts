@@ -209,13 +209,15 @@ async function oneBlock(block: string, quick: boolean): Promise<void> {
 
 /**
  * `--cookies=N`: (a), (v) and (b) (under all_writers_publish) with N sessions, their cookies sent in turn, against (b)
- * with one (b1): what the rock pays per request for many sessions; `--only=b,b1` runs those alone. The warm-up sends each cookie twice (its first check
+ * with one (b1): what the rock pays per request for many sessions; `--only=b,b1` runs those alone, `--requests=N`
+ * counts N requests (several rounds of the cookies: GC cycles, which walk every worker entry, averaged in). The warm-up sends each cookie twice (its first check
  * misses and asks Redis; the second is the hit every later one is).
  */
 export async function manyCookieCounts(
   n: number,
   quick: boolean,
   scenarios: string[] = ['b1', 'a', 'v', 'b'],
+  requests?: number,
 ): Promise<Record<string, number>> {
   const redis = await RedisServer.start();
   const client = new Redis(redis.url);
@@ -226,7 +228,7 @@ export async function manyCookieCounts(
       for (let j = i; j < Math.min(n, i + 500); j++) batch.push(seedSession(client, `user${j}@example.com`, 86400 * 31));
       cookies.push(...(await Promise.all(batch)));
     }
-    const measured = quick ? Math.max(500, n) : Math.max(2000, 2 * n);
+    const measured = requests ?? (quick ? Math.max(500, n) : Math.max(2000, 2 * n));
     const counts = { warm: Math.max(quick ? 2000 : 4000, 2 * n), measured };
     const dc = DECISION_CACHES.all_writers_publish;
     const result: Record<string, number> = {};
@@ -251,7 +253,8 @@ const COOKIES_ARG = process.argv.find((a) => a.startsWith('--cookies='))?.slice(
 
 if (require.main === module && COOKIES_ARG !== undefined) {
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  manyCookieCounts(Number(COOKIES_ARG), process.argv.includes('--quick'), only?.split(',')).then(
+  const requests = process.argv.find((a) => a.startsWith('--requests='))?.slice('--requests='.length);
+  manyCookieCounts(Number(COOKIES_ARG), process.argv.includes('--quick'), only?.split(','), requests ? Number(requests) : undefined).then(
     (c) =>
       console.log(
         `${COOKIES_ARG} cookies: a ${c.a}, v ${c.v} (v/a ${(c.a / c.v).toFixed(3)}), b ${c.b} (b/a ${(c.a / c.b).toFixed(3)}); one cookie: b ${c.b1}`,
