@@ -110,19 +110,23 @@ end
 -- refresh when one is due, in a timer, so it neither delays nor changes the
 -- answer).
 -- `entry`: this worker's decision entry for the cookie, when the answer
--- came from it; it remembers until when the session needs no refresh, so
--- that a hit asks refresh.lua nothing. `expires_at`: the session's expiry
--- when Redis was just asked (nil otherwise).
+-- came from it (then `sid` is nil: read from the entry only when needed,
+-- as a hit reads no more of the entry than it must); it remembers until
+-- when the session needs no refresh, so that a hit asks refresh.lua
+-- nothing. `expires_at`: the session's expiry when Redis was just asked
+-- (nil otherwise).
 local function allow(conf, sid, group_id, generation_var, generation, entry,
                      expires_at)
     if not set_generation(generation_var, generation) then
         return refuse(503, ERR, "variable $" .. generation_var
                       .. " not declared (set $" .. generation_var
-                      .. " \"\"; in the location)", sid, group_id)
+                      .. " \"\"; in the location)",
+                      sid or entry_sid(entry), group_id)
     end
     local rf = conf.refresh
     if rf and not (entry and entry_fresh(entry) > ngx_now()) then
-        local fresh = refresh_maybe(rf, conf.keyspace, sid, expires_at)
+        local fresh = refresh_maybe(rf, conf.keyspace,
+                                    sid or entry_sid(entry), expires_at)
         if entry then
             set_entry_fresh(entry, fresh)
         end
@@ -135,15 +139,15 @@ end
 -- true (allowed) or false (not a member), under the not-before `mark`.
 local function answer_from_entry(conf, known, entry, mark, group_id,
                                  generation_var, generation)
-    local sid = entry_sid(entry)
-    if mark ~= 0 and refused_by_mark(sid, mark) then
+    if mark ~= 0 and refused_by_mark(entry_sid(entry), mark) then
         return refuse(403, INFO, "session issued before the not-before mark",
-                      sid, group_id)
+                      entry_sid(entry), group_id)
     end
     if known then
-        return allow(conf, sid, group_id, generation_var, generation, entry)
+        return allow(conf, nil, group_id, generation_var, generation, entry)
     end
-    return refuse(403, INFO, "not a member of the group", sid, group_id)
+    return refuse(403, INFO, "not a member of the group", entry_sid(entry),
+                  group_id)
 end
 
 

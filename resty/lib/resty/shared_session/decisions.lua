@@ -182,8 +182,10 @@ local E_DEADLINE = 4    -- ms: the timed id's deadline, or false
 local E_GROUP = 5       -- the first group's id,
 local E_DECIDED = 6     -- its decision: the expiry of an allow, or minus the
                         -- expiry of a refusal (nil: none),
-local E_SID = 7         -- the session id (a hit builds no string)
-local E_FRESH = 8       -- until when the session needs no refresh
+local E_FRESH = 7       -- until when the session needs no refresh
+-- (A hit reads the slots up to here: with the table's header, two or three
+-- cache lines. What follows is read when needed.)
+local E_SID = 8         -- the session id (a hit builds no string)
 local E_GENERATION = 9  -- the first group's generation (nil: not known),
 local E_GENERATION_UNTIL = 10   -- used until then
 local E_EPOCH = 11
@@ -193,18 +195,25 @@ local E_MORE = 13       -- the other groups: { [group] = { decided,
 local ENTRY_SLOTS = worker_cache.LAST_SLOT
 
 
--- The decision, generation and its limit kept in entry for group_id.
-local function group_slot(entry, group_id)
+-- The decision kept in entry for group_id (nil: none).
+local function group_decision(entry, group_id)
     if entry[E_GROUP] == group_id then
-        return entry[E_DECIDED], entry[E_GENERATION],
-               entry[E_GENERATION_UNTIL]
+        return entry[E_DECIDED]
     end
     local more = entry[E_MORE]
     local slot = more and more[group_id]
-    if slot then
-        return slot[1], slot[2], slot[3]
+    return slot and slot[1]
+end
+
+
+-- The generation kept in entry for group_id, and until when it may be used
+-- (nil: not known).
+local function group_generation(entry, group_id)
+    if entry[E_GROUP] == group_id then
+        return entry[E_GENERATION], entry[E_GENERATION_UNTIL]
     end
-    return nil
+    local slot = entry[E_MORE][group_id]
+    return slot[2], slot[3]
 end
 
 
@@ -312,7 +321,7 @@ function _M.lookup(dc, value, group_id)
     if not entry or entry[E_COUNT] ~= dc.dict:get(COUNT_KEY) then
         return nil
     end
-    local expires = group_slot(entry, group_id)
+    local expires = group_decision(entry, group_id)
     if not expires then
         return nil
     end
@@ -333,7 +342,7 @@ local function answer(dc, entry, group_id, with_generation)
     if mark == nil then
         return nil
     end
-    local expires, generation, generation_until = group_slot(entry, group_id)
+    local expires = group_decision(entry, group_id)
     if not expires then
         return nil
     end
@@ -355,6 +364,8 @@ local function answer(dc, entry, group_id, with_generation)
     if not with_generation then
         return allowed, entry, mark
     end
+    -- (A decision is kept for group_id, so its slot exists.)
+    local generation, generation_until = group_generation(entry, group_id)
     if generation == nil or now >= generation_until then
         return nil
     end
