@@ -846,13 +846,18 @@ counted, \`--requests=60000\`): (b) 29,362 before, 27,778 now; (a) 22,922, (v) 3
 1–2): rounds 1/2/3, the worker's CPU time per request (a) 12.2/11.8/12.2 µs, (b) 13.6/12.9/14.2, (a20k)
 13.2/12.2/13.1, (b20k) 13.5/15.3/16.6, so b20k − a20k +0.3/+3.1/+3.5 µs (before: +5.2/+8.9/+8.2 with
 lua-resty-lrucache, +5.6/+15.7/+4.7 with the first \`worker_cache.lua\`, both under heavier load); rates b20k/a20k
-0.99/0.80/0.81 (median 0.81) and b/a 0.90/0.91/0.86. An earlier run (before the slot order of the last change) under load
-2.5–3.5 gave b20k − a20k +4.2/+2.8/+6.1 µs. No refresh ran (0 scripts in every 20k round). So the 0.90 target for b20k/a20k is
-met in a first round and not in the later ones: not explained yet. Suspects: 60 s after the first checks the
-not-before mark kept in the dict expires, which moves the revocation count on twice (its expiry, then the miss
-that reads it again), so every worker entry is made again (20,000 slower checks and 20,000 entries of garbage per
-minute), and from then on the two generations take turns: about one request in ten finds its cookie in the older
-one and moves it (two table inserts into cold memory).
+0.99/0.80/0.81 (median 0.81) and b/a 0.90/0.91/0.86. An earlier run (before the slot order of the last
+change) under load 2.5–3.5 gave b20k − a20k +4.2/+2.8/+6.1 µs. No refresh ran (0 scripts in every 20k round).
+Two runs of \`npm run bench -- --only=a20k,b20k --rounds=7\` right after (load 1–1.5): b20k/a20k per round
+0.94/0.89/0.90/0.89/0.90/0.82/0.91 (median 0.90; b20k − a20k +1.1 to +2.7 µs of worker CPU), then, with the
+heartbeat change below, 1.03/0.86/0.94/0.88/0.91/0.86/0.88 (median 0.88; +0.3 to +2.3 µs). So the ratio is
+0.82–1.03 per round on a quiet machine, medians 0.88–0.90: about the 0.90 target, not above it with margin. In the first run the dip of
+round 6 fell about a minute after the first checks, when the not-before mark kept in the dict (60 s) expired:
+that moves the revocation count on, so every worker entry is made again (20,000 checks through the dict at once);
+and the mark read again by the next miss moved it on a second time. \`decisions.heartbeat\` now skips that second
+one when the mark comes back with the value it had (every entry made meanwhile had its mark from Redis). Redis
+itself saw 32 \`SISMEMBER\` in the seven rounds: the cost is in nginx. What else is left: the two generations take
+turns (about one request in ten finds its cookie in the older one and moves it, two inserts into cold memory).
 
 ## Revocation
 

@@ -592,17 +592,29 @@ end
 -- subscriber calls this after every reply, so right after a `!not-before`
 -- notice was applied (control.lua): when the mark kept under the epoch is
 -- not the one seen last (a notice, a miss that added it, its expiry), a
--- new count, so that no worker's entry is used with the old mark.
+-- new count, so that no worker's entry is used with the old mark. Except
+-- for a mark read again, after its expiry, with the value it had: every
+-- entry made since the expiry was made with the mark Redis gave (none
+-- could use the dict's), and those from before are already dropped, so a
+-- new count would only make every worker's entries again (with 20,000
+-- sessions, a minute's worth of slower checks at once).
 function _M.heartbeat(dc, live)
     local epoch = dc.config_id .. "/" .. live.epoch
     if live.mark_key_epoch ~= epoch then
         live.mark_key_epoch = epoch
         live.mark_key = MARK_KEY .. epoch
+        live.last_mark = nil
     end
     local mark = dc.dict:get(live.mark_key)
     if mark ~= live.mark then
+        local same_again = live.mark == nil and mark == live.last_mark
         live.mark = mark
-        live.count = next_count()
+        if mark ~= nil then
+            live.last_mark = mark
+        end
+        if not same_again then
+            live.count = next_count()
+        end
     end
     publish(dc, live)
 end
