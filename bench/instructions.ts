@@ -214,10 +214,16 @@ async function oneBlock(block: string, quick: boolean): Promise<void> {
 
 /**
  * `--cookies=N`: (a), (v) and (b) (under all_writers_publish) with N sessions, their cookies sent in turn, against (b)
- * with one: what the rock pays per request for many sessions. The warm-up sends each cookie twice (its first check
+ * with one (b1): what the rock pays per request for many sessions; `--only=b,b1` runs those alone, `--requests=N`
+ * counts N requests (several rounds of the cookies: GC cycles, which walk every worker entry, averaged in). The warm-up sends each cookie twice (its first check
  * misses and asks Redis; the second is the hit every later one is).
  */
-export async function manyCookieCounts(n: number, quick: boolean): Promise<Record<string, number>> {
+export async function manyCookieCounts(
+  n: number,
+  quick: boolean,
+  scenarios: string[] = ['b1', 'a', 'v', 'b'],
+  requests?: number,
+): Promise<Record<string, number>> {
   const redis = await RedisServer.start();
   const client = new Redis(redis.url);
   try {
@@ -227,13 +233,15 @@ export async function manyCookieCounts(n: number, quick: boolean): Promise<Recor
       for (let j = i; j < Math.min(n, i + 500); j++) batch.push(seedSession(client, `user${j}@example.com`, 86400 * 31));
       cookies.push(...(await Promise.all(batch)));
     }
-    const measured = quick ? Math.max(500, n) : Math.max(2000, 2 * n);
+    const measured = requests ?? (quick ? Math.max(500, n) : Math.max(2000, 2 * n));
     const counts = { warm: Math.max(quick ? 2000 : 4000, 2 * n), measured };
     const dc = DECISION_CACHES.all_writers_publish;
     const result: Record<string, number> = {};
-    result.b1 = await perRequest(redis.port, dc, ACCESS.b, cookies[0], counts);
-    console.log(`instructions per request, (b), one cookie: ${result.b1}`);
-    for (const id of ['a', 'v', 'b']) {
+    if (scenarios.includes('b1')) {
+      result.b1 = await perRequest(redis.port, dc, ACCESS.b, cookies[0], counts);
+      console.log(`instructions per request, (b), one cookie: ${result.b1}`);
+    }
+    for (const id of ['a', 'v', 'b'].filter((s) => scenarios.includes(s))) {
       result[id] = await perRequest(redis.port, dc, ACCESS[id], cookies, counts);
       console.log(`instructions per request, (${id}), ${n} cookies: ${result[id]}`);
     }
@@ -275,7 +283,9 @@ if (require.main === module && process.argv.includes('--metrics')) {
     process.exitCode = 1;
   });
 } else if (require.main === module && COOKIES_ARG !== undefined) {
-  manyCookieCounts(Number(COOKIES_ARG), process.argv.includes('--quick')).then(
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const requests = process.argv.find((a) => a.startsWith('--requests='))?.slice('--requests='.length);
+  manyCookieCounts(Number(COOKIES_ARG), process.argv.includes('--quick'), only?.split(','), requests ? Number(requests) : undefined).then(
     (c) =>
       console.log(
         `${COOKIES_ARG} cookies: a ${c.a}, v ${c.v} (v/a ${(c.a / c.v).toFixed(3)}), b ${c.b} (b/a ${(c.a / c.b).toFixed(3)}); one cookie: b ${c.b1}`,

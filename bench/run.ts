@@ -801,6 +801,64 @@ Before #20/#21 (the rock reading \`ngx.var.http_cookie\` and \`ngx.var.group_id\
 same method, one worker, (b) in an nginx of its own): (a) 22,926, (v) 35,959, (b) 35,720 instructions per request
 under both configurations: b/a 0.642.
 
+### b20k: where the time goes
+
+With 20,000 sessions the rock ran the same instructions per request as with one, but each hit touched about 15
+cache lines (about 1 KB) of its own cookie's, which no CPU cache holds for 20,000 cookies, so they came from
+memory: the worker's CPU time per request was +1.4–2.5 µs over (a) with one cookie and +5–8 µs over (a20k) with
+20,000 (\`npm run bench -- --only=a,b,a20k,b20k --rounds=3\`, the worker's utime + stime). Method: \`node
+bench/dist/bench/instructions.js --cookies=20000 --quick --only=b\` with \`CALLGRIND_OPTS=--cache-sim=yes\`
+writes 20,000 sessions (31-day idle timeout), sends each cookie twice in the warm-up (its first check asks Redis,
+the second is a worker hit), then counts 20,000 requests taking the cookies in turn, each once, under
+\`all_writers_publish\`. callgrind's simulated caches are empty when counting starts, so a last-level miss is a line
+that no request touched since: with each cookie sent once, the cookie's own memory. \`CALLGRIND_KEEP=1\` keeps the
+dumps; \`callgrind_annotate --show=DLmr,DLmw --sort=DLmr\` says where the misses are. Per request, two runs of
+each (five of the last; its last three after the slots a hit reads were put first and the session id left to when it
+is needed: 7.8–7.9 misses, 5.5 in the hit, no GC cycle among the counted requests):
+
+| per request, 20,000 cookies | instructions | last-level misses | in the hit (its trace, and the header's comparison) | in string interning + memcmp | in the GC and the allocator |
+|---|---:|---:|---:|---:|---:|
+| before (an entry of eleven named fields and three tables, keyed by the cookie value) | 29,210–29,308 | 14.6–15.5 | 7.2–8.1 | 5.3 | 2.1–2.2 |
+| the entry one array, the first group inline | 29,102–29,277 | 10.6 | 3.4 | 4.9–5.0 | 2.2 |
+| and found by the Cookie header's bytes (five runs) | 28,190–28,896 | 7.8–14.0 | 2.8–5.9 | 0 | 2.2–10.1 |
+
+* **The entry is one array.** Named fields fall in a hash part of 16 nodes (384 bytes, a line per field read),
+  and the first group's decision sat in a \`decided\` table of its own. Now an entry is the slots 0 to 15 of one
+  \`table.new(15, 0)\`, allocated with the table itself, the fields a hit reads next to its header (two or three
+  lines), and the first group's decision, generation and limits in the entry (a second group gets a table).
+* **No Lua string of the cookie on a hit.** The header was read as a Lua string, and the cookie value cut out of
+  it as another: each is interned (hashed, and compared with the one already interned, the worker cache's key,
+  whose bytes are as cold as the entry's), and both are garbage. Now the rock reads the Cookie header's bytes
+  where nginx keeps them (\`var.bytes_reader\`, the same \`ngx_http_lua_ffi_var_get\`), hashes them with nginx's
+  \`ngx_hash_key\` and compares them in constant time (OpenSSL's \`CRYPTO_memcmp\`) with the header the entry was
+  last found under (\`worker_cache.lua\`). The header is indexed once a check found the entry by its cookie; a
+  request with another header (a cookie beside the session's changed) takes the old way and moves the index.
+  With one cookie a hit now allocates nothing (0.007 calls of LuaJIT's allocator per request).
+* **No garbage from the worker cache.** The two generations' tables are made once and reused (\`table.clear\`):
+  with 20,000 cookies a table is 1.5 MB, and a new one per generation made the GC walk every entry more often.
+
+What is left: the table slot of the hash, the entry and the header's copy (three to six lines), and the GC. A GC
+cycle walks every entry (a table and three strings); whether one falls in the 20,000 counted requests makes the
+range of the last row (2.2 or 10.1 misses). Instructions with one cookie, the same method (40,000 warm, 60,000
+counted, \`--requests=60000\`): (b) 29,362 before, 27,778 now; (a) 22,922, (v) 37,284.
+
+\`npm run bench -- --only=a,b,b1,a20k,v20k,b20k,b1_20k --rounds=3\` after the changes, on a quieter machine (load
+1–2): rounds 1/2/3, the worker's CPU time per request (a) 12.2/11.8/12.2 µs, (b) 13.6/12.9/14.2, (a20k)
+13.2/12.2/13.1, (b20k) 13.5/15.3/16.6, so b20k − a20k +0.3/+3.1/+3.5 µs (before: +5.2/+8.9/+8.2 with
+lua-resty-lrucache, +5.6/+15.7/+4.7 with the first \`worker_cache.lua\`, both under heavier load); rates b20k/a20k
+0.99/0.80/0.81 (median 0.81) and b/a 0.90/0.91/0.86. An earlier run (before the slot order of the last
+change) under load 2.5–3.5 gave b20k − a20k +4.2/+2.8/+6.1 µs. No refresh ran (0 scripts in every 20k round).
+Two runs of \`npm run bench -- --only=a20k,b20k --rounds=7\` right after (load 1–1.5): b20k/a20k per round
+0.94/0.89/0.90/0.89/0.90/0.82/0.91 (median 0.90; b20k − a20k +1.1 to +2.7 µs of worker CPU), then, with the
+heartbeat change below, 1.03/0.86/0.94/0.88/0.91/0.86/0.88 (median 0.88; +0.3 to +2.3 µs). So the ratio is
+0.82–1.03 per round on a quiet machine, medians 0.88–0.90: about the 0.90 target, not above it with margin. In the first run the dip of
+round 6 fell about a minute after the first checks, when the not-before mark kept in the dict (60 s) expired:
+that moves the revocation count on, so every worker entry is made again (20,000 checks through the dict at once);
+and the mark read again by the next miss moved it on a second time. \`decisions.heartbeat\` now skips that second
+one when the mark comes back with the value it had (every entry made meanwhile had its mark from Redis). Redis
+itself saw 32 \`SISMEMBER\` in the seven rounds: the cost is in nginx. What else is left: the two generations take
+turns (about one request in ten finds its cookie in the older one and moves it, two inserts into cold memory).
+
 ## Revocation
 
 ${TRIALS} trials: log in at the app, fetch a group resource through nginx (so a decision is cached),

@@ -40,6 +40,12 @@ describe('docker-compose.yml: the default stack and the cluster profile', () => 
     expect(dockerNginxConf(composeEnvironment(compact['nginx-conf']))).toContain('key_layout = "compact"');
   });
 
+  it("leaves nginx's refresh interval to its default, which follows the idle timeout, unless SESSION_REFRESH_INTERVAL sets it", () => {
+    expect(dockerNginxConf(env('nginx-conf'))).toContain('refresh = { interval = nil },');
+    const set = composeServices({ SESSION_SECRET: SECRET, SESSION_REFRESH_INTERVAL: '30' });
+    expect(dockerNginxConf(composeEnvironment(set['nginx-conf']))).toContain('refresh = { interval = 30 },');
+  });
+
   it('runs six Redis 7 nodes with cluster mode on, and makes them one cluster of three primaries with a replica each', () => {
     expect(nodes).toHaveLength(6);
     for (const [, node] of nodes) {

@@ -35,7 +35,7 @@ export interface NginxConfValues {
   SESSION_KEY_PREFIX: string;
   /** `v1` or `cluster` (PROTOCOL.md section 14), as the app's `keyLayout`. */
   SESSION_KEY_LAYOUT: string;
-  /** Seconds between two refreshes of one session by nginx, at most (PROTOCOL.md section 12). */
+  /** nginx's `refresh.interval` (PROTOCOL.md section 12): seconds, or `nil` for the default that follows the idle timeout. */
   SESSION_REFRESH_INTERVAL: string;
 }
 
@@ -108,7 +108,8 @@ export function sessionValuesFromEnv(
     // The app's default: the cluster layout with a Redis Cluster, else v1.
     SESSION_KEY_LAYOUT: checked('SESSION_KEY_LAYOUT', env.REDIS_CLUSTER_NODES ? 'cluster' : 'v1', /^(v1|cluster|compact)$/),
     // A number for Lua; configure() checks its range and names the option.
-    SESSION_REFRESH_INTERVAL: checked('SESSION_REFRESH_INTERVAL', '60', /^\d{1,6}(\.\d{1,3})?$/),
+    // Unset: Lua's nil, nginx's default, which follows each session's idle timeout (PROTOCOL.md section 12).
+    SESSION_REFRESH_INTERVAL: env.SESSION_REFRESH_INTERVAL ? checked('SESSION_REFRESH_INTERVAL', '', /^\d{1,6}(\.\d{1,3})?$/) : 'nil',
   };
 }
 

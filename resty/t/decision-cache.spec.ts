@@ -196,6 +196,27 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     expect(await sismembers(client)).toBe(before);
   });
 
+  test("a decision found by the Cookie header it was last seen in is that cookie's, and a notice ends it", async () => {
+    // The worker finds an entry by the header's exact bytes (worker_cache.lua) once a check found it by the cookie.
+    const headers = [cookie, `${cookie}; theme=dark`, `theme=dark; ${cookie}`];
+    const before = await sismembers(client);
+    for (const header of headers) for (let i = 0; i < 5; i++) expect(await status(nginx, 'g1', header)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1); // one decision, whichever header carried the cookie
+    // Each header is its own check: another group, another cookie, one byte of the signature changed.
+    for (const header of headers) expect(await status(nginx, 'g3', header)).toBe(403);
+    const last = cookie.at(-1) === 'A' ? 'B' : 'A';
+    expect(await status(nginx, 'g1', `${cookie.slice(0, -1)}${last}`)).toBe(403);
+    expect(await status(nginx, 'g1', `${cookie.slice(0, -1)}${last}; theme=dark`)).toBe(403);
+    expect(await status(nginx, 'g1', sessionCookie(OTHER_SID))).toBe(200);
+
+    // The next request with the header last seen is refused: the notice ends what the header finds.
+    for (let i = 0; i < 3; i++) expect(await status(nginx, 'g1', headers[2])).toBe(200);
+    await destroySession(client, PREFIX, SID, { publish: true });
+    expect(await status(nginx, 'g1', headers[2])).toBe(403);
+    for (const header of headers) expect(await status(nginx, 'g1', header)).toBe(403);
+    expect(await status(nginx, 'g1', sessionCookie(OTHER_SID))).toBe(200);
+  });
+
   test('a group id holding ":" gets its own decision', async () => {
     await writeSession(client, PREFIX, SID, { groups: ['a:b'] }, { signature: signature(SID), publish: true });
     expect(await status(nginx, 'a:b', cookie)).toBe(200);

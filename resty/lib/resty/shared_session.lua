@@ -59,9 +59,13 @@ local control_remember = control.remember
 local refused_by_mark = control.refuses
 local set_generation = control.set_generation
 local known_decision = decisions.known
+local known_by_header = decisions.known_header
 local decision_hit = decisions.hit
 local cached_decision = decisions.cached
 local store_decision = decisions.store
+local entry_sid = decisions.entry_sid
+local entry_fresh = decisions.entry_fresh
+local set_entry_fresh = decisions.set_entry_fresh
 local sid_ended = session_id.ended
 local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
@@ -78,6 +82,7 @@ local WORKER_HIT = metrics.WORKER_HIT
 local DICT_HIT = metrics.DICT_HIT
 local MISS = metrics.MISS
 local read_cookie_header = var_reader("http_cookie")
+local read_cookie_bytes = var.bytes_reader("http_cookie")
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -161,29 +166,50 @@ end
 -- refresh when one is due, in a timer, so it neither delays nor changes the
 -- answer).
 -- `entry`: this worker's decision entry for the cookie, when the answer
--- came from it; it remembers until when the session needs no refresh, so
--- that a hit asks refresh.lua nothing. `expires_at`: the session's expiry
--- when Redis was just asked (nil otherwise).
+-- came from it (then `sid` is nil: read from the entry only when needed,
+-- as a hit reads no more of the entry than it must); it remembers until
+-- when the session needs no refresh, so that a hit asks refresh.lua
+-- nothing. `expires_at`: the session's expiry when Redis was just asked
+-- (nil otherwise).
 local function allow(conf, sid, group_id, generation_var, generation, entry,
                      expires_at)
     if not set_generation(generation_var, generation) then
         return refuse(503, ERR, "variable $" .. generation_var
                       .. " not declared (set $" .. generation_var
-                      .. " \"\"; in the location)", sid, group_id)
+                      .. " \"\"; in the location)",
+                      sid or entry_sid(entry), group_id)
     end
     local rf = conf.refresh
-    if rf and not (entry and entry.fresh > ngx_now()) then
-        local fresh = refresh_maybe(rf, conf.keyspace, sid, expires_at)
+    if rf and not (entry and entry_fresh(entry) > ngx_now()) then
+        local fresh = refresh_maybe(rf, conf.keyspace,
+                                    sid or entry_sid(entry), expires_at)
         if entry then
-            entry.fresh = fresh
+            set_entry_fresh(entry, fresh)
         end
     end
     tally(conf, ALLOWED)
     local a = conf.audit
     if a then
-        audit_allowed(a, sid)
+        audit_allowed(a, sid or (entry and entry_sid(entry)))
     end
     return 200
+end
+
+
+-- The answer of this worker's decision entry (decisions.known): `known`
+-- true (allowed) or false (not a member), under the not-before `mark`.
+local function answer_from_entry(conf, known, entry, mark, group_id,
+                                 generation_var, generation)
+    tally(conf, WORKER_HIT)
+    if mark ~= 0 and refused_by_mark(entry_sid(entry), mark) then
+        return refuse(403, INFO, "session issued before the not-before mark",
+                      entry_sid(entry), group_id)
+    end
+    if known then
+        return allow(conf, nil, group_id, generation_var, generation, entry)
+    end
+    return refuse(403, INFO, "not a member of the group", entry_sid(entry),
+                  group_id)
 end
 
 
@@ -220,10 +246,29 @@ function _M.authorize(group_id, generation_var)
         return refuse(403, WARN, "no group id given")
     end
 
+    -- This worker's decisions first, by the Cookie header's bytes when they
+    -- are those the entry was last found under (decisions.known_header: no
+    -- string made, nothing parsed; equal bytes hold the same cookie).
+    local dc = conf.decision_cache
+    local with_generation = generation_var ~= nil
+    local header_hash
+    if dc and read_cookie_bytes then
+        local p, len = read_cookie_bytes()
+        if p then
+            local known, found, mark, generation = known_by_header(dc, p, len,
+                group_id, with_generation)
+            if known ~= nil then
+                return answer_from_entry(conf, known, found, mark, group_id,
+                                         generation_var, generation)
+            end
+            header_hash = found
+        end
+    end
+
     -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
     -- exactly as the application reads it (not $cookie_<name>).
-    local cookie_value, refused = cookie_from_header(read_cookie_header(),
-                                                     conf.cookie_name)
+    local header = read_cookie_header()
+    local cookie_value, refused = cookie_from_header(header, conf.cookie_name)
     if cookie_value == nil then
         if refused then
             return refuse(403, WARN, "malformed cookie: " .. refused, nil,
@@ -244,24 +289,12 @@ function _M.authorize(group_id, generation_var)
     -- one dict read (decisions.known: the entry carries the epoch, the
     -- not-before mark and the group's generation it was made under, which
     -- the revocation count covers).
-    local dc = conf.decision_cache
-    local with_generation = generation_var ~= nil
     if dc then
         local known, entry, mark, generation = known_decision(dc,
-            cookie_value, group_id, with_generation)
+            cookie_value, group_id, with_generation, header, header_hash)
         if known ~= nil then
-            tally(conf, WORKER_HIT)
-            local sid = entry.sid
-            if mark ~= 0 and refused_by_mark(sid, mark) then
-                return refuse(403, INFO, "session issued before the"
-                              .. " not-before mark", sid, group_id)
-            end
-            if known then
-                return allow(conf, sid, group_id, generation_var, generation,
-                             entry)
-            end
-            return refuse(403, INFO, "not a member of the group", sid,
-                          group_id)
+            return answer_from_entry(conf, known, entry, mark, group_id,
+                                     generation_var, generation)
         end
     end
 

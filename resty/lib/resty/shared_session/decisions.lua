@@ -53,18 +53,26 @@
 
 local bit = require "bit"
 local worker_cache = require "resty.shared_session.worker_cache"
+local session_id = require "resty.shared_session.session_id"
 
 local ngx = ngx
 local ngx_log = ngx.log
 local ngx_now = ngx.now
 local worker_pid = ngx.worker.pid
 local INFO = ngx.INFO
+local sid_times = session_id.times
 
 local byte = string.byte
 local format = string.format
 local floor = math.floor
 local bxor = bit.bxor
 local bor = bit.bor
+
+
+local ok_new, new_tab = pcall(require, "table.new")
+if not ok_new then
+    new_tab = function() return {} end
+end
 
 
 local EPOCH_KEY = "e"
@@ -158,17 +166,79 @@ _M.current_epoch = current_epoch
 
 -- The worker level --------------------------------------------------------
 
+-- A worker entry is one array, not a table of named fields: with many
+-- sessions no CPU cache holds the entries, and a hit pays a trip to memory
+-- for every cache line it touches. An array's slots sit side by side (two
+-- lines for all of them, beside the table's header), where named fields
+-- fall in a hash part three times as large, each in a line of its own. The
+-- first group's decision sits in the entry itself (most sessions ask for
+-- one group), the others in a table made when a second group comes.
+-- (worker_cache.lua's slots: 0, the header, first, for what a hit reads is
+-- then in the lines right after the table's header; and 14 and 15.)
+local E_COUNT = 1       -- the revocation count it was made under
+local E_MARK = 2        -- the not-before mark (nil: not known)
+local E_MARK_UNTIL = 3  -- until when the mark may be used
+local E_DEADLINE = 4    -- ms: the timed id's deadline, or false
+local E_GROUP = 5       -- the first group's id,
+local E_DECIDED = 6     -- its decision: the expiry of an allow, or minus the
+                        -- expiry of a refusal (nil: none),
+local E_FRESH = 7       -- until when the session needs no refresh
+-- (A hit reads the slots up to here: with the table's header, two or three
+-- cache lines. What follows is read when needed.)
+local E_SID = 8         -- the session id (a hit builds no string)
+local E_GENERATION = 9  -- the first group's generation (nil: not known),
+local E_GENERATION_UNTIL = 10   -- used until then
+local E_EPOCH = 11
+local E_N = 12          -- decisions remembered in it
+local E_MORE = 13       -- the other groups: { [group] = { decided,
+                        -- generation, generation_until } }, or nil
+local ENTRY_SLOTS = worker_cache.LAST_SLOT
+
+
+-- The decision kept in entry for group_id (nil: none).
+local function group_decision(entry, group_id)
+    if entry[E_GROUP] == group_id then
+        return entry[E_DECIDED]
+    end
+    local more = entry[E_MORE]
+    local slot = more and more[group_id]
+    return slot and slot[1]
+end
+
+
+-- The generation kept in entry for group_id, and until when it may be used
+-- (nil: not known).
+local function group_generation(entry, group_id)
+    if entry[E_GROUP] == group_id then
+        return entry[E_GENERATION], entry[E_GENERATION_UNTIL]
+    end
+    local slot = entry[E_MORE][group_id]
+    return slot[2], slot[3]
+end
+
+
+-- The session id of a worker entry, and until when the session needs no
+-- refresh (refresh.lua), which the caller may move on.
+function _M.entry_sid(entry)
+    return entry[E_SID]
+end
+
+function _M.entry_fresh(entry)
+    return entry[E_FRESH]
+end
+
+function _M.set_entry_fresh(entry, fresh)
+    entry[E_FRESH] = fresh
+end
+
+
 -- Keeps a decision in this worker until `expires`, under `count` (the
 -- revocation count read before it was made, and before the mark and the
 -- generation were read), `epoch` and `mark` (the not-before mark it was
 -- checked against; nil: not known, and then only lookup() uses the entry,
 -- not known()), with the group's `generation` (nil: not known). An entry's
 -- decisions all share one count, epoch and mark: a decision under others
--- starts the entry afresh. An entry also holds the session id (so that a
--- hit builds no string), its groups' generations (`generations[group]`,
--- used until `generation_until[group]`) and, for refresh.lua, until when
--- the session needs no refresh (`fresh`). `decided[group]` is the expiry of
--- an allowed decision, or minus the expiry of a refused one.
+-- starts the entry afresh.
 local function remember(dc, value, sid, group_id, allowed, count, expires,
                         epoch, mark, generation)
     local worker = dc.worker
@@ -176,39 +246,82 @@ local function remember(dc, value, sid, group_id, allowed, count, expires,
         return
     end
     local entry = worker:get(value)
-    if not entry or entry.count ~= count or entry.epoch ~= epoch
-       or entry.mark ~= mark or entry.n >= GROUPS_PER_ENTRY
+    if not entry or entry[E_COUNT] ~= count or entry[E_EPOCH] ~= epoch
+       or entry[E_MARK] ~= mark or entry[E_N] >= GROUPS_PER_ENTRY
     then
-        entry = { count = count, epoch = epoch, mark = mark, mark_until = 0,
-                  n = 0, sid = sid, fresh = 0, decided = {},
-                  generations = {}, generation_until = {} }
+        entry = new_tab(ENTRY_SLOTS, 0)
+        entry[E_COUNT] = count
+        entry[E_EPOCH] = epoch
+        entry[E_MARK] = mark
+        entry[E_MARK_UNTIL] = 0
+        entry[E_N] = 0
+        entry[E_SID] = sid
+        entry[E_FRESH] = 0
+        local _, deadline = sid_times(sid)
+        entry[E_DEADLINE] = deadline and deadline ~= 0 and deadline or false
         worker:set(value, entry)
     end
+    local now = ngx_now()
     if mark ~= nil then
         -- The mark was read just now (from the dict, or with the query).
-        entry.mark_until = ngx_now() + MARK_TTL
+        entry[E_MARK_UNTIL] = now + MARK_TTL
     end
+    entry[E_N] = entry[E_N] + 1
+    local decided = allowed and expires or -expires
+    local first = entry[E_GROUP]
+    if first == nil or first == group_id then
+        entry[E_GROUP] = group_id
+        entry[E_DECIDED] = decided
+        if generation ~= nil then
+            entry[E_GENERATION] = generation
+            entry[E_GENERATION_UNTIL] = now + MARK_TTL
+        end
+        return
+    end
+    local more = entry[E_MORE]
+    if not more then
+        more = {}
+        entry[E_MORE] = more
+    end
+    local slot = more[group_id]
+    if not slot then
+        slot = {}
+        more[group_id] = slot
+    end
+    slot[1] = decided
     if generation ~= nil then
-        entry.generations[group_id] = generation
-        entry.generation_until[group_id] = ngx_now() + MARK_TTL
+        slot[2] = generation
+        slot[3] = now + MARK_TTL
     end
-    entry.n = entry.n + 1
-    entry.decided[group_id] = allowed and expires or -expires
+end
+
+
+-- Forgets the decision kept in entry for group_id.
+local function forget_decision(entry, group_id)
+    if entry[E_GROUP] == group_id then
+        entry[E_DECIDED] = nil
+        return
+    end
+    local more = entry[E_MORE]
+    local slot = more and more[group_id]
+    if slot then
+        slot[1] = nil
+    end
 end
 
 
 -- This worker's decision for the cookie `value` (the raw "<sid>.<sig>") and
 -- group_id: true (allowed), false (refused: not a member), nil (not known);
--- and, when known, the entry (its `sid`, its `fresh`). One dict read, no
+-- and, when known, the entry (entry_sid, entry_fresh). One dict read, no
 -- string built, nothing written: it runs before the cookie is parsed, as an
 -- entry exists only for a value whose signature was verified.
 function _M.lookup(dc, value, group_id)
     local worker = dc.worker
     local entry = worker and worker:get(value)
-    if not entry or entry.count ~= dc.dict:get(COUNT_KEY) then
+    if not entry or entry[E_COUNT] ~= dc.dict:get(COUNT_KEY) then
         return nil
     end
-    local expires = entry.decided[group_id]
+    local expires = group_decision(entry, group_id)
     if not expires then
         return nil
     end
@@ -223,28 +336,21 @@ function _M.lookup(dc, value, group_id)
 end
 
 
--- The same for the hit path, with what the entry was made under: true or
--- false (as lookup), the entry, the not-before mark, and the group's
--- generation when `with_generation` (the one the entry was made with);
--- nil when the worker level cannot answer alone (then the caller asks
--- control.lua and the shared level). One dict read, with a generation too;
--- no string built.
-function _M.known(dc, value, group_id, with_generation)
-    local worker = dc.worker
-    local entry = worker and worker:get(value)
-    if not entry or entry.mark == nil then
+-- What entry says for group_id now, as known() returns it.
+local function answer(dc, entry, group_id, with_generation)
+    local mark = entry[E_MARK]
+    if mark == nil then
         return nil
     end
-    local expires = entry.decided[group_id]
+    local expires = group_decision(entry, group_id)
     if not expires then
         return nil
     end
-    local dict = dc.dict
-    if entry.count ~= dict:get(COUNT_KEY) then
+    if entry[E_COUNT] ~= dc.dict:get(COUNT_KEY) then
         return nil
     end
     local now = ngx_now()
-    if now >= entry.mark_until then
+    if now >= entry[E_MARK_UNTIL] then
         return nil
     end
     local allowed
@@ -255,14 +361,61 @@ function _M.known(dc, value, group_id, with_generation)
     else
         return nil
     end
-    local generation
-    if with_generation then
-        generation = entry.generations[group_id]
-        if generation == nil or now >= entry.generation_until[group_id] then
-            return nil
-        end
+    if not with_generation then
+        return allowed, entry, mark
     end
-    return allowed, entry, entry.mark, generation
+    -- (A decision is kept for group_id, so its slot exists.)
+    local generation, generation_until = group_generation(entry, group_id)
+    if generation == nil or now >= generation_until then
+        return nil
+    end
+    return allowed, entry, mark, generation
+end
+
+
+-- The same for the hit path, with what the entry was made under: true or
+-- false (as lookup), the entry, the not-before mark, and the group's
+-- generation when `with_generation` (the one the entry was made with);
+-- nil when the worker level cannot answer alone (then the caller asks
+-- control.lua and the shared level). One dict read, with a generation too;
+-- no string built. With `header` (the Cookie header `value` was read from)
+-- and `header_hash` (from known_header()), an entry that answers is found
+-- by that header from now on.
+function _M.known(dc, value, group_id, with_generation, header, header_hash)
+    local worker = dc.worker
+    local entry = worker and worker:get(value)
+    if not entry then
+        return nil
+    end
+    local allowed, _, mark, generation = answer(dc, entry, group_id,
+                                                with_generation)
+    if allowed ~= nil and header_hash then
+        worker:index(entry, header, header_hash)
+    end
+    return allowed, entry, mark, generation
+end
+
+
+-- known() before the Cookie header is read as a string: `p` points to its
+-- `len` bytes (a pointer to bytes); the entry is the one last found under
+-- exactly these bytes (so for the same cookie). When it cannot answer:
+-- nil, and second the hash to give known() (nil: not to be indexed).
+-- A timed id past its deadline is not answered for here (the caller's
+-- check of the cookie refuses it).
+function _M.known_header(dc, p, len, group_id, with_generation)
+    local worker = dc.worker
+    if not worker then
+        return nil
+    end
+    local entry, header_hash = worker:find_header(p, len)
+    if not entry then
+        return nil, header_hash
+    end
+    local deadline = entry[E_DEADLINE]
+    if deadline and ngx_now() * 1000 >= deadline then
+        return nil
+    end
+    return answer(dc, entry, group_id, with_generation)
 end
 
 
@@ -375,7 +528,7 @@ function _M.store(dc, ticket, allowed, mark, generation)
             local worker = dc.worker
             local entry = worker and worker:get(ticket.value)
             if entry then
-                entry.decided[ticket.group_id] = nil
+                forget_decision(entry, ticket.group_id)
             end
             dc.dict:delete(key(ticket.sid, ticket.group_id))
         end
@@ -439,17 +592,29 @@ end
 -- subscriber calls this after every reply, so right after a `!not-before`
 -- notice was applied (control.lua): when the mark kept under the epoch is
 -- not the one seen last (a notice, a miss that added it, its expiry), a
--- new count, so that no worker's entry is used with the old mark.
+-- new count, so that no worker's entry is used with the old mark. Except
+-- for a mark read again, after its expiry, with the value it had: every
+-- entry made since the expiry was made with the mark Redis gave (none
+-- could use the dict's), and those from before are already dropped, so a
+-- new count would only make every worker's entries again (with 20,000
+-- sessions, a minute's worth of slower checks at once).
 function _M.heartbeat(dc, live)
     local epoch = dc.config_id .. "/" .. live.epoch
     if live.mark_key_epoch ~= epoch then
         live.mark_key_epoch = epoch
         live.mark_key = MARK_KEY .. epoch
+        live.last_mark = nil
     end
     local mark = dc.dict:get(live.mark_key)
     if mark ~= live.mark then
+        local same_again = live.mark == nil and mark == live.last_mark
         live.mark = mark
-        live.count = next_count()
+        if mark ~= nil then
+            live.last_mark = mark
+        end
+        if not same_again then
+            live.count = next_count()
+        end
     end
     publish(dc, live)
 end

@@ -17,6 +17,7 @@ local ngx_var = ngx.var
 
 local error = error
 local pcall = pcall
+local tonumber = tonumber
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -76,6 +77,31 @@ local function ffi_reader(name)
 end
 
 
+-- The same, without making a Lua string: the value's bytes where nginx
+-- keeps them (an `unsigned char *`, valid for the request) and their count;
+-- nil when the variable is not found or has no value.
+local function ffi_bytes_reader(name)
+    local len = #name
+    local lowcase = ffi_new("char[?]", len)
+    return function()
+        local r = get_request()
+        if not r then
+            error("no request found", 2)
+        end
+        local value_len = get_size_ptr()
+        local rc = var_get(r, name, len, lowcase, 0, value_ptr, value_len,
+                           errmsg)
+        if rc == NGX_OK then
+            return value_ptr[0], tonumber(value_len[0])
+        end
+        if rc == NGX_ERROR then
+            error(ffi_str(errmsg[0]), 2)
+        end
+        return nil
+    end
+end
+
+
 local function lua_reader(name)
     return function()
         return ngx_var[name]
@@ -95,6 +121,27 @@ function _M.reader(name)
     if not read then
         read = with_ffi and ffi_reader(name) or lua_reader(name)
         readers[name] = read
+    end
+    return read
+end
+
+
+-- Readers of the bytes already made, by variable name.
+local bytes_readers = {}
+
+
+-- A function that returns the variable's value in the current request as
+-- its bytes and their count, without making a Lua string (nil when the
+-- variable is not found or has no value); nil where the FFI function is
+-- not there.
+function _M.bytes_reader(name)
+    if not with_ffi then
+        return nil
+    end
+    local read = bytes_readers[name]
+    if not read then
+        read = ffi_bytes_reader(name)
+        bytes_readers[name] = read
     end
     return read
 end
