@@ -172,9 +172,14 @@ export class FlaskRedisSessionStore extends Store {
   /** express-session makes every session it loads through this: remember the groups it was read with. */
   override createSession(req: Parameters<Store['createSession']>[0], session: SessionData): ReturnType<Store['createSession']> {
     const made = super.createSession(req, session);
-    this.readGroups.set(made, groupsOf(session));
-    this.readUsers.set(made, userIdOf(session as unknown as Record<string, unknown>, this.userIdField));
+    this.trackLoaded(made, session);
     return made;
+  }
+
+  /** A session object made from what `get` read (by express-session, or on Fastify): its first write is an update (section 8). */
+  trackLoaded(made: object, session: SessionData | Record<string, unknown>): void {
+    this.readGroups.set(made, groupsOf(session as SessionData));
+    this.readUsers.set(made, userIdOf(session as Record<string, unknown>, this.userIdField));
   }
 
   /**

@@ -1,10 +1,13 @@
-import { HttpException, HttpStatus, Inject, Injectable } from '@nestjs/common';
-import type { Request } from 'express';
+import { HttpException, HttpStatus, Inject, Injectable, Optional } from '@nestjs/common';
 import { LOGIN_THROTTLE_STORAGE, LoginBan, LoginThrottleStorage } from './login-throttle.storage';
 import type { LoginThrottleConfig } from './login-throttle.options';
-import { serviceUnavailable } from './session-request';
+import { serviceUnavailable, SharedSessionRequest } from './session-request';
+import { SharedSessionHttp } from './shared-session-http';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
+
+/** An Express `Request` or a Fastify `FastifyRequest`. */
+type Request = SharedSessionRequest & { socket?: { remoteAddress?: string } };
 
 /** 429: the request's (user, address) or its address is banned for now; `Retry-After` says for how long. */
 export class LoginThrottledException extends HttpException {
@@ -39,6 +42,7 @@ export class LoginThrottle {
   constructor(
     @Inject(SHARED_SESSION_CONFIG) config: SharedSessionConfig,
     @Inject(LOGIN_THROTTLE_STORAGE) private readonly storage: LoginThrottleStorage,
+    @Optional() private readonly http?: SharedSessionHttp,
   ) {
     this.limits = config.loginThrottle;
   }
@@ -100,7 +104,8 @@ export class LoginThrottle {
 
   /** What a banned login gets: `Retry-After` on the response, and the exception to throw. Override to answer otherwise. */
   protected throttled(req: Request, retryAfterSeconds: number): HttpException {
-    req.res?.setHeader('Retry-After', String(retryAfterSeconds));
+    const res = this.http?.seam.responseOf(req);
+    if (res) this.http!.seam.setHeader(res, 'Retry-After', String(retryAfterSeconds));
     return new LoginThrottledException(retryAfterSeconds);
   }
 

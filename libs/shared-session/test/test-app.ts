@@ -1,6 +1,9 @@
 import { Body, Controller, Get, HttpCode, INestApplication, LoggerService, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Request, Response } from 'express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import type { FastifyReply } from 'fastify';
+import type { TestAdapter } from './support';
 import {
   AllowUnavailableSession,
   GroupGuard,
@@ -123,8 +126,8 @@ class TestController {
   @Get('cacheable')
   @UseGuards(GroupGuard)
   cacheable(@Res({ passthrough: true }) res: Response) {
-    res.setHeader('X-Accel-Expires', '60');
-    res.setHeader('Cache-Control', 'private, no-store');
+    setHeader(res, 'X-Accel-Expires', '60');
+    setHeader(res, 'Cache-Control', 'private, no-store');
     return { ok: 'cacheable' };
   }
 
@@ -182,13 +185,26 @@ class ClassGuardedController {
   }
 }
 
-/** `logger`: where the app's log lines go (default: nowhere). */
-export async function createTestApp(options: SharedSessionModuleOptions, logger: LoggerService | false = false): Promise<INestApplication> {
+/** A response header, on an Express `Response` or a Fastify `FastifyReply`. */
+function setHeader(res: Response | FastifyReply, name: string, value: string): void {
+  if ('setHeader' in res) res.setHeader(name, value);
+  else res.header(name, value);
+}
+
+/** `logger`: where the app's log lines go (default: nowhere). `adapter`: the Nest HTTP platform (default Express). */
+export async function createTestApp(
+  options: SharedSessionModuleOptions,
+  logger: LoggerService | false = false,
+  adapter: TestAdapter = 'express',
+): Promise<INestApplication> {
   @Module({ imports: [SharedSessionModule.forRoot(options)], controllers: [TestController, ClassGuardedController] })
   class AppModule {}
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = moduleRef.createNestApplication({ logger });
+  const app =
+    adapter === 'fastify' ? moduleRef.createNestApplication(new FastifyAdapter(), { logger }) : moduleRef.createNestApplication({ logger });
   app.enableShutdownHooks();
   await app.init();
+  // Fastify answers once its plugins have loaded.
+  if (adapter === 'fastify') await app.getHttpAdapter().getInstance().ready();
   return app;
 }
