@@ -32,7 +32,8 @@ interface HookState {
   renew: boolean;
 }
 
-type SessionRequest = FastifyRequest & {
+/** A FastifyRequest as the hooks see it (its own `session` type: @fastify/session's typings may claim the name). */
+type SessionRequest = Omit<FastifyRequest, 'session' | 'sessionID'> & {
   session?: FastifySharedSession;
   sessionID?: string;
   [REPLY]?: FastifyReply;
@@ -57,11 +58,12 @@ export class FastifyHttpSeam implements HttpSeam {
 
   install(_consumer: unknown, httpAdapter: HttpServer): void {
     const fastify = httpAdapter.getInstance() as FastifyInstance;
-    fastify.decorateRequest('session', null);
-    fastify.decorateRequest('sessionID', null);
-    fastify.addHook('onRequest', (req, reply) => this.onRequest(req as SessionRequest, reply));
+    // Both set on every request (null until then): one object shape for V8.
+    fastify.decorateRequest('session', null as never);
+    fastify.decorateRequest('sessionID', null as never);
+    fastify.addHook('onRequest', (req, reply) => this.onRequest(req as unknown as SessionRequest, reply));
     fastify.addHook('onSend', async (req, reply, payload) => {
-      await this.onSend(req as SessionRequest, reply);
+      await this.onSend(req as unknown as SessionRequest, reply);
       return payload;
     });
   }

@@ -26,7 +26,8 @@ export interface SharedSessionRequest {
   ip?: string;
   hostname?: string;
   params?: unknown;
-  session?: SharedSessionObject;
+  /** A SharedSessionObject once the module has run; `object` so that another plugin's typing of the name (@fastify/session's) still fits. */
+  session?: SharedSessionObject | object | null;
   sessionID?: string;
 }
 
@@ -37,9 +38,9 @@ export type SharedSessionResponse =
 
 /** The type of a request's session: express-session's on an Express `Request`, SharedSessionObject otherwise. */
 export type SessionOf<R> = R extends { session?: infer S }
-  ? unknown extends S
-    ? SharedSessionObject
-    : NonNullable<S>
+  ? NonNullable<S> extends SharedSessionObject
+    ? NonNullable<S>
+    : SharedSessionObject
   : SharedSessionObject;
 
 type Request = SharedSessionRequest;
@@ -100,8 +101,8 @@ export function sessionState(req: Request): SessionState {
 }
 
 /** The session's user, when it has one (a non-empty `username`). */
-export function loggedInUsername(session: { username?: unknown } | undefined): string | undefined {
-  const username = session?.username;
+export function loggedInUsername(session: unknown): string | undefined {
+  const username = (session as { username?: unknown } | null | undefined)?.username;
   return typeof username === 'string' && username.length > 0 ? username : undefined;
 }
 
