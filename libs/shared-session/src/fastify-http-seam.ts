@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { HttpServer } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FastifySessionContext, FastifySharedSession, unsavedChanges } from './fastify-session';
+import { FastifySessionContext, FastifySharedSession, sessionJson, unsavedChanges } from './fastify-session';
 import type { HttpSeam, HttpSeamParts } from './http-seam';
 import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
 import { readSessionCookie } from './session-cookie-header';
@@ -113,7 +113,7 @@ export class FastifyHttpSeam implements HttpSeam {
     }
     const found = state.loaded ?? context.renew();
     state.originalId = found.id;
-    state.originalJson = JSON.stringify(found);
+    state.originalJson = sessionJson(found);
     markSessionRequest(req, true);
     const session = state.loaded;
     if (!session) return;
@@ -175,9 +175,10 @@ export class FastifyHttpSeam implements HttpSeam {
     const session = req.session ?? undefined;
     const sid = req.sessionID ?? undefined;
     const carried = carriedSessionId(req);
+    const json = session && sessionJson(session);
     // Decided before the save: express-session's rule (a new id, or other data than the request found).
-    const changed = session !== undefined && (sid !== state.originalId || JSON.stringify(session) !== state.originalJson);
-    if (session && unsavedChanges(session)) {
+    const changed = session !== undefined && (sid !== state.originalId || json !== state.originalJson);
+    if (session && unsavedChanges(session, json)) {
       await new Promise<void>((resolve) =>
         session.save((err) => {
           if (err) this.logger.warn(`session ${session.id.slice(0, 8)}… not saved: ${(err as Error).message}`);

@@ -91,11 +91,11 @@ export class FastifySharedSession implements SharedSessionObject {
   }
 }
 
-/** True when the session's data differs from what was last read or written (or it never was). */
-export function unsavedChanges(session: FastifySharedSession): boolean {
-  return session[SAVED] !== sessionJson(session);
+/** True when the session's data (`json`: its JSON, when the caller has it) differs from what was last read or written (or it never was). */
+export function unsavedChanges(session: FastifySharedSession, json = sessionJson(session)): boolean {
+  return session[SAVED] !== json;
 }
 
-function sessionJson(session: FastifySharedSession): string {
+export function sessionJson(session: FastifySharedSession): string {
   return JSON.stringify(session);
 }
