@@ -86,7 +86,7 @@ export class CrossSiteRequestGuard implements CanActivate {
   /**
    * This site's origin as the browser saw it: the request's scheme and Host,
    * or X-Forwarded-Proto and X-Forwarded-Host when the proxy is trusted (the
-   * `proxy` option, else Express's `trust proxy`).
+   * `proxy` option, else Express's `trust proxy` or Fastify's `trustProxy`).
    */
   protected ownOrigin(req: Request): string | undefined {
     const proxy = this.config.proxy;

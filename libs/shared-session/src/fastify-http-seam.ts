@@ -161,6 +161,20 @@ export class FastifyHttpSeam implements HttpSeam {
     return session;
   }
 
+  /**
+   * True when the cookie is `Secure` and the connection is not HTTPS, as
+   * express-session judges it: TLS to the app, else the first
+   * X-Forwarded-Proto when the proxy is trusted (the `proxy` option, else
+   * Fastify's `trustProxy`, through `req.protocol`).
+   */
+  private insecureForCookie(req: SessionRequest): boolean {
+    const { cookie, proxy } = this.parts.config;
+    if (!cookie.secure || (req.raw.socket as { encrypted?: boolean }).encrypted) return false;
+    if (proxy === undefined) return req.protocol !== 'https';
+    const forwarded = req.headers['x-forwarded-proto'];
+    return !proxy || typeof forwarded !== 'string' || forwarded.split(',')[0].trim().toLowerCase() !== 'https';
+  }
+
   /** A timed id whose deadline is the absolute timeout after now: login's own, else the module's; none without one. */
   private newSessionId(req: SessionRequest): string {
     const absolute = newSessionTimeouts(req)?.absoluteTimeoutSeconds ?? this.parts.config.absoluteTimeoutSeconds;
@@ -194,8 +208,9 @@ export class FastifyHttpSeam implements HttpSeam {
     const ours = () => serializeSessionCookie(config.cookieName, signer.sign(sid!), config.cookie, { expires });
     let line: string | undefined;
     if (session && changed && (sid !== carried || expires !== undefined)) {
-      // A new or changed session: our cookie, unless it only renews a cookie on a response nginx may keep.
-      if (!(sid === carried && storable)) line = ours();
+      // A new or changed session: our cookie, unless it only renews a cookie on a response nginx may keep,
+      // or is Secure on a connection that is not (as express-session: the browser would drop it).
+      if (!(sid === carried && storable) && !this.insecureForCookie(req)) line = ours();
     } else if (session && sid === carried && (state.resign || state.renew) && (!storable || state.resign)) {
       line = ours();
     } else if (carried && carried !== sid && !storable && sessionState(req) !== 'unavailable') {

@@ -28,7 +28,7 @@ export class LoginThrottledException extends HttpException {
  * higher limit: many users tried from one address), never a user alone: a
  * stranger elsewhere who fails the victim's password bans only themselves,
  * and the victim logs in from their own address. The client address is
- * `req.ip`, so it follows Express's `trust proxy`.
+ * `req.ip`, so it follows Express's `trust proxy` (Fastify's `trustProxy`).
  *
  *     await throttle.check(req, email);     // before the password is verified: 429 when banned
  *     if (!ok) await throttle.failed(req, email); else await throttle.succeeded(req, email);
@@ -97,7 +97,7 @@ export class LoginThrottle {
     return this.unavailableOnFailure(() => this.storage.liftBans(subject));
   }
 
-  /** The client address: Express's `req.ip`, which follows `trust proxy`. Override to take it from elsewhere. */
+  /** The client address: `req.ip`, which follows `trust proxy` (Fastify: `trustProxy`). Override to take it from elsewhere. */
   protected clientAddress(req: Request): string {
     return req.ip ?? req.socket?.remoteAddress ?? 'unknown';
   }

@@ -45,7 +45,7 @@ export type SessionOf<R> = R extends { session?: infer S }
 
 type Request = SharedSessionRequest;
 
-/** Set by SharedSessionMiddleware on every request it has seen. */
+/** Set by the HTTP seam (the Express middleware, the Fastify hooks) on every request it has seen. */
 const SEEN = Symbol('resty-shared-session:seen');
 /** Set when the session could not be read because Redis failed. */
 const UNAVAILABLE = Symbol('resty-shared-session:unavailable');

@@ -114,7 +114,7 @@ export interface SharedSessionModuleOptions {
   /**
    * Trust `X-Forwarded-Proto` for secure cookies (express-session `proxy`),
    * and `X-Forwarded-Proto`/`X-Forwarded-Host` for the request's own origin
-   * in the cross-site check. Default: Express's `trust proxy`.
+   * in the cross-site check. Default: Express's `trust proxy` (Fastify's `trustProxy`).
    */
   proxy?: boolean;
   /** The HTTP platform: 'express' or 'fastify'. Default: the application's own (its HTTP adapter's `getType()`). */

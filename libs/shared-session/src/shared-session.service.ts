@@ -348,8 +348,8 @@ function checkGroups(groups: unknown): asserts groups is string[] {
 }
 
 /**
- * Runs an express-session callback method; a store failure becomes a 503 and
- * drops req.session, so that express-session neither saves it again when the
+ * Runs a session's callback method (express-session's, or Fastify's); a store failure becomes a 503 and
+ * drops req.session, so that neither adapter saves it again when the
  * response ends nor sends its cookie with the 503 (a failed login leaves no
  * session behind).
  */
