@@ -387,10 +387,12 @@ export function sessionRepository(
   return new SessionRepository(options.client, layout, prefix);
 }
 
-/** express-session's Store prototype, loaded on first use. */
+/** express-session's Store prototype, loaded on first use (then kept: createSession runs on every request that reads a session). */
+let storePrototype: Store | undefined;
 function expressSessionStore(): Store {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('express-session') as typeof import('express-session')).Store.prototype;
+  storePrototype ??= (require('express-session') as typeof import('express-session')).Store.prototype;
+  return storePrototype;
 }
 
 function groupsOf(session: SessionData): string[] {
