@@ -2,10 +2,13 @@
 // package README's example (the built library, `forRootAsync`, a route with
 // `@UseGuards(GroupGuard)` and `@Groups({ param: 'tenant' })`), with the same
 // route as the rival (bench/plain-app.ts, scenario g). The demo's own route
-// is the extra row (f_demo).
+// is the extra row (f_demo). With BENCH_ADAPTER=fastify the same app runs on
+// @nestjs/platform-fastify (scenario ff), against the Fastify user's own
+// choice (bench/fastify-plain-app.ts, scenario fg).
 import 'reflect-metadata';
 import { Controller, Get, HttpCode, Module, Param, Post, Req, UseGuards } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
 import { GroupGuard, Groups, SharedSessionModule, SharedSessionService } from 'nest-resty-shared-session';
@@ -44,7 +47,11 @@ class TenantController {
 class TenantModule {}
 
 async function main(): Promise<void> {
-  const app = await NestFactory.create(TenantModule, { logger: ['error'] });
+  const options = { logger: ['error' as const] };
+  const app =
+    process.env.BENCH_ADAPTER === 'fastify'
+      ? await NestFactory.create(TenantModule, new FastifyAdapter(), options)
+      : await NestFactory.create(TenantModule, options);
   // Stopped by a signal (bench/profile.sh): Nest closes the module, and `node --cpu-prof` writes its profile.
   app.enableShutdownHooks();
   await app.listen(Number(process.env.APP_PORT), '127.0.0.1');

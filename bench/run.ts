@@ -48,7 +48,7 @@ const DECISION_TTL = 300;
 const STALE_MS = 1000;
 const RESOURCE = `/app/api/v1/group/${GROUP}/cacheable/bench`;
 /** The Nest scenarios, whose Redis work per request the run prints (INFO commandstats). */
-const NEST_SCENARIOS = ['f', 'f_demo', 'g'];
+const NEST_SCENARIOS = ['f', 'f_demo', 'g', 'ff', 'fg'];
 
 interface Scenario {
   id: string;
@@ -396,12 +396,16 @@ async function main(): Promise<void> {
   let app: ServerProcess | undefined;
   let plain: ServerProcess | undefined;
   let nest: ServerProcess | undefined;
+  let nestFastify: ServerProcess | undefined;
+  let plainFastify: ServerProcess | undefined;
   let nginx: NginxServer | undefined;
   const others: NginxServer[] = [];
   try {
     const appPort = await freePort();
     const plainPort = await freePort();
     const nestPort = await freePort();
+    const nestFastifyPort = await freePort();
+    const plainFastifyPort = await freePort();
     const env = { ...process.env, SESSION_SECRET: SECRET, CACHE_SECONDS: '3600', NODE_ENV: 'production' };
     app = await ServerProcess.node(
       join(REPO_ROOT, 'apps/demo/dist/main.js'),
@@ -417,6 +421,16 @@ async function main(): Promise<void> {
       join(REPO_ROOT, 'bench/dist/bench/nest-app.js'),
       { ...env, APP_PORT: String(nestPort), REDIS_URL: redis.url },
       { port: nestPort, path: '/app/healthz' },
+    );
+    nestFastify = await ServerProcess.node(
+      join(REPO_ROOT, 'bench/dist/bench/nest-app.js'),
+      { ...env, APP_PORT: String(nestFastifyPort), REDIS_URL: redis.url, BENCH_ADAPTER: 'fastify' },
+      { port: nestFastifyPort, path: '/app/healthz' },
+    );
+    plainFastify = await ServerProcess.node(
+      join(REPO_ROOT, 'bench/dist/bench/fastify-plain-app.js'),
+      { ...env, APP_PORT: String(plainFastifyPort), REDIS_URL: redis.url },
+      { port: plainFastifyPort, path: '/app/healthz' },
     );
     const proxy = await NginxServer.start({
       conf: benchConf(appPort, redis.port),
@@ -435,6 +449,8 @@ async function main(): Promise<void> {
     const cookie = await login(appPort);
     const plainCookie = await plainLogin(plainPort);
     const nestCookie = await plainLogin(nestPort, 'session');
+    const nestFastifyCookie = await plainLogin(nestFastifyPort, 'session');
+    const plainFastifyCookie = await plainLogin(plainFastifyPort, 'sessionId');
     const scriptDir = mkdtempSync(join(tmpdir(), 'rss-bench-'));
     const setup = new Redis(redis.url);
     const manyCookies = await manySessions(setup, MANY_SESSIONS);
@@ -516,6 +532,20 @@ async function main(): Promise<void> {
         port: () => plainPort,
         path: RESOURCE,
         cookie: () => plainCookie,
+      },
+      {
+        id: 'ff',
+        title: "Nest on Fastify: (f)'s app on @nestjs/platform-fastify, this module",
+        port: () => nestFastifyPort,
+        path: RESOURCE,
+        cookie: () => nestFastifyCookie,
+      },
+      {
+        id: 'fg',
+        title: 'Nest on Fastify: @fastify/session + connect-redis 7 + a guard',
+        port: () => plainFastifyPort,
+        path: RESOURCE,
+        cookie: () => plainFastifyCookie,
       },
     ];
     // Around each run of many sessions, the scripts Redis ran: nginx's refreshes (PROTOCOL.md section 12; the
@@ -636,6 +666,8 @@ async function main(): Promise<void> {
       'b/d': ratio('b', 'd'),
       'f/g': ratio('f', 'g'),
       'f_demo/g': ratio('f_demo', 'g'),
+      'ff/fg': ratio('ff', 'fg'),
+      'ff/f': ratio('ff', 'f'),
     };
     const targets: Record<string, number> = {
       'b/a': 0.95,
@@ -645,6 +677,9 @@ async function main(): Promise<void> {
       'b/c': 5,
       'b/d': 3,
       'f/g': 1.2,
+      // Issue #25's aims: the guarded route on Fastify against the Fastify rival, and against itself on Express.
+      'ff/fg': 1.1,
+      'ff/f': 1.5,
     };
 
     // Revocation: from the app's logout response to the first refusal at nginx.
@@ -751,6 +786,15 @@ machine and on what else runs on it; the ratios from one run are what to compare
   guard doing the same group check (\`bench/plain-app.ts\`). (f_demo) is the demo app's guarded route, which does more
   around the check. Until issue #24, (f) was the demo's route: the (f) and f/g figures of earlier runs are not
   comparable with these.
+- (ff) is (f)'s app on \`@nestjs/platform-fastify\` (\`BENCH_ADAPTER=fastify\`): the module's own Fastify hooks;
+  (fg) is the same route as a Fastify user would write it instead: \`@fastify/session\` with \`@fastify/cookie\`,
+  connect-redis 7 on ioredis as its store, and a hand-written guard (\`bench/fastify-plain-app.ts\`). Why hooks of
+  our own rather than \`@fastify/session\` with a bridge: \`@fastify/session\` finds its cookie with
+  \`@fastify/cookie\`'s parser and signs it its own way, so a bridge would rewrite the Cookie header on the way
+  in and Set-Cookie on the way out (as on Express) and still pay for the plugin's own session object, its
+  signature and its hashing; the hooks read the cookie by PROTOCOL.md section 10 once and load the session
+  through the same store. (fg) is that plugin's cost without any bridge: ff/fg is at least what a bridge over
+  it would have lost.
 - Redis memory per session (\`MEMORY USAGE\` of every key of one logged-in session): this module's three
   keys (the v1 layout, the demo's) ${memory.ours} bytes (${(memory.ours / memory.plain).toFixed(2)}×), the same session in the
   compact layout's one key (PROTOCOL.md section 15) **${memory.compact} bytes (${(memory.compact / memory.plain).toFixed(2)}×)**,
@@ -918,6 +962,8 @@ header that holds our cookie alone is translated without being split.
     await app?.stop();
     await plain?.stop();
     await nest?.stop();
+    await nestFastify?.stop();
+    await plainFastify?.stop();
     await redis.dispose();
   }
 }

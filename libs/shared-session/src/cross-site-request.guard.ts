@@ -1,11 +1,14 @@
 import { CanActivate, ExecutionContext, ForbiddenException, HttpException, Inject, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
+import type { SharedSessionRequest } from './session-request';
 import { SHARED_SESSION_CONFIG, SKIP_CSRF_CHECK_METADATA } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 import { serializedOrigin } from './serialized-origin';
 
 export { serializedOrigin };
+
+/** What the check reads of a request: an Express `Request` or a Fastify `FastifyRequest` (both have these). */
+type Request = SharedSessionRequest & { protocol?: string; host?: string; socket?: { encrypted?: boolean } };
 
 /** Methods a browser may send cross-site without consequence: they must not change state. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -83,7 +86,7 @@ export class CrossSiteRequestGuard implements CanActivate {
   /**
    * This site's origin as the browser saw it: the request's scheme and Host,
    * or X-Forwarded-Proto and X-Forwarded-Host when the proxy is trusted (the
-   * `proxy` option, else Express's `trust proxy`).
+   * `proxy` option, else Express's `trust proxy` or Fastify's `trustProxy`).
    */
   protected ownOrigin(req: Request): string | undefined {
     const proxy = this.config.proxy;

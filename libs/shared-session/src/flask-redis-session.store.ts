@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
-import type { SessionData } from 'express-session';
-import { Store } from 'express-session';
+import { EventEmitter } from 'node:events';
+import type { SessionData, Store } from 'express-session';
 import type { SharedSessionRedis } from './redis-client';
 import { createSessionLayout } from './layouts/create-session-layout';
 import type { KeyLayout, SessionKeys } from './layouts/session-layout';
@@ -65,7 +65,7 @@ type Callback<T = void> = (err?: unknown, value?: T) => void;
  * (callbacks, the cookie, the groups a request read); the sessions in Redis
  * are the SessionRepository's, on the layout chosen once.
  */
-export class FlaskRedisSessionStore extends Store {
+export class FlaskRedisSessionStore extends EventEmitter {
   private readonly client: SharedSessionRedis;
   private readonly sessions: SessionRepository;
   private readonly signer: SessionCookieSigner;
@@ -169,12 +169,27 @@ export class FlaskRedisSessionStore extends Store {
     );
   }
 
+  // express-session's Store methods, from express-session itself when it calls them (the Express seam): on Fastify it is never loaded.
+
+  regenerate(req: Parameters<Store['regenerate']>[0], callback: (err?: unknown) => void): void {
+    expressSessionStore().regenerate.call(this, req, callback);
+  }
+
+  load(sid: string, callback: (err: unknown, session?: SessionData) => void): void {
+    expressSessionStore().load.call(this, sid, callback);
+  }
+
   /** express-session makes every session it loads through this: remember the groups it was read with. */
-  override createSession(req: Parameters<Store['createSession']>[0], session: SessionData): ReturnType<Store['createSession']> {
-    const made = super.createSession(req, session);
-    this.readGroups.set(made, groupsOf(session));
-    this.readUsers.set(made, userIdOf(session as unknown as Record<string, unknown>, this.userIdField));
+  createSession(req: Parameters<Store['createSession']>[0], session: SessionData): ReturnType<Store['createSession']> {
+    const made = expressSessionStore().createSession.call(this, req, session);
+    this.trackLoaded(made, session);
     return made;
+  }
+
+  /** A session object made from what `get` read (by express-session, or on Fastify): its first write is an update (section 8). */
+  trackLoaded(made: object, session: SessionData | Record<string, unknown>): void {
+    this.readGroups.set(made, groupsOf(session as SessionData));
+    this.readUsers.set(made, userIdOf(session as Record<string, unknown>, this.userIdField));
   }
 
   /**
@@ -370,6 +385,14 @@ export function sessionRepository(
     logger,
   });
   return new SessionRepository(options.client, layout, prefix);
+}
+
+/** express-session's Store prototype, loaded on first use (then kept: createSession runs on every request that reads a session). */
+let storePrototype: Store | undefined;
+function expressSessionStore(): Store {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  storePrototype ??= (require('express-session') as typeof import('express-session')).Store.prototype;
+  return storePrototype;
 }
 
 function groupsOf(session: SessionData): string[] {

@@ -1,8 +1,7 @@
 import { CanActivate, ExecutionContext, ForbiddenException, HttpException, Injectable, UnauthorizedException } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
 import type { GroupRequirement } from './groups.decorator';
-import { loggedInUsername, requireSession } from './session-request';
+import { loggedInUsername, requireSession, SharedSessionRequest as Request } from './session-request';
 import { GROUPS_METADATA } from './shared-session.constants';
 
 /**

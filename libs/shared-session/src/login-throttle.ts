@@ -1,10 +1,13 @@
-import { HttpException, HttpStatus, Inject, Injectable } from '@nestjs/common';
-import type { Request } from 'express';
+import { HttpException, HttpStatus, Inject, Injectable, Optional } from '@nestjs/common';
 import { LOGIN_THROTTLE_STORAGE, LoginBan, LoginThrottleStorage } from './login-throttle.storage';
 import type { LoginThrottleConfig } from './login-throttle.options';
-import { serviceUnavailable } from './session-request';
+import { serviceUnavailable, SharedSessionRequest } from './session-request';
+import { SharedSessionHttp } from './shared-session-http';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
+
+/** An Express `Request` or a Fastify `FastifyRequest`. */
+type Request = SharedSessionRequest & { socket?: { remoteAddress?: string } };
 
 /** 429: the request's (user, address) or its address is banned for now; `Retry-After` says for how long. */
 export class LoginThrottledException extends HttpException {
@@ -25,7 +28,7 @@ export class LoginThrottledException extends HttpException {
  * higher limit: many users tried from one address), never a user alone: a
  * stranger elsewhere who fails the victim's password bans only themselves,
  * and the victim logs in from their own address. The client address is
- * `req.ip`, so it follows Express's `trust proxy`.
+ * `req.ip`, so it follows Express's `trust proxy` (Fastify's `trustProxy`).
  *
  *     await throttle.check(req, email);     // before the password is verified: 429 when banned
  *     if (!ok) await throttle.failed(req, email); else await throttle.succeeded(req, email);
@@ -39,6 +42,7 @@ export class LoginThrottle {
   constructor(
     @Inject(SHARED_SESSION_CONFIG) config: SharedSessionConfig,
     @Inject(LOGIN_THROTTLE_STORAGE) private readonly storage: LoginThrottleStorage,
+    @Optional() private readonly http?: SharedSessionHttp,
   ) {
     this.limits = config.loginThrottle;
   }
@@ -93,14 +97,15 @@ export class LoginThrottle {
     return this.unavailableOnFailure(() => this.storage.liftBans(subject));
   }
 
-  /** The client address: Express's `req.ip`, which follows `trust proxy`. Override to take it from elsewhere. */
+  /** The client address: `req.ip`, which follows `trust proxy` (Fastify: `trustProxy`). Override to take it from elsewhere. */
   protected clientAddress(req: Request): string {
     return req.ip ?? req.socket?.remoteAddress ?? 'unknown';
   }
 
   /** What a banned login gets: `Retry-After` on the response, and the exception to throw. Override to answer otherwise. */
   protected throttled(req: Request, retryAfterSeconds: number): HttpException {
-    req.res?.setHeader('Retry-After', String(retryAfterSeconds));
+    const res = this.http?.seam.responseOf(req);
+    if (res) this.http!.seam.setHeader(res, 'Retry-After', String(retryAfterSeconds));
     return new LoginThrottledException(retryAfterSeconds);
   }
 

@@ -1,7 +1,6 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
-import { serviceUnavailable, sessionState } from './session-request';
+import { serviceUnavailable, sessionState, SharedSessionRequest as Request } from './session-request';
 import { ALLOW_UNAVAILABLE_SESSION_METADATA } from './shared-session.constants';
 
 /**

@@ -28,6 +28,7 @@ import { refusedByNotBefore } from './session-control.keys';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { newSessionId } from './session-id';
 import { SessionEvents } from './shared-session.events';
+import { SharedSessionHttp } from './shared-session-http';
 import { SharedSessionService } from './shared-session.service';
 import { resolveSharedSessionOptions } from './shared-session.options';
 import { call, quietLogger, session } from '../test/support';
@@ -365,7 +366,15 @@ describe.each<KeyLayout>(['v1', 'compact'])('SessionControl on a real redis-serv
         client: downClient,
         ttlSeconds: TTL,
       });
-      const service = new SharedSessionService(config, downStore, downControl, signer, new SessionEvents(config.secret, config.events));
+      const events = new SessionEvents(config.secret, config.events);
+      const service = new SharedSessionService(
+        config,
+        downStore,
+        downControl,
+        signer,
+        events,
+        new SharedSessionHttp(config, signer, downStore),
+      );
       try {
         const calls: (() => Promise<unknown>)[] = [
           () => service.listSessions(JOE),

@@ -1,8 +1,51 @@
 import { InternalServerErrorException, ServiceUnavailableException } from '@nestjs/common';
-import type { Request } from 'express';
-import type { Session, SessionData } from 'express-session';
+import type { IncomingHttpHeaders } from 'node:http';
 
-/** Set by SharedSessionMiddleware on every request it has seen. */
+/**
+ * The session on a request, on either adapter: express-session's `Session`
+ * on Express, a FastifySharedSession on Fastify. Its fields are the
+ * session's data; its methods take Node-style callbacks.
+ */
+export interface SharedSessionObject {
+  readonly id: string;
+  /** Reserved (PROTOCOL.md): the logged-in user. */
+  username?: string;
+  /** Reserved (PROTOCOL.md): the group ids that grant access. */
+  groups?: string[];
+  regenerate(callback: (err?: unknown) => void): unknown;
+  destroy(callback: (err?: unknown) => void): unknown;
+  save(callback?: (err?: unknown) => void): unknown;
+  reload(callback: (err?: unknown) => void): unknown;
+  touch(): unknown;
+}
+
+/** What the library reads of a request: an Express `Request` and a Fastify `FastifyRequest` both are one. */
+export interface SharedSessionRequest {
+  headers: IncomingHttpHeaders;
+  method: string;
+  ip?: string;
+  hostname?: string;
+  params?: unknown;
+  /** A SharedSessionObject once the module has run; `object` so that another plugin's typing of the name (@fastify/session's) still fits. */
+  session?: SharedSessionObject | object | null;
+  sessionID?: string;
+}
+
+/** What the library writes on a response (Set-Cookie): an Express `Response`, or a Fastify `FastifyReply`. */
+export type SharedSessionResponse =
+  | { getHeader(name: string): unknown; setHeader(name: string, value: string | readonly string[]): unknown }
+  | { getHeader(name: string): unknown; header(name: string, value: unknown): unknown };
+
+/** The type of a request's session: express-session's on an Express `Request`, SharedSessionObject otherwise. */
+export type SessionOf<R> = R extends { session?: infer S }
+  ? NonNullable<S> extends SharedSessionObject
+    ? NonNullable<S>
+    : SharedSessionObject
+  : SharedSessionObject;
+
+type Request = SharedSessionRequest;
+
+/** Set by the HTTP seam (the Express middleware, the Fastify hooks) on every request it has seen. */
 const SEEN = Symbol('resty-shared-session:seen');
 /** Set when the session could not be read because Redis failed. */
 const UNAVAILABLE = Symbol('resty-shared-session:unavailable');
@@ -58,8 +101,8 @@ export function sessionState(req: Request): SessionState {
 }
 
 /** The session's user, when it has one (a non-empty `username`). */
-export function loggedInUsername(session: Partial<SessionData> | undefined): string | undefined {
-  const username = session?.username;
+export function loggedInUsername(session: unknown): string | undefined {
+  const username = (session as { username?: unknown } | null | undefined)?.username;
   return typeof username === 'string' && username.length > 0 ? username : undefined;
 }
 
@@ -72,7 +115,7 @@ export function serviceUnavailable(): ServiceUnavailableException {
  * 503 when Redis failed, 500 when the module's middleware never ran (a setup
  * mistake, not something a client can fix).
  */
-export function requireSession(req: Request): Session & Partial<SessionData> {
+export function requireSession<R extends Request>(req: R): SessionOf<R> {
   const marked = req as Marked;
   if (marked[UNAVAILABLE]) throw serviceUnavailable();
   if (!marked[SEEN] || !req.session) {
@@ -80,5 +123,5 @@ export function requireSession(req: Request): Session & Partial<SessionData> {
       'No session on this request: import SharedSessionModule.forRoot() in the root module (its middleware sets req.session)',
     );
   }
-  return req.session;
+  return req.session as SessionOf<R>;
 }

@@ -1,11 +1,11 @@
-import { MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { CrossSiteRequestGuard } from './cross-site-request.guard';
 import { GroupGuard } from './group.guard';
 import { SessionCookieSigner } from './session-cookie-signer';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
-import { SharedSessionMiddleware } from './shared-session.middleware';
+import { SharedSessionHttp } from './shared-session-http';
 import { ConfigurableSharedSessionModule } from './shared-session.module-definition';
 import { sharedSessionProviders } from './shared-session.providers';
 import { SessionAvailabilityGuard } from './session-availability.guard';
@@ -17,14 +17,14 @@ import { SHARED_SESSION_EVENTS } from './shared-session.events';
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
  * or `forRootAsync({ imports, useFactory, inject })`; global unless `isGlobal: false`.
- * Its middleware and two guards apply to every route of the application: the
+ * Its middleware (or hooks, on Fastify) and two guards apply to every route of the application: the
  * cross-site request check first, then the 503 for a session Redis could not
  * read (global guards run before a route's own, such as GroupGuard).
  */
 @Module({
   providers: [
     ...sharedSessionProviders,
-    SharedSessionMiddleware,
+    SharedSessionHttp,
     SharedSessionService,
     LoginThrottle,
     GroupGuard,
@@ -44,7 +44,12 @@ import { SHARED_SESSION_EVENTS } from './shared-session.events';
   ],
 })
 export class SharedSessionModule extends ConfigurableSharedSessionModule implements NestModule {
+  constructor(private readonly http: SharedSessionHttp) {
+    super();
+  }
+
+  /** express-session's middleware on Express, the library's own hooks on Fastify (SharedSessionHttp). */
   configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(SharedSessionMiddleware).forRoutes({ path: '{*path}', method: RequestMethod.ALL });
+    this.http.install(consumer);
   }
 }

@@ -11,6 +11,7 @@ import {
   MIN_SECRET_BYTES,
 } from './shared-session.constants';
 import { serializedOrigin } from './serialized-origin';
+import { HttpAdapterName, isHttpAdapterName } from './http-adapter-name';
 import { defaultRefreshIntervalSeconds } from './session-lifetime';
 import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
 import type { KeyLayout } from './layouts/session-layout';
@@ -113,9 +114,11 @@ export interface SharedSessionModuleOptions {
   /**
    * Trust `X-Forwarded-Proto` for secure cookies (express-session `proxy`),
    * and `X-Forwarded-Proto`/`X-Forwarded-Host` for the request's own origin
-   * in the cross-site check. Default: Express's `trust proxy`.
+   * in the cross-site check. Default: Express's `trust proxy` (Fastify's `trustProxy`).
    */
   proxy?: boolean;
+  /** The HTTP platform: 'express' or 'fastify'. Default: the application's own (its HTTP adapter's `getType()`). */
+  adapter?: HttpAdapterName;
   /** Protection against cross-site requests (CSRF, login CSRF included). */
   csrf?: SharedSessionCsrfOptions;
   /** The session field that names its user, for the per-user index (PROTOCOL.md section 13.1). Default `username`. */
@@ -172,6 +175,7 @@ export interface SharedSessionConfig {
   touch: boolean;
   touchAfterSeconds: number;
   proxy?: boolean;
+  adapter?: HttpAdapterName;
   csrf: Required<SharedSessionCsrfOptions>;
   userIdField: string;
   /** 0: no limit. */
@@ -225,6 +229,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'touch',
     'touchAfterSeconds',
     'proxy',
+    'adapter',
     'csrf',
     'userIdField',
     'maxSessionsPerUser',
@@ -280,6 +285,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
   } else if (!redis || typeof redis !== 'object') {
     throw new SharedSessionOptionsError('redis', 'must be an ioredis instance, a redis:// URL or ioredis options');
   }
+  if (!isHttpAdapterName(options.adapter ?? 'express')) throw new SharedSessionOptionsError('adapter', "must be 'express' or 'fastify'");
   const keyLayout = options.keyLayout ?? 'v1';
   if (!isKeyLayout(keyLayout)) throw new SharedSessionOptionsError('keyLayout', "must be 'v1', 'cluster' or 'compact'");
   const cluster = namesRedisCluster(redis);
@@ -370,6 +376,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     touch: optionalBoolean('touch', options.touch, true),
     touchAfterSeconds,
     proxy: options.proxy === undefined ? undefined : optionalBoolean('proxy', options.proxy, false),
+    adapter: options.adapter,
     csrf: { enabled: optionalBoolean('csrf.enabled', csrf.enabled, true), trustedOrigins: origins },
     userIdField,
     maxSessionsPerUser,

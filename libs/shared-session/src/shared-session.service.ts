@@ -1,8 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, UnauthorizedException } from '@nestjs/common';
-import type { Request, Response } from 'express';
-import type { Session, SessionData } from 'express-session';
 import { FlaskRedisSessionStore } from './flask-redis-session.store';
-import { setCookieLines } from './session-cookie-bridge';
 import { clearingSessionCookies } from './session-cookie-clearing';
 import { readSessionCookie, readSessionCookieValues } from './session-cookie-header';
 import { SessionCookieSigner } from './session-cookie-signer';
@@ -13,10 +10,14 @@ import {
   requireSession,
   serviceUnavailable,
   markSessionRequest,
+  SessionOf,
   SessionState,
   sessionState,
   setNewSessionTimeouts,
+  SharedSessionRequest,
+  SharedSessionResponse,
 } from './session-request';
+import { SharedSessionHttp } from './shared-session-http';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import { checkTimeouts, SharedSessionConfig } from './shared-session.options';
 import { ControlOptions, ControlResult, LOGIN_METADATA_FIELD, SessionControl, UserSession } from './session-control';
@@ -32,6 +33,9 @@ declare module 'express-session' {
     groups?: string[];
   }
 }
+
+/** The requests the service takes: an Express `Request`, or a Fastify `FastifyRequest`. */
+type Request = SharedSessionRequest;
 
 export interface SessionLogin {
   username: string;
@@ -73,6 +77,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     private readonly control: SessionControl,
     private readonly signer: SessionCookieSigner,
     private readonly events: SessionEvents,
+    private readonly http: SharedSessionHttp,
   ) {}
 
   /**
@@ -98,9 +103,11 @@ export class SharedSessionService implements OnApplicationShutdown {
     // The new id's deadline is this login's absolute timeout (the middleware's genid reads it).
     setNewSessionTimeouts(req, timeouts);
     await settle(req, (done) => session.regenerate(done));
-    Object.assign(req.session, data, { username, groups: [...groups], [IDLE_KEY]: timeouts.idleTimeoutSeconds }, this.loginMetadata(req));
-    await settle(req, (done) => req.session.save(done));
-    if (tossed) this.clearCookies(req, req.res, true);
+    // The regenerated session, in the request's old one's place.
+    const renewed = requireSession(req);
+    Object.assign(renewed, data, { username, groups: [...groups], [IDLE_KEY]: timeouts.idleTimeoutSeconds }, this.loginMetadata(req));
+    await settle(req, (done) => renewed.save(done));
+    if (tossed) this.clearCookies(req, this.http.seam.responseOf(req), true);
     this.events.report('login', 'login', { sessionId: req.sessionID, user: this.userOf(req) });
   }
 
@@ -113,7 +120,7 @@ export class SharedSessionService implements OnApplicationShutdown {
    * `revocation.wait`, returns once every subscribed nginx has applied the
    * logout (or after `revocation.timeoutMs`).
    */
-  async logout(req: Request, res: Response): Promise<void> {
+  async logout(req: Request, res: SharedSessionResponse): Promise<void> {
     const session = requireSession(req);
     const ended = { sessionId: req.sessionID, user: this.userOf(req) };
     await this.endCarriedSession(req);
@@ -153,10 +160,9 @@ export class SharedSessionService implements OnApplicationShutdown {
    * (`keepOwn`), the new cookie's own place is left to express-session's
    * line, which is written after these.
    */
-  private clearCookies(req: Request, res: Response | undefined, keepOwn = false): void {
+  private clearCookies(req: Request, res: SharedSessionResponse | undefined, keepOwn = false): void {
     if (!res) return;
-    const cleared = clearingSessionCookies(this.config.cookieName, this.config.cookie, req.hostname, keepOwn);
-    res.setHeader('Set-Cookie', [...setCookieLines(res.getHeader('Set-Cookie')), ...cleared]);
+    this.http.seam.appendSetCookie(res, clearingSessionCookies(this.config.cookieName, this.config.cookie, req.hostname, keepOwn));
   }
 
   /**
@@ -214,7 +220,7 @@ export class SharedSessionService implements OnApplicationShutdown {
   private loginMetadata(req: Request): Record<string, unknown> {
     const { ip, userAgent } = this.config.loginMetadata;
     if (!ip && !userAgent) return {};
-    const agent = req.get('user-agent');
+    const agent = req.headers['user-agent'];
     return {
       [LOGIN_METADATA_FIELD]: {
         ...(ip && req.ip ? { ip: req.ip } : {}),
@@ -310,7 +316,7 @@ export class SharedSessionService implements OnApplicationShutdown {
   }
 
   /** The current session (503 when Redis is down). */
-  session(req: Request): Session & Partial<SessionData> {
+  session<R extends Request>(req: R): SessionOf<R> {
     return requireSession(req);
   }
 
@@ -342,8 +348,8 @@ function checkGroups(groups: unknown): asserts groups is string[] {
 }
 
 /**
- * Runs an express-session callback method; a store failure becomes a 503 and
- * drops req.session, so that express-session neither saves it again when the
+ * Runs a session's callback method (express-session's, or Fastify's); a store failure becomes a 503 and
+ * drops req.session, so that neither adapter saves it again when the
  * response ends nor sends its cookie with the 503 (a failed login leaves no
  * session behind).
  */

@@ -1,6 +1,5 @@
-import { Body, Controller, Get, HttpCode, INestApplication, Module, Param, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpException, INestApplication, Module, Param, Post, Req } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Request } from 'express';
 import Redis from 'ioredis';
 import request from 'supertest';
@@ -9,7 +8,8 @@ import { waitFor } from '../../../stack/wait';
 import { LoginThrottle, SharedSessionModule, SharedSessionModuleOptions, SharedSessionOptionsError, SharedSessionService } from '../src';
 import { createSessionLayout } from '../src/layouts/create-session-layout';
 import { resolveSharedSessionOptions } from '../src/shared-session.options';
-import { quietLogger } from './support';
+import { forEachAdapter, quietLogger, TestAdapter } from './support';
+import { startTestApp } from './test-app';
 
 /**
  * Login throttling (issue 23, item 6) as an application uses it, on a real
@@ -32,7 +32,7 @@ class LoginController {
     await this.throttle.check(req, body.username);
     if (body.password !== PASSWORD) {
       const ban = await this.throttle.failed(req, body.username);
-      return void req.res!.status(403).json({ wrong: true, ban });
+      throw new HttpException({ wrong: true, ban }, 403);
     }
     await this.throttle.succeeded(req, body.username);
     await this.sessions.login(req, { username: body.username });
@@ -50,140 +50,144 @@ class LoginController {
   }
 }
 
-async function startApp(options: SharedSessionModuleOptions): Promise<INestApplication> {
+async function startApp(options: SharedSessionModuleOptions, adapter: TestAdapter = 'express'): Promise<INestApplication> {
   @Module({ imports: [SharedSessionModule.forRoot(options)], controllers: [LoginController] })
   class AppModule {}
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = moduleRef.createNestApplication<NestExpressApplication>({ logger: false });
-  app.set('trust proxy', true);
-  await app.init();
-  return app;
+  return startTestApp(moduleRef, adapter, { trustProxy: true });
 }
 
-describe('LoginThrottle on a real redis-server', () => {
-  let server: RedisServer;
-  let admin: Redis;
-  let app: INestApplication;
-  const attempt = (username: string, password: string, address: string) =>
-    request(app.getHttpServer()).post('/login').set('X-Forwarded-For', address).send({ username, password });
+forEachAdapter((adapter) =>
+  describe('LoginThrottle on a real redis-server', () => {
+    let server: RedisServer;
+    let admin: Redis;
+    let app: INestApplication;
+    const attempt = (username: string, password: string, address: string) =>
+      request(app.getHttpServer()).post('/login').set('X-Forwarded-For', address).send({ username, password });
 
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    admin = new Redis(server.url);
-    app = await startApp({
-      secret: 'throttle-secret-throttle-secret-32',
-      redis: server.url,
-      keyPrefix: 'thr',
-      loginThrottle: { maxFailures: 3, maxFailuresPerAddress: 5, windowSeconds: 2, banSeconds: 60 },
+    beforeAll(async () => {
+      server = await RedisServer.start();
+      admin = new Redis(server.url);
+      app = await startApp(
+        {
+          secret: 'throttle-secret-throttle-secret-32',
+          redis: server.url,
+          keyPrefix: 'thr',
+          loginThrottle: { maxFailures: 3, maxFailuresPerAddress: 5, windowSeconds: 2, banSeconds: 60 },
+        },
+        adapter,
+      );
     });
-  });
-  afterAll(async () => {
-    await app?.close();
-    admin?.disconnect();
-    await server?.dispose();
-  });
-  beforeEach(() => admin.flushall());
-
-  it('bans a user at an address after 3 failures: the right password then gets a 429 with Retry-After', async () => {
-    await attempt('alice', PASSWORD, '10.0.0.1').expect(204);
-    for (let i = 1; i <= 2; i++) expect((await attempt('alice', 'wrong', '10.0.0.1').expect(403)).body).toEqual({ wrong: true, ban: 0 });
-    expect((await attempt('alice', 'wrong', '10.0.0.1').expect(403)).body).toEqual({ wrong: true, ban: 60 });
-    const refused = await attempt('alice', PASSWORD, '10.0.0.1').expect(429);
-    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(59);
-    expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(60);
-    expect(refused.body.message).toMatch(/^Too many failed logins; try again in 6\d s\.$/);
-    expect(refused.headers['set-cookie']).toBeUndefined();
-  });
-
-  it('a stranger at another address who fails the victim’s password 10 times does not lock the victim out', async () => {
-    for (let i = 0; i < 10; i++) await attempt('victim', 'wrong', '203.0.113.66').expect(i < 3 ? 403 : 429);
-    await attempt('victim', PASSWORD, '203.0.113.66').expect(429);
-    await attempt('victim', PASSWORD, '198.51.100.7').expect(204);
-    expect(await request(app.getHttpServer()).get('/bans').expect(200)).toMatchObject({
-      body: [{ user: 'victim', address: '203.0.113.66' }],
+    afterAll(async () => {
+      await app?.close();
+      admin?.disconnect();
+      await server?.dispose();
     });
-  });
+    beforeEach(() => admin.flushall());
 
-  it('an address that fails for many users is banned alone past the higher limit (5), for every user; other addresses are not', async () => {
-    for (const user of ['u1', 'u2', 'u3', 'u4']) await attempt(user, 'wrong', '10.9.9.9').expect(403);
-    expect((await attempt('u5', 'wrong', '10.9.9.9').expect(403)).body.ban).toBe(60);
-    const refused = await attempt('someone-else', PASSWORD, '10.9.9.9').expect(429);
-    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
-    await attempt('someone-else', PASSWORD, '10.9.9.10').expect(204);
-    const bans = (await request(app.getHttpServer()).get('/bans').expect(200)).body;
-    expect(bans).toEqual([{ address: '10.9.9.9', until: expect.any(String) }]);
-  });
+    it('bans a user at an address after 3 failures: the right password then gets a 429 with Retry-After', async () => {
+      await attempt('alice', PASSWORD, '10.0.0.1').expect(204);
+      for (let i = 1; i <= 2; i++) expect((await attempt('alice', 'wrong', '10.0.0.1').expect(403)).body).toEqual({ wrong: true, ban: 0 });
+      expect((await attempt('alice', 'wrong', '10.0.0.1').expect(403)).body).toEqual({ wrong: true, ban: 60 });
+      const refused = await attempt('alice', PASSWORD, '10.0.0.1').expect(429);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(59);
+      expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(60);
+      expect(refused.body.message).toMatch(/^Too many failed logins; try again in 6\d s\.$/);
+      expect(refused.headers['set-cookie']).toBeUndefined();
+    });
 
-  it('lifting a ban (by user or by address) lets the login through at once', async () => {
-    for (let i = 0; i < 3; i++) await attempt('bob', 'wrong', '10.1.1.1');
-    for (const user of ['x1', 'x2', 'x3', 'x4', 'x5']) await attempt(user, 'wrong', '10.2.2.2');
-    await attempt('bob', PASSWORD, '10.1.1.1').expect(429);
-    const lifted = (await request(app.getHttpServer()).post('/bans/bob/lift').expect(200)).body;
-    expect(lifted).toEqual([{ user: 'bob', address: '10.1.1.1', until: expect.any(String) }]);
-    await attempt('bob', PASSWORD, '10.1.1.1').expect(204);
+    it('a stranger at another address who fails the victim’s password 10 times does not lock the victim out', async () => {
+      for (let i = 0; i < 10; i++) await attempt('victim', 'wrong', '203.0.113.66').expect(i < 3 ? 403 : 429);
+      await attempt('victim', PASSWORD, '203.0.113.66').expect(429);
+      await attempt('victim', PASSWORD, '198.51.100.7').expect(204);
+      expect(await request(app.getHttpServer()).get('/bans').expect(200)).toMatchObject({
+        body: [{ user: 'victim', address: '203.0.113.66' }],
+      });
+    });
 
-    await attempt('bob', PASSWORD, '10.2.2.2').expect(429);
-    expect((await request(app.getHttpServer()).post('/bans/10.2.2.2/lift').expect(200)).body).toEqual([
-      { address: '10.2.2.2', until: expect.any(String) },
-    ]);
-    await attempt('bob', PASSWORD, '10.2.2.2').expect(204);
-    expect((await request(app.getHttpServer()).get('/bans').expect(200)).body).toEqual([]);
-  });
+    it('an address that fails for many users is banned alone past the higher limit (5), for every user; other addresses are not', async () => {
+      for (const user of ['u1', 'u2', 'u3', 'u4']) await attempt(user, 'wrong', '10.9.9.9').expect(403);
+      expect((await attempt('u5', 'wrong', '10.9.9.9').expect(403)).body.ban).toBe(60);
+      const refused = await attempt('someone-else', PASSWORD, '10.9.9.9').expect(429);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+      await attempt('someone-else', PASSWORD, '10.9.9.10').expect(204);
+      const bans = (await request(app.getHttpServer()).get('/bans').expect(200)).body;
+      expect(bans).toEqual([{ address: '10.9.9.9', until: expect.any(String) }]);
+    });
 
-  it('the window slides: failures older than windowSeconds no longer count; a success forgets the pair’s failures', async () => {
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await attempt('carol', PASSWORD, '10.3.3.3').expect(204); // 2 in the window: not banned
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await attempt('carol', PASSWORD, '10.3.3.3').expect(204); // the success forgot the two before
-    await attempt('carol', 'wrong', '10.3.3.3').expect(403);
-    await attempt('carol', PASSWORD, '10.3.3.3').expect(429);
-  });
+    it('lifting a ban (by user or by address) lets the login through at once', async () => {
+      for (let i = 0; i < 3; i++) await attempt('bob', 'wrong', '10.1.1.1');
+      for (const user of ['x1', 'x2', 'x3', 'x4', 'x5']) await attempt(user, 'wrong', '10.2.2.2');
+      await attempt('bob', PASSWORD, '10.1.1.1').expect(429);
+      const lifted = (await request(app.getHttpServer()).post('/bans/bob/lift').expect(200)).body;
+      expect(lifted).toEqual([{ user: 'bob', address: '10.1.1.1', until: expect.any(String) }]);
+      await attempt('bob', PASSWORD, '10.1.1.1').expect(204);
 
-  it('a user id that is not well-formed Unicode is counted like any other (a 403, never a 500 or 503)', async () => {
-    for (let i = 0; i < 3; i++) await attempt('x\ud800', 'wrong', '10.5.5.5').expect(403);
-    await attempt('x\ud800', 'wrong', '10.5.5.5').expect(429);
-  });
+      await attempt('bob', PASSWORD, '10.2.2.2').expect(429);
+      expect((await request(app.getHttpServer()).post('/bans/10.2.2.2/lift').expect(200)).body).toEqual([
+        { address: '10.2.2.2', until: expect.any(String) },
+      ]);
+      await attempt('bob', PASSWORD, '10.2.2.2').expect(204);
+      expect((await request(app.getHttpServer()).get('/bans').expect(200)).body).toEqual([]);
+    });
 
-  it('Redis down: the throttle answers 503, as login does', async () => {
-    await server.stop();
-    try {
-      await waitFor('503', async () => (await attempt('dave', PASSWORD, '10.4.4.4')).status === 503);
-      await attempt('dave', 'wrong', '10.4.4.4').expect(503);
-      await request(app.getHttpServer()).get('/bans').expect(503);
-    } finally {
-      await server.resume();
-    }
-    await waitFor('login again', async () => (await attempt('dave', PASSWORD, '10.4.4.4')).status === 204, 5000);
-  });
-});
+    it('the window slides: failures older than windowSeconds no longer count; a success forgets the pair’s failures', async () => {
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await attempt('carol', PASSWORD, '10.3.3.3').expect(204); // 2 in the window: not banned
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await attempt('carol', PASSWORD, '10.3.3.3').expect(204); // the success forgot the two before
+      await attempt('carol', 'wrong', '10.3.3.3').expect(403);
+      await attempt('carol', PASSWORD, '10.3.3.3').expect(429);
+    });
 
-describe('LoginThrottle is off unless the module is given loginThrottle', () => {
-  let server: RedisServer;
-  let app: INestApplication;
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    app = await startApp({ secret: 'throttle-secret-throttle-secret-32', redis: server.url });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await server?.dispose();
-  });
+    it('a user id that is not well-formed Unicode is counted like any other (a 403, never a 500 or 503)', async () => {
+      for (let i = 0; i < 3; i++) await attempt('x\ud800', 'wrong', '10.5.5.5').expect(403);
+      await attempt('x\ud800', 'wrong', '10.5.5.5').expect(429);
+    });
 
-  it('30 wrong passwords, then the right one, succeed as before; no key is written', async () => {
-    for (let i = 0; i < 30; i++) {
-      await request(app.getHttpServer()).post('/login').send({ username: 'eve', password: 'wrong' }).expect(403);
-    }
-    await request(app.getHttpServer()).post('/login').send({ username: 'eve', password: PASSWORD }).expect(204);
-    const admin = new Redis(server.url);
-    expect(await admin.keys('*throttle*')).toEqual([]);
-    admin.disconnect();
-  });
-});
+    it('Redis down: the throttle answers 503, as login does', async () => {
+      await server.stop();
+      try {
+        await waitFor('503', async () => (await attempt('dave', PASSWORD, '10.4.4.4')).status === 503);
+        await attempt('dave', 'wrong', '10.4.4.4').expect(503);
+        await request(app.getHttpServer()).get('/bans').expect(503);
+      } finally {
+        await server.resume();
+      }
+      await waitFor('login again', async () => (await attempt('dave', PASSWORD, '10.4.4.4')).status === 204, 5000);
+    });
+  }),
+);
+
+forEachAdapter((adapter) =>
+  describe('LoginThrottle is off unless the module is given loginThrottle', () => {
+    let server: RedisServer;
+    let app: INestApplication;
+    beforeAll(async () => {
+      server = await RedisServer.start();
+      app = await startApp({ secret: 'throttle-secret-throttle-secret-32', redis: server.url }, adapter);
+    });
+    afterAll(async () => {
+      await app?.close();
+      await server?.dispose();
+    });
+
+    it('30 wrong passwords, then the right one, succeed as before; no key is written', async () => {
+      for (let i = 0; i < 30; i++) {
+        await request(app.getHttpServer()).post('/login').send({ username: 'eve', password: 'wrong' }).expect(403);
+      }
+      await request(app.getHttpServer()).post('/login').send({ username: 'eve', password: PASSWORD }).expect(204);
+      const admin = new Redis(server.url);
+      expect(await admin.keys('*throttle*')).toEqual([]);
+      admin.disconnect();
+    });
+  }),
+);
 
 /** What Redis Cluster hashes (its specification's hash tag rule): the first non-empty {…}, else the whole key. */
 function hashedPart(key: string): string {

@@ -38,6 +38,8 @@ const NEST_12 = {
   dependencies: { '@nestjs/common': '12.5.1', '@nestjs/core': '12.5.1', '@nestjs/platform-express': '12.5.1' },
   devDependencies: { typescript: '6.0.3', '@types/node': '24.19.4' },
 };
+/** @nestjs/platform-fastify has no 12.5.1: the release of that minor. */
+const NEST_12_FASTIFY = '12.5.0';
 
 /** Runs a command; on failure the error carries what it printed. */
 function run(command: string, args: string[], cwd: string): string {
@@ -50,6 +52,8 @@ function run(command: string, args: string[], cwd: string): string {
 const README = readFileSync(join(LIBRARY, 'README.md'), 'utf8');
 const MAIN_TS = /## A complete example[\s\S]*?```ts\n([\s\S]*?)```/.exec(README)![1];
 const SECRET = /secret: '([^']+)'/.exec(MAIN_TS)![1];
+/** And its Fastify version, for the apps on @nestjs/platform-fastify (same routes, same secret). */
+const MAIN_TS_FASTIFY = /### The same on Fastify[\s\S]*?```ts\n([\s\S]*?)```/.exec(README)![1];
 
 /**
  * tsc options every app shares: the decorators Nest needs, and skipLibCheck
@@ -78,6 +82,8 @@ interface FreshApp {
   dir: string;
   packageJson: { type?: 'module' | 'commonjs'; dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
   compilerOptions: object;
+  /** Its src/main.ts: one of the README's complete examples. */
+  main: string;
 }
 
 const nest11 = join(APPS, 'nest11');
@@ -95,6 +101,7 @@ const APPS_UNDER_TEST: FreshApp[] = [
       devDependencies: Object.fromEntries(['typescript', '@types/node', '@types/express'].map((n) => [n, installedVersion(n)])),
     },
     compilerOptions: { ...COMPILER, module: 'commonjs' },
+    main: MAIN_TS,
   },
   {
     // `nest new` 12: "type": "module", nodenext (the package's import condition).
@@ -107,6 +114,7 @@ const APPS_UNDER_TEST: FreshApp[] = [
       devDependencies: { ...NEST_12.devDependencies, '@types/express': installedVersion('@types/express') },
     },
     compilerOptions: { ...COMPILER, module: 'nodenext', moduleResolution: 'nodenext' },
+    main: MAIN_TS,
   },
   {
     // `nest new --type cjs` 12: nodenext without "type": "module" (the require condition; Nest itself through require(esm)).
@@ -115,6 +123,44 @@ const APPS_UNDER_TEST: FreshApp[] = [
     dir: join(nest12, 'cjs'),
     packageJson: { type: 'commonjs' },
     compilerOptions: { ...COMPILER, module: 'nodenext', moduleResolution: 'nodenext' },
+    main: MAIN_TS,
+  },
+  {
+    // On Fastify (issue #25): no Express package installed at all.
+    name: 'Nest 11, CommonJS, Fastify',
+    installDir: join(APPS, 'nest11-fastify'),
+    dir: join(APPS, 'nest11-fastify'),
+    packageJson: {
+      dependencies: Object.fromEntries(
+        ['@nestjs/common', '@nestjs/core', '@nestjs/platform-fastify', 'fastify', 'reflect-metadata', 'rxjs'].map((n) => [
+          n,
+          installedVersion(n),
+        ]),
+      ),
+      devDependencies: Object.fromEntries(['typescript', '@types/node'].map((n) => [n, installedVersion(n)])),
+    },
+    // As `nest new` sets it: fastify's logger (pino) types default-import a CommonJS module.
+    compilerOptions: { ...COMPILER, module: 'commonjs', allowSyntheticDefaultImports: true },
+    main: MAIN_TS_FASTIFY,
+  },
+  {
+    name: 'Nest 12, ESM, Fastify',
+    installDir: join(APPS, 'nest12-fastify'),
+    dir: join(APPS, 'nest12-fastify'),
+    packageJson: {
+      type: 'module',
+      dependencies: {
+        '@nestjs/common': NEST_12.dependencies['@nestjs/common'],
+        '@nestjs/core': NEST_12.dependencies['@nestjs/core'],
+        '@nestjs/platform-fastify': NEST_12_FASTIFY,
+        fastify: installedVersion('fastify'),
+        'reflect-metadata': installedVersion('reflect-metadata'),
+        rxjs: installedVersion('rxjs'),
+      },
+      devDependencies: NEST_12.devDependencies,
+    },
+    compilerOptions: { ...COMPILER, module: 'nodenext', moduleResolution: 'nodenext' },
+    main: MAIN_TS_FASTIFY,
   },
 ];
 const NODES = nodeBinaries();
@@ -198,7 +244,7 @@ describe('the npm package, as a user installs it', () => {
 
   it('declares what it supports: Nest 11 and 12 peers, Node 20.19+, 22.12+, 24; types and code for import and require', () => {
     const manifest = JSON.parse(readFileSync(join(unpacked, 'package/package.json'), 'utf8'));
-    for (const peer of ['@nestjs/common', '@nestjs/core', '@nestjs/platform-express'])
+    for (const peer of ['@nestjs/common', '@nestjs/core', '@nestjs/platform-express', '@nestjs/platform-fastify'])
       expect(manifest.peerDependencies[peer]).toBe('^11.0.0 || ^12.0.0');
     expect(manifest.engines.node).toBe('^20.19.0 || ^22.12.0 || >=24.0.0');
     expect(manifest.exports['.']).toEqual({
@@ -233,7 +279,7 @@ describe('the npm package, as a user installs it', () => {
         writeFileSync(join(app.dir, 'package.json'), JSON.stringify(packageJson, null, 2));
       }
       mkdirSync(join(app.dir, 'src'), { recursive: true });
-      writeFileSync(join(app.dir, 'src/main.ts'), MAIN_TS);
+      writeFileSync(join(app.dir, 'src/main.ts'), app.main);
       writeFileSync(join(app.dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: app.compilerOptions, include: ['src'] }, null, 2));
       run(join(app.installDir, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], app.dir);
       built.add(app.name);

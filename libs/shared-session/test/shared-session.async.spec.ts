@@ -1,11 +1,14 @@
 import { Controller, Get, Injectable, Logger, Module, UseGuards } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
 import { cookieValue, PROTOCOL_DEFAULTS, signature, writeSession } from '../../../protocol/testkit';
 import { waitFor } from '../../../stack/wait';
 import { GroupGuard, InjectSharedSessionRedis, SharedSessionModule, SharedSessionService, SHARED_SESSION_REDIS } from '../src';
+import { TEST_ADAPTERS } from './support';
+import { startTestApp } from './test-app';
 
 @Injectable()
 class FakeConfigService {
@@ -28,8 +31,53 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
     return ConfigModule;
   }
 
-  it('takes its options from an injected config service, and a shared ioredis client stays open on shutdown', async () => {
-    const client = new Redis(server.url);
+  it.each(TEST_ADAPTERS)(
+    'on %s: takes its options from an injected config service, and a shared ioredis client stays open on shutdown',
+    async (adapter) => {
+      const client = new Redis(server.url);
+      @Controller()
+      class C {
+        @Get('me')
+        @UseGuards(GroupGuard)
+        me() {
+          return 'ok';
+        }
+      }
+      const moduleRef = await Test.createTestingModule({
+        imports: [
+          SharedSessionModule.forRootAsync({
+            imports: [configModule({ SESSION_SECRET: 'from-config', SESSION_COOKIE_NAME: 'sid' })],
+            inject: [FakeConfigService],
+            useFactory: (config: FakeConfigService) => ({
+              secret: config.get('SESSION_SECRET')!,
+              cookieName: config.get('SESSION_COOKIE_NAME'),
+              redis: client,
+            }),
+          }),
+        ],
+        controllers: [C],
+      }).compile();
+      const app = await startTestApp(moduleRef, adapter);
+      const sid = '00000000-0000-4000-8000-000000000000';
+      // Salt and prefix left to the defaults: the protocol's.
+      const { keyPrefix, salt, cookieName } = PROTOCOL_DEFAULTS;
+      await writeSession(client, keyPrefix, sid, { username: 'u' }, { signature: signature(sid, 'from-config', salt), ttl: 60 });
+      const cookie = cookieValue(sid, 'from-config', salt);
+      await request(app.getHttpServer()).get('/me').set('Cookie', `sid=${cookie}`).expect(200);
+      await request(app.getHttpServer()).get('/me').set('Cookie', `${cookieName}=${cookie}`).expect(401);
+      await app.close();
+      expect(client.status).toBe('ready');
+      client.disconnect();
+    },
+  );
+
+  it('an HTTP adapter whose type it does not know: start-up names the "adapter" option; with it, sessions work', async () => {
+    /** A Fastify adapter of the app's own, that says another type. */
+    class HouseAdapter extends FastifyAdapter {
+      override getType(): string {
+        return 'house-fastify';
+      }
+    }
     @Controller()
     class C {
       @Get('me')
@@ -38,32 +86,45 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
         return 'ok';
       }
     }
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        SharedSessionModule.forRootAsync({
-          imports: [configModule({ SESSION_SECRET: 'from-config', SESSION_COOKIE_NAME: 'sid' })],
-          inject: [FakeConfigService],
-          useFactory: (config: FakeConfigService) => ({
-            secret: config.get('SESSION_SECRET')!,
-            cookieName: config.get('SESSION_COOKIE_NAME'),
-            redis: client,
-          }),
-        }),
-      ],
-      controllers: [C],
-    }).compile();
-    const app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
-    const sid = '00000000-0000-4000-8000-000000000000';
-    // Salt and prefix left to the defaults: the protocol's.
-    const { keyPrefix, salt, cookieName } = PROTOCOL_DEFAULTS;
-    await writeSession(client, keyPrefix, sid, { username: 'u' }, { signature: signature(sid, 'from-config', salt), ttl: 60 });
-    const cookie = cookieValue(sid, 'from-config', salt);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `sid=${cookie}`).expect(200);
-    await request(app.getHttpServer()).get('/me').set('Cookie', `${cookieName}=${cookie}`).expect(401);
-    await app.close();
-    expect(client.status).toBe('ready');
-    client.disconnect();
+    const start = async (adapter?: 'fastify') => {
+      const moduleRef = await Test.createTestingModule({
+        imports: [SharedSessionModule.forRoot({ secret: 'house-secret', redis: server.url, ...(adapter ? { adapter } : {}) })],
+        controllers: [C],
+      }).compile();
+      const app = moduleRef.createNestApplication(new HouseAdapter(), { logger: false });
+      try {
+        await app.init();
+      } catch (err) {
+        await app.close();
+        throw err;
+      }
+      return app;
+    };
+    await expect(start()).rejects.toThrow(
+      'the HTTP adapter "house-fastify" is not supported (Express or Fastify); set the "adapter" option',
+    );
+    const app = await start('fastify');
+    try {
+      await app.getHttpAdapter().getInstance().ready();
+      const sid = '00000000-0000-4000-8000-0000000000aa';
+      const client = new Redis(server.url);
+      await writeSession(
+        client,
+        PROTOCOL_DEFAULTS.keyPrefix,
+        sid,
+        { username: 'u' },
+        {
+          signature: signature(sid, 'house-secret', PROTOCOL_DEFAULTS.salt),
+          ttl: 60,
+        },
+      );
+      client.disconnect();
+      const cookie = `${PROTOCOL_DEFAULTS.cookieName}=${cookieValue(sid, 'house-secret', PROTOCOL_DEFAULTS.salt)}`;
+      await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+      await request(app.getHttpServer()).get('/me').expect(401);
+    } finally {
+      await app.close();
+    }
   });
 
   it('@InjectSharedSessionRedis() injects the client the module uses; the one it created is closed at shutdown', async () => {
@@ -119,6 +180,9 @@ describe('SharedSessionModule.forRootAsync and start-up errors', () => {
       /option "absoluteTimeoutSeconds" must be at least idleTimeoutSeconds/,
     );
     await expect(compile({ secret: 's', keyPrefix: 'has space', redis: server.url })).rejects.toThrow(/option "keyPrefix"/);
+    await expect(compile({ secret: 's', adapter: 'koa', redis: server.url })).rejects.toThrow(
+      /option "adapter" must be 'express' or 'fastify'/,
+    );
   });
 
   /** Starts and stops an app with the module; what it warned about on the way. */

@@ -5,6 +5,18 @@ import type { SessionData } from 'express-session';
  * each.
  */
 
+/** The Nest HTTP platforms the library runs on. */
+export const TEST_ADAPTERS = ['express', 'fastify'] as const;
+export type TestAdapter = (typeof TEST_ADAPTERS)[number];
+
+/**
+ * A spec's tests once per adapter: `forEachAdapter((adapter) => { ... })`,
+ * each run in a describe named for its adapter.
+ */
+export function forEachAdapter(specs: (adapter: TestAdapter) => void): void {
+  describe.each(TEST_ADAPTERS)('on %s', (adapter) => specs(adapter));
+}
+
 /** A logger that says nothing, and remembers what it was told (one per spec file: jest loads this module per file). */
 export const quietLogger = { error: jest.fn(), warn: jest.fn(), log: jest.fn() };
 

@@ -1,6 +1,10 @@
 import { Body, Controller, Get, HttpCode, INestApplication, LoggerService, Module, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { Test, TestingModule } from '@nestjs/testing';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Request, Response } from 'express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import type { FastifyReply } from 'fastify';
+import type { TestAdapter } from './support';
 import {
   AllowUnavailableSession,
   GroupGuard,
@@ -123,8 +127,8 @@ class TestController {
   @Get('cacheable')
   @UseGuards(GroupGuard)
   cacheable(@Res({ passthrough: true }) res: Response) {
-    res.setHeader('X-Accel-Expires', '60');
-    res.setHeader('Cache-Control', 'private, no-store');
+    setHeader(res, 'X-Accel-Expires', '60');
+    setHeader(res, 'Cache-Control', 'private, no-store');
     return { ok: 'cacheable' };
   }
 
@@ -182,13 +186,51 @@ class ClassGuardedController {
   }
 }
 
-/** `logger`: where the app's log lines go (default: nowhere). */
-export async function createTestApp(options: SharedSessionModuleOptions, logger: LoggerService | false = false): Promise<INestApplication> {
+/** A response header, on an Express `Response` or a Fastify `FastifyReply`. */
+function setHeader(res: Response | FastifyReply, name: string, value: string): void {
+  if ('setHeader' in res) res.setHeader(name, value);
+  else res.header(name, value);
+}
+
+/** `logger`: where the app's log lines go (default: nowhere). `adapter`: the Nest HTTP platform (default Express). */
+export async function createTestApp(
+  options: SharedSessionModuleOptions,
+  logger: LoggerService | false = false,
+  adapter: TestAdapter = 'express',
+): Promise<INestApplication> {
   @Module({ imports: [SharedSessionModule.forRoot(options)], controllers: [TestController, ClassGuardedController] })
   class AppModule {}
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = moduleRef.createNestApplication({ logger });
-  app.enableShutdownHooks();
+  return startTestApp(moduleRef, adapter, { logger, shutdownHooks: true });
+}
+
+/**
+ * A compiled testing module as an app on `adapter`, initialised and ready.
+ * `trustProxy`: X-Forwarded-For and the like are trusted (`req.ip`), as
+ * Express's `trust proxy` or Fastify's `trustProxy`.
+ */
+export async function startTestApp(
+  moduleRef: TestingModule,
+  adapter: TestAdapter,
+  {
+    logger = false,
+    trustProxy = false,
+    shutdownHooks = false,
+  }: { logger?: LoggerService | false; trustProxy?: boolean; shutdownHooks?: boolean } = {},
+): Promise<INestApplication> {
+  let app: INestApplication;
+  if (adapter === 'fastify') {
+    app = moduleRef.createNestApplication(new FastifyAdapter({ trustProxy }), { logger });
+  } else {
+    const express = moduleRef.createNestApplication<NestExpressApplication>({ logger });
+    if (trustProxy) express.set('trust proxy', true);
+    app = express;
+  }
+  if (shutdownHooks) app.enableShutdownHooks();
   await app.init();
+  // Fastify answers once its plugins have loaded.
+  if (adapter === 'fastify') await app.getHttpAdapter().getInstance().ready();
+  // The spec runs on the adapter it names, or fails.
+  if (app.getHttpAdapter().getType() !== adapter) throw new Error(`the test app runs on ${app.getHttpAdapter().getType()}, not ${adapter}`);
   return app;
 }
