@@ -1,6 +1,19 @@
+import type { INestApplication } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
-import { invalidationChannel, PROTOCOL_DEFAULTS, readSession, sessionKeyCount, sessionKeyList, signature } from '../protocol/testkit';
+import { forEachAdapter } from '../libs/shared-session/test/support';
+import { createTestApp } from '../libs/shared-session/test/test-app';
+import {
+  invalidationChannel,
+  PROTOCOL_DEFAULTS,
+  readSession,
+  sessionIdOf,
+  sessionKeyCount,
+  sessionKeyList,
+  signature,
+  timedSessionId,
+} from '../protocol/testkit';
 import { DemoStack } from '../stack/demo-stack';
 import { FlaskApp } from '../stack/flask-app';
 import { NGINX_TEMPLATE } from '../stack/nginx-conf';
@@ -13,7 +26,10 @@ import { cookieSetBy, login } from '../stack/demo-login';
  * PROTOCOL.md), the Nest demo app and nginx, on one Redis. The settings are
  * the seed README's example ones, none of them a default, so that a party
  * falling back to a default would show. The oracle is the protocol test kit;
- * nothing here uses the library's classes.
+ * nothing here uses the library's classes. The demo app runs on Express; the
+ * library's test app joins the same Redis on each adapter (Express and
+ * Fastify), so that the Fastify app's sessions meet nginx, Flask and the
+ * Express app too.
  */
 const SETTINGS = {
   SESSION_SECRET: 'interop-secret-2017',
@@ -264,6 +280,99 @@ describe('Flask interop: a Flask app, the Nest app and nginx share one login', (
       expect(await sessionKeyCount(admin, PREFIX, sidOf(cookie))).toBe(0);
     });
   });
+
+  forEachAdapter((adapter) =>
+    describe('the library on this adapter ↔ nginx, Flask and the demo app on Express', () => {
+      let app: INestApplication;
+      let port: number;
+      const atLib = (path: string, cookie?: string, method = 'GET', body?: unknown) =>
+        rawRequest(
+          port,
+          path,
+          { ...cookieHeader(cookie), ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+          method,
+          body === undefined ? (method === 'GET' ? undefined : '') : JSON.stringify(body),
+        );
+      async function libLogin(username: string, groups: string[]): Promise<string> {
+        const res = await atLib('/login', undefined, 'POST', { username, groups });
+        expect(res.status).toBe(204);
+        return setCookie(res)!;
+      }
+
+      beforeAll(async () => {
+        app = await createTestApp(
+          { secret: SECRET, salt: SALT, keyPrefix: PREFIX, cookieName: COOKIE, secretFallbacks: [], redis: stack.redis.url },
+          false,
+          adapter,
+        );
+        await app.listen(0, '127.0.0.1');
+        port = (app.getHttpServer().address() as AddressInfo).port;
+      });
+      afterAll(() => app?.close());
+
+      it('its login is the protocol’s cookie and keys, allowed by nginx for its groups only, and read by Flask and the demo app', async () => {
+        const cookie = await libLogin('joe@example.com', ['one', 'three']);
+        const sid = sidOf(cookie);
+        // A timed id (PROTOCOL.md section 12), signed as section 2 says.
+        expect(timedSessionId(sid)).not.toBeNull();
+        expect(sessionIdOf(cookie, SECRET, SALT)).toBe(sid);
+        const stored = await readSession(admin, PREFIX, sid);
+        expect(stored.signature).toBe(signature(sid, SECRET, SALT));
+        expect(stored.groups).toEqual(['one', 'three']);
+        expect((await atNginx(`/app/api/v1/group/one/uncacheable/from-${adapter}`, cookie)).status).toBe(200);
+        expect((await atNginx(`/app/api/v1/group/two/uncacheable/from-${adapter}`, cookie)).status).toBe(403);
+        const me = await whoami(cookie);
+        expect(me.status).toBe(200);
+        expect(json(me)).toEqual({ username: 'joe@example.com', groups: ['one', 'three'] });
+        expect(json(await atApp('/app/api/v1/myself', cookie))).toEqual({ email: 'joe@example.com' });
+      });
+
+      it('its group change and logout: Flask sees them, nginx at once (it publishes its notices)', async () => {
+        const cookie = await libLogin('joe@example.com', ['one', 'three']);
+        const path = `/app/api/v1/group/one/cacheable/changed-by-${adapter}`;
+        expect((await atNginx(path, cookie)).status).toBe(200); // nginx now keeps the decision
+        expect((await atLib('/groups', cookie, 'POST', { groups: ['three'] })).status).toBe(204);
+        expect(json(await whoami(cookie))).toEqual({ username: 'joe@example.com', groups: ['three'] });
+        expect((await atNginx(path, cookie)).status).toBe(403);
+        expect((await atLib('/logout', cookie, 'POST')).status).toBe(204);
+        expect((await whoami(cookie)).status).toBe(401);
+        expect((await atNginx(`/app/api/v1/group/three/uncacheable/changed-by-${adapter}`, cookie)).status).toBe(403);
+        expect(await sessionKeyCount(admin, PREFIX, sidOf(cookie))).toBe(0);
+      });
+
+      it('reads a Flask login, and narrows it: Flask sees the change and its _permanent is kept', async () => {
+        const cookie = await flaskLogin('maria@example.com', ['one', 'three']);
+        const me = await atLib('/me', cookie);
+        expect(me.status).toBe(200);
+        expect(json(me)).toEqual({ username: 'maria@example.com', groups: ['one', 'three'] });
+        // Reading wrote no new cookie.
+        expect(setCookie(me)).toBeUndefined();
+        expect((await atLib('/groups', cookie, 'POST', { groups: ['three'] })).status).toBe(204);
+        expect(json(await whoami(cookie))).toEqual({ username: 'maria@example.com', groups: ['three'] });
+        const stored = await readSession(admin, PREFIX, sidOf(cookie));
+        expect(stored.data).toMatchObject({ _permanent: true, username: 'maria@example.com', groups: ['three'] });
+        expect(stored.signature).toBe(signature(sidOf(cookie), SECRET, SALT));
+      });
+
+      it('reads a login by the demo app on Express, and logs it out for all', async () => {
+        const cookie = await nestLogin('joe@example.com', 'itsjoe');
+        const me = await atLib('/me', cookie);
+        expect(me.status).toBe(200);
+        expect(json(me)).toEqual({ username: 'joe@example.com', groups: ['one', 'three'] });
+        expect((await atLib('/logout', cookie, 'POST')).status).toBe(204);
+        expect((await atApp('/app/api/v1/myself', cookie)).status).toBe(401);
+        expect((await whoami(cookie)).status).toBe(401);
+      });
+
+      it('a forged or unknown cookie is nobody, as at the other doors', async () => {
+        const cookie = await flaskLogin('joe@example.com', ['one']);
+        const forged = `${sidOf(cookie)}.${signature(sidOf(cookie), 'not-the-secret', SALT)}`;
+        expect((await atLib('/me', forged)).status).toBe(401);
+        expect((await whoami(forged)).status).toBe(401);
+        expect((await atNginx('/app/api/v1/group/one/uncacheable/forged', forged)).status).toBe(403);
+      });
+    }),
+  );
 
   it('with two different cookies of the name, Flask takes the first; nginx and the Nest app find no session (PROTOCOL.md section 10)', async () => {
     const first = await flaskLogin('first@example.com', ['one']);
