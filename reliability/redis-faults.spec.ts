@@ -1,18 +1,23 @@
 /**
- * Redis faults under load, on the demo stack:
+ * Redis faults under load, on the demo stack, with the library's test app on
+ * Fastify as a third door on the same Redis (the demo app runs on Express):
  *  - Redis killed for ~2 s under a bounded load (8 clients through nginx,
- *    8 at the app): 503 for what cannot be decided, never a 200 for a
- *    non-member, never a 500; one log line per outage; recovery within 2 s.
- *  - Redis frozen (SIGSTOP): requests fail in bounded time on both sides
- *    (nginx read_timeout 500 ms, the app's ioredis commandTimeout 1 s), and
+ *    8 at the app, 4 at the Fastify app): 503 for what cannot be decided,
+ *    never a 200 for a non-member, never a 500; one log line per outage;
+ *    recovery within 2 s.
+ *  - Redis frozen (SIGSTOP): requests fail in bounded time on every side
+ *    (nginx read_timeout 500 ms, the apps' ioredis commandTimeout 1 s), and
  *    recover at once on SIGCONT.
  * The test Redis persists nothing: after a restart it is empty, so the
  * sessions the load uses are written back (DUMP/RESTORE) right after it is up.
  * Sessions in the v1 layout (three keys each) and in the compact one (one key,
  * PROTOCOL.md section 15).
  */
+import type { INestApplication, LoggerService } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
+import { createTestApp } from '../libs/shared-session/test/test-app';
 import { cookieValue, KeyLayout, PROTOCOL_DEFAULTS, sessionIdOf, sessionKeyList, userIndexKey } from '../protocol/testkit';
 import { login, loginRequest, mustLogin } from '../stack/demo-login';
 import type { DemoStack } from '../stack/demo-stack';
@@ -25,6 +30,8 @@ import { crashLines, SALT, SECRET, startDemoStack } from './support/stack';
 const PREFIX = PROTOCOL_DEFAULTS.keyPrefix; // the demo's
 const GROUP_PATH = '/app/api/v1/group/one/cacheable/under-load';
 const APP_PATH = '/app/api/v1/group/one/uncacheable/under-load';
+/** The test app's route for members of group "one" (libs/shared-session/test/test-app.ts). */
+const FASTIFY_PATH = '/groups/one/report';
 const LOAD_MS = 6_500;
 const STOP_AFTER_MS = 1_500;
 const OUTAGE_MS = 2_000;
@@ -40,6 +47,10 @@ const countMatches = (text: string, re: RegExp) => (text.match(re) ?? []).length
 
 describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions in the %s layout', (layout) => {
   let stack: DemoStack;
+  let fastify: INestApplication;
+  let fastifyPort: number;
+  /** What the Fastify app logged (its logger is Nest's, in this process). */
+  let fastifyLog: string[] = [];
   let joe: string; // member of "one"
   let sam: string; // not a member of "one"
   const freshCookie = () => cookieValue(randomBytes(18).toString('base64url'), SECRET, SALT);
@@ -74,9 +85,29 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
 
   const get = (path: string, cookie?: string) => requestBytes(path, { headers: cookie ? { Cookie: `session=${cookie}` } : {} });
   const samLogin = () => loginRequest('sam@example.com', 'itssam');
+  const fastifyLogin = (username: string) =>
+    requestBytes('/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, groups: ['one'] }),
+    });
 
   beforeAll(async () => {
     stack = await startDemoStack({ layout });
+    const logger: LoggerService = {
+      log: (m: unknown) => void fastifyLog.push(String(m)),
+      warn: (m: unknown) => void fastifyLog.push(String(m)),
+      error: (m: unknown, ...rest: unknown[]) =>
+        void fastifyLog.push(
+          [m, ...rest]
+            .filter((x) => x !== undefined)
+            .map(String)
+            .join(' '),
+        ),
+    };
+    fastify = await createTestApp({ secret: SECRET, salt: SALT, keyLayout: layout, redis: stack.redis.url }, logger, 'fastify');
+    await fastify.listen(0, '127.0.0.1');
+    fastifyPort = (fastify.getHttpServer().address() as AddressInfo).port;
     joe = await mustLogin(stack.nginx.port, 'joe@example.com', 'itsjoe');
     sam = await mustLogin(stack.nginx.port, 'sam@example.com', 'itssam');
     // Fill nginx's cache, so that nginx's own answers (not the app's) are what the load sees.
@@ -93,6 +124,7 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
         // not running
       }
     }
+    await fastify?.close();
     await stack?.stop();
   });
 
@@ -101,11 +133,13 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     expect(keys.length).toBe(layout === 'compact' ? 2 : 6); // data, signature and groups of each; or its one key
     const workersBefore = nginxWorkers(stack.nginx.pid!);
     const logStart = stack.appLog.length;
+    fastifyLog = [];
 
     const t0 = Date.now();
     const deadline = t0 + LOAD_MS;
     const atNginx: Sample[] = [];
     const atApp: Sample[] = [];
+    const atFastify: Sample[] = [];
 
     /** One client: keep-alive, one request at a time, until the deadline (or the request bound). */
     async function client(port: number, into: Sample[], pick: (i: number) => { who: Who; req: Buffer }): Promise<void> {
@@ -131,6 +165,16 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
       ),
     );
 
+    const fastifyClients = Array.from({ length: 4 }, (_x, c) =>
+      client(fastifyPort, atFastify, (i) =>
+        i % 10 === 9
+          ? { who: 'login', req: fastifyLogin('fastify-login@example.com') }
+          : (i + c) % 2 === 0
+            ? { who: 'joe', req: get(FASTIFY_PATH, joe) }
+            : { who: 'sam', req: get(FASTIFY_PATH, sam) },
+      ),
+    );
+
     // The fault: Redis killed, down for OUTAGE_MS, started again (empty), the two sessions written back.
     await sleep(STOP_AFTER_MS);
     const stopAt = Date.now();
@@ -141,7 +185,7 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     const resumeAt = Date.now(); // Redis answers PING
     await restore(keys);
     const restoredAt = Date.now();
-    await Promise.all([...nginxClients, ...appClients]);
+    await Promise.all([...nginxClients, ...appClients, ...fastifyClients]);
 
     const rel = (t: number) => t - t0;
     console.log(
@@ -151,6 +195,11 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     for (const [name, samples, bad] of [
       ['nginx', atNginx, (r: Sample) => ![200, 403, 503].includes(r.status)],
       ['app', atApp, (r: Sample) => (r.who === 'login' ? ![303, 503].includes(r.status) : ![200, 401, 403, 503].includes(r.status))],
+      [
+        'Fastify app',
+        atFastify,
+        (r: Sample) => (r.who === 'login' ? ![204, 503].includes(r.status) : ![200, 401, 403, 503].includes(r.status)),
+      ],
     ] as const) {
       const byWho: Record<string, Record<string, number>> = {};
       for (const who of ['joe', 'sam', 'login']) {
@@ -199,6 +248,9 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     expect(atApp.some((r) => r.who === 'login' && r.status === 503)).toBe(true);
     expect(atApp.filter((r) => r.who === 'login' && r.status === 503 && r.headers['set-cookie']).length).toBe(0);
     expect(atApp.some((r) => r.who === 'login' && r.status === 303 && r.startedAt > resumeAt)).toBe(true);
+    expect(atFastify.some((r) => r.who === 'login' && r.status === 503)).toBe(true);
+    expect(atFastify.filter((r) => r.who === 'login' && r.status === 503 && r.headers['set-cookie']).length).toBe(0);
+    expect(atFastify.some((r) => r.who === 'login' && r.status === 204 && r.startedAt > resumeAt)).toBe(true);
 
     // The app: one "Redis unavailable" line for the outage (not one per request), no unhandled rejection, still up.
     const log = stack.appLog.slice(logStart);
@@ -211,15 +263,20 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     expect(stack.appLog).not.toMatch(/Unhandled|unhandled rejection|ExceptionsHandler/i);
     expect(stack.app.exitCode).toBeNull();
     expect((await login(stack.appPort, 'joe@example.com', 'itsjoe')).status).toBe(303);
+    // The Fastify app too: one line for the outage, no unhandled error.
+    console.log(`Fastify app log during the fault: ${JSON.stringify(fastifyLog.map((l) => l.slice(0, 120)))}`);
+    expect(fastifyLog.filter((l) => /Redis unavailable/.test(l)).length).toBe(1);
+    expect(fastifyLog.join('\n')).not.toMatch(/Unhandled|unhandled rejection|ExceptionsHandler/i);
 
     // nginx: no worker crash.
     expect(crashLines(stack.nginx.errorLog())).toEqual([]);
     expect(nginxWorkers(stack.nginx.pid!)).toEqual(workersBefore);
   }, 40_000);
 
-  it('Redis frozen (SIGSTOP): both sides fail in bounded time, then recover on SIGCONT', async () => {
+  it('Redis frozen (SIGSTOP): every door fails in bounded time, then recovers on SIGCONT', async () => {
     const redisPid = stack.redis.pid!;
     const logStart = stack.appLog.length;
+    fastifyLog = [];
     // Before: an unknown (validly signed) session is refused after a Redis look-up.
     const probe = new HttpConnection(stack.nginx.port);
     expect((await probe.request(get(GROUP_PATH, freshCookie()))).status).toBe(403);
@@ -251,13 +308,17 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     let atNginx: HttpResponse[];
     let atApp: HttpResponse[];
     let logins: HttpResponse[];
+    let atFastify: HttpResponse[];
+    let fastifyLogins: HttpResponse[];
     let resumedAt: number;
     try {
       await sleep(100);
-      [atNginx, atApp, logins] = await Promise.all([
+      [atNginx, atApp, logins, atFastify, fastifyLogins] = await Promise.all([
         burst(stack.nginx.port, 8, () => get(GROUP_PATH, freshCookie())),
         burst(stack.appPort, 8, () => get(APP_PATH, freshCookie())),
         burst(stack.appPort, 2, samLogin),
+        burst(fastifyPort, 8, () => get(FASTIFY_PATH, freshCookie())),
+        burst(fastifyPort, 2, () => fastifyLogin('frozen@example.com')),
       ]);
     } finally {
       process.kill(redisPid, 'SIGCONT');
@@ -267,13 +328,14 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     const fmt = (rs: HttpResponse[]) =>
       `${JSON.stringify(statusCounts(rs))} in p50 ${percentile(took(rs), 50)} / max ${Math.max(...took(rs))} ms`;
     console.log(
-      `Redis frozen: nginx ${fmt(atNginx)} (read_timeout 500 ms); app guarded ${fmt(atApp)}, login ${fmt(logins)} (commandTimeout 1 s)`,
+      `Redis frozen: nginx ${fmt(atNginx)} (read_timeout 500 ms); app guarded ${fmt(atApp)}, login ${fmt(logins)}; ` +
+        `Fastify app guarded ${fmt(atFastify)}, login ${fmt(fastifyLogins)} (commandTimeout 1 s)`,
     );
     for (const r of atNginx) expect(r.status).toBe(503);
-    for (const r of [...atApp, ...logins]) expect(r.status).toBe(503);
+    for (const r of [...atApp, ...logins, ...atFastify, ...fastifyLogins]) expect(r.status).toBe(503);
     // Bounded: far below a client's patience, whatever the machine (expected ~0.5 s and ~1 s).
     expect(Math.max(...took(atNginx))).toBeLessThan(3_000);
-    expect(Math.max(...took([...atApp, ...logins]))).toBeLessThan(5_000);
+    expect(Math.max(...took([...atApp, ...logins, ...atFastify, ...fastifyLogins]))).toBeLessThan(5_000);
 
     // Recovery after SIGCONT: how long until each side answers normally again.
     const recovery = async (what: string, check: () => Promise<boolean>) => {
@@ -291,6 +353,12 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
       'the app to read sessions again',
       async () => (await appConn.request(get(APP_PATH, joe))).status === 200,
     );
+    const fastifyConn = new HttpConnection(fastifyPort);
+    const fastifyBack = await recovery(
+      'the Fastify app to read sessions again',
+      async () => (await fastifyConn.request(get(FASTIFY_PATH, joe))).status === 200,
+    );
+    fastifyConn.close();
     let loggedIn: string | undefined;
     const loginBack = await recovery('logins to work again', async () => {
       const res = await login(stack.appPort, 'sam@example.com', 'itssam');
@@ -302,7 +370,7 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
 
     // A failed login leaves nothing behind: no cookie with the 503, and no session written
     // to Redis once it runs again (the commands sent while it was frozen run then).
-    expect(logins.map((r) => r.headers['set-cookie'] ?? [])).toEqual(logins.map(() => []));
+    for (const rs of [logins, fastifyLogins]) expect(rs.map((r) => r.headers['set-cookie'] ?? [])).toEqual(rs.map(() => []));
     const admin = new Redis(stack.redis.url);
     // The login after recovery wrote sam's session and (PROTOCOL.md section 13.1) sam's index.
     const newKeys = [...sessionKeyList(PREFIX, sessionIdOf(loggedIn, SECRET, SALT)!, layout), userIndexKey(PREFIX, 'sam@example.com')];
@@ -311,11 +379,15 @@ describe.each<KeyLayout>(['v1', 'compact'])('Redis faults under load, sessions i
     expect(keysAfter).toEqual(keysBefore);
 
     console.log(
-      `after SIGCONT: nginx decides again after ${nginxBack} ms (member: ${nginxMember}), app guarded route after ${appBack} ms, login after ${loginBack} ms`,
+      `after SIGCONT: nginx decides again after ${nginxBack} ms (member: ${nginxMember}), app guarded route after ${appBack} ms, login after ${loginBack} ms; ` +
+        `Fastify app guarded route after ${fastifyBack} ms`,
     );
     expect(nginxMember).toBe(200);
     expect(nginxBack).toBeLessThan(RECOVERY_BOUND_MS);
     expect(appBack).toBeLessThan(RECOVERY_BOUND_MS);
+    expect(fastifyBack).toBeLessThan(RECOVERY_BOUND_MS);
+    expect(fastifyLog.filter((l) => /Redis unavailable/.test(l)).length).toBe(1);
+    expect(fastifyLog.join('\n')).not.toMatch(/Unhandled|unhandled rejection|ExceptionsHandler/i);
 
     const log = stack.appLog.slice(logStart);
     console.log(
