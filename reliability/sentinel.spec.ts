@@ -1,6 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
 import supertest from 'supertest';
+import { forEachAdapter } from '../libs/shared-session/test/support';
 import { createTestApp } from '../libs/shared-session/test/test-app';
 import { cookieValue, PROTOCOL_DEFAULTS, sessionIdOf, signature, writeSession } from '../protocol/testkit';
 import { request } from '../stack/http-client';
@@ -12,63 +13,69 @@ import { sleep } from '../stack/wait';
 const SECRET = 'sentinel-secret';
 
 /**
- * The Nest module on a Sentinel-managed Redis (ioredis' Sentinel options):
+ * The Nest module on a Sentinel-managed Redis (ioredis' Sentinel options), on each adapter:
  * sessions made before a failover still work after it, and logins work again
  * once a replica is promoted.
  */
-describe('SharedSessionModule through a Redis Sentinel failover', () => {
-  let cluster: RedisSentinelCluster;
-  let app: INestApplication;
+forEachAdapter((adapter) =>
+  describe('SharedSessionModule through a Redis Sentinel failover', () => {
+    let cluster: RedisSentinelCluster;
+    let app: INestApplication;
 
-  beforeAll(async () => {
-    cluster = await RedisSentinelCluster.start();
-    app = await createTestApp({ secret: SECRET, redis: { sentinels: cluster.sentinelAddresses, name: cluster.masterName } });
-  }, 60_000);
-  afterAll(async () => {
-    await app?.close();
-    await cluster?.dispose();
-  });
+    beforeAll(async () => {
+      cluster = await RedisSentinelCluster.start();
+      app = await createTestApp(
+        { secret: SECRET, redis: { sentinels: cluster.sentinelAddresses, name: cluster.masterName } },
+        false,
+        adapter,
+      );
+    }, 60_000);
+    afterAll(async () => {
+      await app?.close();
+      await cluster?.dispose();
+    });
 
-  it('keeps the sessions made before the failover, and logs in again after it', async () => {
-    const login = (username: string) =>
-      supertest(app.getHttpServer())
-        .post('/login')
-        .send({ username, groups: ['g1'] });
-    const res = await login('before@example.com').expect(204);
-    const cookie = String(res.headers['set-cookie']).split(';')[0];
-    expect(sessionIdOf(cookie.slice('session='.length), SECRET, PROTOCOL_DEFAULTS.salt)).not.toBeNull();
-    // A session counts as made once a replica has it.
-    const primary = new Redis(cluster.primary.url);
-    expect(await primary.call('WAIT', '1', '2000')).toBe(1);
-    primary.disconnect();
+    it('keeps the sessions made before the failover, and logs in again after it', async () => {
+      const login = (username: string) =>
+        supertest(app.getHttpServer())
+          .post('/login')
+          .send({ username, groups: ['g1'] });
+      const res = await login('before@example.com').expect(204);
+      const cookie = String(res.headers['set-cookie']).split(';')[0];
+      expect(sessionIdOf(cookie.slice('session='.length), SECRET, PROTOCOL_DEFAULTS.salt)).not.toBeNull();
+      // A session counts as made once a replica has it.
+      const primary = new Redis(cluster.primary.url);
+      expect(await primary.call('WAIT', '1', '2000')).toBe(1);
+      primary.disconnect();
 
-    const oldPrimary = cluster.primary.port;
-    const killedAt = Date.now();
-    await cluster.primary.stop();
+      const oldPrimary = cluster.primary.port;
+      const killedAt = Date.now();
+      await cluster.primary.stop();
 
-    let firstOk: number | undefined;
-    const statuses = new Set<number>();
-    while (Date.now() - killedAt < 30_000) {
-      const status = (await supertest(app.getHttpServer()).get('/groups/g1/report').set('Cookie', cookie)).status;
-      statuses.add(status);
-      if (status === 200) {
-        firstOk = Date.now();
-        break;
+      let firstOk: number | undefined;
+      const statuses = new Set<number>();
+      while (Date.now() - killedAt < 30_000) {
+        const status = (await supertest(app.getHttpServer()).get('/groups/g1/report').set('Cookie', cookie)).status;
+        statuses.add(status);
+        if (status === 200) {
+          firstOk = Date.now();
+          break;
+        }
+        await sleep(100);
       }
-      await sleep(100);
-    }
-    expect(firstOk).toBeDefined();
-    // While no primary is known the answer is 503, never a 500 or an allow for someone else.
-    statuses.delete(200);
-    expect([...statuses].every((s) => s === 503)).toBe(true);
-    expect(await cluster.currentPrimaryPort()).not.toBe(oldPrimary);
+      expect(firstOk).toBeDefined();
+      // While no primary is known the answer is 503, never a 500 or an allow for someone else.
+      statuses.delete(200);
+      expect([...statuses].every((s) => s === 503)).toBe(true);
+      expect(await cluster.currentPrimaryPort()).not.toBe(oldPrimary);
 
-    await login('after@example.com').expect(204);
-    console.log(
-      `Sentinel failover: the app served the old session again ${firstOk! - killedAt} ms after the primary was killed (down-after 1000 ms)`,
-    );
-  }, 60_000);
-});
+      await login('after@example.com').expect(204);
+      console.log(
+        `Sentinel failover (${adapter}): the app served the old session again ${firstOk! - killedAt} ms after the primary was killed (down-after 1000 ms)`,
+      );
+    }, 60_000);
+  }),
+);
 
 describe('resty.shared_session through a Redis Sentinel failover', () => {
   let cluster: RedisSentinelCluster;
