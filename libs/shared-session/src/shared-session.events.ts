@@ -16,8 +16,9 @@ export const SHARED_SESSION_EVENTS = Symbol('SHARED_SESSION_EVENTS');
 export type SharedSessionEventName =
   'login' | 'logout' | 'revocation' | 'group_change' | 'purge' | 'not_before' | 'migration_step' | 'wait_timeout';
 
-/** PROTOCOL.md section 16.3's refusal reasons: the same words as nginx's. */
-export type SharedSessionRefusalReason = 'no_session' | 'two_sessions' | 'session_ended' | 'not_member' | 'unavailable';
+import type { SharedSessionRefusalReason } from './refusal-reason';
+
+export type { SharedSessionRefusalReason };
 
 /** One event (PROTOCOL.md section 16.2). */
 export interface SharedSessionEvent {
