@@ -104,6 +104,15 @@ export function sessionEventId(secret: string, sessionId: string): string {
   return eventIdWithKey(eventIdKey(secret), sessionId);
 }
 
+/**
+ * PROTOCOL.md section 16.2's `migration_step`: one run of a layout
+ * migration (the operator tool's `migrate-layout`), with the sessions it
+ * wrote or deleted on the target.
+ */
+export function migrationStepEvent(op: string, sessions: number, at = Date.now()): SharedSessionEvent {
+  return { event: 'migration_step', op, at, sessions };
+}
+
 /** What an operation knows when it reports itself. */
 export interface EventFacts {
   sessionId?: string;
