@@ -1,4 +1,5 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { SessionMetrics } from './shared-session.metrics';
 import { Reflector } from '@nestjs/core';
 import { serviceUnavailable, sessionState, SharedSessionRequest as Request } from './session-request';
 import { ALLOW_UNAVAILABLE_SESSION_METADATA } from './shared-session.constants';
@@ -13,7 +14,10 @@ import { ALLOW_UNAVAILABLE_SESSION_METADATA } from './shared-session.constants';
  */
 @Injectable()
 export class SessionAvailabilityGuard implements CanActivate {
-  constructor(private readonly reflector: Reflector) {}
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly metrics: SessionMetrics,
+  ) {}
 
   canActivate(context: ExecutionContext): boolean {
     if (context.getType() !== 'http') return true;
@@ -24,6 +28,8 @@ export class SessionAvailabilityGuard implements CanActivate {
       context.getClass(),
     ]);
     if (allowed) return true;
+    // Only its 503s are decisions: what it lets through is decided by GroupGuard, or needs no session.
+    this.metrics.decision('unavailable', 'unavailable');
     throw serviceUnavailable();
   }
 }

@@ -19,6 +19,11 @@ import { isRedisClient, namesRedisCluster } from './redis-client';
 import type { SharedSessionClusterOption, SharedSessionRedisOption } from './redis-connection';
 import { LoginThrottleConfig, LoginThrottleOptions, resolveLoginThrottleOptions } from './login-throttle.options';
 import { resolveEventsOptions, SharedSessionEventsConfig, SharedSessionEventsOptions } from './shared-session.events';
+import { resolveRevocationOptions, SharedSessionRevocationConfig, SharedSessionRevocationOptions } from './revocation.options';
+import { resolveMetricsOption, SharedSessionMetricsConfig, SharedSessionMetricsOptions } from './shared-session.metrics';
+
+export type { SharedSessionMetricsOptions, SharedSessionMetricsRegistry } from './shared-session.metrics';
+export type { SharedSessionRevocationOptions } from './revocation.options';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -96,9 +101,8 @@ export interface SharedSessionModuleOptions {
   /** Cookie attributes. */
   cookie?: SharedSessionCookieOptions;
   /**
-   * Refresh the TTL of the three keys when a request reads a session
-   * (express-session's store `touch`), so that an active session lives on.
-   * Default true.
+   * Refresh the TTL of the three keys when a request reads a session (the
+   * store's `touch`), so that an active session lives on. Default true.
    */
   touch?: boolean;
   /**
@@ -133,6 +137,12 @@ export interface SharedSessionModuleOptions {
   loginThrottle?: boolean | LoginThrottleOptions;
   /** Structured events (PROTOCOL.md section 16): logged, and given to a listener. Default: neither. */
   events?: SharedSessionEventsOptions;
+  /**
+   * Prometheus metrics through prom-client (an optional peer dependency,
+   * loaded only when this is on): `true` registers them in prom-client's
+   * default registry, `{ registry }` in that one. Default: off.
+   */
+  metrics?: boolean | SharedSessionMetricsOptions;
 }
 
 export interface SharedSessionLoginMetadataOptions {
@@ -140,17 +150,6 @@ export interface SharedSessionLoginMetadataOptions {
   ip?: boolean;
   /** Record the client's User-Agent at login (at most 256 characters). Default false. */
   userAgent?: boolean;
-}
-
-export interface SharedSessionRevocationOptions {
-  /**
-   * Wait until every subscribed nginx has acknowledged a change (PROTOCOL.md
-   * section 13.4) before `logout`, `setGroups` and the control methods return
-   * (those take `{ wait }` per call). Default false.
-   */
-  wait?: boolean;
-  /** The longest wait, in milliseconds. Default 500. */
-  timeoutMs?: number;
 }
 
 export type { KeyLayout };
@@ -181,10 +180,11 @@ export interface SharedSessionConfig {
   /** 0: no limit. */
   maxSessionsPerUser: number;
   loginMetadata: Required<SharedSessionLoginMetadataOptions>;
-  revocation: Required<SharedSessionRevocationOptions>;
+  revocation: SharedSessionRevocationConfig;
   /** null: off. */
   loginThrottle: LoginThrottleConfig | null;
   events: SharedSessionEventsConfig;
+  metrics: SharedSessionMetricsConfig;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -237,6 +237,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'revocation',
     'loginThrottle',
     'events',
+    'metrics',
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
@@ -348,12 +349,6 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('maxSessionsPerUser', 'must be a positive whole number (0: no limit)');
   }
   const loginMetadata = knownKeys('loginMetadata', options.loginMetadata ?? {}, ['ip', 'userAgent']);
-  const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs']);
-  const timeoutMs = revocation.timeoutMs ?? 500;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new SharedSessionOptionsError('revocation.timeoutMs', 'must be a positive number of milliseconds');
-  }
-
   return {
     secret,
     secretFallbacks: [...fallbacks],
@@ -384,9 +379,14 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
       ip: optionalBoolean('loginMetadata.ip', loginMetadata.ip, false),
       userAgent: optionalBoolean('loginMetadata.userAgent', loginMetadata.userAgent, false),
     },
-    revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs },
+    revocation: resolveRevocationOptions(
+      knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs', 'barrierIntervalMs']),
+      optionalBoolean,
+      (option, problem) => new SharedSessionOptionsError(option, problem),
+    ),
     loginThrottle: resolveLoginThrottleOptions(options.loginThrottle, (option, problem) => new SharedSessionOptionsError(option, problem)),
     events: resolveEventsOptions(options.events, (option, problem) => new SharedSessionOptionsError(option, problem)),
+    metrics: resolveMetricsOption(options.metrics, (option, problem) => new SharedSessionOptionsError(option, problem)),
   };
 }
 
