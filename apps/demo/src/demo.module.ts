@@ -2,7 +2,9 @@ import { Module } from '@nestjs/common';
 import { SharedSessionModule } from 'nest-resty-shared-session';
 import { AdminController } from './admin.controller';
 import { DemoController } from './demo.controller';
+import { OperationsServer } from './operations-server';
 import { OwnSessionsController } from './own-sessions.controller';
+import { StatusPanel } from './status-panel';
 import { demoConfig, DemoConfig } from './demo.config';
 import { DEMO_CONFIG } from './demo.tokens';
 
@@ -22,5 +24,6 @@ export class DemoConfigModule {}
     DemoConfigModule,
   ],
   controllers: [DemoController, AdminController, OwnSessionsController],
+  providers: [OperationsServer, StatusPanel],
 })
 export class DemoModule {}
