@@ -62,6 +62,12 @@ build = {
          "resty/lib/resty/shared_session/layout/compact.lua",
       ["resty.shared_session.log"] =
          "resty/lib/resty/shared_session/log.lua",
+      ["resty.shared_session.metrics"] =
+         "resty/lib/resty/shared_session/metrics.lua",
+      ["resty.shared_session.health"] =
+         "resty/lib/resty/shared_session/health.lua",
+      ["resty.shared_session.audit"] =
+         "resty/lib/resty/shared_session/audit.lua",
       ["resty.shared_session.reasons"] =
          "resty/lib/resty/shared_session/reasons.lua",
       ["resty.shared_session.refresh"] =

@@ -185,8 +185,10 @@ describe("resty.shared_session.layout.compact membership", function()
     end
     local lines = stub.log_lines(logged)
     assert.equal(2 * #cases.malformed, #lines)
-    assert.matches("malformed session value, treated as no session (sid 3f1d7c...)",
+    -- No event id without a configured secret, and never the id itself.
+    assert.matches("malformed session value, treated as no session (session -)",
                    lines[1], 1, true)
+    assert.not_matches(SID:sub(1, 6), lines[1], 1, true)
   end)
 
   it("is nil and 'redis error: ...' on an error reply, and closes the connection", function()

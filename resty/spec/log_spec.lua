@@ -13,15 +13,25 @@ describe("resty.shared_session.log", function()
     restore()
   end)
 
-  describe("sid_hint", function()
-    it("keeps the first 6 characters of a session id only", function()
-      assert.equal("3f1d7c...", log.sid_hint("3f1d7c9e-8a4b-4c2d-9e6f-0a1b2c3d4e5f"))
-      assert.equal("abc...", log.sid_hint("abc"))
+  describe("session_hint", function()
+    -- events.json's fourth vector: secret "dev-secret".
+    local SID = "4f1b0f0e-2f0d-4b7a-9c53-1f1e2d3c4b5a"
+
+    after_each(function()
+      log.use_event_key(nil)
     end)
 
-    it("is '-' without a session id", function()
-      assert.equal("-", log.sid_hint(nil))
-      assert.equal("-", log.sid_hint(false))
+    it("is the session's event id under the configured secret, no part of the id", function()
+      log.use_event_key(assert(log.event_id_key("dev-secret")))
+      assert.equal("aeeffb4b25192ba08d41e989563180c2", log.session_hint(SID))
+      assert.not_matches(SID:sub(1, 6), log.session_hint(SID), 1, true)
+    end)
+
+    it("is '-' without a session id, or without a secret (stored mode)", function()
+      assert.equal("-", log.session_hint(SID))
+      log.use_event_key(assert(log.event_id_key("dev-secret")))
+      assert.equal("-", log.session_hint(nil))
+      assert.equal("-", log.session_hint(false))
     end)
   end)
 

@@ -9,6 +9,14 @@ local V = vectors.valid[1]
 local SID, SIG, COOKIE = V.sid, V.signature, V.cookie
 local FORGED = SID .. "." .. ("A"):rep(27)
 
+-- PROTOCOL.md 16.1: what a log line says of SID (its event id under the
+-- secret; resty/spec/log_spec.lua checks event_id against events.json).
+local function event_id_of(sid, secret)
+  local log = require "resty.shared_session.log"
+  return log.event_id(assert(log.event_id_key(secret)), sid)
+end
+local EVENT_ID = event_id_of(SID, V.secret)
+
 describe("resty.shared_session", function()
   local stub, restore, server, shared_session
 
@@ -112,14 +120,14 @@ describe("resty.shared_session", function()
   describe("authorize", function()
     local function refusal(status, level, line, ...)
       local logged = #stub.logs
-      assert.same({ status, (line:match("^(.*) %(sid ")) }, { shared_session.authorize(...) })
+      assert.same({ status, (line:match("^(.*) %(session ")) }, { shared_session.authorize(...) })
       assert.same({ level .. " shared_session: " .. status .. " " .. line },
                   stub.log_lines(logged))
     end
 
     it("is 503 before configure()", function()
       stub.var.http_cookie = "session=" .. COOKIE
-      refusal(503, stub.ERR, "configure() was not called (sid -, group nil)", "g1")
+      refusal(503, stub.ERR, "configure() was not called (session -, group nil)", "g1")
       assert.same({}, server.calls)
     end)
 
@@ -143,36 +151,37 @@ describe("resty.shared_session", function()
         assert.same({ 200 }, { shared_session.authorize{ group_var = "group_id" } })
         assert.same({ 200 }, { shared_session.authorize{ group = "g1" } })
         stub.var.group_id = "g2"
-        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)",
+        refusal(403, stub.INFO, "not a member of the group (session " .. EVENT_ID .. ", group g2)",
                 { group_var = "group_id" })
         stub.var.group_id = nil
-        refusal(403, stub.WARN, "no group id given (sid -, group nil)", { group_var = "group_id" })
-        refusal(503, stub.ERR, "group_var must be a variable's name (sid -, group nil)",
+        refusal(403, stub.WARN, "no group id given (session -, group nil)",
+                { group_var = "group_id" })
+        refusal(503, stub.ERR, "group_var must be a variable's name (session -, group nil)",
                 { group_var = 42 })
-        refusal(503, stub.ERR, "group_var must be a variable's name (sid -, group nil)",
+        refusal(503, stub.ERR, "group_var must be a variable's name (session -, group nil)",
                 { group_var = "" })
         assert.equal(3, sismembers())
       end)
 
       it("is 401 without a cookie, 403 for a malformed or forged one, without Redis", function()
-        refusal(401, stub.INFO, "no session cookie (sid -, group g1)", "g1")
+        refusal(401, stub.INFO, "no session cookie (session -, group g1)", "g1")
         stub.var.http_cookie = "session=" .. "not-a-cookie"
-        refusal(403, stub.WARN, "malformed cookie: no separator in cookie (sid -, group g1)",
+        refusal(403, stub.WARN, "malformed cookie: no separator in cookie (session -, group g1)",
                 "g1")
         stub.var.http_cookie = "session=" .. FORGED
-        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        refusal(403, stub.WARN, "bad signature (session " .. EVENT_ID .. ", group g1)", "g1")
         assert.same({}, server.calls)
       end)
 
       it("reads the Cookie header by the protocol's grammar: 403 for a refused one", function()
         stub.var.http_cookie = "x=y,session=" .. COOKIE .. "; session=" .. COOKIE
-        refusal(403, stub.WARN, "malformed cookie: cookie name after a comma (sid -, group g1)",
+        refusal(403, stub.WARN, "malformed cookie: cookie name after a comma (session -, group g1)",
                 "g1")
         stub.var.http_cookie = "session=" .. COOKIE .. "; session=" .. FORGED
         refusal(403, stub.WARN, "malformed cookie: cookies of that name with different"
-                .. " values (sid -, group g1)", "g1")
+                .. " values (session -, group g1)", "g1")
         stub.var.http_cookie = "SESSION=" .. COOKIE
-        refusal(401, stub.INFO, "no session cookie (sid -, group g1)", "g1")
+        refusal(401, stub.INFO, "no session cookie (session -, group g1)", "g1")
         assert.same({}, server.calls)
         stub.var.http_cookie = "a=1;\tsession= " .. COOKIE .. "\t; Session=" .. FORGED
         assert.same({ 200 }, { shared_session.authorize("g1") })
@@ -181,15 +190,15 @@ describe("resty.shared_session", function()
       it("is 403 without a group id", function()
         stub.var.http_cookie = "session=" .. COOKIE
         for _, group in ipairs { "", {}, true } do
-          refusal(403, stub.WARN, "no group id given (sid -, group nil)", group)
+          refusal(403, stub.WARN, "no group id given (session -, group nil)", group)
         end
-        refusal(403, stub.WARN, "no group id given (sid -, group nil)")
+        refusal(403, stub.WARN, "no group id given (session -, group nil)")
         assert.equal(0, sismembers())
       end)
 
       it("is 403 for another group, naming it safely in the log", function()
         stub.var.http_cookie = "session=" .. COOKIE
-        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g?2)",
+        refusal(403, stub.INFO, "not a member of the group (session " .. EVENT_ID .. ", group g?2)",
                 "g\n2")
       end)
 
@@ -197,14 +206,14 @@ describe("resty.shared_session", function()
         stub.var.http_cookie = "session=" .. COOKIE
         server.down = "connection refused"
         refusal(503, stub.ERR, "redis unavailable: connect: connection refused"
-                               .. " (sid 3f1d7c..., group g1)", "g1")
+                               .. " (session " .. EVENT_ID .. ", group g1)", "g1")
         server.down = nil
         server.errors.sismember = "ERR boom"
-        refusal(503, stub.ERR, "redis error: ERR boom (sid 3f1d7c..., group g1)", "g1")
+        refusal(503, stub.ERR, "redis error: ERR boom (session " .. EVENT_ID .. ", group g1)", "g1")
         server.errors.sismember = nil
         server.replies.sismember = stub.null
         refusal(503, stub.ERR, "unexpected redis reply to SISMEMBER"
-                               .. " (sid 3f1d7c..., group g1)", "g1")
+                               .. " (session " .. EVENT_ID .. ", group g1)", "g1")
       end)
     end)
 
@@ -225,10 +234,10 @@ describe("resty.shared_session", function()
       it("is 403 when nothing is stored, or something else", function()
         server.strings["p:signature:" .. SID] = nil
         refusal(403, stub.INFO, "no stored signature (expired or destroyed)"
-                                .. " (sid 3f1d7c..., group g1)", "g1")
+                                .. " (session -, group g1)", "g1")
         server.strings["p:signature:" .. SID] = ("B"):rep(27)
-        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
-        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g2)", "g2")
+        refusal(403, stub.WARN, "bad signature (session -, group g1)", "g1")
+        refusal(403, stub.WARN, "bad signature (session -, group g2)", "g2")
       end)
     end)
 
@@ -245,7 +254,8 @@ describe("resty.shared_session", function()
         assert.same({ 200 }, { shared_session.authorize("g1") })
         assert.same({ "send", "get " .. KEY, "get p:not-before", "pttl " .. KEY,
                       "set_keepalive 60000 64" }, { unpack(server.calls, 4, 8) })
-        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)", "g2")
+        refusal(403, stub.INFO, "not a member of the group"
+                .. " (session " .. EVENT_ID .. ", group g2)", "g2")
         assert.equal(0, sismembers())
       end)
 
@@ -256,17 +266,18 @@ describe("resty.shared_session", function()
         assert.same({ 403, "not a member of the group" }, { shared_session.authorize("g1") })
         assert.matches("malformed session value", stub.log_lines(logged)[1], 1, true)
         server.strings[KEY] = nil
-        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g1)", "g1")
+        refusal(403, stub.INFO, "not a member of the group"
+                .. " (session " .. EVENT_ID .. ", group g1)", "g1")
         server.down = "connection refused"
         refusal(503, stub.ERR, "redis unavailable: connect: connection refused"
-                               .. " (sid 3f1d7c..., group g1)", "g1")
+                               .. " (session " .. EVENT_ID .. ", group g1)", "g1")
       end)
 
       it("compares the value's signature in stored mode", function()
         configure { key_layout = "compact" }
         assert.equal(200, shared_session.authorize("g1"))
         server.strings[KEY] = ("B"):rep(27) .. '{"groups":["g1"]}'
-        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        refusal(403, stub.WARN, "bad signature (session -, group g1)", "g1")
         server.strings[KEY] = SIG .. "{"
         local logged = #stub.logs
         assert.same({ 403, "no stored signature (expired or destroyed)" },
@@ -303,20 +314,22 @@ describe("resty.shared_session", function()
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(1, sismembers())
         stub.var.http_cookie = "session=" .. FORGED
-        refusal(403, stub.WARN, "bad signature (sid 3f1d7c..., group g1)", "g1")
+        refusal(403, stub.WARN, "bad signature (session " .. EVENT_ID .. ", group g1)", "g1")
         assert.equal(1, sismembers())
         -- A revocation notice: the next check asks Redis again.
         stub.var.http_cookie = "session=" .. COOKIE
         decisions.forget({ dict = dict, ttl = 1 }, SID, live)
         server.sets["p:groups:" .. SID] = nil
-        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g1)", "g1")
+        refusal(403, stub.INFO, "not a member of the group"
+                .. " (session " .. EVENT_ID .. ", group g1)", "g1")
         assert.equal(2, sismembers())
       end)
 
       it("keeps a negative decision too, until a notice, and a decision at most ttl", function()
         local live = subscribed()
         assert.equal(403, (shared_session.authorize("g2")))
-        refusal(403, stub.INFO, "not a member of the group (sid 3f1d7c..., group g2)", "g2")
+        refusal(403, stub.INFO, "not a member of the group"
+                .. " (session " .. EVENT_ID .. ", group g2)", "g2")
         assert.equal(1, sismembers())
         -- The group is added, and the writer publishes.
         server.sets["p:groups:" .. SID]["g2"] = true

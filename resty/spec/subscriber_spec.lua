@@ -157,9 +157,10 @@ describe("resty.shared_session.subscriber", function()
       assert.same({ pool = "shared_session:subscriber:127.0.0.1:6379" }, sock.options)
       assert.same({ { 200, 500, 500 }, { 200, 500, 750 } }, sock.timeouts)
       assert.same({ resp.command("SUBSCRIBE", CHANNEL) }, sock.sent)
-      -- A new epoch and count at SUBSCRIBE, refreshed by each reply, gone at the end.
-      assert.same({ "set e", "set r", "set e", "set r", "set e", "set r", "delete r", "delete e" },
-                  events)
+      -- A new epoch and count at SUBSCRIBE (and when, for health()),
+      -- refreshed by each reply, gone at the end.
+      assert.same({ "set e", "set r", "set subscribed_at", "set e", "set r", "set e", "set r",
+                    "delete r", "delete e" }, events)
       assert.is_nil(dict:get(decisions.EPOCH_KEY))
       assert.is_nil(dict:get(decisions.COUNT_KEY))
       assert.is_true(sock.closed)
@@ -318,8 +319,8 @@ describe("resty.shared_session.subscriber", function()
         fake_socket.new(SUBSCRIBED),
       }
       assert.matches("down %(redis error: ERR oops%)", logs[2])
-      assert.same({ "set e", "set r", "delete r", "delete e",
-                    "set e", "set r", "delete r", "delete e" }, events)
+      assert.same({ "set e", "set r", "set subscribed_at", "delete r", "delete e",
+                    "set e", "set r", "set subscribed_at", "delete r", "delete e" }, events)
     end)
 
     it("survives an error of its own, with the cache bypassed", function()

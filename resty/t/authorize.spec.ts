@@ -260,8 +260,8 @@ describe('authorize() with a local secret', () => {
     await authorize(nginx, 'g3', `session=${cookieFor(SID)}`);
     await authorize(nginx, 'g1');
     const log = nginx.errorLog();
-    expect(log).toMatch(/shared_session: 403 bad signature \(sid 3f1d7c\.\.\., group g1\)/);
-    expect(log).toMatch(/shared_session: 403 not a member of the group \(sid 3f1d7c\.\.\., group g3\)/);
+    expect(log).toMatch(/shared_session: 403 bad signature \(session [0-9a-f]{32}, group g1\)/);
+    expect(log).toMatch(/shared_session: 403 not a member of the group \(session [0-9a-f]{32}, group g3\)/);
     expect(log).toMatch(/shared_session: 401 no session cookie/);
     expect(log).not.toContain(SID);
     expect(log).not.toContain(signature(SID));
@@ -317,7 +317,7 @@ describe('authorize() with a local secret', () => {
         const out = JSON.parse((await get(nginx, '/seed/g1', `session=${cookieFor(SID)}`)).body);
         expect([bad, out.data]).toEqual([bad, [{}, null]]);
       }
-      expect(nginx.errorLog()).toMatch(/session data is not a JSON object, treated as empty \(sid 3f1d7c\.\.\.\)/);
+      expect(nginx.errorLog()).toMatch(/session data is not a JSON object, treated as empty \(session [0-9a-f]{32}\)/);
     });
 
     test('get_data: nil and an error when the session is gone', async () => {

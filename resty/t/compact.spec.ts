@@ -121,7 +121,7 @@ describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {
       await client.set(compactKey(PREFIX, sid), value, 'EX', 60);
       for (const on of [nginx, stored]) expect([why, await status(on, 'g1', sessionCookie(sid))]).toEqual([why, 403]);
     }
-    expect(nginx.errorLog()).toMatch(/malformed session value, treated as no session \(sid [0-9a-f]{6}\.\.\.\)/);
+    expect(nginx.errorLog()).toMatch(/malformed session value, treated as no session \(session [0-9a-f]{32}\)/);
     // A key of another type: Redis answers an error: 503, as for any Redis error (never an allow).
     const sid = newTimedSessionId(Date.now());
     await client.sadd(compactKey(PREFIX, sid), 'g1');
@@ -136,7 +136,7 @@ describe('key_layout = "compact" (PROTOCOL.md section 15)', () => {
     expect(await status(stored, 'g1', sessionCookie(sid, 'another-secret'))).toBe(200);
     // The local nginx checks the HMAC with its own secret: the stored copy plays no part.
     expect(await status(nginx, 'g1', sessionCookie(sid))).toBe(200);
-    expect(stored.errorLog()).toMatch(/403 bad signature \(sid [0-9a-f]{6}/);
+    expect(stored.errorLog()).toMatch(/403 bad signature \(session -,/);
   });
 
   test('logout (the key deleted, the id published) is refused at once, a cached decision too', async () => {

@@ -186,7 +186,7 @@ describe(`refresh (PROTOCOL.md section 12; interval ${INTERVAL} s)`, () => {
       await client.call('CLIENT', 'UNPAUSE');
     }
     for (const ttl of await pttls(client, sid)) expect(ttl).toBeLessThanOrEqual(20_000);
-    expect(nginx.errorLog().slice(logBefore)).toMatch(/session not refreshed: redis (error|unavailable): timeout \(sid [0-9a-f]{6}/);
+    expect(nginx.errorLog().slice(logBefore)).toMatch(/session not refreshed: redis (error|unavailable): timeout \(session [0-9a-f]{32}\)/);
   });
 });
 

@@ -15,7 +15,10 @@
 -- subscriber and resp (revocation notices), control (the not-before mark and
 -- group cache generations), compat (the 0.1.x session API), log (what a log
 -- line may say), var (reads of nginx variables that LuaJIT compiles),
--- reasons (a refusal's reason in one word, for the person refused).
+-- reasons (a refusal's reason in one word, for the person refused),
+-- metrics (counts per worker, added to a dict; the Prometheus text),
+-- health (Redis and the subscriber, for a readiness probe), audit (a JSON
+-- line per refusal).
 
 local cookie = require "resty.shared_session.cookie"
 local config_lib = require "resty.shared_session.config"
@@ -28,6 +31,9 @@ local compat = require "resty.shared_session.compat"
 local log = require "resty.shared_session.log"
 local var = require "resty.shared_session.var"
 local reasons = require "resty.shared_session.reasons"
+local metrics = require "resty.shared_session.metrics"
+local health = require "resty.shared_session.health"
+local audit = require "resty.shared_session.audit"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -59,9 +65,18 @@ local store_decision = decisions.store
 local sid_ended = session_id.ended
 local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
-local sid_hint = log.sid_hint
+local session_hint = log.session_hint
 local group_hint = log.group_hint
 local var_reader = var.reader
+local reason_of = reasons.of
+local audit_refused = audit.refused
+local audit_allowed = audit.allowed
+local ALLOWED = metrics.ALLOWED
+local UNAVAILABLE = metrics.UNAVAILABLE
+local REFUSED = metrics.REFUSED
+local WORKER_HIT = metrics.WORKER_HIT
+local DICT_HIT = metrics.DICT_HIT
+local MISS = metrics.MISS
 local read_cookie_header = var_reader("http_cookie")
 
 
@@ -88,14 +103,55 @@ function _M.configure(opts)
         error(err, 0)
     end
     config = conf
+    log.use_event_key(conf.event_key)
     return true
 end
 
 
+-- nginx's error_log level, read once per worker: a refusal's line is built
+-- (and its event id computed) only when it would be written.
+local log_level
+local function logged(level)
+    if not log_level then
+        local ok, errlog = pcall(require, "ngx.errlog")
+        log_level = ok and errlog.get_sys_filter_level() or ngx.DEBUG
+    end
+    return level <= log_level
+end
+
+
+-- A refusal: counted, audited and logged (each when configured), and
+-- returned.
 local function refuse(status, level, reason, sid, group_id)
-    ngx_log(level, "shared_session: ", status, " ", reason, " (sid ",
-            sid_hint(sid), ", group ", group_hint(group_id), ")")
+    local conf = config
+    local m = conf and conf.metrics
+    local a = conf and conf.audit
+    if m or a then
+        local word = reason_of(status, reason)
+        if m then
+            local c = m.counts
+            local i = status == 503 and UNAVAILABLE or REFUSED[word]
+            c[i] = c[i] + 1
+        end
+        if a then
+            audit_refused(a, status, word, sid, reason == "no session cookie")
+        end
+    end
+    if logged(level) then
+        ngx_log(level, "shared_session: ", status, " ", reason, " (session ",
+                session_hint(sid), ", group ", group_hint(group_id), ")")
+    end
     return status, reason
+end
+
+
+-- Counts one decision-cache outcome (when metrics are on).
+local function tally(conf, i)
+    local m = conf.metrics
+    if m then
+        local c = m.counts
+        c[i] = c[i] + 1
+    end
 end
 
 
@@ -121,6 +177,11 @@ local function allow(conf, sid, group_id, generation_var, generation, entry,
         if entry then
             entry.fresh = fresh
         end
+    end
+    tally(conf, ALLOWED)
+    local a = conf.audit
+    if a then
+        audit_allowed(a, sid)
     end
     return 200
 end
@@ -189,6 +250,7 @@ function _M.authorize(group_id, generation_var)
         local known, entry, mark, generation = known_decision(dc,
             cookie_value, group_id, with_generation)
         if known ~= nil then
+            tally(conf, WORKER_HIT)
             local sid = entry.sid
             if mark ~= 0 and refused_by_mark(sid, mark) then
                 return refuse(403, INFO, "session issued before the"
@@ -227,6 +289,7 @@ function _M.authorize(group_id, generation_var)
     if mark and decision_hit(dc, cookie_value, sid, sig, group_id, mark,
                              generation, count)
     then
+        tally(conf, DICT_HIT)
         return allow(conf, sid, group_id, generation_var, generation)
     end
 
@@ -241,8 +304,10 @@ function _M.authorize(group_id, generation_var)
         hit, ticket = cached_decision(dc, cookie_value, sid, sig, group_id,
                                       mark, generation, count)
         if hit and mark then
+            tally(conf, DICT_HIT)
             return allow(conf, sid, group_id, generation_var, generation)
         end
+        tally(conf, MISS)
     end
 
     -- Stored mode (no keys) also fetches the signature, and section 13 the
@@ -333,9 +398,64 @@ function _M.access(group_id, generation_var)
 end
 
 
--- From init_worker_by_lua: the revocation subscriber, in worker 0.
+-- From init_worker_by_lua: the revocation subscriber, in worker 0; and
+-- this worker's metrics timer, when metrics are configured.
 function _M.start_subscriber()
+    _M.start_metrics()
     return start_subscriber(config)
+end
+
+
+-- From init_worker_by_lua, without a subscriber: this worker's metrics
+-- timer (it adds the worker's counts to the metrics dict). true; false when
+-- no metrics are configured; nil and an error when no timer could start.
+function _M.start_metrics()
+    local m = config and config.metrics
+    if not m then
+        return false
+    end
+    return metrics.start(m)
+end
+
+
+-- For a content handler: the metrics in the Prometheus text format (an
+-- empty body when none are configured).
+function _M.serve_metrics()
+    local m = config and config.metrics
+    if not m then
+        ngx.status = 404
+        ngx.say("no metrics configured (configure{ metrics = { dict = ...",
+                " } })")
+        return nil, "no metrics configured"
+    end
+    return metrics.serve(m)
+end
+
+
+-- The same figures as a Lua list (metrics.lua: { name, type, help, labels,
+-- value } or, for a histogram, buckets, sum and count), for another
+-- exporter (nginx-lua-prometheus, Kong, APISIX); nil and an error when no
+-- metrics are configured.
+function _M.figures()
+    local m = config and config.metrics
+    if not m then
+        return nil, "no metrics configured"
+    end
+    return metrics.figures(m)
+end
+
+
+-- Redis reachable (a PING through the configured topology) and the
+-- subscriber subscribed: true or false, and the details (health.lua).
+function _M.check_health()
+    return health.check(config)
+end
+
+
+-- For a content handler: 200 or 503 and a small JSON body (README,
+-- "Operations").
+function _M.health()
+    return health.serve(config)
 end
 
 

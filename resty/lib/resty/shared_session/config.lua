@@ -6,6 +6,8 @@
 local cookie = require "resty.shared_session.cookie"
 local decisions = require "resty.shared_session.decisions"
 local log = require "resty.shared_session.log"
+local metrics = require "resty.shared_session.metrics"
+local audit = require "resty.shared_session.audit"
 
 -- The two axes, each an object chosen once here (build): which keys hold
 -- a session, and how a connection to Redis is had.
@@ -74,7 +76,7 @@ local REDIS_DEFAULTS = {
 local TOP_LEVEL_OPTIONS = {
     secret = true, secret_fallbacks = true, salt = true,
     cookie_name = true, key_prefix = true, key_layout = true, redis = true,
-    decision_cache = true, refresh = true,
+    decision_cache = true, refresh = true, metrics = true, audit = true,
 }
 
 local REFRESH_DEFAULTS = {
@@ -466,11 +468,33 @@ local function build(opts)
     end
     local refresh_conf = check_refresh_options(opts.refresh, decision_cache)
 
+    -- PROTOCOL.md 16.1: the key of the sessions' event ids (the only
+    -- thing a log line says of a session), from the current secret; none
+    -- in stored mode (no secret).
+    local event_key = keys and log.event_id_key(keys[1]) or nil
+
     if keys then
         for i = 1, #keys do
             keys[i] = derive_key(keys[i], salt)
         end
     end
+
+    -- Off (nil) unless asked for: then a request pays one branch for each.
+    local dicts = {}
+    if decision_cache then
+        dicts[decision_cache.dict_name] = decision_cache.dict
+    end
+    if refresh_conf and refresh_conf.dict and opts.refresh
+       and opts.refresh.dict
+    then
+        dicts[opts.refresh.dict] = refresh_conf.dict
+    end
+    local metrics_conf = metrics.new(opts.metrics, CHECK, dicts)
+    r.metrics = metrics_conf
+    if refresh_conf then
+        refresh_conf.metrics = metrics_conf
+    end
+    local audit_conf = audit.new(opts.audit, CHECK, event_key)
 
     return {
         keys = keys,            -- derived keys, current first; nil: stored mode
@@ -480,6 +504,9 @@ local function build(opts)
         redis = r,              -- the topology, with the redis options
         decision_cache = decision_cache,    -- nil: every check asks Redis
         refresh = refresh_conf,             -- nil: nginx writes nothing
+        event_key = event_key,  -- nil: stored mode, no event ids
+        metrics = metrics_conf,             -- nil: nothing counted
+        audit = audit_conf,                 -- nil: no audit lines
     }
 end
 

@@ -29,15 +29,12 @@ end
 local _M = { _VERSION = "0.1.0" }
 
 
-local LOG_SID_CHARS = 6
+-- The key of event ids in force (configure() sets it; nil: stored mode,
+-- no secret, or not configured): what session_hint() uses.
+local event_key
 
-
--- The first few characters of a session id only.
-function _M.sid_hint(sid)
-    if not sid then
-        return "-"
-    end
-    return sub(sid, 1, LOG_SID_CHARS) .. "..."
+function _M.use_event_key(key)
+    event_key = key
 end
 
 
@@ -83,6 +80,7 @@ end
 
 
 local EVENT_ID_LABEL = "shared-session event id"
+local event_id
 
 
 -- PROTOCOL.md section 16.1: the key of the event ids, from the current
@@ -96,7 +94,7 @@ end
 -- same as the application's for the same secret, so that the two doors'
 -- logs can be joined; without the secret it tells nothing about the id.
 -- `key` from event_id_key(). "-" without a session id.
-function _M.event_id(key, sid)
+function event_id(key, sid)
     if not sid then
         return "-"
     end
@@ -105,6 +103,18 @@ function _M.event_id(key, sid)
         return nil, err
     end
     return sub(hex(mac), 1, 32)
+end
+_M.event_id = event_id
+
+
+-- What a log line says of a session: its event id under the configured
+-- secret (PROTOCOL.md 16.1), never its id nor a part of it; "-" without a
+-- session id, or without a secret (stored mode: no event id can be made).
+function _M.session_hint(sid)
+    if not sid or not event_key then
+        return "-"
+    end
+    return event_id(event_key, sid) or "-"
 end
 
 

@@ -28,10 +28,14 @@ local function require_either(name, debian_name)
 end
 
 local resp = require "resty.shared_session.resp"
+local metrics = require "resty.shared_session.metrics"
 
 local bulk = resp.bulk
 local resp_pipeline = resp.pipeline
 local reply_error = resp.reply_error
+local clock = metrics.clock
+local redis_time = metrics.redis_time
+local redis_error = metrics.redis_error
 
 local redis_lib = require_either("resty.redis", "nginx.redis")
 local redis_load_err = not redis_lib
@@ -264,6 +268,15 @@ end
 _M.ask = ask
 
 
+-- The operation (metrics' label `op`) of each query given to on_primary:
+-- the check's by default; others name theirs (name_query).
+local QUERY_OP = { [ask] = "check" }
+
+function _M.name_query(query, op)
+    QUERY_OP[query] = op
+end
+
+
 -- query(red, asking, ...) on the connection for slot_key (on a cluster, the
 -- primary of its slot), and once more on the node a MOVED or ASK names
 -- (asking: true after an ASK). The query returns its reply, or nil and an
@@ -272,8 +285,13 @@ _M.ask = ask
 -- back to the pool, or is closed on error so that a half-read reply never
 -- reaches the next request.
 local function on_primary(r, slot_key, query, ...)
+    local m = r.metrics
+    local started = m and clock()
     local red, err = connect(r, slot_key)
     if not red then
+        if m then
+            redis_error(m, QUERY_OP[query] or "check", err)
+        end
         return nil, "redis unavailable: " .. err
     end
     local res, more, rest, last
@@ -284,6 +302,9 @@ local function on_primary(r, slot_key, query, ...)
     end
     if kind then
         if not to then
+            if m then
+                redis_error(m, QUERY_OP[query] or "check", err)
+            end
             return nil, err
         end
         red = to
@@ -291,9 +312,15 @@ local function on_primary(r, slot_key, query, ...)
     end
     if err then
         red:close()
+        if m then
+            redis_error(m, QUERY_OP[query] or "check", err)
+        end
         return nil, "redis error: " .. tostring(err)
     end
     release(red, r)
+    if m then
+        redis_time(m, QUERY_OP[query] or "check", clock() - started)
+    end
     return res, nil, more, rest, last
 end
 _M.on_primary = on_primary
@@ -327,6 +354,7 @@ local function get_all(red, asking, keys, pttl_key)
     return res
 end
 _M.get_all = get_all
+QUERY_OP[get_all] = "check"     -- the compact layout's check
 
 
 -- GET k, after ASKING when following an ASK: the reply, or nil and an error.
@@ -342,6 +370,8 @@ end
 -- GET `k` on the primary of its own slot (on a cluster, PROTOCOL.md section
 -- 14.2), a MOVED or ASK followed once. The reply (ngx.null: no key), or
 -- nil and an error ("redis unavailable: ..." or "redis error: ...").
+QUERY_OP[get] = "get"
+
 function _M.get_at(r, k)
     return on_primary(r, k, get, k)
 end

@@ -31,6 +31,7 @@ local redis = require "resty.shared_session.redis"
 local resp = require "resty.shared_session.resp"
 local session_id = require "resty.shared_session.session_id"
 local log = require "resty.shared_session.log"
+local metrics = require "resty.shared_session.metrics"
 
 local ngx = ngx
 local ngx_now = ngx.now
@@ -58,8 +59,14 @@ local max = math.max
 
 local connect = redis.connect
 local release = redis.release
+local clock = metrics.clock
+local redis_time = metrics.redis_time
+local redis_error = metrics.redis_error
+local SENT = metrics.REFRESH_SENT
+local FAILED = metrics.REFRESH_FAILED
+local SKIPPED = metrics.REFRESH_SKIPPED
 local sid_times = session_id.times
-local sid_hint = log.sid_hint
+local session_hint = log.session_hint
 local bulk = resp.bulk
 local resp_pipeline = resp.pipeline
 local reply_error = resp.reply_error
@@ -199,6 +206,16 @@ end
 
 
 -- This worker and the others wait `seconds` before the next refresh of sid.
+-- Counts a refresh's outcome (when metrics are on).
+local function tally(rf, i)
+    local m = rf.metrics
+    if m then
+        local c = m.counts
+        c[i] = c[i] + 1
+    end
+end
+
+
 local function mark(rf, sid, seconds)
     remember(sid, seconds)
     local dict = rf.dict
@@ -215,7 +232,10 @@ local logged_at, unlogged = nil, 0
 -- when Redis could not be reached, after the interval when it answered with
 -- an error (NOPERM from a read-only ACL would answer the same every time).
 -- One log line per LOG_EVERY seconds per worker, not one per session.
+local QUEUE_FULL = "too many refreshes waiting"
+
 local function failed(rf, sid, err, answered)
+    tally(rf, err == QUEUE_FULL and SKIPPED or FAILED)
     local interval = plain_interval(rf)
     mark(rf, sid, answered and interval or min(interval, RETRY))
     local now = ngx_now()
@@ -223,8 +243,8 @@ local function failed(rf, sid, err, answered)
         unlogged = unlogged + 1
         return
     end
-    ngx_log(WARN, "shared_session: session not refreshed: ", err, " (sid ",
-            sid_hint(sid), ")", unlogged > 0
+    ngx_log(WARN, "shared_session: session not refreshed: ", err, " (session ",
+            session_hint(sid), ")", unlogged > 0
             and format("; %d more failed since the last line", unlogged)
             or "")
     logged_at, unlogged = now, 0
@@ -238,6 +258,7 @@ local function answered(rf, sid, res, err, deadline, ttl)
     if err then
         return failed(rf, sid, "redis error: " .. err, true)
     end
+    tally(rf, SENT)
     if type(res) == "number" and res > 0 then
         -- The idle timeout and the new expiry are known: the next refresh is
         -- due once the expiry is closer than idle - interval.
@@ -260,7 +281,7 @@ local function answered(rf, sid, res, err, deadline, ttl)
     end
     if res == -1 then
         ngx_log(INFO, "shared_session: session has no _idle, left to its",
-                " writer (sid ", sid_hint(sid), ")")
+                " writer (session ", session_hint(sid), ")")
     end
     mark(rf, sid, plain_interval(rf))
 end
@@ -330,6 +351,8 @@ end
 -- old score (logged; the session's own refresh stands).
 local function index_session(ks, sid, ttl, user)
     local r = ks.redis
+    local m = r.metrics
+    local started = m and clock()
     local index = ks:index_key(user)
     local red, err = connect(r, index)
     if red then
@@ -337,12 +360,18 @@ local function index_session(ks, sid, ttl, user)
         local res
         res, err = red:eval(_M.INDEX_SCRIPT, 1, index, now, now + ttl, sid)
         if res then
+            if m then
+                redis_time(m, "index", clock() - started)
+            end
             return release(red, r)
         end
         red:close()
     end
+    if m then
+        redis_error(m, "index", err)
+    end
     ngx_log(WARN, "shared_session: user index not refreshed: ",
-            tostring(err), " (sid ", sid_hint(sid), ")")
+            tostring(err), " (session ", session_hint(sid), ")")
 end
 
 
@@ -351,8 +380,13 @@ end
 -- (a batch there holds one session).
 local function refresh_batch(rf, ks, batch)
     local r = ks.redis
+    local m = r.metrics
+    local started = m and clock()
     local red, err = connect(r, ks:slot_key(batch[1][1]))
     if not red then
+        if m then
+            redis_error(m, "refresh", err)
+        end
         for _, item in ipairs(batch) do
             failed(rf, item[1], "redis unavailable: " .. tostring(err))
         end
@@ -362,6 +396,9 @@ local function refresh_batch(rf, ks, batch)
     results, err = send(red, rf, ks, batch)
     if not results then
         red:close()
+        if m then
+            redis_error(m, "refresh", err)
+        end
         -- Redis answered with an error (not a timeout or a closed connection).
         local replied = err ~= "timeout" and err ~= "closed"
         for _, item in ipairs(batch) do
@@ -370,6 +407,9 @@ local function refresh_batch(rf, ks, batch)
         return
     end
     release(red, r)
+    if m then
+        redis_time(m, "refresh", clock() - started)
+    end
     for i, item in ipairs(batch) do
         local res, e = results[i], reply_error(results[i])
         local ttl
@@ -436,7 +476,7 @@ local function maybe_start(rf, ks, sid)
     remember(sid, min(plain_interval(rf), RETRY), true)
 
     if queue_n >= QUEUE_MAX then
-        return failed(rf, sid, "too many refreshes waiting")
+        return failed(rf, sid, QUEUE_FULL)
     end
     local _, deadline = sid_times(sid)
     queue_n = queue_n + 1

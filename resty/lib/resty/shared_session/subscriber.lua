@@ -32,6 +32,8 @@ local decisions = require "resty.shared_session.decisions"
 local redis = require "resty.shared_session.redis"
 local cluster = require "resty.shared_session.cluster"
 local resp = require "resty.shared_session.resp"
+local metrics = require "resty.shared_session.metrics"
+local health = require "resty.shared_session.health"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -71,6 +73,11 @@ local refresh_due = cluster.refresh_due
 local resp_command = resp.command
 local read_resp = resp.read
 local call = resp.call
+local clock = metrics.clock
+local notice_applied = metrics.notice_applied
+local subscriber_gauges = metrics.subscriber
+local redis_error = metrics.redis_error
+local SINCE_KEY = health.SINCE_KEY
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -182,6 +189,7 @@ end
 -- before the epoch would expire.
 local function read_replies(dc, r, sub, sock)
     local res, err
+    local m = r.metrics
     while not worker_exiting() do
         res, err = read_resp(sock)
         if sub.ended then
@@ -190,9 +198,14 @@ local function read_replies(dc, r, sub, sock)
         if not res then
             return res == false and "redis error: " .. tostring(err) or err
         end
+        local read_at = m and type(res) == "table" and res[1] == "message"
+                        and clock()
         if not pcall(apply_reply, dc, sub, res, r) then
             -- A notice that could not be applied: drop every decision.
             forget_all(dc, sub.live)
+        end
+        if read_at then
+            notice_applied(m, clock() - read_at)
         end
         renew_epoch(dc, sub.live)
     end
@@ -294,14 +307,21 @@ local function subscription(dc, r, state)
         return map
     end
     local socks, names = {}, r:node_names()
+    local m = r.metrics
+    local where = {}    -- "host:port" of each: metrics' label `primary`
     for i, node in ipairs(nodes) do
         local sock, err = subscribe(dc, r, node)
+        where[i] = node.port and format("%s:%d", node.host, node.port)
+                   or node.host
         if names then
             names[i] = format("%s:%d", node.host, node.port)
             err = err and names[i] .. ": " .. err
         end
         if not sock then
             close_all(socks)
+            if m then
+                redis_error(m, "subscribe", err)
+            end
             return err
         end
         socks[i] = sock
@@ -310,6 +330,11 @@ local function subscription(dc, r, state)
     local sub = { socks = socks, names = names, map = map, primaries = key,
                   copies = {}, live = open_epoch(dc, HEARTBEAT_TTL) }
     subscriber_state(state, dc, true, nil, key)
+    dc.dict:set(SINCE_KEY, ngx_now())
+    if m then
+        subscriber_gauges(m, where, true, not state.subscribed_before)
+    end
+    state.subscribed_before = true
     state.backoff = BACKOFF_MIN
 
     for i = 1, #socks do
@@ -327,6 +352,9 @@ local function subscription(dc, r, state)
         thread_kill(threads[i])
     end
     close_all(socks)
+    if m then
+        subscriber_gauges(m, where, false)
+    end
     if worker_exiting() then
         return nil
     end

@@ -26,7 +26,7 @@ local parse = compact.parse
 local on_primary = redis.on_primary
 local get_all = redis.get_all
 local bulk = resp.bulk
-local sid_hint = log.sid_hint
+local session_hint = log.session_hint
 
 
 local _M = setmetatable({ _VERSION = "0.1.0", CONTROLS_ONLY_RISE = true },
@@ -63,7 +63,7 @@ local function read(value, sid)
     local signature, groups, data = parse(value)
     if not signature and value ~= ngx_null then
         ngx_log(WARN, "shared_session: malformed session value, treated"
-                .. " as no session (sid ", sid_hint(sid), ")")
+                .. " as no session (session ", session_hint(sid), ")")
     end
     return signature, groups, data
 end

@@ -24,7 +24,7 @@ local find = string.find
 local on_primary = redis.on_primary
 local ask = redis.ask
 local bulk = resp.bulk
-local sid_hint = log.sid_hint
+local session_hint = log.session_hint
 
 
 -- Optional: only the 0.1.x API's get_data() needs it.
@@ -159,7 +159,7 @@ function _M:session_data(conn, sid)
                  and cjson.decode(raw)
     if type(data) ~= "table" then
         ngx_log(WARN, "shared_session: session data is not a JSON object,",
-                " treated as empty (sid ", sid_hint(sid), ")")
+                " treated as empty (session ", session_hint(sid), ")")
         return {}
     end
     return data
