@@ -4,7 +4,7 @@ import { NginxServer } from './nginx-server';
 import { ServerProcess, ServerStartError } from './server-process';
 import { freePort } from './ports';
 import type { RedisClusterStack } from './redis-cluster';
-import { PrometheusServer } from './prometheus-server';
+import { ALERT_RULES, PrometheusServer } from './prometheus-server';
 import { RedisServer } from './redis-server';
 import { debianLuaPackagePath, debianPlatformLines, redisLua, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
 
@@ -18,8 +18,9 @@ export interface DemoStackOptions {
   appAdminPort?: number;
   /**
    * Start a Prometheus (Debian's `prometheus`: see prometheusBinary()) that
-   * scrapes both doors: job `nginx` and job `app`. The app's status panel
-   * queries it. Off when not given.
+   * scrapes both doors: job `nginx` and job `app`, with the project's
+   * alerting rules (prometheus-alerts.yml). The app's status panel queries
+   * it. Off when not given.
    */
   prometheus?: { port?: number; scrapeIntervalSeconds?: number };
   /** Settings for the app and nginx (SESSION_SECRET, CACHE_SECONDS, ...); default: process.env. */
@@ -158,6 +159,7 @@ export class DemoStack {
         ? await PrometheusServer.start({
             port: prometheusPort,
             scrapeIntervalSeconds: options.prometheus?.scrapeIntervalSeconds,
+            ruleFiles: [ALERT_RULES],
             jobs: [
               { job: 'nginx', targets: [`127.0.0.1:${nginxAdmin}`] },
               { job: 'app', targets: [`127.0.0.1:${appAdminPort}`] },

@@ -5,7 +5,7 @@ import { load } from 'js-yaml';
 import { demoConfig } from '../apps/demo/src/demo.config';
 import { COMPOSE_FILE, composeEnvironment, composeServices } from './docker-compose';
 import { dockerNginxConf, REPO_ROOT } from './nginx-conf';
-import { prometheusBinary } from './prometheus-server';
+import { ALERT_RULES, prometheusBinary } from './prometheus-server';
 
 /**
  * docker-compose.yml's `metrics` profile: a Prometheus service whose scrape
@@ -26,13 +26,17 @@ interface ScrapeConfig {
 describe('docker-compose.yml: the metrics profile', () => {
   const services = composeServices({ SESSION_SECRET: SECRET });
   const prometheus = services.prometheus;
-  const scrape = (load(readFileSync(PROMETHEUS_YML, 'utf8')) as { scrape_configs: ScrapeConfig[] }).scrape_configs;
+  const config = load(readFileSync(PROMETHEUS_YML, 'utf8')) as { scrape_configs: ScrapeConfig[]; rule_files: string[] };
+  const scrape = config.scrape_configs;
   const targets = (job: string) => scrape.find((s) => s.job_name === job)?.static_configs.flatMap((c) => c.targets);
 
   it('runs Prometheus only in the profile, with prometheus.yml mounted and its UI on 127.0.0.1', () => {
     expect(prometheus.profiles).toEqual(['metrics']);
     expect(prometheus.image).toMatch(/^prom\/prometheus:v\d+\.\d+\.\d+$/);
-    expect(prometheus.volumes).toEqual(['./prometheus.yml:/etc/prometheus/prometheus.yml:ro']);
+    expect(prometheus.volumes).toEqual([
+      './prometheus.yml:/etc/prometheus/prometheus.yml:ro',
+      './prometheus-alerts.yml:/etc/prometheus/alerts.yml:ro',
+    ]);
     expect(prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
     expect(prometheus.ports).toEqual(['127.0.0.1:9090:9090']);
     expect(composeServices({ SESSION_SECRET: SECRET, PROMETHEUS_PORT: '19090' }).prometheus.ports).toEqual(['127.0.0.1:19090:9090']);
@@ -70,8 +74,15 @@ describe('docker-compose.yml: the metrics profile', () => {
   });
 
   const promtool = prometheusBinary() ? join(prometheusBinary()!, '..', 'promtool') : undefined;
-  (promtool ? it : it.skip)('prometheus.yml passes promtool check config', () => {
-    const check = spawnSync(promtool!, ['check', 'config', PROMETHEUS_YML], { encoding: 'utf8' });
+  it('loads the alerting rules from where the service mounts them', () => {
+    expect(config.rule_files).toEqual(['/etc/prometheus/alerts.yml']);
+  });
+
+  (promtool ? it : it.skip)('prometheus.yml and the alerting rules pass promtool', () => {
+    // The rule file's path is the container's: the syntax here, the rules on their own below.
+    const check = spawnSync(promtool!, ['check', 'config', '--syntax-only', PROMETHEUS_YML], { encoding: 'utf8' });
     expect([check.status, check.stdout]).toEqual([0, expect.stringContaining('SUCCESS')]);
+    const rules = spawnSync(promtool!, ['check', 'rules', ALERT_RULES], { encoding: 'utf8' });
+    expect([rules.status, rules.stdout]).toEqual([0, expect.stringMatching(/SUCCESS: \d+ rules found/)]);
   });
 });

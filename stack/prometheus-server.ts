@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { request } from './http-client';
+import { REPO_ROOT } from './nginx-platform';
 import { freePort } from './ports';
 import { ServerProcess, ServerStartError } from './server-process';
 import { waitFor } from './wait';
@@ -16,8 +17,10 @@ export interface ScrapeJob {
 
 export interface PrometheusOptions {
   jobs: ScrapeJob[];
-  /** Seconds between two scrapes of a target (default 5; the tests use 1). */
+  /** Seconds between two scrapes of a target, and two evaluations of the rules (default 5; the tests use 1). */
   scrapeIntervalSeconds?: number;
+  /** Alerting rule files to load (absolute paths), e.g. ALERT_RULES. */
+  ruleFiles?: string[];
   /** The port of its web UI and HTTP API (default: a free one). */
   port?: number;
   /** The binary (default $PROMETHEUS_BIN, else `prometheus` on PATH: Debian's package). */
@@ -41,12 +44,16 @@ export function prometheusBinary(env: NodeJS.ProcessEnv = process.env): string |
   return undefined;
 }
 
+/** The project's alerting rules (the README's "Operations"): docker-compose's Prometheus loads them too. */
+export const ALERT_RULES = join(REPO_ROOT, 'prometheus-alerts.yml');
+
 /** prometheus.yml for `jobs` (JSON is YAML: no YAML writer needed). */
-export function prometheusConfig(jobs: ScrapeJob[], scrapeIntervalSeconds = 5): string {
+export function prometheusConfig(jobs: ScrapeJob[], scrapeIntervalSeconds = 5, ruleFiles: string[] = []): string {
   const interval = `${scrapeIntervalSeconds}s`;
   return JSON.stringify(
     {
       global: { scrape_interval: interval, scrape_timeout: `${Math.min(scrapeIntervalSeconds, 10)}s`, evaluation_interval: interval },
+      ...(ruleFiles.length ? { rule_files: ruleFiles } : {}),
       scrape_configs: jobs.map((j) => ({
         job_name: j.job,
         metrics_path: j.metricsPath ?? '/metrics',
@@ -89,7 +96,7 @@ export class PrometheusServer {
       throw new Error('no prometheus binary: install Debian\'s "prometheus" package (scripts/install.sh does) or set PROMETHEUS_BIN');
     const dir = mkdtempSync(join(tmpdir(), 'rss-prometheus-'));
     const config = join(dir, 'prometheus.yml');
-    writeFileSync(config, prometheusConfig(options.jobs, options.scrapeIntervalSeconds));
+    writeFileSync(config, prometheusConfig(options.jobs, options.scrapeIntervalSeconds, options.ruleFiles));
     const check = spawnSync(join(bin, '..', 'promtool'), ['check', 'config', config], { encoding: 'utf8' });
     if (check.status !== null && check.status !== 0 && !check.error) {
       rmSync(dir, { recursive: true, force: true });
@@ -158,6 +165,12 @@ export class PrometheusServer {
       },
       timeoutMs,
     );
+  }
+
+  /** The alerts firing or pending now, by name and labels (`ALERTS`). */
+  async alerts(): Promise<{ alertname: string; alertstate: string; [label: string]: string }[]> {
+    const samples = await this.query('ALERTS');
+    return samples.map((s) => s.metric as { alertname: string; alertstate: string });
   }
 
   /** Stops it by PID (SIGTERM, SIGKILL after 5 s) and removes its folder. */
