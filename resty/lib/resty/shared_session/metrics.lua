@@ -389,7 +389,17 @@ function _M.start(m)
     if m.started then
         return true
     end
-    local ok, err = ngx.timer.every(m.interval, on_timer, m)
+    -- Every counter of fixed labels is in the dict from the start, at 0:
+    -- a rate() or an alert on it has a series before the first event.
+    local ok, err = pcall(function()
+        for i = 1, NCOUNTERS do
+            m.dict:add(COUNTERS[i], 0)
+        end
+    end)
+    if not ok then
+        failure(m, "start", err)
+    end
+    ok, err = ngx.timer.every(m.interval, on_timer, m)
     if not ok then
         ngx_log(ERR, "shared_session: metrics timer not started: ", err)
         return nil, "timer: " .. tostring(err)
