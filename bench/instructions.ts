@@ -7,7 +7,8 @@
 // total Ir divided by N, nothing subtracted. Each scenario has an nginx of its
 // own, so that one (v's reads through ngx.var) cannot blacklist what another
 // (the rock) calls. `node bench/dist/bench/instructions.js [--quick]` prints
-// the figures alone; `--cookies=N` the same with N sessions' cookies in turn.
+// the figures alone; `--cookies=N` the same with N sessions' cookies in turn;
+// `--metrics` (b) with the rock's metrics off and on (issue 22: at most 2% more).
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,7 +48,8 @@ const ACCESS_OLD_FORM = 'access_by_lua_block { require("resty.shared_session").a
 
 const PATH = `/app/api/v1/group/${GROUP}/cacheable/bench`;
 
-function conf(redisPort: number, decisionCache: string, access: string) {
+/** With `metrics`: configure{ metrics = ... } (resty/README, "Operations"), its flush timer running in the worker. */
+function conf(redisPort: number, decisionCache: string, access: string, metrics = false) {
   // One process (no master): the one callgrind_control reaches, its init_worker_by_lua run as worker 0's.
   return (ctx: NginxConfContext) => `${ctx.preamble.replace('master_process on;', 'master_process off;')}
 env SESSION_SECRET;
@@ -55,11 +57,13 @@ events { worker_connections 256; }
 http {
   ${ctx.httpPreamble}
   lua_shared_dict shared_session 8m;
+  ${metrics ? 'lua_shared_dict shared_session_metrics 1m;' : ''}
   init_by_lua_block {
     require("resty.shared_session").configure{
       secret = os.getenv("SESSION_SECRET"),
       redis = { host = "127.0.0.1", port = ${redisPort} },
       decision_cache = ${decisionCache},
+      ${metrics ? 'metrics = { dict = "shared_session_metrics" },' : ''}
     }
   }
   init_worker_by_lua_block { require("resty.shared_session").start_subscriber() }
@@ -112,6 +116,7 @@ async function perRequest(
   access: string,
   cookie: string | string[],
   counts: { warm: number; measured: number },
+  metrics = false,
 ): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'rss-callgrind-'));
   const wrapper = join(dir, 'nginx-under-callgrind');
@@ -125,7 +130,7 @@ exec valgrind --tool=callgrind -q --instr-atstart=no ${process.env.CALLGRIND_OPT
   );
   chmodSync(wrapper, 0o755);
   const nginx = await NginxServer.start({
-    conf: conf(redisPort, decisionCache, access),
+    conf: conf(redisPort, decisionCache, access, metrics),
     env: { SESSION_SECRET: SECRET },
     extraPorts: 1,
     nginxBin: wrapper,
@@ -239,11 +244,37 @@ export async function manyCookieCounts(n: number, quick: boolean): Promise<Recor
   }
 }
 
+/** `--metrics`: (b) under both decision-cache configurations with metrics off, then on, each in an nginx of its own. */
+export async function metricsCost(quick: boolean): Promise<Record<string, { off: number; on: number }>> {
+  const redis = await RedisServer.start();
+  const client = new Redis(redis.url);
+  try {
+    const cookie = await seedSession(client);
+    const counts = quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
+    const result: Record<string, { off: number; on: number }> = {};
+    for (const [name, dc] of Object.entries(DECISION_CACHES)) {
+      const off = await perRequest(redis.port, dc, ACCESS.b, cookie, counts);
+      const on = await perRequest(redis.port, dc, ACCESS.b, cookie, counts, true);
+      console.log(`instructions per request, ${name}, (b): metrics off ${off}, on ${on} (${(((on - off) / off) * 100).toFixed(2)}%)`);
+      result[name] = { off, on };
+    }
+    return result;
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+}
+
 const ACCESS_ARG = process.argv.find((a) => a.startsWith('--access='))?.slice('--access='.length);
 
 const COOKIES_ARG = process.argv.find((a) => a.startsWith('--cookies='))?.slice('--cookies='.length);
 
-if (require.main === module && COOKIES_ARG !== undefined) {
+if (require.main === module && process.argv.includes('--metrics')) {
+  metricsCost(process.argv.includes('--quick')).catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+} else if (require.main === module && COOKIES_ARG !== undefined) {
   manyCookieCounts(Number(COOKIES_ARG), process.argv.includes('--quick')).then(
     (c) =>
       console.log(

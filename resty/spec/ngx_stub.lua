@@ -167,6 +167,41 @@ local function new_dict(capacity)
     end
   end
 
+  -- incr(key, n, init): as the real one, init (when given) for a missing
+  -- key; "not found" without it, "not a number" for another value.
+  function dict.incr(_, key, n, init)
+    local item = live(key)
+    if not item then
+      if init == nil then
+        return nil, "not found"
+      end
+      store(key, init + n)
+      return init + n
+    end
+    if type(item.value) ~= "number" then
+      return nil, "not a number"
+    end
+    item.value = item.value + n
+    touch(key)
+    return item.value
+  end
+
+  function dict.get_keys(_, max)
+    local keys = {}
+    for i = 1, #order do
+      if max and max > 0 and i > max then
+        break
+      end
+      keys[i] = order[i]
+    end
+    return keys
+  end
+
+  -- A made-up figure: the real dict counts free pages.
+  function dict.free_space()
+    return 4096 * ((capacity or 1000) - #order)
+  end
+
   -- For the specs: drop one key as an eviction would.
   function dict.evict(_, key)
     dict.delete(nil, key)

@@ -37,14 +37,17 @@ function jitLibraryDir(): string | undefined {
   return dir && join(share, dir);
 }
 
-function conf(redisPort: number) {
+/** With `metrics`: configure{ metrics = ... }, counting on the hit path (README, "Operations"). */
+function conf(redisPort: number, metrics: boolean) {
   const jitDir = jitLibraryDir();
   return nginxConf({
     dict: '1m',
+    http: metrics ? 'lua_shared_dict shared_session_metrics 1m;' : '',
     configure: `{
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { port = ${redisPort} },
       decision_cache = { dict = "decisions", all_writers_publish = true },
+      ${metrics ? 'metrics = { dict = "shared_session_metrics" },' : ''}
     }`,
     initWorker: (ctx) => `${jitDir ? `package.path = package.path .. ";${jitDir}/?.lua"` : ''}
     require("jit.v").on("${join(ctx.runDir, 'logs', 'jit-first.log')}")`,
@@ -84,6 +87,9 @@ function conf(redisPort: number) {
         if ngx.var.arg_to then v.on("${join(ctx.runDir, 'logs')}/" .. ngx.var.arg_to) end
       }
     }
+    location = /metrics {
+      content_by_lua_block { require("resty.shared_session").serve_metrics() }
+    }
     location = /epoch {
       content_by_lua_block { ngx.say(ngx.shared.decisions:get("e") and "up" or "down") }
     }`,
@@ -121,13 +127,16 @@ function abortsInHitPath(log: string): string[] {
     .filter((line) => rock.test(line));
 }
 
-describe('the authorized cache hit under LuaJIT', () => {
+describe.each([
+  ['without metrics', false],
+  ['with metrics on', true],
+])('the authorized cache hit under LuaJIT, %s', (_name, metrics) => {
   let redis: RedisServer;
   let client: Redis;
   let nginx: NginxServer;
 
   beforeAll(async () => {
-    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: conf(port) })));
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: conf(port, metrics) })));
   });
 
   afterAll(async () => {
@@ -154,6 +163,17 @@ describe('the authorized cache hit under LuaJIT', () => {
       // The hit path was traced at all (jit.v is on and LuaJIT compiled something of the rock's).
       expect(log).toMatch(/TRACE\s+\d+ .*shared_session/);
       expect(abortsInHitPath(log)).toEqual([]);
+      if (metrics) {
+        // The hits were counted (the variant measures what it says it does), once the worker's timer flushed.
+        await waitFor(
+          'the flush',
+          async () => {
+            const m = /shared_session_decisions_total\{result="allowed",reason="none"\} (\d+)/.exec((await get(nginx, '/metrics')).body);
+            return Number(m?.[1] ?? 0) >= HITS + 1;
+          },
+          3000,
+        );
+      }
     } finally {
       conn.close();
     }

@@ -45,7 +45,8 @@ const SID = VECTOR.session_id;
 const WARM_SID = '11111111-2f0d-4b7a-9c53-1f1e2d3c4b5a';
 const AUDIT_MAX = 5; // audit.max_lines_per_second
 
-function conf(redisPort: number) {
+/** `refresh`: the option's Lua (off by default here, so that the counts of the checks stand alone). */
+function conf(redisPort: number, refresh = 'refresh = false,') {
   return nginxConf({
     dict: '1m',
     http: 'lua_shared_dict shared_session_metrics 1m;',
@@ -53,7 +54,7 @@ function conf(redisPort: number) {
       secret = "${SECRET}", salt = "${SALT}", key_prefix = "${PREFIX}",
       redis = { port = ${redisPort}, connect_timeout = 100, read_timeout = 300 },
       decision_cache = { dict = "decisions", all_writers_publish = true },
-      refresh = false,
+      ${refresh}
       metrics = { dict = "shared_session_metrics", interval = ${FLUSH_MS / 1000} },
       audit = { max_lines_per_second = ${AUDIT_MAX} },
     }`,
@@ -67,6 +68,30 @@ ${EPOCH_LOCATION}
     location = /health {
       allow 127.0.0.1; deny all;
       content_by_lua_block { require("resty.shared_session").health() }
+    }
+    # Test-only: n made-up series in the metrics dict (n=0: removed again), and how long the work of
+    # serve_metrics() (figures, then the text) takes over what is there, in ms.
+    location = /series {
+      content_by_lua_block {
+        local dict = ngx.shared.shared_session_metrics
+        local n = tonumber(ngx.var.arg_n)
+        for i = 1, 100000 do
+          local k = 'shared_session_subscriber_connected{primary="10.0.' .. i .. ':6379"}'
+          if i > n then
+            if not dict:get(k) then break end
+            dict:delete(k)
+          else
+            assert(dict:set(k, 1))
+          end
+        end
+        local metrics = require "resty.shared_session.metrics"
+        local shared_session = require "resty.shared_session"
+        local t0 = metrics.clock()
+        local text = metrics.text(assert(shared_session.figures()))
+        local ms = (metrics.clock() - t0) * 1000
+        local _, lines = text:gsub("%c[^#]", "")
+        ngx.say(lines, " ", ms)
+      }
     }
     location = /figures {
       content_by_lua_block {
@@ -236,6 +261,31 @@ describe('metrics, health and audit at nginx', () => {
     expect(lines.every((l) => l.reason === 'no_session' && l.session === VECTOR.event_id)).toBe(true);
   });
 
+  test('scraping while requests are answered costs no request a 5xx', async () => {
+    const cookie = `session=${cookieFor(SID, SECRET)}`;
+    // Ten rounds of 60 requests and 4 scrapes at once (nginxConf's worker_connections is 256).
+    for (let round = 0; round < 10; round++) {
+      const answers = await Promise.all([
+        ...Array.from({ length: 60 }, () => status(nginx, 'g1', cookie)),
+        ...Array.from({ length: 4 }, async () => (await get(nginx, '/metrics')).status),
+      ]);
+      expect(answers).toEqual(Array(64).fill(200));
+    }
+  });
+
+  test('serve_metrics() with 2,000 series: the time it takes is printed, not asserted', async () => {
+    const [series, ms] = (await get(nginx, '/series?n=2000')).body.trim().split(' ').map(Number);
+    expect(series).toBeGreaterThanOrEqual(2000);
+    const scrapeT0 = performance.now();
+    const scraped = await scrape(nginx);
+    const scrapeMs = performance.now() - scrapeT0;
+    expect(scraped.size).toBe(series);
+    console.log(
+      `serve_metrics() with ${series} series: ${ms.toFixed(2)} ms in the worker (figures and text), ${scrapeMs.toFixed(1)} ms for the whole scrape over HTTP`,
+    );
+    expect((await get(nginx, '/series?n=0')).status).toBe(200);
+  });
+
   test('a Redis outage: 503s counted as unavailable, health 503 within 5 s, 200 within 5 s of Redis back', async () => {
     const health = async () => {
       const res = await get(nginx, '/health');
@@ -281,5 +331,36 @@ describe('metrics, health and audit at nginx', () => {
     expect(back.get('shared_session_subscriber_reconnects_total')).toBeGreaterThanOrEqual(1);
     // (The session outlived the outage only if Redis kept it: nothing is persisted, so it is gone.)
     await destroySession(client, PREFIX, SID).catch(() => undefined);
+  });
+});
+
+describe('metrics of the refresh at nginx', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+
+  beforeAll(async () => {
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({ conf: conf(port, 'refresh = { interval = 1 },') })));
+    await waitFor('the subscriber', async () => (await get(nginx, '/epoch')).body.trim() === 'up', 5000);
+  });
+
+  afterAll(async () => {
+    await stopRedisAndNginx({ redis, client, nginx }, (log) => assertNoCrash(log));
+  });
+
+  test('a refresh sent is counted once, with its round trip', async () => {
+    // Its keys expire in 5 s, its idle timeout is 30 s: a refresh is due at the first allowed request, and one
+    // refresh serves the interval however many requests come.
+    await writeSession(client, PREFIX, SID, { username: 'ada', groups: ['g1'], _idle: 30 }, { signature: signature(SID, SECRET), ttl: 5 });
+    await flushed();
+    const before = await scrape(nginx);
+    for (let i = 0; i < 5; i++) expect(await status(nginx, 'g1', `session=${cookieFor(SID, SECRET)}`)).toBe(200);
+    await waitFor('the refresh', async () => (await client.pttl(`${PREFIX}:data:${SID}`)) > 10_000, 3000);
+    await flushed();
+    const after = await scrape(nginx);
+    expect(deltas(before, after, /^shared_session_refreshes_total|_count\{op="refresh"\}/)).toEqual({
+      'shared_session_refreshes_total{result="sent"}': 1,
+      'shared_session_redis_seconds_count{op="refresh"}': 1,
+    });
   });
 });

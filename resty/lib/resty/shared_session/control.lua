@@ -26,6 +26,7 @@
 local redis = require "resty.shared_session.redis"
 local session_id = require "resty.shared_session.session_id"
 local decisions = require "resty.shared_session.decisions"
+local metrics = require "resty.shared_session.metrics"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -47,6 +48,9 @@ local sid_times = session_id.times
 local current_epoch = decisions.current_epoch
 local COUNT_KEY = decisions.COUNT_KEY
 local redis_connect = redis.connect
+local clock = metrics.clock
+local redis_time = metrics.redis_time
+local redis_error = metrics.redis_error
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -163,15 +167,23 @@ local function send_ack(premature, r, channel, id)
     if premature then
         return
     end
+    local m = r.metrics
+    local started = m and clock()
     local red, err = redis_connect(r)
     if red then
         local ok
         ok, err = red:publish(channel, id)
         if ok then
             red:set_keepalive(r.keepalive_timeout, r.pool_size)
+            if m then
+                redis_time(m, "ack", clock() - started)
+            end
             return
         end
         red:close()
+    end
+    if m then
+        redis_error(m, "ack", err)
     end
     ngx_log(WARN, "shared_session: acknowledgement not sent: ", tostring(err))
 end

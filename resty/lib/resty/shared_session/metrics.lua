@@ -145,7 +145,7 @@ local FREE = "shared_session_dict_free_bytes"
 
 -- The Redis operations (label `op`) and error kinds (label `kind`).
 local OPS = { check = true, get = true, refresh = true, index = true,
-              subscribe = true, control = true, ping = true }
+              subscribe = true, ack = true, ping = true }
 local KINDS = { timeout = true, connection = true, reply = true, other = true }
 
 
