@@ -1,20 +1,18 @@
 import { NginxServer } from '../stack/nginx-server';
-import { HttpConnection, requestBytes } from '../stack/http-client';
-import { percentile } from '../stack/percentile';
+import { request } from '../stack/http-client';
 import { prometheusBinary, PrometheusServer } from '../stack/prometheus-server';
 
 /**
- * Issue 22's scrape budget: serve_metrics() with 2,000 series in the metrics
- * dict answers in under 50 ms, measured two ways: GET /metrics from here
- * (SCRAPES times on one keep-alive connection: median, p99, max printed),
- * and by a real Prometheus scraping it every second
- * (scrape_duration_seconds), which also parses every one of those lines.
- * The series are written into the dict as the workers' flushes would write
- * them (histograms of 100 made-up operations and 500 error counters): the
- * rock's own series are from fixed lists, far fewer.
+ * Issue 22's scrape budget, as the operator's Prometheus sees it: with 2,000
+ * series in the rock's metrics dict, a real Prometheus scraping it every
+ * second parses every line and times the scrape (scrape_duration_seconds)
+ * under 50 ms. (resty/t/metrics.spec.ts prints the time serve_metrics()
+ * itself takes over 2,000 series.) The series are written into the dict as
+ * the workers' flushes would write them (histograms of 100 made-up
+ * operations and 500 error counters): the rock's own series are from fixed
+ * lists, far fewer. Skipped, saying why, without the prometheus binary.
  */
 const SERIES_GOAL = 2_000;
-const SCRAPES = 50;
 const BUDGET_MS = 50;
 const PROMETHEUS = prometheusBinary();
 
@@ -35,7 +33,10 @@ const FILL = `
   ngx.say(#dict:get_keys(0))
 `;
 
-describe('serve_metrics() with 2,000 series: under 50 ms a scrape', () => {
+if (!PROMETHEUS)
+  console.warn('e2e/metrics-scrape.e2e-spec.ts skipped: no prometheus binary (scripts/install.sh installs Debian\'s "prometheus")');
+
+(PROMETHEUS ? describe : describe.skip)('serve_metrics() with 2,000 series: a real Prometheus scrapes them in under 50 ms', () => {
   let nginx: NginxServer;
 
   beforeAll(async () => {
@@ -67,33 +68,9 @@ http {
     await nginx?.dispose();
   });
 
-  it(`answers GET /metrics with at least ${SERIES_GOAL} series in under ${BUDGET_MS} ms (p99 of ${SCRAPES}), and a real Prometheus agrees`, async () => {
-    const conn = new HttpConnection(nginx.port);
-    try {
-      const filled = await conn.request(requestBytes('/fill'));
-      expect(filled.status).toBe(200);
-      const times: number[] = [];
-      let series = 0;
-      for (let i = 0; i < SCRAPES; i++) {
-        const res = await conn.request(requestBytes('/metrics'));
-        expect(res.status).toBe(200);
-        times.push(res.endedAt - res.startedAt);
-        series = res.body.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
-      }
-      const sorted = [...times].sort((a, b) => a - b);
-      console.log(
-        `serve_metrics() with ${series} series (${filled.body.trim()} dict keys): median ${percentile(sorted, 50)} ms, p99 ${percentile(sorted, 99)} ms, max ${sorted[sorted.length - 1]} ms over ${SCRAPES} scrapes`,
-      );
-      expect(series).toBeGreaterThanOrEqual(SERIES_GOAL);
-      expect(percentile(sorted, 99)).toBeLessThan(BUDGET_MS);
-    } finally {
-      conn.close();
-    }
-
-    if (!PROMETHEUS) {
-      console.warn('e2e/metrics-scrape.e2e-spec.ts: the Prometheus half skipped, no prometheus binary (scripts/install.sh installs it)');
-      return;
-    }
+  it(`parses at least ${SERIES_GOAL} series and times the scrape under ${BUDGET_MS} ms`, async () => {
+    const filled = await request(nginx.port, '/fill');
+    expect(filled.status).toBe(200);
     const prometheus = await PrometheusServer.start({
       jobs: [{ job: 'nginx', targets: [`127.0.0.1:${nginx.port}`] }],
       scrapeIntervalSeconds: 1,
@@ -102,7 +79,9 @@ http {
       await prometheus.scrapedAfter('nginx', Date.now());
       const samples = await prometheus.value('scrape_samples_scraped{job="nginx"}');
       const seconds = await prometheus.value('scrape_duration_seconds{job="nginx"}');
-      console.log(`Prometheus scraped ${samples} samples in ${(seconds * 1000).toFixed(1)} ms (scrape_duration_seconds)`);
+      console.log(
+        `Prometheus scraped ${samples} samples (${filled.body.trim()} dict keys) in ${(seconds * 1000).toFixed(1)} ms (scrape_duration_seconds)`,
+      );
       expect(samples).toBeGreaterThanOrEqual(SERIES_GOAL);
       expect(seconds * 1000).toBeLessThan(BUDGET_MS);
     } finally {
