@@ -11,6 +11,8 @@ export interface MigrateFlags {
   state: string;
   finish?: boolean;
   dryRun?: boolean;
+  /** Print the run's `migration_step` event (PROTOCOL.md section 16) as one JSON line on stderr. */
+  events?: boolean;
 }
 
 /** Where a migration writes: the layout, and the target as given (`source`: the source Redis itself). */

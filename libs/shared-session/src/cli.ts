@@ -14,6 +14,7 @@ import { sessionRepository } from './flask-redis-session.store';
 import { isKeyLayout, layoutOptionProblem } from './layouts/create-session-layout';
 import type { KeyLayout } from './layouts/session-layout';
 import { ENDED, LayoutMigration } from './layout-migration';
+import { migrationStepEvent } from './shared-session.events';
 import { GlobalOptions, UsageError } from './cli-usage';
 import { addThrottleCommands } from './cli-throttle';
 import { loadState, MigrateFlags, migrationTarget, printMigration, saveState } from './cli-migration';
@@ -323,6 +324,7 @@ export function buildProgram(): Command {
     .requiredOption('--state <file>', 'what was copied, kept between the runs (made by the first run)')
     .option('--finish', 'a later run (after the switch; again at will): carries over what changed on the source since the run before')
     .option('--dry-run', 'say what would be done; write nothing')
+    .option('--events', "print the run's migration_step event (PROTOCOL.md section 16) as one JSON line on stderr")
     .action(async (flags: MigrateFlags, command: Command) => {
       const options = program.opts<GlobalOptions>();
       const { layout, target: named, flag } = migrationTarget(flags, command.getOptionValueSource('toCluster') === 'cli');
@@ -337,6 +339,10 @@ export function buildProgram(): Command {
         target = sameRedis ? source : nodes ? await openCluster(nodes) : await openRedis({ ...options, redis: url! });
         const result = await new LayoutMigration(source, target, options.prefix, flags.dryRun, layout).run(state);
         if (!flags.dryRun) saveState(flags.state, state);
+        if (flags.events && !flags.dryRun) {
+          const { copied, updated, deleted } = result.counts;
+          console.error(JSON.stringify(migrationStepEvent('migrate-layout', copied + updated + deleted)));
+        }
         printMigration(options, flags, result, Object.values(state.sessions).filter((d) => d !== ENDED).length, sameRedis);
         process.exitCode = 0;
       } finally {

@@ -4,6 +4,7 @@ import type { Request } from 'express';
 import { SHARED_SESSION_CONFIG, SKIP_CSRF_CHECK_METADATA } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 import { serializedOrigin } from './serialized-origin';
+import { NO_METRICS, SessionMetrics } from './shared-session.metrics';
 
 export { serializedOrigin };
 
@@ -45,6 +46,7 @@ export class CrossSiteRequestGuard implements CanActivate {
   constructor(
     protected readonly reflector: Reflector,
     @Inject(SHARED_SESSION_CONFIG) protected readonly config: SharedSessionConfig,
+    private readonly metrics: SessionMetrics = NO_METRICS,
   ) {
     this.trustedOrigins = new Set(config.csrf.trustedOrigins);
   }
@@ -60,7 +62,10 @@ export class CrossSiteRequestGuard implements CanActivate {
     if (skip) return true;
     const req = context.switchToHttp().getRequest<Request>();
     const refusal = this.refusal(req);
-    if (refusal) throw this.forbidden(req, refusal);
+    if (refusal) {
+      this.metrics.crossSiteRefusal();
+      throw this.forbidden(req, refusal);
+    }
     return true;
   }
 

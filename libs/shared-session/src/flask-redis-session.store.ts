@@ -11,6 +11,7 @@ import { refusedByNotBefore, userIdOf } from './session-control.keys';
 import { isWellFormed, parseSessionJson, sessionJsonBoundsProblem } from './session-json';
 import { SessionRepository } from './session-repository';
 import type { SharedSessionCookieOptions } from './shared-session.options';
+import { metricsClock, NO_METRICS, secondsSince, SessionMetrics, StoreOperation } from './shared-session.metrics';
 import {
   DEFAULT_COOKIE_OPTIONS,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
@@ -53,6 +54,8 @@ export interface FlaskRedisSessionStoreOptions {
   userIdField?: string;
   /** A create beyond this many live sessions of one user ends the user's oldest (default: no limit). */
   maxSessionsPerUser?: number;
+  /** Counts each Redis operation, its latency and its errors (default: nothing). */
+  metrics?: SessionMetrics;
 }
 
 type Callback<T = void> = (err?: unknown, value?: T) => void;
@@ -88,6 +91,7 @@ export class FlaskRedisSessionStore extends Store {
   /** The user each loaded session named when it was read (section 14.1: a write that changes it takes it out of that user's index). */
   private readonly readUsers = new WeakMap<object, string | undefined>();
   private healthy = true;
+  private readonly metrics: SessionMetrics;
   /**
    * express-session's optional store method, absent with `touch: false`:
    * express-session looks once, when it is created, whether the store has one.
@@ -105,6 +109,7 @@ export class FlaskRedisSessionStore extends Store {
     this.logger = options.logger ?? new Logger('SharedSession');
     this.userIdField = options.userIdField ?? DEFAULT_USER_ID_FIELD;
     this.sessions = sessions ?? sessionRepository(options, this.logger);
+    this.metrics = options.metrics ?? NO_METRICS;
     if (options.touch !== false) this.touch = (sid, session, callback) => this.refreshExpiry(sid, session, callback);
     // ioredis reports every failed reconnection; say it once per fault, and say when it is over.
     this.client.on('error', (err: Error) => this.fault(err));
@@ -144,8 +149,10 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   get(sid: string, callback: Callback<SessionData | null>): void {
+    const start = metricsClock(this.metrics);
     this.sessions.read(sid).then(
       ([json, pttl, leftovers, mark]) => {
+        this.measured('get', start);
         this.recovered();
         // A timed id past its deadline (section 11), or issued before the not-before mark (section 13.2), has ended, whatever its keys say.
         const ended = sessionIdExpired(sid) || refusedByNotBefore(sid, mark);
@@ -163,6 +170,7 @@ export class FlaskRedisSessionStore extends Store {
         }
       },
       (err: Error) => {
+        this.measured('get', start, err);
         this.fault(err);
         callback(err);
       },
@@ -199,12 +207,15 @@ export class FlaskRedisSessionStore extends Store {
     // Section 12: the session's own idle timeout, for whoever refreshes it (nginx included).
     if (data[IDLE_KEY] === undefined) data[IDLE_KEY] = this.idleSeconds;
     this.expiries.delete(sid);
+    const start = metricsClock(this.metrics);
     this.write(sid, session, data, groups).then(
       () => {
+        this.measured('set', start);
         this.recovered();
         callback?.();
       },
       (err: Error) => {
+        this.measured('set', start, err);
         this.fault(err);
         callback?.(err);
       },
@@ -265,12 +276,12 @@ export class FlaskRedisSessionStore extends Store {
     // Concurrent requests of one session see the refresh at once, not after their own round trip.
     this.rememberExpiry(sid, ttl);
     const user = userIdOf(session as Record<string, unknown>, this.userIdField);
-    this.run(this.sessions.refresh(sid, user, now, ttl), callback);
+    this.run('touch', metricsClock(this.metrics), this.sessions.refresh(sid, user, now, ttl), callback);
   }
 
   destroy(sid: string, callback?: Callback): void {
     this.expiries.delete(sid);
-    this.run(this.sessions.end(sid), callback);
+    this.run('destroy', metricsClock(this.metrics), this.sessions.end(sid), callback);
   }
 
   /** Ends a session: its keys, its member in its user's index, the notice. True when it existed. */
@@ -323,24 +334,32 @@ export class FlaskRedisSessionStore extends Store {
   }
 
   /** Runs one Redis call (a command, a script or a MULTI); a MULTI fails as a whole if any command in it failed. */
-  private run<T, R>(pending: Promise<T>, callback?: Callback<R>, map?: (result: T) => R): void {
+  private run<T, R>(op: StoreOperation, start: number, pending: Promise<T>, callback?: Callback<R>, map?: (result: T) => R): void {
     pending.then(
       (result) => {
         const failed = isMultiReply(result) ? result.find(([err]) => err) : undefined;
         if (result === null || failed) {
           const err = failed ? (failed[0] as Error) : new Error('Redis transaction aborted');
+          this.measured(op, start, err);
           this.fault(err);
           callback?.(err);
           return;
         }
+        this.measured(op, start);
         this.recovered();
         callback?.(undefined, map ? map(result) : undefined);
       },
       (err: Error) => {
+        this.measured(op, start, err);
         this.fault(err);
         callback?.(err);
       },
     );
+  }
+
+  /** One Redis operation for the metrics (nothing when they are off). */
+  private measured(op: StoreOperation, start: number, err?: Error): void {
+    if (this.metrics.enabled) this.metrics.storeOperation(op, secondsSince(start), err);
   }
 
   private fault(err: Error): void {

@@ -1,8 +1,19 @@
-import { CanActivate, ExecutionContext, ForbiddenException, HttpException, Injectable, UnauthorizedException } from '@nestjs/common';
+import {
+  CanActivate,
+  ExecutionContext,
+  ForbiddenException,
+  HttpException,
+  HttpStatus,
+  Inject,
+  Injectable,
+  Optional,
+  UnauthorizedException,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import type { GroupRequirement } from './groups.decorator';
-import { loggedInUsername, requireSession } from './session-request';
+import { loggedInUsername, noSessionReason, requireSession } from './session-request';
+import { NO_METRICS, SessionMetrics } from './shared-session.metrics';
 import { GROUPS_METADATA } from './shared-session.constants';
 
 /**
@@ -13,19 +24,40 @@ import { GROUPS_METADATA } from './shared-session.constants';
  */
 @Injectable()
 export class GroupGuard implements CanActivate {
+  /** Counts each decision (a property, so that a subclass's own constructor need not pass it). */
+  @Optional()
+  @Inject(SessionMetrics)
+  private readonly metrics: SessionMetrics = NO_METRICS;
+
   constructor(protected readonly reflector: Reflector) {}
 
   canActivate(context: ExecutionContext): boolean {
     const req = context.switchToHttp().getRequest<Request>();
-    if (!this.getUsername(req)) throw this.unauthorized();
+    let username: string | undefined;
+    try {
+      username = this.getUsername(req);
+    } catch (err) {
+      if (err instanceof HttpException && err.getStatus() === HttpStatus.SERVICE_UNAVAILABLE)
+        this.metrics.decision('unavailable', 'unavailable');
+      throw err;
+    }
+    if (!username) {
+      this.metrics.decision('refused', noSessionReason(req));
+      throw this.unauthorized();
+    }
     const required = this.reflector.getAllAndOverride<GroupRequirement[] | undefined>(GROUPS_METADATA, [
       context.getHandler(),
       context.getClass(),
     ]);
-    if (!required || required.length === 0) return true;
-    const wanted = this.resolveGroups(required, req);
-    const held = new Set(this.getGroups(req));
-    if (!wanted.some((group) => held.has(group))) throw this.forbidden();
+    if (required && required.length > 0) {
+      const wanted = this.resolveGroups(required, req);
+      const held = new Set(this.getGroups(req));
+      if (!wanted.some((group) => held.has(group))) {
+        this.metrics.decision('refused', 'not_member');
+        throw this.forbidden();
+      }
+    }
+    this.metrics.decision('allowed', 'none');
     return true;
   }
 

@@ -7,6 +7,8 @@ export type {
   SharedSessionConfig,
   SharedSessionLoginMetadataOptions,
   SharedSessionRevocationOptions,
+  SharedSessionMetricsOptions,
+  SharedSessionMetricsRegistry,
 } from './shared-session.options';
 export { GROUPS_METADATA, SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 export { InjectSharedSessionRedis } from './inject-shared-session-redis.decorator';
@@ -36,3 +38,5 @@ export type {
   SharedSessionEventsOptions,
   SharedSessionRefusalReason,
 } from './shared-session.events';
+export { SharedSessionHealthIndicator } from './shared-session.health';
+export type { SharedSessionHealthResult } from './shared-session.health';

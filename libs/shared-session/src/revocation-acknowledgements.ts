@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type SharedSessionRedis as Redis, whenReady } from './redis-client';
 
 import { ackNotice } from './session-control.keys';
+import { NO_METRICS, SessionMetrics } from './shared-session.metrics';
 
 /** What a synchronous change learnt from the readers (PROTOCOL.md section 13.4). */
 export interface RevocationConfirmation {
@@ -15,6 +16,8 @@ export interface RevocationConfirmation {
 
 interface Waiter {
   count: number;
+  /** When each acknowledgement came, from performance.now() (metrics on only). */
+  arrivals: number[];
   done?: () => void;
 }
 
@@ -35,7 +38,18 @@ export class RevocationAcknowledgements {
     private readonly client: Redis,
     private readonly invalidationChannel: string,
     private readonly ackChannel: string,
+    private readonly metrics: SessionMetrics = NO_METRICS,
   ) {}
+
+  /**
+   * The acknowledgement subscriber: `idle` before its first use, `up` while
+   * subscribed, `down` while its connection is lost (ioredis reconnects and
+   * subscribes again by itself).
+   */
+  get subscriberState(): 'idle' | 'up' | 'down' {
+    if (!this.subscribing) return 'idle';
+    return this.subscriber?.status === 'ready' ? 'up' : 'down';
+  }
 
   /** Subscribes to the acknowledgement channel (once); throws when Redis cannot be reached. */
   async ready(): Promise<void> {
@@ -58,6 +72,7 @@ export class RevocationAcknowledgements {
       const waiter = this.waiters.get(id);
       if (!waiter) return;
       waiter.count += 1;
+      if (this.metrics.enabled) waiter.arrivals.push(performance.now());
       waiter.done?.();
     });
     if (subscriber.status === 'wait') await subscriber.connect();
@@ -69,23 +84,35 @@ export class RevocationAcknowledgements {
   async confirm(timeoutMs: number): Promise<RevocationConfirmation> {
     await this.ready();
     const id = randomBytes(12).toString('base64url');
-    const waiter: Waiter = { count: 0 };
+    const waiter: Waiter = { count: 0, arrivals: [] };
     this.waiters.set(id, waiter);
+    // Before the PUBLISH: a reader may acknowledge before its answer comes back.
+    const published = this.metrics.enabled ? performance.now() : 0;
     try {
       const expected = await this.client.publish(this.invalidationChannel, ackNotice(id));
-      if (waiter.count >= expected) return { acknowledged: waiter.count, expected, timedOut: false };
-      const timedOut = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(true), timeoutMs);
-        waiter.done = () => {
-          if (waiter.count < expected) return;
-          clearTimeout(timer);
-          resolve(false);
-        };
-      });
-      return { acknowledged: Math.min(waiter.count, expected), expected, timedOut };
+      const timedOut =
+        waiter.count < expected &&
+        (await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(true), timeoutMs);
+          waiter.done = () => {
+            if (waiter.count < expected) return;
+            clearTimeout(timer);
+            resolve(false);
+          };
+        }));
+      const acknowledged = Math.min(waiter.count, expected);
+      this.measured(published, waiter, expected, acknowledged);
+      return { acknowledged, expected, timedOut };
     } finally {
       this.waiters.delete(id);
     }
+  }
+
+  /** The revocation lag of each acknowledgement counted (as many as `acknowledged`), and the wait's counts. */
+  private measured(published: number, waiter: Waiter, expected: number, acknowledged: number): void {
+    if (!this.metrics.enabled) return;
+    for (const at of waiter.arrivals.slice(0, acknowledged)) this.metrics.revocationLag(Math.max(0, at - published) / 1000);
+    this.metrics.acknowledgements(expected, acknowledged, expected - acknowledged);
   }
 
   async close(): Promise<void> {

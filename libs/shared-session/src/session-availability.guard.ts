@@ -1,4 +1,5 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { SessionMetrics } from './shared-session.metrics';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { serviceUnavailable, sessionState } from './session-request';
@@ -14,7 +15,10 @@ import { ALLOW_UNAVAILABLE_SESSION_METADATA } from './shared-session.constants';
  */
 @Injectable()
 export class SessionAvailabilityGuard implements CanActivate {
-  constructor(private readonly reflector: Reflector) {}
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly metrics: SessionMetrics,
+  ) {}
 
   canActivate(context: ExecutionContext): boolean {
     if (context.getType() !== 'http') return true;
@@ -25,6 +29,8 @@ export class SessionAvailabilityGuard implements CanActivate {
       context.getClass(),
     ]);
     if (allowed) return true;
+    // Only its 503s are decisions: what it lets through is decided by GroupGuard, or needs no session.
+    this.metrics.decision('unavailable', 'unavailable');
     throw serviceUnavailable();
   }
 }

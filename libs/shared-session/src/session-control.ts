@@ -6,6 +6,7 @@ import { parseSessionJson } from './session-json';
 import { checkGroupId, checkSessionId, checkUserId } from './session-control.keys';
 import type { SessionRepository } from './session-repository';
 import type { EventFacts, SessionEvents, SharedSessionEventName } from './shared-session.events';
+import type { SessionMetrics } from './shared-session.metrics';
 
 /**
  * PROTOCOL.md section 13: acting on users and groups from outside a request.
@@ -66,6 +67,8 @@ export interface SessionControlOptions {
   revocation?: { wait: boolean; timeoutMs: number };
   /** Where each change reports itself (PROTOCOL.md section 16). Default: nowhere. */
   events?: SessionEvents;
+  /** Counts the acknowledgements and their lag (default: nothing). */
+  metrics?: SessionMetrics;
 }
 
 export class SessionControl {
@@ -82,7 +85,7 @@ export class SessionControl {
     this.ttlMs = options.ttlSeconds * 1000;
     this.revocation = options.revocation ?? { wait: false, timeoutMs: 500 };
     this.events = options.events;
-    this.acks = new RevocationAcknowledgements(this.client, this.sessions.channel, this.sessions.ackChannel);
+    this.acks = new RevocationAcknowledgements(this.client, this.sessions.channel, this.sessions.ackChannel, options.metrics);
   }
 
   /** The user's live sessions, oldest first; none for an unknown user. */
@@ -181,6 +184,19 @@ export class SessionControl {
   /** Opens the acknowledgement channel now (a synchronous call then does not pay for it). */
   prepareSynchronousRevocation(): Promise<void> {
     return this.acks.ready();
+  }
+
+  /**
+   * A barrier alone (`!ack <id>`, no change before it): how long the readers
+   * take to reach it, for the revocation lag metric. Throws when Redis fails.
+   */
+  barrier(): Promise<RevocationConfirmation> {
+    return this.acks.confirm(this.revocation.timeoutMs);
+  }
+
+  /** The acknowledgement subscriber's state, for the health indicator. */
+  get acknowledgementSubscriber(): 'idle' | 'up' | 'down' {
+    return this.acks.subscriberState;
   }
 
   async close(): Promise<void> {

@@ -10,10 +10,19 @@ const UNAVAILABLE = Symbol('resty-shared-session:unavailable');
 /** The session id the request's cookie carried with a valid signature. */
 const CARRIED = Symbol('resty-shared-session:carried');
 
+/** Set when the request sent session cookies of different values (cookie tossing, PROTOCOL.md section 10). */
+const CONFLICT = Symbol('resty-shared-session:conflict');
+
 /** The timeouts of the session that login() is about to create (the middleware's genid reads them). */
 const TIMEOUTS = Symbol('resty-shared-session:timeouts');
 
-type Marked = Request & { [SEEN]?: true; [UNAVAILABLE]?: true; [CARRIED]?: string; [TIMEOUTS]?: { absoluteTimeoutSeconds: number | null } };
+type Marked = Request & {
+  [SEEN]?: true;
+  [UNAVAILABLE]?: true;
+  [CARRIED]?: string;
+  [CONFLICT]?: true;
+  [TIMEOUTS]?: { absoluteTimeoutSeconds: number | null };
+};
 
 /** login() sets them before it regenerates the session: the new id's deadline comes from them (PROTOCOL.md section 12). */
 export function setNewSessionTimeouts(req: Request, timeouts: { absoluteTimeoutSeconds: number | null }): void {
@@ -40,6 +49,23 @@ export function markCarriedSessionId(req: Request, sid: string): void {
  */
 export function carriedSessionId(req: Request): string | undefined {
   return (req as Marked)[CARRIED];
+}
+
+export function markSessionCookieConflict(req: Request): void {
+  (req as Marked)[CONFLICT] = true;
+}
+
+/**
+ * PROTOCOL.md section 16.3: why a request has no logged-in session.
+ * `two_sessions` when it sent two different session cookies; `session_ended`
+ * when its cookie named a session that is no more (expired, destroyed, past
+ * its deadline: express-session then made a new one); else `no_session`.
+ */
+export function noSessionReason(req: Request): 'no_session' | 'two_sessions' | 'session_ended' {
+  const marked = req as Marked;
+  if (marked[CONFLICT]) return 'two_sessions';
+  const carried = marked[CARRIED];
+  return carried !== undefined && req.sessionID !== carried ? 'session_ended' : 'no_session';
 }
 
 /**

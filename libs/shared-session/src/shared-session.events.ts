@@ -16,8 +16,9 @@ export const SHARED_SESSION_EVENTS = Symbol('SHARED_SESSION_EVENTS');
 export type SharedSessionEventName =
   'login' | 'logout' | 'revocation' | 'group_change' | 'purge' | 'not_before' | 'migration_step' | 'wait_timeout';
 
-/** PROTOCOL.md section 16.3's refusal reasons: the same words as nginx's. */
-export type SharedSessionRefusalReason = 'no_session' | 'two_sessions' | 'session_ended' | 'not_member' | 'unavailable';
+import type { SharedSessionRefusalReason } from './refusal-reason';
+
+export type { SharedSessionRefusalReason };
 
 /** One event (PROTOCOL.md section 16.2). */
 export interface SharedSessionEvent {
@@ -101,6 +102,15 @@ function eventIdWithKey(key: Buffer, sessionId: string): string {
  */
 export function sessionEventId(secret: string, sessionId: string): string {
   return eventIdWithKey(eventIdKey(secret), sessionId);
+}
+
+/**
+ * PROTOCOL.md section 16.2's `migration_step`: one run of a layout
+ * migration (the operator tool's `migrate-layout`), with the sessions it
+ * wrote or deleted on the target.
+ */
+export function migrationStepEvent(op: string, sessions: number, at = Date.now()): SharedSessionEvent {
+  return { event: 'migration_step', op, at, sessions };
 }
 
 /** What an operation knows when it reports itself. */

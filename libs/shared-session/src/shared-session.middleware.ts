@@ -15,7 +15,14 @@ import {
 import { SessionCookieSigner } from './session-cookie-signer';
 import { newSessionId } from './session-id';
 import { cookieExpiry, hasDeadline, storableByProxy } from './session-lifetime';
-import { carriedSessionId, markCarriedSessionId, markSessionRequest, newSessionTimeouts, sessionState } from './session-request';
+import {
+  carriedSessionId,
+  markCarriedSessionId,
+  markSessionCookieConflict,
+  markSessionRequest,
+  newSessionTimeouts,
+  sessionState,
+} from './session-request';
 import { SHARED_SESSION_CONFIG } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
 
@@ -71,6 +78,7 @@ export class SharedSessionMiddleware implements NestMiddleware {
     const original = req.headers.cookie;
     const { header, verified, conflict } = this.translateRequestCookie(original);
     if (conflict) {
+      markSessionCookieConflict(req);
       // Never the values: one could be the victim's session.
       this.logger.warn(
         `a request sent two different ${this.name} cookies (one may have been set by a sibling domain: cookie tossing); ` +

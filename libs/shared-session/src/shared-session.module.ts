@@ -13,6 +13,9 @@ import { SharedSessionService } from './shared-session.service';
 import { LoginThrottle } from './login-throttle';
 import { LOGIN_THROTTLE_STORAGE } from './login-throttle.storage';
 import { SHARED_SESSION_EVENTS } from './shared-session.events';
+import { SharedSessionHealthIndicator } from './shared-session.health';
+import { RevocationBarrier } from './revocation-barrier';
+import { SessionMetrics } from './shared-session.metrics';
 
 /**
  * Sessions shared with nginx and Flask. `SharedSessionModule.forRoot({ secret, redis })`
@@ -28,6 +31,8 @@ import { SHARED_SESSION_EVENTS } from './shared-session.events';
     SharedSessionService,
     LoginThrottle,
     GroupGuard,
+    RevocationBarrier,
+    SharedSessionHealthIndicator,
     { provide: APP_GUARD, useClass: CrossSiteRequestGuard },
     { provide: APP_GUARD, useClass: SessionAvailabilityGuard },
   ],
@@ -41,6 +46,9 @@ import { SHARED_SESSION_EVENTS } from './shared-session.events';
     LoginThrottle,
     LOGIN_THROTTLE_STORAGE,
     SHARED_SESSION_EVENTS,
+    SharedSessionHealthIndicator,
+    // For GroupGuard, which @UseGuards() instantiates in the application's modules.
+    SessionMetrics,
   ],
 })
 export class SharedSessionModule extends ConfigurableSharedSessionModule implements NestModule {

@@ -54,10 +54,20 @@ describe('resolveSharedSessionOptions', () => {
       userIdField: 'username',
       maxSessionsPerUser: 0,
       loginMetadata: { ip: false, userAgent: false },
-      revocation: { wait: false, timeoutMs: 500 },
+      revocation: { wait: false, timeoutMs: 500, barrierIntervalMs: 0 },
       loginThrottle: null,
       events: { log: false, includeUser: false, listener: null },
+      metrics: null,
     });
+  });
+
+  it('takes metrics: true for the default registry, { registry } for a given one', () => {
+    const registry = { getSingleMetric: () => undefined, registerMetric: () => undefined };
+    expect(resolveSharedSessionOptions({ secret: 's', metrics: false }).metrics).toBeNull();
+    expect(resolveSharedSessionOptions({ secret: 's', metrics: true }).metrics).toEqual({ registry: null });
+    expect(resolveSharedSessionOptions({ secret: 's', metrics: {} }).metrics).toEqual({ registry: null });
+    expect(resolveSharedSessionOptions({ secret: 's', metrics: { registry } }).metrics).toEqual({ registry });
+    expect(resolveSharedSessionOptions({ secret: 's', revocation: { barrierIntervalMs: 5000 } }).revocation.barrierIntervalMs).toBe(5000);
   });
 
   const bad: [string, Partial<SharedSessionModuleOptions> | Record<string, unknown>, RegExp][] = [
@@ -115,6 +125,11 @@ describe('resolveSharedSessionOptions', () => {
     ['a non-boolean loginMetadata.ip', { secret: 's', loginMetadata: { ip: 'yes' } }, /"loginMetadata.ip"/],
     ['a zero revocation.timeoutMs', { secret: 's', revocation: { timeoutMs: 0 } }, /"revocation.timeoutMs"/],
     ['a non-boolean revocation.wait', { secret: 's', revocation: { wait: 1 } }, /"revocation.wait"/],
+    ['a barrier every 10 ms', { secret: 's', revocation: { barrierIntervalMs: 10 } }, /"revocation.barrierIntervalMs"/],
+    ['a fractional barrier interval', { secret: 's', revocation: { barrierIntervalMs: 1000.5 } }, /"revocation.barrierIntervalMs"/],
+    ['metrics that are a string', { secret: 's', metrics: 'on' }, /"metrics" must be an object/],
+    ['an unknown metrics option', { secret: 's', metrics: { prefix: 'x' } }, /"metrics.prefix" is not a known option/],
+    ['a metrics registry that is none', { secret: 's', metrics: { registry: {} } }, /"metrics.registry" must be a prom-client Registry/],
     ['a negative touchAfterSeconds', { secret: 's', touchAfterSeconds: -1 }, /"touchAfterSeconds"/],
     ['a touchAfterSeconds as long as the TTL', { secret: 's', ttlSeconds: 60, touchAfterSeconds: 60 }, /"touchAfterSeconds"/],
     ['an unknown option (a typo)', { secret: 's', ttl: 5 }, /"ttl" is not a known option/],

@@ -130,6 +130,23 @@ export interface SharedSessionModuleOptions {
   loginThrottle?: boolean | LoginThrottleOptions;
   /** Structured events (PROTOCOL.md section 16): logged, and given to a listener. Default: neither. */
   events?: SharedSessionEventsOptions;
+  /**
+   * Prometheus metrics through prom-client (an optional peer dependency,
+   * loaded only when this is on): `true` registers them in prom-client's
+   * default registry, `{ registry }` in that one. Default: off.
+   */
+  metrics?: boolean | SharedSessionMetricsOptions;
+}
+
+/** A prom-client `Registry` (typed loosely so that apps without prom-client compile). */
+export interface SharedSessionMetricsRegistry {
+  getSingleMetric(name: string): unknown;
+  registerMetric(metric: never): void;
+}
+
+export interface SharedSessionMetricsOptions {
+  /** The prom-client registry to register the metrics in. Default: prom-client's default registry. */
+  registry?: SharedSessionMetricsRegistry;
 }
 
 export interface SharedSessionLoginMetadataOptions {
@@ -148,6 +165,14 @@ export interface SharedSessionRevocationOptions {
   wait?: boolean;
   /** The longest wait, in milliseconds. Default 500. */
   timeoutMs?: number;
+  /**
+   * Publish a barrier (`!ack <id>`, PROTOCOL.md section 13.4) this often, in
+   * milliseconds, and wait for its acknowledgements: it feeds the revocation
+   * lag metric without a revocation. 0: off. Default 0. Only with readers
+   * that know section 13 (a rock before it forgets every cached decision at
+   * each barrier).
+   */
+  barrierIntervalMs?: number;
 }
 
 export type { KeyLayout };
@@ -181,6 +206,8 @@ export interface SharedSessionConfig {
   /** null: off. */
   loginThrottle: LoginThrottleConfig | null;
   events: SharedSessionEventsConfig;
+  /** null: off; `registry` null: prom-client's default registry. */
+  metrics: { registry: SharedSessionMetricsRegistry | null } | null;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -232,6 +259,7 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     'revocation',
     'loginThrottle',
     'events',
+    'metrics',
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new SharedSessionOptionsError(key, 'is not a known option');
@@ -342,10 +370,21 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('maxSessionsPerUser', 'must be a positive whole number (0: no limit)');
   }
   const loginMetadata = knownKeys('loginMetadata', options.loginMetadata ?? {}, ['ip', 'userAgent']);
-  const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs']);
+  const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs', 'barrierIntervalMs']);
   const timeoutMs = revocation.timeoutMs ?? 500;
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new SharedSessionOptionsError('revocation.timeoutMs', 'must be a positive number of milliseconds');
+  }
+  const barrierIntervalMs = revocation.barrierIntervalMs ?? 0;
+  if (
+    typeof barrierIntervalMs !== 'number' ||
+    !Number.isInteger(barrierIntervalMs) ||
+    (barrierIntervalMs !== 0 && barrierIntervalMs < 100)
+  ) {
+    throw new SharedSessionOptionsError(
+      'revocation.barrierIntervalMs',
+      'must be 0 (off) or a whole number of milliseconds of at least 100',
+    );
   }
 
   return {
@@ -377,10 +416,23 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
       ip: optionalBoolean('loginMetadata.ip', loginMetadata.ip, false),
       userAgent: optionalBoolean('loginMetadata.userAgent', loginMetadata.userAgent, false),
     },
-    revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs },
+    revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs, barrierIntervalMs },
     loginThrottle: resolveLoginThrottleOptions(options.loginThrottle, (option, problem) => new SharedSessionOptionsError(option, problem)),
     events: resolveEventsOptions(options.events, (option, problem) => new SharedSessionOptionsError(option, problem)),
+    metrics: resolveMetricsOption(options.metrics),
   };
+}
+
+/** `metrics`: off by default; true, or `{ registry }` with something that looks like a prom-client Registry. */
+function resolveMetricsOption(value: unknown): SharedSessionConfig['metrics'] {
+  if (value === undefined || value === false) return null;
+  if (value === true) return { registry: null };
+  const options = knownKeys('metrics', value as SharedSessionMetricsOptions, ['registry']);
+  const registry = options.registry;
+  if (registry === undefined) return { registry: null };
+  const looksLikeRegistry = !!registry && typeof registry.getSingleMetric === 'function' && typeof registry.registerMetric === 'function';
+  if (!looksLikeRegistry) throw new SharedSessionOptionsError('metrics.registry', 'must be a prom-client Registry');
+  return { registry };
 }
 
 /** An object option whose keys are all known. */

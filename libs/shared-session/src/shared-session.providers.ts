@@ -8,6 +8,8 @@ import { LOGIN_THROTTLE_STORAGE, RedisLoginThrottleStorage } from './login-throt
 import { SessionRepository } from './session-repository';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import { SHARED_SESSION_OPTIONS } from './shared-session.module-definition';
+import { createSessionMetrics } from './prometheus-session-metrics';
+import { NO_METRICS, SessionMetrics } from './shared-session.metrics';
 import { resolveSharedSessionOptions, SharedSessionConfig, SharedSessionModuleOptions, weakSecretWarnings } from './shared-session.options';
 
 export const sharedSessionProviders: Provider[] = [
@@ -20,6 +22,12 @@ export const sharedSessionProviders: Provider[] = [
       return config;
     },
     inject: [SHARED_SESSION_OPTIONS],
+  },
+  {
+    // Off: the metrics that count nothing, and prom-client is never loaded.
+    provide: SessionMetrics,
+    useFactory: (config: SharedSessionConfig) => createSessionMetrics(config.metrics, NO_METRICS),
+    inject: [SHARED_SESSION_CONFIG],
   },
   {
     provide: SHARED_SESSION_REDIS,
@@ -49,7 +57,13 @@ export const sharedSessionProviders: Provider[] = [
   },
   {
     provide: FlaskRedisSessionStore,
-    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, signer: SessionCookieSigner, sessions: SessionRepository) =>
+    useFactory: (
+      config: SharedSessionConfig,
+      client: SharedSessionRedis,
+      signer: SessionCookieSigner,
+      sessions: SessionRepository,
+      metrics: SessionMetrics,
+    ) =>
       new FlaskRedisSessionStore(
         {
           client,
@@ -63,10 +77,11 @@ export const sharedSessionProviders: Provider[] = [
           logger: new Logger('SharedSession'),
           userIdField: config.userIdField,
           maxSessionsPerUser: config.maxSessionsPerUser,
+          metrics,
         },
         sessions,
       ),
-    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, SessionRepository],
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionCookieSigner, SessionRepository, SessionMetrics],
   },
   {
     // The events' listener: the `events.listener` option, else one that drops them.
@@ -82,9 +97,14 @@ export const sharedSessionProviders: Provider[] = [
   },
   {
     provide: SessionControl,
-    useFactory: (config: SharedSessionConfig, client: SharedSessionRedis, sessions: SessionRepository, events: SessionEvents) =>
-      new SessionControl({ sessions, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation, events }),
-    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionRepository, SessionEvents],
+    useFactory: (
+      config: SharedSessionConfig,
+      client: SharedSessionRedis,
+      sessions: SessionRepository,
+      events: SessionEvents,
+      metrics: SessionMetrics,
+    ) => new SessionControl({ sessions, client, ttlSeconds: config.ttlSeconds, revocation: config.revocation, events, metrics }),
+    inject: [SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS, SessionRepository, SessionEvents, SessionMetrics],
   },
   {
     // Login throttling's counters and bans: in Redis, on the layout's key names.

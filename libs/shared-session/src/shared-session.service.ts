@@ -23,6 +23,7 @@ import { ControlOptions, ControlResult, LOGIN_METADATA_FIELD, SessionControl, Us
 import { userIdOf } from './session-control.keys';
 import type { RevocationConfirmation } from './revocation-acknowledgements';
 import { SessionEvents } from './shared-session.events';
+import { ControlOperation, metricsClock, NO_METRICS, secondsSince, SessionMetrics } from './shared-session.metrics';
 
 declare module 'express-session' {
   interface SessionData {
@@ -73,6 +74,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     private readonly control: SessionControl,
     private readonly signer: SessionCookieSigner,
     private readonly events: SessionEvents,
+    private readonly metrics: SessionMetrics = NO_METRICS,
   ) {}
 
   /**
@@ -101,6 +103,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     Object.assign(req.session, data, { username, groups: [...groups], [IDLE_KEY]: timeouts.idleTimeoutSeconds }, this.loginMetadata(req));
     await settle(req, (done) => req.session.save(done));
     if (tossed) this.clearCookies(req, req.res, true);
+    this.metrics.login();
     this.events.report('login', 'login', { sessionId: req.sessionID, user: this.userOf(req) });
   }
 
@@ -121,6 +124,7 @@ export class SharedSessionService implements OnApplicationShutdown {
     await settle(req, (done) => session.destroy(done));
     const confirmation = await this.awaitReaders('logout');
     this.clearCookies(req, res);
+    this.metrics.logout();
     this.events.report('logout', 'logout', { ...ended, confirmation });
   }
 
@@ -232,42 +236,42 @@ export class SharedSessionService implements OnApplicationShutdown {
 
   /** The user's live sessions, oldest first; [] for an unknown user. */
   listSessions(userId: string): Promise<UserSession[]> {
-    return unavailableOnFailure(() => this.control.listSessions(userId));
+    return this.controlled('listSessions', () => this.control.listSessions(userId));
   }
 
   /** Ends one session. `sessions`: 1 when it existed. */
   revokeSession(sessionId: string, options?: ControlOptions): Promise<ControlResult> {
-    return unavailableOnFailure(() => this.control.revokeSession(sessionId, options));
+    return this.controlled('revokeSession', () => this.control.revokeSession(sessionId, options));
   }
 
   /** Ends every live session of the user ("log out everywhere"), but `except` (a session id or several). */
   revokeUser(userId: string, options?: ControlOptions & { except?: string | string[] }): Promise<ControlResult> {
-    return unavailableOnFailure(() => this.control.revokeUser(userId, options));
+    return this.controlled('revokeUser', () => this.control.revokeUser(userId, options));
   }
 
   /** Every session issued before `date` has ended, at nginx too (the not-before mark; never in the future). */
   revokeIssuedBefore(date: Date | number, options?: ControlOptions): Promise<ControlResult & { notBefore: Date }> {
-    return unavailableOnFailure(() => this.control.revokeIssuedBefore(date, options));
+    return this.controlled('revokeIssuedBefore', () => this.control.revokeIssuedBefore(date, options));
   }
 
   /** Replaces the groups of every live session of the user, all or none. */
   setUserGroups(userId: string, groups: string[], options?: ControlOptions): Promise<ControlResult> {
-    return unavailableOnFailure(() => this.control.setUserGroups(userId, groups, options));
+    return this.controlled('setUserGroups', () => this.control.setUserGroups(userId, groups, options));
   }
 
   /** Adds the group to every live session of the user, all or none. */
   addUserToGroup(userId: string, group: string, options?: ControlOptions): Promise<ControlResult> {
-    return unavailableOnFailure(() => this.control.addUserToGroup(userId, group, options));
+    return this.controlled('addUserToGroup', () => this.control.addUserToGroup(userId, group, options));
   }
 
   /** Removes the group from every live session of the user, all or none. */
   removeUserFromGroup(userId: string, group: string, options?: ControlOptions): Promise<ControlResult> {
-    return unavailableOnFailure(() => this.control.removeUserFromGroup(userId, group, options));
+    return this.controlled('removeUserFromGroup', () => this.control.removeUserFromGroup(userId, group, options));
   }
 
   /** A new cache generation for the group: nginx stops serving what it cached for it (PROTOCOL.md section 13.3). */
   invalidateGroupCache(group: string, options?: ControlOptions): Promise<ControlResult & { generation: number }> {
-    return unavailableOnFailure(() => this.control.invalidateGroupCache(group, options));
+    return this.controlled('invalidateGroupCache', () => this.control.invalidateGroupCache(group, options));
   }
 
   // The request's user's own sessions ("your sessions"): the control methods
@@ -289,16 +293,37 @@ export class SharedSessionService implements OnApplicationShutdown {
   async revokeOwnSession(req: Request, sessionId: string, options?: ControlOptions): Promise<ControlResult> {
     const user = this.ownUser(req);
     const own = (await this.listSessions(user)).some((s) => s.sessionId === sessionId);
-    return own ? unavailableOnFailure(() => this.control.revokeSession(sessionId, options, 'revokeOwnSession')) : { sessions: 0 };
+    return own
+      ? this.controlled('revokeOwnSession', () => this.control.revokeSession(sessionId, options, 'revokeOwnSession'))
+      : { sessions: 0 };
   }
 
   /** Ends every live session of the request's user but the request's own ("sign out everywhere else"). */
   revokeOtherSessions(req: Request, options?: ControlOptions): Promise<ControlResult> {
     const user = this.ownUser(req);
-    return unavailableOnFailure(() => this.control.revokeUser(user, { ...options, except: req.sessionID }, 'revokeOtherSessions'));
+    return this.controlled('revokeOtherSessions', () =>
+      this.control.revokeUser(user, { ...options, except: req.sessionID }, 'revokeOtherSessions'),
+    );
   }
 
   /** The user the request's session names, or a 401. */
+  /** A control method: 503 when Redis fails (a bad argument stays a TypeError), counted and timed by its name. */
+  private async controlled<T>(op: ControlOperation, call: () => Promise<T>): Promise<T> {
+    if (!this.metrics.enabled) return unavailableOnFailure(call);
+    const start = metricsClock(this.metrics);
+    let failure: unknown;
+    try {
+      return await unavailableOnFailure(() =>
+        call().catch((err: unknown) => {
+          failure = err ?? new Error('failed');
+          throw err;
+        }),
+      );
+    } finally {
+      this.metrics.controlOperation(op, secondsSince(start), failure);
+    }
+  }
+
   private ownUser(req: Request): string {
     const user = userIdOf(requireSession(req) as unknown as Record<string, unknown>, this.config.userIdField);
     if (user === undefined) throw new UnauthorizedException('not logged in');

@@ -434,6 +434,23 @@ describe('migrate-layout --to-compact: the v1 layout to the compact layout on th
     expect(await sessionKeyCount(admin, PREFIX, kept, 'compact')).toBe(0);
     expect((await readSession(admin, PREFIX, flask, 'compact')).groups).toEqual(['five']);
 
+    // --events: each run is one migration_step event (PROTOCOL.md section 16), on stderr; stdout unchanged.
+    const before = Date.now();
+    const step = await cli(['--json', 'migrate-layout', '--to-compact', '--state', join(dir, 'compact.json'), '--finish', '--events'], env);
+    expect(step.status).toBe(0);
+    expect(JSON.parse(step.stdout).counts).toEqual(third.counts);
+    const events = step.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(events).toEqual([{ event: 'migration_step', op: 'migrate-layout', at: expect.any(Number), sessions: 0 }]);
+    expect(events[0].at).toBeGreaterThanOrEqual(before);
+    // A first run: its sessions are the copies it made.
+    const fresh = await cli(['--json', 'migrate-layout', '--to-compact', '--state', join(dir, 'events.json'), '--events'], env);
+    const { copied } = JSON.parse(fresh.stdout).counts;
+    expect(copied).toBeGreaterThan(0);
+    expect(JSON.parse(fresh.stderr)).toMatchObject({ event: 'migration_step', op: 'migrate-layout', sessions: copied });
+
     // The state is a compact migration's: --finish toward the cluster layout is refused.
     const wrong = await cli(['migrate-layout', '--to-cluster', '127.0.0.1:1', '--state', join(dir, 'compact.json'), '--finish'], env);
     expect(wrong).toMatchObject({ status: 2, stderr: expect.stringContaining('to the compact layout, not cluster') });

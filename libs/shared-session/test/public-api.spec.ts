@@ -17,6 +17,7 @@ describe('the public API (index.ts)', () => {
       'SHARED_SESSION_EVENTS',
       'SHARED_SESSION_REDIS',
       'SessionCookieSigner',
+      'SharedSessionHealthIndicator',
       'SharedSessionModule',
       'SharedSessionOptionsError',
       'SharedSessionService',

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { compactKey, KeyLayout, readSession, sessionKeyCount, sessionKeys, userIndexKey } from '../../../protocol/testkit';
 import { RedisClusterStack } from '../../../stack/redis-cluster';
 import { sleep } from '../../../stack/wait';
-import { LOGIN_THROTTLE_STORAGE, LoginThrottleStorage, SharedSessionService } from '../src';
+import { LOGIN_THROTTLE_STORAGE, LoginThrottleStorage, SharedSessionHealthIndicator, SharedSessionService } from '../src';
 import { resolveSharedSessionOptions, SharedSessionOptionsError } from '../src/shared-session.options';
 import { SessionRepository } from '../src/session-repository';
 import { cli } from './cli-runner';
@@ -260,6 +260,13 @@ describe.each<KeyLayout>(['cluster', 'compact'])('SharedSessionModule on Redis C
     await http().post('/count').set('Cookie', after.cookie).expect(201);
     expect(await client.get(`${PREFIX}:not-before`)).toBe(String(at.getTime()));
     await client.del(`${PREFIX}:not-before`);
+  });
+
+  it('the health indicator PINGs every primary: up while all three answer', async () => {
+    // The acknowledgement subscriber is reported too: a test above waited for acknowledgements.
+    expect(await app.get(SharedSessionHealthIndicator).isHealthy('shared_session')).toEqual({
+      shared_session: { status: 'up', redis: 'up', acknowledgements: 'up' },
+    });
   });
 
   it('failover: 503 while the primary of a session is down, the session again once its replica is promoted', async () => {

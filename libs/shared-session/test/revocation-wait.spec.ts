@@ -1,9 +1,10 @@
 import type { INestApplication, LoggerService } from '@nestjs/common';
 import Redis from 'ioredis';
 import request from 'supertest';
-import { ackChannel, invalidationChannel, PROTOCOL_DEFAULTS, sessionKeyCount } from '../../../protocol/testkit';
+import { invalidationChannel, PROTOCOL_DEFAULTS, sessionKeyCount } from '../../../protocol/testkit';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
+import { acknowledgingReader } from './support';
 import { createTestApp } from './test-app';
 
 const PREFIX = 'wait_prefix';
@@ -21,37 +22,6 @@ class WarningLog implements LoggerService {
   }
 }
 
-/**
- * A reader of `<prefix>:invalidate` as nginx is (PROTOCOL.md section 13.4):
- * it applies notices in order and answers each barrier `!ack <id>` with `<id>`
- * on `<prefix>:ack`, here `delayMs` after hearing it (never, with null: a
- * reader that does not acknowledge). It records what it heard and when it
- * acknowledged.
- */
-async function reader(url: string, delayMs: number | null) {
-  const sub = new Redis(url);
-  const pub = new Redis(url);
-  const heard: string[] = [];
-  const acks: number[] = [];
-  sub.on('message', (_channel: string, notice: string) => {
-    heard.push(notice);
-    if (delayMs === null || !notice.startsWith('!ack ')) return;
-    setTimeout(() => {
-      acks.push(Date.now());
-      void pub.publish(ackChannel(PREFIX), notice.slice('!ack '.length));
-    }, delayMs);
-  });
-  await sub.subscribe(invalidationChannel(PREFIX));
-  return {
-    heard,
-    acks,
-    close() {
-      sub.disconnect();
-      pub.disconnect();
-    },
-  };
-}
-
 describe('logout and setGroups with revocation.wait: the answer leaves once every subscribed reader applied the change', () => {
   let server: RedisServer;
   let admin: Redis;
@@ -60,7 +30,7 @@ describe('logout and setGroups with revocation.wait: the answer leaves once ever
   let readers: { close(): void }[] = [];
 
   const subscribe = async (delayMs: number | null) => {
-    const r = await reader(server.url, delayMs);
+    const r = await acknowledgingReader(server.url, PREFIX, delayMs);
     readers.push(r);
     return r;
   };

@@ -1,4 +1,6 @@
 import type { SessionData } from 'express-session';
+import Redis from 'ioredis';
+import { ackChannel, invalidationChannel } from '../../../protocol/testkit';
 
 /**
  * The helpers the library's specs share (src/*.spec.ts and test/): one copy
@@ -16,4 +18,35 @@ export function call<T>(fn: (cb: (err?: unknown, value?: T) => void) => void): P
 /** A session as express-session hands it to a store: the data, and a cookie the store does not keep. */
 export function session(data: Record<string, unknown>): SessionData {
   return { cookie: { originalMaxAge: 1000, path: '/' }, ...data } as unknown as SessionData;
+}
+
+/**
+ * A reader of `<prefix>:invalidate` as nginx is (PROTOCOL.md section 13.4):
+ * it applies notices in order and answers each barrier `!ack <id>` with `<id>`
+ * on `<prefix>:ack`, here `delayMs` after hearing it (never, with null: a
+ * reader that does not acknowledge). It records what it heard and when it
+ * acknowledged.
+ */
+export async function acknowledgingReader(url: string, prefix: string, delayMs: number | null) {
+  const sub = new Redis(url);
+  const pub = new Redis(url);
+  const heard: string[] = [];
+  const acks: number[] = [];
+  sub.on('message', (_channel: string, notice: string) => {
+    heard.push(notice);
+    if (delayMs === null || !notice.startsWith('!ack ')) return;
+    setTimeout(() => {
+      acks.push(Date.now());
+      void pub.publish(ackChannel(prefix), notice.slice('!ack '.length));
+    }, delayMs);
+  });
+  await sub.subscribe(invalidationChannel(prefix));
+  return {
+    heard,
+    acks,
+    close() {
+      sub.disconnect();
+      pub.disconnect();
+    },
+  };
 }
