@@ -142,7 +142,8 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       loginMetadata: { ip: true, userAgent: true },
       // A logout or a group change answers once nginx has applied it (or after 500 ms, with a warning):
       // the browser's next request, whichever nginx worker takes it, sees the change.
-      revocation: { wait: true },
+      // The periodic barrier (REVOCATION_BARRIER_MS, 0: off) feeds the revocation lag metric between revocations.
+      revocation: { wait: true, barrierIntervalMs: whole('REVOCATION_BARRIER_MS', env.REVOCATION_BARRIER_MS, 5000) },
       // Failed logins counted in Redis (LOGIN_THROTTLE=off to turn it off): the library's defaults,
       // after Authelia's: 3 failures of one user from one address in 2 minutes ban that pair for
       // 5 minutes; 20 from one address, whatever the users, ban the address.

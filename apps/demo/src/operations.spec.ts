@@ -21,6 +21,12 @@ describe('demoConfig: the operations port and Prometheus (issue 22)', () => {
     }
   });
 
+  it('runs the periodic acknowledgement barrier every 5 s unless REVOCATION_BARRIER_MS says otherwise (0: off)', () => {
+    expect(demoConfig(dev).session.revocation).toEqual({ wait: true, barrierIntervalMs: 5000 });
+    expect(demoConfig({ ...dev, REVOCATION_BARRIER_MS: '0' }).session.revocation).toEqual({ wait: true, barrierIntervalMs: 0 });
+    expect(() => demoConfig({ ...dev, REVOCATION_BARRIER_MS: 'often' })).toThrow(/REVOCATION_BARRIER_MS must be a whole number/);
+  });
+
   it('logs every event of the library (PROTOCOL.md section 16) as a JSON line', () => {
     expect(demoConfig(dev).session.events).toEqual({ log: true });
   });
