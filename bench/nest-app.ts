@@ -2,13 +2,18 @@
 // package README's example (the built library, `forRootAsync`, a route with
 // `@UseGuards(GroupGuard)` and `@Groups({ param: 'tenant' })`), with the same
 // route as the rival (bench/plain-app.ts, scenario g). The demo's own route
-// is the extra row (f_demo).
+// is the extra row (f_demo). BENCH_METRICS=1 turns the module's metrics on
+// (prom-client's default registry, served at /app/metrics), for the cost of
+// metrics (bench/nest-metrics.ts).
 import 'reflect-metadata';
-import { Controller, Get, HttpCode, Module, Param, Post, Req, UseGuards } from '@nestjs/common';
+import { Controller, Get, Header, HttpCode, Module, NotFoundException, Param, Post, Req, UseGuards } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
 import { GroupGuard, Groups, SharedSessionModule, SharedSessionService } from 'nest-resty-shared-session';
+import { register } from 'prom-client';
+
+const METRICS = process.env.BENCH_METRICS === '1';
 
 @Controller('app')
 class TenantController {
@@ -25,6 +30,13 @@ class TenantController {
     return 'ok';
   }
 
+  @Get('metrics')
+  @Header('Content-Type', register.contentType)
+  metrics(): Promise<string> {
+    if (!METRICS) throw new NotFoundException();
+    return register.metrics();
+  }
+
   @Get('api/v1/group/:tenant/cacheable/:resourceId')
   @UseGuards(GroupGuard)
   @Groups({ param: 'tenant' })
@@ -36,7 +48,7 @@ class TenantController {
 @Module({
   imports: [
     SharedSessionModule.forRootAsync({
-      useFactory: () => ({ secret: process.env.SESSION_SECRET!, redis: process.env.REDIS_URL }),
+      useFactory: () => ({ secret: process.env.SESSION_SECRET!, redis: process.env.REDIS_URL, metrics: METRICS }),
     }),
   ],
   controllers: [TenantController],

@@ -9,10 +9,11 @@ import {
   RedisErrorOperation,
   SECONDS_BUCKETS,
   SessionMetrics,
+  SharedSessionMetricsConfig,
+  SharedSessionMetricsRegistry,
   StoreOperation,
 } from './shared-session.metrics';
 import { SharedSessionOptionsError } from './shared-session.options';
-import type { SharedSessionMetricsRegistry } from './shared-session.options';
 
 type Prom = typeof PromClient;
 
@@ -220,10 +221,7 @@ export class PrometheusSessionMetrics extends SessionMetrics {
 }
 
 /** The module's metrics for its resolved `metrics` option: nothing (and no prom-client) when off. */
-export function createSessionMetrics(
-  option: { registry: SharedSessionMetricsRegistry | null } | null,
-  none: SessionMetrics,
-): SessionMetrics {
+export function createSessionMetrics(option: SharedSessionMetricsConfig, none: SessionMetrics): SessionMetrics {
   if (option === null) return none;
   return new PrometheusSessionMetrics(loadPromClient(), option.registry);
 }

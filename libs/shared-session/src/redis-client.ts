@@ -54,6 +54,27 @@ export function createRedisClient(redis: SharedSessionRedisOption): SharedSessio
 }
 
 /** Resolves when the client is ready, or after `timeoutMs`. */
+/**
+ * Whether Redis answers: PING on the client's connection, or on the
+ * connection to every primary of a cluster, each within `timeoutMs`. A
+ * client that is not connected is not reachable (no PING waits for it).
+ */
+export async function redisReachable(client: SharedSessionRedis, timeoutMs: number): Promise<boolean> {
+  if (client.status !== 'ready') return false;
+  const nodes = (client as { isCluster?: boolean }).isCluster === true ? (client as Cluster).nodes('master') : [client];
+  if (nodes.length === 0) return false;
+  const answers = await Promise.all(nodes.map((node) => withTimeout(node.ping(), timeoutMs).catch(() => undefined)));
+  return answers.every((answer) => answer === 'PONG');
+}
+
+function withTimeout<T>(pending: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), ms);
+  });
+  return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
+}
+
 export function whenReady(client: SharedSessionRedis, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {

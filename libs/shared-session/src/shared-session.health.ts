@@ -1,6 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { Cluster } from 'ioredis';
-import type { SharedSessionRedis } from './redis-client';
+import { redisReachable, type SharedSessionRedis } from './redis-client';
 import { SessionControl } from './session-control';
 import { SHARED_SESSION_CONFIG, SHARED_SESSION_REDIS } from './shared-session.constants';
 import type { SharedSessionConfig } from './shared-session.options';
@@ -49,12 +48,7 @@ export class SharedSessionHealthIndicator {
 
   /** PING on the client's connection, or on every primary of a cluster; a client not connected is down at once. */
   private async redis(): Promise<'up' | 'down'> {
-    if (this.client.status !== 'ready') return 'down';
-    const cluster = (this.client as { isCluster?: boolean }).isCluster === true;
-    const nodes = cluster ? (this.client as Cluster).nodes('master') : [this.client];
-    if (nodes.length === 0) return 'down';
-    const answers = await Promise.all(nodes.map((node) => withTimeout(node.ping(), PING_TIMEOUT_MS).catch(() => undefined)));
-    return answers.every((answer) => answer === 'PONG') ? 'up' : 'down';
+    return (await redisReachable(this.client, PING_TIMEOUT_MS)) ? 'up' : 'down';
   }
 
   /** undefined: synchronous revocation not used, the subscriber does not matter. */
@@ -85,12 +79,4 @@ export class SharedSessionHealthIndicator {
     this.indicators = new terminus.HealthIndicatorService();
     return this.indicators;
   }
-}
-
-function withTimeout<T>(pending: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timed out')), ms);
-  });
-  return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
 }

@@ -8,6 +8,34 @@ import type { SharedSessionRefusalReason } from './refusal-reason';
  * Label values come from the fixed lists below, never from a request.
  */
 
+/** A prom-client `Registry` (typed loosely so that apps without prom-client compile). */
+export interface SharedSessionMetricsRegistry {
+  getSingleMetric(name: string): unknown;
+  registerMetric(metric: never): void;
+}
+
+/** The module's `metrics` option, when an object. */
+export interface SharedSessionMetricsOptions {
+  /** The prom-client registry to register the metrics in. Default: prom-client's default registry. */
+  registry?: SharedSessionMetricsRegistry;
+}
+
+/** null: off; `registry` null: prom-client's default registry. */
+export type SharedSessionMetricsConfig = { registry: SharedSessionMetricsRegistry | null } | null;
+
+/** Validates the `metrics` option (off by default; true, or `{ registry }`); `error` builds the module's options error. */
+export function resolveMetricsOption(value: unknown, error: (option: string, problem: string) => Error): SharedSessionMetricsConfig {
+  if (value === undefined || value === false) return null;
+  if (value === true) return { registry: null };
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw error('metrics', 'must be true, false or an object');
+  for (const key of Object.keys(value)) if (key !== 'registry') throw error(`metrics.${key}`, 'is not a known option');
+  const registry = (value as SharedSessionMetricsOptions).registry;
+  if (registry === undefined) return { registry: null };
+  const looksLikeRegistry = !!registry && typeof registry.getSingleMetric === 'function' && typeof registry.registerMetric === 'function';
+  if (!looksLikeRegistry) throw error('metrics.registry', 'must be a prom-client Registry');
+  return { registry };
+}
+
 /** `shared_session_decisions_total{result}`. */
 export type DecisionResult = 'allowed' | 'refused' | 'unavailable';
 /** `shared_session_decisions_total{reason}`: PROTOCOL.md section 16.3, or `none` when allowed. */

@@ -127,7 +127,7 @@ describe('resolveSharedSessionOptions', () => {
     ['a non-boolean revocation.wait', { secret: 's', revocation: { wait: 1 } }, /"revocation.wait"/],
     ['a barrier every 10 ms', { secret: 's', revocation: { barrierIntervalMs: 10 } }, /"revocation.barrierIntervalMs"/],
     ['a fractional barrier interval', { secret: 's', revocation: { barrierIntervalMs: 1000.5 } }, /"revocation.barrierIntervalMs"/],
-    ['metrics that are a string', { secret: 's', metrics: 'on' }, /"metrics" must be an object/],
+    ['metrics that are a string', { secret: 's', metrics: 'on' }, /"metrics" must be true, false or an object/],
     ['an unknown metrics option', { secret: 's', metrics: { prefix: 'x' } }, /"metrics.prefix" is not a known option/],
     ['a metrics registry that is none', { secret: 's', metrics: { registry: {} } }, /"metrics.registry" must be a prom-client Registry/],
     ['a negative touchAfterSeconds', { secret: 's', touchAfterSeconds: -1 }, /"touchAfterSeconds"/],

@@ -18,6 +18,11 @@ import { isRedisClient, namesRedisCluster } from './redis-client';
 import type { SharedSessionClusterOption, SharedSessionRedisOption } from './redis-connection';
 import { LoginThrottleConfig, LoginThrottleOptions, resolveLoginThrottleOptions } from './login-throttle.options';
 import { resolveEventsOptions, SharedSessionEventsConfig, SharedSessionEventsOptions } from './shared-session.events';
+import { resolveRevocationOptions, SharedSessionRevocationConfig, SharedSessionRevocationOptions } from './revocation.options';
+import { resolveMetricsOption, SharedSessionMetricsConfig, SharedSessionMetricsOptions } from './shared-session.metrics';
+
+export type { SharedSessionMetricsOptions, SharedSessionMetricsRegistry } from './shared-session.metrics';
+export type { SharedSessionRevocationOptions } from './revocation.options';
 
 export interface SharedSessionCookieOptions {
   /** Cookie `Path`. Default `/`. */
@@ -138,41 +143,11 @@ export interface SharedSessionModuleOptions {
   metrics?: boolean | SharedSessionMetricsOptions;
 }
 
-/** A prom-client `Registry` (typed loosely so that apps without prom-client compile). */
-export interface SharedSessionMetricsRegistry {
-  getSingleMetric(name: string): unknown;
-  registerMetric(metric: never): void;
-}
-
-export interface SharedSessionMetricsOptions {
-  /** The prom-client registry to register the metrics in. Default: prom-client's default registry. */
-  registry?: SharedSessionMetricsRegistry;
-}
-
 export interface SharedSessionLoginMetadataOptions {
   /** Record the client's IP address at login (`req.ip`: mind `trust proxy`). Default false. */
   ip?: boolean;
   /** Record the client's User-Agent at login (at most 256 characters). Default false. */
   userAgent?: boolean;
-}
-
-export interface SharedSessionRevocationOptions {
-  /**
-   * Wait until every subscribed nginx has acknowledged a change (PROTOCOL.md
-   * section 13.4) before `logout`, `setGroups` and the control methods return
-   * (those take `{ wait }` per call). Default false.
-   */
-  wait?: boolean;
-  /** The longest wait, in milliseconds. Default 500. */
-  timeoutMs?: number;
-  /**
-   * Publish a barrier (`!ack <id>`, PROTOCOL.md section 13.4) this often, in
-   * milliseconds, and wait for its acknowledgements: it feeds the revocation
-   * lag metric without a revocation. 0: off. Default 0. Only with readers
-   * that know section 13 (a rock before it forgets every cached decision at
-   * each barrier).
-   */
-  barrierIntervalMs?: number;
 }
 
 export type { KeyLayout };
@@ -202,12 +177,11 @@ export interface SharedSessionConfig {
   /** 0: no limit. */
   maxSessionsPerUser: number;
   loginMetadata: Required<SharedSessionLoginMetadataOptions>;
-  revocation: Required<SharedSessionRevocationOptions>;
+  revocation: SharedSessionRevocationConfig;
   /** null: off. */
   loginThrottle: LoginThrottleConfig | null;
   events: SharedSessionEventsConfig;
-  /** null: off; `registry` null: prom-client's default registry. */
-  metrics: { registry: SharedSessionMetricsRegistry | null } | null;
+  metrics: SharedSessionMetricsConfig;
 }
 
 export class SharedSessionOptionsError extends Error {
@@ -370,23 +344,6 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
     throw new SharedSessionOptionsError('maxSessionsPerUser', 'must be a positive whole number (0: no limit)');
   }
   const loginMetadata = knownKeys('loginMetadata', options.loginMetadata ?? {}, ['ip', 'userAgent']);
-  const revocation = knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs', 'barrierIntervalMs']);
-  const timeoutMs = revocation.timeoutMs ?? 500;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new SharedSessionOptionsError('revocation.timeoutMs', 'must be a positive number of milliseconds');
-  }
-  const barrierIntervalMs = revocation.barrierIntervalMs ?? 0;
-  if (
-    typeof barrierIntervalMs !== 'number' ||
-    !Number.isInteger(barrierIntervalMs) ||
-    (barrierIntervalMs !== 0 && barrierIntervalMs < 100)
-  ) {
-    throw new SharedSessionOptionsError(
-      'revocation.barrierIntervalMs',
-      'must be 0 (off) or a whole number of milliseconds of at least 100',
-    );
-  }
-
   return {
     secret,
     secretFallbacks: [...fallbacks],
@@ -416,23 +373,15 @@ export function resolveSharedSessionOptions(options: SharedSessionModuleOptions)
       ip: optionalBoolean('loginMetadata.ip', loginMetadata.ip, false),
       userAgent: optionalBoolean('loginMetadata.userAgent', loginMetadata.userAgent, false),
     },
-    revocation: { wait: optionalBoolean('revocation.wait', revocation.wait, false), timeoutMs, barrierIntervalMs },
+    revocation: resolveRevocationOptions(
+      knownKeys('revocation', options.revocation ?? {}, ['wait', 'timeoutMs', 'barrierIntervalMs']),
+      optionalBoolean,
+      (option, problem) => new SharedSessionOptionsError(option, problem),
+    ),
     loginThrottle: resolveLoginThrottleOptions(options.loginThrottle, (option, problem) => new SharedSessionOptionsError(option, problem)),
     events: resolveEventsOptions(options.events, (option, problem) => new SharedSessionOptionsError(option, problem)),
-    metrics: resolveMetricsOption(options.metrics),
+    metrics: resolveMetricsOption(options.metrics, (option, problem) => new SharedSessionOptionsError(option, problem)),
   };
-}
-
-/** `metrics`: off by default; true, or `{ registry }` with something that looks like a prom-client Registry. */
-function resolveMetricsOption(value: unknown): SharedSessionConfig['metrics'] {
-  if (value === undefined || value === false) return null;
-  if (value === true) return { registry: null };
-  const options = knownKeys('metrics', value as SharedSessionMetricsOptions, ['registry']);
-  const registry = options.registry;
-  if (registry === undefined) return { registry: null };
-  const looksLikeRegistry = !!registry && typeof registry.getSingleMetric === 'function' && typeof registry.registerMetric === 'function';
-  if (!looksLikeRegistry) throw new SharedSessionOptionsError('metrics.registry', 'must be a prom-client Registry');
-  return { registry };
 }
 
 /** An object option whose keys are all known. */

@@ -236,42 +236,42 @@ export class SharedSessionService implements OnApplicationShutdown {
 
   /** The user's live sessions, oldest first; [] for an unknown user. */
   listSessions(userId: string): Promise<UserSession[]> {
-    return this.controlled('listSessions', () => this.control.listSessions(userId));
+    return this.timedControl('listSessions', () => this.control.listSessions(userId));
   }
 
   /** Ends one session. `sessions`: 1 when it existed. */
   revokeSession(sessionId: string, options?: ControlOptions): Promise<ControlResult> {
-    return this.controlled('revokeSession', () => this.control.revokeSession(sessionId, options));
+    return this.timedControl('revokeSession', () => this.control.revokeSession(sessionId, options));
   }
 
   /** Ends every live session of the user ("log out everywhere"), but `except` (a session id or several). */
   revokeUser(userId: string, options?: ControlOptions & { except?: string | string[] }): Promise<ControlResult> {
-    return this.controlled('revokeUser', () => this.control.revokeUser(userId, options));
+    return this.timedControl('revokeUser', () => this.control.revokeUser(userId, options));
   }
 
   /** Every session issued before `date` has ended, at nginx too (the not-before mark; never in the future). */
   revokeIssuedBefore(date: Date | number, options?: ControlOptions): Promise<ControlResult & { notBefore: Date }> {
-    return this.controlled('revokeIssuedBefore', () => this.control.revokeIssuedBefore(date, options));
+    return this.timedControl('revokeIssuedBefore', () => this.control.revokeIssuedBefore(date, options));
   }
 
   /** Replaces the groups of every live session of the user, all or none. */
   setUserGroups(userId: string, groups: string[], options?: ControlOptions): Promise<ControlResult> {
-    return this.controlled('setUserGroups', () => this.control.setUserGroups(userId, groups, options));
+    return this.timedControl('setUserGroups', () => this.control.setUserGroups(userId, groups, options));
   }
 
   /** Adds the group to every live session of the user, all or none. */
   addUserToGroup(userId: string, group: string, options?: ControlOptions): Promise<ControlResult> {
-    return this.controlled('addUserToGroup', () => this.control.addUserToGroup(userId, group, options));
+    return this.timedControl('addUserToGroup', () => this.control.addUserToGroup(userId, group, options));
   }
 
   /** Removes the group from every live session of the user, all or none. */
   removeUserFromGroup(userId: string, group: string, options?: ControlOptions): Promise<ControlResult> {
-    return this.controlled('removeUserFromGroup', () => this.control.removeUserFromGroup(userId, group, options));
+    return this.timedControl('removeUserFromGroup', () => this.control.removeUserFromGroup(userId, group, options));
   }
 
   /** A new cache generation for the group: nginx stops serving what it cached for it (PROTOCOL.md section 13.3). */
   invalidateGroupCache(group: string, options?: ControlOptions): Promise<ControlResult & { generation: number }> {
-    return this.controlled('invalidateGroupCache', () => this.control.invalidateGroupCache(group, options));
+    return this.timedControl('invalidateGroupCache', () => this.control.invalidateGroupCache(group, options));
   }
 
   // The request's user's own sessions ("your sessions"): the control methods
@@ -294,21 +294,21 @@ export class SharedSessionService implements OnApplicationShutdown {
     const user = this.ownUser(req);
     const own = (await this.listSessions(user)).some((s) => s.sessionId === sessionId);
     return own
-      ? this.controlled('revokeOwnSession', () => this.control.revokeSession(sessionId, options, 'revokeOwnSession'))
+      ? this.timedControl('revokeOwnSession', () => this.control.revokeSession(sessionId, options, 'revokeOwnSession'))
       : { sessions: 0 };
   }
 
   /** Ends every live session of the request's user but the request's own ("sign out everywhere else"). */
   revokeOtherSessions(req: Request, options?: ControlOptions): Promise<ControlResult> {
     const user = this.ownUser(req);
-    return this.controlled('revokeOtherSessions', () =>
+    return this.timedControl('revokeOtherSessions', () =>
       this.control.revokeUser(user, { ...options, except: req.sessionID }, 'revokeOtherSessions'),
     );
   }
 
   /** The user the request's session names, or a 401. */
   /** A control method: 503 when Redis fails (a bad argument stays a TypeError), counted and timed by its name. */
-  private async controlled<T>(op: ControlOperation, call: () => Promise<T>): Promise<T> {
+  private async timedControl<T>(op: ControlOperation, call: () => Promise<T>): Promise<T> {
     if (!this.metrics.enabled) return unavailableOnFailure(call);
     const start = metricsClock(this.metrics);
     let failure: unknown;

@@ -1,4 +1,6 @@
-import type { INestApplication } from '@nestjs/common';
+import { Controller, Get, INestApplication, Injectable, Module, UseGuards } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { Test } from '@nestjs/testing';
 import Redis from 'ioredis';
 import { Gauge, Registry } from 'prom-client';
 import request from 'supertest';
@@ -6,7 +8,7 @@ import { PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
 import type { SharedSessionModuleOptions } from '../src';
-import { SharedSessionService } from '../src';
+import { GroupGuard, SharedSessionModule, SharedSessionService } from '../src';
 import { acknowledgingReader } from './support';
 import { createTestApp } from './test-app';
 
@@ -200,6 +202,34 @@ describe('metrics (prom-client) on a real redis-server', () => {
         expect(loads).toEqual(['prom-client']);
       })
       .finally(() => jest.dontMock('prom-client'));
+  });
+
+  it('a GroupGuard subclass with its own constructor counts its decisions too', async () => {
+    @Injectable()
+    class TenantGuard extends GroupGuard {
+      constructor(reflector: Reflector) {
+        super(reflector);
+      }
+    }
+    @Controller()
+    class TenantController {
+      @Get('tenant')
+      @UseGuards(TenantGuard)
+      tenant() {
+        return { ok: true };
+      }
+    }
+    const registry = new Registry();
+    @Module({
+      imports: [SharedSessionModule.forRoot({ secret: SECRET, keyPrefix: PREFIX, redis: server.url, metrics: { registry } })],
+      controllers: [TenantController],
+    })
+    class AppModule {}
+    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    await app.init();
+    apps.push(app);
+    await request(app.getHttpServer()).get('/tenant').expect(401);
+    expect(await value(registry, 'shared_session_decisions_total', { result: 'refused', reason: 'no_session' })).toBe(1);
   });
 
   it('a metrics failure fails no request: counted in shared_session_metrics_errors_total', async () => {

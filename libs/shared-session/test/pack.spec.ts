@@ -40,8 +40,8 @@ const NEST_12 = {
 };
 
 /** Runs a command; on failure the error carries what it printed. */
-function run(command: string, args: string[], cwd: string): string {
-  const result = spawnSync(command, args, { cwd, encoding: 'utf8' });
+function run(command: string, args: string[], cwd: string, env?: Record<string, string>): string {
+  const result = spawnSync(command, args, { cwd, encoding: 'utf8', env: env && { ...process.env, ...env } });
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
   return result.stdout;
 }
@@ -103,7 +103,13 @@ const APPS_UNDER_TEST: FreshApp[] = [
     dir: nest12,
     packageJson: {
       type: 'module',
-      dependencies: { ...NEST_12.dependencies, 'reflect-metadata': installedVersion('reflect-metadata'), rxjs: installedVersion('rxjs') },
+      dependencies: {
+        ...NEST_12.dependencies,
+        'reflect-metadata': installedVersion('reflect-metadata'),
+        rxjs: installedVersion('rxjs'),
+        // The optional peer of the `metrics` option (the ESM entry's tests turn it on).
+        'prom-client': installedVersion('prom-client'),
+      },
       devDependencies: { ...NEST_12.devDependencies, '@types/express': installedVersion('@types/express') },
     },
     compilerOptions: { ...COMPILER, module: 'nodenext', moduleResolution: 'nodenext' },
@@ -315,6 +321,27 @@ describe('the npm package, as a user installs it', () => {
       const out = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], app.dir));
       expect(out).toEqual({ same: true, oneCopy: true, names: expect.any(Number) });
       expect(out.names).toBeGreaterThan(5);
+    });
+
+    it('turns metrics on in an ESM app: the library loads the app’s prom-client and registers in its registry', () => {
+      const app = APPS_UNDER_TEST[1];
+      const script = `
+      import 'reflect-metadata';
+      import { Module } from '@nestjs/common';
+      import { NestFactory } from '@nestjs/core';
+      import { Registry } from 'prom-client';
+      import { SharedSessionModule } from 'nest-resty-shared-session';
+      const registry = new Registry();
+      class AppModule {}
+      Module({ imports: [SharedSessionModule.forRoot({ secret: '${SECRET}', redis: process.env.REDIS_URL, metrics: { registry } })] })(AppModule);
+      const context = await NestFactory.createApplicationContext(AppModule, { logger: false });
+      const text = await registry.metrics();
+      await context.close();
+      console.log(JSON.stringify(text.split('\\n').filter((l) => l.startsWith('shared_session_decisions_total{'))));
+    `;
+      const out = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], app.dir, { REDIS_URL: redis.url }));
+      expect(out).toContain('shared_session_decisions_total{result="allowed",reason="none"} 0');
+      expect(out).toHaveLength(6);
     });
   });
 });
