@@ -18,6 +18,10 @@ APT_PACKAGES=(
   redis-server redis-sentinel wrk valgrind docker-compose chromium luarocks
   python3-flask python3-redis python3-itsdangerous
 )
+# Packages that ship a system service we never want running: the demo stack and
+# the tests start their own process on a free 127.0.0.1 port (prometheus: the
+# demo's metrics and the operations end-to-end test).
+SERVICE_PACKAGES=(prometheus)
 # Packages whose files we unpack instead of installing (they depend on nginx-extras).
 VENDOR_DEBS=(lua-nginx-redis lua-nginx-redis-connector)
 
@@ -42,6 +46,31 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "apt: installing ${missing[*]}"
   apt_update
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+missing_services=()
+for p in "${SERVICE_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing_services+=("$p")
+done
+if [ ${#missing_services[@]} -gt 0 ]; then
+  log "apt: installing ${missing_services[*]} (its system service neither started nor enabled)"
+  apt_update
+  # policy-rc.d exit 101: "do not start services" for invoke-rc.d and
+  # deb-systemd-invoke, while the package installs. A machine's own
+  # policy-rc.d, if it has one, is put back afterwards.
+  POLICY=/usr/sbin/policy-rc.d
+  saved=
+  if [ -e "$POLICY" ]; then saved=$(mktemp) && "${SUDO[@]}" cp -p "$POLICY" "$saved"; fi
+  printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+  "${SUDO[@]}" chmod 755 "$POLICY"
+  status=0
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_services[@]}" >/dev/null || status=$?
+  if [ -n "$saved" ]; then "${SUDO[@]}" cp -p "$saved" "$POLICY" && rm -f "$saved"; else "${SUDO[@]}" rm -f "$POLICY"; fi
+  [ $status = 0 ] || exit $status
+  for p in "${missing_services[@]}"; do
+    # Under systemd the unit is enabled by the package: disable it (and stop it, should it run).
+    if [ -d /run/systemd/system ]; then "${SUDO[@]}" systemctl disable --now "$p" >/dev/null 2>&1 || true; fi
+  done
 fi
 
 VENDOR="$ROOT/.vendor"

@@ -4,6 +4,7 @@ import { NginxServer } from './nginx-server';
 import { ServerProcess, ServerStartError } from './server-process';
 import { freePort } from './ports';
 import type { RedisClusterStack } from './redis-cluster';
+import { ALERT_RULES, PrometheusServer } from './prometheus-server';
 import { RedisServer } from './redis-server';
 import { debianLuaPackagePath, debianPlatformLines, redisLua, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
 
@@ -12,6 +13,16 @@ export interface DemoStackOptions {
   nginxPort?: number;
   appPort?: number;
   redisPort?: number;
+  /** The operations ports (/metrics, /health) of nginx and of the app; free ones when not given. */
+  nginxAdminPort?: number;
+  appAdminPort?: number;
+  /**
+   * Start a Prometheus (Debian's `prometheus`: see prometheusBinary()) that
+   * scrapes both doors: job `nginx` and job `app`, with the project's
+   * alerting rules (prometheus-alerts.yml). The app's status panel queries
+   * it. Off when not given.
+   */
+  prometheus?: { port?: number; scrapeIntervalSeconds?: number };
   /** Settings for the app and nginx (SESSION_SECRET, CACHE_SECONDS, ...); default: process.env. */
   env?: NodeJS.ProcessEnv;
   /** Where the app's output goes (default: discarded). */
@@ -34,6 +45,12 @@ export class DemoStack {
     readonly appPort: number,
     readonly nginx: NginxServer,
     readonly env: NodeJS.ProcessEnv,
+    /** The app's operations port: /metrics and /health (apps/demo/src/operations-server.ts). */
+    readonly appAdminPort: number,
+    /** nginx's operations port: /metrics and /health (resty/conf/nginx.conf.template). */
+    readonly nginxAdminPort: number,
+    /** The Prometheus that scrapes both, when `options.prometheus` asked for one. */
+    readonly prometheus: PrometheusServer | undefined,
   ) {}
 
   /** The stack's own redis-server (not on a Redis Cluster: `options.cluster`). */
@@ -62,6 +79,16 @@ export class DemoStack {
     return `http://127.0.0.1:${this.appPort}`;
   }
 
+  /** nginx's operations address (/metrics, /health). */
+  get nginxAdminUrl(): string {
+    return `http://127.0.0.1:${this.nginxAdminPort}`;
+  }
+
+  /** The app's operations address (/metrics, /health). */
+  get appAdminUrl(): string {
+    return `http://127.0.0.1:${this.appAdminPort}`;
+  }
+
   static async start(options: DemoStackOptions = {}): Promise<DemoStack> {
     // `npm run demo` and the tests are development runs: the demo app accepts its published secret only then.
     const cluster = options.cluster;
@@ -75,24 +102,41 @@ export class DemoStack {
     const session = sessionValuesFromEnv(env);
     const redis = cluster ? undefined : await RedisServer.start({ port: options.redisPort });
     let app: ServerProcess | undefined;
+    let nginx: NginxServer | undefined;
     try {
+      // Picked before the app starts: the app's status panel queries Prometheus there.
+      const prometheusPort = options.prometheus ? (options.prometheus.port ?? (await freePort())) : undefined;
+
       const main = join(REPO_ROOT, 'apps/demo/dist/main.js');
       // On a free port, again on another when some other process took it before the app could (three tries).
       let appPort = 0;
+      let appAdminPort = 0;
       for (let attempt = 1; !app; attempt++) {
         appPort = options.appPort ?? (await freePort());
-        const appEnv = { ...env, APP_HOST: '127.0.0.1', APP_PORT: String(appPort), ...(redis ? { REDIS_URL: redis.url } : {}) };
+        appAdminPort = options.appAdminPort ?? (await freePort());
+        const appEnv = {
+          ...env,
+          APP_HOST: '127.0.0.1',
+          APP_PORT: String(appPort),
+          APP_ADMIN_PORT: String(appAdminPort),
+          ...(prometheusPort ? { PROMETHEUS_URL: `http://127.0.0.1:${prometheusPort}` } : {}),
+          ...(redis ? { REDIS_URL: redis.url } : {}),
+        };
         try {
           app = await ServerProcess.node(main, appEnv, { port: appPort, path: '/app' }, options.appOutput, {
             heapProbe: options.heapProbe,
           });
         } catch (error) {
-          if (options.appPort !== undefined || attempt === 3 || !(error instanceof ServerStartError && error.portTaken)) throw error;
+          const portsGiven = options.appPort !== undefined && options.appAdminPort !== undefined;
+          if (portsGiven || attempt === 3 || !(error instanceof ServerStartError && error.portTaken)) throw error;
         }
       }
 
-      const nginx = await NginxServer.start({
+      const nginxAdminPort = options.nginxAdminPort;
+      nginx = await NginxServer.start({
         port: options.nginxPort,
+        // The operations port, when not given: a free one, picked again with the public one on a retry.
+        extraPorts: nginxAdminPort === undefined ? 1 : undefined,
         env: { SESSION_SECRET: env.SESSION_SECRET ?? '', SESSION_SECRET_FALLBACKS: env.SESSION_SECRET_FALLBACKS ?? '' },
         conf: (ctx) =>
           renderNginxConf({
@@ -103,22 +147,37 @@ export class DemoStack {
             ACCESS_LOG: join(ctx.runDir, 'logs', 'access.log'),
             LUA_PACKAGE_PATH: debianLuaPackagePath(),
             NGINX_LISTEN: `127.0.0.1:${ctx.port}`,
+            ADMIN_LISTEN: `127.0.0.1:${nginxAdminPort ?? ctx.extraPorts[0]}`,
             APP_UPSTREAM: `127.0.0.1:${appPort}`,
             RESOLVER: '',
             REDIS: redisLua(redis ? { host: '127.0.0.1', port: redis.port } : { cluster: cluster!.startupNodes }),
             ...session,
           }),
       });
-      return new DemoStack(redis, app, appPort, nginx, env);
+      const nginxAdmin = nginxAdminPort ?? nginx.extraPorts[0];
+      const prometheus = prometheusPort
+        ? await PrometheusServer.start({
+            port: prometheusPort,
+            scrapeIntervalSeconds: options.prometheus?.scrapeIntervalSeconds,
+            ruleFiles: [ALERT_RULES],
+            jobs: [
+              { job: 'nginx', targets: [`127.0.0.1:${nginxAdmin}`] },
+              { job: 'app', targets: [`127.0.0.1:${appAdminPort}`] },
+            ],
+          })
+        : undefined;
+      return new DemoStack(redis, app, appPort, nginx, env, appAdminPort, nginxAdmin, prometheus);
     } catch (error) {
+      await nginx?.dispose();
       await app?.stop();
       await redis?.dispose();
       throw error;
     }
   }
 
-  /** Stops nginx, the app and its own Redis, each by PID, and removes their folders. */
+  /** Stops Prometheus, nginx, the app and its own Redis, each by PID, and removes their folders. */
   async stop(): Promise<void> {
+    await this.prometheus?.dispose();
     await this.nginx.dispose();
     await this.appProcess.stop();
     await this.ownRedis?.dispose();

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { FIXTURE_USERS } from '../apps/demo/src/users';
 import { DemoStack } from './demo-stack';
 import { REPO_ROOT } from './nginx-conf';
+import { prometheusBinary } from './prometheus-server';
 
 const LOCK = join(REPO_ROOT, '.run', 'demo.pid');
 
@@ -40,17 +41,28 @@ async function main(): Promise<void> {
   const nginxPort = port('NGINX_PORT', 8089);
   const appPort = port('APP_PORT', 5017);
   const redisPort = port('REDIS_PORT', 6389);
+  const nginxAdminPort = port('NGINX_ADMIN_PORT', 9145);
+  const appAdminPort = port('APP_ADMIN_PORT', 9464);
+  const prometheusPort = port('PROMETHEUS_PORT', 9090);
+  // Debian's prometheus (scripts/install.sh installs it): scraping both doors every 5 s, when it is there.
+  const prometheus = prometheusBinary() ? { port: prometheusPort, scrapeIntervalSeconds: 5 } : undefined;
   let stack: DemoStack;
   try {
-    stack = await DemoStack.start({ nginxPort, appPort, redisPort, appOutput: 'inherit' });
+    stack = await DemoStack.start({ nginxPort, appPort, redisPort, nginxAdminPort, appAdminPort, prometheus, appOutput: 'inherit' });
   } catch (error) {
     rmSync(LOCK, { force: true });
     const message = (error as Error).message;
     console.error(`The demo could not start: ${message}`);
     if (/EADDRINUSE|Address already in use|timed out/.test(message)) {
-      console.error(
-        `Is something else using port ${nginxPort} (NGINX_PORT), ${appPort} (APP_PORT) or ${redisPort} (REDIS_PORT)? Set other ports in those variables.`,
-      );
+      const ports = [
+        `${nginxPort} (NGINX_PORT)`,
+        `${appPort} (APP_PORT)`,
+        `${redisPort} (REDIS_PORT)`,
+        `${nginxAdminPort} (NGINX_ADMIN_PORT)`,
+        `${appAdminPort} (APP_ADMIN_PORT)`,
+        ...(prometheus ? [`${prometheusPort} (PROMETHEUS_PORT)`] : []),
+      ];
+      console.error(`Is something else using port ${ports.join(', ')}? Set other ports in those variables.`);
     }
     process.exit(1);
   }
@@ -65,13 +77,22 @@ ${FIXTURE_USERS.map((u) => `    ${u.email.padEnd(22)} password ${u.password.padE
   (X-Cache-Status: HIT) for every member of group one; others get 403. As admin@example.com, ${stack.url}/app/admin
   lists every user's sessions and removes a user from a group, logs a user out everywhere or purges a group's cache,
   at nginx too. Ctrl-C stops everything.
+
+  Operations (local only, never through the public port):
+    nginx   ${stack.nginxAdminUrl}/metrics   ${stack.nginxAdminUrl}/health
+    app     ${stack.appAdminUrl}/metrics   ${stack.appAdminUrl}/health
+${
+  stack.prometheus
+    ? `    Prometheus ${stack.prometheus.url} scrapes both every 5 s (jobs "nginx" and "app"); the admin page's status panel reads it.`
+    : '    Prometheus: not installed (Debian\'s "prometheus" package; scripts/install.sh installs it), so no status panel.'
+}
 `);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`\n${signal}: stopping nginx, the app and Redis...`);
+    console.log(`\n${signal}: stopping ${stack.prometheus ? 'Prometheus, ' : ''}nginx, the app and Redis...`);
     await stack.stop();
     rmSync(LOCK, { force: true });
     process.exit(0);

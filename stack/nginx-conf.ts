@@ -25,6 +25,8 @@ export interface NginxConfValues {
   ACCESS_LOG: string;
   LUA_PACKAGE_PATH: string;
   NGINX_LISTEN: string;
+  /** The operations server's `listen` (/metrics, /health): never the public one. */
+  ADMIN_LISTEN: string;
   APP_UPSTREAM: string;
   /** `resolver <address>;` when Redis is named rather than addressed (Docker's DNS), else empty. */
   RESOLVER: string;
@@ -130,6 +132,8 @@ export function dockerNginxConf(env: NodeJS.ProcessEnv): string {
     ACCESS_LOG: '/dev/stdout',
     LUA_PACKAGE_PATH: env.LUA_PACKAGE_PATH || '/opt/resty-shared-session/lib/?.lua;;',
     NGINX_LISTEN: env.NGINX_LISTEN || '8089',
+    // Inside the compose network only: docker-compose.yml does not publish it.
+    ADMIN_LISTEN: env.NGINX_ADMIN_LISTEN || '9145',
     APP_UPSTREAM: env.APP_UPSTREAM || 'demo:5017',
     RESOLVER: env.NGINX_RESOLVER ? `resolver ${checkedResolver(env.NGINX_RESOLVER)} ipv6=off valid=10s;` : '',
     REDIS: redisLua(

@@ -2,6 +2,7 @@ import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, Us
 import type { Request, Response } from 'express';
 import { GroupGuard, Groups, LoginThrottle, RevocationConfirmation, SharedSessionService } from 'nest-resty-shared-session';
 import { adminPage, AdminUserView } from './pages';
+import { StatusPanel } from './status-panel';
 import { FIXTURE_USERS } from './users';
 
 /** Every group a fixture user may hold: the ones whose cache the admin may purge. */
@@ -27,6 +28,7 @@ export class AdminController {
   constructor(
     private readonly sessions: SharedSessionService,
     private readonly throttle: LoginThrottle,
+    private readonly status: StatusPanel,
   ) {}
 
   @Get()
@@ -38,7 +40,7 @@ export class AdminController {
     }
     const bans = await this.throttle.bans();
     const text = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
-    return adminPage(users, GROUPS, req.sessionID, text('done'), bans, text('warning'));
+    return adminPage(users, GROUPS, req.sessionID, text('done'), bans, text('warning'), await this.status.figures());
   }
 
   /** Login throttling: lifts the bans of a user (at every address) or of a client address. */

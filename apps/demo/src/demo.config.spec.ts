@@ -42,7 +42,7 @@ describe('demoConfig: session timeouts from the environment (PROTOCOL.md section
     });
     expect(config.rememberMe).toEqual({ idleTimeoutSeconds: 30 * 86400, absoluteTimeoutSeconds: 365 * 86400 });
     // A logout or a group change answers once nginx has applied it.
-    expect(config.session.revocation).toEqual({ wait: true });
+    expect(config.session.revocation).toEqual({ wait: true, barrierIntervalMs: 5000 });
   });
 
   it('takes short timeouts for trying them out, and refreshes at least once per half the idle timeout', () => {

@@ -4,6 +4,13 @@ import type { SessionLoginOptions, SharedSessionModuleOptions } from 'nest-resty
 export interface DemoConfig {
   host: string;
   port: number;
+  /**
+   * The operations port (APP_ADMIN_PORT, default 9464): /metrics and
+   * /health only, and those only there (apps/demo/src/operations-server.ts).
+   */
+  adminPort: number;
+  /** Where the admin page's status panel asks Prometheus (PROMETHEUS_URL, http or https); unset: no figures. */
+  prometheusUrl?: string;
   cacheSeconds: number;
   /**
    * Express's `trust proxy` (TRUST_PROXY; default `loopback`: nginx on the
@@ -80,6 +87,18 @@ function redisSettings(env: NodeJS.ProcessEnv): Pick<SharedSessionModuleOptions,
   return { redis: nodes.length > 0 ? { cluster: nodes } : env.REDIS_URL || undefined, keyLayout: layout };
 }
 
+function prometheusUrl(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error(`PROMETHEUS_URL must be an http(s) URL, not "${value}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`PROMETHEUS_URL must be an http(s) URL, not "${value}"`);
+  return url.toString().replace(/\/$/, '');
+}
+
 export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
   // Short timeouts for trying them out (e.g. idle 2, absolute 5); the library checks them at start-up.
   const idle = seconds('SESSION_IDLE_TIMEOUT_SECONDS', env.SESSION_IDLE_TIMEOUT_SECONDS);
@@ -95,9 +114,15 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
   if (rememberAbsolute < rememberIdle) {
     throw new Error('REMEMBER_ME_ABSOLUTE_TIMEOUT_SECONDS must be at least REMEMBER_ME_IDLE_TIMEOUT_SECONDS');
   }
+  const port = whole('APP_PORT', env.APP_PORT, 5017);
+  const adminPort = whole('APP_ADMIN_PORT', env.APP_ADMIN_PORT, 9464);
+  if (adminPort === port)
+    throw new Error(`APP_ADMIN_PORT must differ from APP_PORT (${port}): the operations port is never the public one`);
   return {
     host: env.APP_HOST || '127.0.0.1',
-    port: whole('APP_PORT', env.APP_PORT, 5017),
+    port,
+    adminPort,
+    prometheusUrl: prometheusUrl(env.PROMETHEUS_URL),
     cacheSeconds: whole('CACHE_SECONDS', env.CACHE_SECONDS, 60),
     trustProxy: env.TRUST_PROXY || 'loopback',
     session: {
@@ -117,11 +142,14 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
       loginMetadata: { ip: true, userAgent: true },
       // A logout or a group change answers once nginx has applied it (or after 500 ms, with a warning):
       // the browser's next request, whichever nginx worker takes it, sees the change.
-      revocation: { wait: true },
+      // The periodic barrier (REVOCATION_BARRIER_MS, 0: off) feeds the revocation lag metric between revocations.
+      revocation: { wait: true, barrierIntervalMs: whole('REVOCATION_BARRIER_MS', env.REVOCATION_BARRIER_MS, 5000) },
       // Failed logins counted in Redis (LOGIN_THROTTLE=off to turn it off): the library's defaults,
       // after Authelia's: 3 failures of one user from one address in 2 minutes ban that pair for
       // 5 minutes; 20 from one address, whatever the users, ban the address.
       loginThrottle: env.LOGIN_THROTTLE !== 'off',
+      // Every login, logout and control operation as one JSON line in the app's log (PROTOCOL.md section 16).
+      events: { log: true },
     },
     rememberMe: { idleTimeoutSeconds: rememberIdle, absoluteTimeoutSeconds: rememberAbsolute },
   };

@@ -1,14 +1,30 @@
 import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import { SharedSessionModule } from 'nest-resty-shared-session';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { AdminController } from './admin.controller';
 import { DemoController } from './demo.controller';
+import { HealthController } from './health.controller';
+import { MetricsController } from './metrics.controller';
+import { OperationsServer } from './operations-server';
 import { OwnSessionsController } from './own-sessions.controller';
+import { StatusPanel } from './status-panel';
 import { demoConfig, DemoConfig } from './demo.config';
-import { DEMO_CONFIG } from './demo.tokens';
+import { DEMO_CONFIG, DEMO_METRICS_REGISTRY } from './demo.tokens';
+
+/** The demo's own prom-client registry (not the global one): the library's metrics and Node's process metrics. */
+function metricsRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
 
 @Module({
-  providers: [{ provide: DEMO_CONFIG, useFactory: () => demoConfig() }],
-  exports: [DEMO_CONFIG],
+  providers: [
+    { provide: DEMO_CONFIG, useFactory: () => demoConfig() },
+    { provide: DEMO_METRICS_REGISTRY, useFactory: metricsRegistry },
+  ],
+  exports: [DEMO_CONFIG, DEMO_METRICS_REGISTRY],
 })
 export class DemoConfigModule {}
 
@@ -16,11 +32,13 @@ export class DemoConfigModule {}
   imports: [
     SharedSessionModule.forRootAsync({
       imports: [DemoConfigModule],
-      inject: [DEMO_CONFIG],
-      useFactory: (config: DemoConfig) => config.session,
+      inject: [DEMO_CONFIG, DEMO_METRICS_REGISTRY],
+      useFactory: (config: DemoConfig, registry: Registry) => ({ ...config.session, metrics: { registry } }),
     }),
     DemoConfigModule,
+    TerminusModule,
   ],
-  controllers: [DemoController, AdminController, OwnSessionsController],
+  controllers: [DemoController, AdminController, OwnSessionsController, MetricsController, HealthController],
+  providers: [OperationsServer, StatusPanel],
 })
 export class DemoModule {}

@@ -1,4 +1,5 @@
 import type { LoginBan, OwnSession, UserSession } from 'nest-resty-shared-session';
+import type { StatusFigure, StatusFigures, StatusUnavailable } from './status-panel';
 /** The demo's few HTML pages: plain, no template engine. */
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -102,6 +103,7 @@ export function adminPage(
   done?: string,
   bans: LoginBan[] = [],
   warning?: string,
+  status?: StatusFigures | StatusUnavailable,
 ): string {
   const rows = users
     .map((u) => {
@@ -135,8 +137,28 @@ export function adminPage(
     'Administration',
     `${warning ? `<p id="warning" role="alert"><strong>Warning:</strong> ${escape(warning)}</p>` : done ? `<p id="done">${escape(done)}</p>` : ''}<table><tr><th>user</th><th>sessions</th><th>actions</th></tr>${rows}</table>${banList}
 <p>Purge a group's cache at nginx: ${purges}</p>
-<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p><p><a href="/app">home</a></p>`,
+<p>${post('/app/admin/not-before', 'Log everyone out (sessions issued before now)', 'not-before')}</p>${status ? statusPanel(status) : ''}<p><a href="/app">home</a></p>`,
   );
+}
+
+const NO_DATA = 'no data yet';
+const milliseconds = (seconds: number) => (Number.isFinite(seconds) ? `${(seconds * 1000).toFixed(1)} ms` : NO_DATA);
+const byDoor = (figures: StatusFigure[], format: (f: StatusFigure) => string) =>
+  figures.length ? figures.map((f) => escape(`${f.job}${f.result ? ` ${f.result}` : ''}: ${format(f)}`)).join('<br>') : NO_DATA;
+
+/** The status panel (the admin page's foot): figures from Prometheus, or why there are none. */
+export function statusPanel(status: StatusFigures | StatusUnavailable): string {
+  if ('unavailable' in status) return `<h2>Status</h2><p id="status-panel">${escape(status.unavailable)}</p>`;
+  const rate = (f: StatusFigure) => (Number.isFinite(f.value) ? `${f.value.toFixed(2)}/s` : NO_DATA);
+  const hit = Number.isFinite(status.cacheHitRate) ? `${(status.cacheHitRate * 100).toFixed(1)}%` : NO_DATA;
+  const rows: [string, string, string][] = [
+    ['decisions', 'Decisions per second, by door and result (last minute)', byDoor(status.decisionsPerSecond, rate)],
+    ['hit-rate', "nginx's decision-cache hit rate (last minute)", escape(hit)],
+    ['revocation-lag', 'Revocation lag, p99 (publish to acknowledgement, 5 minutes)', escape(milliseconds(status.revocationLagP99))],
+    ['redis-p99', 'Redis round trip, p99, by door (last minute)', byDoor(status.redisP99, (f) => milliseconds(f.value))],
+  ];
+  const body = rows.map(([id, label, value]) => `<tr id="status-${id}"><th>${escape(label)}</th><td>${value}</td></tr>`).join('');
+  return `<h2>Status</h2><table id="status-panel">${body}</table>`;
 }
 
 /** "Your sessions" (/app/sessions): the user's own sessions, this one marked, each other one with a button to sign it out. */
