@@ -247,7 +247,7 @@ forEachAdapter((adapter) =>
       // A request sent on a connection the server was closing has no answer (status 0): Fastify's own answer to a
       // request Node's parser refuses (400, 431) says no `Connection: close` and closes the socket after it, so the
       // pool may send its next request there. Sent again on a connection of its own, as a browser retries a GET.
-      const lost = responses.flatMap((r, i) => (r.status === 0 && i < cases.length ? [i] : []));
+      const lost = responses.flatMap((r, i) => (r.status === 0 ? [i] : []));
       for (const i of lost) {
         const retry = new HttpConnection(port);
         responses[i] = await retry.request(requests[i]);

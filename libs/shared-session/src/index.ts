@@ -19,6 +19,7 @@ export { SharedSessionService } from './shared-session.service';
 export type { OwnSession, SessionLogin, SessionLoginOptions } from './shared-session.service';
 export type { SessionState, SharedSessionObject, SharedSessionRequest, SharedSessionResponse } from './session-request';
 export type { HttpAdapterName } from './http-adapter-name';
+export type { FastifySharedSession } from './fastify-session';
 export { SessionCookieSigner } from './session-cookie-signer';
 export type { SessionCookieSignerOptions, VerifiedSessionCookie } from './session-cookie-signer';
 export { FlaskRedisSessionStore } from './flask-redis-session.store';
