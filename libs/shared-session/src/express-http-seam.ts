@@ -3,17 +3,17 @@ import type { NextFunction, Request, Response } from 'express';
 import type { HttpSeam, HttpSeamParts } from './http-seam';
 import { setCookieLines } from './session-cookie-bridge';
 import type { SharedSessionRequest, SharedSessionResponse } from './session-request';
-import { SharedSessionMiddleware } from './shared-session.middleware';
+import { ExpressSessionHooks } from './express-session-hooks';
 
 /**
- * Express: express-session, through SharedSessionMiddleware and its cookie
- * bridge, as a Nest middleware on every route.
+ * Express: the library's own middleware (ExpressSessionHooks), on every
+ * route; `req.session` is express-session's `Session`.
  */
 export class ExpressHttpSeam implements HttpSeam {
-  private readonly middleware: SharedSessionMiddleware;
+  private readonly middleware: ExpressSessionHooks;
 
-  constructor({ config, signer, store }: HttpSeamParts) {
-    this.middleware = new SharedSessionMiddleware(config, signer, store);
+  constructor(parts: HttpSeamParts) {
+    this.middleware = new ExpressSessionHooks(parts);
   }
 
   install(consumer: MiddlewareConsumer): void {

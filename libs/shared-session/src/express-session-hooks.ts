@@ -1,0 +1,303 @@
+import { Logger } from '@nestjs/common';
+import type { NextFunction, Request, Response } from 'express';
+import { Cookie, Session } from 'express-session';
+import type { SessionData, Store } from 'express-session';
+import onHeaders from 'on-headers';
+import type { HttpSeamParts } from './http-seam';
+import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
+import { readSessionCookie } from './session-cookie-header';
+import { newSessionId } from './session-id';
+import { cookieExpiry, hasDeadline, storableByProxy } from './session-lifetime';
+import { carriedSessionId, markCarriedSessionId, markSessionRequest, newSessionTimeouts, sessionState } from './session-request';
+
+/** The store as express-session's `Session` methods see it (`req.sessionStore`), with the `generate` set here. */
+type ExpressSessionStore = Store & { generate(req: Request): void };
+
+/** What the hooks decided for a request, and what its session looked like when it was read or made. */
+interface RequestState {
+  /** The session id the cookie carried, verified (express-session's `cookieId`). */
+  cookieId?: string;
+  /** The session id and data (JSON without `cookie`) as the request found them: another id or other data is a change. */
+  originalId?: string;
+  originalJson?: string;
+  /** The JSON last saved through the session's own `save` (express-session's `savedHash`). */
+  savedJson?: string;
+  /** Whether the session changed, judged when the response ended (before its save); undefined until then. */
+  modified?: boolean;
+  /** Signed with a fallback secret: the cookie is written again with the current one. */
+  resign: boolean;
+  /** The store is about to extend the session: its cookie is renewed too (no deadline). */
+  renew: boolean;
+}
+
+/** The session's data as JSON, without its `cookie` (express-session's hash leaves it out the same way). */
+function sessionJson(session: Session): string {
+  return JSON.stringify(session, function (this: unknown, key: string, value: unknown) {
+    return this === session && key === 'cookie' ? undefined : value;
+  });
+}
+
+/**
+ * Express without express-session's middleware: the library's own, as the
+ * Fastify seam's hooks. It finds the session cookie by PROTOCOL.md section
+ * 10's reading (never a cookie parser), verifies it once, reads the session
+ * through the store and sets `req.session` and `req.sessionID`; when the
+ * response ends it saves the session if it changed (else extends it), and
+ * when the headers are written it writes our cookie: on a new or changed
+ * session, on a renewal, re-signed after a fallback secret, cleared when it
+ * named a session that has ended, never renewed on a response nginx may keep
+ * (section 6).
+ *
+ * `req.session` is express-session's own: a `Session` made by the store
+ * (`createSession`) or by `store.generate`, with a `Cookie` and
+ * `req.sessionStore` set, as express-session's middleware makes them. So
+ * regenerate, destroy, save, reload, touch and `req.session.cookie` behave as
+ * with that middleware, and so do the rules of when a session is saved,
+ * extended or given a cookie (`resave: false`, `saveUninitialized: false`,
+ * `rolling: false`). What is left out is what the Flask cookie made a cost:
+ * express-session's cookie parsing and unsigning (its own format, which a
+ * bridge had to translate ours into and back), and its SHA-1 of the
+ * session's JSON (the JSON itself is compared).
+ */
+export class ExpressSessionHooks {
+  private readonly logger = new Logger('SharedSession');
+  private readonly cookieOptions: Record<string, unknown>;
+
+  constructor(private readonly parts: HttpSeamParts) {
+    const { config, store } = parts;
+    const { persistent, ...attributes } = config.cookie;
+    // Only whether it is persistent matters: every cookie of ours gets its expiry from session-lifetime.ts (section 12).
+    this.cookieOptions = { ...attributes, maxAge: persistent ? config.idleTimeoutSeconds * 1000 : undefined };
+    // As express-session's middleware sets it: regenerate() (the store's) makes the new session through it.
+    (store as unknown as ExpressSessionStore).generate = (req: Request) => {
+      req.sessionID = this.newSessionId(req);
+      const session = new (Session as unknown as new (req: Request) => Session)(req);
+      session.cookie = new (Cookie as unknown as new (options: Record<string, unknown>) => Cookie)(this.cookieOptions);
+      req.session = session as Request['session'];
+    };
+  }
+
+  /** A timed id whose deadline is the absolute timeout after now: login's own, else the module's; none without one. */
+  private newSessionId(req: Request): string {
+    const absolute = newSessionTimeouts(req)?.absoluteTimeoutSeconds ?? this.parts.config.absoluteTimeoutSeconds;
+    const issuedAt = Date.now();
+    return newSessionId(absolute === null ? null : issuedAt + absolute * 1000, issuedAt);
+  }
+
+  use(req: Request, res: Response, next: NextFunction): void {
+    if (req.session) {
+      // Another session middleware (or this one, mounted twice) already ran: as express-session, leave it.
+      next();
+      return;
+    }
+    const { config, signer, store } = this.parts;
+    const reading = readSessionCookie(req.headers.cookie, config.cookieName);
+    if (reading.found === 'refused' && reading.conflict) {
+      // Never the values: one could be the victim's session.
+      this.logger.warn(
+        `a request sent two different ${config.cookieName} cookies (one may have been set by a sibling domain: cookie tossing); ` +
+          'treated as no session until the user logs out or clears the site cookies',
+      );
+    }
+    const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
+    if (verified) markCarriedSessionId(req, verified.sid);
+    const state: RequestState = { cookieId: verified?.sid, resign: false, renew: false };
+    onHeaders(res, () => this.writeCookie(req, res, state));
+
+    if (!store.available) {
+      markSessionRequest(req, false);
+      next();
+      return;
+    }
+    if (!this.onCookiePath(req)) {
+      markSessionRequest(req, true);
+      next();
+      return;
+    }
+    req.sessionStore = store as never;
+    this.wrapEnd(req, res, state);
+    if (!verified) {
+      this.generate(req, state);
+      markSessionRequest(req, true);
+      next();
+      return;
+    }
+    req.sessionID = verified.sid;
+    store.get(verified.sid, (err, data) => {
+      if (err) {
+        markSessionRequest(req, false);
+        next();
+        return;
+      }
+      if (data) this.inflate(req, state, data);
+      else this.generate(req, state);
+      markSessionRequest(req, true);
+      const session = req.session;
+      if (!data || !session) {
+        next();
+        return;
+      }
+      state.renew =
+        config.cookie.persistent && !hasDeadline(session.id) && store.touch !== undefined && store.refreshDue(session.id, session);
+      if (!verified.signedWithFallback) {
+        next();
+        return;
+      }
+      // Signed with a fallback secret: store the current signature so nginx agrees with the new cookie.
+      state.resign = true;
+      session.save((saveErr) => {
+        if (saveErr) markSessionRequest(req, false);
+        next();
+      });
+    });
+  }
+
+  /** express-session skips a request outside its cookie's path. */
+  private onCookiePath(req: Request): boolean {
+    const path = this.parts.config.cookie.path;
+    if (!path || path === '/') return true;
+    const url = req.originalUrl || req.url;
+    const query = url.indexOf('?');
+    return (query < 0 ? url : url.slice(0, query)).startsWith(path);
+  }
+
+  /** A new session, not saved unless it changes (express-session's `generate`). */
+  private generate(req: Request, state: RequestState): void {
+    (this.parts.store as unknown as ExpressSessionStore).generate(req);
+    state.originalId = req.sessionID;
+    state.originalJson = sessionJson(req.session!);
+    this.wrapMethods(req, req.session!, state);
+  }
+
+  /** The session read from the store (express-session's `inflate`, `resave: false`). */
+  private inflate(req: Request, state: RequestState, data: SessionData): void {
+    this.parts.store.createSession(req, data);
+    state.originalId = req.sessionID;
+    state.originalJson = sessionJson(req.session!);
+    state.savedJson = state.originalJson;
+    this.wrapMethods(req, req.session!, state);
+  }
+
+  /** As express-session: `save` remembers what it saved, and `reload` wraps the session it reads in place of this one. */
+  private wrapMethods(req: Request, session: Session, state: RequestState): void {
+    const save = session.save;
+    const reload = session.reload;
+    Object.defineProperty(session, 'save', {
+      configurable: true,
+      enumerable: false,
+      writable: true,
+      value: function (this: Session, callback?: (err?: unknown) => void) {
+        state.savedJson = sessionJson(this);
+        return save.call(this, callback);
+      },
+    });
+    Object.defineProperty(session, 'reload', {
+      configurable: true,
+      enumerable: false,
+      writable: true,
+      value: (callback: (err?: unknown) => void) =>
+        reload.call(session, (err?: unknown) => {
+          if (!err && req.session && req.session !== session) this.wrapMethods(req, req.session, state);
+          callback(err);
+        }),
+    });
+  }
+
+  private modified(session: Session, state: RequestState, json = sessionJson(session)): boolean {
+    return state.originalId !== session.id || state.originalJson !== json;
+  }
+
+  /**
+   * The save or the touch when the response ends, the response held back
+   * until it is done (read-your-writes: the next request finds it), as
+   * express-session does; with its rules (`resave: false`,
+   * `saveUninitialized: false`).
+   */
+  private wrapEnd(req: Request, res: Response, state: RequestState): void {
+    const end = res.end;
+    const store = this.parts.store;
+    let ended = false;
+    res.end = function (this: Response, ...args: unknown[]) {
+      if (ended) return this;
+      ended = true;
+      const session = req.session;
+      const sid = req.sessionID;
+      const finish = () => end.apply(res, args as Parameters<Response['end']>);
+      if (!session || typeof sid !== 'string') return finish();
+      const json = sessionJson(session);
+      const modified = state.originalId !== session.id || state.originalJson !== json;
+      state.modified = modified;
+      const saved = state.originalId === session.id && state.savedJson === json;
+      const shouldSave = state.savedJson === undefined && state.cookieId !== sid ? modified : !saved;
+      if (shouldSave) {
+        session.save((err) => {
+          if (err) hooksLogger.warn(`session ${sid.slice(0, 8)}… not saved: ${(err as Error).message}`);
+          finish();
+        });
+        return this;
+      }
+      if (store.touch && state.cookieId === sid) {
+        store.touch(sid, session as never, () => finish());
+        return this;
+      }
+      return finish();
+    } as Response['end'];
+  }
+
+  /**
+   * Our cookie, when the headers are written: on a new or changed session
+   * (not when it only renews a cookie on a response nginx may keep, nor a
+   * Secure one on a connection that is not: the browser would drop it); on a
+   * renewal or after a fallback secret; cleared when the cookie named a
+   * session that has ended (idle, deadline, deleted).
+   */
+  private writeCookie(req: Request, res: Response, state: RequestState): void {
+    const { config, signer } = this.parts;
+    const session = req.session;
+    const sid = req.sessionID;
+    const carried = carriedSessionId(req);
+    const storable = storableByProxy({ accelExpires: res.getHeader('X-Accel-Expires'), cacheControl: res.getHeader('Cache-Control') });
+    let line: string | undefined;
+    if (session && typeof sid === 'string') {
+      const expires = cookieExpiry(sid, config.cookie.persistent);
+      const ours = () => serializeSessionCookie(config.cookieName, signer.sign(sid), config.cookie, { expires });
+      const modified = state.modified ?? this.modified(session, state);
+      // express-session's rule (`rolling: false`): a new id that changed, or a persistent cookie whose session changed.
+      const setByRule = modified && (state.cookieId !== sid || session.cookie?.expires != null);
+      if (setByRule && !(session.cookie?.secure && !this.secure(req))) {
+        if (!(sid === carried && storable)) line = ours();
+      } else if (sid === carried && (state.resign || state.renew) && (!storable || state.resign)) {
+        line = ours();
+      }
+    }
+    const lines = setCookieLines(res.getHeader('Set-Cookie') as string | string[] | undefined);
+    if (
+      !line &&
+      carried &&
+      carried !== sid &&
+      !storable &&
+      sessionState(req) !== 'unavailable' &&
+      !lines.some((l) => l.startsWith(`${config.cookieName}=`))
+    ) {
+      // The cookie named a session that has ended (idle, deadline, deleted): the browser need not keep it.
+      line = serializeSessionCookie(config.cookieName, '', config.cookie, { maxAge: 0, expires: new Date(0) });
+    }
+    if (line) res.setHeader('Set-Cookie', [...lines, line]);
+  }
+
+  /**
+   * Whether the connection is HTTPS as express-session judges it: TLS to the
+   * app; else, with `proxy: true`, the first X-Forwarded-Proto; with `proxy`
+   * unset, Express's `req.secure` (its `trust proxy`).
+   */
+  private secure(req: Request): boolean {
+    if ((req.socket as { encrypted?: boolean }).encrypted) return true;
+    const proxy = this.parts.config.proxy;
+    if (proxy === false) return false;
+    if (proxy !== true) return req.secure;
+    const forwarded = req.headers['x-forwarded-proto'];
+    return typeof forwarded === 'string' && forwarded.split(',')[0].trim().toLowerCase() === 'https';
+  }
+}
+
+const hooksLogger = new Logger('SharedSession');
