@@ -1,7 +1,7 @@
 import { MiddlewareConsumer, RequestMethod } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
 import type { HttpSeam, HttpSeamParts } from './http-seam';
-import { setCookieLines } from './session-cookie-bridge';
+import { setCookieLines } from './session-cookie-writer';
 import type { SharedSessionRequest, SharedSessionResponse } from './session-request';
 import { ExpressSessionHooks } from './express-session-hooks';
 

@@ -4,11 +4,11 @@ import { Cookie, Session } from 'express-session';
 import type { SessionData, Store } from 'express-session';
 import onHeaders from 'on-headers';
 import type { HttpSeamParts } from './http-seam';
-import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
-import { readSessionCookie } from './session-cookie-header';
+import { serializeSessionCookie, setCookieLines } from './session-cookie-writer';
+import { requestSessionCookie } from './request-session-cookie';
 import { newSessionId } from './session-id';
 import { cookieExpiry, hasDeadline, storableByProxy } from './session-lifetime';
-import { carriedSessionId, markCarriedSessionId, markSessionRequest, newSessionTimeouts, sessionState } from './session-request';
+import { carriedSessionId, markSessionRequest, newSessionTimeouts, sessionState } from './session-request';
 
 /** The store as express-session's `Session` methods see it (`req.sessionStore`), with the `generate` set here. */
 type ExpressSessionStore = Store & { generate(req: Request): void };
@@ -91,16 +91,7 @@ export class ExpressSessionHooks {
       return;
     }
     const { config, signer, store } = this.parts;
-    const reading = readSessionCookie(req.headers.cookie, config.cookieName);
-    if (reading.found === 'refused' && reading.conflict) {
-      // Never the values: one could be the victim's session.
-      this.logger.warn(
-        `a request sent two different ${config.cookieName} cookies (one may have been set by a sibling domain: cookie tossing); ` +
-          'treated as no session until the user logs out or clears the site cookies',
-      );
-    }
-    const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
-    if (verified) markCarriedSessionId(req, verified.sid);
+    const verified = requestSessionCookie(req, config.cookieName, signer, this.logger);
     const state: RequestState = { cookieId: verified?.sid, resign: false, renew: false };
     onHeaders(res, () => this.writeCookie(req, res, state));
 

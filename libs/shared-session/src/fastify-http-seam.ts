@@ -3,13 +3,12 @@ import type { HttpServer } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FastifySessionContext, FastifySharedSession, sessionJson, unsavedChanges } from './fastify-session';
 import type { HttpSeam, HttpSeamParts } from './http-seam';
-import { serializeSessionCookie, setCookieLines } from './session-cookie-bridge';
-import { readSessionCookie } from './session-cookie-header';
+import { serializeSessionCookie, setCookieLines } from './session-cookie-writer';
+import { requestSessionCookie } from './request-session-cookie';
 import { newSessionId } from './session-id';
 import { cookieExpiry, hasDeadline, storableByProxy } from './session-lifetime';
 import {
   carriedSessionId,
-  markCarriedSessionId,
   markSessionRequest,
   newSessionTimeouts,
   SharedSessionRequest,
@@ -84,16 +83,7 @@ export class FastifyHttpSeam implements HttpSeam {
   private async onRequest(req: SessionRequest, reply: FastifyReply): Promise<void> {
     const { config, signer, store } = this.parts;
     req[REPLY] = reply;
-    const reading = readSessionCookie(req.headers.cookie, config.cookieName);
-    if (reading.found === 'refused' && reading.conflict) {
-      // Never the values: one could be the victim's session.
-      this.logger.warn(
-        `a request sent two different ${config.cookieName} cookies (one may have been set by a sibling domain: cookie tossing); ` +
-          'treated as no session until the user logs out or clears the site cookies',
-      );
-    }
-    const verified = reading.found === 'value' ? signer.verify(reading.value) : null;
-    if (verified) markCarriedSessionId(req, verified.sid);
+    const verified = requestSessionCookie(req, config.cookieName, signer, this.logger);
     const state: HookState = { resign: false, renew: false };
     req[STATE] = state;
     if (!store.available) {

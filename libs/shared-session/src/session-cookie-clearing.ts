@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { serializeSessionCookie } from './session-cookie-bridge';
+import { serializeSessionCookie } from './session-cookie-writer';
 import type { SharedSessionCookieOptions } from './shared-session.options';
 
 /**

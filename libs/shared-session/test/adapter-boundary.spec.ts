@@ -20,12 +20,7 @@ const MAY_BRANCH = new Set(['express-http-seam.ts', 'fastify-http-seam.ts', 'sha
  * express-session's `Store` is the base class of the store, which both sides
  * use: the one import of it outside the Express seam (see the README).
  */
-const EXPRESS_SIDE = new Set([
-  'express-http-seam.ts',
-  'express-session-hooks.ts',
-  'shared-session.middleware.ts',
-  'flask-redis-session.store.ts',
-]);
+const EXPRESS_SIDE = new Set(['express-http-seam.ts', 'express-session-hooks.ts', 'flask-redis-session.store.ts']);
 const FASTIFY_SIDE = new Set(['fastify-http-seam.ts']);
 
 const ADAPTER_BRANCHES: [RegExp, string][] = [
@@ -60,9 +55,9 @@ export function misplacedImports(file: string, source: string): string[] {
   }
   // A seam is loaded when it is chosen (shared-session-http.ts requires it), never by an import.
   for (const m of source.matchAll(
-    /^\s*import\s+(?!type\b)[^;]*?from\s+['"]\.\/((express|fastify)-http-seam|shared-session\.middleware|express-session-hooks)['"]/gm,
+    /^\s*import\s+(?!type\b)[^;]*?from\s+['"]\.\/((express|fastify)-http-seam|express-session-hooks)['"]/gm,
   )) {
-    if (!(file === 'express-http-seam.ts' && (m[1] === 'shared-session.middleware' || m[1] === 'express-session-hooks'))) {
+    if (!(file === 'express-http-seam.ts' && m[1] === 'express-session-hooks')) {
       found.push(`./${m[1]} (value)`);
     }
   }
