@@ -30,9 +30,11 @@ export const sharedSessionProviders: Provider[] = [
     inject: [SHARED_SESSION_CONFIG],
   },
   {
+    // After the metrics (injected for the order alone): an option that stops
+    // start-up (metrics on without prom-client) leaves no client connecting.
     provide: SHARED_SESSION_REDIS,
     useFactory: (config: SharedSessionConfig) => createRedisClient(config.redis),
-    inject: [SHARED_SESSION_CONFIG],
+    inject: [SHARED_SESSION_CONFIG, SessionMetrics],
   },
   RedisClientLifecycle,
   {
