@@ -27,9 +27,9 @@ local redis = require "resty.shared_session.redis"
 local session_id = require "resty.shared_session.session_id"
 local decisions = require "resty.shared_session.decisions"
 local metrics = require "resty.shared_session.metrics"
+local var_setter = require("resty.shared_session.var").setter
 
 local ngx = ngx
-local ngx_var = ngx.var
 local ngx_log = ngx.log
 local ngx_null = ngx.null
 local timer_at = ngx.timer.at
@@ -37,7 +37,6 @@ local INFO = ngx.INFO
 local WARN = ngx.WARN
 
 local type = type
-local pcall = pcall
 local tonumber = tonumber
 local tostring = tostring
 local byte = string.byte
@@ -123,19 +122,15 @@ end
 _M.decimal = decimal
 
 
-local function set_variable(name, value)
-    ngx_var[name] = value
-end
-
-
 -- Sets the generation variable (when asked for). false when the variable is
 -- not declared in the location (`set $<name> "";`): a cache key without the
--- generation would serve copies that were purged.
+-- generation would serve copies that were purged. The rock's own setter:
+-- `ngx.var[name] = value` under pcall stops LuaJIT's trace (see var.lua).
 function _M.set_generation(variable, generation)
     if not variable then
         return true
     end
-    return (pcall(set_variable, variable, generation))
+    return (var_setter(variable)(tostring(generation)))
 end
 
 

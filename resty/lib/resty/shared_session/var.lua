@@ -1,4 +1,5 @@
--- resty.shared_session.var: reads of nginx variables that LuaJIT compiles.
+-- resty.shared_session.var: reads and writes of nginx variables that
+-- LuaJIT compiles.
 --
 -- lua-resty-core's ngx.var.<name> ends in `return ffi_str(...)`, a tail call
 -- inside the __index metamethod: LuaJIT cannot record it ("NYI: return to
@@ -26,9 +27,14 @@ local _M = { _VERSION = "0.1.0" }
 local NGX_OK = 0
 local NGX_ERROR = -1
 
--- The C function, the request getter and the shared out-parameters; nil
+-- The C functions, the request getter and the shared out-parameters; nil
 -- when not running in nginx's http subsystem with lua-resty-core.
-local var_get, get_request, get_size_ptr, value_ptr, errmsg, ffi_new, ffi_str
+local var_get, var_set, get_request, get_size_ptr, value_ptr, errmsg
+local ffi_new, ffi_str
+
+-- The size of the buffer nginx writes a setter's error into (as in
+-- lua-resty-core).
+local ERR_BUF_SIZE = 256
 
 local function load_ffi()
     local config = ngx.config
@@ -37,8 +43,9 @@ local function load_ffi()
     end
     local ffi = require "ffi"
     local base = require "resty.core.base"
-    require "resty.core.var"    -- declares ngx_http_lua_ffi_var_get
+    require "resty.core.var"    -- declares ngx_http_lua_ffi_var_get and _set
     var_get = ffi.C.ngx_http_lua_ffi_var_get
+    var_set = ffi.C.ngx_http_lua_ffi_var_set
     get_request = base.get_request
     get_size_ptr = base.get_size_ptr
     errmsg = base.get_errmsg_ptr()
@@ -52,52 +59,52 @@ local with_ffi = pcall(load_ffi) and var_get ~= nil
 _M.compiled = with_ffi
 
 
+-- The variable's value where nginx keeps it (an `unsigned char *`, valid
+-- for the request) and its length (a size_t cdata); nil when the variable
+-- is not found or has no value. `lowcase` is the name's buffer, made once.
+local function ffi_get(name, len, lowcase)
+    local r = get_request()
+    if not r then
+        error("no request found", 3)
+    end
+    local value_len = get_size_ptr()
+    local rc = var_get(r, name, len, lowcase, 0, value_ptr, value_len, errmsg)
+    if rc == NGX_OK then
+        return value_ptr[0], value_len[0]
+    end
+    if rc == NGX_ERROR then
+        error(ffi_str(errmsg[0]), 3)
+    end
+    return nil      -- NGX_DECLINED: not found, or no value
+end
+
+
 local function ffi_reader(name)
     local len = #name
     local lowcase = ffi_new("char[?]", len)
     return function()
-        local r = get_request()
-        if not r then
-            error("no request found", 2)
+        local p, n = ffi_get(name, len, lowcase)
+        if not p then
+            return nil
         end
-        local value_len = get_size_ptr()
-        local rc = var_get(r, name, len, lowcase, 0, value_ptr, value_len,
-                           errmsg)
-        if rc == NGX_OK then
-            -- A local, not `return ffi_str(...)`: the tail call is what
-            -- LuaJIT cannot compile.
-            local value = ffi_str(value_ptr[0], value_len[0])
-            return value
-        end
-        if rc == NGX_ERROR then
-            error(ffi_str(errmsg[0]), 2)
-        end
-        return nil      -- NGX_DECLINED: not found, or no value
+        -- A local, not `return ffi_str(...)`: the tail call is what LuaJIT
+        -- cannot compile.
+        local value = ffi_str(p, n)
+        return value
     end
 end
 
 
--- The same, without making a Lua string: the value's bytes where nginx
--- keeps them (an `unsigned char *`, valid for the request) and their count;
--- nil when the variable is not found or has no value.
+-- The same, without making a Lua string: the bytes and their count.
 local function ffi_bytes_reader(name)
     local len = #name
     local lowcase = ffi_new("char[?]", len)
     return function()
-        local r = get_request()
-        if not r then
-            error("no request found", 2)
+        local p, n = ffi_get(name, len, lowcase)
+        if not p then
+            return nil
         end
-        local value_len = get_size_ptr()
-        local rc = var_get(r, name, len, lowcase, 0, value_ptr, value_len,
-                           errmsg)
-        if rc == NGX_OK then
-            return value_ptr[0], tonumber(value_len[0])
-        end
-        if rc == NGX_ERROR then
-            error(ffi_str(errmsg[0]), 2)
-        end
-        return nil
+        return p, tonumber(n)
     end
 end
 
@@ -105,6 +112,45 @@ end
 local function lua_reader(name)
     return function()
         return ngx_var[name]
+    end
+end
+
+
+-- A setter through ngx_http_lua_ffi_var_set. lua-resty-core's
+-- `ngx.var[name] = value` is a __newindex metamethod that raises its
+-- errors, so a caller needs pcall around it, and a trace that starts in the
+-- function pcall calls cannot return through pcall ("NYI: return to lower
+-- frame"): it aborts on every request. This one returns its error instead.
+local function ffi_setter(name)
+    local len = #name
+    -- The name's lower-case buffer, then the error's.
+    local buf = ffi_new("unsigned char[?]", len + ERR_BUF_SIZE)
+    local errbuf = buf + len
+    return function(value)
+        local r = get_request()
+        if not r then
+            return false, "no request found"
+        end
+        local errlen = get_size_ptr()
+        errlen[0] = ERR_BUF_SIZE
+        local rc = var_set(r, name, len, buf, value, #value, errbuf, errlen)
+        if rc == NGX_OK then
+            return true
+        end
+        local err = ffi_str(errbuf, errlen[0])
+        return false, err
+    end
+end
+
+
+local function assign(name, value)
+    ngx_var[name] = value
+end
+
+local function lua_setter(name)
+    return function(value)
+        local ok, err = pcall(assign, name, value)
+        return ok, err
     end
 end
 
@@ -123,6 +169,23 @@ function _M.reader(name)
         readers[name] = read
     end
     return read
+end
+
+
+-- Setters already made, by variable name.
+local setters = {}
+
+
+-- A function that sets the variable to a string value in the current
+-- request: true, or false and nginx's error (e.g. the variable is not
+-- declared in the location, or cannot be changed).
+function _M.setter(name)
+    local set = setters[name]
+    if not set then
+        set = with_ffi and ffi_setter(name) or lua_setter(name)
+        setters[name] = set
+    end
+    return set
 end
 
 
