@@ -68,7 +68,7 @@ async function main(): Promise<void> {
   }
 
   console.log(`
-  The demo is up: ${stack.url}/app   (nginx → app on ${stack.appUrl}, Redis on 127.0.0.1:${stack.redis.port})
+  The demo is up: ${stack.url}/app   (nginx → the app on ${stack.adapter} at ${stack.appUrl}, Redis on 127.0.0.1:${stack.redis.port})
 
   Log in as one of:
 ${FIXTURE_USERS.map((u) => `    ${u.email.padEnd(22)} password ${u.password.padEnd(12)} groups: ${u.groups.join(', ') || '(none)'}`).join('\n')}
