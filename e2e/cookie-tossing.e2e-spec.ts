@@ -3,6 +3,7 @@ import { PROTOCOL_DEFAULTS, sessionIdOf, sessionKeyCount } from '../protocol/tes
 import { login } from '../stack/demo-login';
 import { DEMO_ADAPTERS, DemoStack } from '../stack/demo-stack';
 import { HttpResponse, request } from '../stack/http-client';
+import { waitFor } from '../stack/wait';
 
 /**
  * Cookie tossing (issue 23, finding 2) on the real stack: someone who can set
@@ -75,10 +76,14 @@ describe.each(DEMO_ADAPTERS)('cookie tossing, the app on %s: two signed session 
     const myself = await send('/app/api/v1/myself', [victim, attacker]);
     expect(myself.status).toBe(401);
     expect(JSON.parse(myself.body).message).toMatch(TWO_SESSIONS);
-    const lines = stack.appLog
-      .slice(before)
-      .split('\n')
-      .filter((l) => l.includes('two different session cookies'));
+    const warnings = () =>
+      stack.appLog
+        .slice(before)
+        .split('\n')
+        .filter((l) => l.includes('two different session cookies'));
+    // The app's output comes through a pipe, and may come after the response it wrote: wait for it (at most 5 s).
+    await waitFor('the app to log both requests', async () => warnings().length >= 2, 5000).catch(() => undefined);
+    const lines = warnings();
     expect(lines).toHaveLength(2); // one per request
     expect(lines[0]).toMatch(/WARN/);
     for (const c of [victim, attacker]) expect(lines.join('\n')).not.toContain(sid(c).slice(0, 12));
