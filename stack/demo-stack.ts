@@ -14,7 +14,10 @@ export const DEMO_ADAPTERS = ['express', 'fastify'] as const;
 export type DemoAdapter = (typeof DEMO_ADAPTERS)[number];
 
 export interface DemoStackOptions {
-  /** The app's HTTP platform (its DEMO_ADAPTER); default: DEMO_ADAPTER of `env`, else Express. */
+  /**
+   * The app's HTTP platform (its DEMO_ADAPTER); default Express, whatever
+   * the environment says: a suite runs on the platform it names.
+   */
   adapter?: DemoAdapter;
   /** Ports; a free one is picked for each that is not given. */
   nginxPort?: number;
@@ -108,7 +111,7 @@ export class DemoStack {
       // The app and nginx read where Redis is from the same variables as in docker-compose.
       ...(cluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(',') } : {}),
     };
-    const adapter = options.adapter ?? ((env.DEMO_ADAPTER || 'express') as DemoAdapter);
+    const adapter = options.adapter ?? 'express';
     const session = sessionValuesFromEnv(env);
     const redis = cluster ? undefined : await RedisServer.start({ port: options.redisPort });
     let app: ServerProcess | undefined;
