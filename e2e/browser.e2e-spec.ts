@@ -1,21 +1,22 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
-import { DemoStack } from '../stack/demo-stack';
+import { DEMO_ADAPTERS, DemoStack } from '../stack/demo-stack';
 import { waitFor } from '../stack/wait';
 
 const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'screenshots');
 
-describe('a real browser through nginx', () => {
+// On each of the app's HTTP platforms (DEMO_ADAPTER); screenshots in test-results/screenshots/<adapter>/.
+describe.each(DEMO_ADAPTERS)('a real browser through nginx, the app on %s', (adapter) => {
   let stack: DemoStack;
   let browser: Browser;
   let page: Page;
 
-  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, adapter, `${name}.png`), fullPage: true });
 
   beforeAll(async () => {
-    mkdirSync(SCREENSHOTS, { recursive: true });
-    stack = await DemoStack.start();
+    mkdirSync(join(SCREENSHOTS, adapter), { recursive: true });
+    stack = await DemoStack.start({ adapter });
     // Debian's Chromium, with the flags this closed network needs; Playwright gives it a fresh profile.
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
@@ -113,13 +114,13 @@ describe('a real browser through nginx', () => {
     await admin.goto(`${stack.url}/app/admin`);
     expect(await admin.textContent('#user-joe-example-com .count')).toBe('1');
     expect(await admin.textContent('#user-joe-example-com .session')).toContain('groups one, three');
-    await admin.screenshot({ path: join(SCREENSHOTS, '7-admin-page.png'), fullPage: true });
+    await admin.screenshot({ path: join(SCREENSHOTS, adapter, '7-admin-page.png'), fullPage: true });
 
     // The browser's own POST passes the cross-site check; it returns once nginx acknowledged.
     await Promise.all([admin.waitForURL(/\/app\/admin\?done=/), admin.click('#remove-joe-example-com-one')]);
     expect(await admin.textContent('#done')).toBe('removed joe@example.com from one in 1 session(s)');
     expect(await admin.textContent('#user-joe-example-com .session')).toContain('groups three');
-    await admin.screenshot({ path: join(SCREENSHOTS, '8-admin-removed-from-one.png'), fullPage: true });
+    await admin.screenshot({ path: join(SCREENSHOTS, adapter, '8-admin-removed-from-one.png'), fullPage: true });
     expect((await joe.goto(`${stack.url}/app/group/one/cacheable/admin-demo`))!.status()).toBe(403);
     expect((await joe.goto(`${stack.url}/app/group/three/cacheable/admin-demo`))!.status()).toBe(200);
 
@@ -128,7 +129,7 @@ describe('a real browser through nginx', () => {
     expect((await joe.goto(`${stack.url}/app/group/three/cacheable/admin-demo`))!.status()).toBe(403);
     await joe.goto(`${stack.url}/app`);
     expect(await joe.textContent('#status')).toBe('You are not logged in!');
-    await joe.screenshot({ path: join(SCREENSHOTS, '9-joe-logged-out-everywhere.png'), fullPage: true });
+    await joe.screenshot({ path: join(SCREENSHOTS, adapter, '9-joe-logged-out-everywhere.png'), fullPage: true });
     await joeContext.close();
     await adminContext.close();
   }, 60_000);
@@ -149,7 +150,7 @@ describe('a real browser through nginx', () => {
     expect(banned.status()).toBe(429);
     expect(Number(banned.headers()['retry-after'])).toBeGreaterThan(0);
     expect(await stranger.textContent('#error')).toMatch(/^Too many failed logins\. Try again in \d+ seconds\.$/);
-    await stranger.screenshot({ path: join(SCREENSHOTS, '10-login-throttled.png'), fullPage: true });
+    await stranger.screenshot({ path: join(SCREENSHOTS, adapter, '10-login-throttled.png'), fullPage: true });
 
     const estebanContext = await browser.newContext();
     const esteban = await estebanContext.newPage();
@@ -161,7 +162,7 @@ describe('a real browser through nginx', () => {
     await loginAs(admin, 'admin@example.com', 'itsadmin');
     await admin.goto(`${stack.url}/app/admin`);
     expect(await admin.textContent('#bans .ban')).toContain('esteban@example.com at 203.0.113.99 until ');
-    await admin.screenshot({ path: join(SCREENSHOTS, '11-admin-login-bans.png'), fullPage: true });
+    await admin.screenshot({ path: join(SCREENSHOTS, adapter, '11-admin-login-bans.png'), fullPage: true });
     await Promise.all([admin.waitForURL(/\/app\/admin\?done=/), admin.click('#lift-ban-0')]);
     expect(await admin.textContent('#done')).toBe('lifted 1 login ban(s) of esteban@example.com');
     expect(await admin.textContent('#bans')).toBe('none');
@@ -200,7 +201,7 @@ describe('a real browser through nginx', () => {
     expect(items[0]).toMatch(/from 127\.0\.0\.1, Laptop Chromium; last seen .* this session$/);
     expect(items[1]).toContain('Phone Chromium');
     expect(items[2]).toContain('Tablet Chromium');
-    await laptop.page.screenshot({ path: join(SCREENSHOTS, '12-your-sessions.png'), fullPage: true });
+    await laptop.page.screenshot({ path: join(SCREENSHOTS, adapter, '12-your-sessions.png'), fullPage: true });
 
     // Sign out the phone (the second in the list); the page comes back once nginx has applied it.
     await Promise.all([laptop.page.waitForURL(/\/app\/sessions\?done=/), laptop.page.click('#sign-out-1')]);
@@ -212,7 +213,7 @@ describe('a real browser through nginx', () => {
     await Promise.all([laptop.page.waitForURL(/\/app\/sessions\?done=/), laptop.page.click('#sign-out-others')]);
     expect(await laptop.page.textContent('#done')).toBe('signed out 1 other session(s)');
     expect(await laptop.page.textContent('#count')).toBe('1');
-    await laptop.page.screenshot({ path: join(SCREENSHOTS, '13-your-sessions-others-signed-out.png'), fullPage: true });
+    await laptop.page.screenshot({ path: join(SCREENSHOTS, adapter, '13-your-sessions-others-signed-out.png'), fullPage: true });
     expect((await tablet.page.goto(`${stack.url}/app/group/one/cacheable/own-sessions`))!.status()).toBe(403);
     await tablet.page.goto(`${stack.url}/app`);
     expect(await tablet.page.textContent('#status')).toBe('You are not logged in!');
@@ -232,7 +233,7 @@ describe('a real browser through nginx', () => {
     const anonymous = await p.goto(`${stack.url}/app/group/one/cacheable/summary`);
     expect(anonymous!.status()).toBe(401);
     expect(await reason()).toEqual({ door: expect.stringContaining('nginx'), reason: 'no_session', text: 'You are not logged in.' });
-    await p.screenshot({ path: join(SCREENSHOTS, '14-refused-not-logged-in.png'), fullPage: true });
+    await p.screenshot({ path: join(SCREENSHOTS, adapter, '14-refused-not-logged-in.png'), fullPage: true });
     await Promise.all([p.waitForURL(`${stack.url}/app/login`), p.click('a[href="/app/login"]')]);
     await p.fill('input[name=email]', 'joe@example.com');
     await p.fill('input[name=password]', 'itsjoe');
@@ -241,7 +242,7 @@ describe('a real browser through nginx', () => {
     const other = await p.goto(`${stack.url}/app/group/two/uncacheable/activity`);
     expect(other!.status()).toBe(403);
     expect(await reason()).toMatchObject({ reason: 'not_member', text: expect.stringContaining("group 'two'") });
-    await p.screenshot({ path: join(SCREENSHOTS, '15-refused-not-a-member.png'), fullPage: true });
+    await p.screenshot({ path: join(SCREENSHOTS, adapter, '15-refused-not-a-member.png'), fullPage: true });
     // JSON for a client that asks for it.
     const api = await p.request.get(`${stack.url}/app/api/v1/group/two/uncacheable/x`, { headers: { Accept: 'application/json' } });
     expect(api.status()).toBe(403);
@@ -252,7 +253,7 @@ describe('a real browser through nginx', () => {
       const down = await p.goto(`${stack.url}/app/group/one/uncacheable/activity`);
       expect(down!.status()).toBe(503);
       expect(await reason()).toMatchObject({ reason: 'unavailable', text: expect.stringContaining('try again') });
-      await p.screenshot({ path: join(SCREENSHOTS, '16-refused-unavailable.png'), fullPage: true });
+      await p.screenshot({ path: join(SCREENSHOTS, adapter, '16-refused-unavailable.png'), fullPage: true });
     } finally {
       await stack.redis.resume();
     }
@@ -274,7 +275,7 @@ describe('a real browser through nginx', () => {
     const ended = await p.goto(`${stack.url}/app/group/one/uncacheable/activity`);
     expect(ended!.status()).toBe(403);
     expect(await reason()).toMatchObject({ reason: 'session_ended', text: expect.stringContaining('Your session has ended') });
-    await p.screenshot({ path: join(SCREENSHOTS, '17-refused-session-ended.png'), fullPage: true });
+    await p.screenshot({ path: join(SCREENSHOTS, adapter, '17-refused-session-ended.png'), fullPage: true });
     await context.close();
   }, 60_000);
 
@@ -300,7 +301,7 @@ describe('a real browser through nginx', () => {
     const refused = await p.goto(`${site}/app/group/one/uncacheable/activity`);
     expect(refused!.status()).toBe(403);
     expect(await p.getAttribute('#reason', 'data-reason')).toBe('two_sessions');
-    await p.screenshot({ path: join(SCREENSHOTS, '18-refused-two-sessions.png'), fullPage: true });
+    await p.screenshot({ path: join(SCREENSHOTS, adapter, '18-refused-two-sessions.png'), fullPage: true });
     await p.goto(`${site}/app`);
     expect(await p.textContent('#status')).toContain('two different session cookies');
     expect(await p.textContent('body')).not.toContain('sam@example.com');

@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { cookieValue, PROTOCOL_DEFAULTS, readSession, sessionIdOf, signature, vectors, writeSession } from '../protocol/testkit';
 import { login as demoLogin } from '../stack/demo-login';
-import { DemoStack } from '../stack/demo-stack';
+import { DEMO_ADAPTERS, DemoStack } from '../stack/demo-stack';
 import { HttpResponse, request } from '../stack/http-client';
 import { waitFor } from '../stack/wait';
 
@@ -13,7 +13,8 @@ const OLD_SECRET = 'old-secret-2025';
 // The demo stack runs with the protocol's default key prefix.
 const PREFIX = PROTOCOL_DEFAULTS.keyPrefix;
 
-describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', () => {
+// On each of the app's HTTP platforms (DEMO_ADAPTER): the same answers.
+describe.each(DEMO_ADAPTERS)('the demo stack on %s: nginx + resty.shared_session + the Nest app + Redis', (adapter) => {
   let stack: DemoStack;
   let admin: Redis;
 
@@ -37,6 +38,7 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
 
   beforeAll(async () => {
     stack = await DemoStack.start({
+      adapter,
       env: { ...process.env, SESSION_SECRET: SECRET, SESSION_SALT: SALT, SESSION_SECRET_FALLBACKS: OLD_SECRET, CACHE_SECONDS: '60' },
     });
     admin = new Redis(stack.redis.url);
@@ -44,6 +46,17 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
   afterAll(async () => {
     admin?.disconnect();
     await stack?.stop();
+  });
+
+  it(`runs on ${adapter}: its start-up line says so, its router answers as ${adapter}'s does, and its pages are HTML`, async () => {
+    expect(stack.appLog).toContain(`/app (${adapter})`);
+    // Express's router ignores case, Fastify's does not: the same page at the app's own port.
+    expect((await get('/APP/login', undefined, stack.appPort)).status).toBe(adapter === 'express' ? 200 : 404);
+    const joe = await login('joe@example.com', 'itsjoe');
+    for (const page of [await get('/app/login'), await get('/app', joe), await get('/app/group/one/uncacheable/html', joe)]) {
+      expect(page.status).toBe(200);
+      expect(page.headers['content-type']).toEqual(['text/html; charset=utf-8']);
+    }
   });
 
   describe('the seed integration tests, ported', () => {
@@ -331,9 +344,11 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
       expect(link.body).toContain('<form method="post" action="/app/logout">');
       expect(link.headers['set-cookie']).toBeUndefined();
       expect((await get('/app/api/v1/myself', joe)).status).toBe(200);
-      expect((await postAs('/app/logout', joe, fromPageOf(ATTACKER, 'cross-site'))).status).toBe(403);
+      // As the logout form posts it (an empty form).
+      const form = { 'Content-Type': 'application/x-www-form-urlencoded' };
+      expect((await postAs('/app/logout', joe, { ...fromPageOf(ATTACKER, 'cross-site'), ...form })).status).toBe(403);
       expect((await get('/app/api/v1/group/one/cacheable/csrf', joe)).status).toBe(200);
-      expect((await postAs('/app/logout', joe, fromPageOf(stack.url, 'same-origin'))).status).toBe(303);
+      expect((await postAs('/app/logout', joe, { ...fromPageOf(stack.url, 'same-origin'), ...form })).status).toBe(303);
       expect((await get('/app/api/v1/myself', joe)).status).toBe(401);
       expect((await get('/app/api/v1/group/one/cacheable/csrf', joe)).status).toBe(403);
     });
@@ -393,8 +408,9 @@ describe('the demo stack: nginx + resty.shared_session + the Nest app + Redis', 
       expect(served.filter(({ res }) => browserMayKeep(res)).map(({ path: p, res }) => `${p}: ${res.headers['cache-control']}`)).toEqual(
         [],
       );
-      // Some were served past nginx's group location (no X-Cache-Status): the case this is about.
-      expect(served.filter(({ res }) => res.headers['x-cache-status'] === undefined).length).toBeGreaterThan(2);
+      // Some were served past nginx's group location (no X-Cache-Status): the case this is about. Express's
+      // router, blind to case and to a trailing slash, serves more of them than Fastify's (`.json`, `;x=1`).
+      expect(served.filter(({ res }) => res.headers['x-cache-status'] === undefined).length).toBeGreaterThan(adapter === 'express' ? 2 : 1);
     });
   });
 

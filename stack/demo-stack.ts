@@ -6,9 +6,19 @@ import { freePort } from './ports';
 import type { RedisClusterStack } from './redis-cluster';
 import { ALERT_RULES, PrometheusServer } from './prometheus-server';
 import { RedisServer } from './redis-server';
+import { waitFor } from './wait';
 import { debianLuaPackagePath, debianPlatformLines, redisLua, renderNginxConf, REPO_ROOT, sessionValuesFromEnv } from './nginx-conf';
 
+/** The Nest HTTP platforms the demo app runs on (DEMO_ADAPTER). */
+export const DEMO_ADAPTERS = ['express', 'fastify'] as const;
+export type DemoAdapter = (typeof DEMO_ADAPTERS)[number];
+
 export interface DemoStackOptions {
+  /**
+   * The app's HTTP platform (its DEMO_ADAPTER); default Express, whatever
+   * the environment says: a suite runs on the platform it names.
+   */
+  adapter?: DemoAdapter;
   /** Ports; a free one is picked for each that is not given. */
   nginxPort?: number;
   appPort?: number;
@@ -51,6 +61,8 @@ export class DemoStack {
     readonly nginxAdminPort: number,
     /** The Prometheus that scrapes both, when `options.prometheus` asked for one. */
     readonly prometheus: PrometheusServer | undefined,
+    /** The app's HTTP platform. */
+    readonly adapter: DemoAdapter,
   ) {}
 
   /** The stack's own redis-server (not on a Redis Cluster: `options.cluster`). */
@@ -99,6 +111,7 @@ export class DemoStack {
       // The app and nginx read where Redis is from the same variables as in docker-compose.
       ...(cluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.startupNodes.map((n) => `${n.host}:${n.port}`).join(',') } : {}),
     };
+    const adapter = options.adapter ?? 'express';
     const session = sessionValuesFromEnv(env);
     const redis = cluster ? undefined : await RedisServer.start({ port: options.redisPort });
     let app: ServerProcess | undefined;
@@ -119,6 +132,7 @@ export class DemoStack {
           APP_HOST: '127.0.0.1',
           APP_PORT: String(appPort),
           APP_ADMIN_PORT: String(appAdminPort),
+          DEMO_ADAPTER: adapter,
           ...(prometheusPort ? { PROMETHEUS_URL: `http://127.0.0.1:${prometheusPort}` } : {}),
           ...(redis ? { REDIS_URL: redis.url } : {}),
         };
@@ -131,6 +145,10 @@ export class DemoStack {
           if (portsGiven || attempt === 3 || !(error instanceof ServerStartError && error.portTaken)) throw error;
         }
       }
+      // The app runs on the platform asked for, as its start-up line says (when its output is kept), or the stack does not start.
+      const started = app;
+      if ((options.appOutput ?? 'pipe') === 'pipe')
+        await waitFor(`the demo app to say it runs on ${adapter}`, async () => started.output.includes(`/app (${adapter})`), 5000);
 
       const nginxAdminPort = options.nginxAdminPort;
       nginx = await NginxServer.start({
@@ -166,7 +184,7 @@ export class DemoStack {
             ],
           })
         : undefined;
-      return new DemoStack(redis, app, appPort, nginx, env, appAdminPort, nginxAdmin, prometheus);
+      return new DemoStack(redis, app, appPort, nginx, env, appAdminPort, nginxAdmin, prometheus, adapter);
     } catch (error) {
       await nginx?.dispose();
       await app?.stop();

@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURE_USERS } from '../apps/demo/src/users';
-import { DemoStack } from './demo-stack';
+import { DEMO_ADAPTERS, DemoAdapter, DemoStack } from './demo-stack';
 import { REPO_ROOT } from './nginx-conf';
 import { prometheusBinary } from './prometheus-server';
 
@@ -44,11 +44,26 @@ async function main(): Promise<void> {
   const nginxAdminPort = port('NGINX_ADMIN_PORT', 9145);
   const appAdminPort = port('APP_ADMIN_PORT', 9464);
   const prometheusPort = port('PROMETHEUS_PORT', 9090);
+  const adapter = (process.env.DEMO_ADAPTER || 'express') as DemoAdapter;
+  if (!DEMO_ADAPTERS.includes(adapter)) {
+    rmSync(LOCK, { force: true });
+    console.error(`DEMO_ADAPTER must be express or fastify, not "${adapter}"`);
+    process.exit(2);
+  }
   // Debian's prometheus (scripts/install.sh installs it): scraping both doors every 5 s, when it is there.
   const prometheus = prometheusBinary() ? { port: prometheusPort, scrapeIntervalSeconds: 5 } : undefined;
   let stack: DemoStack;
   try {
-    stack = await DemoStack.start({ nginxPort, appPort, redisPort, nginxAdminPort, appAdminPort, prometheus, appOutput: 'inherit' });
+    stack = await DemoStack.start({
+      adapter,
+      nginxPort,
+      appPort,
+      redisPort,
+      nginxAdminPort,
+      appAdminPort,
+      prometheus,
+      appOutput: 'inherit',
+    });
   } catch (error) {
     rmSync(LOCK, { force: true });
     const message = (error as Error).message;
@@ -68,7 +83,7 @@ async function main(): Promise<void> {
   }
 
   console.log(`
-  The demo is up: ${stack.url}/app   (nginx → app on ${stack.appUrl}, Redis on 127.0.0.1:${stack.redis.port})
+  The demo is up: ${stack.url}/app   (nginx → the app on ${stack.adapter} at ${stack.appUrl}, Redis on 127.0.0.1:${stack.redis.port})
 
   Log in as one of:
 ${FIXTURE_USERS.map((u) => `    ${u.email.padEnd(22)} password ${u.password.padEnd(12)} groups: ${u.groups.join(', ') || '(none)'}`).join('\n')}

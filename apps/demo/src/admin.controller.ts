@@ -1,6 +1,6 @@
 import { BadRequestException, Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
-import type { Request, Response } from 'express';
 import { GroupGuard, Groups, LoginThrottle, RevocationConfirmation, SharedSessionService } from 'nest-resty-shared-session';
+import { DemoRequest as Request, DemoResponse as Response, HTML, queryText, Replies } from './http';
 import { adminPage, AdminUserView } from './pages';
 import { StatusPanel } from './status-panel';
 import { FIXTURE_USERS } from './users';
@@ -29,18 +29,20 @@ export class AdminController {
     private readonly sessions: SharedSessionService,
     private readonly throttle: LoginThrottle,
     private readonly status: StatusPanel,
+    private readonly replies: Replies,
   ) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')
+  @Header('Content-Type', HTML)
   async page(@Req() req: Request): Promise<string> {
     const users: AdminUserView[] = [];
     for (const user of FIXTURE_USERS) {
       users.push({ email: user.email, groups: user.groups, sessions: await this.sessions.listSessions(user.email) });
     }
     const bans = await this.throttle.bans();
-    const text = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
-    return adminPage(users, GROUPS, req.sessionID, text('done'), bans, text('warning'), await this.status.figures());
+    const figures = await this.status.figures();
+    return adminPage(users, GROUPS, req.sessionID!, queryText(req, 'done'), bans, queryText(req, 'warning'), figures);
   }
 
   /** Login throttling: lifts the bans of a user (at every address) or of a client address. */
@@ -74,7 +76,7 @@ export class AdminController {
   @Post('not-before')
   async notBefore(@Res() res: Response): Promise<void> {
     await this.sessions.revokeIssuedBefore(new Date(), { wait: true });
-    res.redirect(303, '/app/login');
+    this.replies.redirect(res, '/app/login');
   }
 
   private user(email: string): string {
@@ -84,11 +86,11 @@ export class AdminController {
 
   /** Back to the page, saying what was done; a wait that timed out is a warning (some nginx may still allow what was revoked). */
   private done(res: Response, what: string, confirmation?: RevocationConfirmation): void {
-    if (!confirmation?.timedOut) return res.redirect(303, `/app/admin?done=${encodeURIComponent(what)}`);
+    if (!confirmation?.timedOut) return this.replies.redirect(res, `/app/admin?done=${encodeURIComponent(what)}`);
     const { acknowledged, expected } = confirmation;
     const heard =
       expected > 0 ? `only ${acknowledged} of ${expected} subscribed nginx acknowledged it` : 'the acknowledgement channel failed';
     const warning = `${what}, but NOT confirmed: ${heard} before the timeout; until the others apply it they may still allow what it revoked`;
-    res.redirect(303, `/app/admin?warning=${encodeURIComponent(warning)}`);
+    this.replies.redirect(res, `/app/admin?warning=${encodeURIComponent(warning)}`);
   }
 }

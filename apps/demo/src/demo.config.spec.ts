@@ -1,4 +1,4 @@
-import { demoConfig, DEV_SECRET } from './demo.config';
+import { demoConfig, DEV_SECRET, trustProxyValue } from './demo.config';
 
 describe('demoConfig: the signing secret (issue 12, finding 6)', () => {
   const strong = 'Qm9xLCBub3QgYSByZWFsIHNlY3JldCwgYnV0IGxvbmc=';
@@ -90,5 +90,33 @@ describe('demoConfig: the cookie behind TLS (issue 23, finding 2: the __Host- pr
     const plain = demoConfig({ DEMO_DEV_MODE: '1' }).session;
     expect(plain).not.toHaveProperty('cookie');
     expect(plain).not.toHaveProperty('proxy');
+  });
+});
+
+describe('demoConfig: the HTTP platform (issue 25: DEMO_ADAPTER)', () => {
+  const dev = { DEMO_DEV_MODE: '1' };
+
+  it('runs on Express unless DEMO_ADAPTER=fastify; any other value stops the demo, naming the variable', () => {
+    expect(demoConfig(dev).adapter).toBe('express');
+    expect(demoConfig({ ...dev, DEMO_ADAPTER: 'express' }).adapter).toBe('express');
+    expect(demoConfig({ ...dev, DEMO_ADAPTER: 'fastify' }).adapter).toBe('fastify');
+    for (const bad of ['Fastify', 'koa', ' fastify']) {
+      expect(() => demoConfig({ ...dev, DEMO_ADAPTER: bad })).toThrow(`DEMO_ADAPTER must be express or fastify, not "${bad}"`);
+    }
+  });
+
+  it('takes TRUST_PROXY as Express does; on Fastify, which trusts nobody by a number of hops, a number stops the demo', () => {
+    expect(['true', 'false', '2', 'loopback', '10.0.0.0/8, 127.0.0.1'].map(trustProxyValue)).toEqual([
+      true,
+      false,
+      2,
+      'loopback',
+      '10.0.0.0/8, 127.0.0.1',
+    ]);
+    expect(demoConfig({ ...dev, DEMO_ADAPTER: 'fastify', TRUST_PROXY: 'loopback' }).trustProxy).toBe('loopback');
+    expect(demoConfig({ ...dev, TRUST_PROXY: '1' }).trustProxy).toBe('1');
+    expect(() => demoConfig({ ...dev, DEMO_ADAPTER: 'fastify', TRUST_PROXY: '1' })).toThrow(
+      /^TRUST_PROXY must be true, false or addresses on Fastify .*not a number of hops \("1"\)/,
+    );
   });
 });

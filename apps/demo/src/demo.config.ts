@@ -1,7 +1,9 @@
-import type { SessionLoginOptions, SharedSessionModuleOptions } from 'nest-resty-shared-session';
+import type { HttpAdapterName, SessionLoginOptions, SharedSessionModuleOptions } from 'nest-resty-shared-session';
 
 /** The demo's settings, from the environment, each with a default. */
 export interface DemoConfig {
+  /** The Nest HTTP platform (DEMO_ADAPTER: `express`, the default, or `fastify`): the same routes and pages on either. */
+  adapter: HttpAdapterName;
   host: string;
   port: number;
   /**
@@ -13,9 +15,10 @@ export interface DemoConfig {
   prometheusUrl?: string;
   cacheSeconds: number;
   /**
-   * Express's `trust proxy` (TRUST_PROXY; default `loopback`: nginx on the
-   * same host): `req.ip`, the address that login throttling and the session
-   * list see, is then the client's, from nginx's X-Forwarded-For.
+   * Express's `trust proxy`, Fastify's `trustProxy` (TRUST_PROXY; default
+   * `loopback`: nginx on the same host): `req.ip`, the address that login
+   * throttling and the session list see, is then the client's, from nginx's
+   * X-Forwarded-For.
    */
   trustProxy: string;
   session: SharedSessionModuleOptions;
@@ -87,6 +90,23 @@ function redisSettings(env: NodeJS.ProcessEnv): Pick<SharedSessionModuleOptions,
   return { redis: nodes.length > 0 ? { cluster: nodes } : env.REDIS_URL || undefined, keyLayout: layout };
 }
 
+function adapter(value: string | undefined): HttpAdapterName {
+  if (value === undefined || value === '' || value === 'express') return 'express';
+  if (value === 'fastify') return 'fastify';
+  throw new Error(`DEMO_ADAPTER must be express or fastify, not "${value}"`);
+}
+
+/**
+ * TRUST_PROXY as Express takes it: true/false, a number of hops, or
+ * addresses and names (`loopback`, `10.0.0.0/8`...). Fastify takes the same
+ * but a number of hops, which it reads as "trust nobody": refused there at
+ * start-up (demoConfig), rather than every client seen as nginx.
+ */
+export function trustProxyValue(text: string): boolean | number | string {
+  if (text === 'true' || text === 'false') return text === 'true';
+  return /^\d+$/.test(text) ? Number(text) : text;
+}
+
 function prometheusUrl(value: string | undefined): string | undefined {
   if (!value) return undefined;
   let url: URL;
@@ -118,13 +138,20 @@ export function demoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
   const adminPort = whole('APP_ADMIN_PORT', env.APP_ADMIN_PORT, 9464);
   if (adminPort === port)
     throw new Error(`APP_ADMIN_PORT must differ from APP_PORT (${port}): the operations port is never the public one`);
+  const platform = adapter(env.DEMO_ADAPTER);
+  const trustProxy = env.TRUST_PROXY || 'loopback';
+  if (platform === 'fastify' && typeof trustProxyValue(trustProxy) === 'number')
+    throw new Error(
+      `TRUST_PROXY must be true, false or addresses on Fastify (DEMO_ADAPTER=fastify), not a number of hops ("${trustProxy}"): Fastify trusts no proxy by a count`,
+    );
   return {
+    adapter: platform,
     host: env.APP_HOST || '127.0.0.1',
     port,
     adminPort,
     prometheusUrl: prometheusUrl(env.PROMETHEUS_URL),
     cacheSeconds: whole('CACHE_SECONDS', env.CACHE_SECONDS, 60),
-    trustProxy: env.TRUST_PROXY || 'loopback',
+    trustProxy,
     session: {
       secret: sessionSecret(env),
       secretFallbacks: list(env.SESSION_SECRET_FALLBACKS),

@@ -15,17 +15,18 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { Request, Response } from 'express';
 import {
   AllowUnavailableSession,
   GroupGuard,
   Groups,
   LoginThrottle,
   LoginThrottledException,
+  SharedSessionObject,
   SharedSessionService,
 } from 'nest-resty-shared-session';
 import { DEMO_CONFIG } from './demo.tokens';
 import type { DemoConfig } from './demo.config';
+import { DemoRequest as Request, DemoResponse as Response, HTML, Replies, sessionOf } from './http';
 import { groupPage, homePage, loginPage, logoutPage, TWO_SESSIONS_SENT, unavailablePage } from './pages';
 import { checkPassword, groupsOf } from './users';
 
@@ -40,6 +41,7 @@ export class DemoController {
     private readonly sessions: SharedSessionService,
     private readonly throttle: LoginThrottle,
     @Inject(DEMO_CONFIG) private readonly config: DemoConfig,
+    private readonly replies: Replies,
   ) {}
 
   // The pages below run while Redis is down (@AllowUnavailableSession), to
@@ -48,13 +50,16 @@ export class DemoController {
 
   @Get()
   @Header('Cache-Control', 'no-store')
+  @Header('Content-Type', HTML)
   @AllowUnavailableSession()
   home(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
-    return this.unavailablePage(req, res) ?? homePage(req.session?.username, req.session?.groups, this.sessions.sessionCookieConflict(req));
+    const session = sessionOf(req);
+    return this.unavailablePage(req, res) ?? homePage(session?.username, session?.groups, this.sessions.sessionCookieConflict(req));
   }
 
   @Get('login')
   @Header('Cache-Control', 'no-store')
+  @Header('Content-Type', HTML)
   @AllowUnavailableSession()
   loginForm(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
     return this.unavailablePage(req, res) ?? loginPage();
@@ -72,28 +77,26 @@ export class DemoController {
       await this.throttle.check(req, email);
     } catch (err) {
       if (!(err instanceof LoginThrottledException)) throw err;
-      res
-        .status(429)
-        .type('html')
-        .send(loginPage(`Too many failed logins. Try again in ${err.retryAfterSeconds} seconds.`));
+      this.replies.html(res, 429, loginPage(`Too many failed logins. Try again in ${err.retryAfterSeconds} seconds.`));
       return;
     }
     const user = checkPassword(body?.email, body?.password);
     if (!user) {
       await this.throttle.failed(req, email);
-      res.status(403).type('html').send(loginPage('Wrong email or password.'));
+      this.replies.html(res, 403, loginPage('Wrong email or password.'));
       return;
     }
     await this.throttle.succeeded(req, user.email);
     // "Keep me signed in": this session gets the longer timeouts of its own.
     const rememberMe = body?.remember === '1' ? this.config.rememberMe : {};
     await this.sessions.login(req, { username: user.email, groups: user.groups }, rememberMe);
-    res.redirect(303, '/app');
+    this.replies.redirect(res, '/app');
   }
 
   /** A link never logs out (another site could embed it): it shows the form that POSTs. */
   @Get('logout')
   @Header('Cache-Control', 'no-store')
+  @Header('Content-Type', HTML)
   @AllowUnavailableSession()
   logoutForm(@Req() req: Request, @Res({ passthrough: true }) res: Response): string {
     return this.unavailablePage(req, res) ?? logoutPage();
@@ -102,13 +105,13 @@ export class DemoController {
   @Post('logout')
   async logout(@Req() req: Request, @Res() res: Response): Promise<void> {
     await this.sessions.logout(req, res);
-    res.redirect(303, '/app');
+    this.replies.redirect(res, '/app');
   }
 
   @Get('api/v1/myself')
   @Header('Cache-Control', 'no-store')
   myself(@Req() req: Request) {
-    const email = req.session?.username;
+    const email = sessionOf(req)?.username;
     if (!email) throw new UnauthorizedException(this.sessions.sessionCookieConflict(req) ? TWO_SESSIONS_SENT : 'not logged in');
     return { email };
   }
@@ -122,13 +125,14 @@ export class DemoController {
   @Header('Cache-Control', 'no-store')
   @UseGuards(GroupGuard)
   async setMyGroups(@Req() req: Request, @Body() body: { groups?: unknown }) {
-    const allowed = groupsOf(req.session.username!);
+    const session = this.sessions.session(req);
+    const allowed = groupsOf(session.username!);
     const wanted = body?.groups;
     if (!Array.isArray(wanted) || wanted.some((g) => typeof g !== 'string' || !allowed.includes(g))) {
       throw new BadRequestException(`groups must be a list drawn from your groups: ${allowed.join(', ') || '(none)'}`);
     }
     await this.sessions.setGroups(req, [...new Set(wanted as string[])]);
-    return { email: req.session.username, groups: req.session.groups };
+    return { email: session.username, groups: session.groups };
   }
 
   /**
@@ -143,7 +147,7 @@ export class DemoController {
   async visit(@Req() req: Request, @Query('delay_ms') delayMs?: string) {
     const delay = Math.min(Math.max(Number(delayMs) || 0, 0), 5000);
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-    const session = req.session as typeof req.session & { visits?: number };
+    const session = this.sessions.session(req) as SharedSessionObject & { visits?: number };
     session.visits = (session.visits ?? 0) + 1;
     return { email: session.username, visits: session.visits };
   }
@@ -184,8 +188,8 @@ export class DemoController {
     @Res({ passthrough: true }) res: Response,
   ): string {
     this.groupResource(res, this.config.cacheSeconds);
+    this.replies.setHeader(res, 'Content-Type', HTML);
     const r = resource(groupId, resourceId);
-    res.type('html');
     return groupPage('cacheable', groupId, resourceId, r.response_id, r.origin_timestamp);
   }
 
@@ -199,15 +203,16 @@ export class DemoController {
     @Res({ passthrough: true }) res: Response,
   ): string {
     this.groupResource(res, 0);
+    this.replies.setHeader(res, 'Content-Type', HTML);
     const r = resource(groupId, pageName);
-    res.type('html');
-    return groupPage('uncacheable', groupId, pageName, r.response_id, r.origin_timestamp, req.session.username);
+    return groupPage('uncacheable', groupId, pageName, r.response_id, r.origin_timestamp, this.sessions.session(req).username);
   }
 
   /** 503 and the "try again" page when the request's session cannot be read; undefined otherwise. */
   private unavailablePage(req: Request, res: Response): string | undefined {
     if (this.sessions.sessionState(req) !== 'unavailable') return undefined;
-    res.status(503).setHeader('Retry-After', '5');
+    this.replies.status(res, 503);
+    this.replies.setHeader(res, 'Retry-After', '5');
     return unavailablePage();
   }
 
@@ -220,7 +225,7 @@ export class DemoController {
    * header as the app wrote it.
    */
   private groupResource(res: Response, nginxSeconds: number): void {
-    res.setHeader('X-Accel-Expires', String(nginxSeconds));
-    res.setHeader('Cache-Control', 'private, no-store');
+    this.replies.setHeader(res, 'X-Accel-Expires', String(nginxSeconds));
+    this.replies.setHeader(res, 'Cache-Control', 'private, no-store');
   }
 }

@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { AdminController } from './admin.controller';
 import { DemoController } from './demo.controller';
 import { HealthController } from './health.controller';
+import { Replies } from './http';
 import { MetricsController } from './metrics.controller';
 import { OperationsServer } from './operations-server';
 import { OwnSessionsController } from './own-sessions.controller';
@@ -39,6 +40,6 @@ export class DemoConfigModule {}
     TerminusModule,
   ],
   controllers: [DemoController, AdminController, OwnSessionsController, MetricsController, HealthController],
-  providers: [OperationsServer, StatusPanel],
+  providers: [OperationsServer, StatusPanel, Replies],
 })
 export class DemoModule {}

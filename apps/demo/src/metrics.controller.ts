@@ -1,7 +1,7 @@
 import { Controller, Get, Header, Inject, Res, UseGuards } from '@nestjs/common';
-import type { Response } from 'express';
 import type { Registry } from 'prom-client';
 import { DEMO_METRICS_REGISTRY } from './demo.tokens';
+import { DemoResponse, Replies } from './http';
 import { OperationsPortGuard } from './operations-port.guard';
 
 /**
@@ -12,12 +12,15 @@ import { OperationsPortGuard } from './operations-port.guard';
 @Controller('metrics')
 @UseGuards(OperationsPortGuard)
 export class MetricsController {
-  constructor(@Inject(DEMO_METRICS_REGISTRY) private readonly registry: Registry) {}
+  constructor(
+    @Inject(DEMO_METRICS_REGISTRY) private readonly registry: Registry,
+    private readonly replies: Replies,
+  ) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')
-  async metrics(@Res() res: Response): Promise<void> {
+  async metrics(@Res() res: DemoResponse): Promise<void> {
     const text = await this.registry.metrics();
-    res.type(this.registry.contentType).send(text);
+    this.replies.send(res, 200, this.registry.contentType, text);
   }
 }

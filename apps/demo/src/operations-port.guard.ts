@@ -1,6 +1,6 @@
 import { CanActivate, ExecutionContext, Inject, Injectable, NotFoundException } from '@nestjs/common';
-import type { Request } from 'express';
 import type { DemoConfig } from './demo.config';
+import type { DemoRequest } from './http';
 import { DEMO_CONFIG } from './demo.tokens';
 
 /**
@@ -13,7 +13,7 @@ export class OperationsPortGuard implements CanActivate {
   constructor(@Inject(DEMO_CONFIG) private readonly config: DemoConfig) {}
 
   canActivate(context: ExecutionContext): boolean {
-    const req = context.switchToHttp().getRequest<Request>();
+    const req = context.switchToHttp().getRequest<DemoRequest>();
     if (req.socket.localPort !== this.config.adminPort) throw new NotFoundException();
     return true;
   }

@@ -25,10 +25,12 @@ export class OperationsServer implements OnApplicationBootstrap, OnApplicationSh
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    const app = this.adapterHost.httpAdapter.getInstance<(req: IncomingMessage, res: ServerResponse) => void>();
+    // The public server's request handler (Express's app, Fastify's router): the same on either platform.
+    const publicServer = this.adapterHost.httpAdapter.getHttpServer() as Server;
+    const app = (req: IncomingMessage, res: ServerResponse) => publicServer.emit('request', req, res);
     const server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0];
-      if (OPERATIONS_PATHS.includes(path) && (req.method === 'GET' || req.method === 'HEAD')) return app(req, res);
+      if (OPERATIONS_PATHS.includes(path) && (req.method === 'GET' || req.method === 'HEAD')) return void app(req, res);
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
     });
     // A port another process holds stops the app, naming it (EADDRINUSE), like the public port.

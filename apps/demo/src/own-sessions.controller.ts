@@ -1,6 +1,6 @@
 import { Controller, Get, Header, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
-import type { Request, Response } from 'express';
 import { GroupGuard, SharedSessionService } from 'nest-resty-shared-session';
+import { DemoRequest as Request, DemoResponse as Response, HTML, queryText, Replies } from './http';
 import { ownSessionsPage } from './pages';
 
 /**
@@ -13,13 +13,16 @@ import { ownSessionsPage } from './pages';
 @Controller('app/sessions')
 @UseGuards(GroupGuard)
 export class OwnSessionsController {
-  constructor(private readonly sessions: SharedSessionService) {}
+  constructor(
+    private readonly sessions: SharedSessionService,
+    private readonly replies: Replies,
+  ) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')
+  @Header('Content-Type', HTML)
   async page(@Req() req: Request): Promise<string> {
-    const done = typeof req.query.done === 'string' ? req.query.done : undefined;
-    return ownSessionsPage(await this.sessions.listOwnSessions(req), done);
+    return ownSessionsPage(await this.sessions.listOwnSessions(req), queryText(req, 'done'));
   }
 
   @Post('others/revoke')
@@ -35,6 +38,6 @@ export class OwnSessionsController {
   }
 
   private done(res: Response, what: string): void {
-    res.redirect(303, `/app/sessions?done=${encodeURIComponent(what)}`);
+    this.replies.redirect(res, `/app/sessions?done=${encodeURIComponent(what)}`);
   }
 }
