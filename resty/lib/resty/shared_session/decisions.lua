@@ -174,7 +174,7 @@ _M.current_epoch = current_epoch
 -- first group's decision sits in the entry itself (most sessions ask for
 -- one group), the others in a table made when a second group comes.
 -- (worker_cache.lua's slots: 0, the header, first, for what a hit reads is
--- then in the lines right after the table's header; and 14 and 15.)
+-- then in the lines right after the table's header; and 14.)
 local E_COUNT = 1       -- the revocation count it was made under
 local E_MARK = 2        -- the not-before mark (nil: not known)
 local E_MARK_UNTIL = 3  -- until when the mark may be used
@@ -378,10 +378,9 @@ end
 -- generation when `with_generation` (the one the entry was made with);
 -- nil when the worker level cannot answer alone (then the caller asks
 -- control.lua and the shared level). One dict read, with a generation too;
--- no string built. With `header` (the Cookie header `value` was read from)
--- and `header_hash` (from known_header()), an entry that answers is found
--- by that header from now on.
-function _M.known(dc, value, group_id, with_generation, header, header_hash)
+-- no string built. With `header` (the Cookie header `value` was read
+-- from), an entry that answers is found by that header from now on.
+function _M.known(dc, value, group_id, with_generation, header)
     local worker = dc.worker
     local entry = worker and worker:get(value)
     if not entry then
@@ -389,27 +388,22 @@ function _M.known(dc, value, group_id, with_generation, header, header_hash)
     end
     local allowed, _, mark, generation = answer(dc, entry, group_id,
                                                 with_generation)
-    if allowed ~= nil and header_hash then
-        worker:index(entry, header, header_hash)
+    if allowed ~= nil and header then
+        worker:index(entry, header)
     end
     return allowed, entry, mark, generation
 end
 
 
--- known() before the Cookie header is read as a string: `p` points to its
--- `len` bytes (a pointer to bytes); the entry is the one last found under
--- exactly these bytes (so for the same cookie). When it cannot answer:
--- nil, and second the hash to give known() (nil: not to be indexed).
--- A timed id past its deadline is not answered for here (the caller's
--- check of the cookie refuses it).
-function _M.known_header(dc, p, len, group_id, with_generation)
+-- known() before the Cookie header is parsed: the entry is the one last
+-- found under exactly this header (so for the same cookie); nil when it
+-- cannot answer. A timed id past its deadline is not answered for here
+-- (the caller's check of the cookie refuses it).
+function _M.known_header(dc, header, group_id, with_generation)
     local worker = dc.worker
-    if not worker then
-        return nil
-    end
-    local entry, header_hash = worker:find_header(p, len)
+    local entry = worker and worker:find_header(header)
     if not entry then
-        return nil, header_hash
+        return nil
     end
     local deadline = entry[E_DEADLINE]
     if deadline and ngx_now() * 1000 >= deadline then

@@ -18,7 +18,6 @@ local ngx_var = ngx.var
 
 local error = error
 local pcall = pcall
-local tonumber = tonumber
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -91,20 +90,6 @@ local function ffi_reader(name)
         -- cannot compile.
         local value = ffi_str(p, n)
         return value
-    end
-end
-
-
--- The same, without making a Lua string: the bytes and their count.
-local function ffi_bytes_reader(name)
-    local len = #name
-    local lowcase = ffi_new("char[?]", len)
-    return function()
-        local p, n = ffi_get(name, len, lowcase)
-        if not p then
-            return nil
-        end
-        return p, tonumber(n)
     end
 end
 
@@ -186,27 +171,6 @@ function _M.setter(name)
         setters[name] = set
     end
     return set
-end
-
-
--- Readers of the bytes already made, by variable name.
-local bytes_readers = {}
-
-
--- A function that returns the variable's value in the current request as
--- its bytes and their count, without making a Lua string (nil when the
--- variable is not found or has no value); nil where the FFI function is
--- not there.
-function _M.bytes_reader(name)
-    if not with_ffi then
-        return nil
-    end
-    local read = bytes_readers[name]
-    if not read then
-        read = ffi_bytes_reader(name)
-        bytes_readers[name] = read
-    end
-    return read
 end
 
 
