@@ -919,6 +919,16 @@ one when the mark comes back with the value it had (every entry made meanwhile h
 itself saw 32 \`SISMEMBER\` in the seven rounds: the cost is in nginx. What else is left: the two generations take
 turns (about one request in ten finds its cookie in the older one and moves it, two inserts into cold memory).
 
+Since (issue #21, the last step): the entry is found by the Cookie header as a Lua string (LuaJIT interns it
+against the copy the entry holds: no new string, no garbage; one table read) instead of by \`ngx_hash_key\` over
+its bytes and \`CRYPTO_memcmp\` with the entry's copy (about 1,100 instructions a hit), and the rock's variable
+reader calls nginx's \`ngx_http_get_variable\` with the name lower-cased and hashed once (about 300): (b) 28,150–28,350
+→ 26,900–27,100 instructions per request with one cookie, 26,896 with 20,000 (\`--cookies=20000 --only=a,b\`:
+(a) 23,281). On a loaded machine (load 4–11) the revocation subscriber, a timer in the worker, missed its
+heartbeat's reply ("revocation subscriber down (timeout)" in the error log): the decision cache is then bypassed
+and every request asks Redis. Two callgrind runs of the commit before this step with 20,000 cookies counted about
+200,000 instructions per request, which is that cost (not verified to be that cause: its log was not kept).
+
 ## Revocation
 
 ${TRIALS} trials: log in at the app, fetch a group resource through nginx (so a decision is cached),
