@@ -926,8 +926,9 @@ reader calls nginx's \`ngx_http_get_variable\` with the name lower-cased and has
 → 26,900–27,100 instructions per request with one cookie, 26,896 with 20,000 (\`--cookies=20000 --only=a,b\`:
 (a) 23,281). On a loaded machine (load 4–11) the revocation subscriber, a timer in the worker, missed its
 heartbeat's reply ("revocation subscriber down (timeout)" in the error log): the decision cache is then bypassed
-and every request asks Redis. Two callgrind runs of the commit before this step with 20,000 cookies counted about
-200,000 instructions per request, which is that cost (not verified to be that cause: its log was not kept).
+and every request asks Redis. Under callgrind (the worker some 50 times slower) it happened too: three runs of the
+commit before this step with 20,000 cookies counted 147,000–202,000 instructions per request, and the kept error
+log of the last said "revocation subscriber down (timeout)". A count far above the one-cookie figure is that.
 
 ## Revocation
 
