@@ -924,7 +924,10 @@ against the copy the entry holds: no new string, no garbage; one table read) ins
 its bytes and \`CRYPTO_memcmp\` with the entry's copy (about 1,100 instructions a hit), and the rock's variable
 reader calls nginx's \`ngx_http_get_variable\` with the name lower-cased and hashed once (about 300): (b) 28,150–28,350
 → 26,900–27,100 instructions per request with one cookie, 26,896 with 20,000 (\`--cookies=20000 --only=a,b\`:
-(a) 23,281). On a loaded machine (load 4–11) the revocation subscriber, a timer in the worker, missed its
+(a) 23,281). And the dict's copy of the not-before mark expiring (every minute) no longer moves the revocation
+count on: that ended every worker entry, and a full run's round is longer than a minute, so every (b20k) run
+began with 20,000 checks through the dict; an entry now uses its mark no longer than the dict keeps that copy,
+and goes on with it (one dict read and its ttl) once the dict keeps the same value again. On a loaded machine (load 4–11) the revocation subscriber, a timer in the worker, missed its
 heartbeat's reply ("revocation subscriber down (timeout)" in the error log): the decision cache is then bypassed
 and every request asks Redis. Under callgrind (the worker some 50 times slower) it happened too: three runs of the
 commit before this step with 20,000 cookies counted 147,000–202,000 instructions per request, and the kept error
