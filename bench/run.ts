@@ -49,6 +49,8 @@ const STALE_MS = 1000;
 const RESOURCE = `/app/api/v1/group/${GROUP}/cacheable/bench`;
 /** The Nest scenarios, whose Redis work per request the run prints (INFO commandstats). */
 const NEST_SCENARIOS = ['f', 'f_demo', 'g', 'ff', 'fg'];
+/** ms of rest after a Nest scenario's run. */
+const SETTLE_MS = 1000;
 
 interface Scenario {
   id: string;
@@ -196,6 +198,14 @@ async function memoryPerSession(
   await client.del(sessionKeyList(PROTOCOL_DEFAULTS.keyPrefix, compactSid, 'compact'));
   return { ours: await usage(sessionKeyList(PROTOCOL_DEFAULTS.keyPrefix, ourSid)), compact, plain: await usage([`plain:${plainSid}`]) };
 }
+
+/**
+ * The order of a round: the list's in odd rounds, reversed in even ones, so that no scenario of a ratio is always
+ * the one measured first (right after the previous round's Nest scenarios, whose processes may still be
+ * collecting garbage on CPU 0) or always second: what the position in a round does to a rate cancels out over
+ * the rounds.
+ */
+const inTurn = <T>(list: T[], round: number): T[] => (round % 2 ? list : [...list].reverse());
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -563,6 +573,8 @@ async function main(): Promise<void> {
         const before = await redisWork(stats);
         const r = await wrk(s.port(), s.path, s.cookie(), seconds);
         (redisOf[s.id] ??= []).push(redisPerRequest(before, await redisWork(stats), r.requests));
+        // The app's process settles (its garbage collected) before the next scenario takes CPU 0.
+        await new Promise((wake) => setTimeout(wake, SETTLE_MS));
         return r;
       }
       if (!s.cookies) return wrk(s.port(), s.path, s.cookie(), seconds);
@@ -597,7 +609,7 @@ async function main(): Promise<void> {
       for (const s of chosen) await measure(s, 1);
       for (let round = 1; round <= ROUNDS; round++) {
         const rates = [];
-        for (const s of chosen) {
+        for (const s of inTurn(chosen, round)) {
           const before = cpuTicks();
           const r = await measure(s, SECONDS);
           const us = ((cpuTicks() - before) * 10_000) / (r.rps * SECONDS); // 100 ticks a second
@@ -636,7 +648,7 @@ async function main(): Promise<void> {
 
     const results: Record<string, WrkResult[]> = {};
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const s of scenarios) {
+      for (const s of inTurn(scenarios, round)) {
         (results[s.id] ??= []).push(await measure(s, SECONDS));
         const r = results[s.id].at(-1)!;
         const w = redisOf[s.id]?.at(-1);
@@ -756,7 +768,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
   127.0.0.1 and pinned to CPU 0 (\`taskset -c 0\`); the load generator, wrk, runs alone on CPU 1, so that it
   does not take CPU from what it measures. Every scenario is
   \`wrk -t1 -c32 -d${SECONDS}s --latency -H 'Cookie: session=…' http://127.0.0.1:PORT/PATH\` (or \`-s\` a script of many cookies);
-  the scenarios take turns, ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}; the table gives the median rate, and each
+  the scenarios take turns, ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}, in the order of the table in odd rounds and in the
+  reverse order in even ones (so that neither scenario of a ratio is always measured first), with ${SETTLE_MS / 1000} s of rest
+  after each Nest scenario (its process collects its garbage on the servers' CPU); the table gives the median rate, and each
   ratio is the median of that ratio within each round (the two scenarios ran seconds apart under the same load).
   Scenarios (a)–(d) serve the same cached resource from the same \`proxy_cache\` entry through the same
   upstream; only the authorization step differs (see \`bench/run.ts\`, \`bench/seed-2017.lua\`). A run
@@ -776,7 +790,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
   that has been up a while (at both nginx): those first checks miss (an HMAC and a Redis round trip each) and ran at
   ${Math.round(cold).toLocaleString('en')} req/s (16 connections); in the rounds, a decision is made again when its
   ${DECISION_TTL} s run out. The dict is \`lua_shared_dict shared_session 32m\` (about 0.5 KB a session:
-  resty/README.md). (b0) is the old constant-group location. (v) and (v20k) are (a) and (a20k) with an
+  resty/README.md). (b0) is the old constant-group location: \`location = /b0\` with a constant cache key, so
+  nginx runs no regex and builds no key from variables there (the template location's regex match alone is
+  about 2.2k instructions per request by callgrind); b0/a compares two locations that differ in more than the check, and can exceed 1. (v) and (v20k) are (a) and (a20k) with an
   \`access_by_lua_block\` that reads the two inputs every check needs (\`ngx.var.group_id\`, \`ngx.var.http_cookie\`)
   through \`ngx.var\` and does nothing else, in an nginx of its own (LuaJIT blacklists lua-resty-core's getter
   there, which in a shared worker would also slow (b)): v/a is what the plain way of reading the inputs costs.
@@ -902,6 +918,20 @@ and the mark read again by the next miss moved it on a second time. \`decisions.
 one when the mark comes back with the value it had (every entry made meanwhile had its mark from Redis). Redis
 itself saw 32 \`SISMEMBER\` in the seven rounds: the cost is in nginx. What else is left: the two generations take
 turns (about one request in ten finds its cookie in the older one and moves it, two inserts into cold memory).
+
+Since (issue #21, the last step): the entry is found by the Cookie header as a Lua string (LuaJIT interns it
+against the copy the entry holds: no new string, no garbage; one table read) instead of by \`ngx_hash_key\` over
+its bytes and \`CRYPTO_memcmp\` with the entry's copy (about 1,100 instructions a hit), and the rock's variable
+reader calls nginx's \`ngx_http_get_variable\` with the name lower-cased and hashed once (about 300): (b) 28,150–28,350
+→ 26,900–27,100 instructions per request with one cookie, 26,896 with 20,000 (\`--cookies=20000 --only=a,b\`:
+(a) 23,281). And the dict's copy of the not-before mark expiring (every minute) no longer moves the revocation
+count on: that ended every worker entry, and a full run's round is longer than a minute, so every (b20k) run
+began with 20,000 checks through the dict; an entry now uses its mark no longer than the dict keeps that copy,
+and goes on with it (one dict read and its ttl) once the dict keeps the same value again. On a loaded machine (load 4–11) the revocation subscriber, a timer in the worker, missed its
+heartbeat's reply ("revocation subscriber down (timeout)" in the error log): the decision cache is then bypassed
+and every request asks Redis. Under callgrind (the worker some 50 times slower) it happened too: three runs of the
+commit before this step with 20,000 cookies counted 147,000–202,000 instructions per request, and the kept error
+log of the last said "revocation subscriber down (timeout)". A count far above the one-cookie figure is that.
 
 ## Revocation
 

@@ -82,7 +82,6 @@ local WORKER_HIT = metrics.WORKER_HIT
 local DICT_HIT = metrics.DICT_HIT
 local MISS = metrics.MISS
 local read_cookie_header = var_reader("http_cookie")
-local read_cookie_bytes = var.bytes_reader("http_cookie")
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -246,28 +245,24 @@ function _M.authorize(group_id, generation_var)
         return refuse(403, WARN, "no group id given")
     end
 
-    -- This worker's decisions first, by the Cookie header's bytes when they
-    -- are those the entry was last found under (decisions.known_header: no
-    -- string made, nothing parsed; equal bytes hold the same cookie).
-    local dc = conf.decision_cache
-    local with_generation = generation_var ~= nil
-    local header_hash
-    if dc and read_cookie_bytes then
-        local p, len = read_cookie_bytes()
-        if p then
-            local known, found, mark, generation = known_by_header(dc, p, len,
-                group_id, with_generation)
-            if known ~= nil then
-                return answer_from_entry(conf, known, found, mark, group_id,
-                                         generation_var, generation)
-            end
-            header_hash = found
-        end
-    end
-
     -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
     -- exactly as the application reads it (not $cookie_<name>).
     local header = read_cookie_header()
+
+    -- This worker's decisions first, by the Cookie header when it is the
+    -- one the entry was last found under (decisions.known_header: nothing
+    -- parsed; equal headers hold the same cookie).
+    local dc = conf.decision_cache
+    local with_generation = generation_var ~= nil
+    if dc and header then
+        local known, found, mark, generation = known_by_header(dc, header,
+            group_id, with_generation)
+        if known ~= nil then
+            return answer_from_entry(conf, known, found, mark, group_id,
+                                     generation_var, generation)
+        end
+    end
+
     local cookie_value, refused = cookie_from_header(header, conf.cookie_name)
     if cookie_value == nil then
         if refused then
@@ -291,7 +286,7 @@ function _M.authorize(group_id, generation_var)
     -- the revocation count covers).
     if dc then
         local known, entry, mark, generation = known_decision(dc,
-            cookie_value, group_id, with_generation, header, header_hash)
+            cookie_value, group_id, with_generation, header)
         if known ~= nil then
             return answer_from_entry(conf, known, entry, mark, group_id,
                                      generation_var, generation)

@@ -174,7 +174,7 @@ _M.current_epoch = current_epoch
 -- first group's decision sits in the entry itself (most sessions ask for
 -- one group), the others in a table made when a second group comes.
 -- (worker_cache.lua's slots: 0, the header, first, for what a hit reads is
--- then in the lines right after the table's header; and 14 and 15.)
+-- then in the lines right after the table's header; and 14.)
 local E_COUNT = 1       -- the revocation count it was made under
 local E_MARK = 2        -- the not-before mark (nil: not known)
 local E_MARK_UNTIL = 3  -- until when the mark may be used
@@ -232,6 +232,17 @@ function _M.set_entry_fresh(entry, fresh)
 end
 
 
+-- Seconds the dict still keeps the not-before mark under epoch (at most
+-- MARK_TTL; MARK_TTL when it keeps none).
+local function mark_ttl(dc, epoch)
+    local ttl = dc.dict:ttl(MARK_KEY .. epoch)
+    if ttl and ttl > 0 and ttl < MARK_TTL then
+        return ttl
+    end
+    return MARK_TTL
+end
+
+
 -- Keeps a decision in this worker until `expires`, under `count` (the
 -- revocation count read before it was made, and before the mark and the
 -- generation were read), `epoch` and `mark` (the not-before mark it was
@@ -263,8 +274,11 @@ local function remember(dc, value, sid, group_id, allowed, count, expires,
     end
     local now = ngx_now()
     if mark ~= nil then
-        -- The mark was read just now (from the dict, or with the query).
-        entry[E_MARK_UNTIL] = now + MARK_TTL
+        -- The mark was read just now (from the dict, or with the query):
+        -- used no longer than the dict keeps the mark under the epoch (a
+        -- minute from its own reading; heartbeat() does not end the
+        -- entries when it expires), and a minute when the dict holds none.
+        entry[E_MARK_UNTIL] = now + mark_ttl(dc, epoch)
     end
     entry[E_N] = entry[E_N] + 1
     local decided = allowed and expires or -expires
@@ -351,7 +365,16 @@ local function answer(dc, entry, group_id, with_generation)
     end
     local now = ngx_now()
     if now >= entry[E_MARK_UNTIL] then
-        return nil
+        -- The dict's copy of the mark it was checked with has expired (or
+        -- a minute passed). When the dict keeps that value again (read
+        -- again from Redis by a miss), the entry goes on with it for as
+        -- long as the dict keeps it: what the way through the dict would
+        -- make of it (control.known, then remember()), for two dict calls.
+        local k = MARK_KEY .. entry[E_EPOCH]
+        if dc.dict:get(k) ~= mark then
+            return nil
+        end
+        entry[E_MARK_UNTIL] = now + mark_ttl(dc, entry[E_EPOCH])
     end
     local allowed
     if expires > now then
@@ -378,10 +401,9 @@ end
 -- generation when `with_generation` (the one the entry was made with);
 -- nil when the worker level cannot answer alone (then the caller asks
 -- control.lua and the shared level). One dict read, with a generation too;
--- no string built. With `header` (the Cookie header `value` was read from)
--- and `header_hash` (from known_header()), an entry that answers is found
--- by that header from now on.
-function _M.known(dc, value, group_id, with_generation, header, header_hash)
+-- no string built. With `header` (the Cookie header `value` was read
+-- from), an entry that answers is found by that header from now on.
+function _M.known(dc, value, group_id, with_generation, header)
     local worker = dc.worker
     local entry = worker and worker:get(value)
     if not entry then
@@ -389,27 +411,22 @@ function _M.known(dc, value, group_id, with_generation, header, header_hash)
     end
     local allowed, _, mark, generation = answer(dc, entry, group_id,
                                                 with_generation)
-    if allowed ~= nil and header_hash then
-        worker:index(entry, header, header_hash)
+    if allowed ~= nil and header then
+        worker:index(entry, header)
     end
     return allowed, entry, mark, generation
 end
 
 
--- known() before the Cookie header is read as a string: `p` points to its
--- `len` bytes (a pointer to bytes); the entry is the one last found under
--- exactly these bytes (so for the same cookie). When it cannot answer:
--- nil, and second the hash to give known() (nil: not to be indexed).
--- A timed id past its deadline is not answered for here (the caller's
--- check of the cookie refuses it).
-function _M.known_header(dc, p, len, group_id, with_generation)
+-- known() before the Cookie header is parsed: the entry is the one last
+-- found under exactly this header (so for the same cookie); nil when it
+-- cannot answer. A timed id past its deadline is not answered for here
+-- (the caller's check of the cookie refuses it).
+function _M.known_header(dc, header, group_id, with_generation)
     local worker = dc.worker
-    if not worker then
-        return nil
-    end
-    local entry, header_hash = worker:find_header(p, len)
+    local entry = worker and worker:find_header(header)
     if not entry then
-        return nil, header_hash
+        return nil
     end
     local deadline = entry[E_DEADLINE]
     if deadline and ngx_now() * 1000 >= deadline then
@@ -590,14 +607,14 @@ end
 
 -- Redis answered: the subscription holds for heartbeat_ttl more. The
 -- subscriber calls this after every reply, so right after a `!not-before`
--- notice was applied (control.lua): when the mark kept under the epoch is
--- not the one seen last (a notice, a miss that added it, its expiry), a
--- new count, so that no worker's entry is used with the old mark. Except
--- for a mark read again, after its expiry, with the value it had: every
--- entry made since the expiry was made with the mark Redis gave (none
--- could use the dict's), and those from before are already dropped, so a
--- new count would only make every worker's entries again (with 20,000
--- sessions, a minute's worth of slower checks at once).
+-- notice was applied (control.lua): when the mark kept under the epoch
+-- took a value other than the one seen last (a notice, or a miss that read
+-- a changed one after the kept one expired), a new count, so that no
+-- worker's entry is used with the old mark. Not when it merely expired,
+-- nor when it was read again with the value it had: an entry uses its mark
+-- no longer than the dict kept it (remember(), answer()), so a new count
+-- would only make every worker's entries again (with 20,000 sessions, a
+-- minute's worth of slower checks at once, once a minute).
 function _M.heartbeat(dc, live)
     local epoch = dc.config_id .. "/" .. live.epoch
     if live.mark_key_epoch ~= epoch then
@@ -607,12 +624,15 @@ function _M.heartbeat(dc, live)
     end
     local mark = dc.dict:get(live.mark_key)
     if mark ~= live.mark then
-        local same_again = live.mark == nil and mark == live.last_mark
+        -- Expired (nil), or read again with the value it had: no entry
+        -- needs ending (an entry uses its mark no longer than the dict
+        -- kept it; see remember()).
+        local same = mark == nil or mark == live.last_mark
         live.mark = mark
         if mark ~= nil then
             live.last_mark = mark
         end
-        if not same_again then
+        if not same then
             live.count = next_count()
         end
     end
