@@ -10,11 +10,6 @@
 -- once per distinct name, and keeps the string in a local before returning.
 -- ngx.var is left as it is for every other piece of code.
 --
--- Where nginx exports it (it does, for its dynamic modules), a reader on a
--- request calls nginx's own ngx_http_get_variable, which that function
--- calls after lower-casing and hashing the name on every read: here the
--- lower-cased name and its hash (ngx_hash_key) are made once per name.
---
 -- Where the FFI function is not there (plain Lua, the specs' stub of ngx),
 -- a reader reads ngx.var.
 
@@ -23,7 +18,6 @@ local ngx_var = ngx.var
 
 local error = error
 local pcall = pcall
-local band = require("bit").band
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -35,10 +29,7 @@ local NGX_ERROR = -1
 -- The C functions, the request getter and the shared out-parameters; nil
 -- when not running in nginx's http subsystem with lua-resty-core.
 local var_get, var_set, get_request, get_size_ptr, value_ptr, errmsg
-local ffi_new, ffi_str, ffi_copy
--- nginx's own ngx_http_get_variable and ngx_hash_key, the ngx_str_t type,
--- and lua-nginx-module's ngx_http_lua_ffi_get_phase (nil: not exported).
-local get_variable, hash_key, str_type, get_phase
+local ffi_new, ffi_str
 
 -- The size of the buffer nginx writes a setter's error into (as in
 -- lua-resty-core).
@@ -60,35 +51,6 @@ local function load_ffi()
     value_ptr = ffi.new("unsigned char *[1]")
     ffi_new = ffi.new
     ffi_str = ffi.string
-    ffi_copy = ffi.copy
-    require "resty.core.phase"  -- declares ngx_http_lua_ffi_get_phase
-    -- (A declaration another library made already is as good as ours;
-    -- resty.core.base declares ngx_str_t.)
-    pcall(ffi.cdef, [[
-        typedef struct {
-            unsigned        len:28;
-            unsigned        valid:1;
-            unsigned        no_cacheable:1;
-            unsigned        not_found:1;
-            unsigned        escape:1;
-            unsigned char  *data;
-        } ngx_variable_value_t;
-    ]])
-    pcall(ffi.cdef, [[
-        ngx_variable_value_t *ngx_http_get_variable(ngx_http_request_t *r,
-            ngx_str_t *name, uintptr_t key);
-    ]])
-    pcall(ffi.cdef, "uintptr_t ngx_hash_key(const unsigned char *, size_t);")
-    local C = ffi.C
-    if pcall(function()
-        return C.ngx_http_get_variable and C.ngx_hash_key
-               and C.ngx_http_lua_ffi_get_phase
-    end) then
-        get_variable = C.ngx_http_get_variable
-        hash_key = C.ngx_hash_key
-        get_phase = C.ngx_http_lua_ffi_get_phase
-        str_type = ffi.typeof("ngx_str_t[1]")
-    end
     return true
 end
 
@@ -116,56 +78,9 @@ local function ffi_get(name, len, lowcase)
 end
 
 
--- Buffers that live as long as the worker (a name's, pointed to by its
--- ngx_str_t).
-local anchors = {}
-
--- lua-nginx-module's contexts that run on a real request, whose variables
--- nginx made: set, rewrite, access, content, log, header_filter,
--- body_filter, balancer, server_rewrite. The others (a timer, init_worker,
--- the ssl_* phases) run on its fake request, which has none: there the
--- read goes through ngx_http_lua_ffi_var_get, which refuses them.
-local REQUEST_CONTEXTS = 0x827F
-
-
--- A reader of `name` through ngx_http_get_variable, with the name
--- lower-cased and hashed once (ngx_http_lua_ffi_var_get does both on every
--- read; nginx keeps variable names in lower case).
-local function direct_reader(name, len, lowcase)
-    local buf = ffi_new("unsigned char[?]", len)
-    ffi_copy(buf, name:lower(), len)
-    local str = str_type()
-    str[0].len = len
-    str[0].data = buf
-    anchors[#anchors + 1] = buf
-    local key = hash_key(buf, len)
-    return function()
-        local r = get_request()
-        local p, n
-        if r and band(get_phase(r, errmsg), REQUEST_CONTEXTS) ~= 0 then
-            local vv = get_variable(r, str, key)
-            if vv == nil or vv.not_found == 1 then
-                return nil
-            end
-            p, n = vv.data, vv.len
-        else
-            p, n = ffi_get(name, len, lowcase)
-            if not p then
-                return nil
-            end
-        end
-        local value = ffi_str(p, n)
-        return value
-    end
-end
-
-
 local function ffi_reader(name)
     local len = #name
     local lowcase = ffi_new("char[?]", len)
-    if get_variable then
-        return direct_reader(name, len, lowcase)
-    end
     return function()
         local p, n = ffi_get(name, len, lowcase)
         if not p then
