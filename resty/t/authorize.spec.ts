@@ -76,6 +76,23 @@ function confFor(redisPort: number, configureLua: string | null) {
       }
     }
 
+    # authorize{ group_var = ... } from a timer, which runs on lua-nginx-module's fake request (no variables):
+    # the variable reads refuse it as ngx.var does (test only).
+    location = /in-timer {
+      content_by_lua_block {
+        local result
+        ngx.timer.at(0, function()
+          local ok, status = pcall(require("resty.shared_session").authorize, { group_var = "group_id" })
+          result = tostring(ok) .. " " .. tostring(status)
+        end)
+        for _ = 1, 100 do
+          if result then break end
+          ngx.sleep(0.01)
+        end
+        ngx.say(result)
+      }
+    }
+
     # configure() called at request time, under pcall (test only).
     location = /configure {
       content_by_lua_block {
@@ -252,6 +269,13 @@ describe('authorize() with a local secret', () => {
       },
       3000,
     );
+  });
+
+  test('a check from a timer (no request, no variables) raises an error, as ngx.var does, and crashes nothing', async () => {
+    const res = await get(nginx, '/in-timer', `session=${cookieFor(SID)}`);
+    expect(res.body.trim()).toMatch(/^false .*API disabled/);
+    // The worker is still there, answering checks.
+    expect(await authorize(nginx, 'g1', `session=${cookieFor(SID)}`)).toEqual({ status: 200 });
   });
 
   test('log lines say why, with no secret and no full cookie', async () => {
