@@ -921,10 +921,10 @@ turns (about one request in ten finds its cookie in the older one and moves it, 
 
 Since (issue #21, the last step): the entry is found by the Cookie header as a Lua string (LuaJIT interns it
 against the copy the entry holds: no new string, no garbage; one table read) instead of by \`ngx_hash_key\` over
-its bytes and \`CRYPTO_memcmp\` with the entry's copy (about 1,100 instructions a hit), and the rock's variable
-reader calls nginx's \`ngx_http_get_variable\` with the name lower-cased and hashed once (about 300): (b) 28,150–28,350
-→ 26,900–27,100 instructions per request with one cookie, 26,896 with 20,000 (\`--cookies=20000 --only=a,b\`:
-(a) 23,281). And the dict's copy of the not-before mark expiring (every minute) no longer moves the revocation
+its bytes and \`CRYPTO_memcmp\` with the entry's copy (about 1,100 instructions a hit): (b) 28,150–28,350
+→ 27,200–27,500 instructions per request with one cookie. (A reader calling nginx's \`ngx_http_get_variable\`
+with the name hashed once saved about 300 more; it was left out: it reads nginx's own structures, and in a
+timer's fake request it crashed the worker until guarded by the phase.) And the dict's copy of the not-before mark expiring (every minute) no longer moves the revocation
 count on: that ended every worker entry, and a full run's round is longer than a minute, so every (b20k) run
 began with 20,000 checks through the dict; an entry now uses its mark no longer than the dict keeps that copy,
 and goes on with it (one dict read and its ttl) once the dict keeps the same value again. On a loaded machine (load 4–11) the revocation subscriber, a timer in the worker, missed its
