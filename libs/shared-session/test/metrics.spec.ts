@@ -1,15 +1,13 @@
 import { Controller, Get, INestApplication, Injectable, Module, UseGuards } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
-import Redis from 'ioredis';
 import { Gauge, Registry } from 'prom-client';
 import request from 'supertest';
 import { PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
-import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
 import type { SharedSessionModuleOptions } from '../src';
 import { GroupGuard, SharedSessionModule, SharedSessionService } from '../src';
-import { acknowledgingReader } from './support';
+import { acknowledgingReader, login as loginAs, useRedisServer } from './support';
 import { createTestApp } from './test-app';
 
 /**
@@ -34,33 +32,16 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 }
 
 describe('metrics (prom-client) on a real redis-server', () => {
-  let server: RedisServer;
-  let admin: Redis;
-  const apps: INestApplication[] = [];
-
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    admin = new Redis(server.url);
-  });
-  afterAll(async () => {
-    for (const app of apps) await app.close();
-    admin.disconnect();
-    await server.dispose();
-  });
-  beforeEach(() => admin.flushall());
+  const redis = useRedisServer();
 
   async function start(options: Partial<SharedSessionModuleOptions> = {}) {
     const registry = new Registry();
-    const app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: server.url, metrics: { registry }, ...options });
-    apps.push(app);
+    const app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: redis.server.url, metrics: { registry }, ...options });
+    redis.apps.push(app);
     return { app, registry, http: () => request(app.getHttpServer()) };
   }
 
-  async function login(app: INestApplication, groups: string[] = ['staff']): Promise<string> {
-    const res = await request(app.getHttpServer()).post('/login').send({ username: 'joe', groups }).expect(204);
-    const line = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${NAME}=`))!;
-    return line.slice(0, line.indexOf(';'));
-  }
+  const login = async (app: INestApplication, groups = ['staff']) => (await loginAs(app, { username: 'joe', groups })).cookie;
 
   it('counts every decision by result and reason, logins, logouts and cross-site refusals exactly', async () => {
     const { app, registry, http } = await start();
@@ -101,7 +82,7 @@ describe('metrics (prom-client) on a real redis-server', () => {
   it('counts the 503 of a session that Redis could not read, and the failed Redis operations', async () => {
     const { app, registry, http } = await start();
     const cookie = await login(app);
-    await server.stop();
+    await redis.server.stop();
     try {
       await waitFor('the client sees Redis gone', async () => (await http().get('/me').set('Cookie', cookie)).status === 503);
       const unavailable = await value(registry, 'shared_session_decisions_total', { result: 'unavailable', reason: 'unavailable' });
@@ -114,7 +95,7 @@ describe('metrics (prom-client) on a real redis-server', () => {
       expect(await value(registry, 'shared_session_control_operations_total', { op: 'revokeUser', result: 'error' })).toBe(1);
       expect(await value(registry, 'shared_session_redis_errors_total', { op: 'control' })).toBe(1);
     } finally {
-      await server.resume();
+      await redis.server.resume();
     }
     // The restarted server has no data: the session is gone, and no longer unavailable.
     await waitFor('Redis back', async () => (await http().get('/me').set('Cookie', cookie)).status === 401);
@@ -140,16 +121,16 @@ describe('metrics (prom-client) on a real redis-server', () => {
   it('counts acknowledgements expected, received and timed out; one revocation lag per acknowledgement received', async () => {
     const { app, registry } = await start({ revocation: { timeoutMs: 300 } });
     const readers = [
-      await acknowledgingReader(server.url, PREFIX, 0),
-      await acknowledgingReader(server.url, PREFIX, 20),
-      await acknowledgingReader(server.url, PREFIX, null),
+      await acknowledgingReader(redis.server.url, PREFIX, 0),
+      await acknowledgingReader(redis.server.url, PREFIX, 20),
+      await acknowledgingReader(redis.server.url, PREFIX, null),
     ];
     try {
       await login(app);
       const result = await app.get(SharedSessionService).revokeUser('joe', { wait: true });
       expect(result.confirmation).toEqual({ acknowledged: 2, expected: 3, timedOut: true });
       readers.pop()!.close();
-      await waitFor('two readers left', async () => (await admin.pubsub('NUMSUB', `${PREFIX}:invalidate`))[1] === 2);
+      await waitFor('two readers left', async () => (await redis.admin.pubsub('NUMSUB', `${PREFIX}:invalidate`))[1] === 2);
       const second = await app.get(SharedSessionService).revokeUser('joe', { wait: true });
       expect(second.confirmation).toEqual({ acknowledged: 2, expected: 2, timedOut: false });
     } finally {
@@ -165,7 +146,7 @@ describe('metrics (prom-client) on a real redis-server', () => {
 
   it('publishes a barrier every revocation.barrierIntervalMs, and measures its lag', async () => {
     const { registry } = await start({ revocation: { barrierIntervalMs: 100 } });
-    const reader = await acknowledgingReader(server.url, PREFIX, 0);
+    const reader = await acknowledgingReader(redis.server.url, PREFIX, 0);
     try {
       await waitFor(
         'three barriers acknowledged',
@@ -190,13 +171,13 @@ describe('metrics (prom-client) on a real redis-server', () => {
           throw new Error("Cannot find module 'prom-client'");
         });
         const isolated = jest.requireActual<typeof import('./test-app')>('./test-app');
-        const off = await isolated.createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: server.url });
-        apps.push(off);
+        const off = await isolated.createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: redis.server.url });
+        redis.apps.push(off);
         const cookie = await login(off, ['staff']);
         await request(off.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
         await request(off.getHttpServer()).get('/admin').set('Cookie', cookie).expect(403);
         expect(loads).toEqual([]);
-        await expect(isolated.createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: server.url, metrics: true })).rejects.toThrow(
+        await expect(isolated.createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: redis.server.url, metrics: true })).rejects.toThrow(
           /option "metrics" is on, but prom-client cannot be loaded .*npm install prom-client/,
         );
         expect(loads).toEqual(['prom-client']);
@@ -221,13 +202,13 @@ describe('metrics (prom-client) on a real redis-server', () => {
     }
     const registry = new Registry();
     @Module({
-      imports: [SharedSessionModule.forRoot({ secret: SECRET, keyPrefix: PREFIX, redis: server.url, metrics: { registry } })],
+      imports: [SharedSessionModule.forRoot({ secret: SECRET, keyPrefix: PREFIX, redis: redis.server.url, metrics: { registry } })],
       controllers: [TenantController],
     })
     class AppModule {}
     const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
     await app.init();
-    apps.push(app);
+    redis.apps.push(app);
     await request(app.getHttpServer()).get('/tenant').expect(401);
     expect(await value(registry, 'shared_session_decisions_total', { result: 'refused', reason: 'no_session' })).toBe(1);
   });
@@ -240,8 +221,8 @@ describe('metrics (prom-client) on a real redis-server', () => {
     broken.inc = () => {
       throw new Error('broken metric');
     };
-    const app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: server.url, metrics: { registry } });
-    apps.push(app);
+    const app = await createTestApp({ secret: SECRET, keyPrefix: PREFIX, redis: redis.server.url, metrics: { registry } });
+    redis.apps.push(app);
     const before = await value(registry, 'shared_session_metrics_errors_total');
     await login(app);
     await login(app);
