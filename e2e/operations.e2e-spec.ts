@@ -206,57 +206,62 @@ function eventsIn(log: string): { event: string; op: string; [k: string]: unknow
         'shared_session_revocation_lag_seconds_count',
       ];
       // Every message on the notice channel (PROTOCOL.md sections 7 and 13.4), as Redis sees them published.
-      const monitor = await new Redis(stack.redis.url).monitor();
-      const published: string[] = [];
-      monitor.on('monitor', (_time: string, args: string[]) => {
-        if (args[0].toLowerCase() === 'publish' && args[1] === `${PREFIX}:invalidate`) published.push(args[2]);
-      });
-      const before = await settled(nginxFamilies, appFamilies);
-      const publishedBefore = published.length;
-      const logFrom = stack.appLog.length;
+      // MONITOR runs on a connection of its own (ioredis duplicates the client, which itself never connects:
+      // lazyConnect); closed however the test ends, or its reconnecting after the stack stops keeps jest alive.
+      const monitor = await new Redis(stack.redis.url, { lazyConnect: true }).monitor();
+      try {
+        const published: string[] = [];
+        monitor.on('monitor', (_time: string, args: string[]) => {
+          if (args[0].toLowerCase() === 'publish' && args[1] === `${PREFIX}:invalidate`) published.push(args[2]);
+        });
+        const before = await settled(nginxFamilies, appFamilies);
+        const publishedBefore = published.length;
+        const logFrom = stack.appLog.length;
 
-      expect((await post('/app/logout', joe)).status).toBe(303);
-      const revoked = await post('/app/admin/users/esteban%40example.com/logout-everywhere', admin);
-      expect(revoked.status).toBe(303);
-      expect(revoked.headers.location![0]).toMatch(/^\/app\/admin\?done=/); // acknowledged in time: not a warning
-      expect((await get('/app/api/v1/group/one/cacheable/ops-report', esteban)).status).toBe(403);
+        expect((await post('/app/logout', joe)).status).toBe(303);
+        const revoked = await post('/app/admin/users/esteban%40example.com/logout-everywhere', admin);
+        expect(revoked.status).toBe(303);
+        expect(revoked.headers.location![0]).toMatch(/^\/app\/admin\?done=/); // acknowledged in time: not a warning
+        expect((await get('/app/api/v1/group/one/cacheable/ops-report', esteban)).status).toBe(403);
 
-      const after = await settled(nginxFamilies, appFamilies);
-      monitor.disconnect();
-      const notices = published.slice(publishedBefore);
-      expect(delta(before.app, after.app)).toEqual({
-        'shared_session_logouts_total{}': 1,
-        'shared_session_control_operations_total{op="revokeUser",result="ok"}': 1,
-        'shared_session_control_seconds_count{op="revokeUser"}': 1,
-        // One nginx subscribed: one acknowledgement expected and received, for the logout's wait and revokeUser's.
-        'shared_session_acknowledgements_total{outcome="expected"}': 2,
-        'shared_session_acknowledgements_total{outcome="received"}': 2,
-        'shared_session_revocation_lag_seconds_count{}': 2,
-      });
-      // The notices: joe's session and esteban's one session (section 7), and a barrier for each wait (13.4).
-      const sid = (cookie: string) => cookie.slice(0, cookie.indexOf('.'));
-      expect(notices).toEqual(expect.arrayContaining([sid(joe), sid(esteban)]));
-      expect(notices.filter((n) => n.startsWith('!ack '))).toHaveLength(2);
-      // nginx applied every one of them, and timed each.
-      expect(delta(before.nginx, after.nginx)).toEqual({
-        'shared_session_notices_applied_total{}': notices.length,
-        'shared_session_notice_apply_seconds_count{}': notices.length,
-      });
-      console.log(
-        `notices published during the logout and revokeUser: ${notices.length} (${notices.map((n) => (n.startsWith('!') ? n.split(' ')[0] : 'session')).join(', ')})`,
-      );
+        const after = await settled(nginxFamilies, appFamilies);
+        const notices = published.slice(publishedBefore);
+        expect(delta(before.app, after.app)).toEqual({
+          'shared_session_logouts_total{}': 1,
+          'shared_session_control_operations_total{op="revokeUser",result="ok"}': 1,
+          'shared_session_control_seconds_count{op="revokeUser"}': 1,
+          // One nginx subscribed: one acknowledgement expected and received, for the logout's wait and revokeUser's.
+          'shared_session_acknowledgements_total{outcome="expected"}': 2,
+          'shared_session_acknowledgements_total{outcome="received"}': 2,
+          'shared_session_revocation_lag_seconds_count{}': 2,
+        });
+        // The notices: joe's session and esteban's one session (section 7), and a barrier for each wait (13.4).
+        const sid = (cookie: string) => cookie.slice(0, cookie.indexOf('.'));
+        expect(notices).toEqual(expect.arrayContaining([sid(joe), sid(esteban)]));
+        expect(notices.filter((n) => n.startsWith('!ack '))).toHaveLength(2);
+        // nginx applied every one of them, and timed each.
+        expect(delta(before.nginx, after.nginx)).toEqual({
+          'shared_session_notices_applied_total{}': notices.length,
+          'shared_session_notice_apply_seconds_count{}': notices.length,
+        });
+        console.log(
+          `notices published during the logout and revokeUser: ${notices.length} (${notices.map((n) => (n.startsWith('!') ? n.split(' ')[0] : 'session')).join(', ')})`,
+        );
 
-      const events = eventsIn(stack.appLog.slice(logFrom));
-      expect(events.map((e) => [e.event, e.op])).toEqual([
-        ['logout', 'logout'],
-        ['revocation', 'revokeUser'],
-      ]);
-      // revokeUser ended each of esteban's sessions (this test's, and any an earlier test left), one notice each.
-      const estebanNotices = notices.filter((n) => !n.startsWith('!') && n !== sid(joe)).length;
-      expect(estebanNotices).toBeGreaterThanOrEqual(1);
-      expect(events[1]).toMatchObject({ sessions: estebanNotices, acknowledged: 1, expected: 1, timedOut: false });
-      // Session ids never appear, only their event id (PROTOCOL.md section 16.1).
-      for (const e of events) if (e.session !== undefined) expect(e.session).toMatch(/^[0-9a-f]{32}$/);
+        const events = eventsIn(stack.appLog.slice(logFrom));
+        expect(events.map((e) => [e.event, e.op])).toEqual([
+          ['logout', 'logout'],
+          ['revocation', 'revokeUser'],
+        ]);
+        // revokeUser ended each of esteban's sessions (this test's, and any an earlier test left), one notice each.
+        const estebanNotices = notices.filter((n) => !n.startsWith('!') && n !== sid(joe)).length;
+        expect(estebanNotices).toBeGreaterThanOrEqual(1);
+        expect(events[1]).toMatchObject({ sessions: estebanNotices, acknowledged: 1, expected: 1, timedOut: false });
+        // Session ids never appear, only their event id (PROTOCOL.md section 16.1).
+        for (const e of events) if (e.session !== undefined) expect(e.session).toMatch(/^[0-9a-f]{32}$/);
+      } finally {
+        monitor.disconnect();
+      }
     });
 
     it('each control operation of the admin page and of "Your sessions" emits its event and is counted', async () => {

@@ -11,19 +11,17 @@ describe("resty.shared_session.audit", function()
   local SID = "4f1b0f0e-2f0d-4b7a-9c53-1f1e2d3c4b5a"
   local EVENT_ID = "aeeffb4b25192ba08d41e989563180c2"
 
-  local CHECK = {
-    error = function(name, message) error(name .. " " .. message, 0) end,
-    number = function(name, v, min, integer)
-      if type(v) ~= "number" or v < min or (integer and v % 1 ~= 0) then
-        error(name .. " must be a number", 0)
-      end
-      return v
-    end,
-  }
+  local CHECK   -- config.lua's option checks, as configure() hands them
+
+  -- How configure() reports a bad option.
+  local function option(name, message)
+    return 'shared_session.configure: option "' .. name .. '" ' .. message
+  end
 
   before_each(function()
     stub = require "ngx_stub"
     restore = stub.install()
+    CHECK = require("resty.shared_session.config").CHECK
     audit = require "resty.shared_session.audit"
     log = require "resty.shared_session.log"
     cjson = require "cjson"
@@ -55,13 +53,16 @@ describe("resty.shared_session.audit", function()
     assert.is_nil(new(nil))
     assert.is_nil(new(false))
     assert.is_table(new(true))
-    assert.has_error(function() new({ level = "loud" }) end, "audit.level must be one of"
-                     .. " debug, info, notice, warn, error, crit, alert, emerg")
+    assert.has_error(function() new({ level = "loud" }) end, option("audit.level", "must be one of"
+                     .. " debug, info, notice, warn, error, crit, alert, emerg"))
     assert.has_error(function() new({ allow_sample = 2 }) end,
-                     "audit.allow_sample must be at most 1")
+                     option("audit.allow_sample", "must be at most 1"))
     assert.has_error(function() new({ max_lines_per_second = 0 }) end,
-                     "audit.max_lines_per_second must be a number")
-    assert.has_error(function() new({ colour = 1 }) end, "audit.colour is unknown")
+                     option("audit.max_lines_per_second", "must be positive"))
+    assert.has_error(function() new({ max_lines_per_second = 1.5 }) end,
+                     option("audit.max_lines_per_second", "must be an integer"))
+    assert.has_error(function() new({ colour = 1 }) end, option("audit.colour", "is unknown"))
+    assert.has_error(function() new("yes") end, option("audit", "must be a table, or true"))
   end)
 
   it("writes a refusal with its reason, status, event id and time; none without a cookie",

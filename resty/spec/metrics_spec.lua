@@ -5,20 +5,17 @@
 describe("resty.shared_session.metrics", function()
   local stub, restore, metrics, dict
 
-  local CHECK = {
-    error = function(name, message) error(name .. " " .. message, 0) end,
-    string = function(name, v)
-      if type(v) ~= "string" or v == "" then error(name .. " must be a non-empty string", 0) end
-    end,
-    number = function(name, v, min)
-      if type(v) ~= "number" or v < min then error(name .. " must be a number", 0) end
-      return v
-    end,
-  }
+  local CHECK   -- config.lua's option checks, as configure() hands them
+
+  -- How configure() reports a bad option.
+  local function option(name, message)
+    return 'shared_session.configure: option "' .. name .. '" ' .. message
+  end
 
   before_each(function()
     stub = require "ngx_stub"
     restore = stub.install()
+    CHECK = require("resty.shared_session.config").CHECK
     dict = stub.new_dict()
     stub.shared.metrics = dict
     metrics = require "resty.shared_session.metrics"
@@ -50,12 +47,18 @@ describe("resty.shared_session.metrics", function()
     it("is off (nil) without the option, and checks it", function()
       assert.is_nil(metrics.new(nil, CHECK))
       assert.is_nil(metrics.new(false, CHECK))
-      assert.has_error(function() metrics.new({ dict = "nope" }, CHECK) end,
-                       "metrics.dict must name a lua_shared_dict")
-      assert.has_error(function() metrics.new({ dict = "metrics", colour = 1 }, CHECK) end,
-                       "metrics.colour is unknown")
-      assert.has_error(function() metrics.new({ dict = "metrics", interval = 2 }, CHECK) end,
-                       "metrics.interval must be at most 1 (second)")
+      local function with(opts) return function() metrics.new(opts, CHECK) end end
+      assert.has_error(with { dict = "nope" },
+                       option("metrics.dict", "must name a lua_shared_dict"))
+      assert.has_error(with {}, option("metrics.dict", "must be a non-empty string"))
+      assert.has_error(with { dict = "metrics", colour = 1 },
+                       option("metrics.colour", "is unknown"))
+      assert.has_error(with { dict = "metrics", interval = 2 },
+                       option("metrics.interval", "must be at most 1 (second)"))
+      assert.has_error(with { dict = "metrics", interval = 0 },
+                       option("metrics.interval", "must be at least 0.001"))
+      assert.has_error(with(true), option("metrics", "must be a table"))
+      assert.equal(1, metrics.new({ dict = "metrics" }, CHECK).interval)
     end)
   end)
 

@@ -1,11 +1,10 @@
 import type { INestApplication, LoggerService } from '@nestjs/common';
 import Redis from 'ioredis';
 import request from 'supertest';
-import { invalidationChannel, PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
-import { RedisServer } from '../../../stack/redis-server';
+import { invalidationChannel } from '../../../protocol/testkit';
 import { waitFor } from '../../../stack/wait';
 import { sessionEventId, SharedSessionEvent, SharedSessionEventListener, SharedSessionModuleOptions, SharedSessionService } from '../src';
-import { forEachAdapter } from './support';
+import { forEachAdapter, login as loginAs, useRedisServer } from './support';
 import { createTestApp } from './test-app';
 
 /**
@@ -17,7 +16,6 @@ import { createTestApp } from './test-app';
 
 const SECRET = 'events-secret-of-at-least-thirty-two-bytes';
 const PREFIX = 'events_prefix';
-const NAME = PROTOCOL_DEFAULTS.cookieName;
 const USER = 'joe@example.com';
 const GROUP = 'payroll-secret-group';
 
@@ -46,40 +44,19 @@ class LineLog implements LoggerService {
 
 forEachAdapter((adapter) =>
   describe('events (PROTOCOL.md section 16) on a real redis-server', () => {
-    let server: RedisServer;
-    let admin: Redis;
-    const apps: INestApplication[] = [];
-
-    beforeAll(async () => {
-      server = await RedisServer.start();
-      admin = new Redis(server.url);
-    });
-    afterAll(async () => {
-      for (const app of apps) await app.close();
-      admin.disconnect();
-      await server.dispose();
-    });
-    beforeEach(() => admin.flushall());
+    const redis = useRedisServer();
 
     async function start(events: SharedSessionModuleOptions['events'], logger: LoggerService | false = false) {
       const app = await createTestApp(
-        { secret: SECRET, keyPrefix: PREFIX, redis: server.url, ...(events ? { events } : {}) },
+        { secret: SECRET, keyPrefix: PREFIX, redis: redis.server.url, ...(events ? { events } : {}) },
         logger,
         adapter,
       );
-      apps.push(app);
+      redis.apps.push(app);
       return app;
     }
 
-    async function login(app: INestApplication): Promise<{ cookie: string; sid: string }> {
-      const res = await request(app.getHttpServer())
-        .post('/login')
-        .send({ username: USER, groups: [GROUP] })
-        .expect(204);
-      const line = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${NAME}=`))!;
-      const cookie = line.slice(0, line.indexOf(';'));
-      return { cookie, sid: cookie.slice(NAME.length + 1, cookie.indexOf('.')) };
-    }
+    const login = (app: INestApplication) => loginAs(app, { username: USER, groups: [GROUP] });
 
     /** No raw session id, no user, no group name anywhere in the events. */
     function expectNothingPersonal(events: SharedSessionEvent[], sids: string[]): void {
@@ -143,10 +120,10 @@ forEachAdapter((adapter) =>
       const service = app.get(SharedSessionService);
       await login(app);
       // A subscribed reader that never acknowledges.
-      const silent = new Redis(server.url);
+      const silent = new Redis(redis.server.url);
       try {
         await silent.subscribe(invalidationChannel(PREFIX));
-        await waitFor('reader subscribed', async () => Number((await admin.pubsub('NUMSUB', invalidationChannel(PREFIX)))[1]) === 1);
+        await waitFor('reader subscribed', async () => Number((await redis.admin.pubsub('NUMSUB', invalidationChannel(PREFIX)))[1]) === 1);
         const events = await recorder.during(() => service.revokeUser(USER, { wait: true, timeoutMs: 200 }));
         const wait = { acknowledged: 0, expected: 1, timedOut: true };
         expect(events).toEqual([

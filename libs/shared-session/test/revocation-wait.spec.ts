@@ -4,7 +4,7 @@ import request from 'supertest';
 import { invalidationChannel, PROTOCOL_DEFAULTS, sessionKeyCount } from '../../../protocol/testkit';
 import { RedisServer } from '../../../stack/redis-server';
 import { waitFor } from '../../../stack/wait';
-import { acknowledgingReader, forEachAdapter } from './support';
+import { acknowledgingReader, forEachAdapter, login as loginAs } from './support';
 import { createTestApp } from './test-app';
 
 const PREFIX = 'wait_prefix';
@@ -36,12 +36,7 @@ forEachAdapter((adapter) =>
       return r;
     };
 
-    async function login(groups = ['one', 'two']): Promise<{ cookie: string; sid: string }> {
-      const res = await request(app.getHttpServer()).post('/login').send({ username: USER, groups }).expect(204);
-      const line = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${NAME}=`))!;
-      const cookie = line.slice(0, line.indexOf(';'));
-      return { cookie, sid: cookie.slice(NAME.length + 1, cookie.indexOf('.')) };
-    }
+    const login = (groups = ['one', 'two']) => loginAs(app, { username: USER, groups });
 
     /** Sends the request; when its answer arrived, and the answer. */
     async function timed(send: () => request.Test): Promise<{ at: number; res: request.Response }> {

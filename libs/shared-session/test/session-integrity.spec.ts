@@ -14,7 +14,7 @@ import {
   writeSession,
 } from '../../../protocol/testkit';
 import { SharedSessionService } from '../src';
-import { forEachAdapter } from './support';
+import { forEachAdapter, login as loginAs } from './support';
 import { createTestApp } from './test-app';
 
 /**
@@ -56,11 +56,9 @@ forEachAdapter((adapter) =>
     afterAll(() => app?.close());
     beforeEach(() => admin.flushall());
 
-    async function login(username: string, groups: string[] = []): Promise<string> {
-      const res = await request(app.getHttpServer()).post('/login').send({ username, groups }).expect(204);
-      const line = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${NAME}=`))!;
-      return line.slice(NAME.length + 1).split(';')[0];
-    }
+    /** The session cookie's value. */
+    const login = async (username: string, groups: string[] = []) =>
+      (await loginAs(app, { username, groups })).cookie.slice(NAME.length + 1);
     const cookie = (value: string) => `${NAME}=${value}`;
     const sidOf = (value: string) => value.slice(0, value.lastIndexOf('.'));
 

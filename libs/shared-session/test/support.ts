@@ -1,6 +1,9 @@
+import type { INestApplication } from '@nestjs/common';
 import type { SessionData } from 'express-session';
 import Redis from 'ioredis';
-import { ackChannel, invalidationChannel } from '../../../protocol/testkit';
+import request from 'supertest';
+import { ackChannel, invalidationChannel, PROTOCOL_DEFAULTS } from '../../../protocol/testkit';
+import { RedisServer } from '../../../stack/redis-server';
 
 /**
  * The helpers the library's specs share (src/*.spec.ts and test/): one copy
@@ -61,4 +64,44 @@ export async function acknowledgingReader(url: string, prefix: string, delayMs: 
       pub.disconnect();
     },
   };
+}
+
+/** A describe block's real redis-server (set in its beforeAll), an admin client, and the Nest apps its tests started. */
+export interface RedisFixture {
+  server: RedisServer;
+  admin: Redis;
+  /** Closed after all the block's tests, before the server stops. */
+  apps: INestApplication[];
+}
+
+/**
+ * For the describe block it is called in: a redis-server started before all
+ * its tests and emptied before each, with an admin client; after all, the
+ * apps pushed to `apps` are closed, the client quits and the server stops.
+ */
+export function useRedisServer(): RedisFixture {
+  const fixture = { apps: [] as INestApplication[] } as RedisFixture;
+  beforeAll(async () => {
+    fixture.server = await RedisServer.start();
+    fixture.admin = new Redis(fixture.server.url);
+  });
+  afterAll(async () => {
+    for (const app of fixture.apps) await app.close();
+    fixture.admin?.disconnect();
+    await fixture.server?.dispose();
+  });
+  beforeEach(() => fixture.admin.flushall());
+  return fixture;
+}
+
+/**
+ * Logs in through the test app's POST /login (204 expected): the session
+ * cookie it set, as a Cookie header's `name=value`, and the session id in it.
+ */
+export async function login(app: INestApplication, body: { username: string; groups: string[] }): Promise<{ cookie: string; sid: string }> {
+  const name = PROTOCOL_DEFAULTS.cookieName;
+  const res = await request(app.getHttpServer()).post('/login').send(body).expect(204);
+  const line = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${name}=`))!;
+  const cookie = line.slice(0, line.indexOf(';'));
+  return { cookie, sid: cookie.slice(name.length + 1, cookie.indexOf('.')) };
 }

@@ -20,9 +20,6 @@ local ngx = ngx
 local ngx_log = ngx.log
 local ngx_now = ngx.now
 
-local type = type
-local pairs = pairs
-local tostring = tostring
 local floor = math.floor
 local random = math.random
 
@@ -54,35 +51,17 @@ function _M.new(opts, check, event_key)
     end
     if opts == true then
         opts = {}
-    elseif type(opts) ~= "table" then
-        check.error("audit", "must be a table, or true")
     end
-    for k in pairs(opts) do
-        if DEFAULTS[k] == nil then
-            check.error("audit." .. tostring(k), "is unknown")
-        end
-    end
-    local level = opts.level
-    if level == nil then
-        level = DEFAULTS.level
-    end
+    local o = check.options("audit", opts, DEFAULTS, "must be a table, or true")
+    local level = o.level
     if not LEVELS[level] then
         check.error("audit.level", "must be one of debug, info, notice, warn,"
                     .. " error, crit, alert, emerg")
     end
-    local sample = opts.allow_sample
-    if sample == nil then
-        sample = DEFAULTS.allow_sample
-    end
-    sample = check.number("audit.allow_sample", sample, 0)
-    if sample > 1 then
-        check.error("audit.allow_sample", "must be at most 1")
-    end
-    local max = opts.max_lines_per_second
-    if max == nil then
-        max = DEFAULTS.max_lines_per_second
-    end
-    max = check.number("audit.max_lines_per_second", max, 1, true)
+    local sample = check.number("audit.allow_sample", o.allow_sample, 0,
+                                false, 1)
+    local max = check.number("audit.max_lines_per_second",
+                             o.max_lines_per_second, 1, true)
     return {
         level = LEVELS[level],
         allow_sample = sample,

@@ -130,7 +130,9 @@ local function check_pattern(name, value, default, pattern, what)
 end
 
 
-local function check_number(name, value, min, integer)
+-- A number (or a string of one) of at least `min`, and at most `max` when
+-- given (`max_text`: how the message says it, `max` by default).
+local function check_number(name, value, min, integer, max, max_text)
     local n = value
     if type(n) == "string" then
         n = tonumber(n)
@@ -145,37 +147,46 @@ local function check_number(name, value, min, integer)
         option_error(name, min == 1 and "must be positive"
                            or "must be at least " .. min)
     end
+    if max and n > max then
+        option_error(name, "must be at most " .. (max_text or max))
+    end
     return n
+end
+
+
+-- An option that holds options of its own (redis, decision_cache, refresh,
+-- metrics, audit): raises unless `opts` is a table (`what`: what it must be
+-- instead, "must be a table" by default) whose every key is one of
+-- `defaults`'; returns a copy with the defaults of the keys it lacks.
+local function check_options(name, opts, defaults, what)
+    if type(opts) ~= "table" then
+        option_error(name, what or "must be a table")
+    end
+    for k in pairs(opts) do
+        if defaults[k] == nil then
+            option_error(name .. "." .. tostring(k), "is unknown")
+        end
+    end
+    local copy = {}
+    for k, default in pairs(defaults) do
+        local v = opts[k]
+        if v == nil then
+            v = default
+        end
+        copy[k] = v
+    end
+    return copy
 end
 
 
 local function check_redis_options(opts)
     if opts == nil then
         opts = {}
-    elseif type(opts) ~= "table" then
-        option_error("redis", "must be a table")
     end
-
-    for k in pairs(opts) do
-        if REDIS_DEFAULTS[k] == nil then
-            option_error("redis." .. tostring(k), "is unknown")
-        end
-    end
-
-    local r = {}
-    for k, default in pairs(REDIS_DEFAULTS) do
-        local v = opts[k]
-        if v == nil then
-            v = default
-        end
-        r[k] = v
-    end
+    local r = check_options("redis", opts, REDIS_DEFAULTS)
 
     check_non_empty_string("redis.host", r.host)
-    r.port = check_number("redis.port", r.port, 1, true)
-    if r.port > 65535 then
-        option_error("redis.port", "must be at most 65535")
-    end
+    r.port = check_number("redis.port", r.port, 1, true, 65535)
     r.db = check_number("redis.db", r.db, 0, true)
     if r.password ~= false then
         check_non_empty_string("redis.password", r.password)
@@ -219,7 +230,9 @@ local CHECK = {
     error = option_error,
     string = check_non_empty_string,
     number = check_number,
+    options = check_options,
 }
+_M.CHECK = CHECK
 
 
 -- layout-boundary: the one choice (spec/layout_boundary_spec.lua lets
@@ -270,15 +283,7 @@ local function check_decision_cache_options(opts, keyspace, r)
     if opts == nil then
         return nil
     end
-    if type(opts) ~= "table" then
-        option_error("decision_cache", "must be a table")
-    end
-
-    for k in pairs(opts) do
-        if DECISION_CACHE_DEFAULTS[k] == nil then
-            option_error("decision_cache." .. tostring(k), "is unknown")
-        end
-    end
+    check_options("decision_cache", opts, DECISION_CACHE_DEFAULTS)
 
     local name = opts.dict
     check_non_empty_string("decision_cache.dict", name)
@@ -359,15 +364,9 @@ local function check_refresh_options(opts, decision_cache)
     end
     if opts == nil then
         opts = {}
-    elseif type(opts) ~= "table" then
-        option_error("refresh", "must be a table, or false to turn it off")
     end
-
-    for k in pairs(opts) do
-        if REFRESH_DEFAULTS[k] == nil then
-            option_error("refresh." .. tostring(k), "is unknown")
-        end
-    end
+    check_options("refresh", opts, REFRESH_DEFAULTS,
+                  "must be a table, or false to turn it off")
 
     local interval = opts.interval
     if type(interval) == "string" then

@@ -162,34 +162,21 @@ function _M.new(opts, check, dicts)
     if opts == nil or opts == false then
         return nil
     end
-    if type(opts) ~= "table" then
-        check.error("metrics", "must be a table")
-    end
-    for k in pairs(opts) do
-        if DEFAULTS[k] == nil then
-            check.error("metrics." .. tostring(k), "is unknown")
-        end
-    end
-    check.string("metrics.dict", opts.dict)
+    local o = check.options("metrics", opts, DEFAULTS)
+    check.string("metrics.dict", o.dict)
     local shared = ngx.shared
-    local dict = shared and shared[opts.dict]
+    local dict = shared and shared[o.dict]
     if not dict then
         check.error("metrics.dict", "must name a lua_shared_dict")
     end
-    local interval = opts.interval
-    if interval == nil then
-        interval = DEFAULTS.interval
-    end
-    interval = check.number("metrics.interval", interval, 0.001)
-    if interval > 1 then
-        check.error("metrics.interval", "must be at most 1 (second)")
-    end
+    local interval = check.number("metrics.interval", o.interval, 0.001,
+                                  false, 1, "1 (second)")
 
     local counts = {}
     for i = 1, NCOUNTERS do
         counts[i] = 0
     end
-    local all = { [opts.dict] = dict }
+    local all = { [o.dict] = dict }
     for name, d in pairs(dicts or {}) do
         all[name] = d
     end

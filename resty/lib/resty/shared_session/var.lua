@@ -140,38 +140,31 @@ local function lua_setter(name)
 end
 
 
--- Readers already made, by variable name: one per distinct name for the
--- life of the worker (the names come from nginx.conf, a bounded set).
-local readers = {}
+-- A function of a variable's name that makes `make(name)` once per name
+-- and keeps it for the life of the worker (the names come from nginx.conf,
+-- a bounded set).
+local function per_name(make)
+    local made = {}
+    return function(name)
+        local f = made[name]
+        if not f then
+            f = make(name)
+            made[name] = f
+        end
+        return f
+    end
+end
 
 
 -- A function that returns the variable's value in the current request
 -- (a string, or nil when the variable is not found or has no value).
-function _M.reader(name)
-    local read = readers[name]
-    if not read then
-        read = with_ffi and ffi_reader(name) or lua_reader(name)
-        readers[name] = read
-    end
-    return read
-end
-
-
--- Setters already made, by variable name.
-local setters = {}
+_M.reader = per_name(with_ffi and ffi_reader or lua_reader)
 
 
 -- A function that sets the variable to a string value in the current
 -- request: true, or false and nginx's error (e.g. the variable is not
 -- declared in the location, or cannot be changed).
-function _M.setter(name)
-    local set = setters[name]
-    if not set then
-        set = with_ffi and ffi_setter(name) or lua_setter(name)
-        setters[name] = set
-    end
-    return set
-end
+_M.setter = per_name(with_ffi and ffi_setter or lua_setter)
 
 
 return _M
