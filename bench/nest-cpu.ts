@@ -22,17 +22,22 @@
 // machine's drift falls on every process alike; the medians of each variant
 // are compared, and the gap between the twins of a variant is printed as
 // the noise floor.
-// Usage: npm run bench:metrics [-- --rounds 6 --seconds 5]
+// Under other load the CPU times move by more than the 3% to be shown; with
+// `--callgrind` each app runs alone under valgrind and the figure is its
+// main thread's instructions per request (see `instructions` below).
+// Usage: npm run bench:metrics [-- --rounds 6 --seconds 5 | -- --callgrind [--warm 4000 --requests 800]]
 //        npm run bench:nest-cpu [-- --rounds 6 --seconds 5]
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cookieSetBy } from '../stack/demo-login';
-import { request } from '../stack/http-client';
+import { HttpConnection, request, requestBytes } from '../stack/http-client';
 import { REPO_ROOT } from '../stack/nginx-conf';
 import { freePort } from '../stack/ports';
 import { RedisServer } from '../stack/redis-server';
 import { ServerProcess } from '../stack/server-process';
+import { sleep } from '../stack/wait';
 
 const ROUTE = '/app/api/v1/group/one/cacheable/bench';
 const SECRET = 'bench-secret-of-at-least-thirty-two-bytes!';
@@ -119,6 +124,98 @@ function load(app: App, redisPid: number, seconds: number): [number, number] {
   return [(after - before) / n / 1000, (redisAfter - redisBefore) / n / 1000];
 }
 
+/** n requests one after the other on one keep-alive connection; each must be a 200. */
+async function sequential(port: number, cookie: string, n: number): Promise<void> {
+  const conn = new HttpConnection(port, 120_000);
+  const bytes = requestBytes(ROUTE, { headers: { Cookie: cookie }, keepAlive: true });
+  try {
+    for (let i = 0; i < n; i++) {
+      const res = await conn.request(bytes);
+      if (res.status !== 200) throw new Error(`request ${i}: ${res.status}`);
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * `--callgrind`: instructions per request of the app's main thread (callgrind,
+ * `--separate-threads=yes`; V8's compiler and GC helper threads left out, as
+ * their share moves from run to run), over `requests` requests sent one after
+ * the other after `warm` of them (the JIT's tiers), instrumentation on only
+ * for those counted. Other load on the machine does not move it.
+ */
+async function instructions(variant: Variant, redisUrl: string, warm: number, requests: number): Promise<number> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'nest-cpu-'));
+  const env = {
+    ...process.env,
+    SESSION_SECRET: SECRET,
+    NODE_ENV: 'production',
+    APP_PORT: String(port),
+    REDIS_URL: redisUrl,
+    ...variant.env,
+  };
+  const child = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--separate-threads=yes',
+      '--instr-atstart=no',
+      `--callgrind-out-file=${dir}/out`,
+      process.execPath,
+      join(REPO_ROOT, variant.script),
+    ],
+    { env, stdio: 'ignore' },
+  );
+  try {
+    for (let i = 0; ; i++) {
+      if ((await request(port, '/app/healthz').catch(() => undefined))?.status === 200) break;
+      if (i > 600 || child.exitCode !== null) throw new Error(`${variant.name} did not start under valgrind`);
+      await sleep(500);
+    }
+    let cookie = 'none=1';
+    if (variant.cookieName !== undefined) {
+      const value = cookieSetBy(await request(port, '/app/login', { method: 'POST', body: '' }), variant.cookieName);
+      if (value === undefined) throw new Error(`login on ${variant.name} gave no cookie`);
+      cookie = `${variant.cookieName}=${value}`;
+    }
+    await sequential(port, cookie, warm);
+    const control = (option: string) =>
+      execFileSync('callgrind_control', [option, String(child.pid)], { stdio: 'ignore', timeout: 120_000 });
+    control('--instr=on');
+    control('-z');
+    await sequential(port, cookie, requests);
+    control('-d');
+    const dump = readdirSync(dir).find((f) => /\.1-01$/.test(f));
+    const totals = dump && /^totals: (\d+)/m.exec(readFileSync(join(dir, dump), 'utf8'));
+    if (!totals) throw new Error(`callgrind wrote no dump of the main thread in ${dir}: ${readdirSync(dir).join(' ')}`);
+    return Number(totals[1]) / requests;
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function countInstructions(a: Variant, b: Variant, redisUrl: string): Promise<void> {
+  const warm = flag('warm', 4000);
+  const requests = flag('requests', 800);
+  const counts = new Map<Variant, number[]>([
+    [a, []],
+    [b, []],
+  ]);
+  for (const variant of [a, b, b, a]) {
+    const ir = await instructions(variant, redisUrl, warm, requests);
+    counts.get(variant)!.push(ir);
+    console.log(`${variant.name.padEnd(18)} instructions per request (main thread): ${Math.round(ir)}`);
+  }
+  const [pa, pb] = [median(counts.get(a)!), median(counts.get(b)!)];
+  console.log(
+    `${b.name} vs ${a.name}: ${(((pb - pa) / pa) * 100).toFixed(1)}% instructions per request (${Math.round(pa)} against ${Math.round(pb)}; ` +
+      `${requests} requests one after the other after ${warm}, two processes of each, ${ROUTE})`,
+  );
+}
+
 async function main(): Promise<void> {
   const which = process.argv[2] ?? 'metrics';
   const comparison = COMPARISONS[which];
@@ -130,6 +227,10 @@ async function main(): Promise<void> {
   const redis = await RedisServer.start();
   const apps: App[] = [];
   try {
+    if (process.argv.includes('--callgrind')) {
+      await countInstructions(a, b, redis.url);
+      return;
+    }
     execFileSync('taskset', ['-pc', '0', String(redis.pid!)], { stdio: 'ignore' });
     for (const variant of [a, b, b, a]) apps.push(await startApp(variant, redis.url));
     for (const app of apps) load(app, redis.pid!, 2); // warm-up: JIT, connections
