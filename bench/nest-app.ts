@@ -6,7 +6,7 @@
 // @nestjs/platform-fastify (scenario ff), against the Fastify user's own
 // choice (bench/fastify-plain-app.ts, scenario fg).
 // BENCH_METRICS=1 turns the module's metrics on (prom-client's default registry,
-// served at /app/metrics), for the cost of metrics (bench/nest-metrics.ts).
+// served at /app/metrics), for the cost of metrics (bench/nest-cpu.ts).
 import 'reflect-metadata';
 import { Controller, Get, Header, HttpCode, Module, NotFoundException, Param, Post, Req, UseGuards } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';

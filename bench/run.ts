@@ -946,39 +946,37 @@ Not part of this run: \`bash bench/profile.sh\` profiles the guarded route of (f
 the package README's example) with \`node --cpu-prof\` (8 s of \`wrk -t1 -c32\`, one session, Redis and the app on
 CPU 0; self time as a share of the app's busy time, start-up left out; it also sums self time by package);
 \`PROFILE_APP=plain bash bench/profile.sh\` profiles (g)'s app the same way. The figures below are from single runs
-on this machine (issue #24). A request of (f) is spread thin over Nest, Express and Node; the largest items:
+on a 2-core machine that other work shared (issue #24, after the module's own Express middleware and the batched
+reads). A request of (f) is spread thin over Nest, Express and Node; the largest items:
 
-| self time | what | per request |
-|---:|---|---|
-| 16.7% | \`writev\`: the socket writes, the HTTP response's and the read's three Redis commands (one write: the socket is corked around them) | 1 round trip to Redis (connect-redis: a \`GET\`, then an \`EXPIRE\` for its touch) |
-| 17.4% | garbage collector: allocation across Express, express-session, ioredis and Nest | |
-| 6.2% | Express's router and application (\`next\`, \`handle\`); \`parseurl\` 2.0% | |
-| 2.5% | express-session's middleware (\`session\`) | |
-| 4.0% | express-session's \`hash\` (4.5% inclusive: \`JSON.stringify\` of the session then SHA-1, at load and again at the end, to see whether it changed) with node's \`Hash\` | 2 or more SHA-1 |
-| 2.0% | \`Hmac\`: our check of the cookie (\`verify\` 2.2% inclusive, the bridge's whole translation 2.7%) and express-session's unsign of the translated cookie (\`getcookie\` 2.8% inclusive) | 2 HMACs |
-| 2.4% | ioredis (it was 4.5% with a pipeline: an ioredis pipeline copies every script the client defines onto itself, on every read) | |
-| ≤ 0.7% each | this module's own code, 6.6% in all: the store's \`get\` callback, the session id's times, the request marks, the middleware, \`createSession\`, the session JSON's bounds check, the guards (\`canActivate\` 0.5% and 0.2% inclusive) | |
+| self time (f) | self time (g) | what |
+|---:|---:|---|
+| 13.3% | 29.9% | the socket writes (\`writev\`; (g): \`writeUtf8String\` and \`writev\`): (f) the HTTP response, and the session reads of each turn of the event loop in one write to Redis; (g) the response in two writes (express-session sends all but its last byte before its touch) and a \`GET\` and an \`EXPIRE\` per request, each its own write |
+| 19.4% | 15.4% | the garbage collector: allocation across Express, Nest, ioredis and the session handling |
+| 7.3% | 4.5% | Express's router (\`next\`, \`handle\`; (f)'s middleware is a Nest middleware on \`{*path}\`) |
+| 11.0% | 6.1% | the session handling: this module ((f): the middleware 1.6%, the session's JSON 1.0%) or express-session ((g): \`session\` 1.6%, its SHA-1 \`hash\` 1.3% and node's \`Hash\` 1.2%) |
+| 1.2% | 1.1% | \`Hmac\`: the check of the cookie (one per request in each) |
+| 2.9% | 2.6% | ioredis |
 
-By package (self time): native code and the GC 37.1%, Node's internals 11.0%, express-session 8.4%, Node's HTTP
-9.0%, this module 6.6%, Express's router 6.1%, Express 4.8%, ioredis 2.4%, Nest's core 2.2%.
+The app's own CPU per request (\`npm run bench:nest-cpu\`: its on-CPU time from \`/proc\` over rounds of \`wrk -t1 -c32\`,
+two processes of each app, rotating order) is about that of (g)'s, 0–5% more; counted in instructions of the app's
+main thread (\`-- --callgrind\`: callgrind, requests one after the other after a warm-up, which other load does not
+move), 1,124,189 per request against 1,118,985 (0.5% more; the kernel's part, the socket writes, not counted); Redis's, on the same core, is about
+7 µs per request for (f) against 42 µs for (g) (µs of Redis's CPU, syscalls included, not \`INFO commandstats\`' command
+time). (f)'s lead on the shared core is Redis's lighter work: a session read is 2 \`GET\` and a \`PTTL\`, and the reads
+of all the requests that one poll of the event loop brought leave in one write (the client's socket corked until
+\`setImmediate\`), their replies in one read; connect-redis sends a \`GET\` and an \`EXPIRE\` per request, each in its
+own write. Against a Nest app with the same route and no session at all (\`npm run bench:nest-cpu\`'s \`floor\`), a
+session costs (f) about 130 µs of the core per request (app and Redis) and (g) about 170 µs (the least of 5 rounds,
+which other work on the machine only adds to); the rest, about 230 µs, is Nest, Express and Node's HTTP, the same in
+both, which is why f/g moves by tenths when a session's cost moves by a quarter.
 
-Against (g)'s app under the same profiler (one run each, 7.5 s of steady state): (f) served 4,004 req/s with 5.84 s
-of the app's CPU, (g) 3,668 req/s with 4.72 s, 1.3 s of which it waited (Redis, on the same CPU, works longer for
-connect-redis's two round trips: about 21 µs of its CPU per request against 13 µs for ours, \`npm run bench\`'s
-"server CPU"). Per request the app's own CPU is about 13% higher in (f) than in (g): this module's code, our HMAC
-check, and the bridge between our cookie and express-session's.
-
-What changed (issue #24): on the v1 layout the read is \`GET\` and \`PTTL\` of the data and \`GET\` of the mark, in one write
-on a corked socket, instead of an \`EVALSHA\`: Redis spends under 1 µs per request on it instead of about 6
-(see the Redis work above), as much as connect-redis's \`GET\` + \`EXPIRE\`, and the app less CPU per request than with
-an ioredis pipeline (4,004 req/s under the profiler against 3,699, same CPU time); the touch adds no round trip when it is
-not due (section 12), as before. Not cut: express-session's hashes and its unsign HMAC are inside express-session,
-and \`req.session\` stays express-session's (regenerate, destroy, save, reload, touch), so changing them would mean
-patching it; express-session could read \`req.signedCookies[name]\` (no unsign HMAC), but only with a \`depd\`
-deprecation warning on the application's stderr, and it would clash with an application's own cookie-parser; our
-own HMAC check of the Flask cookie stays on every request (constant time). Earlier (the demo's route): the bridge
-remembers express-session's signed value of the last 10,000 verified ids (one HMAC less per request), and a Cookie
-header that holds our cookie alone is translated without being split.
+What is not cut: \`req.session\` stays express-session's \`Session\` (regenerate, destroy, save, reload, touch), made
+per request with its \`Cookie\`; our HMAC check of the Flask cookie stays on every request (constant time); Nest's
+middleware and guards (the module's two global guards and \`GroupGuard\`, each awaited by Nest) cost about a
+microsecond each. Tried and not kept: the middleware mounted on the Express application rather than as a Nest
+middleware (no difference in the app's CPU); an ioredis pipeline for the read (it copies every script the client
+defines, on every read); \`EVALSHA\` of a read script (about 6 µs of Redis per request instead of under 1).
 `;
     writeFileSync(join(REPO_ROOT, 'docs', 'benchmarks.md'), doc);
     console.log(

@@ -30,11 +30,14 @@ interface RequestState {
   renew: boolean;
 }
 
-/** The session's data as JSON, without its `cookie` (express-session's hash leaves it out the same way). */
+/**
+ * The session's data as JSON, without its `cookie` (express-session's hash
+ * leaves it out the same way): a copy without it, as a replacer function
+ * would cost twice as much (it is called for every value).
+ */
 function sessionJson(session: Session): string {
-  return JSON.stringify(session, function (this: unknown, key: string, value: unknown) {
-    return this === session && key === 'cookie' ? undefined : value;
-  });
+  const { cookie: _cookie, ...data } = session as Session & Record<string, unknown>;
+  return JSON.stringify(data);
 }
 
 /**

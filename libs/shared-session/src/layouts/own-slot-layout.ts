@@ -1,3 +1,4 @@
+import { batchUntilCheckPhase } from '../redis-connection';
 import { refusedByNotBefore } from '../session-control.keys';
 import { sessionIdTimes } from '../session-id';
 import { GROUP_CHANGE_ATTEMPTS, LayoutBase } from './layout-base';
@@ -22,6 +23,7 @@ export abstract class OwnSlotLayout extends LayoutBase {
 
   /** Section 14.3: the mark is in a slot of its own, read beside the session. */
   read(sid: string): Promise<SessionRead> {
+    batchUntilCheckPhase(this.ctx.client);
     return Promise.all([this.readSession(sid), this.ctx.client.get(this.notBeforeKey)]).then(([read, mark]) => {
       read[3] = mark;
       return read;

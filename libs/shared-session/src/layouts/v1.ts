@@ -1,5 +1,5 @@
-import type { Writable } from 'node:stream';
 import type { Redis } from 'ioredis';
+import { batchUntilCheckPhase } from '../redis-connection';
 import { GROUP_CHANGE_ATTEMPTS, LayoutBase, Script } from './layout-base';
 import type { GroupChange, IndexedSession, LayoutContext, SessionKeys, SessionRead, SessionWrite, WriteReply } from './session-layout';
 
@@ -57,23 +57,16 @@ export class V1Layout extends LayoutBase {
    * the least-privilege ACL user lacks): nothing here needs them atomic. The
    * mark read after the data is at least as new (section 13.2). A session
    * gone between the `GET` and the `PTTL` reads as gone. Only when the data
-   * is missing, a second round trip counts its leftovers (section 9). The
-   * socket is corked around the three so that they leave in one write, as a
-   * pipeline's would, without building one (an ioredis pipeline copies every
-   * script the client defines, on every read).
+   * is missing, a second round trip counts its leftovers (section 9). They
+   * leave with the other reads of this turn of the event loop, in one write
+   * (batchUntilCheckPhase), without building a pipeline (an ioredis pipeline
+   * copies every script the client defines, on every read).
    */
   async read(sid: string): Promise<SessionRead> {
     const k = this.keys(sid);
     const client = this.ctx.client as Redis;
-    const stream = client.stream as Partial<Writable> | undefined;
-    stream?.cork?.();
-    let replies: Promise<[string | null, number, string | null]>;
-    try {
-      replies = Promise.all([client.get(k.data), client.pttl(k.data), client.get(this.notBeforeKey)]);
-    } finally {
-      stream?.uncork?.();
-    }
-    const [json, pttl, mark] = await replies;
+    batchUntilCheckPhase(client);
+    const [json, pttl, mark] = await Promise.all([client.get(k.data), client.pttl(k.data), client.get(this.notBeforeKey)]);
     if (json !== null && pttl !== -2) return [json, pttl, 0, mark];
     return [null, -2, await client.exists(k.signature, k.groups), mark];
   }
