@@ -53,11 +53,13 @@ exits jest npx jest --ci --json --outputFile="$RESULTS/jest.json" "$@"
 
 # Node 24 (scripts/install.sh puts it in .tools/): the library's specs, the demo
 # end to end, and the app's memory checks again. The pack test is not repeated:
-# it runs the packed library on every Node itself.
+# it runs the packed library on every Node itself; nor are the layout migration
+# and the Redis Cluster and TLS/ACL specs (about 85 s: they exercise Redis and
+# ioredis, not Node).
 NODE24=.tools/node24/bin/node
 echo "== jest (Node $("$NODE24" --version)): library specs, the demo end to end, memory"
 exits jest-node24 "$NODE24" node_modules/jest/bin/jest.js --ci --json --outputFile="$RESULTS/jest-node24.json" \
-  --selectProjects unit e2e reliability --testPathIgnorePatterns 'pack\.spec' \
+  --selectProjects unit e2e reliability --testPathIgnorePatterns 'pack\.spec' 'cli-migrate-layout\.spec' 'redis-cluster\.spec' 'redis-tls-acl\.spec' \
   --testPathPatterns "^$PWD/(libs|apps|protocol|stack)/" "^$PWD/e2e/demo-stack" "^$PWD/reliability/(soak|oversized-requests)"
 [ -f "$RESULTS/jest-node24.json" ] || { echo "   jest did not run on Node 24"; echo failed >"$RESULTS/jest-node24.check"; }
 
