@@ -148,6 +148,33 @@ describe.each(TARGETS)('SessionRepository on the $layout layout, $topology', ({ 
     expect(await sessionKeyCount(client, prefix, id, layout)).toBe(0);
   });
 
+  // v1's read takes two round trips when the data key is missing (the second counts the leftovers): a session
+  // written whole between them (a restore after a Redis restart, a write) is read, never counted as leftovers, which
+  // the store deletes with the session. Seen once in a fresh CI run: the restored session was destroyed.
+  (layout === 'v1' ? it : it.skip)('reads a session written whole between its two round trips, and counts no leftovers', async () => {
+    const id = sid();
+    const writer = new Redis(server.url);
+    const exists = (client as Redis).exists.bind(client);
+    let written = false;
+    // Between the first round trip's answer and the second's commands, another client writes the whole session.
+    const spy = jest.spyOn(client as Redis, 'exists').mockImplementation((async (...keys: string[]) => {
+      if (!written) {
+        written = true;
+        await writeSession(writer, prefix, id, { username: JOE, groups: ['a'] }, { signature: sig(id), layout });
+      }
+      return exists(...keys);
+    }) as never);
+    try {
+      const [json, pttl, leftovers] = await sessions.read(id);
+      expect(written).toBe(true);
+      expect([JSON.parse(json!), pttl > 0, leftovers]).toEqual([{ username: JOE, groups: ['a'] }, true, 0]);
+    } finally {
+      spy.mockRestore();
+      writer.disconnect();
+    }
+    expect(await sessionKeyCount(client, prefix, id, layout)).toBe(3);
+  });
+
   it('updates while the session exists; a save after its end is dropped, never re-creating it', async () => {
     const id = sid();
     await create(id, { username: JOE, groups: ['a'] });

@@ -61,14 +61,26 @@ export class V1Layout extends LayoutBase {
    * leave with the other reads of this turn of the event loop, in one write
    * (batchUntilCheckPhase), without building a pipeline (an ioredis pipeline
    * copies every script the client defines, on every read).
+   *
+   * That second round trip looks at the data again: a session whose keys
+   * were all written between the two (a restore, a write) is read again
+   * once, never taken for a half-deleted one, whose leftovers the store
+   * deletes (it would delete the whole session).
    */
-  async read(sid: string): Promise<SessionRead> {
+  read(sid: string): Promise<SessionRead> {
+    return this.readOnce(sid, true);
+  }
+
+  private async readOnce(sid: string, again: boolean): Promise<SessionRead> {
     const k = this.keys(sid);
     const client = this.ctx.client as Redis;
     batchUntilCheckPhase(client);
     const [json, pttl, mark] = await Promise.all([client.get(k.data), client.pttl(k.data), client.get(this.notBeforeKey)]);
     if (json !== null && pttl !== -2) return [json, pttl, 0, mark];
-    return [null, -2, await client.exists(k.signature, k.groups), mark];
+    const [data, leftovers] = await Promise.all([client.exists(k.data), client.exists(k.signature, k.groups)]);
+    if (data === 0) return [null, -2, leftovers, mark];
+    // The data appeared meanwhile: read again; if it comes and goes again, no session (and nothing deleted).
+    return again ? this.readOnce(sid, false) : [null, -2, 0, mark];
   }
 
   /** One script: the keys, the mark checked, the index (a change of user moves it) and the limit of sessions per user (section 13.1). */
