@@ -182,7 +182,9 @@ describe('nginx and the app read every Cookie header alike (PROTOCOL.md section 
     expect(compared.length).toBeGreaterThan(HEADERS * 0.9);
     const outcomes = count(generated, (r) => r.outcome);
     for (const outcome of ['a session', 'a malformed value', 'absent', 'refused']) expect(outcomes[outcome]).toBeGreaterThan(HEADERS / 50);
-    for (const who of [1, 2, 3]) expect(compared.filter((r) => r.nginx === who).length).toBeGreaterThan(HEADERS / 20);
+    // Each session is let in about HEADERS / 17 times (a random seed: 197 to 259 in the runs on record); the bound
+    // asserts that every one was exercised, far enough below that count that no seed falls under it.
+    for (const who of [1, 2, 3]) expect(compared.filter((r) => r.nginx === who).length).toBeGreaterThan(HEADERS / 40);
     expect(stack.appLog).not.toMatch(/ExceptionsHandler|Unhandled/);
     expect(fastifyErrors).toEqual([]);
   }, 240_000);
