@@ -162,10 +162,12 @@ export class FlaskRedisSessionStore extends EventEmitter {
           callback(undefined, { ...data, cookie: this.rebuildCookie(sid) } as SessionData);
         } else if (json === null && leftovers === 0) {
           callback(undefined, null);
+        } else if (json === null) {
+          // Half-deleted (section 9) or malformed (section 15): no session, and its leftovers go, so that nginx,
+          // which judges by the signature and groups keys alone, refuses it too; only while it is still no session.
+          this.run('destroy', metricsClock(this.metrics), this.sessions.dropLeftovers(sid), (err) => callback(err, null));
         } else {
-          // Half-deleted (section 9), malformed (section 15) or past its deadline (section 11): no session,
-          // and its leftovers go, so that nginx, which judges by the signature and
-          // groups keys alone, refuses it too.
+          // Past its deadline (section 11) or the not-before mark (13.2), or its JSON no session: it ends whole.
           this.destroy(sid, (err) => callback(err, null));
         }
       },

@@ -122,6 +122,11 @@ export class SessionRepository {
     return this.layout.destroy(sid);
   }
 
+  /** Section 9: a read's leftovers, deleted only while the session is still none. */
+  dropLeftovers(sid: string): Promise<boolean> {
+    return this.layout.dropLeftovers(sid);
+  }
+
   readJson(sid: string): Promise<IndexedSession | null> {
     return this.layout.readJson(sid);
   }

@@ -33,6 +33,7 @@ export abstract class LayoutBase implements SessionLayout {
   readonly notBeforeKey: string;
   readonly throttleBansKey: string;
   private readonly indexScript: Script;
+  private readonly dropLeftoversScript: Script;
 
   constructor(protected readonly ctx: LayoutContext) {
     this.channel = `${ctx.prefix}:invalidate`;
@@ -40,6 +41,7 @@ export abstract class LayoutBase implements SessionLayout {
     this.notBeforeKey = `${ctx.prefix}:not-before`;
     this.throttleBansKey = `${ctx.prefix}:throttle-bans`;
     this.indexScript = this.script('index', 1);
+    this.dropLeftoversScript = this.script('drop-leftovers');
   }
 
   abstract keys(sid: string): SessionKeys;
@@ -73,6 +75,16 @@ export abstract class LayoutBase implements SessionLayout {
     const subject = user === undefined ? `address:${keyPart(address)}` : `pair:${keyPart(user)}:${keyPart(address)}`;
     const base = `${this.ctx.prefix}:throttle:{${subject}}`;
     return { failures: `${base}:failures`, ban: `${base}:ban` };
+  }
+
+  /**
+   * What a read found of a session that is no session (section 9's leftovers, section 15's malformed value),
+   * deleted in one script with the check that it still is none: a session written whole since the read stays.
+   * True when it deleted a key (then the notice went too).
+   */
+  async dropLeftovers(sid: string): Promise<boolean> {
+    const keys = this.sessionKeys(sid);
+    return ((await this.dropLeftoversScript(keys.length, ...keys, this.channel, sid)) as number) > 0;
   }
 
   async readJson(sid: string): Promise<IndexedSession | null> {

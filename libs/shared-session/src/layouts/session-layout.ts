@@ -126,6 +126,9 @@ export interface SessionLayout {
    */
   destroy(sid: string, owner?: string): Promise<boolean>;
 
+  /** Deletes what `read` counted as leftovers, only if the session is still none (one script); true when it deleted any. */
+  dropLeftovers(sid: string): Promise<boolean>;
+
   /** One session's JSON and PTTL, in its slot; null when it is no session. */
   readJson(sid: string): Promise<IndexedSession | null>;
   /** Section 13.1: the user's live sessions: those whose data names the user. */
