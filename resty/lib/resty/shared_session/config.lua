@@ -336,6 +336,12 @@ local function check_decision_cache_options(opts, keyspace, r)
         dict_name = name,
         ttl = ttl,
         all_writers_publish = all_publish,
+        -- Decisions live a random share of ttl from this to 1 (decisions.lua
+        -- store()); nil: ttl exactly. Only when every writer publishes: then
+        -- ttl is a backstop, not the staleness bound of a writer that does
+        -- not publish, and long enough for decisions made together to end
+        -- together in a herd.
+        spread = all_publish and decisions.SPREAD or nil,
         -- This worker's level (each worker has its own copy after the fork).
         worker = decisions.new_worker_cache(entries),
         -- Decisions are made under one configuration (its secrets): a new
