@@ -73,6 +73,8 @@ interface WrkResult {
   requests: number;
   /** Scripts Redis ran during the run (EVALSHA and EVAL, INFO commandstats): nginx's refreshes, in the 20k scenarios. */
   scripts?: number;
+  /** nginx's checks in Redis during the run (SISMEMBER calls: one per decision made, v1 layout), in the 20k scenarios. */
+  checks?: number;
 }
 
 /** wrk's latency figure (`612.00us`, `2.51ms`, `1.02s`) in ms. */
@@ -561,10 +563,10 @@ async function main(): Promise<void> {
     // Around each run of many sessions, the scripts Redis ran: nginx's refreshes (PROTOCOL.md section 12; the
     // app is idle then), which must stay at most 1% of the requests.
     const stats = new Redis(redis.url);
-    const scriptCalls = async () => {
+    const redisCalls = async () => {
       const info = String(await stats.info('commandstats'));
       const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
-      return calls('evalsha') + calls('eval');
+      return { scripts: calls('evalsha') + calls('eval'), checks: calls('sismember') };
     };
     /** Redis's work per request of the Nest scenarios, each round. */
     const redisOf: Record<string, ReturnType<typeof redisPerRequest>[]> = {};
@@ -578,15 +580,16 @@ async function main(): Promise<void> {
         return r;
       }
       if (!s.cookies) return wrk(s.port(), s.path, s.cookie(), seconds);
-      const before = await scriptCalls();
+      const before = await redisCalls();
       const r = await wrk(s.port(), s.path, s.cookie(), seconds, s.cookies());
       await new Promise((wake) => setTimeout(wake, 100)); // the last refreshes' timers (50 ms)
-      return { ...r, scripts: (await scriptCalls()) - before };
+      const after = await redisCalls();
+      return { ...r, scripts: after.scripts - before.scripts, checks: after.checks - before.checks };
     };
     const refreshShare = (r: WrkResult) =>
       r.scripts === undefined
         ? ''
-        : `, ${r.scripts} refresh scripts in ${r.requests} requests (${((100 * r.scripts) / Math.max(1, r.requests)).toFixed(2)}%)`;
+        : `, ${r.scripts} refresh scripts and ${r.checks} checks (SISMEMBER) in ${r.requests} requests (${((100 * r.scripts) / Math.max(1, r.requests)).toFixed(2)}%)`;
     // Warm up: each of the many sessions asks once, as on a site that has been up a while (their first checks,
     // which miss, are measured on their own); then every scenario fills the cache, the pools and the JIT.
     const cold = await everySessionOnce(proxy.port, RESOURCE, manyCookies);
