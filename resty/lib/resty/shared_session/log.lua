@@ -115,6 +115,19 @@ end
 _M.event_id = event_id
 
 
+-- Whether nginx's error_log writes lines of `level` (read once per
+-- worker): a line is built, and its session's event id (an HMAC) made,
+-- only when it would be written.
+local log_level
+function _M.logged(level)
+    if not log_level then
+        local ok, errlog = pcall(require, "ngx.errlog")
+        log_level = ok and errlog.get_sys_filter_level() or ngx.DEBUG
+    end
+    return level <= log_level
+end
+
+
 -- What a log line says of a session: its event id under the configured
 -- secret (PROTOCOL.md 16.1), never its id nor a part of it; "-" without a
 -- session id, or without a secret (stored mode: no event id can be made).
