@@ -246,6 +246,7 @@ http {
       secret = os.getenv("SESSION_SECRET"),
       redis = { host = "127.0.0.1", port = ${redisPort}, pool_size = 64 },
       decision_cache = ${decisionCache},
+      checks = { group = { group_var = "group_id" } },
     }
   }
   init_worker_by_lua_block {
@@ -277,7 +278,7 @@ http {
       ${GROUP_CACHE}
     }
     ${GROUP_LOCATION('app')} {
-      access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }
+      access_by_lua_block { require("resty.shared_session").check("group") }
       ${GROUP_CACHE}
     }
     location = /b0 {
@@ -778,7 +779,8 @@ machine and on what else runs on it; the ratios from one run are what to compare
   Scenarios (a)–(d) serve the same cached resource from the same \`proxy_cache\` entry through the same
   upstream; only the authorization step differs (see \`bench/run.ts\`, \`bench/seed-2017.lua\`). A run
   stops if any response is not 2xx.
-- (b) is \`resty.shared_session.access{ group_var = "group_id" }\` in the demo template's group location (the
+- (b) is \`resty.shared_session.check("group")\`, the check configured as \`checks = { group = { group_var =
+  "group_id" } }\`, in the demo template's group location (the
   group from a regex capture of the URL, read by the rock's own getter); (a) is the same location without the
   check. (b1) is (b) in a second nginx configured as the demo template is for writers that do not publish,
   \`decision_cache = ${DECISION_CACHE_TTL1}\`: a decision lives 1 s, so (b1_20k) mostly asks Redis. The decision cache is
