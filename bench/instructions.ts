@@ -40,8 +40,11 @@ export const ACCESS: Record<string, string> = {
   a: '',
   n: 'access_by_lua_block { }',
   v: 'access_by_lua_block { local group, cookie = ngx.var.group_id, ngx.var.http_cookie }',
-  b: 'access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }',
+  b: 'access_by_lua_block { require("resty.shared_session").check("group") }',
 };
+
+/** (b) in access()'s table form, the template's before named checks (`--table-form`). */
+const ACCESS_TABLE_FORM = 'access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }';
 
 /** The rock's access call before the table form (to measure a commit that predates it). */
 const ACCESS_OLD_FORM = 'access_by_lua_block { require("resty.shared_session").access(ngx.var.group_id) }';
@@ -63,6 +66,7 @@ http {
       secret = os.getenv("SESSION_SECRET"),
       redis = { host = "127.0.0.1", port = ${redisPort} },
       decision_cache = ${decisionCache},
+      ${access.includes('.check(') ? 'checks = { group = { group_var = "group_id" } },' : '' /* (a rock before named checks refuses the option) */}
       ${metrics ? 'metrics = { dict = "shared_session_metrics" },' : ''}
     }
   }
@@ -173,7 +177,9 @@ export interface InstructionCounts {
 }
 
 /** Instructions per request of (a), (n), (v) (once) and (b) under both decision-cache configurations. */
-export async function instructionCounts(options: { quick?: boolean; oldForm?: boolean } = {}): Promise<InstructionCounts> {
+export async function instructionCounts(
+  options: { quick?: boolean; oldForm?: boolean; tableForm?: boolean } = {},
+): Promise<InstructionCounts> {
   const counts = options.quick ? { warm: 2000, measured: 500 } : { warm: 4000, measured: 2000 };
   const redis = await RedisServer.start();
   const client = new Redis(redis.url);
@@ -186,7 +192,8 @@ export async function instructionCounts(options: { quick?: boolean; oldForm?: bo
     }
     const result: InstructionCounts = {};
     for (const [name, dc] of Object.entries(DECISION_CACHES)) {
-      const b = await perRequest(redis.port, dc, options.oldForm ? ACCESS_OLD_FORM : ACCESS.b, cookie, counts);
+      const access = options.oldForm ? ACCESS_OLD_FORM : options.tableForm ? ACCESS_TABLE_FORM : ACCESS.b;
+      const b = await perRequest(redis.port, dc, access, cookie, counts);
       console.log(`instructions per request, ${name}, (b): ${b}`);
       result[name] = { ...shared, b };
     }
@@ -301,7 +308,11 @@ if (require.main === module && process.argv.includes('--metrics')) {
     process.exitCode = 1;
   });
 } else if (require.main === module) {
-  instructionCounts({ quick: process.argv.includes('--quick'), oldForm: process.argv.includes('--old-form') }).then(
+  instructionCounts({
+    quick: process.argv.includes('--quick'),
+    oldForm: process.argv.includes('--old-form'),
+    tableForm: process.argv.includes('--table-form'),
+  }).then(
     (r) => {
       for (const [name, c] of Object.entries(r)) {
         console.log(

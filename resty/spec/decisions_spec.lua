@@ -250,6 +250,47 @@ describe("resty.shared_session.decisions", function()
       assert.is_nil(dc.dict:get("d:" .. SID .. ":g1"))
     end)
 
+    it("made together end spread between spread * ttl and ttl (all_writers_publish)", function()
+      -- A restart or a warm-up makes many decisions in one second: they
+      -- must not all end, and ask Redis, in one second 300 s later.
+      dc.ttl, dc.spread = 300, decisions.SPREAD
+      local seconds, low, high = {}, math.huge, 0
+      local n = 200
+      for i = 1, n do
+        local sid = ("%032x"):format(i)
+        local _, ticket = ask(sid)
+        remember(ticket)
+        local left = dc.dict:ttl("d:" .. sid .. ":g1")
+        assert.is_true(known(sid))
+        low, high = math.min(low, left), math.max(high, left)
+        seconds[math.floor(left)] = true
+      end
+      local distinct = 0
+      for _ in pairs(seconds) do
+        distinct = distinct + 1
+      end
+      assert.is_true(low >= 150 - 0.01, "a decision shorter than spread * ttl")
+      assert.is_true(high <= 300, "a decision longer than ttl")
+      -- 200 uniform draws over 150 s: far more than a handful of seconds.
+      assert.is_true(distinct >= 50, distinct .. " distinct end seconds")
+      assert.is_true(high - low >= 100, "spread over " .. (high - low) .. " s")
+      -- The session's expiry still bounds each of them.
+      local _, ticket = ask(("%032x"):format(n + 1))
+      ticket.expires_at = stub.now() + 2
+      remember(ticket)
+      assert.is_true(dc.dict:ttl("d:" .. ("%032x"):format(n + 1) .. ":g1") <= 2)
+    end)
+
+    it("live exactly ttl without a spread (writers that do not publish)", function()
+      dc.ttl = 300
+      for i = 1, 20 do
+        local sid = ("%032x"):format(i)
+        local _, ticket = ask(sid)
+        remember(ticket)
+        assert.is_true(dc.dict:ttl("d:" .. sid .. ":g1") > 299.9)
+      end
+    end)
+
     it("that are refusals replace an allow kept in the dict, for every worker", function()
       dc.ttl = 300
       local _, ticket = ask()

@@ -62,7 +62,7 @@ describe("resty.shared_session", function()
   describe("exports", function()
     it("every documented name, and nothing for tests", function()
       for _, name in ipairs {
-        "configure", "authorize", "access", "start_subscriber", "new", "parse_cookie",
+        "configure", "authorize", "access", "check", "start_subscriber", "new", "parse_cookie",
         "equals_constant_time", "verify_signature", "is_group_member", "list_groups",
         "get_sid", "get_data", "get_cookie_sid", "list_allowed_groups",
         "get_cookie_signature", "get_cookie_raw",
@@ -352,13 +352,15 @@ describe("resty.shared_session", function()
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(1, sismembers())
         -- The not-before mark (section 13) is read again once a minute, with
-        -- one membership query; the decision itself lives on.
-        stub.sleep(249)
+        -- one membership query; the decision itself lives on (a random time
+        -- from half the ttl to the ttl: at least 150 s).
+        stub.sleep(99)
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(2, sismembers())
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(2, sismembers())
-        stub.sleep(1.01)
+        -- And it ends by the ttl (300 s).
+        stub.sleep(151.01)
         assert.equal(200, shared_session.authorize("g1"))
         assert.equal(3, sismembers())
         decisions.close({ dict = dict })
@@ -405,6 +407,64 @@ describe("resty.shared_session", function()
       assert.equal("no_session", word("session=x" .. COOKIE, "g1"))
       server.down = "timeout"
       assert.equal("unavailable", word("session=" .. COOKIE, "g1"))
+    end)
+  end)
+
+  describe("check (a check named in configure)", function()
+    local CHECKS = {
+      by_var = { group_var = "group_id", reason_var = "why" },
+      constant = { group = "g1" },
+    }
+
+    it("answers as access() with the same options, the variable read per request", function()
+      configure { secret = V.secret, salt = V.salt, checks = CHECKS }
+      stub.var.http_cookie = "session=" .. COOKIE
+      stub.var.group_id = "g1"
+      assert.equal(200, shared_session.check("by_var"))
+      assert.equal(200, shared_session.check("constant"))
+      stub.var.group_id = "g2"
+      assert.has_error(function() shared_session.check("by_var") end, "ngx.exit(403)")
+      assert.equal("not_member", stub.var.why)
+      stub.var.why = nil
+      stub.var.group_id = nil
+      assert.has_error(function() shared_session.check("by_var") end, "ngx.exit(403)")
+      assert.equal("not_member", stub.var.why)  -- ("no group id given")
+      stub.var.http_cookie = nil
+      stub.var.group_id = "g1"
+      assert.has_error(function() shared_session.check("by_var") end, "ngx.exit(401)")
+      assert.equal("no_session", stub.var.why)
+      server.down = "timeout"
+      stub.var.http_cookie = "session=" .. COOKIE
+      assert.has_error(function() shared_session.check("constant") end, "ngx.exit(503)")
+    end)
+
+    it("is 503 for a name no check has, and follows a new configure()", function()
+      configure { secret = V.secret, salt = V.salt, checks = CHECKS }
+      stub.var.http_cookie = "session=" .. COOKIE
+      assert.has_error(function() shared_session.check("other") end, "ngx.exit(503)")
+      assert.equal(200, shared_session.check("constant"))
+      configure { secret = V.secret, salt = V.salt,
+                  checks = { constant = { group = "g2" }, other = { group = "g1" } } }
+      assert.has_error(function() shared_session.check("constant") end, "ngx.exit(403)")
+      assert.equal(200, shared_session.check("other"))
+    end)
+
+    it("are checked by configure, which names the bad option", function()
+      local function bad(checks, option)
+        local ok, err = pcall(configure, { secret = V.secret, salt = V.salt, checks = checks })
+        assert.is_false(ok)
+        assert.matches('option "' .. option .. '"', err, 1, true)
+      end
+      bad("x", "checks")
+      bad({ [1] = { group = "g1" } }, "checks.1")
+      bad({ a = "g1" }, "checks.a")
+      bad({ a = {} }, "checks.a")
+      bad({ a = { group = "g1", group_var = "v" } }, "checks.a")
+      bad({ a = { group = "" } }, "checks.a.group")
+      bad({ a = { group_var = "" } }, "checks.a.group_var")
+      bad({ a = { group = "g1", generation_var = 7 } }, "checks.a.generation_var")
+      bad({ a = { group = "g1", reason_var = false } }, "checks.a.reason_var")
+      bad({ a = { group = "g1", groupvar = "x" } }, "checks.a.groupvar")
     end)
   end)
 

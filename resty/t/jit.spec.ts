@@ -48,6 +48,7 @@ function conf(redisPort: number, metrics: boolean) {
       redis = { port = ${redisPort} },
       decision_cache = { dict = "decisions", all_writers_publish = true },
       ${metrics ? 'metrics = { dict = "shared_session_metrics" },' : ''}
+      checks = { group = { group_var = "group_id", generation_var = "shared_session_generation" } },
     }`,
     initWorker: (ctx) => `${jitDir ? `package.path = package.path .. ";${jitDir}/?.lua"` : ''}
     require("jit.v").on("${join(ctx.runDir, 'logs', 'jit-first.log')}")`,
@@ -69,6 +70,12 @@ function conf(redisPort: number, metrics: boolean) {
           generation_var = "shared_session_generation" }
       }
       content_by_lua_block { ngx.print("generation ", ngx.var.shared_session_generation) }
+    }
+    # The same check as a named one (the demo template's form).
+    location ~ ^/checked/(?<group_id>[^/]+)/ {
+      set $shared_session_generation "";
+      access_by_lua_block { require("resty.shared_session").check("group") }
+      content_by_lua_block { ngx.print("allowed") }
     }
     location = /constant {
       access_by_lua_block { require("resty.shared_session").access{ group = "g1" } }
@@ -147,14 +154,16 @@ describe.each([
     await writeSession(client, PREFIX, SID, { username: 'ada', groups: ['g1'] }, { signature: signature(SID) });
     await waitFor('the subscriber', async () => (await get(nginx, '/epoch')).body.trim() === 'up');
     const conn = new HttpConnection(nginx.port);
-    const bytes = requestBytes('/groups/g1/x', { headers: { Cookie: sessionCookie(SID) } });
+    // The table form and the named check (the demo template's), in turn.
+    const forms = ['/groups/g1/x', '/checked/g1/x'].map((path) => requestBytes(path, { headers: { Cookie: sessionCookie(SID) } }));
+    const bytes = forms[0];
     try {
       // The first check asks Redis (its code runs a few times only, too few to be traced); then only hits.
       expect((await conn.request(bytes)).status).toBe(200);
       expect((await conn.request(requestBytes('/jit?to=jit-hits.log'))).status).toBe(200);
       const statuses = new Map<number, number>();
       for (let i = 0; i < HITS; i++) {
-        const { status } = await conn.request(bytes);
+        const { status } = await conn.request(forms[i % 2]);
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
       expect(Object.fromEntries(statuses)).toEqual({ 200: HITS });
@@ -197,6 +206,9 @@ describe.each([
     expect((await get(nginx, '/generation/g2/x', cookie)).status).toBe(403);
     expect((await get(nginx, '/generation/g1/x')).status).toBe(401);
     expect((await get(nginx, '/constant', cookie)).status).toBe(200);
+    expect((await get(nginx, '/checked/g1/x', cookie)).status).toBe(200);
+    expect((await get(nginx, '/checked/g2/x', cookie)).status).toBe(403);
+    expect((await get(nginx, '/checked/g1/x')).status).toBe(401);
     // A variable that no location sets: no group, refused.
     expect((await get(nginx, '/no-variable', cookie)).status).toBe(403);
   });

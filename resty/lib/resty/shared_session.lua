@@ -97,6 +97,10 @@ _M.equals_constant_time = equals_constant_time
 -- workers fork); never written by a request.
 local config
 
+-- The named checks (configure{ checks = ... }), made into functions once
+-- per worker: name -> function; emptied by configure().
+local prepared = {}
+
 
 -- Checks every option, derives the HMAC keys once, and only then replaces
 -- the configuration: a failed call raises, naming the option, and leaves the
@@ -107,6 +111,7 @@ function _M.configure(opts)
         error(err, 0)
     end
     config = conf
+    prepared = {}
     log.use_event_key(conf.event_key)
     return true
 end
@@ -114,14 +119,7 @@ end
 
 -- nginx's error_log level, read once per worker: a refusal's line is built
 -- (and its event id computed) only when it would be written.
-local log_level
-local function logged(level)
-    if not log_level then
-        local ok, errlog = pcall(require, "ngx.errlog")
-        log_level = ok and errlog.get_sys_filter_level() or ngx.DEBUG
-    end
-    return level <= log_level
-end
+local logged = log.logged
 
 
 -- A refusal: counted, audited and logged (each when configured), and
@@ -222,6 +220,8 @@ end
 -- Also `authorize{ group = <id> | group_var = <name>, generation_var =
 -- <name> }`: `group_var` names the variable that holds the group id (read
 -- here, through a reader LuaJIT compiles: var.lua).
+local decide
+
 function _M.authorize(group_id, generation_var)
     local conf = config
     if not conf then
@@ -239,6 +239,13 @@ function _M.authorize(group_id, generation_var)
             return refuse(503, ERR, "group_var must be a variable's name")
         end
     end
+    local status, reason = decide(conf, group_id, generation_var)
+    return status, reason
+end
+
+
+-- authorize() once the group id is known (conf: the configuration).
+function decide(conf, group_id, generation_var)
     if (type(group_id) ~= "string" and type(group_id) ~= "number")
        or group_id == ""
     then
@@ -423,6 +430,52 @@ function _M.access(group_id, generation_var)
         return ngx_exit(status)
     end
     return status
+end
+
+
+local function prepare(name)
+    local c = config and config.checks and config.checks[name]
+    if not c then
+        return function()
+            refuse(503, ERR, "no check named \"" .. group_hint(name)
+                   .. "\" (configure{ checks = { ... } })")
+            return ngx_exit(503)
+        end
+    end
+    local group, generation_var, reason_var = c.group, c.generation_var,
+                                              c.reason_var
+    local read_group = c.group_var and var_reader(c.group_var)
+    return function()
+        local conf = config
+        local status, reason
+        if not conf then
+            status, reason = refuse(503, ERR, "configure() was not called")
+        else
+            status, reason = decide(conf, read_group and read_group() or group,
+                                    generation_var)
+        end
+        if status ~= 200 then
+            if reason_var then
+                set_reason(reason_var, status, reason)
+            end
+            return ngx_exit(status)
+        end
+        return status
+    end
+end
+
+
+-- For access_by_lua: access() with the options of the check configured
+-- under `name` (configure{ checks = { [name] = { group_var = ..., ... } } }):
+-- the same answers, without a table of options built and read per request.
+-- 503 when no check has that name.
+function _M.check(name)
+    local f = prepared[name]
+    if not f then
+        f = prepare(name)
+        prepared[name] = f
+    end
+    return f()
 end
 
 

@@ -77,6 +77,12 @@ local TOP_LEVEL_OPTIONS = {
     secret = true, secret_fallbacks = true, salt = true,
     cookie_name = true, key_prefix = true, key_layout = true, redis = true,
     decision_cache = true, refresh = true, metrics = true, audit = true,
+    checks = true,
+}
+
+-- What a named check (checks.<name>) may say: access{}'s table form.
+local CHECK_OPTIONS = {
+    group = true, group_var = true, generation_var = true, reason_var = true,
 }
 
 local REFRESH_DEFAULTS = {
@@ -336,6 +342,12 @@ local function check_decision_cache_options(opts, keyspace, r)
         dict_name = name,
         ttl = ttl,
         all_writers_publish = all_publish,
+        -- Decisions live a random share of ttl from this to 1 (decisions.lua
+        -- store()); nil: ttl exactly. Only when every writer publishes: then
+        -- ttl is a backstop, not the staleness bound of a writer that does
+        -- not publish, and long enough for decisions made together to end
+        -- together in a herd.
+        spread = all_publish and decisions.SPREAD or nil,
         -- This worker's level (each worker has its own copy after the fork).
         worker = decisions.new_worker_cache(entries),
         -- Decisions are made under one configuration (its secrets): a new
@@ -403,6 +415,55 @@ local function check_refresh_options(opts, decision_cache)
     -- Without a dict, each worker refreshes on its own (once per interval
     -- per worker). interval nil: it follows each session's idle timeout.
     return { interval = interval, dict = dict or nil, user_id_field = field }
+end
+
+
+-- checks = { <name> = { group = <id> | group_var = <name>,
+-- generation_var = <name>, reason_var = <name> } }: the table form of
+-- access(), checked once here, for shared_session.check(<name>). nil when
+-- none.
+local function check_checks(checks)
+    if checks == nil then
+        return nil
+    end
+    if type(checks) ~= "table" then
+        option_error("checks", "must be a table of named checks")
+    end
+    local out = {}
+    for name, c in pairs(checks) do
+        local where = "checks." .. tostring(name)
+        if type(name) ~= "string" or name == "" then
+            option_error(where, "must be named by a non-empty string")
+        end
+        if type(c) ~= "table" then
+            option_error(where, "must be a table (group or group_var, and"
+                         .. " generation_var, reason_var)")
+        end
+        for k in pairs(c) do
+            if not CHECK_OPTIONS[k] then
+                option_error(where .. "." .. tostring(k), "is unknown")
+            end
+        end
+        local group = c.group
+        if (group == nil) == (c.group_var == nil) then
+            option_error(where, "must have one of group and group_var")
+        end
+        if group ~= nil and not ((type(group) == "string" and group ~= "")
+                                 or type(group) == "number")
+        then
+            option_error(where .. ".group", "must be a non-empty string or a"
+                         .. " number")
+        end
+        for _, k in ipairs({ "group_var", "generation_var", "reason_var" }) do
+            if c[k] ~= nil then
+                check_non_empty_string(where .. "." .. k, c[k])
+            end
+        end
+        out[name] = { group = group, group_var = c.group_var,
+                      generation_var = c.generation_var,
+                      reason_var = c.reason_var }
+    end
+    return out
 end
 
 
@@ -506,6 +567,7 @@ local function build(opts)
         event_key = event_key,  -- nil: stored mode, no event ids
         metrics = metrics_conf,             -- nil: nothing counted
         audit = audit_conf,                 -- nil: no audit lines
+        checks = check_checks(opts.checks), -- nil: none named
     }
 end
 

@@ -65,6 +65,7 @@ local sid_times = session_id.times
 local byte = string.byte
 local format = string.format
 local floor = math.floor
+local random = math.random
 local bxor = bit.bxor
 local bor = bit.bor
 
@@ -86,6 +87,11 @@ local _M = {
     TTL_MIN = 0.001,        -- s: the dict's expiry resolution (ms)
     TTL_MAX = 10,           -- s, unless every writer publishes
     TTL_MAX_PUBLISHED = 86400,  -- s, when every writer publishes
+    -- With all_writers_publish, a decision lives a random share of the ttl
+    -- between SPREAD and 1 (store()): decisions made together (an nginx
+    -- restart, a traffic spike, a warm-up) do not all end, and ask Redis,
+    -- together.
+    SPREAD = 0.5,
     -- A worker entry (one cookie) holds at most this many groups' decisions;
     -- past it, it starts afresh (a session asking for endless group ids
     -- cannot grow it without bound).
@@ -527,12 +533,20 @@ end
 -- Keeps the answer to a ticket's query, `allowed` or not, until `ttl` after
 -- the query was sent, so that no decision lives longer than ttl, even
 -- counting the round trip; and never past the session's own expiry when
--- the ticket carries it (`expires_at`: PROTOCOL.md section 7). Negative
+-- the ticket carries it (`expires_at`: PROTOCOL.md section 7). With
+-- `dc.spread` (a share below 1: all_writers_publish), until a random time
+-- between spread * ttl and ttl after the query was sent, so that decisions
+-- made in the same second end spread over half the ttl. Negative
 -- decisions are kept in the worker only. `mark`: the not-before mark the
 -- answer was checked against (kept with it in this worker), as the
 -- group's `generation` (nil when not asked for).
 function _M.store(dc, ticket, allowed, mark, generation)
-    local expires = ticket.started + dc.ttl
+    local life = dc.ttl
+    local spread = dc.spread
+    if spread then
+        life = life * (spread + (1 - spread) * random())
+    end
+    local expires = ticket.started + life
     local expires_at = ticket.expires_at
     if expires_at and expires_at < expires then
         expires = expires_at

@@ -9,6 +9,7 @@ local pcall = pcall
 local sub = string.sub
 local gsub = string.gsub
 local byte = string.byte
+local rep = string.rep
 local format = string.format
 local ffi_new = ffi.new
 local ffi_string = ffi.string
@@ -74,8 +75,15 @@ local function hmac_sha256(key, msg)
 end
 
 
+-- One format call, not gsub with a function: LuaJIT cannot compile a
+-- return from the function gsub calls ("NYI: return to lower frame"), and a
+-- timer that logs often (refresh.lua) made that callback hot enough to be
+-- traced, an abort in the rock's files that t/jit.spec.ts saw.
+local HEX32 = rep("%02x", 32)
+
 local function hex(bytes)
-    return (gsub(bytes, ".", function(c) return format("%02x", byte(c)) end))
+    local n = #bytes
+    return format(n == 32 and HEX32 or rep("%02x", n), byte(bytes, 1, n))
 end
 
 
@@ -105,6 +113,19 @@ function event_id(key, sid)
     return sub(hex(mac), 1, 32)
 end
 _M.event_id = event_id
+
+
+-- Whether nginx's error_log writes lines of `level` (read once per
+-- worker): a line is built, and its session's event id (an HMAC) made,
+-- only when it would be written.
+local log_level
+function _M.logged(level)
+    if not log_level then
+        local ok, errlog = pcall(require, "ngx.errlog")
+        log_level = ok and errlog.get_sys_filter_level() or ngx.DEBUG
+    end
+    return level <= log_level
+end
 
 
 -- What a log line says of a session: its event id under the configured

@@ -67,6 +67,7 @@ local FAILED = metrics.REFRESH_FAILED
 local SKIPPED = metrics.REFRESH_SKIPPED
 local sid_times = session_id.times
 local session_hint = log.session_hint
+local logged = log.logged
 local bulk = resp.bulk
 local resp_pipeline = resp.pipeline
 local reply_error = resp.reply_error
@@ -279,7 +280,8 @@ local function answered(rf, sid, res, err, deadline, ttl)
         end
         return mark(rf, sid, interval_for(rf, idle))
     end
-    if res == -1 then
+    if res == -1 and logged(INFO) then
+        -- (Only when written: the event id is an HMAC.)
         ngx_log(INFO, "shared_session: session has no _idle, left to its",
                 " writer (session ", session_hint(sid), ")")
     end
