@@ -48,18 +48,6 @@ function run(command: string, args: string[], cwd: string, env?: Record<string, 
   return result.stdout;
 }
 
-/** The same, without blocking: the fresh apps install and compile side by side. */
-function runAsync(command: string, args: string[], cwd: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} failed:\n${out}`))));
-  });
-}
-
 /** The package README's complete example is each app's src/main.ts: what a user copies is what is tested. */
 const README = readFileSync(join(LIBRARY, 'README.md'), 'utf8');
 const MAIN_TS = /## A complete example[\s\S]*?```ts\n([\s\S]*?)```/.exec(README)![1];
@@ -192,38 +180,11 @@ function expectedFiles(): string[] {
   return ['LICENSE', 'README.md', 'package.json', ...dist.map((f) => `dist/${f}`)].map((f) => `package/${f}`).sort();
 }
 
-/** Writes a fresh app's package.json, src/main.ts and tsconfig.json. */
-function writeApp(app: FreshApp, packageJson: object = { name: 'fresh-app', private: true, ...app.packageJson }): void {
-  mkdirSync(join(app.dir, 'src'), { recursive: true });
-  writeFileSync(join(app.dir, 'package.json'), JSON.stringify(packageJson, null, 2));
-  writeFileSync(join(app.dir, 'src/main.ts'), app.main);
-  writeFileSync(join(app.dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: app.compilerOptions, include: ['src'] }, null, 2));
-}
-
-/** Installs the tarball and the app's dependencies into a fresh folder (kept while the wanted versions stay the same). */
-async function installApp(app: FreshApp): Promise<void> {
-  const packageJson = {
-    name: 'fresh-app',
-    private: true,
-    ...app.packageJson,
-    dependencies: { ...app.packageJson.dependencies, 'nest-resty-shared-session': `file:../${TARBALL}` },
-  };
-  // Other versions than last run's: start from an empty folder, as a new app would.
-  const wanted = JSON.stringify(packageJson, null, 2);
-  const marker = join(app.dir, 'installed-for.json');
-  if (!existsSync(marker) || readFileSync(marker, 'utf8') !== wanted) rmSync(app.dir, { recursive: true, force: true });
-  writeApp(app, packageJson);
-  // Named on the command line, so that npm installs this tarball even when the last run's had the same version.
-  await runAsync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', `../${TARBALL}`], app.dir);
-  writeFileSync(marker, wanted);
-}
-
 describe('the npm package, as a user installs it', () => {
   let work: string;
   let unpacked: string;
   let redis: RedisServer;
   const built = new Set<string>();
-  const prepared = new Map<string, Promise<unknown>>();
 
   beforeAll(async () => {
     const newest = (dir: string) =>
@@ -244,18 +205,6 @@ describe('the npm package, as a user installs it', () => {
     mkdirSync(unpacked);
     execFileSync('tar', ['-xzf', join(APPS, TARBALL), '-C', unpacked]);
     redis = await RedisServer.start();
-    // Every app installs and compiles at once (npm waits on the disk and the cache, tsc on one core each); each
-    // app's test awaits its own. An app sharing another's node_modules waits for that install.
-    const installs = new Map<string, Promise<unknown>>();
-    for (const app of APPS_UNDER_TEST) {
-      const install = app.dir === app.installDir ? installApp(app) : Promise.resolve(writeApp(app));
-      if (app.dir === app.installDir) installs.set(app.installDir, install);
-      const ready = Promise.all([install, installs.get(app.installDir)]).then(() =>
-        runAsync(join(app.installDir, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], app.dir),
-      );
-      ready.catch(() => undefined); // awaited (and reported) by the app's own test
-      prepared.set(app.name, ready);
-    }
   }, 60_000);
   afterAll(async () => {
     await redis?.dispose();
@@ -315,8 +264,30 @@ describe('the npm package, as a user installs it', () => {
   });
 
   describe.each(APPS_UNDER_TEST)('in a fresh $name app', (app) => {
-    it('installs with no peer conflict and compiles with tsc', async () => {
-      await prepared.get(app.name);
+    it('installs with no peer conflict and compiles with tsc', () => {
+      const packageJson = { name: 'fresh-app', private: true, ...app.packageJson };
+      if (app.dir === app.installDir) {
+        // Other versions than last run's: start from an empty folder, as a new app would.
+        const wanted = JSON.stringify(
+          { ...packageJson, dependencies: { ...packageJson.dependencies, 'nest-resty-shared-session': `file:../${TARBALL}` } },
+          null,
+          2,
+        );
+        const marker = join(app.dir, 'installed-for.json');
+        if (!existsSync(marker) || readFileSync(marker, 'utf8') !== wanted) rmSync(app.dir, { recursive: true, force: true });
+        mkdirSync(app.dir, { recursive: true });
+        writeFileSync(join(app.dir, 'package.json'), wanted);
+        // Named on the command line, so that npm installs this tarball even when the last run's had the same version.
+        run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', `../${TARBALL}`], app.dir);
+        writeFileSync(marker, wanted);
+      } else {
+        mkdirSync(app.dir, { recursive: true });
+        writeFileSync(join(app.dir, 'package.json'), JSON.stringify(packageJson, null, 2));
+      }
+      mkdirSync(join(app.dir, 'src'), { recursive: true });
+      writeFileSync(join(app.dir, 'src/main.ts'), app.main);
+      writeFileSync(join(app.dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: app.compilerOptions, include: ['src'] }, null, 2));
+      run(join(app.installDir, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], app.dir);
       built.add(app.name);
     }, 120_000);
 
