@@ -79,6 +79,7 @@ describe("resty.shared_session.subscriber", function()
 
   describe("the subscription", function()
     local conf, dict, events, spawned
+    local presend     -- PINGs the PINGs' thread is taken to have sent
 
     -- What the subscriber does to the dict, in order: "set e", "replace s:<sid>" ...
     local function spy(d)
@@ -134,8 +135,15 @@ describe("resty.shared_session.subscriber", function()
         fn(false, ...)
         return true
       end
-      process.spawn = function(fn, sock)
-        spawned[#spawned + 1] = { fn = fn, sock = sock }
+      process.spawn = function(fn, ...)
+        -- (fn, dc, r, sub, ...): the PINGs' thread first, then the others.
+        local sub = select(3, ...)
+        if presend and #spawned == 0 then
+          for i = 1, #sub.sent do
+            sub.sent[i] = presend
+          end
+        end
+        spawned[#spawned + 1] = { fn = fn, sock = sub.socks }
         return "pinger"
       end
       process.kill = function()
@@ -155,7 +163,8 @@ describe("resty.shared_session.subscriber", function()
       assert.equal(1, used)
       assert.equal("127.0.0.1:6379", sock.address)
       assert.same({ pool = "shared_session:subscriber:127.0.0.1:6379" }, sock.options)
-      assert.same({ { 200, 500, 500 }, { 200, 500, 750 } }, sock.timeouts)
+      -- (A silence shorter than 5 s is not the end: see "a silence" below.)
+      assert.same({ { 200, 500, 500 }, { 200, 500, 5000 } }, sock.timeouts)
       assert.same({ resp.command("SUBSCRIBE", CHANNEL) }, sock.sent)
       -- A new epoch and count at SUBSCRIBE (and when, for health()),
       -- refreshed by each reply, gone at the end.
@@ -233,6 +242,115 @@ describe("resty.shared_session.subscriber", function()
       assert.equal(5, kept("compact"))     -- sections 14.3 and 15: only forward
       events = {}
       assert.equal(5, kept("cluster"))
+    end)
+
+    -- A connection reading `parts` in turn; a number is a silence of that
+    -- many seconds before the next part (the stub's clock moves on).
+    local function silent(parts)
+      local input, at = "", {}
+      for _, part in ipairs(parts) do
+        if type(part) == "number" then
+          at[#input + 1] = part
+        else
+          input = input .. part
+        end
+      end
+      local sock = fake_socket.new(input)
+      local receive = sock.receive
+      sock.receive = function(self, ...)
+        if at[self.pos] then
+          stub.sleep(at[self.pos])
+          at[self.pos] = nil
+        end
+        return receive(self, ...)
+      end
+      return sock
+    end
+
+    -- run(), with `n` PINGs taken as sent on each connection (answered or
+    -- in flight) before it is read.
+    local function pings_sent(n)
+      return function(sockets)
+        presend = n
+        local ok, err, logs, used = run(sockets)
+        presend = nil
+        return ok, err, logs, used
+      end
+    end
+
+    it("a silence shorter than the heartbeat changes nothing: a notice renews the epoch", function()
+      local epochs = record_epochs()
+      local _, _, logs = run { silent { SUBSCRIBED, PONG, 0.9, notice(SID), PONG } }
+      assert.same({ "set e", "set r", "set subscribed_at", "set e", "set r",
+                    "replace s:" .. SID, "set r", "set e", "set r", "set e", "set r",
+                    "delete r", "delete e" }, events)
+      for i = 2, #epochs do
+        assert.equal(epochs[1], epochs[i])
+      end
+      assert.equal(1, #logs)      -- up, nothing else
+    end)
+
+    it("a longer silence lapses the epoch; only a PONG to a later PING publishes it again"
+       .. " (the same epoch), after the notices read before it", function()
+      local epochs = record_epochs()
+      local counts = {}
+      local set = dict.set
+      dict.set = function(self, key, value, ...)
+        if key == decisions.COUNT_KEY then
+          counts[#counts + 1] = value
+        end
+        return set(self, key, value, ...)
+      end
+      dict:set("s:" .. SID, "old token", 60)
+      events = {}
+      local seen = {}     -- the epoch in the dict when each reply is read
+      local sock = silent { SUBSCRIBED, PONG, 1.5, notice(SID), PONG, PONG, PONG }
+      local receive = sock.receive
+      sock.receive = function(self, pattern)
+        if pattern == nil or pattern == "*l" then
+          local line = receive(self, pattern)
+          if line and line:find("^[*+]") then
+            seen[#seen + 1] = dict:get(decisions.EPOCH_KEY) or false
+          end
+          return line
+        end
+        return receive(self, pattern)
+      end
+      -- Two PINGs sent when the silence began: its first PONG answered the
+      -- first, the second PONG after it answers the second (sent before the
+      -- lapse was seen): only the third publishes the epoch again.
+      local _, _, logs = pings_sent(2) { sock }
+      assert.same({ "set e", "set r", "set subscribed_at", "set e", "set r",
+                    "replace s:" .. SID, "set e", "set r", "set e", "set r",
+                    "delete r", "delete e" }, events)
+      -- The notice changed the token at once, the count (unpublished) too.
+      assert.are_not.equal("old token", dict:get("s:" .. SID))
+      local e = epochs[1]
+      assert.same({ e, e, e, e }, epochs)
+      -- Read: SUBSCRIBE's reply (no epoch yet), the first PONG (up), then
+      -- after 1.5 s the notice and the old PONG (lapsed), the later PONG
+      -- (lapsed when read, published by it), and the last (up).
+      assert.same({ false, e, false, false, false, e }, seen)
+      assert.is_true(counts[3] > counts[2])
+      assert.equal(3, #logs)      -- up, lapsed, back: no "down"
+      assert.matches("^" .. stub.WARN .. " shared_session: revocation subscriber: no reply"
+                     .. " from Redis for 1[45]%d%d ms; decision cache bypassed until it"
+                     .. " answers$", logs[2])
+      assert.matches("^" .. stub.NOTICE .. " shared_session: revocation subscriber: Redis"
+                     .. " answers again after 1[45]%d%d ms; decision cache in use$", logs[3])
+    end)
+
+    it("a control notice read while lapsed is kept under the epoch it comes back with", function()
+      local _, _, logs = pings_sent(1) {
+        silent { SUBSCRIBED, PONG, 1.5, notice("!not-before 7"), PONG, PONG },
+      }
+      local marks = {}
+      for _, ev in ipairs(events) do
+        if ev:find("^set m:") then marks[#marks + 1] = ev:sub(5) end
+      end
+      assert.equal(1, #marks)
+      assert.equal(7, dict:get(marks[1]))
+      assert.matches("answers again", logs[3])
     end)
 
     it("drops every decision (a new epoch) for a notice that is not a session id", function()
@@ -415,7 +533,15 @@ describe("resty.shared_session.subscriber", function()
 
     it("PINGs until the socket fails, and UNSUBSCRIBEs when the worker exits", function()
       run { fake_socket.new(SUBSCRIBED) }
-      local ping = spawned[1].fn
+      local fn = spawned[1].fn
+      local dc = conf.decision_cache
+      local function ping(socks)
+        local sub = { socks = socks, sent = { 0 }, live = decisions.open(dc, 1),
+                      replied_at = stub.now() }
+        fn(dc, conf.redis, sub)
+        decisions.close(dc)
+        return sub
+      end
 
       local sock = fake_socket.new("")
       local sends = 0
@@ -428,8 +554,9 @@ describe("resty.shared_session.subscriber", function()
         return send(self, data)
       end
       local started = stub.now()
-      ping({ sock })
+      local sub = ping({ sock })
       assert.same({ resp.command("PING"), resp.command("PING") }, sock.sent)
+      assert.same({ 3 }, sub.sent)    -- (the third counted before it failed)
       assert.near(0.75, stub.now() - started, 1e-6)
 
       sock = fake_socket.new("")

@@ -231,8 +231,11 @@ _M.parse = parse
 -- Returns true when it changed a kept generation: the caller then moves
 -- the revocation count on (decisions.generation_changed), as workers'
 -- entries carry the generation they were made with. (A changed mark is
--- seen by decisions.heartbeat.)
-function _M.apply(dc, payload, r, greatest)
+-- seen by decisions.heartbeat.) `epoch`: the subscriber's epoch, under
+-- which the value is kept even while it has lapsed (decisions.lapsed: a
+-- silence; it may be published again, and must not bring back an older
+-- value then); by default the current one.
+function _M.apply(dc, payload, r, greatest, epoch)
     local kind, a, b = parse(payload)
     if kind == nil then
         ngx_log(INFO, "shared_session: notice ignored (unknown kind or",
@@ -246,7 +249,7 @@ function _M.apply(dc, payload, r, greatest)
         end
         return
     end
-    local epoch = current_epoch(dc)
+    epoch = epoch or current_epoch(dc)
     if not epoch then
         return      -- no live epoch: nothing is kept, every check asks Redis
     end

@@ -26,7 +26,8 @@
 --
 --   "e"                the epoch: a token that exists only while the revocation
 --                      subscriber is subscribed (it expires `heartbeat_ttl`
---                      after Redis last answered); a new one at every SUBSCRIBE
+--                      after Redis last answered, and comes back only after
+--                      a PONG: lapsed()); a new one at every SUBSCRIBE
 --   "r"                the revocation count: a number, a new one at every
 --                      notice, every SUBSCRIBE and every change of the kept
 --                      mark, never reused; set and expiring with the epoch
@@ -49,7 +50,8 @@
 -- lookup is the same without what the entry was made under), hit (shared
 -- level, read-only, before the HMAC), cached (after the HMAC:
 -- a hit, or the ticket of the Redis query about to be sent) and store (the
--- answer). The subscriber calls open, heartbeat, forget, forget_all, close.
+-- answer). The subscriber calls open, heartbeat, lapsed, forget, forget_all,
+-- close.
 
 local bit = require "bit"
 local worker_cache = require "resty.shared_session.worker_cache"
@@ -630,6 +632,7 @@ end
 -- would only make every worker's entries again (with 20,000 sessions, a
 -- minute's worth of slower checks at once, once a minute).
 function _M.heartbeat(dc, live)
+    live.lapsed = nil
     local epoch = dc.config_id .. "/" .. live.epoch
     if live.mark_key_epoch ~= epoch then
         live.mark_key_epoch = epoch
@@ -654,11 +657,33 @@ function _M.heartbeat(dc, live)
 end
 
 
+-- true once the epoch published last is gone from the dict by itself: no
+-- heartbeat() for heartbeat_ttl (Redis silent, or worker 0 stalled), so
+-- every worker bypasses the cache. From then on the functions below change
+-- `live` but publish nothing (neither key comes back with a notice) until
+-- heartbeat() publishes both again, which the subscriber calls only once it
+-- knows that no notice sent meanwhile is unread (subscriber.lua).
+function _M.lapsed(dc, live)
+    if not live.lapsed and dc.dict:get(EPOCH_KEY) ~= live.epoch then
+        live.lapsed = true
+    end
+    return live.lapsed
+end
+
+
+-- Sets the count, unless the epoch has lapsed (see lapsed()).
+local function set_count(dc, live)
+    if not live.lapsed then
+        dc.dict:set(COUNT_KEY, live.count, live.heartbeat_ttl)
+    end
+end
+
+
 -- A `!generation` notice changed a kept generation (control.apply): a new
 -- count, so that no worker's entry serves the old one.
 function _M.generation_changed(dc, live)
     live.count = next_count()
-    dc.dict:set(COUNT_KEY, live.count, live.heartbeat_ttl)
+    set_count(dc, live)
 end
 
 
@@ -675,7 +700,7 @@ function _M.forget(dc, sid, live)
         dict:delete(token_key)
     end
     live.count = next_count()
-    dict:set(COUNT_KEY, live.count, live.heartbeat_ttl)
+    set_count(dc, live)
 end
 
 
@@ -683,7 +708,9 @@ end
 function _M.forget_all(dc, live)
     live.epoch = fresh_token()
     live.count = next_count()
-    publish(dc, live)
+    if not live.lapsed then
+        publish(dc, live)
+    end
 end
 
 

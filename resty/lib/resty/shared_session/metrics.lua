@@ -88,6 +88,9 @@ local FAMILIES = {
       "1 while the revocation subscriber is subscribed at this primary." },
     { "shared_session_subscriber_reconnects_total", "counter",
       "Subscriptions made again after the first." },
+    { "shared_session_subscriber_lapses_total", "counter",
+      "Silences of the subscription long enough for the decision cache to be"
+      .. " bypassed until Redis answers, the connection kept." },
     { "shared_session_subscriber_since_seconds", "gauge",
       "Unix time the subscriber last subscribed." },
     { "shared_session_dict_free_bytes", "gauge",
@@ -132,6 +135,7 @@ _M.REFRESH_SKIPPED = counter(REFRESHES, 'result="skipped"')
 
 _M.NOTICES = counter("shared_session_notices_applied_total")
 _M.RECONNECTS = counter("shared_session_subscriber_reconnects_total")
+_M.LAPSES = counter("shared_session_subscriber_lapses_total")
 _M.ERRORS = counter("shared_session_metrics_errors_total")
 
 local NCOUNTERS = #COUNTERS
@@ -276,6 +280,13 @@ function _M.notice_applied(m, seconds)
     local c = m.counts
     c[_M.NOTICES] = c[_M.NOTICES] + 1
     observe(m, NOTICE_SECONDS, "", seconds)
+end
+
+
+-- The subscriber's epoch lapsed in a silence (the connection kept).
+function _M.subscriber_lapse(m)
+    local c = m.counts
+    c[_M.LAPSES] = c[_M.LAPSES] + 1
 end
 
 

@@ -8,6 +8,13 @@
 -- with a HEARTBEAT_TTL expiry, whenever Redis answers; it is closed as soon
 -- as the connection fails. Without it the cache is bypassed.
 --
+-- A silence on a connection that stays open (a Redis BGSAVE fork, a starved
+-- CPU, a stalled worker) is not the end of the subscription: the epoch
+-- lapses by itself HEARTBEAT_TTL after the last reply, so every worker asks
+-- Redis meanwhile, and the same epoch is published again once a PONG has
+-- been read, on every connection, to a PING sent after the lapse was seen
+-- (see resume()). Only SUBSCRIBER_READ_TIMEOUT without any reply ends it.
+--
 -- On Redis Cluster (PROTOCOL.md section 14) it holds one such connection per
 -- primary of the slot map, so that a notice comes straight from the primary
 -- whose script published it rather than over the cluster bus: the timer's
@@ -23,8 +30,8 @@
 -- The connection is a bare cosocket speaking RESP, not a resty.redis object:
 -- a light thread PINGs every PING_INTERVAL while the timer's thread reads, so
 -- that a read never waits for long on a healthy connection (a cosocket read
--- timeout is an error line in nginx's log) and a silent hang is noticed after
--- SUBSCRIBER_READ_TIMEOUT. resty.redis cannot send without reading.
+-- timeout is an error line in nginx's log) and a lapse is seen within a
+-- PING_INTERVAL. resty.redis cannot send without reading.
 
 local cookie = require "resty.shared_session.cookie"
 local control = require "resty.shared_session.control"
@@ -54,6 +61,7 @@ local pcall = pcall
 local tostring = tostring
 local ipairs = ipairs
 local math_min = math.min
+local floor = math.floor
 local format = string.format
 
 local is_sid = cookie.is_sid
@@ -63,6 +71,7 @@ local forget_session = decisions.forget
 local forget_all = decisions.forget_all
 local open_epoch = decisions.open
 local renew_epoch = decisions.heartbeat
+local epoch_lapsed = decisions.lapsed
 local generation_changed = decisions.generation_changed
 local close_epoch = decisions.close
 local connect_to = redis.connect_to
@@ -76,6 +85,7 @@ local call = resp.call
 local clock = metrics.clock
 local notice_applied = metrics.notice_applied
 local subscriber_gauges = metrics.subscriber
+local subscriber_lapse = metrics.subscriber_lapse
 local redis_error = metrics.redis_error
 local SINCE_KEY = health.SINCE_KEY
 
@@ -84,8 +94,15 @@ local _M = { _VERSION = "0.1.0" }
 
 
 local PING_INTERVAL = 0.25         -- s between PINGs on the subscription
-local SUBSCRIBER_READ_TIMEOUT = 750 -- ms without any reply (3 PINGs): down
 local HEARTBEAT_TTL = 1             -- s the epoch key outlives the last reply
+-- ms without any reply (20 PINGs): the subscription is over, and the next
+-- one opens a new epoch, which ends every cached decision of every worker.
+-- Not HEARTBEAT_TTL or less: a slow PONG (a BGSAVE fork, a starved CPU)
+-- would then flush every cache and send every session to Redis at once
+-- (16,000 of 20,000 in one bench round). A shorter silence needs no new
+-- epoch: the epoch lapses meanwhile (the cache is bypassed), and comes
+-- back once a PONG shows that no notice was missed (resume()).
+local SUBSCRIBER_READ_TIMEOUT = 5000
 local BACKOFF_MIN = 0.1             -- s before the first reconnection
 local BACKOFF_MAX = 2               -- s between reconnections, at most
 local SLEEP_SLICE = 0.1             -- s: exiting() is checked this often
@@ -134,8 +151,11 @@ local function apply_reply(dc, sub, res, r)
         -- may only raise the kept value; the layout too (the cluster and
         -- compact layouts, sections 14.2, 14.3 and 15: on one Redis too).
         local now, greatest = r:notice_copy(sub, sid)
+        -- (Under the subscription's epoch, even lapsed: published again,
+        -- it must not bring back the value from before the notice.)
         if now and apply_control_notice(dc, sid, r,
-                                        greatest or dc.controls_only_rise)
+                                        greatest or dc.controls_only_rise,
+                                        dc.config_id .. "/" .. live.epoch)
         then
             generation_changed(dc, live)
         end
@@ -163,9 +183,75 @@ local function end_subscription(dc, sub, why, wake)
 end
 
 
--- The light thread that keeps replies coming on every connection. When the
--- worker exits it UNSUBSCRIBEs, whose reply wakes the readers up to notice.
-local function ping(socks)
+-- A PONG in subscribed mode (RESP2: { "pong", "" }), or outside it.
+local function is_pong(res)
+    return res == "PONG" or type(res) == "table" and res[1] == "pong"
+end
+
+
+local function silence_ms(sub)
+    return floor((ngx_now() - sub.replied_at) * 1000)
+end
+
+
+-- true while the epoch has lapsed (decisions.lapsed: no reply renewed it for
+-- HEARTBEAT_TTL). Seen first here (by a reader, or by the PINGs' thread
+-- while nothing comes): what each connection must then answer before the
+-- epoch is published again is a PING sent from now on (resume()).
+local function lapsed(dc, r, sub)
+    if sub.need then
+        return true
+    end
+    if not epoch_lapsed(dc, sub.live) then
+        return false
+    end
+    local need, caught = {}, {}
+    for i = 1, #sub.socks do
+        need[i] = sub.sent[i]
+        caught[i] = false
+    end
+    sub.need, sub.caught, sub.behind = need, caught, #sub.socks
+    ngx_log(WARN, "shared_session: revocation subscriber: no reply from",
+            " Redis for ", silence_ms(sub), " ms; decision cache bypassed",
+            " until it answers")
+    if r.metrics then
+        subscriber_lapse(r.metrics)
+    end
+    return true
+end
+
+
+-- After a lapse, connection i read reply `res`: the epoch is published
+-- again (decisions made before the silence count again) only once every
+-- connection has read a PONG to a PING sent after the lapse was seen. On
+-- one connection Redis answers in order, so when that PONG is read every
+-- notice Redis published before it ran that PING has been read and applied
+-- before it: none sent during the silence is unread. A notice, or a PONG
+-- to an older PING, proves nothing of the kind: more notices may be queued
+-- behind it (a stalled worker reads the silence's backlog at once).
+local function resume(dc, sub, i, pong)
+    if not pong or sub.caught[i] or sub.pongs[i] <= sub.need[i] then
+        return
+    end
+    sub.caught[i] = true
+    sub.behind = sub.behind - 1
+    if sub.behind > 0 then
+        return
+    end
+    sub.need = nil
+    local silence = silence_ms(sub)
+    renew_epoch(dc, sub.live)
+    sub.replied_at = ngx_now()
+    ngx_log(NOTICE, "shared_session: revocation subscriber: Redis answers",
+            " again after ", silence, " ms; decision cache in use")
+end
+
+
+-- The light thread that keeps replies coming on every connection, and sees
+-- the epoch lapse while none comes. When the worker exits it UNSUBSCRIBEs,
+-- whose reply wakes the readers up to notice.
+local function ping(dc, r, sub)
+    local socks, sent = sub.socks, sub.sent
     while true do
         ngx_sleep(PING_INTERVAL)
         if worker_exiting() then
@@ -174,7 +260,13 @@ local function ping(socks)
             end
             return
         end
+        if not sub.ended then
+            lapsed(dc, r, sub)
+        end
         for i = 1, #socks do
+            -- (Counted before it is sent: a lapse seen while it is being
+            -- sent does not take its PONG as a later PING's.)
+            sent[i] = sent[i] + 1
             if not socks[i]:send(PING) then
                 return      -- its reader sees the failure too
             end
@@ -184,12 +276,13 @@ end
 
 
 -- Reads connection i until it fails, the subscription ends or the worker
--- exits. Any reply renews the epoch: every connection is read with a
--- SUBSCRIBER_READ_TIMEOUT, so one that falls silent ends the subscription
--- before the epoch would expire.
-local function read_replies(dc, r, sub, sock)
+-- exits. Any reply renews the epoch while it has not lapsed; after that only
+-- resume() does. A connection silent for SUBSCRIBER_READ_TIMEOUT ends the
+-- subscription.
+local function read_replies(dc, r, sub, i)
     local res, err
     local m = r.metrics
+    local sock = sub.socks[i]
     while not worker_exiting() do
         res, err = read_resp(sock)
         if sub.ended then
@@ -197,6 +290,13 @@ local function read_replies(dc, r, sub, sock)
         end
         if not res then
             return res == false and "redis error: " .. tostring(err) or err
+        end
+        -- (Before the reply is applied: once lapsed, a notice publishes
+        -- neither the epoch nor the count.)
+        local was_lapsed = lapsed(dc, r, sub)
+        local pong = is_pong(res)
+        if pong then
+            sub.pongs[i] = sub.pongs[i] + 1     -- it answers PING number n
         end
         local read_at = m and type(res) == "table" and res[1] == "message"
                         and clock()
@@ -207,12 +307,17 @@ local function read_replies(dc, r, sub, sock)
         if read_at then
             notice_applied(m, clock() - read_at)
         end
-        renew_epoch(dc, sub.live)
+        if was_lapsed then
+            resume(dc, sub, i, pong)
+        else
+            renew_epoch(dc, sub.live)
+            sub.replied_at = ngx_now()
+        end
     end
 end
 
 local function read(dc, r, sub, i)
-    local ok, err = pcall(read_replies, dc, r, sub, sub.socks[i])
+    local ok, err = pcall(read_replies, dc, r, sub, i)
     if not ok then
         -- A bug, not Redis: it ends the subscription, not only this reader.
         err = "error: " .. tostring(err)
@@ -327,8 +432,13 @@ local function subscription(dc, r, state)
         socks[i] = sock
     end
 
+    local sent, pongs = {}, {}     -- PINGs sent and PONGs read, per connection
+    for i = 1, #socks do
+        sent[i], pongs[i] = 0, 0
+    end
     local sub = { socks = socks, names = names, map = map, primaries = key,
-                  copies = {}, live = open_epoch(dc, HEARTBEAT_TTL) }
+                  copies = {}, live = open_epoch(dc, HEARTBEAT_TTL),
+                  replied_at = ngx_now(), sent = sent, pongs = pongs }
     subscriber_state(state, dc, true, nil, key)
     dc.dict:set(SINCE_KEY, ngx_now())
     if m then
@@ -341,7 +451,7 @@ local function subscription(dc, r, state)
         socks[i]:settimeouts(r.connect_timeout, r.read_timeout,
                              SUBSCRIBER_READ_TIMEOUT)
     end
-    local threads = { thread_spawn(ping, socks) }
+    local threads = { thread_spawn(ping, dc, r, sub) }
     threads[#threads + 1] = r:spawn_watch(thread_spawn, watch, dc, r, sub)
     for i = 2, #socks do
         threads[#threads + 1] = thread_spawn(read, dc, r, sub, i)
