@@ -333,6 +333,8 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
 
   test('Redis paused (a silent hang): nothing is allowed later than the heartbeat ttl', async () => {
     expect(await status(nginx, 'g1', cookie)).toBe(200);
+    const logBefore = nginx.errorLog().length;
+    const [subscription] = await pubsubClientIds(client);
     const t0 = performance.now();
     await client.call('CLIENT', 'PAUSE', '1800', 'ALL');
     const seen: Array<[number, number]> = [];
@@ -352,6 +354,11 @@ describe('decision cache with the revocation subscriber (local secret, ttl 1 s)'
     await sleep(Math.max(0, 1850 - (performance.now() - t0)));
     await waitUp(nginx, client);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
+    // A silence, not a disconnection: the same subscription, its epoch lapsed and back.
+    expect(await pubsubClientIds(client)).toEqual([subscription]);
+    const log = nginx.errorLog().slice(logBefore);
+    expect(count(log, /revocation subscriber: no reply from Redis/)).toBe(1);
+    expect(log).not.toMatch(/revocation subscriber down/);
   });
 
   // Last in this block: it stops Redis.
@@ -413,6 +420,136 @@ describe('decision cache when every writer publishes (all_writers_publish, ttl 3
     expect(await sismembers(client)).toBe(before + 1);
     expect(await status(nginx, 'g1', cookie)).toBe(200);
     expect(await sismembers(client)).toBe(before + 1);
+  });
+});
+
+/**
+ * A silence on a subscription that stays open (a Redis BGSAVE fork, a starved
+ * CPU, a stalled worker): the epoch lapses after the heartbeat ttl (every
+ * request asks Redis meanwhile) and, once a PONG shows no notice was missed,
+ * comes back the same, so decisions made before count again. Only a
+ * connection that really ends (or 5 s without a reply) opens a new epoch.
+ * ttl 300 s (all_writers_publish), so that a decision outlives the silence.
+ */
+describe('decision cache through a silence of the subscription (all_writers_publish)', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let nginx: NginxServer;
+  const cookie = sessionCookie(SID);
+  const other = sessionCookie(OTHER_SID);
+
+  beforeAll(async () => {
+    ({ redis, client, nginx } = await startRedisAndNginx((port) => ({
+      conf: confFor(port, { allPublish: true }),
+      errorLogLevel: 'notice',
+    })));
+    await waitUp(nginx, client);
+  });
+
+  beforeEach(async () => {
+    await writeSession(client, PREFIX, SID, { groups: ['g1'] }, { signature: signature(SID), publish: true });
+    await writeSession(client, PREFIX, OTHER_SID, { groups: ['g1'] }, { signature: signature(OTHER_SID), publish: true });
+  });
+
+  afterAll(() => {
+    try {
+      process.kill(redis.pid!, 'SIGCONT');
+    } catch {
+      // not running
+    }
+    // (The master logs the worker's SIGSTOP and SIGCONT as "signal 17 (SIGCHLD) received": not a crash.)
+    return stopRedisAndNginx({ nginx, client, redis }, (log) =>
+      noCrashOrAlert(log.replace(/^.*signal 17 \(SIGCHLD\) received from \d+\n/gm, '')),
+    );
+  });
+
+  /** Asserts `cookie` is answered 200 from the cache: no SISMEMBER reaches Redis. */
+  async function servedFromCache(c: string): Promise<void> {
+    const before = await sismembers(client);
+    expect(await status(nginx, 'g1', c)).toBe(200);
+    expect(await sismembers(client)).toBe(before);
+  }
+
+  test('Redis frozen 1.8 s (SIGSTOP): no cached allow while it is silent, then the same epoch: decisions from before count again', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    await servedFromCache(cookie);
+    const [subscription] = await pubsubClientIds(client);
+    const logBefore = nginx.errorLog().length;
+
+    const t0 = performance.now();
+    process.kill(redis.pid!, 'SIGSTOP');
+    const seen: Array<[number, number]> = [];
+    let thawedAt: number;
+    try {
+      while (performance.now() - t0 < 1800) {
+        seen.push([performance.now() - t0, await status(nginx, 'g1', cookie)]);
+      }
+    } finally {
+      process.kill(redis.pid!, 'SIGCONT');
+      thawedAt = performance.now() - t0;
+    }
+    // Served from the cache until the epoch lapses (1 s after the last PONG),
+    // then asked of a frozen Redis: 503 (read_timeout 300 ms), never a 200.
+    for (const [, s] of seen) expect([200, 503]).toContain(s);
+    const allowed = seen.filter(([, s]) => s === 200).map(([t]) => t);
+    expect(Math.max(...allowed)).toBeLessThanOrEqual(HEARTBEAT_MS);
+    expect(seen.filter(([t]) => t > HEARTBEAT_MS + 50).length).toBeGreaterThan(0);
+    expect(seen.filter(([t, s]) => t > HEARTBEAT_MS && s === 200)).toEqual([]);
+
+    await waitFor('the epoch back', async () => (await epochState(nginx)) === 'up', 2000);
+    const backAt = performance.now() - t0;
+    // The same subscription (no new connection, no new SUBSCRIBE) and the
+    // same epoch: the decisions made before the freeze answer again.
+    expect(await pubsubClientIds(client)).toEqual([subscription]);
+    await servedFromCache(cookie);
+    const log = nginx.errorLog().slice(logBefore);
+    expect(count(log, /revocation subscriber: no reply from Redis for \d+ ms; decision cache bypassed until it answers/)).toBe(1);
+    expect(count(log, /revocation subscriber: Redis answers again after \d+ ms; decision cache in use/)).toBe(1);
+    expect(log).not.toMatch(/revocation subscriber down/);
+    console.log(
+      `Redis frozen ${thawedAt.toFixed(0)} ms: last cached 200 at ${Math.max(...allowed).toFixed(0)} ms, epoch back ${(backAt - thawedAt).toFixed(0)} ms after the thaw`,
+    );
+  }, 15_000);
+
+  test('a logout published while worker 0 is stopped is applied before any cached decision counts again', async () => {
+    const [, pid] = (await request(nginx.port, '/worker')).body.trim().split(' ');
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await status(nginx, 'g1', other)).toBe(200);
+    await servedFromCache(cookie);
+    await servedFromCache(other);
+    const [subscription] = await pubsubClientIds(client);
+    const logBefore = nginx.errorLog().length;
+
+    process.kill(Number(pid), 'SIGSTOP');
+    try {
+      // Queued on the stopped worker's subscription, behind nothing it can answer.
+      await destroySession(client, PREFIX, SID, { publish: true });
+      await sleep(HEARTBEAT_MS + 500);
+    } finally {
+      process.kill(Number(pid), 'SIGCONT');
+    }
+    // Right after: the logged-out session is refused, by every request.
+    for (let i = 0; i < 10; i++) expect(await status(nginx, 'g1', cookie)).toBe(403);
+    await waitFor('the epoch back', async () => (await epochState(nginx)) === 'up', 2000);
+    expect(await pubsubClientIds(client)).toEqual([subscription]);
+    // The other session's decision, made before the silence, counts again.
+    await servedFromCache(other);
+    expect(await status(nginx, 'g1', cookie)).toBe(403);
+    const log = nginx.errorLog().slice(logBefore);
+    expect(log).toMatch(/revocation subscriber: no reply from Redis for \d+ ms/);
+    expect(log).not.toMatch(/revocation subscriber down/);
+  }, 15_000);
+
+  test('a connection that really ends still opens a new epoch: every decision asked again', async () => {
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    await servedFromCache(cookie);
+    const logBefore = nginx.errorLog().length;
+    await killSubscription(client, nginx);
+    const before = await sismembers(client);
+    expect(await status(nginx, 'g1', cookie)).toBe(200);
+    expect(await sismembers(client)).toBe(before + 1);
+    await servedFromCache(cookie);
+    expect(nginx.errorLog().slice(logBefore)).toMatch(/revocation subscriber down \(closed\)/);
   });
 });
 
