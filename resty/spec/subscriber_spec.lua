@@ -499,6 +499,23 @@ describe("resty.shared_session.subscriber", function()
                       .. " connection refused); decision cache bypassed until it is back" }, logs)
       end)
 
+      it("after a silence, comes back only once every primary's connection answered a"
+         .. " later PING", function()
+        conf = cluster_conf()
+        dict = conf.decision_cache.dict
+        -- Only the first connection's reader runs here (the others are light
+        -- threads the spec does not run): its later PONGs are not enough.
+        local first = silent { SUBSCRIBED, PONG, 1.5, PONG, PONG, PONG }
+        first.on_eof = function() process.exiting = true end
+        local _, _, logs = pings_sent(1) {
+          first, fake_socket.new(SUBSCRIBED), fake_socket.new(SUBSCRIBED),
+        }
+        assert.same({ "set e", "set r", "set subscribed_at", "set e", "set r",
+                      "delete r", "delete e" }, events)
+        assert.equal(2, #logs)
+        assert.matches("no reply from Redis for 1500 ms", logs[2], 1, true)
+      end)
+
       it("answers an !ack once, at its last copy; a mark only raises the kept one", function()
         -- The acknowledgements it tried to send (no Redis here: each one is a warning).
         local function acks(copies)
