@@ -662,7 +662,12 @@ end
 -- every worker bypasses the cache. From then on the functions below change
 -- `live` but publish nothing (neither key comes back with a notice) until
 -- heartbeat() publishes both again, which the subscriber calls only once it
--- knows that no notice sent meanwhile is unread (subscriber.lua).
+-- knows that no notice sent meanwhile is unread (subscriber.lua). While
+-- lapsed, no hit is served (lookup and answer find no count, hit and cached
+-- no epoch) and no ticket is given; one given before may still store its
+-- answer, under the count and token read before its query, which a notice
+-- of a later change ends, read before the epoch is back or after, as for
+-- any query in flight.
 function _M.lapsed(dc, live)
     if not live.lapsed and dc.dict:get(EPOCH_KEY) ~= live.epoch then
         live.lapsed = true
