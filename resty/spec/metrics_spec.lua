@@ -125,6 +125,7 @@ describe("resty.shared_session.metrics", function()
       w.counts[metrics.ALLOWED] = 2
       w.counts[metrics.REFUSED.no_session] = 1
       metrics.notice_applied(w, 0.0001)
+      metrics.subscriber_lapse(w)
       metrics.redis_error(w, "check", "redis unavailable: connect: connection refused")
       metrics.flush(w)
       local _, lines = parse(metrics.text(metrics.figures(w)))
@@ -150,6 +151,8 @@ describe("resty.shared_session.metrics", function()
       assert.truthy(index_of('shared_session_notice_apply_seconds_bucket{le="+Inf"} 1'))
       assert.truthy(index_of("shared_session_notice_apply_seconds_count 1"))
       assert.truthy(index_of("shared_session_notices_applied_total 1"))
+      assert.truthy(index_of("# TYPE shared_session_subscriber_lapses_total counter"))
+      assert.truthy(index_of("shared_session_subscriber_lapses_total 1"))
       assert.truthy(index_of('shared_session_dict_free_bytes{dict="metrics"} '
                              .. dict:free_space()))
     end)

@@ -19,7 +19,7 @@ local function notice(payload)
 end
 
 describe("resty.shared_session.subscriber", function()
-  local stub, restore, config, subscriber, resp, decisions
+  local stub, restore, config, subscriber, resp, decisions, metrics
   local process
 
   setup(function()
@@ -34,6 +34,7 @@ describe("resty.shared_session.subscriber", function()
     subscriber = require "resty.shared_session.subscriber"
     resp = require "resty.shared_session.resp"
     decisions = require "resty.shared_session.decisions"
+    metrics = require "resty.shared_session.metrics"
   end)
 
   teardown(function()
@@ -292,6 +293,9 @@ describe("resty.shared_session.subscriber", function()
 
     it("a longer silence lapses the epoch; only a PONG to a later PING publishes it again"
        .. " (the same epoch), after the notices read before it", function()
+      stub.shared.sub_metrics = stub.new_dict()     -- (and counted)
+      conf = configure { metrics = { dict = "sub_metrics" } }
+      assert.equal(dict, conf.decision_cache.dict)
       local epochs = record_epochs()
       local counts = {}
       local set = dict.set
@@ -333,6 +337,7 @@ describe("resty.shared_session.subscriber", function()
       assert.same({ false, e, false, false, false, e }, seen)
       assert.is_true(counts[3] > counts[2])
       assert.equal(3, #logs)      -- up, lapsed, back: no "down"
+      assert.equal(1, conf.metrics.counts[metrics.LAPSES])
       assert.matches("^" .. stub.WARN .. " shared_session: revocation subscriber: no reply"
                      .. " from Redis for 1[45]%d%d ms; decision cache bypassed until it"
                      .. " answers$", logs[2])
