@@ -250,29 +250,27 @@ export class ExpressSessionHooks {
     const session = req.session;
     const sid = req.sessionID;
     const carried = carriedSessionId(req);
-    const storable = storableByProxy({ accelExpires: res.getHeader('X-Accel-Expires'), cacheControl: res.getHeader('Cache-Control') });
+    // Read only when a cookie may be written: most responses (the session read, unchanged, carried) need none.
+    const storable = () =>
+      storableByProxy({ accelExpires: res.getHeader('X-Accel-Expires'), cacheControl: res.getHeader('Cache-Control') });
     let line: string | undefined;
     if (session && typeof sid === 'string') {
-      const expires = cookieExpiry(sid, config.cookie.persistent);
-      const ours = () => serializeSessionCookie(config.cookieName, signer.sign(sid), config.cookie, { expires });
+      const ours = () =>
+        serializeSessionCookie(config.cookieName, signer.sign(sid), config.cookie, {
+          expires: cookieExpiry(sid, config.cookie.persistent),
+        });
       const modified = state.modified ?? this.modified(session, state);
       // express-session's rule (`rolling: false`): a new id that changed, or a persistent cookie whose session changed.
       const setByRule = modified && (state.cookieId !== sid || session.cookie?.expires != null);
       if (setByRule && !(session.cookie?.secure && !this.secure(req))) {
-        if (!(sid === carried && storable)) line = ours();
-      } else if (sid === carried && (state.resign || state.renew) && (!storable || state.resign)) {
+        if (!(sid === carried && storable())) line = ours();
+      } else if (sid === carried && (state.resign || state.renew) && (state.resign || !storable())) {
         line = ours();
       }
     }
+    if (!line && (carried === undefined || carried === sid)) return;
     const lines = setCookieLines(res.getHeader('Set-Cookie') as string | string[] | undefined);
-    if (
-      !line &&
-      carried &&
-      carried !== sid &&
-      !storable &&
-      sessionState(req) !== 'unavailable' &&
-      !lines.some((l) => l.startsWith(`${config.cookieName}=`))
-    ) {
+    if (!line && !storable() && sessionState(req) !== 'unavailable' && !lines.some((l) => l.startsWith(`${config.cookieName}=`))) {
       // The cookie named a session that has ended (idle, deadline, deleted): the browser need not keep it.
       line = serializeSessionCookie(config.cookieName, '', config.cookie, { maxAge: 0, expires: new Date(0) });
     }
