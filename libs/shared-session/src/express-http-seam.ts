@@ -18,8 +18,8 @@ export class ExpressHttpSeam implements HttpSeam {
 
   install(consumer: MiddlewareConsumer, httpAdapter?: HttpServer): void {
     const middleware = this.middleware;
-    // Express's `app.response`, the prototype of the application's responses: hooked once, not each response.
-    middleware.hookResponses((httpAdapter?.getInstance?.() as { response?: object } | undefined)?.response);
+    // Express's `app.request` and `app.response`, the prototypes of the application's requests and responses.
+    middleware.hookApplication(httpAdapter?.getInstance?.());
     consumer
       .apply((req: Request, res: Response, next: NextFunction) => middleware.use(req, res, next))
       .forRoutes({ path: '{*path}', method: RequestMethod.ALL });

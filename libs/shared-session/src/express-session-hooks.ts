@@ -75,6 +75,8 @@ export class ExpressSessionHooks {
   private readonly states = new WeakMap<object, RequestState>();
   /** The application's response prototype, once hooked (install): its responses need no hooks of their own. */
   private hookedPrototype?: object;
+  /** The application's request prototype, once it holds `sessionStore` (install): its requests need none of their own. */
+  private storePrototype?: object;
 
   constructor(private readonly parts: HttpSeamParts) {
     const { config, store } = parts;
@@ -99,14 +101,20 @@ export class ExpressSessionHooks {
 
   /**
    * Hooks the application's response prototype (Express's `app.response`)
-   * once, when the middleware is installed: a property added to each
-   * response (as on-headers and a wrapped `end` do) costs V8 far more than
-   * a WeakMap lookup.
+   * and gives its request prototype (`app.request`) the store, once, when
+   * the middleware is installed: a property added to each request or
+   * response (as on-headers, a wrapped `end` and `req.sessionStore` are)
+   * costs V8 far more than a WeakMap lookup.
    */
-  hookResponses(prototype: object | undefined): void {
-    if (prototype === undefined || this.hookedPrototype !== undefined) return;
-    this.hook(prototype);
-    this.hookedPrototype = prototype;
+  hookApplication(app: { request?: object; response?: object } | undefined): void {
+    if (app?.response && this.hookedPrototype === undefined) {
+      this.hook(app.response);
+      this.hookedPrototype = app.response;
+    }
+    if (app?.request && this.storePrototype === undefined) {
+      (app.request as Request).sessionStore = this.parts.store as never;
+      this.storePrototype = app.request;
+    }
   }
 
   /**
@@ -167,7 +175,7 @@ export class ExpressSessionHooks {
       next();
       return;
     }
-    req.sessionStore = store as never;
+    if (!this.storePrototype || !Object.prototype.isPrototypeOf.call(this.storePrototype, req)) req.sessionStore = store as never;
     state.holdsEnd = true;
     if (!verified) {
       this.generate(req, state);
