@@ -1,4 +1,4 @@
-import { MiddlewareConsumer, RequestMethod } from '@nestjs/common';
+import { HttpServer, MiddlewareConsumer, RequestMethod } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
 import type { HttpSeam, HttpSeamParts } from './http-seam';
 import { setCookieLines } from './session-cookie-writer';
@@ -16,8 +16,10 @@ export class ExpressHttpSeam implements HttpSeam {
     this.middleware = new ExpressSessionHooks(parts);
   }
 
-  install(consumer: MiddlewareConsumer): void {
+  install(consumer: MiddlewareConsumer, httpAdapter?: HttpServer): void {
     const middleware = this.middleware;
+    // Express's `app.request` and `app.response`, the prototypes of the application's requests and responses.
+    middleware.hookApplication(httpAdapter?.getInstance?.());
     consumer
       .apply((req: Request, res: Response, next: NextFunction) => middleware.use(req, res, next))
       .forRoutes({ path: '{*path}', method: RequestMethod.ALL });

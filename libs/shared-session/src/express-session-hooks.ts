@@ -15,6 +15,7 @@ type ExpressSessionStore = Store & { generate(req: Request): void };
 
 /** What the hooks decided for a request, and what its session looked like when it was read or made. */
 interface RequestState {
+  req: Request;
   /** The session id the cookie carried, verified (express-session's `cookieId`). */
   cookieId?: string;
   /** The session id and data (JSON without `cookie`) as the request found them: another id or other data is a change. */
@@ -28,6 +29,11 @@ interface RequestState {
   resign: boolean;
   /** The store is about to extend the session: its cookie is renewed too (no deadline). */
   renew: boolean;
+  /** The request reached the store: the response's end waits for the save or the touch. */
+  holdsEnd: boolean;
+  /** The cookie was judged (the headers are being written); the response ended: each once. */
+  headed: boolean;
+  ended: boolean;
 }
 
 /**
@@ -65,6 +71,12 @@ function sessionJson(session: Session): string {
 export class ExpressSessionHooks {
   private readonly logger = new Logger('SharedSession');
   private readonly cookieOptions: Record<string, unknown>;
+  /** The state of each response the middleware saw, for the hooked `writeHead` and `end`. */
+  private readonly states = new WeakMap<object, RequestState>();
+  /** The application's response prototype, once hooked (install): its responses need no hooks of their own. */
+  private hookedPrototype?: object;
+  /** The application's request prototype, once it holds `sessionStore` (install): its requests need none of their own. */
+  private storePrototype?: object;
 
   constructor(private readonly parts: HttpSeamParts) {
     const { config, store } = parts;
@@ -87,6 +99,60 @@ export class ExpressSessionHooks {
     return newSessionId(absolute === null ? null : issuedAt + absolute * 1000, issuedAt);
   }
 
+  /**
+   * Hooks the application's response prototype (Express's `app.response`)
+   * and gives its request prototype (`app.request`) the store, once, when
+   * the middleware is installed: a property added to each request or
+   * response (as on-headers, a wrapped `end` and `req.sessionStore` are)
+   * costs V8 far more than a WeakMap lookup.
+   */
+  hookApplication(app: { request?: object; response?: object } | undefined): void {
+    if (app?.response && this.hookedPrototype === undefined) {
+      this.hook(app.response);
+      this.hookedPrototype = app.response;
+    }
+    if (app?.request && this.storePrototype === undefined) {
+      (app.request as Request).sessionStore = this.parts.store as never;
+      this.storePrototype = app.request;
+    }
+  }
+
+  /**
+   * `writeHead` and `end` of `target` (the response prototype, or a response
+   * it does not reach), each looking up the response's state: a response
+   * the middleware did not see goes through untouched. Our cookie is written
+   * when the headers are (as on-headers, which takes the headers given to
+   * `writeHead` first); the end waits for the save or the touch.
+   */
+  private hook(target: object): void {
+    const { states } = this;
+    const writeCookie = (res: Response, state: RequestState) => this.writeCookie(state.req, res, state);
+    const endSession = (res: Response, state: RequestState, finish: () => Response) => this.endSession(state, res, finish);
+    const { writeHead, end } = target as Response;
+    (target as Response).writeHead = function (this: Response, ...args: unknown[]) {
+      const state = states.get(this);
+      if (state === undefined || state.headed) return writeHead.apply(this, args as Parameters<Response['writeHead']>);
+      const listener = () => {
+        state.headed = true;
+        writeCookie(this, state);
+      };
+      // Headers given to writeHead itself: on-headers sets them first, then calls this writeHead again.
+      if (args[typeof args[1] === 'string' ? 2 : 1]) {
+        onHeaders(this, listener);
+        return this.writeHead(...(args as Parameters<Response['writeHead']>));
+      }
+      listener();
+      return writeHead.apply(this, args as Parameters<Response['writeHead']>);
+    } as Response['writeHead'];
+    (target as Response).end = function (this: Response, ...args: unknown[]) {
+      const state = states.get(this);
+      if (state === undefined || !state.holdsEnd) return end.apply(this, args as Parameters<Response['end']>);
+      if (state.ended) return this;
+      state.ended = true;
+      return endSession(this, state, () => end.apply(this, args as Parameters<Response['end']>));
+    } as Response['end'];
+  }
+
   use(req: Request, res: Response, next: NextFunction): void {
     if (req.session) {
       // Another session middleware (or this one, mounted twice) already ran: as express-session, leave it.
@@ -95,8 +161,9 @@ export class ExpressSessionHooks {
     }
     const { config, signer, store } = this.parts;
     const verified = requestSessionCookie(req, config.cookieName, signer, this.logger);
-    const state: RequestState = { cookieId: verified?.sid, resign: false, renew: false };
-    onHeaders(res, () => this.writeCookie(req, res, state));
+    const state: RequestState = { req, cookieId: verified?.sid, resign: false, renew: false, holdsEnd: false, headed: false, ended: false };
+    this.states.set(res, state);
+    if (!this.hookedPrototype || !Object.prototype.isPrototypeOf.call(this.hookedPrototype, res)) this.hook(res);
 
     if (!store.available) {
       markSessionRequest(req, false);
@@ -108,8 +175,8 @@ export class ExpressSessionHooks {
       next();
       return;
     }
-    req.sessionStore = store as never;
-    this.wrapEnd(req, res, state);
+    if (!this.storePrototype || !Object.prototype.isPrototypeOf.call(this.storePrototype, req)) req.sessionStore = store as never;
+    state.holdsEnd = true;
     if (!verified) {
       this.generate(req, state);
       markSessionRequest(req, true);
@@ -207,35 +274,29 @@ export class ExpressSessionHooks {
    * express-session does; with its rules (`resave: false`,
    * `saveUninitialized: false`).
    */
-  private wrapEnd(req: Request, res: Response, state: RequestState): void {
-    const end = res.end;
+  private endSession(state: RequestState, res: Response, finish: () => Response): Response {
+    const { req } = state;
     const store = this.parts.store;
-    let ended = false;
-    res.end = function (this: Response, ...args: unknown[]) {
-      if (ended) return this;
-      ended = true;
-      const session = req.session;
-      const sid = req.sessionID;
-      const finish = () => end.apply(res, args as Parameters<Response['end']>);
-      if (!session || typeof sid !== 'string') return finish();
-      const json = sessionJson(session);
-      const modified = state.originalId !== session.id || state.originalJson !== json;
-      state.modified = modified;
-      const saved = state.originalId === session.id && state.savedJson === json;
-      const shouldSave = state.savedJson === undefined && state.cookieId !== sid ? modified : !saved;
-      if (shouldSave) {
-        session.save((err) => {
-          if (err) hooksLogger.warn(`session ${sid.slice(0, 8)}… not saved: ${(err as Error).message}`);
-          finish();
-        });
-        return this;
-      }
-      if (store.touch && state.cookieId === sid) {
-        store.touch(sid, session as never, () => finish());
-        return this;
-      }
-      return finish();
-    } as Response['end'];
+    const session = req.session;
+    const sid = req.sessionID;
+    if (!session || typeof sid !== 'string') return finish();
+    const json = sessionJson(session);
+    const modified = state.originalId !== session.id || state.originalJson !== json;
+    state.modified = modified;
+    const saved = state.originalId === session.id && state.savedJson === json;
+    const shouldSave = state.savedJson === undefined && state.cookieId !== sid ? modified : !saved;
+    if (shouldSave) {
+      session.save((err) => {
+        if (err) hooksLogger.warn(`session ${sid.slice(0, 8)}… not saved: ${(err as Error).message}`);
+        finish();
+      });
+      return res;
+    }
+    if (store.touch && state.cookieId === sid) {
+      store.touch(sid, session as never, () => finish());
+      return res;
+    }
+    return finish();
   }
 
   /**
@@ -250,29 +311,27 @@ export class ExpressSessionHooks {
     const session = req.session;
     const sid = req.sessionID;
     const carried = carriedSessionId(req);
-    const storable = storableByProxy({ accelExpires: res.getHeader('X-Accel-Expires'), cacheControl: res.getHeader('Cache-Control') });
+    // Read only when a cookie may be written: most responses (the session read, unchanged, carried) need none.
+    const storable = () =>
+      storableByProxy({ accelExpires: res.getHeader('X-Accel-Expires'), cacheControl: res.getHeader('Cache-Control') });
     let line: string | undefined;
     if (session && typeof sid === 'string') {
-      const expires = cookieExpiry(sid, config.cookie.persistent);
-      const ours = () => serializeSessionCookie(config.cookieName, signer.sign(sid), config.cookie, { expires });
+      const ours = () =>
+        serializeSessionCookie(config.cookieName, signer.sign(sid), config.cookie, {
+          expires: cookieExpiry(sid, config.cookie.persistent),
+        });
       const modified = state.modified ?? this.modified(session, state);
       // express-session's rule (`rolling: false`): a new id that changed, or a persistent cookie whose session changed.
       const setByRule = modified && (state.cookieId !== sid || session.cookie?.expires != null);
       if (setByRule && !(session.cookie?.secure && !this.secure(req))) {
-        if (!(sid === carried && storable)) line = ours();
-      } else if (sid === carried && (state.resign || state.renew) && (!storable || state.resign)) {
+        if (!(sid === carried && storable())) line = ours();
+      } else if (sid === carried && (state.resign || state.renew) && (state.resign || !storable())) {
         line = ours();
       }
     }
+    if (!line && (carried === undefined || carried === sid)) return;
     const lines = setCookieLines(res.getHeader('Set-Cookie') as string | string[] | undefined);
-    if (
-      !line &&
-      carried &&
-      carried !== sid &&
-      !storable &&
-      sessionState(req) !== 'unavailable' &&
-      !lines.some((l) => l.startsWith(`${config.cookieName}=`))
-    ) {
+    if (!line && !storable() && sessionState(req) !== 'unavailable' && !lines.some((l) => l.startsWith(`${config.cookieName}=`))) {
       // The cookie named a session that has ended (idle, deadline, deleted): the browser need not keep it.
       line = serializeSessionCookie(config.cookieName, '', config.cookie, { maxAge: 0, expires: new Date(0) });
     }

@@ -8,7 +8,7 @@ import { SessionCookieSigner } from './session-cookie-signer';
 import { sessionIdExpired } from './session-id';
 import { cookieExpiry, defaultRefreshIntervalSeconds, IDLE_KEY, idleSecondsOf, keyTtlMs } from './session-lifetime';
 import { refusedByNotBefore, userIdOf } from './session-control.keys';
-import { isWellFormed, parseSessionJson, sessionJsonBoundsProblem } from './session-json';
+import { isWellFormed, jsonObject, sessionJsonBoundsProblem } from './session-json';
 import { SessionRepository } from './session-repository';
 import type { SharedSessionCookieOptions } from './shared-session.options';
 import { metricsClock, NO_METRICS, secondsSince, SessionMetrics, StoreOperation } from './shared-session.metrics';
@@ -329,7 +329,7 @@ export class FlaskRedisSessionStore extends EventEmitter {
   /** Section 15.1: beyond the bounds (too deep, too large) or not a JSON object, the session is malformed. */
   private parse(sid: string, json: string): Record<string, unknown> | null {
     const beyond = sessionJsonBoundsProblem(json);
-    const data = beyond === undefined ? parseSessionJson(json) : null;
+    const data = beyond === undefined ? jsonObject(json) : null;
     if (data) return data;
     this.logger.warn(`session ${sid.slice(0, 8)}…: data ${beyond ?? 'is not a JSON object'}; treated as no session`);
     return null;

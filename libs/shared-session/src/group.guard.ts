@@ -50,8 +50,8 @@ export class GroupGuard implements CanActivate {
     ]);
     if (required && required.length > 0) {
       const wanted = this.resolveGroups(required, req);
-      const held = new Set(this.getGroups(req));
-      if (!wanted.some((group) => held.has(group))) {
+      const held = this.getGroups(req);
+      if (!wanted.some((group) => held.includes(group))) {
         this.metrics.decision('refused', 'not_member');
         throw this.forbidden();
       }
@@ -73,11 +73,16 @@ export class GroupGuard implements CanActivate {
 
   /** The group ids `@Groups()` asks for on this request; a missing route parameter asks for none. */
   protected resolveGroups(required: GroupRequirement[], req: Request): string[] {
-    return required.flatMap((r) => {
-      if (typeof r === 'string') return [r];
+    const wanted: string[] = [];
+    for (const r of required) {
+      if (typeof r === 'string') {
+        wanted.push(r);
+        continue;
+      }
       const value = (req.params as Record<string, string | undefined>)?.[r.param];
-      return typeof value === 'string' && value.length > 0 ? [value] : [];
-    });
+      if (typeof value === 'string' && value.length > 0) wanted.push(value);
+    }
+    return wanted;
   }
 
   protected unauthorized(): HttpException {

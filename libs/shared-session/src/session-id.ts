@@ -22,12 +22,18 @@ export function newSessionId(deadline: number | null = null, issuedAt = Date.now
   return `${hex12(issuedAt)}_${hex12(deadline ?? 0)}_${randomBytes(16).toString('base64url')}`;
 }
 
+/** The last id read and its times: a request asks about its session's id several times (expiry, cookie, refresh). */
+let lastSid: string | undefined;
+let lastTimes: Readonly<SessionIdTimes> | null = null;
+
 /** The times a timed id carries, or null for an untimed one (a UUID made by a v1 writer, say). */
-export function sessionIdTimes(sid: string): SessionIdTimes | null {
+export function sessionIdTimes(sid: string): Readonly<SessionIdTimes> | null {
+  if (sid === lastSid) return lastTimes;
   const match = TIMED.exec(sid);
-  if (!match) return null;
-  const deadline = parseInt(match[2], 16);
-  return { issuedAt: parseInt(match[1], 16), deadline: deadline === 0 ? null : deadline };
+  const deadline = match ? parseInt(match[2], 16) : 0;
+  lastTimes = match ? Object.freeze({ issuedAt: parseInt(match[1], 16), deadline: deadline === 0 ? null : deadline }) : null;
+  lastSid = sid;
+  return lastTimes;
 }
 
 /** True when `sid` is timed and its deadline has come (section 11: the session has ended). */

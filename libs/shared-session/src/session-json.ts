@@ -42,7 +42,11 @@ export function sessionJsonBoundsProblem(json: string): string | undefined {
 
 /** The session's JSON as an object: null when it is beyond the bounds, not JSON, or not an object. */
 export function parseSessionJson(json: string): Record<string, unknown> | null {
-  if (sessionJsonBoundsProblem(json) !== undefined) return null;
+  return sessionJsonBoundsProblem(json) === undefined ? jsonObject(json) : null;
+}
+
+/** JSON already found within the bounds, as an object: null when it is not JSON, or not an object. */
+export function jsonObject(json: string): Record<string, unknown> | null {
   let value: unknown;
   try {
     value = JSON.parse(json);

@@ -45,44 +45,54 @@ export type SessionOf<R> = R extends { session?: infer S }
 
 type Request = SharedSessionRequest;
 
-/** Set by the HTTP seam (the Express middleware, the Fastify hooks) on every request it has seen. */
-const SEEN = Symbol('resty-shared-session:seen');
-/** Set when the session could not be read because Redis failed. */
-const UNAVAILABLE = Symbol('resty-shared-session:unavailable');
+/**
+ * What the library marks on a request, kept beside it rather than on it: a
+ * property added to Express's request (a large object whose shape changes
+ * per request) costs V8 far more than a WeakMap entry.
+ */
+interface Marks {
+  /** Set by the HTTP seam (the Express middleware, the Fastify hooks) on every request it has seen. */
+  seen?: true;
+  /** Set when the session could not be read because Redis failed. */
+  unavailable?: true;
+  /** The session id the request's cookie carried with a valid signature. */
+  carried?: string;
+  /** Set when the request sent session cookies of different values (cookie tossing, PROTOCOL.md section 10). */
+  conflict?: true;
+  /** The timeouts of the session that login() is about to create (the middleware's genid reads them). */
+  timeouts?: { absoluteTimeoutSeconds: number | null };
+}
 
-/** The session id the request's cookie carried with a valid signature. */
-const CARRIED = Symbol('resty-shared-session:carried');
+const MARKS = new WeakMap<object, Marks>();
+const NONE: Readonly<Marks> = Object.freeze({});
 
-/** Set when the request sent session cookies of different values (cookie tossing, PROTOCOL.md section 10). */
-const CONFLICT = Symbol('resty-shared-session:conflict');
+function marksOf(req: Request): Readonly<Marks> {
+  return MARKS.get(req) ?? NONE;
+}
 
-/** The timeouts of the session that login() is about to create (the middleware's genid reads them). */
-const TIMEOUTS = Symbol('resty-shared-session:timeouts');
-
-type Marked = Request & {
-  [SEEN]?: true;
-  [UNAVAILABLE]?: true;
-  [CARRIED]?: string;
-  [CONFLICT]?: true;
-  [TIMEOUTS]?: { absoluteTimeoutSeconds: number | null };
-};
+function mark(req: Request): Marks {
+  let marks = MARKS.get(req);
+  if (marks === undefined) MARKS.set(req, (marks = {}));
+  return marks;
+}
 
 /** login() sets them before it regenerates the session: the new id's deadline comes from them (PROTOCOL.md section 12). */
 export function setNewSessionTimeouts(req: Request, timeouts: { absoluteTimeoutSeconds: number | null }): void {
-  (req as Marked)[TIMEOUTS] = timeouts;
+  mark(req).timeouts = timeouts;
 }
 
 export function newSessionTimeouts(req: Request): { absoluteTimeoutSeconds: number | null } | undefined {
-  return (req as Marked)[TIMEOUTS];
+  return marksOf(req).timeouts;
 }
 
 export function markSessionRequest(req: Request, available: boolean): void {
-  (req as Marked)[SEEN] = true;
-  if (!available) (req as Marked)[UNAVAILABLE] = true;
+  const marks = mark(req);
+  marks.seen = true;
+  if (!available) marks.unavailable = true;
 }
 
 export function markCarriedSessionId(req: Request, sid: string): void {
-  (req as Marked)[CARRIED] = sid;
+  mark(req).carried = sid;
 }
 
 /**
@@ -91,11 +101,11 @@ export function markCarriedSessionId(req: Request, sid: string): void {
  * whatever state its keys are in).
  */
 export function carriedSessionId(req: Request): string | undefined {
-  return (req as Marked)[CARRIED];
+  return marksOf(req).carried;
 }
 
 export function markSessionCookieConflict(req: Request): void {
-  (req as Marked)[CONFLICT] = true;
+  mark(req).conflict = true;
 }
 
 /**
@@ -105,9 +115,9 @@ export function markSessionCookieConflict(req: Request): void {
  * its deadline: express-session then made a new one); else `no_session`.
  */
 export function noSessionReason(req: Request): 'no_session' | 'two_sessions' | 'session_ended' {
-  const marked = req as Marked;
-  if (marked[CONFLICT]) return 'two_sessions';
-  const carried = marked[CARRIED];
+  const marks = marksOf(req);
+  if (marks.conflict) return 'two_sessions';
+  const carried = marks.carried;
   return carried !== undefined && req.sessionID !== carried ? 'session_ended' : 'no_session';
 }
 
@@ -121,8 +131,8 @@ export function noSessionReason(req: Request): 'no_session' | 'two_sessions' | '
 export type SessionState = 'anonymous' | 'active' | 'unavailable';
 
 export function sessionState(req: Request): SessionState {
-  const marked = req as Marked;
-  if (marked[UNAVAILABLE]) return marked[CARRIED] === undefined ? 'anonymous' : 'unavailable';
+  const marks = marksOf(req);
+  if (marks.unavailable) return marks.carried === undefined ? 'anonymous' : 'unavailable';
   return loggedInUsername(req.session) === undefined ? 'anonymous' : 'active';
 }
 
@@ -142,9 +152,9 @@ export function serviceUnavailable(): ServiceUnavailableException {
  * mistake, not something a client can fix).
  */
 export function requireSession<R extends Request>(req: R): SessionOf<R> {
-  const marked = req as Marked;
-  if (marked[UNAVAILABLE]) throw serviceUnavailable();
-  if (!marked[SEEN] || !req.session) {
+  const marks = marksOf(req);
+  if (marks.unavailable) throw serviceUnavailable();
+  if (!marks.seen || !req.session) {
     throw new InternalServerErrorException(
       'No session on this request: import SharedSessionModule.forRoot() in the root module (its middleware sets req.session)',
     );

@@ -1,6 +1,6 @@
-import { Body, Controller, Get, HttpCode, INestApplication, Module, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, INestApplication, Module, Post, Req, Res } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { Cookie, Session } from 'express-session';
 import request from 'supertest';
 import { RedisServer } from '../../../stack/redis-server';
@@ -83,6 +83,23 @@ class ApiController {
     };
   }
 
+  /** The handler writes the response itself: headers given to writeHead, after a regenerate (a new cookie is due). */
+  @Post('write-head')
+  async writeHead(@Req() req: Request, @Res() res: Response) {
+    await done((cb) => req.session.regenerate(cb));
+    (req.session as NoteSession).note = 'written by hand';
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Set-Cookie': 'other=1; Path=/' });
+    res.end('ok');
+  }
+
+  /** A body written in parts: the headers leave with the first, the save waits for the end. */
+  @Post('stream')
+  stream(@Req() req: Request, @Res() res: Response) {
+    (req.session as NoteSession).note = 'streamed';
+    res.write('part, ');
+    res.end('end');
+  }
+
   @Post('destroy')
   async destroy(@Req() req: Request) {
     await done((cb) => req.session.destroy(cb));
@@ -148,6 +165,21 @@ describe('req.session on Express is express-session’s', () => {
     expect(renewed).toMatch(new RegExp(`^${NAME}=.+`));
     expect(renewed).not.toBe(cookie);
     expect((await http().get('/shape').set('Cookie', cookie).expect(200)).body.username).toBeNull();
+  });
+
+  it('a handler writing its own headers with writeHead keeps them, and gets our cookie beside them', async () => {
+    const res = await http().post('/write-head').set('Cookie', cookie).expect(200);
+    const lines = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
+    expect(lines).toContain('other=1; Path=/');
+    const renewed = sessionCookie(res)?.split(';')[0];
+    expect(renewed).toMatch(new RegExp(`^${NAME}=.+`));
+    expect(renewed).not.toBe(cookie);
+    expect((await http().get('/note').set('Cookie', renewed!).expect(200)).body).toEqual({ note: 'written by hand' });
+  });
+
+  it('a response written in parts is held at its end until the change is saved', async () => {
+    expect((await http().post('/stream').set('Cookie', cookie).expect(201)).text).toBe('part, end');
+    expect((await http().get('/note').set('Cookie', cookie).expect(200)).body).toEqual({ note: 'streamed' });
   });
 
   it('destroy() ends the session: the request has none, and the cookie names none after it', async () => {
