@@ -177,7 +177,8 @@ export class NginxServer {
   /** stop(), then removes the run folder. */
   async dispose(): Promise<void> {
     await this.stop();
-    rmSync(this.runDir, { recursive: true, force: true });
+    // NGINX_KEEP=1 keeps the run folder (its conf and error log), for looking into a failure by hand.
+    if (!process.env.NGINX_KEEP) rmSync(this.runDir, { recursive: true, force: true });
   }
 
   /** SIGKILL to the process group nginx leads (master and its workers). */

@@ -71,7 +71,8 @@ local refresh_maybe = refresh.maybe
 local start_subscriber = subscriber.start
 local session_hint = log.session_hint
 local group_hint = log.group_hint
-local var_reader = var.reader
+local request_reader = var.request_reader
+local current_request = var.request
 local reason_of = reasons.of
 local audit_refused = audit.refused
 local audit_allowed = audit.allowed
@@ -81,7 +82,7 @@ local REFUSED = metrics.REFUSED
 local WORKER_HIT = metrics.WORKER_HIT
 local DICT_HIT = metrics.DICT_HIT
 local MISS = metrics.MISS
-local read_cookie_header = var_reader("http_cookie")
+local read_cookie_header = request_reader("http_cookie")
 
 
 local _M = { _VERSION = "0.1.0" }
@@ -234,18 +235,20 @@ function _M.authorize(group_id, generation_var)
         if name == nil then
             group_id = opts.group
         elseif type(name) == "string" and name ~= "" then
-            group_id = var_reader(name)()
+            group_id = request_reader(name)(current_request())
         else
             return refuse(503, ERR, "group_var must be a variable's name")
         end
     end
-    local status, reason = decide(conf, group_id, generation_var)
+    local status, reason = decide(conf, current_request(), group_id,
+                                  generation_var)
     return status, reason
 end
 
 
--- authorize() once the group id is known (conf: the configuration).
-function decide(conf, group_id, generation_var)
+-- authorize() once the group id is known (conf: the configuration; r: the
+-- request, from var.request(), whose variables can be read).
+function decide(conf, r, group_id, generation_var)
     if (type(group_id) ~= "string" and type(group_id) ~= "number")
        or group_id == ""
     then
@@ -254,7 +257,7 @@ function decide(conf, group_id, generation_var)
 
     -- Every Cookie line, joined with "; ": read by PROTOCOL.md section 10,
     -- exactly as the application reads it (not $cookie_<name>).
-    local header = read_cookie_header()
+    local header = read_cookie_header(r)
 
     -- This worker's decisions first, by the Cookie header when it is the
     -- one the entry was last found under (decisions.known_header: nothing
@@ -444,15 +447,16 @@ local function prepare(name)
     end
     local group, generation_var, reason_var = c.group, c.generation_var,
                                               c.reason_var
-    local read_group = c.group_var and var_reader(c.group_var)
+    local read_group = c.group_var and request_reader(c.group_var)
     return function()
         local conf = config
         local status, reason
         if not conf then
             status, reason = refuse(503, ERR, "configure() was not called")
         else
-            status, reason = decide(conf, read_group and read_group() or group,
-                                    generation_var)
+            local r = current_request()
+            status, reason = decide(conf, r, read_group and read_group(r)
+                                    or group, generation_var)
         end
         if status ~= 200 then
             if reason_var then

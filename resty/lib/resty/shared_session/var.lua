@@ -10,6 +10,15 @@
 -- once per distinct name, and keeps the string in a local before returning.
 -- ngx.var is left as it is for every other piece of code.
 --
+-- That function lower-cases and hashes the name on every call (ngx_hash_strlow,
+-- about 300 instructions per request for "http_cookie" and "group_id",
+-- counted by callgrind). So a reader calls nginx's own lookup,
+-- ngx_http_get_variable, with the lower-case name and its hash computed once
+-- (nginx exports both functions for its dynamic modules), and checks, on its
+-- first read in each worker, that this gives what ngx_http_lua_ffi_var_get
+-- gives; if it does not (or nginx does not export them), it reads through
+-- ngx_http_lua_ffi_var_get from then on and says so once in the error log.
+--
 -- Where the FFI function is not there (plain Lua, the specs' stub of ngx),
 -- a reader reads ngx.var.
 
@@ -25,6 +34,7 @@ local _M = { _VERSION = "0.1.0" }
 
 local NGX_OK = 0
 local NGX_ERROR = -1
+local NGX_DECLINED = -5
 
 -- The C functions, the request getter and the shared out-parameters; nil
 -- when not running in nginx's http subsystem with lua-resty-core.
@@ -56,6 +66,37 @@ end
 
 local with_ffi = pcall(load_ffi) and var_get ~= nil
 _M.compiled = with_ffi
+
+
+-- nginx's variable lookup (ngx_http_variables.h): the value as nginx keeps
+-- it, its bit fields laid out by LuaJIT as the C compiler lays them out.
+-- nil when nginx does not export the two functions.
+local get_variable, hash_key_lc
+
+local function load_lookup()
+    local ffi = require "ffi"
+    if not pcall(ffi.typeof, "rss_variable_value_t") then
+        ffi.cdef[[
+            typedef struct {
+                unsigned len:28;
+                unsigned valid:1;
+                unsigned no_cacheable:1;
+                unsigned not_found:1;
+                unsigned escape:1;
+                unsigned char *data;
+            } rss_variable_value_t;
+            rss_variable_value_t *ngx_http_get_variable(ngx_http_request_t *r,
+                ngx_str_t *name, uintptr_t key);
+            uintptr_t ngx_hash_key_lc(unsigned char *data, size_t len);
+        ]]
+    end
+    get_variable = ffi.C.ngx_http_get_variable
+    hash_key_lc = ffi.C.ngx_hash_key_lc
+end
+
+if with_ffi and not pcall(load_lookup) then
+    get_variable = nil
+end
 
 
 -- The variable's value where nginx keeps it (an `unsigned char *`, valid
@@ -90,6 +131,93 @@ local function ffi_reader(name)
         -- cannot compile.
         local value = ffi_str(p, n)
         return value
+    end
+end
+
+
+local anchored = {}
+
+-- The current request, once lua-nginx-module has said that its variables
+-- can be read (not a timer's stand-in request): it checks that with no
+-- name and no capture, reading nothing (NGX_DECLINED), else NGX_ERROR and
+-- why, which this raises (as ngx.var does).
+local function request()
+    local r = get_request()
+    if not r then
+        error("no request found", 3)
+    end
+    local rc = var_get(r, nil, 0, nil, 0, nil, nil, errmsg)
+    if rc ~= NGX_DECLINED then
+        error(ffi_str(errmsg[0]), 3)
+    end
+    return r
+end
+
+
+-- A reader through ngx_http_get_variable: function(r), r from request();
+-- the name's lower-case copy and its hash made once. Its first read in this
+-- worker is checked against `checked` (a reader through
+-- ngx_http_lua_ffi_var_get); if the two differ, or the lookup raises, that
+-- reader is used from then on.
+local function lookup_reader(name, checked)
+    local len = #name
+    local str = ffi_new("ngx_str_t[1]")
+    local lowcase = ffi_new("unsigned char[?]", len + 1, name:lower())
+    -- str only points at the buffer: kept here, the GC does not free it.
+    anchored[#anchored + 1] = lowcase
+    str[0].data = lowcase
+    str[0].len = len
+    local hash = hash_key_lc(lowcase, len)
+    local read
+
+    local function direct(r)
+        local vv = get_variable(r, str, hash)
+        if vv == nil or vv.not_found == 1 then
+            return nil
+        end
+        local value = ffi_str(vv.data, vv.len)
+        return value
+    end
+
+    local function first(r)
+        local ok, value = pcall(direct, r)
+        local expected = checked()
+        if ok and value == expected then
+            read = direct
+        else
+            ngx.log(ngx.WARN, "shared_session: $", name, " read through",
+                    " ngx_http_lua_ffi_var_get (nginx's own lookup gave ",
+                    ok and "another value" or tostring(value), ")")
+            read = function()
+                return checked()
+            end
+        end
+        return expected
+    end
+
+    read = first
+    return function(r)
+        return read(r)
+    end
+end
+
+
+-- function(r): the variable's value in r (from request()).
+local function request_reader(name)
+    local checked = ffi_reader(name)
+    if not get_variable then
+        return function()
+            return checked()
+        end
+    end
+    return lookup_reader(name, checked)
+end
+
+
+local function fast_reader(name)
+    local read = request_reader(name)
+    return function()
+        return read(request())
     end
 end
 
@@ -158,7 +286,33 @@ end
 
 -- A function that returns the variable's value in the current request
 -- (a string, or nil when the variable is not found or has no value).
-_M.reader = per_name(with_ffi and ffi_reader or lua_reader)
+_M.reader = per_name(with_ffi and fast_reader or lua_reader)
+
+-- For the hot path, where one request() serves several reads:
+-- request() (raises where variables cannot be read, as ngx.var does), and
+-- readers of a request, function(r) (in plain Lua: request() gives true,
+-- and a reader reads ngx.var).
+_M.request = with_ffi and request or function()
+    return true
+end
+_M.request_reader = per_name(with_ffi and request_reader or function(name)
+    local read = lua_reader(name)
+    return function()
+        return read()
+    end
+end)
+
+-- For resty/t only: a reader through nginx's own lookup, its first read
+-- checked against `checked` (a function); nil where that lookup is not
+-- there.
+function _M.lookup_reader_checked_by(name, checked)
+    if get_variable then
+        local read = lookup_reader(name, checked)
+        return function()
+            return read(request())
+        end
+    end
+end
 
 
 -- A function that sets the variable to a string value in the current
