@@ -43,6 +43,10 @@ export const ACCESS: Record<string, string> = {
   b: 'access_by_lua_block { require("resty.shared_session").check("group") }',
 };
 
+/** (r): the two inputs read as the rock reads them (var.lua), nothing else: what any check that reads them pays. */
+const ACCESS_READS =
+  'access_by_lua_block { local var = require("resty.shared_session.var") local r = var.request() local group, cookie = var.request_reader("group_id")(r), var.request_reader("http_cookie")(r) }';
+
 /** (b) in access()'s table form, the template's before named checks (`--table-form`). */
 const ACCESS_TABLE_FORM = 'access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }';
 
@@ -248,8 +252,8 @@ export async function manyCookieCounts(
       result.b1 = await perRequest(redis.port, dc, ACCESS.b, cookies[0], counts);
       console.log(`instructions per request, (b), one cookie: ${result.b1}`);
     }
-    for (const id of ['a', 'v', 'b'].filter((s) => scenarios.includes(s))) {
-      result[id] = await perRequest(redis.port, dc, ACCESS[id], cookies, counts);
+    for (const id of ['a', 'r', 'v', 'b'].filter((s) => scenarios.includes(s))) {
+      result[id] = await perRequest(redis.port, dc, id === 'r' ? ACCESS_READS : ACCESS[id], cookies, counts);
       console.log(`instructions per request, (${id}), ${n} cookies: ${result[id]}`);
     }
     return result;
