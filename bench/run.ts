@@ -883,7 +883,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
   that made: the decisions that fell due since the last run, and how long it took), and a run pays the checks
   that fall due within it (the rounds print them too). Until this change every decision that fell due in the
   minutes between two runs was made again inside the next (b20k) run: 4,000–8,700 checks in a 5 s run, where
-  b20k/a20k fell to 0.75–0.82. The dict is \`lua_shared_dict shared_session 32m\` (about 0.5 KB a session:
+  b20k/a20k fell to 0.75–0.82. Both decision caches have \`worker_entries = 25000\`, at least the sessions active at
+  once as resty/README.md advises (the 20,000 and the run's own few: at the default 20,000 a cookie found in the
+  older generation is moved, over and over). The dict is \`lua_shared_dict shared_session 32m\` (about 0.5 KB a session:
   resty/README.md). (b0) is the old constant-group location: \`location = /b0\` with a constant cache key, so
   nginx runs no regex and builds no key from variables there (the template location's regex match alone is
   about 2.2k instructions per request by callgrind); b0/a compares two locations that differ in more than the check, and can exceed 1. (v) and (v20k) are (a) and (a20k) with an
