@@ -21,6 +21,7 @@ import { newSessionId, signature } from '../protocol/testkit/signer';
 import { HttpConnection, requestBytes } from '../stack/http-client';
 import { NginxConfContext, NginxServer } from '../stack/nginx-server';
 import { RedisServer } from '../stack/redis-server';
+import { REPO_ROOT } from '../stack/nginx-conf';
 
 const run = promisify(execFile);
 const SECRET = 'bench-secret';
@@ -48,8 +49,7 @@ export const ACCESS: Record<string, string> = {
 };
 
 /** (r): the two inputs read as the rock reads them (var.lua), nothing else: what any check that reads them pays. */
-const ACCESS_READS =
-  'access_by_lua_block { local var = require("resty.shared_session.var") local r = var.request() local group, cookie = var.request_reader("group_id")(r), var.request_reader("http_cookie")(r) }';
+const ACCESS_READS = 'access_by_lua_block { require("bench_inputs").read() }';
 
 /** (b) in access()'s table form, the template's before named checks (`--table-form`). */
 const ACCESS_TABLE_FORM = 'access_by_lua_block { require("resty.shared_session").access{ group_var = "group_id" } }';
@@ -70,6 +70,7 @@ http {
   lua_shared_dict shared_session 8m;
   ${metrics ? 'lua_shared_dict shared_session_metrics 1m;' : ''}
   init_by_lua_block {
+    package.path = "${join(REPO_ROOT, 'bench', 'lua')}/?.lua;" .. package.path
     require("resty.shared_session").configure{
       secret = os.getenv("SESSION_SECRET"),
       redis = { host = "127.0.0.1", port = ${redisPort} },

@@ -251,6 +251,7 @@ http {
   lua_shared_dict shared_session 32m;
   ${metrics ? 'lua_shared_dict shared_session_metrics 1m;' : ''}
   init_by_lua_block {
+    package.path = "${join(REPO_ROOT, 'bench', 'lua')}/?.lua;" .. package.path
     require("resty.shared_session").configure{
       secret = os.getenv("SESSION_SECRET"),
       redis = { host = "127.0.0.1", port = ${redisPort}, pool_size = 64 },
@@ -288,11 +289,7 @@ http {
       ${GROUP_CACHE}
     }
     ${GROUP_LOCATION('reads')} {
-      access_by_lua_block {
-        local var = require("resty.shared_session.var")
-        local r = var.request()
-        local group, cookie = var.request_reader("group_id")(r), var.request_reader("http_cookie")(r)
-      }
+      access_by_lua_block { require("bench_inputs").read() }
       ${GROUP_CACHE}
     }
     ${GROUP_LOCATION('inputs')} {
@@ -895,8 +892,9 @@ machine and on what else runs on it; the ratios from one run are what to compare
 - What bounds b/a, measured beside it: (n) is (a) with an empty \`access_by_lua_block { }\` (lua-nginx-module's
   handler: a coroutine, its context and its cleanup per request, which every \`access_by_lua\` check pays), and
   (r) and (r20k) are (a) and (a20k) with an \`access_by_lua_block\` that reads \`$group_id\` and \`$http_cookie\`
-  exactly as the rock does (\`var.request()\` and \`var.request_reader\`: nginx's own variable lookup, the
-  header interned as a Lua string) and does nothing else: r/a is the most any check that reads its two inputs
+  exactly as the rock does (\`bench/lua/bench_inputs.lua\`: \`var.request()\` and \`var.request_reader\`,
+  nginx's own variable lookup, the header interned as a Lua string), called as the rock's check is, and does
+  nothing else: r/a is the most any check that reads its two inputs
   in \`access_by_lua\` can reach here, and b/r what the rock's decision adds to that. (bm) is (b) with the rock's
   metrics on (\`metrics = { dict = ... }\`, issue #22), in an nginx of its own.
 - (f) is a minimal app built from the package README's example (\`bench/nest-app.ts\`: the built library,
